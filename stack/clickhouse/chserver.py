@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""ClickHouse's HTTP interface over the ClickHouse engine that PyPI's chdb-core embeds.
+
+Development and test machines of Cairn have no ClickHouse server package new enough (Debian's is
+from 2018) and no container engine, but PyPI ships the ClickHouse 26.x engine as a library. This
+server puts ClickHouse's HTTP protocol in front of it, so Cairn's services (the Rust `clickhouse`
+crate) talk to it exactly as they talk to a real ClickHouse server in production:
+
+* ``GET|HEAD /ping`` and ``GET /`` answer ``Ok.``
+* ``GET|POST /?query=SQL``; a POST body is appended to the query, as ClickHouse does.
+* ``INSERT ... FORMAT X`` with the data in the body (plain or chunked), streamed into the engine.
+* ``database=``, ``default_format=``, ``param_NAME=`` (server-side query parameters); every other
+  URL parameter is applied as a setting for that request.
+* Credentials through ``X-ClickHouse-User``/``X-ClickHouse-Key``, Basic auth or ``user``/``password``
+  parameters, checked when ``--password`` is given.
+* Errors as HTTP 500 (401 for authentication) with ``X-ClickHouse-Exception-Code`` and ClickHouse's
+  ``Code: N. DB::Exception: ...`` text.
+
+It is a test bed, not a product: one process owns one data directory, and a pool of engine
+sessions on that directory serves requests in parallel.
+"""
+
+import argparse
+import base64
+import json
+import os
+import queue
+import re
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+import chdb.session
+
+# URL parameters that are part of the protocol, not settings.
+PROTOCOL_PARAMS = {
+    "query", "database", "default_format", "user", "password", "quota_key", "query_id",
+    "session_id", "session_timeout", "session_check", "compress", "decompress",
+    "wait_end_of_query", "buffer_size", "enable_http_compression", "http_zlib_compression_level",
+    "send_progress_in_http_headers", "http_headers_progress_interval_ms", "role",
+    "default_database", "output_format_json_quote_64bit_integers",
+}
+
+INSERT_WITH_FORMAT = re.compile(
+    r"^\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+([A-Za-z0-9_]+)[ \t]*\r?\n?(.*)\Z",
+    re.IGNORECASE | re.DOTALL,
+)
+HAS_FORMAT = re.compile(r"\bFORMAT\s+[A-Za-z0-9_]+\s*;?\s*\Z", re.IGNORECASE)
+ERROR_CODE = re.compile(r"Code:\s*(\d+)")
+SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SessionPool:
+    """Engine sessions on one path; each request borrows one."""
+
+    def __init__(self, path, size):
+        self._free = queue.Queue()
+        self._sessions = []
+        for _ in range(size):
+            s = chdb.session.Session(path)
+            self._sessions.append(s)
+            self._free.put([s, None])  # session, its current database
+
+    def acquire(self):
+        return self._free.get()
+
+    def release(self, entry):
+        self._free.put(entry)
+
+    def close(self):
+        for s in self._sessions:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - closing on the way out
+                pass
+
+
+class ClickHouseError(Exception):
+    def __init__(self, code, message, status=500):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def quote_setting(value):
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def as_clickhouse_error(exc):
+    text = str(exc)
+    m = ERROR_CODE.search(text)
+    if m:
+        return ClickHouseError(int(m.group(1)), text[m.start():].strip())
+    return ClickHouseError(1001, "Code: 1001. DB::Exception: " + text.strip())
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "cairn-chserver"
+    pool = None
+    user = "default"
+    password = None
+
+    def log_message(self, fmt, *args):  # quiet by default; errors are logged explicitly
+        pass
+
+    # ---- request body -------------------------------------------------------------------------
+    def body_chunks(self):
+        """Yields the request body, decoding chunked transfer encoding."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            while True:
+                line = self.rfile.readline()
+                if not line:
+                    return
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    # trailers until an empty line
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                remaining = size
+                while remaining > 0:
+                    data = self.rfile.read(min(remaining, 1 << 20))
+                    if not data:
+                        return
+                    remaining -= len(data)
+                    yield data
+                self.rfile.readline()  # CRLF after each chunk
+        else:
+            remaining = int(self.headers.get("Content-Length") or 0)
+            while remaining > 0:
+                data = self.rfile.read(min(remaining, 1 << 20))
+                if not data:
+                    return
+                remaining -= len(data)
+                yield data
+
+    # ---- responses ----------------------------------------------------------------------------
+    def reply(self, status, body=b"", content_type="text/plain; charset=UTF-8", headers=None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def reply_error(self, err):
+        body = (str(err).rstrip() + "\n").encode()
+        self.reply(err.status, body, headers={"X-ClickHouse-Exception-Code": str(err.code)})
+
+    # ---- auth ---------------------------------------------------------------------------------
+    def check_auth(self, params):
+        if self.password is None:
+            return
+        user = self.headers.get("X-ClickHouse-User") or params.get("user")
+        key = self.headers.get("X-ClickHouse-Key") or params.get("password")
+        auth = self.headers.get("Authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                user, _, key = base64.b64decode(auth[6:]).decode().partition(":")
+            except Exception:  # noqa: BLE001 - malformed header means no credentials
+                pass
+        if (user or "default") != self.user or (key or "") != self.password:
+            raise ClickHouseError(
+                516,
+                f"Code: 516. DB::Exception: {user or 'default'}: Authentication failed: password is incorrect, "
+                "or there is no user with such name. (AUTHENTICATION_FAILED)",
+                status=401,
+            )
+
+    # ---- methods ------------------------------------------------------------------------------
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        self.handle_request(read_body=False)
+
+    def do_POST(self):
+        self.handle_request(read_body=True)
+
+    def handle_request(self, read_body):
+        url = urlsplit(self.path)
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        try:
+            if url.path in ("/ping", "/ping/"):
+                self.drain(read_body)
+                return self.reply(200, b"Ok.\n")
+            if url.path not in ("/", ""):
+                self.drain(read_body)
+                raise ClickHouseError(1002, f"Code: 1002. DB::Exception: no handler for {url.path}", status=404)
+            self.check_auth(params)
+            query = params.get("query", "")
+            if not query and not read_body:
+                return self.reply(200, b"Ok.\n")
+            self.execute(query, params, read_body)
+        except ClickHouseError as e:
+            self.reply_error(e)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as e:  # noqa: BLE001 - every engine error becomes a ClickHouse error
+            self.reply_error(as_clickhouse_error(e))
+
+    def drain(self, read_body):
+        if read_body:
+            for _ in self.body_chunks():
+                pass
+
+    def execute(self, query, params, read_body):
+        settings = {}
+        query_params = {}
+        for k, v in params.items():
+            if k.startswith("param_"):
+                query_params[k[len("param_"):]] = v
+            elif k not in PROTOCOL_PARAMS:
+                if not SETTING_NAME.match(k):
+                    raise ClickHouseError(115, f"Code: 115. DB::Exception: Unknown setting '{k}'. (UNKNOWN_SETTING)")
+                settings[k] = v
+        database = params.get("database") or self.headers.get("X-ClickHouse-Database")
+        fmt_default = params.get("default_format") or self.headers.get("X-ClickHouse-Format") or "TabSeparated"
+
+        body_iter = self.body_chunks() if read_body else iter(())
+        insert = INSERT_WITH_FORMAT.match(query) if query else None
+        if insert is None:
+            # The body continues the query (ClickHouse semantics). Read it all; then it may itself
+            # be an INSERT with its data inline.
+            body = b"".join(body_iter)
+            text = query + ("\n" if query and body else "") + body.decode("utf-8", errors="surrogateescape")
+            insert = INSERT_WITH_FORMAT.match(text)
+            if insert is not None:
+                head, fmt, rest = insert.group(1), insert.group(2), insert.group(3)
+                data = [rest.encode("utf-8", errors="surrogateescape")] if rest else []
+                return self.run_insert(database, settings, head, fmt, iter(data))
+            return self.run_query(database, settings, query_params, text, fmt_default)
+        head, fmt, rest = insert.group(1), insert.group(2), insert.group(3)
+        first = [rest.encode("utf-8", errors="surrogateescape")] if rest else []
+
+        def chained():
+            yield from first
+            yield from body_iter
+
+        return self.run_insert(database, settings, head, fmt, chained())
+
+    def with_session(self, database, fn):
+        entry = self.pool.acquire()
+        try:
+            session = entry[0]
+            wanted = database or "default"
+            if entry[1] != wanted:
+                session.query(f"USE `{wanted.replace('`', '')}`")
+                entry[1] = wanted
+            return fn(session)
+        except Exception:
+            # A failed USE leaves the session's database unknown.
+            entry[1] = None
+            raise
+        finally:
+            self.pool.release(entry)
+
+    def run_insert(self, database, settings, head, fmt, chunks):
+        if settings:
+            head += " SETTINGS " + ", ".join(f"{k} = {quote_setting(v)}" for k, v in settings.items())
+        started = time.monotonic()
+
+        def go(session):
+            inserter = session.send_insert(head, fmt)
+            try:
+                for chunk in chunks:
+                    if chunk:
+                        inserter.append(chunk)
+            except Exception:
+                try:
+                    inserter.cancel()
+                except Exception:  # noqa: BLE001
+                    pass
+                raise
+            return inserter.finish()
+
+        res = self.with_session(database, go)
+        summary = {
+            "read_rows": "0", "read_bytes": "0",
+            "written_rows": str(getattr(res, "rows_written", 0)),
+            "written_bytes": str(getattr(res, "bytes_written", 0)),
+            "elapsed_ns": str(int((time.monotonic() - started) * 1e9)),
+        }
+        self.reply(200, b"", headers={"X-ClickHouse-Summary": json.dumps(summary)})
+
+    def run_query(self, database, settings, query_params, sql, fmt_default):
+        sql = sql.strip()
+        if sql.endswith(";"):
+            sql = sql[:-1]
+        fmt = fmt_default
+        m = HAS_FORMAT.search(sql)
+        if m:
+            fmt = m.group(0).split()[1].rstrip(";")
+
+        def go(session):
+            applied = []
+            try:
+                for k, v in settings.items():
+                    session.query(f"SET {k} = {quote_setting(v)}")
+                    applied.append(k)
+                return session.query(sql, fmt, params=query_params or None)
+            finally:
+                for k in applied:
+                    try:
+                        session.query(f"SET {k} = DEFAULT")
+                    except Exception:  # noqa: BLE001 - best effort
+                        pass
+
+        res = self.with_session(database, go)
+        if getattr(res, "has_error", lambda: False)():
+            raise as_clickhouse_error(res.error_message())
+        body = res.bytes() if res is not None else b""
+        summary = {
+            "read_rows": str(getattr(res, "rows_read", lambda: 0)()),
+            "read_bytes": str(getattr(res, "bytes_read", lambda: 0)()),
+            "written_rows": "0", "written_bytes": "0",
+        }
+        ctype = "application/json; charset=UTF-8" if fmt.upper().startswith("JSON") else "text/plain; charset=UTF-8"
+        if "RowBinary" in fmt or fmt in ("Native", "Parquet", "Arrow"):
+            ctype = "application/octet-stream"
+        self.reply(200, body, content_type=ctype,
+                   headers={"X-ClickHouse-Format": fmt, "X-ClickHouse-Summary": json.dumps(summary)})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="data directory of the engine")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=18123)
+    ap.add_argument("--sessions", type=int, default=int(os.environ.get("CHSERVER_SESSIONS", "4")))
+    ap.add_argument("--user", default=os.environ.get("CHSERVER_USER", "default"))
+    ap.add_argument("--password", default=os.environ.get("CHSERVER_PASSWORD"))
+    args = ap.parse_args()
+
+    os.makedirs(args.data, exist_ok=True)
+    pool = SessionPool(args.data, args.sessions)
+    Handler.pool = pool
+    Handler.user = args.user
+    Handler.password = args.password or None
+
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+
+    def stop(*_):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"chserver listening on http://{args.host}:{args.port} data={args.data}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        pool.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+# Shared helpers for Cairn's local stack scripts. Source it; do not run it.
+#
+# Everything the stack runs keeps its state under $CAIRN_STACK_DIR (default: <repo>/.stack, which
+# git ignores): data directories, logs, pid files, downloaded jars, the Python environment.
+# Every script is idempotent, waits for readiness, and stops only the processes it started, by
+# their pid files.
+
+set -euo pipefail
+
+CAIRN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CAIRN_STACK_DIR="${CAIRN_STACK_DIR:-$CAIRN_ROOT/.stack}"
+mkdir -p "$CAIRN_STACK_DIR"
+CAIRN_STACK_DIR="$(cd "$CAIRN_STACK_DIR" && pwd)"
+
+# Ports (all on 127.0.0.1, none of them a service's default).
+: "${CAIRN_PG_PORT:=55432}"
+: "${CAIRN_KAFKA_PORT:=19092}"
+: "${CAIRN_KAFKA_CONTROLLER_PORT:=19093}"
+: "${CAIRN_CLICKHOUSE_PORT:=18123}"
+: "${CAIRN_CAPTURE_PORT:=18000}"
+: "${CAIRN_CONSUMER_PORT:=18001}"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+# apt_install PKG...: installs Debian packages that are missing (as root, or with sudo).
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# pid_alive PIDFILE: true if the pid file names a running process.
+pid_alive() {
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+# port_open PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_for NAME SECONDS CMD...: retries CMD until it succeeds or SECONDS pass.
+wait_for() {
+  local name="$1" secs="$2"; shift 2
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "$name did not become ready within ${secs}s"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# stop_pid NAME PIDFILE [SIGNAL]: stops the process of a pid file (TERM, then KILL after 30 s).
+stop_pid() {
+  local name="$1" pidfile="$2" sig="${3:-TERM}"
+  if ! pid_alive "$pidfile"; then
+    rm -f "$pidfile"
+    return 0
+  fi
+  local pid; pid="$(cat "$pidfile")"
+  log "stopping $name (pid $pid, SIG$sig)"
+  kill "-$sig" "$pid" 2>/dev/null || true
+  local deadline=$(( $(date +%s) + 30 ))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "$name did not stop in 30s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+    fi
+    sleep 0.1
+  done
+  rm -f "$pidfile"
+}

@@ -1,0 +1,63 @@
+//! Capture's configuration (environment variables; see docs/OPERATIONS.md for the full list).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cairn_common::config::{env_bool, env_millis, env_parse, env_string, ConfigError, KafkaConfig};
+
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// `CAIRN_CAPTURE_ADDR`: where to listen (default `127.0.0.1:18000`).
+    pub addr: SocketAddr,
+    /// `CAIRN_CAPTURE_MAX_EVENT_BYTES`: largest accepted event (default 1 MB).
+    pub max_event_bytes: usize,
+    /// `CAIRN_CAPTURE_MAX_BATCH_BYTES`: largest accepted request body, after decompression
+    /// (default 20 MB).
+    pub max_batch_bytes: usize,
+    /// `CAIRN_CAPTURE_MAX_FUTURE_SECS`: how far in the future an event's timestamp may lie
+    /// (default 23 hours).
+    pub max_future: time::Duration,
+    /// `CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND`: events per second per API key; 0 turns the limit off.
+    pub rate_limit_per_second: u32,
+    /// `CAIRN_CAPTURE_RATE_LIMIT_BURST`: events a key may send at once above its rate.
+    pub rate_limit_burst: u32,
+    /// `CAIRN_CAPTURE_API_KEYS`: `key=project_id` pairs, comma-separated, until the auth service
+    /// resolves keys.
+    pub api_keys: String,
+    /// `CAIRN_CAPTURE_ACK_TIMEOUT_MS`: how long to wait for Kafka's acknowledgement before
+    /// answering 503 (default 10 s).
+    pub ack_timeout: Duration,
+    /// `CAIRN_CAPTURE_LINGER_MS`: how long the producer waits to fill a batch (default 2 ms).
+    pub linger: Duration,
+    /// `CAIRN_KAFKA_CREATE_TOPICS`: create the events topic at start when it is missing
+    /// (default true; the operator manages topics itself and turns this off).
+    pub create_topics: bool,
+    /// `CAIRN_KAFKA_TOPIC_PARTITIONS`: partitions of a topic created at start.
+    pub topic_partitions: i32,
+    pub kafka: KafkaConfig,
+}
+
+impl CaptureConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let addr_text = env_string("CAIRN_CAPTURE_ADDR", "127.0.0.1:18000");
+        let addr = addr_text.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+            name: "CAIRN_CAPTURE_ADDR".into(),
+            value: addr_text.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            addr,
+            max_event_bytes: env_parse("CAIRN_CAPTURE_MAX_EVENT_BYTES", 1024 * 1024)?,
+            max_batch_bytes: env_parse("CAIRN_CAPTURE_MAX_BATCH_BYTES", 20 * 1024 * 1024)?,
+            max_future: time::Duration::seconds(env_parse("CAIRN_CAPTURE_MAX_FUTURE_SECS", 23 * 3600i64)?),
+            rate_limit_per_second: env_parse("CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND", 100_000u32)?,
+            rate_limit_burst: env_parse("CAIRN_CAPTURE_RATE_LIMIT_BURST", 200_000u32)?,
+            api_keys: env_string("CAIRN_CAPTURE_API_KEYS", ""),
+            ack_timeout: env_millis("CAIRN_CAPTURE_ACK_TIMEOUT_MS", 10_000)?,
+            linger: env_millis("CAIRN_CAPTURE_LINGER_MS", 2)?,
+            create_topics: env_bool("CAIRN_KAFKA_CREATE_TOPICS", true)?,
+            topic_partitions: env_parse("CAIRN_KAFKA_TOPIC_PARTITIONS", 4i32)?,
+            kafka: KafkaConfig::from_env()?,
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! ClickHouse: the client every service builds the same way, the events table's row type, and
+//! the schema migration runner (also used by the operator).
+
+mod events;
+mod migrations;
+
+pub use events::{EventRow, EVENTS_TABLE};
+pub use migrations::{
+    apply_event_ttl, migrate, migrate_with, split_statements, Migration, MigrationError, SchemaStatus, MIGRATIONS,
+};
+
+use crate::config::ClickHouseConfig;
+
+/// A client for the configured server and database.
+pub fn client(cfg: &ClickHouseConfig) -> clickhouse::Client {
+    server_client(cfg).with_database(&cfg.database)
+}
+
+/// A client for the configured server, without a current database (for `CREATE DATABASE`).
+pub fn server_client(cfg: &ClickHouseConfig) -> clickhouse::Client {
+    let mut c = clickhouse::Client::default()
+        .with_url(&cfg.url)
+        .with_user(&cfg.user)
+        .with_compression(if cfg.lz4 {
+            clickhouse::Compression::Lz4
+        } else {
+            clickhouse::Compression::None
+        });
+    if let Some(p) = &cfg.password {
+        c = c.with_password(p);
+    }
+    c
+}
+
+/// `SELECT 1` against the server: the readiness probe of every service that needs ClickHouse.
+pub async fn ping(client: &clickhouse::Client) -> Result<(), clickhouse::error::Error> {
+    client.query("SELECT 1").fetch_one::<u8>().await.map(|_| ())
+}

@@ -1,0 +1,18 @@
+//! `cairn-common`: the pieces every Cairn workload shares, written once.
+//!
+//! - [`event`]: the event model (what capture writes to Kafka and the consumer reads back) and its
+//!   validation.
+//! - [`config`]: configuration from environment variables, with defaults that work against the
+//!   local stack (`make up`).
+//! - [`telemetry`]: JSON logs through `tracing`, the Prometheus registry, and the `/metrics`,
+//!   `/healthz` and `/readyz` endpoints.
+//! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token.
+//! - [`kafka`]: librdkafka client configuration shared by producers and consumers.
+//! - [`clickhouse`]: the ClickHouse client, the events table's row type and the migration runner.
+
+pub mod clickhouse;
+pub mod config;
+pub mod event;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
