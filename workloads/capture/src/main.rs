@@ -1,1 +1,17 @@
-fn main() {}
+//! The cairn-capture binary: configuration from the environment, then [`cairn_capture::run`].
+
+use cairn_capture::config::CaptureConfig;
+use cairn_common::telemetry::init_tracing;
+
+#[tokio::main]
+async fn main() {
+    init_tracing("cairn-capture");
+    let result = match CaptureConfig::from_env() {
+        Ok(cfg) => cairn_capture::run(cfg).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "capture failed");
+        std::process::exit(1);
+    }
+}

@@ -80,8 +80,10 @@ pub fn decode(
     let mut raw: Vec<u8>;
     let mut data: &[u8] = body;
 
-    // Older PostHog SDKs post a form whose `data` field holds base64 JSON.
-    if form || data.starts_with(b"data=") {
+    // Older PostHog SDKs post a form whose `data` field holds base64 JSON. Tools such as curl
+    // label plain JSON as a form too, so a body that starts like JSON or gzip is never a form.
+    let looks_like_json_or_gzip = matches!(trim_ascii(data).first(), Some(b'{' | b'[' | 0x1f));
+    if (form && !looks_like_json_or_gzip) || data.starts_with(b"data=") {
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(data)
             .map_err(|e| PayloadError::BadEncoding { encoding: "form data", detail: e.to_string() })?;
         let mut field_data = None;
@@ -261,6 +263,9 @@ mod tests {
         let form = serde_urlencoded::to_string([("data", b64.as_str())]).unwrap();
         let p = decode(&Bytes::from(form), None, None, true, LIMITS).unwrap();
         assert_eq!(p.events[0]["distinct_id"], "u");
+        // JSON labelled as a form (curl -d) is JSON.
+        let p = decode(&Bytes::from(r#"{"event":"a"}"#), None, None, true, LIMITS).unwrap();
+        assert_eq!(p.events[0]["event"], "a");
         assert_eq!(decode(&Bytes::from("x"), None, Some("lz64"), false, LIMITS).unwrap_err(), PayloadError::UnsupportedCompression("lz64".into()));
     }
 

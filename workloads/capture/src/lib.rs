@@ -1,0 +1,103 @@
+//! cairn-capture: validates events and writes them to Kafka; answers 200 only once Kafka has
+//! acknowledged them. Layout after PostHog's capture service: [`router`] (HTTP), [`payload`]
+//! (body decoding), [`keys`] (API keys → projects), [`limiter`] (per-key rate limits), [`sink`]
+//! (Kafka), [`metrics`], [`error`] (what each failure answers).
+
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod limiter;
+pub mod metrics;
+pub mod payload;
+pub mod router;
+pub mod sink;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_common::kafka::{ensure_topics, TopicSpec};
+use cairn_common::telemetry::{admin_router, Health};
+use prometheus_client::registry::Registry;
+use tower_http::cors::CorsLayer;
+
+use crate::config::CaptureConfig;
+use crate::keys::StaticKeys;
+use crate::limiter::KeyRateLimiter;
+use crate::metrics::CaptureMetrics;
+use crate::payload::Limits;
+use crate::router::{AppState, LIMITER_SWEEP};
+use crate::sink::KafkaSink;
+
+/// Runs capture until SIGTERM or SIGINT.
+pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = cairn_common::shutdown::on_signal();
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(CaptureMetrics::register(&mut registry));
+    let health = Health::new();
+
+    let keys = StaticKeys::parse(&cfg.api_keys)?;
+    if keys.is_empty() {
+        tracing::warn!("CAIRN_CAPTURE_API_KEYS is empty: every request will be refused with 401");
+    } else {
+        tracing::info!(keys = keys.len(), "loaded API keys from configuration");
+    }
+
+    if cfg.create_topics {
+        let topic = TopicSpec {
+            name: cfg.kafka.topic.clone(),
+            partitions: cfg.topic_partitions,
+            replication: 1,
+            retention_ms: None,
+        };
+        // Kafka may still be starting: keep trying in the background rather than failing.
+        let kafka = cfg.kafka.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match ensure_topics(&kafka, std::slice::from_ref(&topic)).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(error = %e, "cannot ensure the events topic yet"),
+                }
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    let sink = Arc::new(KafkaSink::new(&cfg.kafka, cfg.ack_timeout, cfg.linger, health.clone(), metrics.clone())?);
+    sink.spawn_health_probe(shutdown.clone());
+
+    let state = Arc::new(AppState {
+        keys: Arc::new(keys),
+        sink: sink.clone(),
+        limiter: KeyRateLimiter::new(cfg.rate_limit_per_second, cfg.rate_limit_burst),
+        limits: Limits { max_event_bytes: cfg.max_event_bytes, max_batch_bytes: cfg.max_batch_bytes },
+        max_future: cfg.max_future,
+        metrics,
+    });
+    {
+        let state = state.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(LIMITER_SWEEP) => {} }
+                state.limiter.forget_idle();
+            }
+        });
+    }
+
+    let app = router::router(state)
+        .merge(admin_router(Arc::new(registry), health))
+        .layer(CorsLayer::very_permissive().max_age(Duration::from_secs(86400)));
+    let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+    tracing::info!(addr = %cfg.addr, topic = %cfg.kafka.topic, brokers = %cfg.kafka.brokers, "capture listening");
+    let stop = shutdown.clone();
+    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    // Requests in flight have been answered; anything still queued is flushed before exit.
+    let s = sink.clone();
+    tokio::task::spawn_blocking(move || s.flush(Duration::from_secs(10))).await?;
+    tracing::info!("capture stopped");
+    Ok(())
+}
