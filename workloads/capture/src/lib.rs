@@ -15,7 +15,7 @@ pub mod sink;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_common::kafka::{ensure_topics, TopicSpec};
+use cairn_common::kafka::{ensure_topics_in_background, TopicSpec};
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
 use tower_http::cors::CorsLayer;
@@ -50,20 +50,7 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
             replication: 1,
             retention_ms: None,
         };
-        // Kafka may still be starting: keep trying in the background rather than failing.
-        let kafka = cfg.kafka.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut wait = Duration::from_millis(200);
-            loop {
-                match ensure_topics(&kafka, std::slice::from_ref(&topic)).await {
-                    Ok(()) => return,
-                    Err(e) => tracing::warn!(error = %e, "cannot ensure the events topic yet"),
-                }
-                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        });
+        ensure_topics_in_background(cfg.kafka.clone(), vec![topic], shutdown.clone());
     }
 
     let sink = Arc::new(KafkaSink::new(&cfg.kafka, cfg.ack_timeout, cfg.linger, health.clone(), metrics.clone())?);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use cairn_common::config::KafkaConfig;
 use cairn_common::event::CapturedEvent;
 use cairn_common::kafka::{client_config, is_connectivity_error, probe_topic};
-use cairn_common::telemetry::Health;
+use cairn_common::telemetry::{spawn_probe, Health};
 use futures::future::join_all;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -95,34 +95,12 @@ impl KafkaSink {
         })
     }
 
-    /// Probes the cluster until `stop`: every 5 s while healthy, every 500 ms while not, so that
-    /// capture notices a broker coming back within a second.
+    /// Probes the cluster until `stop` (see [`spawn_probe`]).
     pub fn spawn_health_probe(self: &Arc<Self>, stop: CancellationToken) {
         let sink = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                let s = Arc::clone(&sink);
-                let result = tokio::task::spawn_blocking(move || {
-                    probe_topic(s.producer.client(), &s.topic, Duration::from_secs(2))
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                let healthy = match result {
-                    Ok(partitions) => {
-                        sink.health.set(KAFKA_CHECK, true, format!("topic {} has {partitions} partitions", sink.topic));
-                        true
-                    }
-                    Err(reason) => {
-                        sink.health.set(KAFKA_CHECK, false, reason);
-                        false
-                    }
-                };
-                let pause = if healthy { Duration::from_secs(5) } else { Duration::from_millis(500) };
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-            }
+        spawn_probe(self.health.clone(), KAFKA_CHECK, stop, move || {
+            probe_topic(sink.producer.client(), &sink.topic, Duration::from_secs(2))
+                .map(|n| format!("topic {} has {n} partitions", sink.topic))
         });
     }
 

@@ -90,6 +90,25 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<()
     Ok(())
 }
 
+/// Creates missing topics in the background, retrying with backoff until it succeeds or `stop`
+/// (Kafka may still be starting when a service starts).
+pub fn ensure_topics_in_background(cfg: KafkaConfig, topics: Vec<TopicSpec>, stop: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match ensure_topics(&cfg, &topics).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "cannot ensure Kafka topics yet"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    });
+}
+
 /// Asks the cluster for a topic's metadata: `Ok(partitions)` when a broker answered and the
 /// topic exists with every partition led, `Err(reason)` otherwise. Blocking; call it from
 /// `spawn_blocking`.

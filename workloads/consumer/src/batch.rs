@@ -1,0 +1,148 @@
+//! A batch of records read from Kafka: the rows to insert, the records to dead-letter, and the
+//! offsets to commit once both are durable.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use cairn_common::clickhouse::EventRow;
+use cairn_common::event::CapturedEvent;
+use sha2::{Digest, Sha256};
+
+/// A record that cannot become a row, with why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub reason: String,
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub rows: Vec<EventRow>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// (topic, partition) → (first offset, last offset) seen in this batch.
+    ranges: BTreeMap<(String, i32), (i64, i64)>,
+    started: Option<Instant>,
+    /// The earliest capture time among the rows, for freshness.
+    pub oldest_received: Option<time::OffsetDateTime>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one record: a row when its payload decodes, a dead letter otherwise.
+    pub fn push(&mut self, origin: Origin<'_>, key: Option<&[u8]>, payload: Option<&[u8]>) {
+        self.started.get_or_insert_with(Instant::now);
+        let range = self
+            .ranges
+            .entry((origin.topic.to_string(), origin.partition))
+            .or_insert((origin.offset, origin.offset));
+        range.0 = range.0.min(origin.offset);
+        range.1 = range.1.max(origin.offset);
+        match decode(payload) {
+            Ok(event) => {
+                self.oldest_received = Some(match self.oldest_received {
+                    Some(t) if t <= event.received_at => t,
+                    _ => event.received_at,
+                });
+                self.rows.push(EventRow::from(event));
+            }
+            Err(reason) => self.dead_letters.push(DeadLetter {
+                topic: origin.topic.to_string(),
+                partition: origin.partition,
+                offset: origin.offset,
+                key: key.map(<[u8]>::to_vec),
+                payload: payload.map(<[u8]>::to_vec),
+                reason,
+            }),
+        }
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.dead_letters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// When the first record arrived.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    /// The offsets to commit: for each partition, one past the last record.
+    pub fn commit_offsets(&self) -> Vec<(String, i32, i64)> {
+        self.ranges.iter().map(|((t, p), (_, last))| (t.clone(), *p, last + 1)).collect()
+    }
+
+    /// A token naming exactly this batch's records, sent as ClickHouse's
+    /// `insert_deduplication_token`: a retry of the same insert is then dropped by ClickHouse.
+    pub fn dedup_token(&self) -> String {
+        let mut h = Sha256::new();
+        for ((t, p), (first, last)) in &self.ranges {
+            h.update(format!("{t}/{p}/{first}-{last};").as_bytes());
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+}
+
+fn decode(payload: Option<&[u8]>) -> Result<CapturedEvent, String> {
+    let payload = payload.ok_or_else(|| "the record has no value".to_string())?;
+    let event: CapturedEvent =
+        serde_json::from_slice(payload).map_err(|e| format!("the value is not a Cairn event: {e}"))?;
+    if event.event.is_empty() || event.distinct_id.is_empty() {
+        return Err("the event has an empty name or distinct_id".into());
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_json(uuid: &str) -> Vec<u8> {
+        format!(
+            r#"{{"uuid":"{uuid}","project_id":1,"event":"e","distinct_id":"d","properties":{{}},"timestamp":"2026-01-01T00:00:00.5Z","received_at":"2026-01-01T00:00:01Z"}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn rows_dead_letters_offsets_and_token() {
+        let mut b = Batch::new();
+        assert!(b.is_empty());
+        b.push(Origin { topic: "t", partition: 0, offset: 5 }, Some(b"k"), Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")));
+        b.push(Origin { topic: "t", partition: 0, offset: 6 }, None, Some(b"not json"));
+        b.push(Origin { topic: "t", partition: 2, offset: 9 }, None, None);
+        assert_eq!(b.rows.len(), 1);
+        assert_eq!(b.dead_letters.len(), 2);
+        assert!(b.dead_letters[0].reason.contains("not a Cairn event"));
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.commit_offsets(), vec![("t".to_string(), 0, 7), ("t".to_string(), 2, 10)]);
+        assert_eq!(b.rows[0].timestamp.millisecond(), 500);
+
+        let mut same = Batch::new();
+        same.push(Origin { topic: "t", partition: 2, offset: 9 }, None, None);
+        same.push(Origin { topic: "t", partition: 0, offset: 6 }, None, None);
+        same.push(Origin { topic: "t", partition: 0, offset: 5 }, None, None);
+        assert_eq!(same.dedup_token(), b.dedup_token(), "the token depends on the records, not their order");
+        let mut other = Batch::new();
+        other.push(Origin { topic: "t", partition: 0, offset: 5 }, None, None);
+        assert_ne!(other.dedup_token(), b.dedup_token());
+    }
+}

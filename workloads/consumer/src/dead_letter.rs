@@ -1,0 +1,55 @@
+//! The dead-letter topic: records that cannot become rows are written there, with the reason
+//! and their origin in headers, before their offsets are committed, so nothing is dropped silently.
+
+use std::time::Duration;
+
+use cairn_common::config::KafkaConfig;
+use cairn_common::kafka::client_config;
+use futures::future::join_all;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::batch::DeadLetter;
+
+pub struct DeadLetterProducer {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DeadLetterProducer {
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
+        let producer = client_config(cfg)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+        Ok(Self { producer, topic: cfg.dead_letter_topic.clone() })
+    }
+
+    /// Writes every dead letter and waits for Kafka's acknowledgement of all of them.
+    pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), KafkaError> {
+        let mut deliveries = Vec::with_capacity(letters.len());
+        for l in letters {
+            let partition = l.partition.to_string();
+            let offset = l.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "cairn-dlq-reason", value: Some(l.reason.as_bytes()) })
+                .insert(Header { key: "cairn-dlq-topic", value: Some(l.topic.as_bytes()) })
+                .insert(Header { key: "cairn-dlq-partition", value: Some(partition.as_bytes()) })
+                .insert(Header { key: "cairn-dlq-offset", value: Some(offset.as_bytes()) });
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
+            if let Some(k) = &l.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(p) = &l.payload {
+                record = record.payload(p.as_slice());
+            }
+            deliveries.push(self.producer.send(record, Duration::from_secs(30)));
+        }
+        for r in join_all(deliveries).await {
+            r.map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    }
+}

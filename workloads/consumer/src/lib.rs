@@ -1,0 +1,139 @@
+//! cairn-consumer: reads the events topic in a consumer group and inserts batches into
+//! ClickHouse, committing offsets only after the insert. [`pipeline`] is the loop, [`batch`] what
+//! a batch holds, [`writer`] the ClickHouse insert with retries, [`dead_letter`] the poison-event
+//! topic, [`lag`] the lag gauge the autoscaler reads.
+
+pub mod batch;
+pub mod config;
+pub mod dead_letter;
+pub mod lag;
+pub mod metrics;
+pub mod pipeline;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, migrate};
+use cairn_common::kafka::{client_config, ensure_topics_in_background, probe_topic, TopicSpec};
+use cairn_common::telemetry::{admin_router, spawn_probe, Health};
+use prometheus_client::registry::Registry;
+use rdkafka::consumer::Consumer;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsumerConfig;
+use crate::dead_letter::DeadLetterProducer;
+use crate::metrics::ConsumerMetrics;
+use crate::pipeline::{ConsumerHealthContext, EventConsumer, Pipeline, KAFKA_CHECK};
+use crate::writer::{Backoff, Writer, CLICKHOUSE_CHECK};
+
+/// Runs the consumer until SIGTERM or SIGINT.
+pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = cairn_common::shutdown::on_signal();
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(ConsumerMetrics::register(&mut registry));
+    let health = Health::new();
+    health.register(KAFKA_CHECK);
+    health.register(CLICKHOUSE_CHECK);
+
+    // Liveness and metrics are served from the start, readiness follows the dependencies.
+    let admin = admin_router(Arc::new(registry), health.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+    let admin_stop = CancellationToken::new();
+    let admin_task = {
+        let stop = admin_stop.clone();
+        tokio::spawn(async move { axum::serve(listener, admin).with_graceful_shutdown(async move { stop.cancelled().await }).await })
+    };
+    tracing::info!(addr = %cfg.addr, "consumer admin endpoints listening");
+
+    if cfg.create_topics {
+        let spec = |name: &str| TopicSpec { name: name.to_string(), partitions: cfg.topic_partitions, replication: 1, retention_ms: None };
+        ensure_topics_in_background(
+            cfg.kafka.clone(),
+            vec![spec(&cfg.kafka.topic), spec(&cfg.kafka.dead_letter_topic)],
+            shutdown.clone(),
+        );
+    }
+
+    let ch = clickhouse_client(&cfg.clickhouse);
+    if cfg.migrate && !migrate_until_done(&cfg, &ch, &health, &shutdown).await {
+        admin_stop.cancel();
+        return Ok(());
+    }
+    health.set(CLICKHOUSE_CHECK, true, "schema up to date");
+
+    let consumer: EventConsumer = client_config(&cfg.kafka)
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
+        .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 3).max(100).to_string())
+        .set("max.poll.interval.ms", cfg.max_poll_interval.as_millis().to_string())
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(ConsumerHealthContext { health: health.clone() })?;
+    consumer.subscribe(&[&cfg.kafka.topic])?;
+    let consumer = Arc::new(consumer);
+    tracing::info!(topic = %cfg.kafka.topic, group = %cfg.group, brokers = %cfg.kafka.brokers, "consuming");
+
+    {
+        let c = Arc::clone(&consumer);
+        let topic = cfg.kafka.topic.clone();
+        spawn_probe(health.clone(), KAFKA_CHECK, shutdown.clone(), move || {
+            probe_topic(c.client(), &topic, Duration::from_secs(2)).map(|n| format!("topic {topic} has {n} partitions"))
+        });
+    }
+    lag::spawn_lag_reporter(Arc::clone(&consumer), Arc::clone(&metrics), Duration::from_secs(10), shutdown.clone());
+
+    let pipeline = Pipeline {
+        consumer: Arc::clone(&consumer),
+        writer: Writer {
+            client: ch,
+            health: health.clone(),
+            backoff: Backoff::new(cfg.retry_initial, cfg.retry_max),
+        },
+        dead_letters: DeadLetterProducer::new(&cfg.kafka)?,
+        metrics,
+        batch_max_events: cfg.batch_max_events,
+        batch_max_age: cfg.batch_max_age,
+        shutdown_grace: cfg.shutdown_grace,
+        retry: Backoff::new(cfg.retry_initial, cfg.retry_max),
+    };
+    let result = pipeline.run(shutdown.clone()).await;
+    consumer.unsubscribe();
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    result?;
+    tracing::info!("consumer stopped");
+    Ok(())
+}
+
+/// Applies migrations and the TTL, retrying while ClickHouse is unreachable. False if a shutdown
+/// came first.
+async fn migrate_until_done(cfg: &ConsumerConfig, ch: &clickhouse::Client, health: &Health, stop: &CancellationToken) -> bool {
+    let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
+    loop {
+        let result = match migrate(&cfg.clickhouse).await {
+            Ok(status) => apply_event_ttl(ch, cfg.clickhouse.event_ttl_days).await.map(|()| status),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(status) => {
+                tracing::info!(version = status.version, applied = ?status.applied_now, "ClickHouse schema up to date");
+                return true;
+            }
+            Err(e) => {
+                health.set(CLICKHOUSE_CHECK, false, e.to_string());
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot migrate ClickHouse yet");
+                tokio::select! {
+                    _ = stop.cancelled() => return false,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The consume loop: read records into a batch, and when the batch is full or old enough,
+//! make it durable (dead letters to their topic, rows into ClickHouse) and only then commit its
+//! offsets. A crash anywhere before the commit means Kafka redelivers the batch; the events
+//! table's uuid key and the insert deduplication token keep the redelivery invisible to queries.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_common::kafka::is_connectivity_error;
+use cairn_common::telemetry::Health;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{Batch, Origin};
+use crate::dead_letter::DeadLetterProducer;
+use crate::metrics::ConsumerMetrics;
+use crate::writer::{Backoff, WriteError, Writer};
+
+/// The readiness check that Kafka reports into.
+pub const KAFKA_CHECK: &str = "kafka";
+
+/// Reports connectivity into readiness and logs partition assignments.
+pub struct ConsumerHealthContext {
+    pub health: Health,
+}
+
+impl ClientContext for ConsumerHealthContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if is_connectivity_error(&error) {
+            self.health.set(KAFKA_CHECK, false, format!("{error}: {reason}"));
+        } else {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerHealthContext {
+    fn post_rebalance(&self, _base: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => tracing::info!(partitions = %describe(tpl), "partitions assigned"),
+            Rebalance::Revoke(tpl) => tracing::info!(partitions = %describe(tpl), "partitions revoked"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(",")
+}
+
+pub type EventConsumer = StreamConsumer<ConsumerHealthContext>;
+
+pub struct Pipeline {
+    pub consumer: Arc<EventConsumer>,
+    pub writer: Writer,
+    pub dead_letters: DeadLetterProducer,
+    pub metrics: Arc<ConsumerMetrics>,
+    pub batch_max_events: usize,
+    pub batch_max_age: Duration,
+    pub shutdown_grace: Duration,
+    pub retry: Backoff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("shutting down before the dead-letter topic accepted the batch's poison records: {0}")]
+    DeadLetter(String),
+}
+
+impl Pipeline {
+    /// Consumes until `stop`; then makes the current batch durable, commits it and returns.
+    pub async fn run(mut self, stop: CancellationToken) -> Result<(), PipelineError> {
+        let mut batch = Batch::new();
+        loop {
+            let deadline = batch.started().map(|s| s + self.batch_max_age);
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    tracing::info!(records = batch.len(), "finishing the current batch before exit");
+                    self.flush(&mut batch, &stop).await?;
+                    return Ok(());
+                }
+                _ = sleep_until(deadline) => {
+                    self.flush(&mut batch, &stop).await?;
+                }
+                message = self.consumer.recv() => match message {
+                    Ok(m) => {
+                        batch.push(
+                            Origin { topic: m.topic(), partition: m.partition(), offset: m.offset() },
+                            m.key(),
+                            m.payload(),
+                        );
+                        if batch.len() >= self.batch_max_events {
+                            self.flush(&mut batch, &stop).await?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka consume error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, batch: &mut Batch, stop: &CancellationToken) -> Result<(), PipelineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let b = std::mem::take(batch);
+        self.send_dead_letters(&b, stop).await?;
+        self.writer
+            .insert(&b.rows, &b.dedup_token(), stop, self.shutdown_grace, &self.metrics)
+            .await?;
+        self.commit(&b);
+        self.metrics.count("inserted", b.rows.len());
+        self.metrics.count("dead_lettered", b.dead_letters.len());
+        self.metrics.batches.inc();
+        self.metrics.batch_events.observe(b.len() as f64);
+        if let Some(oldest) = b.oldest_received {
+            let age = (time::OffsetDateTime::now_utc() - oldest).as_seconds_f64();
+            self.metrics.freshness_seconds.observe(age.max(0.0));
+        }
+        tracing::debug!(rows = b.rows.len(), dead_letters = b.dead_letters.len(), "batch stored and committed");
+        Ok(())
+    }
+
+    async fn send_dead_letters(&mut self, b: &Batch, stop: &CancellationToken) -> Result<(), PipelineError> {
+        if b.dead_letters.is_empty() {
+            return Ok(());
+        }
+        let mut give_up_at: Option<Instant> = None;
+        loop {
+            match self.dead_letters.send(&b.dead_letters).await {
+                Ok(()) => {
+                    for l in &b.dead_letters {
+                        tracing::warn!(topic = %l.topic, partition = l.partition, offset = l.offset, reason = %l.reason, "record sent to the dead-letter topic");
+                    }
+                    self.retry.reset();
+                    return Ok(());
+                }
+                Err(e) => {
+                    let delay = self.retry.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "dead-letter write failed; retrying");
+                    if stop.is_cancelled() {
+                        let deadline = *give_up_at.get_or_insert_with(|| Instant::now() + self.shutdown_grace);
+                        if Instant::now() + delay > deadline {
+                            return Err(PipelineError::DeadLetter(e.to_string()));
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    fn commit(&self, b: &Batch) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, offset) in b.commit_offsets() {
+            if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+                tracing::warn!(error = %e, "cannot build the offset list");
+            }
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let result = tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync));
+        if let Err(e) = result {
+            // The batch is stored; a failed commit (typically a rebalance) only means its records
+            // are delivered again, and storage deduplicates them.
+            self.metrics.commit_failures.inc();
+            tracing::warn!(error = %e, "offset commit failed; the batch will be redelivered and deduplicated");
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
