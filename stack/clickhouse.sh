@@ -3,7 +3,7 @@
 # Cairn's services use it exactly as they use a real ClickHouse server; point
 # CAIRN_CLICKHOUSE_URL at a real server to use one instead.
 #
-#   stack/clickhouse.sh install   a Python environment with chdb-core in $CAIRN_STACK_DIR/venv
+#   stack/clickhouse.sh install   a Python environment with chdb-core in $CAIRN_TOOLS_DIR/venv
 #   stack/clickhouse.sh start     start the server on 127.0.0.1:$CAIRN_CLICKHOUSE_PORT and wait for /ping
 #   stack/clickhouse.sh stop      (CLICKHOUSE_STOP_SIGNAL=KILL for kill -9)
 #   stack/clickhouse.sh status
@@ -11,7 +11,7 @@
 # CLICKHOUSE_INSTANCE_DIR (default $CAIRN_STACK_DIR/clickhouse) holds one server's data, log and pid.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-VENV="$CAIRN_STACK_DIR/venv"
+VENV="$CAIRN_TOOLS_DIR/venv"
 CHDB_VERSION="${CHDB_VERSION:-26.9.0}"
 INSTANCE="${CLICKHOUSE_INSTANCE_DIR:-$CAIRN_STACK_DIR/clickhouse}"
 PIDFILE="$INSTANCE/chserver.pid"
@@ -30,7 +30,6 @@ install() {
 ping() { curl -fsS "http://127.0.0.1:$PORT/ping" >/dev/null; }
 
 start() {
-  install
   if pid_alive "$PIDFILE"; then
     log "clickhouse already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
     return 0
@@ -38,7 +37,7 @@ start() {
   mkdir -p "$INSTANCE/data"
   log "starting the ClickHouse HTTP interface on 127.0.0.1:$PORT"
   nohup setsid "$VENV/bin/python" "$CAIRN_ROOT/stack/clickhouse/chserver.py" \
-    --data "$INSTANCE/data" --port "$PORT" >"$INSTANCE/chserver.log" 2>&1 &
+    --data "$INSTANCE/data" --port "$PORT" >"$INSTANCE/chserver.log" 2>&1 9>&- &
   echo $! > "$PIDFILE"
   if ! wait_for clickhouse 60 ping; then
     tail -30 "$INSTANCE/chserver.log" >&2
@@ -54,8 +53,8 @@ status() {
 }
 
 case "${1:-}" in
-  install) install ;;
-  start) start ;;
+  install) with_lock chdb-install install ;;
+  start) with_lock chdb-install install; with_lock "clickhouse-$PORT" start ;;
   stop) stop ;;
   status) status ;;
   *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Apache Kafka 4.x, single-node KRaft (combined broker and controller), from Maven Central jars.
 #
-#   stack/kafka.sh install   resolve the broker's classpath into $CAIRN_STACK_DIR/kafka/libs
+#   stack/kafka.sh install   resolve the broker's classpath into $CAIRN_TOOLS_DIR/kafka-libs
 #   stack/kafka.sh start     format the storage on first start, start the broker, wait for it
 #   stack/kafka.sh stop      stop the broker this script started (KAFKA_STOP_SIGNAL=KILL for kill -9)
 #   stack/kafka.sh status
@@ -10,7 +10,7 @@
 # so tests can run a broker of their own beside the shared one on other ports.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-LIBS="$CAIRN_STACK_DIR/kafka/libs"
+LIBS="$CAIRN_TOOLS_DIR/kafka-libs"
 INSTANCE="${KAFKA_INSTANCE_DIR:-$CAIRN_STACK_DIR/kafka}"
 PIDFILE="$INSTANCE/kafka.pid"
 PORT="$CAIRN_KAFKA_PORT"
@@ -31,7 +31,8 @@ install() {
   log "resolving Apache Kafka jars from Maven Central into $LIBS"
   mkdir -p "$LIBS"
   mvn -q -B -Dstyle.color=never -f "$CAIRN_ROOT/stack/kafka/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$LIBS" -DincludeScope=runtime >/dev/null
+      -DoutputDirectory="$LIBS" -DincludeScope=runtime >"$CAIRN_TOOLS_DIR/kafka-mvn.log" 2>&1 \
+    || { tail -30 "$CAIRN_TOOLS_DIR/kafka-mvn.log" >&2; die "resolving Kafka's jars failed"; }
 }
 
 # The broker's JVM command line, as an array.
@@ -71,7 +72,6 @@ PROPS
 }
 
 start() {
-  install
   if pid_alive "$PIDFILE"; then
     log "kafka already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
     return 0
@@ -86,7 +86,7 @@ start() {
       >"$INSTANCE/format.log" 2>&1 || { cat "$INSTANCE/format.log" >&2; die "kafka storage format failed"; }
   fi
   log "starting kafka on 127.0.0.1:$PORT"
-  nohup setsid "${JAVA[@]}" kafka.Kafka "$INSTANCE/server.properties" >"$INSTANCE/kafka.out" 2>&1 &
+  nohup setsid "${JAVA[@]}" kafka.Kafka "$INSTANCE/server.properties" >"$INSTANCE/kafka.out" 2>&1 9>&- &
   echo $! > "$PIDFILE"
   if ! wait_for kafka 90 port_open "$PORT"; then
     tail -30 "$INSTANCE/kafka.out" >&2
@@ -102,8 +102,8 @@ status() {
 }
 
 case "${1:-}" in
-  install) install ;;
-  start) start ;;
+  install) with_lock kafka-install install ;;
+  start) with_lock kafka-install install; with_lock "kafka-$PORT" start ;;
   stop) stop ;;
   status) status ;;
   *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;

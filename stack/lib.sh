@@ -11,6 +11,10 @@ CAIRN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CAIRN_STACK_DIR="${CAIRN_STACK_DIR:-$CAIRN_ROOT/.stack}"
 mkdir -p "$CAIRN_STACK_DIR"
 CAIRN_STACK_DIR="$(cd "$CAIRN_STACK_DIR" && pwd)"
+# Downloaded tools (Kafka's jars, the Python environment with chdb) are shared by every stack
+# instance, the developer's and the tests'.
+CAIRN_TOOLS_DIR="${CAIRN_TOOLS_DIR:-$CAIRN_ROOT/.stack/tools}"
+mkdir -p "$CAIRN_TOOLS_DIR"
 
 # Ports (all on 127.0.0.1, none of them a service's default).
 : "${CAIRN_PG_PORT:=55432}"
@@ -77,4 +81,15 @@ stop_pid() {
     sleep 0.1
   done
   rm -f "$pidfile"
+}
+
+# with_lock NAME CMD...: runs CMD holding an exclusive lock, so that concurrent starts of the same
+# instance (parallel tests) do not race.
+with_lock() {
+  local name="$1"; shift
+  mkdir -p "$CAIRN_STACK_DIR/locks"
+  (
+    flock -w 300 9 || die "could not lock $name"
+    "$@"
+  ) 9>"$CAIRN_STACK_DIR/locks/$name.lock"
 }

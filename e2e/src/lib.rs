@@ -1,1 +1,452 @@
+//! Test harness for Cairn's integration and end-to-end tests.
+//!
+//! Everything here is real: Kafka brokers and ClickHouse servers are started through the same
+//! stack scripts that `make up` uses (`stack/kafka.sh`, `stack/clickhouse.sh`), and Cairn's
+//! services are its own binaries, started as processes and stopped with real signals.
+//!
+//! - [`TestKafka::shared`] / [`TestClickHouse::shared`]: one broker and one server for the whole
+//!   test run (on ports of their own, beside any `make up` stack), started on first use. Tests
+//!   isolate themselves with a topic, consumer group and database of their own.
+//! - [`TestKafka::dedicated`] / [`TestClickHouse::dedicated`]: a private instance for a test that
+//!   stops and starts it; removed when dropped.
+//! - [`Service`]: a running `cairn-capture` or `cairn-consumer`.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The directory of the binaries built alongside the tests (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CAIRN_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // The test executable lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Where test instances keep their state.
+pub fn test_stack_dir() -> PathBuf {
+    std::env::var("CAIRN_TEST_STACK_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack/test"))
+}
+
+/// A port that is free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A name unique to this test process and call, for topics, databases and groups.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x"))
+}
+
+fn run_script(script: &str, action: &str, env: &[(&str, String)]) -> Result<()> {
+    let out = Command::new("bash")
+        .arg(repo_root().join("stack").join(script))
+        .arg(action)
+        .env("CAIRN_STACK_DIR", test_stack_dir())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running stack/{script} {action}"))?;
+    if !out.status.success() {
+        bail!(
+            "stack/{script} {action} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A Kafka broker started by `stack/kafka.sh`.
+pub struct TestKafka {
+    pub port: u16,
+    pub controller_port: u16,
+    pub dir: PathBuf,
+    dedicated: bool,
+}
+
+impl TestKafka {
+    /// The test run's shared broker (port 29092), started if it is not running.
+    pub fn shared() -> Result<Self> {
+        let k = Self { port: 29092, controller_port: 29093, dir: test_stack_dir().join("kafka"), dedicated: false };
+        k.start()?;
+        Ok(k)
+    }
+
+    /// A private broker on free ports, stopped and removed when dropped.
+    pub fn dedicated(name: &str) -> Result<Self> {
+        let k = Self {
+            port: free_port(),
+            controller_port: free_port(),
+            dir: test_stack_dir().join(unique(&format!("kafka_{name}"))),
+            dedicated: true,
+        };
+        k.start()?;
+        Ok(k)
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn env(&self, extra: Option<(&'static str, String)>) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("KAFKA_INSTANCE_DIR", self.dir.display().to_string()),
+            ("CAIRN_KAFKA_PORT", self.port.to_string()),
+            ("CAIRN_KAFKA_CONTROLLER_PORT", self.controller_port.to_string()),
+        ];
+        env.extend(extra);
+        env
+    }
+
+    pub fn start(&self) -> Result<()> {
+        run_script("kafka.sh", "start", &self.env(None))
+    }
+
+    /// Stops the broker gracefully.
+    pub fn stop(&self) -> Result<()> {
+        run_script("kafka.sh", "stop", &self.env(None))
+    }
+
+    /// Kills the broker with SIGKILL.
+    pub fn kill(&self) -> Result<()> {
+        run_script("kafka.sh", "stop", &self.env(Some(("KAFKA_STOP_SIGNAL", "KILL".into()))))
+    }
+}
+
+impl Drop for TestKafka {
+    fn drop(&mut self) {
+        if self.dedicated {
+            let _ = self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A ClickHouse HTTP interface started by `stack/clickhouse.sh`.
+pub struct TestClickHouse {
+    pub port: u16,
+    pub dir: PathBuf,
+    dedicated: bool,
+}
+
+impl TestClickHouse {
+    /// The test run's shared server (port 28123), started if it is not running.
+    pub fn shared() -> Result<Self> {
+        let c = Self { port: 28123, dir: test_stack_dir().join("clickhouse"), dedicated: false };
+        c.start()?;
+        Ok(c)
+    }
+
+    /// A private server on a free port, stopped and removed when dropped.
+    pub fn dedicated(name: &str) -> Result<Self> {
+        let c = Self { port: free_port(), dir: test_stack_dir().join(unique(&format!("clickhouse_{name}"))), dedicated: true };
+        c.start()?;
+        Ok(c)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn env(&self, signal: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("CLICKHOUSE_INSTANCE_DIR", self.dir.display().to_string()),
+            ("CAIRN_CLICKHOUSE_PORT", self.port.to_string()),
+        ];
+        if let Some(s) = signal {
+            env.push(("CLICKHOUSE_STOP_SIGNAL", s.to_string()));
+        }
+        env
+    }
+
+    pub fn start(&self) -> Result<()> {
+        run_script("clickhouse.sh", "start", &self.env(None))
+    }
+
+    pub fn stop(&self) -> Result<()> {
+        run_script("clickhouse.sh", "stop", &self.env(None))
+    }
+
+    pub fn kill(&self) -> Result<()> {
+        run_script("clickhouse.sh", "stop", &self.env(Some("KILL")))
+    }
+
+    /// A client for one database of this server.
+    pub fn db(&self, database: &str) -> ChQuery {
+        ChQuery { url: self.url(), database: database.to_string(), http: reqwest::Client::new() }
+    }
+}
+
+impl Drop for TestClickHouse {
+    fn drop(&mut self) {
+        if self.dedicated {
+            let _ = self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Plain SQL over ClickHouse's HTTP interface, for assertions.
+#[derive(Clone)]
+pub struct ChQuery {
+    pub url: String,
+    pub database: String,
+    http: reqwest::Client,
+}
+
+impl ChQuery {
+    /// Runs `sql` and returns its rows (JSONEachRow).
+    pub async fn rows(&self, sql: &str) -> Result<Vec<Value>> {
+        let resp = self
+            .http
+            .post(&self.url)
+            .query(&[("database", self.database.as_str()), ("default_format", "JSONEachRow")])
+            .body(sql.to_string())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("ClickHouse answered {status}: {text}");
+        }
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
+    }
+
+    /// The first column of the first row, as a u64 (for `SELECT count() ...`).
+    pub async fn scalar(&self, sql: &str) -> Result<u64> {
+        let rows = self.rows(sql).await?;
+        let v = rows
+            .first()
+            .and_then(|r| r.as_object())
+            .and_then(|o| o.values().next())
+            .ok_or_else(|| anyhow!("no rows from {sql}"))?;
+        match v {
+            Value::Number(n) => n.as_u64().ok_or_else(|| anyhow!("not a u64: {n}")),
+            Value::String(s) => Ok(s.parse()?),
+            other => bail!("not a number: {other}"),
+        }
+    }
+}
+
+/// Polls `check` every 200 ms until it returns true, or fails after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A running Cairn service binary.
+pub struct Service {
+    pub name: &'static str,
+    pub addr: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Service {
+    /// Starts `cairn-<name>` with `env`, listening on a free port, and waits for `/healthz`.
+    pub async fn start(name: &'static str, env: &HashMap<String, String>) -> Result<Self> {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let addr_var = format!("CAIRN_{}_ADDR", name.to_ascii_uppercase());
+        let logs = test_stack_dir().join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("{}.log", unique(name)));
+        let file = std::fs::File::create(&log)?;
+        let bin = bin_dir().join(format!("cairn-{name}"));
+        let child = Command::new(&bin)
+            .envs(env)
+            .env(&addr_var, &addr)
+            .env("CAIRN_LOG_FORMAT", "text")
+            .env("CAIRN_LOG", "info,cairn_consumer=debug,rdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {} (build it with cargo build --workspace)", bin.display()))?;
+        let s = Self { name, addr, log, child: Some(child) };
+        let http = reqwest::Client::new();
+        let url = format!("http://{}/healthz", s.addr);
+        wait_until(&format!("{name} /healthz"), Duration::from_secs(30), || {
+            let http = http.clone();
+            let url = url.clone();
+            async move { http.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+        })
+        .await
+        .with_context(|| s.log_tail())?;
+        Ok(s)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let http = reqwest::Client::new();
+        let url = self.url("/readyz");
+        wait_until(&format!("{} /readyz", self.name), timeout, || {
+            let http = http.clone();
+            let url = url.clone();
+            async move { http.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+        })
+        .await
+        .with_context(|| self.log_tail())
+    }
+
+    /// The value of a Prometheus sample (`name{labels}` as printed), summed over matching lines.
+    pub async fn metric(&self, prefix: &str) -> Result<f64> {
+        let text = reqwest::get(self.url("/metrics")).await?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<bool> {
+        let Some(mut c) = self.child.take() else { return Ok(false) };
+        // SAFETY: sending a signal to a child process we own.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("{} did not exit within {timeout:?} of SIGTERM\n{}", self.name, self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of the service's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!("--- {} log ({}) ---\n{}", self.name, self.log.display(), lines[lines.len().saturating_sub(40)..].join("\n"))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The environment of a capture and consumer pair on one topic, group and database.
+pub struct Pipeline {
+    pub topic: String,
+    pub database: String,
+    pub group: String,
+    pub env: HashMap<String, String>,
+}
+
+impl Pipeline {
+    pub fn new(kafka: &TestKafka, clickhouse: &TestClickHouse, keys: &str) -> Self {
+        let topic = unique("events");
+        let database = unique("e2e");
+        let group = unique("group");
+        let mut env = HashMap::new();
+        env.insert("CAIRN_KAFKA_BROKERS".into(), kafka.brokers());
+        env.insert("CAIRN_KAFKA_TOPIC".into(), topic.clone());
+        env.insert("CAIRN_KAFKA_DEAD_LETTER_TOPIC".into(), format!("{topic}_dlq"));
+        env.insert("CAIRN_KAFKA_TOPIC_PARTITIONS".into(), "4".into());
+        env.insert("CAIRN_CLICKHOUSE_URL".into(), clickhouse.url());
+        env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), database.clone());
+        env.insert("CAIRN_CONSUMER_GROUP".into(), group.clone());
+        env.insert("CAIRN_CAPTURE_API_KEYS".into(), keys.to_string());
+        env.insert("CAIRN_CONSUMER_BATCH_MAX_AGE_MS".into(), "200".into());
+        env.insert("CAIRN_CONSUMER_SESSION_TIMEOUT_MS".into(), "6000".into());
+        env.insert("CAIRN_CONSUMER_RETRY_MAX_MS".into(), "1000".into());
+        Self { topic, database, group, env }
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.env.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub async fn capture(&self) -> Result<Service> {
+        let s = Service::start("capture", &self.env).await?;
+        s.wait_ready(Duration::from_secs(60)).await?;
+        Ok(s)
+    }
+
+    pub async fn consumer(&self) -> Result<Service> {
+        let s = Service::start("consumer", &self.env).await?;
+        s.wait_ready(Duration::from_secs(60)).await?;
+        Ok(s)
+    }
+}
+
+/// Gzips bytes.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
+}
+
+/// The high watermark (records ever written) of each partition of a topic.
+pub fn topic_record_count(brokers: &str, topic: &str) -> Result<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("probe"))
+        .create()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let t = md.topics().first().ok_or_else(|| anyhow!("no metadata for {topic}"))?;
+    let mut total = 0;
+    for p in t.partitions() {
+        let (low, high) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+        total += high - low;
+    }
+    Ok(total)
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make up`: installs what is missing, builds Cairn, starts the local stack and prints the URLs.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+"$CAIRN_ROOT/stack/toolchain.sh"
+PROFILE="${CAIRN_PROFILE:-release}"
+log "building Cairn ($PROFILE)"
+if [ "$PROFILE" = release ]; then
+  (cd "$CAIRN_ROOT" && cargo build --release --workspace --bins)
+else
+  (cd "$CAIRN_ROOT" && cargo build --workspace --bins)
+fi
+"$CAIRN_ROOT/stack/postgres.sh" start
+"$CAIRN_ROOT/stack/kafka.sh" start
+"$CAIRN_ROOT/stack/clickhouse.sh" start
+"$CAIRN_ROOT/stack/services.sh" start
+
+cat <<MSG
+
+Cairn is up. State and logs live in $CAIRN_STACK_DIR.
+
+  capture      http://127.0.0.1:$CAIRN_CAPTURE_PORT   (POST /capture, /batch, /e, /i/v0/e; write key: ${CAIRN_CAPTURE_API_KEYS:-phc_local_dev})
+  consumer     http://127.0.0.1:$CAIRN_CONSUMER_PORT/metrics
+  kafka        127.0.0.1:$CAIRN_KAFKA_PORT
+  clickhouse   http://127.0.0.1:$CAIRN_CLICKHOUSE_PORT   (database cairn)
+  postgres     postgres://postgres@127.0.0.1:$CAIRN_PG_PORT/cairn
+
+Try it:
+  curl -X POST http://127.0.0.1:$CAIRN_CAPTURE_PORT/capture -H 'Content-Type: application/json' \\
+    -d '{"api_key":"phc_local_dev","event":"hello","distinct_id":"me","properties":{"plan":"free"}}'
+  curl 'http://127.0.0.1:$CAIRN_CLICKHOUSE_PORT/?database=cairn&query=SELECT+event,count()+FROM+events+FINAL+GROUP+BY+event'
+
+Stop everything with: make down
+MSG
