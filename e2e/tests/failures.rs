@@ -1,0 +1,279 @@
+//! Failures on the real services: a consumer killed mid-stream, Kafka stopped under capture,
+//! ClickHouse stopped under the consumer, poison records, and a graceful shutdown. In every case
+//! each event that capture acknowledged ends up in ClickHouse exactly once.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use cairn_e2e::{wait_until, ChQuery, Pipeline, Service, TestClickHouse, TestKafka};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// Sends one batch of `n` events with fresh uuids; returns the uuids if capture answered 200,
+/// and the status either way.
+async fn send_batch(http: &reqwest::Client, capture: &Service, key: &str, n: usize) -> (u16, Vec<Uuid>) {
+    let uuids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let batch: Vec<Value> = uuids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| json!({"event": "load", "distinct_id": format!("u{}", i % 13), "uuid": u, "properties": {"i": i}}))
+        .collect();
+    let status = match http
+        .post(capture.url("/batch"))
+        .json(&json!({"api_key": key, "batch": batch}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    };
+    (status, if status == 200 { uuids } else { Vec::new() })
+}
+
+/// Waits until every acknowledged uuid is in ClickHouse, then asserts each is there exactly once.
+async fn assert_exactly_once(db: &ChQuery, acked: &HashSet<Uuid>, timeout: Duration) {
+    let want = acked.len() as u64;
+    let waited = wait_until("every acknowledged event in ClickHouse", timeout, || {
+        let db = db.clone();
+        async move { db.scalar("SELECT uniqExact(uuid) FROM events").await.unwrap_or(0) >= want }
+    })
+    .await;
+    let stored = db.rows("SELECT toString(uuid) AS u FROM events FINAL").await.unwrap();
+    let stored: Vec<Uuid> = stored.iter().map(|r| Uuid::parse_str(r["u"].as_str().unwrap()).unwrap()).collect();
+    let stored_set: HashSet<Uuid> = stored.iter().copied().collect();
+    let missing = acked.difference(&stored_set).count();
+    waited.unwrap_or_else(|e| panic!("{e}: {missing} of {want} acknowledged events missing"));
+    assert_eq!(missing, 0, "acknowledged events missing");
+    assert_eq!(stored.len(), stored_set.len(), "duplicates visible to queries (reading with FINAL)");
+    assert_eq!(db.scalar("SELECT count() FROM events FINAL").await.unwrap(), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_killed_mid_stream_loses_and_duplicates_nothing() {
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::shared().unwrap();
+    let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
+    p.set("CAIRN_CONSUMER_BATCH_MAX_EVENTS", "300").set("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", "100");
+    let mut consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    let http = reqwest::Client::new();
+    let db = ch.db(&p.database);
+    let mut acked = HashSet::new();
+
+    for round in 0..60 {
+        let (status, uuids) = send_batch(&http, &capture, "phc_k", 50).await;
+        assert_eq!(status, 200);
+        acked.extend(uuids);
+        if round == 20 {
+            // Let it be mid-way through inserting, then crash it.
+            wait_until("some rows stored", Duration::from_secs(30), || {
+                let db = db.clone();
+                async move { db.scalar("SELECT count() FROM events").await.unwrap_or(0) > 0 }
+            })
+            .await
+            .unwrap();
+            consumer.kill9();
+        }
+        if round == 35 {
+            consumer = p.consumer().await.unwrap();
+        }
+    }
+    assert_exactly_once(&db, &acked, Duration::from_secs(90)).await;
+    drop(consumer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_means_503_and_capture_recovers_without_restart() {
+    let kafka = TestKafka::dedicated("outage").unwrap();
+    let ch = TestClickHouse::shared().unwrap();
+    let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
+    p.set("CAIRN_CAPTURE_ACK_TIMEOUT_MS", "3000");
+    let _consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    let http = reqwest::Client::new();
+    let mut acked = HashSet::new();
+
+    for _ in 0..10 {
+        let (status, uuids) = send_batch(&http, &capture, "phc_k", 50).await;
+        assert_eq!(status, 200);
+        acked.extend(uuids);
+    }
+
+    kafka.stop().unwrap();
+    let mut refused = 0;
+    let down_since = Instant::now();
+    while down_since.elapsed() < Duration::from_secs(8) {
+        let started = Instant::now();
+        let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
+        assert!(status == 200 || status == 503, "got {status} while Kafka is down");
+        assert!(started.elapsed() < Duration::from_secs(8), "capture must answer within its ack timeout");
+        if status == 503 {
+            refused += 1;
+        }
+        acked.extend(uuids);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(refused > 0, "capture answered 503 while Kafka was down");
+    let ready = reqwest::get(capture.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503, "readiness reports Kafka");
+
+    kafka.start().unwrap();
+    wait_until("capture accepting again", Duration::from_secs(60), || {
+        let http = http.clone();
+        let url = capture.url("/readyz");
+        async move { http.get(&url).send().await.map(|r| r.status() == 200).unwrap_or(false) }
+    })
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        let (status, uuids) = send_batch(&http, &capture, "phc_k", 50).await;
+        assert_eq!(status, 200);
+        acked.extend(uuids);
+    }
+    assert_exactly_once(&ch.db(&p.database), &acked, Duration::from_secs(90)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_down_means_retries_and_every_row_arrives() {
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::dedicated("outage").unwrap();
+    let p = Pipeline::new(&kafka, &ch, "phc_k=1");
+    let consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    let http = reqwest::Client::new();
+    let db = ch.db(&p.database);
+    let mut acked = HashSet::new();
+
+    for _ in 0..5 {
+        let (status, uuids) = send_batch(&http, &capture, "phc_k", 50).await;
+        assert_eq!(status, 200);
+        acked.extend(uuids);
+    }
+    assert_exactly_once(&db, &acked, Duration::from_secs(60)).await;
+
+    ch.stop().unwrap();
+    for _ in 0..20 {
+        let (status, uuids) = send_batch(&http, &capture, "phc_k", 50).await;
+        assert_eq!(status, 200, "capture does not depend on ClickHouse");
+        acked.extend(uuids);
+    }
+    wait_until("the consumer reporting ClickHouse down", Duration::from_secs(30), || {
+        let url = consumer.url("/readyz");
+        async move { reqwest::get(&url).await.map(|r| r.status() == 503).unwrap_or(false) }
+    })
+    .await
+    .unwrap();
+    assert!(consumer.metric("cairn_consumer_insert_failures_total").await.unwrap() >= 1.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    ch.start().unwrap();
+    assert_exactly_once(&db, &acked, Duration::from_secs(90)).await;
+    consumer.wait_ready(Duration::from_secs(30)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dead_letter_topic_with_the_reason() {
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::shared().unwrap();
+    let p = Pipeline::new(&kafka, &ch, "phc_k=1");
+    let _consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    let http = reqwest::Client::new();
+
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", kafka.brokers()).create().unwrap();
+    producer
+        .send(BaseRecord::to(&p.topic).key("1:x").payload("this is not an event"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let (status, uuids) = send_batch(&http, &capture, "phc_k", 10).await;
+    assert_eq!(status, 200);
+
+    let acked: HashSet<Uuid> = uuids.into_iter().collect();
+    assert_exactly_once(&ch.db(&p.database), &acked, Duration::from_secs(60)).await;
+
+    let dlq: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", cairn_e2e::unique("dlq_reader"))
+        .create()
+        .unwrap();
+    let dlq_topic = format!("{}_dlq", p.topic);
+    let mut found = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    'outer: while Instant::now() < deadline {
+        let md = dlq.fetch_metadata(Some(&dlq_topic), Duration::from_secs(5)).unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for part in md.topics()[0].partitions() {
+            tpl.add_partition_offset(&dlq_topic, part.id(), Offset::Beginning).unwrap();
+        }
+        dlq.assign(&tpl).unwrap();
+        for _ in 0..20 {
+            if let Some(Ok(m)) = dlq.poll(Duration::from_millis(250)) {
+                let reason = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "cairn-dlq-reason").and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned())));
+                found = Some((m.payload().map(|p| p.to_vec()), reason));
+                break 'outer;
+            }
+        }
+    }
+    let (payload, reason) = found.expect("a record on the dead-letter topic");
+    assert_eq!(payload.as_deref(), Some(&b"this is not an event"[..]));
+    assert!(reason.unwrap_or_default().contains("not a Cairn event"));
+    assert!(_consumer.metric("cairn_consumer_events_total{outcome=\"dead_lettered\"}").await.unwrap() >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_batch_commits_and_exits() {
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::shared().unwrap();
+    let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
+    // A batch that would wait a minute: only the shutdown can flush it.
+    p.set("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", "60000").set("CAIRN_CONSUMER_BATCH_MAX_EVENTS", "100000");
+    let mut consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    let http = reqwest::Client::new();
+    let db = ch.db(&p.database);
+    let mut acked = HashSet::new();
+    for _ in 0..4 {
+        let (status, uuids) = send_batch(&http, &capture, "phc_k", 50).await;
+        assert_eq!(status, 200);
+        acked.extend(uuids);
+    }
+    // Give the consumer time to read the records into its batch.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(db.scalar("SELECT count() FROM events").await.unwrap(), 0, "nothing flushed before the shutdown");
+    assert!(consumer.terminate(Duration::from_secs(30)).unwrap(), "clean exit");
+    assert_eq!(db.scalar("SELECT count() FROM events").await.unwrap(), 200, "the batch was inserted on the way out");
+
+    // Its offsets were committed: the group's committed offsets equal the topic's end.
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", &p.group)
+        .create()
+        .unwrap();
+    let md = probe.fetch_metadata(Some(&p.topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut end_total = 0;
+    for part in md.topics()[0].partitions() {
+        tpl.add_partition(&p.topic, part.id());
+        end_total += probe.fetch_watermarks(&p.topic, part.id(), Duration::from_secs(10)).unwrap().1;
+    }
+    let committed = probe.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let committed_total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(committed_total, end_total);
+    assert_exactly_once(&db, &acked, Duration::from_secs(10)).await;
+}
