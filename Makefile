@@ -1,0 +1,47 @@
+# Cairn — the two commands that matter:
+#   make up     bring Cairn up on this machine (installs what is missing, builds, starts the stack)
+#   make test   run every test: unit, integration and end-to-end, against real services
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+
+.PHONY: help up down status test test-unit deps lint fmt bench-capture
+
+help: ## this list
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+up: ## install, build (release) and start PostgreSQL, Kafka, ClickHouse, capture and consumer
+	@stack/up.sh
+
+down: ## stop what `make up` started (data is kept in .stack/)
+	@stack/down.sh
+
+status: ## what the local stack is running
+	@stack/postgres.sh status; stack/kafka.sh status; stack/clickhouse.sh status; stack/services.sh status
+
+deps: ## install build prerequisites, Kafka's jars and the ClickHouse engine
+	@stack/toolchain.sh
+	@stack/kafka.sh install
+	@stack/clickhouse.sh install
+
+test: deps ## every test; starts (and afterwards stops) the Kafka and ClickHouse it needs
+	$(CARGO) build --workspace --bins
+	@set -o pipefail; status=0; \
+	  $(CARGO) test --workspace --no-fail-fast || status=$$?; \
+	  stack/test-stack.sh stop >/dev/null 2>&1 || true; \
+	  exit $$status
+
+test-unit: ## unit tests only (no services)
+	$(CARGO) test --workspace --lib --bins
+
+lint: ## formatting and clippy
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench-capture: deps ## capture throughput, latency and freshness on the local machine (prints figures)
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p cairn-bench --bin bench-capture

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test run's shared Kafka and ClickHouse (ports 29092 and 28123, state in .stack/test), which
+# the tests start on first use (see e2e/src/lib.rs). `make test` stops them at the end.
+#
+#   stack/test-stack.sh stop
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+export CAIRN_STACK_DIR="${CAIRN_TEST_STACK_DIR:-$CAIRN_ROOT/.stack/test}"
+case "${1:-}" in
+  stop)
+    CAIRN_KAFKA_PORT=29092 CAIRN_KAFKA_CONTROLLER_PORT=29093 KAFKA_INSTANCE_DIR="$CAIRN_STACK_DIR/kafka" \
+      "$CAIRN_ROOT/stack/kafka.sh" stop
+    CAIRN_CLICKHOUSE_PORT=28123 CLICKHOUSE_INSTANCE_DIR="$CAIRN_STACK_DIR/clickhouse" \
+      "$CAIRN_ROOT/stack/clickhouse.sh" stop
+    # Dedicated instances of tests that were interrupted before they could clean up.
+    for pidfile in "$CAIRN_STACK_DIR"/kafka_*/kafka.pid "$CAIRN_STACK_DIR"/clickhouse_*/chserver.pid; do
+      [ -f "$pidfile" ] && stop_pid "$(basename "$(dirname "$pidfile")")" "$pidfile" KILL
+    done
+    rm -rf "$CAIRN_STACK_DIR"/kafka_* "$CAIRN_STACK_DIR"/clickhouse_* "$CAIRN_STACK_DIR"/logs
+    ;;
+  *) echo "usage: $0 stop" >&2; exit 2 ;;
+esac
