@@ -30,9 +30,14 @@ pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("CAIRN_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    // The test executable lives in target/<profile>/deps/.
+    // A test executable lives in target/<profile>/deps/, a binary in target/<profile>/.
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        dir
+    }
 }
 
 /// Where test instances keep their state.

@@ -198,3 +198,26 @@ fn validate_all(payload: &Payload, ctx: &ValidationContext) -> Result<Vec<Captur
 
 /// How long an idle key's rate-limit state is kept before [`KeyRateLimiter::forget_idle`].
 pub const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::ROUTES;
+
+    /// schemas/openapi/capture.yaml documents exactly the routes that capture serves.
+    #[test]
+    fn openapi_lists_every_route() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/openapi/capture.yaml");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut documented: Vec<String> = doc["paths"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        documented.sort();
+        let mut served: Vec<String> = ROUTES.iter().flat_map(|r| [r.to_string(), format!("{r}/")]).collect();
+        served.extend(["/healthz", "/readyz", "/metrics"].map(String::from));
+        served.sort();
+        assert_eq!(documented, served);
+    }
+}

@@ -1,0 +1,238 @@
+//! `make bench-capture`: how many events per second capture accepts with Kafka's
+//! acknowledgement, at what latency, and how fresh they are in ClickHouse.
+//!
+//! It starts a private Kafka broker and ClickHouse server (the stack scripts), Cairn's release
+//! binaries of capture and consumer, and drives capture over loopback HTTP:
+//!
+//! 1. single events, closed loop, `CONCURRENCY` connections, `SECONDS` seconds;
+//! 2. batches of 50, closed loop, the same;
+//! 3. batches of 50 at half the rate measured in 2, open loop (latency without queueing);
+//!    freshness is measured on the events of this phase, from capture's receipt (`received_at`)
+//!    to the row's insertion into ClickHouse (`ingested_at`).
+//!
+//! Everything shares this machine's cores: the load generator, capture, Kafka, the consumer and
+//! ClickHouse. Figures are printed, not asserted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use cairn_e2e::{wait_until, Pipeline, TestClickHouse, TestKafka};
+use serde_json::{json, Value};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct PhaseResult {
+    events: u64,
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl PhaseResult {
+    fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut l = self.latencies.clone();
+        l.sort();
+        l[((l.len() - 1) as f64 * p).round() as usize]
+    }
+}
+
+fn body(batch: usize, phase: &str) -> Vec<u8> {
+    let event = |i: usize| {
+        json!({"event": "bench", "distinct_id": format!("user-{}", i % 1000),
+               "properties": {"phase": phase, "$current_url": "https://example.com/pricing", "plan": "pro", "n": i, "flag": true}})
+    };
+    let v = if batch == 1 {
+        let mut e = event(0);
+        e["api_key"] = json!("phc_bench");
+        e
+    } else {
+        json!({"api_key": "phc_bench", "batch": (0..batch).map(event).collect::<Vec<Value>>()})
+    };
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Closed loop: `concurrency` workers each send, wait for the answer, and send again.
+async fn closed_loop(url: &str, batch: usize, concurrency: usize, duration: Duration, phase: &str) -> PhaseResult {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
+    let payload = Arc::new(body(batch, phase));
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let http = http.clone();
+        let url = url.to_string();
+        let payload = Arc::clone(&payload);
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::new());
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = http.post(&url).header("Content-Type", "application/json").body(payload.as_ref().clone()).send().await;
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        ok += 1;
+                        lat.push(t.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (ok, errors, lat)
+        }));
+    }
+    let mut result = PhaseResult { events: 0, requests: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for w in workers {
+        if let Ok((ok, errors, lat)) = w.await {
+            result.requests += ok;
+            result.events += ok * batch as u64;
+            result.errors += errors;
+            result.latencies.extend(lat);
+        }
+    }
+    result.elapsed = started.elapsed();
+    result
+}
+
+/// Open loop: requests leave at a fixed rate whether or not earlier ones have been answered.
+async fn open_loop(url: &str, batch: usize, events_per_second: f64, duration: Duration, phase: &str) -> PhaseResult {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap_or_default();
+    let payload = Arc::new(body(batch, phase));
+    let interval = Duration::from_secs_f64(batch as f64 / events_per_second);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    while started.elapsed() < duration {
+        ticker.tick().await;
+        let http = http.clone();
+        let url = url.to_string();
+        let payload = Arc::clone(&payload);
+        let (ok, errors) = (Arc::clone(&ok), Arc::clone(&errors));
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            match http.post(&url).header("Content-Type", "application/json").body(payload.as_ref().clone()).send().await {
+                Ok(r) if r.status() == 200 => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    Some(t.elapsed())
+                }
+                _ => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        if let Ok(Some(l)) = t.await {
+            latencies.push(l);
+        }
+    }
+    let requests = ok.load(Ordering::Relaxed);
+    PhaseResult { events: requests * batch as u64, requests, errors: errors.load(Ordering::Relaxed), elapsed: started.elapsed(), latencies }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map(|kb| format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} RAM")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let seconds = Duration::from_secs(env_or("SECONDS", 15));
+    let concurrency = env_or("CONCURRENCY", 32) as usize;
+    println!("machine: {}", machine());
+    println!("starting a private Kafka broker and ClickHouse server ...");
+    let kafka = TestKafka::dedicated("bench")?;
+    let ch = TestClickHouse::dedicated("bench")?;
+    let mut p = Pipeline::new(&kafka, &ch, "phc_bench=1");
+    p.set("CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND", "0")
+        .set("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", "500")
+        .set("CAIRN_CONSUMER_BATCH_MAX_EVENTS", "10000");
+    let _consumer = p.consumer().await?;
+    let capture = p.capture().await?;
+    let url = capture.url("/batch");
+
+    // Warm-up: connections, producer batches, JIT of the broker.
+    let _ = closed_loop(&url, 50, concurrency, Duration::from_secs(3), "warmup").await;
+
+    let single = closed_loop(&url, 1, concurrency, seconds, "single").await;
+    let batched = closed_loop(&url, 50, concurrency, seconds, "batch").await;
+    let half = batched.events_per_second() / 2.0;
+    // Let the consumer drain what the throughput phases queued before measuring freshness.
+    let db = ch.db(&p.database);
+    let sent_so_far = single.events + batched.events;
+    let _ = wait_until("the consumer to catch up", Duration::from_secs(300), || {
+        let db = db.clone();
+        async move { db.scalar("SELECT count() FROM events WHERE JSONExtractString(properties, 'phase') != 'warmup'").await.unwrap_or(0) >= sent_so_far }
+    })
+    .await;
+    let paced = open_loop(&url, 50, half, seconds, "paced").await;
+
+    let want = paced.events;
+    wait_until("the paced events in ClickHouse", Duration::from_secs(120), || {
+        let db = db.clone();
+        async move { db.scalar("SELECT count() FROM events WHERE JSONExtractString(properties, 'phase') = 'paced'").await.unwrap_or(0) >= want }
+    })
+    .await?;
+    let fresh = db
+        .rows(
+            "SELECT quantileExact(0.5)(dateDiff('millisecond', received_at, ingested_at)) AS p50, \
+                    quantileExact(0.99)(dateDiff('millisecond', received_at, ingested_at)) AS p99, \
+                    max(dateDiff('millisecond', received_at, ingested_at)) AS max \
+             FROM events WHERE JSONExtractString(properties, 'phase') = 'paced'",
+        )
+        .await?;
+    let f = fresh.first().cloned().unwrap_or(Value::Null);
+    let total_rows = db.scalar("SELECT count() FROM events FINAL").await?;
+    let total_sent = db.scalar("SELECT count() FROM events").await?;
+    if total_rows != total_sent {
+        bail!("duplicates: {total_sent} rows stored, {total_rows} distinct");
+    }
+
+    println!();
+    println!("| phase | events/s | requests/s | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, r) in [("single events, closed loop", &single), ("batches of 50, closed loop", &batched), ("batches of 50 at half that rate", &paced)] {
+        println!(
+            "| {name} | {:.0} | {:.0} | {} | {} | {} |",
+            r.events_per_second(),
+            r.requests as f64 / r.elapsed.as_secs_f64(),
+            ms(r.percentile(0.5)),
+            ms(r.percentile(0.99)),
+            r.errors
+        );
+    }
+    println!();
+    println!(
+        "freshness (capture receipt → row in ClickHouse) at {:.0} events/s: p50 {} ms, p99 {} ms, max {} ms",
+        half, f["p50"], f["p99"], f["max"]
+    );
+    println!("{total_rows} events stored, no duplicates; concurrency {concurrency}, {}s per phase", seconds.as_secs());
+    Ok(())
+}
