@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status test test-unit deps lint fmt bench-capture
+.PHONY: help up down status test test-unit deps lint fmt bench-capture crds
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,3 +45,6 @@ fmt: ## format the code
 bench-capture: deps ## capture throughput, latency and freshness on the local machine (prints figures)
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p cairn-bench --bin bench-capture
+
+crds: ## regenerate crds/analyticsplatform.yaml from operator/src/crd.rs
+	$(CARGO) run -q -p cairn-operator --bin crdgen > crds/analyticsplatform.yaml

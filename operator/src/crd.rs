@@ -1,0 +1,342 @@
+//! The `AnalyticsPlatform` custom resource (`cairn.dev/v1alpha1`).
+//!
+//! Its OpenAPI schema is generated from these types (schemars), with CEL rules that the API server
+//! enforces: partitions may only grow, autoscaling min ≤ max, exactly one of external/managed per
+//! dependency. `cargo run -p cairn-operator --bin crdgen` writes `crds/analyticsplatform.yaml`;
+//! a test fails when the checked-in file is stale.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "cairn.dev";
+pub const VERSION: &str = "v1alpha1";
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "cairn-operator";
+/// The finalizer that guards external state (the Kafka topic, the ClickHouse database) when the
+/// deletion policy is `Delete`.
+pub const FINALIZER: &str = "cairn.dev/cleanup";
+
+/// A Cairn analytics platform: capture, consumer, query and auth workloads, the Kafka topic they
+/// share, the ClickHouse schema they read and write, and how they are exposed.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "cairn.dev",
+    version = "v1alpha1",
+    kind = "AnalyticsPlatform",
+    plural = "analyticsplatforms",
+    shortname = "ap",
+    namespaced,
+    status = "AnalyticsPlatformStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Capture", type_ = "integer", json_path = ".status.workloads.capture.readyReplicas"),
+    printcolumn(name = "Consumer", type_ = "integer", json_path = ".status.workloads.consumer.readyReplicas"),
+    printcolumn(name = "Query", type_ = "integer", json_path = ".status.workloads.query.readyReplicas"),
+    printcolumn(name = "Auth", type_ = "integer", json_path = ".status.workloads.auth.readyReplicas"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalyticsPlatformSpec {
+    /// While true the operator changes nothing (children, topic, schema) and reports Paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// What deleting the platform does to external state: Retain (default) keeps the Kafka topic
+    /// and the ClickHouse data; Delete removes them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Days events are kept in ClickHouse; 0 keeps them forever.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub event_ttl_days: u32,
+    #[serde(default)]
+    pub capture: WorkloadSpec,
+    #[serde(default)]
+    pub consumer: WorkloadSpec,
+    #[serde(default)]
+    pub query: WorkloadSpec,
+    #[serde(default)]
+    pub auth: WorkloadSpec,
+    pub kafka: KafkaSpec,
+    pub clickhouse: ClickHouseSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+/// One workload (capture, consumer, query or auth).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSpec {
+    /// Container image; defaults to Cairn's image of this release for the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Replicas when autoscaling is off (default 2; 0 stops the workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// Extra environment variables (after the operator's own, so they can override them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+/// A HorizontalPodAutoscaler for the workload.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+pub struct AutoscalingSpec {
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+    /// Average CPU utilisation to keep, in percent of the request (default 70).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization: Option<i32>,
+    /// Consumer only: Kafka lag (records) per replica to keep, from the `cairn_consumer_lag_total`
+    /// metric through an external metrics adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub target_lag_per_replica: Option<i64>,
+}
+
+/// Kafka: an existing cluster, or a single-node broker the operator runs (development only).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.external) != has(self.managed)").message("set exactly one of kafka.external and kafka.managed"))]
+pub struct KafkaSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalKafka>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedService>,
+    #[serde(default)]
+    pub topic: TopicSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalKafka {
+    /// Bootstrap servers, comma-separated.
+    #[schemars(length(min = 1))]
+    pub bootstrap_servers: String,
+    /// plaintext (default), ssl, sasl_plaintext or sasl_ssl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_protocol: Option<String>,
+    /// A Secret with `username`, `password` and optionally `mechanism` for SASL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_secret_ref: Option<String>,
+}
+
+/// The events topic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    /// Topic name (default `cairn_events`); the dead-letter topic is `<name>_dead_letter`.
+    #[serde(default = "default_topic_name")]
+    pub name: String,
+    /// Partitions: the most consumer replicas that can work at once. May only grow.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1))]
+    #[x_kube(validation = Rule::new("self >= oldSelf").message("partitions may only grow"))]
+    pub partitions: i32,
+    /// Replication factor (default 1 for managed Kafka; 3 is usual for production clusters).
+    #[serde(default = "default_replication")]
+    #[schemars(range(min = 1))]
+    pub replication_factor: i32,
+    /// How long Kafka keeps events (default 168 hours): the longest ClickHouse outage that loses nothing.
+    #[serde(default = "default_retention_hours")]
+    #[schemars(range(min = 1))]
+    pub retention_hours: i64,
+}
+
+impl Default for TopicSpec {
+    fn default() -> Self {
+        Self {
+            name: default_topic_name(),
+            partitions: default_partitions(),
+            replication_factor: default_replication(),
+            retention_hours: default_retention_hours(),
+        }
+    }
+}
+
+fn default_topic_name() -> String {
+    "cairn_events".into()
+}
+fn default_partitions() -> i32 {
+    4
+}
+fn default_replication() -> i32 {
+    1
+}
+fn default_retention_hours() -> i64 {
+    168
+}
+
+/// ClickHouse: an existing server, or a single-node server the operator runs (development only).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.external) != has(self.managed)").message("set exactly one of clickhouse.external and clickhouse.managed"))]
+pub struct ClickHouseSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalClickHouse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedService>,
+    /// Database (default `cairn`).
+    #[serde(default = "default_database")]
+    pub database: String,
+}
+
+fn default_database() -> String {
+    "cairn".into()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalClickHouse {
+    /// The HTTP interface, e.g. `https://clickhouse.example.com:8443`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// A Secret with `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<String>,
+}
+
+/// PostgreSQL (for query and auth).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.urlSecretRef) != has(self.managed)").message("set exactly one of postgres.urlSecretRef and postgres.managed"))]
+pub struct PostgresSpec {
+    /// A Secret whose `url` key holds a postgres:// URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedService>,
+}
+
+/// A dependency the operator runs itself, as one pod with a volume. For development and trials.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedService {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Size of the data volume, e.g. `10Gi`; without it the data lives in an emptyDir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// How capture and query are exposed outside the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    #[schemars(length(min = 1))]
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// A TLS Secret for the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What the operator observed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalyticsPlatformStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending, Progressing, Ready, Degraded, Paused or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub workloads: WorkloadsStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clickhouse: Option<ClickHouseStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// A status condition, as Kubernetes conventions define it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339.
+    pub last_transition_time: String,
+    pub observed_generation: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadsStatus {
+    #[serde(default)]
+    pub capture: WorkloadStatus,
+    #[serde(default)]
+    pub consumer: WorkloadStatus,
+    #[serde(default)]
+    pub query: WorkloadStatus,
+    #[serde(default)]
+    pub auth: WorkloadStatus,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default)]
+    pub desired_replicas: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaStatus {
+    pub topic: String,
+    /// The topic's actual partition count.
+    pub partitions: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClickHouseStatus {
+    /// The highest migration applied.
+    pub schema_version: u32,
+    pub database: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    pub capture: String,
+    pub query: String,
+}

@@ -1,0 +1,78 @@
+//! The Ingress that exposes capture (ingestion paths) and query (`/api`) on the spec's host.
+
+use k8s_openapi::api::networking::v1::Ingress;
+use serde_json::json;
+
+use super::{child_meta, child_name, Workload};
+use crate::crd::AnalyticsPlatform;
+
+/// Paths routed to capture: Cairn's and PostHog's ingestion routes.
+pub const CAPTURE_PATHS: &[&str] = &["/capture", "/batch", "/e", "/i/v0/e", "/track"];
+
+pub fn ingress(ap: &AnalyticsPlatform) -> Option<Ingress> {
+    let spec = ap.spec.ingress.as_ref()?;
+    let backend = |w: Workload| json!({"service": {"name": child_name(ap, w.name()), "port": {"name": "http"}}});
+    let mut paths: Vec<_> = CAPTURE_PATHS
+        .iter()
+        .map(|p| json!({"path": p, "pathType": "Prefix", "backend": backend(Workload::Capture)}))
+        .collect();
+    paths.push(json!({"path": "/api/auth", "pathType": "Prefix", "backend": backend(Workload::Auth)}));
+    paths.push(json!({"path": "/api", "pathType": "Prefix", "backend": backend(Workload::Query)}));
+    let mut meta = child_meta(ap, child_name(ap, "ingress"), "ingress");
+    if !spec.annotations.is_empty() {
+        meta.annotations = Some(spec.annotations.clone());
+    }
+    let mut ing = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta,
+        "spec": {"rules": [{"host": spec.host, "http": {"paths": paths}}]}
+    });
+    if let Some(class) = &spec.class_name {
+        ing["spec"]["ingressClassName"] = json!(class);
+    }
+    if let Some(tls) = &spec.tls_secret_name {
+        ing["spec"]["tls"] = json!([{"hosts": [spec.host], "secretName": tls}]);
+    }
+    serde_json::from_value(ing).ok()
+}
+
+/// The capture and query URLs clients use.
+pub fn endpoints(ap: &AnalyticsPlatform) -> (String, String) {
+    match &ap.spec.ingress {
+        Some(i) => {
+            let scheme = if i.tls_secret_name.is_some() { "https" } else { "http" };
+            (format!("{scheme}://{}", i.host), format!("{scheme}://{}/api", i.host))
+        }
+        None => {
+            let ns = ap.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            (
+                format!("http://{}.{ns}.svc", child_name(ap, "capture")),
+                format!("http://{}.{ns}.svc/api", child_name(ap, "query")),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::IngressSpec;
+    use crate::resources::fixtures::platform;
+
+    #[test]
+    fn routes_ingestion_to_capture_and_api_to_query() {
+        let mut ap = platform();
+        assert!(ingress(&ap).is_none());
+        assert_eq!(endpoints(&ap).0, "http://demo-capture.analytics.svc");
+        ap.spec.ingress = Some(IngressSpec { host: "cairn.example.com".into(), class_name: Some("nginx".into()), tls_secret_name: Some("tls".into()), ..Default::default() });
+        let i = ingress(&ap).unwrap();
+        let spec = i.spec.unwrap();
+        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+        let rules = spec.rules.unwrap();
+        let paths = &rules[0].http.as_ref().unwrap().paths;
+        assert_eq!(paths[0].backend.service.as_ref().unwrap().name, "demo-capture");
+        assert_eq!(paths.last().unwrap().backend.service.as_ref().unwrap().name, "demo-query");
+        assert_eq!(endpoints(&ap), ("https://cairn.example.com".into(), "https://cairn.example.com/api".into()));
+    }
+}

@@ -1,0 +1,135 @@
+//! Builders of the objects an AnalyticsPlatform owns. Pure functions of the platform (and what the
+//! operator knows about its dependencies): the controller applies what they return with
+//! server-side apply, so that the builders alone define the desired state.
+
+pub mod config;
+pub mod ingress;
+pub mod managed;
+pub mod network;
+pub mod workload;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::crd::AnalyticsPlatform;
+
+/// The four Cairn workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Workload {
+    Capture,
+    Consumer,
+    Query,
+    Auth,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [Workload::Capture, Workload::Consumer, Workload::Query, Workload::Auth];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Capture => "capture",
+            Workload::Consumer => "consumer",
+            Workload::Query => "query",
+            Workload::Auth => "auth",
+        }
+    }
+
+    /// The port the workload serves HTTP on (the consumer: only its metrics and probes).
+    pub fn port(self) -> i32 {
+        8000
+    }
+
+    /// The default image of this release.
+    pub fn default_image(self) -> String {
+        format!("ghcr.io/cairn-analytics/cairn-{}:{}", self.name(), env!("CARGO_PKG_VERSION"))
+    }
+
+    pub fn spec(self, ap: &AnalyticsPlatform) -> &crate::crd::WorkloadSpec {
+        match self {
+            Workload::Capture => &ap.spec.capture,
+            Workload::Consumer => &ap.spec.consumer,
+            Workload::Query => &ap.spec.query,
+            Workload::Auth => &ap.spec.auth,
+        }
+    }
+
+    /// Whether clients outside the platform call it (and so it gets a Service port and ingress).
+    pub fn serves_clients(self) -> bool {
+        !matches!(self, Workload::Consumer)
+    }
+}
+
+/// The name of a child object: `<platform>-<part>`.
+pub fn child_name(ap: &AnalyticsPlatform, part: &str) -> String {
+    format!("{}-{}", ap.name_any(), part)
+}
+
+/// Labels every child carries; `component` names the part it belongs to.
+pub fn labels(ap: &AnalyticsPlatform, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "cairn".to_string()),
+        ("app.kubernetes.io/instance".to_string(), ap.name_any()),
+        ("app.kubernetes.io/component".to_string(), component.to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), "cairn-operator".to_string()),
+        ("app.kubernetes.io/part-of".to_string(), "cairn".to_string()),
+    ])
+}
+
+/// The labels that select a component's pods (a subset of [`labels`] that never changes).
+pub fn selector_labels(ap: &AnalyticsPlatform, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/instance".to_string(), ap.name_any()),
+        ("app.kubernetes.io/component".to_string(), component.to_string()),
+    ])
+}
+
+/// The owner reference that makes the platform the controller of a child, so that Kubernetes
+/// garbage-collects the child with the platform.
+pub fn owner_reference(ap: &AnalyticsPlatform) -> Option<OwnerReference> {
+    ap.controller_owner_ref(&())
+}
+
+/// Metadata of a child: name, namespace, labels and the owner reference.
+pub fn child_meta(ap: &AnalyticsPlatform, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: ap.namespace(),
+        labels: Some(labels(ap, component)),
+        owner_references: owner_reference(ap).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::crd::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    /// A platform with external Kafka and ClickHouse, as the tests and docs use.
+    pub fn platform() -> AnalyticsPlatform {
+        AnalyticsPlatform {
+            metadata: ObjectMeta {
+                name: Some("demo".into()),
+                namespace: Some("analytics".into()),
+                uid: Some("11111111-2222-3333-4444-555555555555".into()),
+                generation: Some(3),
+                ..ObjectMeta::default()
+            },
+            spec: AnalyticsPlatformSpec {
+                kafka: KafkaSpec {
+                    external: Some(ExternalKafka { bootstrap_servers: "kafka:9092".into(), ..Default::default() }),
+                    ..Default::default()
+                },
+                clickhouse: ClickHouseSpec {
+                    external: Some(ExternalClickHouse { url: "http://clickhouse:8123".into(), credentials_secret_ref: Some("ch-creds".into()) }),
+                    database: "cairn".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            status: None,
+        }
+    }
+}

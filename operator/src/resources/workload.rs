@@ -1,0 +1,244 @@
+//! A workload's Deployment, Service, PodDisruptionBudget and HorizontalPodAutoscaler.
+//!
+//! Pods run as non-root with a read-only root filesystem, no privilege escalation and no
+//! capabilities, and are probed on `/healthz` (liveness) and `/readyz` (readiness).
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde_json::{json, Value};
+
+use super::config::{config_map_name, env_from_secrets};
+use super::{child_meta, child_name, selector_labels, Workload};
+use crate::crd::AnalyticsPlatform;
+
+/// Replicas when the spec gives none.
+pub const DEFAULT_REPLICAS: i32 = 2;
+/// The port `/metrics`, `/healthz` and `/readyz` are served on (the workload's only port).
+pub const HTTP_PORT_NAME: &str = "http";
+
+pub fn deployment_name(ap: &AnalyticsPlatform, w: Workload) -> String {
+    child_name(ap, w.name())
+}
+
+/// The replicas the Deployment asks for: the spec's, or none when an autoscaler owns the count.
+pub fn desired_replicas(ap: &AnalyticsPlatform, w: Workload) -> Option<i32> {
+    let spec = w.spec(ap);
+    if spec.autoscaling.is_some() {
+        None
+    } else {
+        Some(spec.replicas.unwrap_or(DEFAULT_REPLICAS))
+    }
+}
+
+/// The environment a workload's container gets, in order: the variables every Cairn service
+/// reads (from the platform's ConfigMap and credential Secrets), the workload's own, then the
+/// spec's `env` (last, so it can override).
+fn env(ap: &AnalyticsPlatform, w: Workload) -> Vec<Value> {
+    let mut env = vec![json!({"name": format!("CAIRN_{}_ADDR", w.name().to_ascii_uppercase()), "value": format!("0.0.0.0:{}", w.port())})];
+    match w {
+        Workload::Capture => {
+            // The topic is managed by the operator, not created by the workloads.
+            env.push(json!({"name": "CAIRN_KAFKA_CREATE_TOPICS", "value": "false"}));
+        }
+        Workload::Consumer => {
+            env.push(json!({"name": "CAIRN_KAFKA_CREATE_TOPICS", "value": "false"}));
+            // The operator applies migrations before rolling workloads out.
+            env.push(json!({"name": "CAIRN_CONSUMER_MIGRATE", "value": "false"}));
+            env.push(json!({"name": "CAIRN_CONSUMER_GROUP", "value": format!("cairn-{}", ap.metadata.name.as_deref().unwrap_or("platform"))}));
+        }
+        Workload::Query | Workload::Auth => {}
+    }
+    env.extend(env_from_secrets(ap));
+    for e in &w.spec(ap).env {
+        env.push(serde_json::to_value(e).unwrap_or(Value::Null));
+    }
+    env
+}
+
+pub fn deployment(ap: &AnalyticsPlatform, w: Workload, service_account: &str) -> Deployment {
+    let spec = w.spec(ap);
+    let image = spec.image.clone().unwrap_or_else(|| w.default_image());
+    let resources = spec
+        .resources
+        .as_ref()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .unwrap_or_else(|| json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}));
+    let probe = |path: &str, period: i32, failure: i32| {
+        json!({"httpGet": {"path": path, "port": HTTP_PORT_NAME}, "periodSeconds": period, "failureThreshold": failure, "timeoutSeconds": 2})
+    };
+    let mut deployment_spec = json!({
+        "selector": {"matchLabels": selector_labels(ap, w.name())},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": super::labels(ap, w.name())},
+            "spec": {
+                "serviceAccountName": service_account,
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 30,
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": w.name(),
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "ports": [{"name": HTTP_PORT_NAME, "containerPort": w.port(), "protocol": "TCP"}],
+                    "envFrom": [{"configMapRef": {"name": config_map_name(ap)}}],
+                    "env": env(ap, w),
+                    "resources": resources,
+                    "livenessProbe": probe("/healthz", 10, 3),
+                    "readinessProbe": probe("/readyz", 5, 2),
+                    "startupProbe": probe("/healthz", 2, 30),
+                    "securityContext": {
+                        "allowPrivilegeEscalation": false,
+                        "readOnlyRootFilesystem": true,
+                        "runAsNonRoot": true,
+                        "capabilities": {"drop": ["ALL"]}
+                    }
+                }]
+            }
+        }
+    });
+    if let Some(r) = desired_replicas(ap, w) {
+        deployment_spec["replicas"] = json!(r);
+    }
+    let value = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": child_meta(ap, deployment_name(ap, w), w.name()),
+        "spec": deployment_spec,
+    });
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+pub fn service(ap: &AnalyticsPlatform, w: Workload) -> Service {
+    let value = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_meta(ap, child_name(ap, w.name()), w.name()),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(ap, w.name()),
+            "ports": [{"name": HTTP_PORT_NAME, "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
+        }
+    });
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+/// Keeps at least one pod through voluntary disruptions (node drains) when there are several.
+pub fn pod_disruption_budget(ap: &AnalyticsPlatform, w: Workload) -> PodDisruptionBudget {
+    let value = json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": child_meta(ap, child_name(ap, w.name()), w.name()),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(ap, w.name())}}
+    });
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+/// The autoscaler of a workload whose spec asks for one: CPU, and for the consumer also Kafka lag
+/// per replica (an External metric, served by a Prometheus metrics adapter).
+pub fn horizontal_pod_autoscaler(ap: &AnalyticsPlatform, w: Workload) -> Option<HorizontalPodAutoscaler> {
+    let a = w.spec(ap).autoscaling.as_ref()?;
+    let mut metrics = vec![json!({
+        "type": "Resource",
+        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": a.target_cpu_utilization.unwrap_or(70)}}
+    })];
+    if let (Workload::Consumer, Some(lag)) = (w, a.target_lag_per_replica) {
+        metrics.push(json!({
+            "type": "External",
+            "external": {
+                "metric": {"name": "cairn_consumer_lag_total", "selector": {"matchLabels": {"app_kubernetes_io_instance": ap.metadata.name.clone().unwrap_or_default()}}},
+                "target": {"type": "AverageValue", "averageValue": lag.to_string()}
+            }
+        }));
+    }
+    let value = json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": child_meta(ap, child_name(ap, w.name()), w.name()),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name(ap, w)},
+            "minReplicas": a.min_replicas,
+            "maxReplicas": a.max_replicas,
+            "metrics": metrics
+        }
+    });
+    serde_json::from_value(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::AutoscalingSpec;
+    use crate::resources::fixtures::platform;
+
+    #[test]
+    fn deployment_is_secure_probed_owned_and_configured() {
+        let ap = platform();
+        let d = deployment(&ap, Workload::Capture, "demo-cairn");
+        assert_eq!(d.metadata.name.as_deref(), Some("demo-capture"));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("analytics"));
+        let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.kind, "AnalyticsPlatform");
+        assert_eq!(owner.controller, Some(true));
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(DEFAULT_REPLICAS));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("demo-cairn"));
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some(Workload::Capture.default_image().as_str()));
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+        assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+        let env = c.env.as_ref().unwrap();
+        assert!(env.iter().any(|e| e.name == "CAIRN_CAPTURE_ADDR" && e.value.as_deref() == Some("0.0.0.0:8000")));
+        assert!(env.iter().any(|e| e.name == "CAIRN_CLICKHOUSE_PASSWORD" && e.value_from.is_some()), "credentials come from the Secret, not the ConfigMap");
+        assert_eq!(c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap().name, "demo-config");
+    }
+
+    #[test]
+    fn spec_env_image_and_replicas_are_honoured() {
+        let mut ap = platform();
+        ap.spec.consumer.image = Some("registry.local/consumer:dev".into());
+        ap.spec.consumer.replicas = Some(0);
+        ap.spec.consumer.env = vec![serde_json::from_value(json!({"name": "CAIRN_CONSUMER_BATCH_MAX_EVENTS", "value": "500"})).unwrap()];
+        let d = deployment(&ap, Workload::Consumer, "sa");
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(0));
+        let c = &spec.template.spec.unwrap().containers[0];
+        assert_eq!(c.image.as_deref(), Some("registry.local/consumer:dev"));
+        let env = c.env.as_ref().unwrap();
+        assert_eq!(env.last().unwrap().name, "CAIRN_CONSUMER_BATCH_MAX_EVENTS");
+        assert!(env.iter().any(|e| e.name == "CAIRN_CONSUMER_MIGRATE" && e.value.as_deref() == Some("false")));
+    }
+
+    #[test]
+    fn autoscaling_leaves_replicas_to_the_hpa() {
+        let mut ap = platform();
+        assert!(horizontal_pod_autoscaler(&ap, Workload::Consumer).is_none());
+        ap.spec.consumer.autoscaling = Some(AutoscalingSpec { min_replicas: 2, max_replicas: 8, target_cpu_utilization: None, target_lag_per_replica: Some(10_000) });
+        let d = deployment(&ap, Workload::Consumer, "sa");
+        assert_eq!(d.spec.unwrap().replicas, None);
+        let hpa = horizontal_pod_autoscaler(&ap, Workload::Consumer).unwrap();
+        let spec = hpa.spec.unwrap();
+        assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 8));
+        let metrics = spec.metrics.unwrap();
+        assert_eq!(metrics.len(), 2);
+        assert_eq!(metrics[1].external.as_ref().unwrap().metric.name, "cairn_consumer_lag_total");
+        assert_eq!(spec.scale_target_ref.name, "demo-consumer");
+    }
+
+    #[test]
+    fn service_and_pdb_select_the_workload_pods() {
+        let ap = platform();
+        let s = service(&ap, Workload::Query);
+        let sel = s.spec.unwrap().selector.unwrap();
+        assert_eq!(sel["app.kubernetes.io/component"], "query");
+        let pdb = pod_disruption_budget(&ap, Workload::Query);
+        assert_eq!(pdb.spec.unwrap().selector.unwrap().match_labels.unwrap(), sel);
+    }
+}
