@@ -74,6 +74,7 @@ go_build() {
 install() {
   command -v go >/dev/null 2>&1 || die "go not found (Go 1.24+ is needed to build the control plane)"
   command -v openssl >/dev/null 2>&1 || apt_install openssl
+  command -v curl >/dev/null 2>&1 || apt_install curl
   mkdir -p "$BIN"
   local kv="${KUBE_VERSION#v}" now; now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   local kx=""
@@ -89,6 +90,8 @@ install() {
     sh -c "cd '$KUBE_DIR/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kube-controller-manager' k8s.io/kubernetes/cmd/kube-controller-manager"
   go_build kube-scheduler "$KUBE_VERSION" \
     sh -c "cd '$KUBE_DIR/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kube-scheduler' k8s.io/kubernetes/cmd/kube-scheduler"
+  go_build kubectl "$KUBE_VERSION" \
+    sh -c "cd '$KUBE_DIR/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kubectl' k8s.io/kubernetes/cmd/kubectl"
   go_build kwok "$KWOK_VERSION" \
     sh -c "cd / && GOBIN='$BIN' go install -p 1 -ldflags='-s -w' sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   go_build helm "$HELM_VERSION" \
@@ -98,9 +101,10 @@ install() {
 # ---------------------------------------------------------------------------------------------
 # certificates and kubeconfigs (made once per instance, kept across restarts)
 
-# issue NAME SUBJECT [SANS]: a P-256 key and a certificate signed by the instance's CA.
+# issue NAME SUBJECT [SANS]: a P-256 key and a certificate signed by the instance's CA (or by
+# PKI/$CA.crt when CA is set).
 issue() {
-  local name="$1" subj="$2" sans="${3:-}" ext
+  local name="$1" subj="$2" sans="${3:-}" ca="${CA:-ca}" ext
   [ -s "$PKI/$name.crt" ] && return 0
   openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/$name.key" 2>/dev/null
   ext="basicConstraints=critical,CA:FALSE
@@ -108,7 +112,7 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=${sans:+serverAuth,}clientAuth${sans:+
 subjectAltName=$sans}"
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
     -days 3650 -sha256 -extfile <(printf '%s\n' "$ext") -out "$PKI/$name.crt" 2>/dev/null \
     || die "openssl could not issue the $name certificate"
   rm -f "$PKI/$name.csr"
@@ -147,6 +151,15 @@ make_pki() {
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
       -out "$PKI/ca.crt" 2>/dev/null || die "openssl could not create the CA"
   fi
+  # The front proxy (request header) CA: the apiserver authenticates to aggregated API servers
+  # with proxy-client; the controller manager and scheduler read this CA to delegate authentication.
+  if [ ! -s "$PKI/front-proxy-ca.crt" ]; then
+    openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/front-proxy-ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$PKI/front-proxy-ca.key" -subj "/CN=cairn-local-front-proxy-ca" -days 3650 -sha256 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$PKI/front-proxy-ca.crt" 2>/dev/null || die "openssl could not create the front proxy CA"
+  fi
+  CA=front-proxy-ca issue front-proxy-client "/CN=front-proxy-client"
   issue apiserver "/CN=kube-apiserver" \
     "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   # The apiserver's client certificate towards kubelets (kwok's fake kubelet endpoint).
@@ -170,7 +183,7 @@ make_pki() {
 # ---------------------------------------------------------------------------------------------
 # start / stop / status
 
-KUBECTL=(kubectl --kubeconfig "$KUBECONFIG_OUT")
+KUBECTL=("$BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT")
 
 # launch NAME CMD...: starts CMD in the background (its own session, no inherited lock fd),
 # logging to INSTANCE/NAME.log, unless NAME's pid file names a live process.
@@ -208,6 +221,7 @@ node_ready() {
 start() {
   local t0; t0="$(date +%s)"
   mkdir -p "$INSTANCE/etcd"
+  chmod 700 "$INSTANCE/etcd"
   make_pki
 
   launch etcd "$BIN/etcd" --name cairn --data-dir "$INSTANCE/etcd" \
@@ -228,6 +242,10 @@ start() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
+    --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
     --authorization-mode Node,RBAC --allow-privileged=true \
     --profiling=false --v=1
   ready kube-apiserver 180 "${KUBECTL[@]}" get --raw /readyz

@@ -164,7 +164,7 @@ fn machine() -> String {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let seconds = Duration::from_secs(env_or("SECONDS", 15));
+    let seconds = Duration::from_secs(env_or("SECONDS", 20));
     let concurrency = env_or("CONCURRENCY", 32) as usize;
     println!("machine: {}", machine());
     println!("starting a private Kafka broker and ClickHouse server ...");
@@ -178,8 +178,10 @@ async fn main() -> Result<()> {
     let capture = p.capture().await?;
     let url = capture.url("/batch");
 
-    // Warm-up: connections, producer batches, JIT of the broker.
-    let _ = closed_loop(&url, 50, concurrency, Duration::from_secs(3), "warmup").await;
+    // Warm-up: connections, producer batches, and above all the broker's JIT compiler, which
+    // otherwise takes a core for its first half minute.
+    let warmup = Duration::from_secs(env_or("WARMUP_SECONDS", 20));
+    let _ = closed_loop(&url, 50, concurrency, warmup, "warmup").await;
 
     let single = closed_loop(&url, 1, concurrency, seconds, "single").await;
     let batched = closed_loop(&url, 50, concurrency, seconds, "batch").await;
