@@ -20,10 +20,11 @@ down: ## stop what `make up` started (data is kept in .stack/)
 status: ## what the local stack is running
 	@stack/postgres.sh status; stack/kafka.sh status; stack/clickhouse.sh status; stack/services.sh status
 
-deps: ## install build prerequisites, Kafka's jars and the ClickHouse engine
+deps: ## install build prerequisites, Kafka's jars, the ClickHouse engine and the Kubernetes control plane
 	@stack/toolchain.sh
 	@stack/kafka.sh install
 	@stack/clickhouse.sh install
+	@stack/kube.sh install
 
 test: deps ## every test; starts (and afterwards stops) the Kafka and ClickHouse it needs
 	$(CARGO) build --workspace --bins

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # A real, local Kubernetes control plane for the operator's integration tests: etcd,
-# kube-apiserver and kube-controller-manager built from Go modules, plus kwok, which simulates a
-# node so that the Pods of Deployments get scheduled ("bound" by kwok) and become Running/Ready.
-# No kubelet, no container runtime, no Docker: images are never pulled.
+# kube-apiserver, kube-controller-manager and kube-scheduler built from Go modules, plus kwok,
+# which simulates a node (sigs.k8s.io/kwok) so that the Pods the scheduler binds to it become
+# Running/Ready. No kubelet, no container runtime, no Docker: images are never pulled.
 #
-#   stack/kube.sh install   build etcd, kube-apiserver, kube-controller-manager, kwok and helm into
-#                           $CAIRN_TOOLS_DIR/kube-<k8s version>/bin (each skipped once built)
+#   stack/kube.sh install   build etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+#                           kubectl, kwok and helm into $CAIRN_TOOLS_DIR/kube-<k8s version>/bin
+#                           (each skipped once built at its version)
 #   stack/kube.sh start     make certificates on first start, start etcd, kube-apiserver,
-#                           kube-controller-manager and kwok, register the fake node, wait until
-#                           the API is ready and the node is Ready; prints the admin kubeconfig path
+#                           kube-controller-manager, kube-scheduler and kwok, register the fake
+#                           node, wait until /readyz is ok, the node is Ready and the default
+#                           ServiceAccount exists; prints the admin kubeconfig's path
 #   stack/kube.sh stop      stop what this script started, in reverse order, by pid file
 #   stack/kube.sh status
-#   stack/kube.sh env       print KUBECONFIG=... and PATH=... lines to eval (kubectl, helm)
+#   stack/kube.sh env       print export lines for KUBECONFIG and PATH (kubectl, helm) to eval
 #
 # KUBE_INSTANCE_DIR (default $CAIRN_STACK_DIR/kube) holds one control plane's certificates, etcd
 # data, logs, pid files and kubeconfigs, so tests can run one of their own beside the shared one
 # on other ports (CAIRN_KUBE_ETCD_PORT, CAIRN_KUBE_ETCD_PEER_PORT, CAIRN_KUBE_APISERVER_PORT,
-# CAIRN_KUBE_KCM_PORT, CAIRN_KUBE_KWOK_PORT).
+# CAIRN_KUBE_KCM_PORT, CAIRN_KUBE_SCHEDULER_PORT, CAIRN_KUBE_KWOK_PORT). The fake node is named
+# CAIRN_KUBE_NODE_NAME (default kwok-node-0) and has no taint, so every Pod can land on it.
 #
 # Builds run at the lowest priority on one core (nice -n 19, go build -p 1, GOMAXPROCS=1):
 # the machine has two cores and a developer may be compiling at the same time. A first install

@@ -455,3 +455,63 @@ pub fn topic_record_count(brokers: &str, topic: &str) -> Result<i64> {
     }
     Ok(total)
 }
+
+/// A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kwok with one
+/// fake node) started by `stack/kube.sh`.
+pub struct TestKube {
+    pub dir: PathBuf,
+}
+
+impl TestKube {
+    /// The test run's shared control plane (API server on 26443), started if it is not running.
+    pub fn shared() -> Result<Self> {
+        let k = Self { dir: test_stack_dir().join("kube") };
+        run_script("kube.sh", "start", &k.env())?;
+        Ok(k)
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KUBE_INSTANCE_DIR", self.dir.display().to_string()),
+            ("CAIRN_KUBE_ETCD_PORT", "22379".into()),
+            ("CAIRN_KUBE_ETCD_PEER_PORT", "22380".into()),
+            ("CAIRN_KUBE_APISERVER_PORT", "26443".into()),
+            ("CAIRN_KUBE_KCM_PORT", "26257".into()),
+            ("CAIRN_KUBE_SCHEDULER_PORT", "26259".into()),
+            ("CAIRN_KUBE_KWOK_PORT", "26258".into()),
+        ]
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// The directory of kubectl and helm as `stack/kube.sh install` built them.
+    pub fn tools_bin(&self) -> Result<PathBuf> {
+        let out = Command::new("bash")
+            .arg(repo_root().join("stack/kube.sh"))
+            .arg("env")
+            .env("CAIRN_STACK_DIR", test_stack_dir())
+            .envs(self.env())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let path = text
+            .lines()
+            .find_map(|l| l.strip_prefix("PATH=").or_else(|| l.strip_prefix("export PATH=")))
+            .ok_or_else(|| anyhow!("stack/kube.sh env printed no PATH"))?;
+        let first = path.trim_matches('"').split(':').next().unwrap_or_default();
+        Ok(PathBuf::from(first))
+    }
+
+    /// Runs kubectl against this control plane; returns stdout, or the error with stderr.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let bin = self.tools_bin().map(|d| d.join("kubectl")).unwrap_or_else(|_| PathBuf::from("kubectl"));
+        let bin = if bin.exists() { bin } else { PathBuf::from("kubectl") };
+        let out = Command::new(bin).arg("--kubeconfig").arg(self.kubeconfig()).args(args).output()?;
+        if !out.status.success() {
+            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
