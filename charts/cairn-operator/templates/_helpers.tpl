@@ -26,3 +26,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Cluster-scoped names carry the namespace, so releases in several namespaces do not collide. */}}
+{{- define "cairn-operator.rbacName" -}}
+{{- if .Values.namespaceScoped -}}
+{{- include "cairn-operator.fullname" . -}}
+{{- else -}}
+{{- printf "%s-%s" (include "cairn-operator.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
