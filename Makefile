@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status test test-unit deps lint fmt bench-capture crds
+.PHONY: help up down status test test-unit deps lint fmt bench-capture bench-operator crds e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,5 +47,16 @@ bench-capture: deps ## capture throughput, latency and freshness on the local ma
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p cairn-bench --bin bench-capture
 
+bench-operator: deps ## operator figures on the local control plane: apply→Ready, idle reconciles, memory, 50 platforms
+	$(CARGO) build --release -p cairn-operator --bin cairn-operator
+	$(CARGO) run --release -p cairn-bench --bin bench-operator
+
 crds: ## regenerate crds/analyticsplatform.yaml from operator/src/crd.rs
 	$(CARGO) run -q -p cairn-operator --bin crdgen > crds/analyticsplatform.yaml
+
+e2e-kind: ## the operator tests on a kind cluster (needs Docker and kind; images from `make images`)
+	@command -v kind >/dev/null || { echo "kind is not installed (go install sigs.k8s.io/kind@v0.33.0)"; exit 1; }
+	kind get clusters | grep -qx cairn-e2e || kind create cluster --name cairn-e2e --wait 120s
+	kind get kubeconfig --name cairn-e2e > .stack/kind-kubeconfig
+	$(CARGO) build --workspace --bins
+	CAIRN_TEST_KUBECONFIG=$(CURDIR)/.stack/kind-kubeconfig $(CARGO) test -p cairn-operator --test platform --test helm

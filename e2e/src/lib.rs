@@ -460,12 +460,17 @@ pub fn topic_record_count(brokers: &str, topic: &str) -> Result<i64> {
 /// fake node) started by `stack/kube.sh`.
 pub struct TestKube {
     pub dir: PathBuf,
+    external_kubeconfig: Option<PathBuf>,
 }
 
 impl TestKube {
-    /// The test run's shared control plane (API server on 26443), started if it is not running.
+    /// The test run's shared control plane (API server on 26443), started if it is not running;
+    /// or, when `CAIRN_TEST_KUBECONFIG` names one, that cluster (a kind cluster, say).
     pub fn shared() -> Result<Self> {
-        let k = Self { dir: test_stack_dir().join("kube") };
+        if let Ok(kc) = std::env::var("CAIRN_TEST_KUBECONFIG") {
+            return Ok(Self { dir: PathBuf::new(), external_kubeconfig: Some(PathBuf::from(kc)) });
+        }
+        let k = Self { dir: test_stack_dir().join("kube"), external_kubeconfig: None };
         run_script("kube.sh", "start", &k.env())?;
         Ok(k)
     }
@@ -484,7 +489,7 @@ impl TestKube {
 
     /// The admin kubeconfig.
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig")
+        self.external_kubeconfig.clone().unwrap_or_else(|| self.dir.join("kubeconfig"))
     }
 
     /// The directory of kubectl and helm as `stack/kube.sh install` built them.

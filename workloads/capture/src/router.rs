@@ -117,7 +117,7 @@ async fn handle(
         sent_at: payload.sent_at.or_else(|| query_sent_at(query)),
         max_future: app.max_future,
     };
-    let events = validate_all(&payload, &ctx).map_err(|e| (e, n))?;
+    let events = validate_all(payload, &ctx).map_err(|e| (e, n))?;
     app.sink.send(events).await.map_err(|e| (e.into(), n))?;
     Ok(n)
 }
@@ -176,11 +176,12 @@ fn event_key(event: &Value) -> Option<&str> {
         .or_else(|| str_of(event.get("properties").and_then(|p| p.get("token"))))
 }
 
-fn validate_all(payload: &Payload, ctx: &ValidationContext) -> Result<Vec<CapturedEvent>, CaptureError> {
-    let mut events = Vec::with_capacity(payload.events.len());
+fn validate_all(payload: Payload, ctx: &ValidationContext) -> Result<Vec<CapturedEvent>, CaptureError> {
+    let total = payload.events.len();
+    let mut events = Vec::with_capacity(total);
     let mut errors: Vec<FieldError> = Vec::new();
     let mut invalid = 0;
-    for (i, raw) in payload.events.iter().enumerate() {
+    for (i, raw) in payload.events.into_iter().enumerate() {
         let index = payload.is_batch.then_some(i);
         match validate_event(index, raw, ctx) {
             Ok(e) => events.push(e),
@@ -191,7 +192,7 @@ fn validate_all(payload: &Payload, ctx: &ValidationContext) -> Result<Vec<Captur
         }
     }
     if invalid > 0 {
-        return Err(CaptureError::Invalid { invalid, total: payload.events.len(), errors });
+        return Err(CaptureError::Invalid { invalid, total, errors });
     }
     Ok(events)
 }

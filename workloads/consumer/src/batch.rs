@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use cairn_common::clickhouse::EventRow;
-use cairn_common::event::CapturedEvent;
 use sha2::{Digest, Sha256};
 
 /// A record that cannot become a row, with why.
@@ -53,12 +52,12 @@ impl Batch {
         range.0 = range.0.min(origin.offset);
         range.1 = range.1.max(origin.offset);
         match decode(payload) {
-            Ok(event) => {
+            Ok(row) => {
                 self.oldest_received = Some(match self.oldest_received {
-                    Some(t) if t <= event.received_at => t,
-                    _ => event.received_at,
+                    Some(t) if t <= row.received_at => t,
+                    _ => row.received_at,
                 });
-                self.rows.push(EventRow::from(event));
+                self.rows.push(row);
             }
             Err(reason) => self.dead_letters.push(DeadLetter {
                 topic: origin.topic.to_string(),
@@ -101,14 +100,9 @@ impl Batch {
     }
 }
 
-fn decode(payload: Option<&[u8]>) -> Result<CapturedEvent, String> {
+fn decode(payload: Option<&[u8]>) -> Result<EventRow, String> {
     let payload = payload.ok_or_else(|| "the record has no value".to_string())?;
-    let event: CapturedEvent =
-        serde_json::from_slice(payload).map_err(|e| format!("the value is not a Cairn event: {e}"))?;
-    if event.event.is_empty() || event.distinct_id.is_empty() {
-        return Err("the event has an empty name or distinct_id".into());
-    }
-    Ok(event)
+    EventRow::from_record(payload).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -54,19 +54,21 @@ pub struct ValidationContext {
 }
 
 /// Validates one event. `index` is its position in a batch (None for a single event).
+///
+/// Takes the event by value: its properties move into the result instead of being copied.
 pub fn validate_event(
     index: Option<usize>,
-    raw: &Value,
+    raw: Value,
     ctx: &ValidationContext,
 ) -> Result<CapturedEvent, Vec<FieldError>> {
     let mut errors = Vec::new();
     let err = |field: &str, reason: &str| FieldError::new(index, field, reason);
 
-    let Some(obj) = raw.as_object() else {
+    let Value::Object(mut obj) = raw else {
         return Err(vec![err("", "must be a JSON object")]);
     };
 
-    let event = match obj.get("event") {
+    let event = match obj.remove("event") {
         None | Some(Value::Null) => {
             errors.push(err("event", "is required"));
             None
@@ -79,16 +81,16 @@ pub fn validate_event(
             errors.push(err("event", &format!("must be at most {MAX_EVENT_NAME_CHARS} characters")));
             None
         }
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(s),
         Some(_) => {
             errors.push(err("event", "must be a string"));
             None
         }
     };
 
-    let mut properties = match obj.get("properties") {
+    let mut properties = match obj.remove("properties") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Object(m)) => m,
         Some(_) => {
             errors.push(err("properties", "must be a JSON object"));
             Map::new()
@@ -186,10 +188,10 @@ pub fn validate_event(
 
     // PostHog's identify puts person properties at the top level.
     for key in ["$set", "$set_once"] {
-        match obj.get(key) {
+        match obj.remove(key) {
             None | Some(Value::Null) => {}
             Some(v @ Value::Object(_)) => {
-                properties.insert(key.to_string(), v.clone());
+                properties.insert(key.to_string(), v);
             }
             Some(_) => errors.push(err(key, "must be a JSON object")),
         }
@@ -256,7 +258,7 @@ mod tests {
             "event": "signed_up", "distinct_id": "u1", "properties": {"plan": "pro"},
             "timestamp": "2026-11-26T11:59:00.250Z", "uuid": "0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
         });
-        let e = validate_event(None, &raw, &ctx()).unwrap();
+        let e = validate_event(None, raw, &ctx()).unwrap();
         assert_eq!(e.event, "signed_up");
         assert_eq!(e.distinct_id, "u1");
         assert_eq!(e.project_id, 3);
@@ -267,7 +269,7 @@ mod tests {
 
     #[test]
     fn assigns_uuid_v7_and_receipt_time_when_missing() {
-        let e = validate_event(None, &json!({"event": "x", "distinct_id": 42}), &ctx()).unwrap();
+        let e = validate_event(None, json!({"event": "x", "distinct_id": 42}), &ctx()).unwrap();
         assert_eq!(e.uuid.get_version_num(), 7);
         assert_eq!(e.timestamp, ctx().now);
         assert_eq!(e.distinct_id, "42");
@@ -276,7 +278,7 @@ mod tests {
     #[test]
     fn posthog_shape_distinct_id_in_properties_and_set() {
         let raw = json!({"event": "$identify", "properties": {"distinct_id": "p1", "token": "phc_x"}, "$set": {"email": "a@b.c"}});
-        let e = validate_event(Some(0), &raw, &ctx()).unwrap();
+        let e = validate_event(Some(0), raw, &ctx()).unwrap();
         assert_eq!(e.distinct_id, "p1");
         assert_eq!(e.properties["$set"]["email"], "a@b.c");
         assert!(!e.properties.contains_key("token"));
@@ -288,37 +290,37 @@ mod tests {
         // The client's clock is one hour ahead.
         c.sent_at = Some(datetime!(2026-11-26 13:00:00 UTC));
         let raw = json!({"event": "x", "distinct_id": "u", "timestamp": "2026-11-26T12:59:50Z"});
-        let e = validate_event(None, &raw, &c).unwrap();
+        let e = validate_event(None, raw, &c).unwrap();
         assert_eq!(e.timestamp, datetime!(2026-11-26 11:59:50 UTC));
     }
 
     #[test]
     fn offset_counts_back_from_receipt() {
-        let e = validate_event(None, &json!({"event": "x", "distinct_id": "u", "offset": 1500}), &ctx()).unwrap();
+        let e = validate_event(None, json!({"event": "x", "distinct_id": "u", "offset": 1500}), &ctx()).unwrap();
         assert_eq!(e.timestamp, datetime!(2026-11-26 11:59:58.5 UTC));
     }
 
     #[test]
     fn names_every_bad_field() {
         let raw = json!({"event": "", "distinct_id": ["a"], "properties": "x", "timestamp": "yesterday", "uuid": "nope"});
-        let got = fields(validate_event(Some(2), &raw, &ctx()));
+        let got = fields(validate_event(Some(2), raw, &ctx()));
         let names: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(names, ["event", "properties", "distinct_id", "uuid", "timestamp"]);
     }
 
     #[test]
     fn refuses_missing_fields_wrong_types_and_the_far_future() {
-        assert_eq!(fields(validate_event(None, &json!({"distinct_id": "u"}), &ctx())), [("event".into(), "is required".into())]);
-        assert_eq!(fields(validate_event(None, &json!({"event": 1, "distinct_id": "u"}), &ctx())), [("event".into(), "must be a string".into())]);
-        assert_eq!(fields(validate_event(None, &json!({"event": "x"}), &ctx())), [("distinct_id".into(), "is required".into())]);
-        assert_eq!(fields(validate_event(None, &json!({"event": "x", "distinct_id": "  "}), &ctx())), [("distinct_id".into(), "must not be empty".into())]);
+        assert_eq!(fields(validate_event(None, json!({"distinct_id": "u"}), &ctx())), [("event".into(), "is required".into())]);
+        assert_eq!(fields(validate_event(None, json!({"event": 1, "distinct_id": "u"}), &ctx())), [("event".into(), "must be a string".into())]);
+        assert_eq!(fields(validate_event(None, json!({"event": "x"}), &ctx())), [("distinct_id".into(), "is required".into())]);
+        assert_eq!(fields(validate_event(None, json!({"event": "x", "distinct_id": "  "}), &ctx())), [("distinct_id".into(), "must not be empty".into())]);
         let future = json!({"event": "x", "distinct_id": "u", "timestamp": "2027-06-01T00:00:00Z"});
-        assert_eq!(fields(validate_event(None, &future, &ctx()))[0].0, "timestamp");
-        assert_eq!(fields(validate_event(None, &json!([1]), &ctx()))[0].1, "must be a JSON object");
+        assert_eq!(fields(validate_event(None, future, &ctx()))[0].0, "timestamp");
+        assert_eq!(fields(validate_event(None, json!([1]), &ctx()))[0].1, "must be a JSON object");
         let nil = json!({"event": "x", "distinct_id": "u", "uuid": "00000000-0000-0000-0000-000000000000"});
-        assert_eq!(fields(validate_event(None, &nil, &ctx()))[0].0, "uuid");
+        assert_eq!(fields(validate_event(None, nil, &ctx()))[0].0, "uuid");
         let long = json!({"event": "x".repeat(201), "distinct_id": "u"});
-        assert_eq!(fields(validate_event(None, &long, &ctx()))[0].0, "event");
+        assert_eq!(fields(validate_event(None, long, &ctx()))[0].0, "event");
     }
 
     #[test]
