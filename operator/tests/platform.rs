@@ -278,3 +278,40 @@ async fn a_paused_platform_is_left_alone() {
     wait_phase(&api, "calm", "Ready", Duration::from_secs(120)).await;
     assert_eq!(deployments.get("calm-capture").await.unwrap().spec.unwrap().replicas, Some(4));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_elect_one_leader_and_fail_over() {
+    let env = setup().await;
+    // A second replica in the same namespace: it must wait for the lease.
+    let mut extra = HashMap::new();
+    extra.insert("KUBECONFIG".to_string(), env.kube.kubeconfig().display().to_string());
+    extra.insert("WATCH_NAMESPACE".to_string(), env.ns.clone());
+    extra.insert("POD_NAMESPACE".to_string(), env.ns.clone());
+    extra.insert("POD_NAME".to_string(), unique("standby"));
+    extra.insert("CAIRN_OPERATOR_RETRY_SECS".to_string(), "2".into());
+    let standby = Service::start("operator", &extra).await.unwrap();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    wait_until("a lease holder", Duration::from_secs(30), || async {
+        leases.get_opt("cairn-operator-leader").await.ok().flatten().and_then(|l| l.spec?.holder_identity).is_some()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let leaders = env._operator.metric("cairn_operator_leader").await.unwrap() + standby.metric("cairn_operator_leader").await.unwrap();
+    assert_eq!(leaders, 1.0, "exactly one replica leads");
+    let first_leader_is_standby = standby.metric("cairn_operator_leader").await.unwrap() == 1.0;
+
+    // Kill the leader without letting it release the lease: the other takes over when it expires.
+    let (mut leader, follower) = if first_leader_is_standby { (standby, env._operator) } else { (env._operator, standby) };
+    leader.kill9();
+    wait_until("the follower to take over", Duration::from_secs(45), || async {
+        follower.metric("cairn_operator_leader").await.unwrap_or(0.0) == 1.0
+    })
+    .await
+    .unwrap();
+    let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
+    api.create(&PostParams::default(), &platform("after", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")))
+        .await
+        .unwrap();
+    wait_phase(&api, "after", "Ready", Duration::from_secs(120)).await;
+}
