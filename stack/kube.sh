@@ -297,9 +297,14 @@ metadata:
     node-role.kubernetes.io/agent: ""
     type: kwok
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "256", memory: 1Ti, pods: "2000"}
+  capacity: {cpu: "256", memory: 1Ti, pods: "2000"}
 NODE
+  # A node registered by an earlier start keeps its old status: set the capacity explicitly, so
+  # that tests with many platforms (hundreds of pods) all get scheduled.
+  "${KUBECTL[@]}" patch node "$NODE_NAME" --subresource=status --type=merge \
+    -p '{"status":{"allocatable":{"cpu":"256","memory":"1Ti","pods":"2000"},"capacity":{"cpu":"256","memory":"1Ti","pods":"2000"}}}' >/dev/null \
+    || die "could not set the fake node's capacity"
   ready kwok 120 node_ready
   # Pods need the namespace's default ServiceAccount, which the controller manager creates.
   ready kube-controller-manager 60 "${KUBECTL[@]}" -n default get serviceaccount default

@@ -73,6 +73,9 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
         .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 3).max(100).to_string())
         .set("max.poll.interval.ms", cfg.max_poll_interval.as_millis().to_string())
         .set("topic.metadata.refresh.interval.ms", "5000")
+        // Fewer, fuller fetches: the broker answers once 256 KB are there or 100 ms have passed,
+        // instead of once per few records (which costs the broker a core at 40k events/s).
+        .set("fetch.min.bytes", "262144")
         .set("fetch.wait.max.ms", "100")
         .create_with_context(ConsumerHealthContext { health: health.clone() })?;
     consumer.subscribe(&[&cfg.kafka.topic])?;
