@@ -109,17 +109,30 @@ pub async fn run(client: Client, metrics: Arc<OperatorMetrics>, settings: Settin
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
 
+    // Children trigger a reconcile of their owner when they change or disappear, but not when a
+    // watch restarts and lists them again unchanged (the resource-version predicate): an idle
+    // platform then costs nothing but its periodic resync.
+    fn changes<K>(api: Api<K>, cfg: watcher::Config) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        watcher(api, cfg)
+            .default_backoff()
+            .touched_objects()
+            .predicate_filter(predicates::resource_version, PredicateConfig::default())
+    }
+
     Controller::for_stream(stream, reader)
-        .owns(owned::<Deployment>(&client, &ns), children.clone())
-        .owns(owned::<Service>(&client, &ns), children.clone())
-        .owns(owned::<ConfigMap>(&client, &ns), children.clone())
-        .owns(owned::<Secret>(&client, &ns), children.clone())
-        .owns(owned::<ServiceAccount>(&client, &ns), children.clone())
-        .owns(owned::<PodDisruptionBudget>(&client, &ns), children.clone())
-        .owns(owned::<HorizontalPodAutoscaler>(&client, &ns), children.clone())
-        .owns(owned::<NetworkPolicy>(&client, &ns), children.clone())
-        .owns(owned::<Ingress>(&client, &ns), children.clone())
-        .owns(owned::<StatefulSet>(&client, &ns), children)
+        .owns_stream(changes(owned::<Deployment>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<Service>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<ConfigMap>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<Secret>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<ServiceAccount>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<PodDisruptionBudget>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<HorizontalPodAutoscaler>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<NetworkPolicy>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<Ingress>(&client, &ns), children.clone()))
+        .owns_stream(changes(owned::<StatefulSet>(&client, &ns), children))
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
