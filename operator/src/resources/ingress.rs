@@ -6,8 +6,8 @@ use serde_json::json;
 use super::{child_meta, child_name, Workload};
 use crate::crd::AnalyticsPlatform;
 
-/// Paths routed to capture: Cairn's and PostHog's ingestion routes.
-pub const CAPTURE_PATHS: &[&str] = &["/capture", "/batch", "/e", "/i/v0/e", "/track"];
+/// Paths routed to capture: Cairn's and PostHog's ingestion routes, as capture serves them.
+pub use cairn_common::event::CAPTURE_ROUTES as CAPTURE_PATHS;
 
 pub fn ingress(ap: &AnalyticsPlatform) -> Option<Ingress> {
     let spec = ap.spec.ingress.as_ref()?;

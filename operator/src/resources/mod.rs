@@ -54,11 +54,6 @@ impl Workload {
             Workload::Auth => &ap.spec.auth,
         }
     }
-
-    /// Whether clients outside the platform call it (and so it gets a Service port and ingress).
-    pub fn serves_clients(self) -> bool {
-        !matches!(self, Workload::Consumer)
-    }
 }
 
 /// The name of a child object: `<platform>-<part>`.

@@ -36,8 +36,8 @@ pub struct AppState {
     pub metrics: Arc<CaptureMetrics>,
 }
 
-/// Every ingestion route, with and without a trailing slash.
-pub const ROUTES: &[&str] = &["/capture", "/batch", "/e", "/i/v0/e", "/track"];
+/// Every ingestion route (served with and without a trailing slash).
+pub use cairn_common::event::CAPTURE_ROUTES as ROUTES;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new();

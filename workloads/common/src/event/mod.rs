@@ -14,6 +14,10 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// The HTTP routes capture serves events on (each also with a trailing slash): Cairn's own and
+/// PostHog's ingestion contract. The operator routes exactly these paths to capture.
+pub const CAPTURE_ROUTES: &[&str] = &["/capture", "/batch", "/e", "/i/v0/e", "/track"];
+
 /// The numeric id of a project; every event and every query belongs to exactly one.
 pub type ProjectId = u64;
 
