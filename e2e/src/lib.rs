@@ -9,7 +9,9 @@
 //!   isolate themselves with a topic, consumer group and database of their own.
 //! - [`TestKafka::dedicated`] / [`TestClickHouse::dedicated`]: a private instance for a test that
 //!   stops and starts it; removed when dropped.
-//! - [`Service`]: a running `cairn-capture` or `cairn-consumer`.
+//! - [`TestPostgres::shared`]: one PostgreSQL cluster; each test creates a database of its own.
+//! - [`Service`]: a running Cairn service (`cairn-capture`, `cairn-consumer`, `cairn-auth`,
+//!   `cairn-query`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -205,6 +207,39 @@ impl Drop for TestClickHouse {
             let _ = self.kill();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// The test run's PostgreSQL cluster (port 25432), started by `stack/postgres.sh` on first use.
+/// Tests isolate themselves with a database of their own ([`TestPostgres::fresh_database`]).
+pub struct TestPostgres {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl TestPostgres {
+    pub fn shared() -> Result<Self> {
+        let p = Self { port: 25432, dir: test_stack_dir().join("postgres") };
+        run_script("postgres.sh", "start", &p.env())?;
+        Ok(p)
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("POSTGRES_INSTANCE_DIR", self.dir.display().to_string()), ("CAIRN_PG_PORT", self.port.to_string())]
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates an empty database with a unique name and returns its URL.
+    pub async fn fresh_database(&self, prefix: &str) -> Result<String> {
+        use sqlx::Connection;
+        let name = unique(prefix).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await.context("connecting to postgres")?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(self.url(&name))
     }
 }
 

@@ -70,6 +70,16 @@ pub fn env_millis(name: &str, default_ms: u64) -> Result<Duration, ConfigError> 
     env_parse(name, default_ms).map(Duration::from_millis)
 }
 
+/// Reads a listen address (`host:port`).
+pub fn env_addr(name: &str, default: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    let text = env_string(name, default);
+    text.trim().parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+        name: name.to_string(),
+        value: text.clone(),
+        reason: e.to_string(),
+    })
+}
+
 /// Where a service finds Kafka and how it talks to it.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {

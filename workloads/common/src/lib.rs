@@ -6,13 +6,17 @@
 //!   local stack (`make up`).
 //! - [`telemetry`]: JSON logs through `tracing`, the Prometheus registry, and the `/metrics`,
 //!   `/healthz` and `/readyz` endpoints.
+//! - [`http`]: the JSON error shape and body extractor of Cairn's HTTP APIs.
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token.
 //! - [`kafka`]: librdkafka client configuration shared by producers and consumers.
 //! - [`clickhouse`]: the ClickHouse client, the events table's row type and the migration runner.
+//! - [`postgres`]: the PostgreSQL pool and the embedded migrations of `schemas/postgres`.
 
 pub mod clickhouse;
 pub mod config;
 pub mod event;
+pub mod http;
 pub mod kafka;
+pub mod postgres;
 pub mod shutdown;
 pub mod telemetry;
