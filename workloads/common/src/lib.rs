@@ -11,7 +11,10 @@
 //! - [`kafka`]: librdkafka client configuration shared by producers and consumers.
 //! - [`clickhouse`]: the ClickHouse client, the events table's row type and the migration runner.
 //! - [`postgres`]: the PostgreSQL pool and the embedded migrations of `schemas/postgres`.
+//! - [`auth_client`]: the auth service's internal API as its callers (capture, query) use it:
+//!   principals, roles, permissions, and a caching client.
 
+pub mod auth_client;
 pub mod clickhouse;
 pub mod config;
 pub mod event;

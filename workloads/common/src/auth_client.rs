@@ -1,0 +1,631 @@
+//! The auth service as its callers see it: the shared types of its internal API ([`Principal`],
+//! [`ResolvedWriteKey`], [`Role`], [`Permission`]) and [`AuthClient`], which asks
+//! `cairn-auth`'s `/internal/v1/*` endpoints and caches the answers.
+//!
+//! Caching: answers are cached by the SHA-256 of the credential (never the plaintext), positive
+//! ones for `cache_ttl` (at most 60 s, so a revoked key or session stops working within a
+//! minute), negative ones for `negative_ttl`. When the auth service cannot be reached, a positive
+//! answer is served for up to `stale_for` after it was fetched, so a short auth outage does not
+//! stop ingestion or queries; with nothing usable cached the call fails with
+//! [`AuthClientError::Unavailable`]. An access token is never cached past its own expiry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::config::{env_opt, env_parse, env_string, ConfigError};
+
+/// A member's role in an organisation, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
+
+    /// The name stored in `memberships.role` and used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// 3 for owners down to 0 for viewers.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Member => 1,
+            Role::Viewer => 0,
+        }
+    }
+
+    /// True when this role is `other` or more powerful.
+    pub fn at_least(self, other: Role) -> bool {
+        self.rank() >= other.rank()
+    }
+
+    /// What the role may do in every project of its organisation.
+    pub fn permissions(self) -> &'static [Permission] {
+        match self {
+            Role::Viewer => &[Permission::QueryRead],
+            Role::Member | Role::Admin | Role::Owner => &[Permission::QueryRead, Permission::InsightsWrite],
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}; expected owner, admin, member or viewer"))
+    }
+}
+
+/// Something a principal may do in a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Permission {
+    /// Run queries and read insights and dashboards.
+    #[serde(rename = "query:read")]
+    QueryRead,
+    /// Create, change and delete insights and dashboards.
+    #[serde(rename = "insights:write")]
+    InsightsWrite,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 2] = [Permission::QueryRead, Permission::InsightsWrite];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::QueryRead => "query:read",
+            Permission::InsightsWrite => "insights:write",
+        }
+    }
+}
+
+impl std::str::FromStr for Permission {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown scope {s:?}; expected query:read or insights:write"))
+    }
+}
+
+/// How a principal proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// An access token of a login session.
+    Session,
+    /// A personal API key (`phx_…`).
+    PersonalKey,
+}
+
+/// One project a principal may act in, and what it may do there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectGrant {
+    pub id: i64,
+    pub organization_id: i64,
+    /// The user's role in the project's organisation.
+    pub role: Role,
+    /// For a session, the role's permissions; for a personal key, those ∩ the key's scopes.
+    pub permissions: Vec<Permission>,
+}
+
+/// Who is calling, as `POST /internal/v1/authenticate` answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Principal {
+    pub user_id: i64,
+    pub kind: PrincipalKind,
+    /// The session of an access token.
+    pub session_id: Option<uuid::Uuid>,
+    /// The id of a personal key.
+    pub key_id: Option<i64>,
+    /// Every project the principal may act in; a project not listed is not visible to it.
+    pub projects: Vec<ProjectGrant>,
+}
+
+impl Principal {
+    /// True when the principal holds `permission` in project `project_id`.
+    pub fn can(&self, project_id: i64, permission: Permission) -> bool {
+        self.project(project_id).is_some_and(|p| p.permissions.contains(&permission))
+    }
+
+    /// The principal's grant in project `id`, if it has one.
+    pub fn project(&self, id: i64) -> Option<&ProjectGrant> {
+        self.projects.iter().find(|p| p.id == id)
+    }
+}
+
+/// A write key's project, as `POST /internal/v1/write-keys/resolve` answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedWriteKey {
+    pub project_id: i64,
+    pub key_id: i64,
+}
+
+#[derive(Debug, Error)]
+pub enum AuthClientError {
+    #[error("the auth service is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the auth service answered {status}: {body}")]
+    Unexpected { status: u16, body: String },
+}
+
+/// The longest `cache_ttl` accepted: a revoked credential must stop working within a minute.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// How a service reaches the auth service.
+#[derive(Clone)]
+pub struct AuthClientConfig {
+    /// `CAIRN_AUTH_URL`: the auth service's base URL (default `http://127.0.0.1:18002`).
+    pub url: String,
+    /// `CAIRN_INTERNAL_TOKEN`: sent as `Authorization: Bearer` to the internal endpoints.
+    pub internal_token: Option<String>,
+    /// `CAIRN_AUTH_CACHE_TTL_SECS`: how long a positive answer is trusted (default 30, at most 60).
+    pub cache_ttl: Duration,
+    /// How long "unknown credential" is remembered (5 s).
+    pub negative_ttl: Duration,
+    /// How long after it was fetched a positive answer is still served while the auth service
+    /// cannot be reached (10 minutes).
+    pub stale_for: Duration,
+    /// Most credentials kept in each cache (`CAIRN_AUTH_CACHE_SIZE`, default 100 000).
+    pub max_entries: usize,
+    /// Timeout of one call to the auth service (2 s).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for AuthClientConfig {
+    // The internal token is a secret: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthClientConfig")
+            .field("url", &self.url)
+            .field("internal_token", &self.internal_token.as_ref().map(|_| "***"))
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("stale_for", &self.stale_for)
+            .field("max_entries", &self.max_entries)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl AuthClientConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let ttl_secs: u64 = env_parse("CAIRN_AUTH_CACHE_TTL_SECS", 30u64)?;
+        if Duration::from_secs(ttl_secs) > MAX_CACHE_TTL {
+            return Err(ConfigError::Invalid {
+                name: "CAIRN_AUTH_CACHE_TTL_SECS".into(),
+                value: ttl_secs.to_string(),
+                reason: "at most 60: a revoked key or session must stop working within a minute".into(),
+            });
+        }
+        Ok(Self {
+            url: env_string("CAIRN_AUTH_URL", "http://127.0.0.1:18002"),
+            internal_token: env_opt("CAIRN_INTERNAL_TOKEN"),
+            cache_ttl: Duration::from_secs(ttl_secs),
+            negative_ttl: Duration::from_secs(5),
+            stale_for: Duration::from_secs(600),
+            max_entries: env_parse("CAIRN_AUTH_CACHE_SIZE", 100_000usize)?,
+            timeout: Duration::from_secs(2),
+        })
+    }
+}
+
+/// A client of the auth service's internal API, with caches. Cheap to clone.
+#[derive(Clone)]
+pub struct AuthClient {
+    http: reqwest::Client,
+    base: String,
+    internal_token: Option<String>,
+    principals: Arc<Cache<Principal>>,
+    write_keys: Arc<Cache<ResolvedWriteKey>>,
+}
+
+impl std::fmt::Debug for AuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthClient").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct AuthenticateRequest<'a> {
+    credential: &'a str,
+}
+
+#[derive(Serialize)]
+struct ResolveRequest<'a> {
+    key: &'a str,
+}
+
+impl AuthClient {
+    pub fn new(cfg: AuthClientConfig) -> Result<Self, AuthClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(1)))
+            .timeout(cfg.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| AuthClientError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
+        let policy = CachePolicy {
+            ttl: cfg.cache_ttl.min(MAX_CACHE_TTL),
+            negative_ttl: cfg.negative_ttl.min(MAX_CACHE_TTL),
+            stale_for: cfg.stale_for,
+            max_entries: cfg.max_entries.max(1),
+        };
+        Ok(Self {
+            http,
+            base: cfg.url.trim_end_matches('/').to_string(),
+            internal_token: cfg.internal_token,
+            principals: Arc::new(Cache::new(policy)),
+            write_keys: Arc::new(Cache::new(policy)),
+        })
+    }
+
+    /// Who `credential` (an access token or a personal key) is: `Ok(None)` when it is invalid,
+    /// expired or revoked.
+    pub async fn authenticate(&self, credential: &str) -> Result<Option<Principal>, AuthClientError> {
+        let digest = digest(credential);
+        let hard_expiry = token_expiry(credential);
+        let body = AuthenticateRequest { credential };
+        cached(&self.principals, digest, Instant::now(), hard_expiry, || self.call("/internal/v1/authenticate", &body, 401))
+        .await
+    }
+
+    /// The project of a write key: `Ok(None)` when it is unknown or revoked.
+    pub async fn resolve_write_key(&self, key: &str) -> Result<Option<ResolvedWriteKey>, AuthClientError> {
+        let digest = digest(key);
+        let body = ResolveRequest { key };
+        cached(&self.write_keys, digest, Instant::now(), None, || self.call("/internal/v1/write-keys/resolve", &body, 404))
+        .await
+    }
+
+    /// POSTs `body`; 200 → `Some`, `absent_status` → `None`, anything else is an error.
+    async fn call<B: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        absent_status: u16,
+    ) -> Result<Option<T>, AuthClientError> {
+        let mut req = self.http.post(format!("{}{}", self.base, path)).json(body);
+        if let Some(token) = &self.internal_token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| AuthClientError::Unavailable(e.without_url().to_string()))?;
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return resp
+                .json::<T>()
+                .await
+                .map(Some)
+                .map_err(|e| AuthClientError::Unexpected { status, body: format!("undecodable answer: {e}") });
+        }
+        if status == absent_status {
+            return Ok(None);
+        }
+        let mut body = resp.text().await.unwrap_or_default();
+        body.truncate(512);
+        if status >= 500 {
+            return Err(AuthClientError::Unavailable(format!("{status}: {body}")));
+        }
+        Err(AuthClientError::Unexpected { status, body })
+    }
+}
+
+type Digest32 = [u8; 32];
+
+fn digest(credential: &str) -> Digest32 {
+    Sha256::digest(credential.as_bytes()).into()
+}
+
+/// When a JWT access token expires (its unverified `exp` claim), so a cached principal never
+/// outlives its token. `None` for anything that is not a JWT carrying `exp`.
+fn token_expiry(credential: &str) -> Option<SystemTime> {
+    let mut parts = credential.split('.');
+    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
+        return None;
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_u64()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CachePolicy {
+    ttl: Duration,
+    negative_ttl: Duration,
+    stale_for: Duration,
+    max_entries: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Entry<V> {
+    value: Option<V>,
+    /// Trusted without asking until then.
+    fresh_until: Instant,
+    /// Served while the auth service is unreachable until then (positive answers only).
+    stale_until: Instant,
+}
+
+/// A bounded map from credential digest to answer.
+struct Cache<V> {
+    policy: CachePolicy,
+    entries: Mutex<HashMap<Digest32, Entry<V>>>,
+}
+
+enum Lookup<V> {
+    Fresh(Option<V>),
+    /// Expired, but usable if the auth service cannot be reached.
+    Stale(V),
+    Miss,
+}
+
+impl<V: Clone> Cache<V> {
+    fn new(policy: CachePolicy) -> Self {
+        Self { policy, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn lookup(&self, key: &Digest32, now: Instant) -> Lookup<V> {
+        let Ok(entries) = self.entries.lock() else { return Lookup::Miss };
+        match entries.get(key) {
+            Some(e) if now < e.fresh_until => Lookup::Fresh(e.value.clone()),
+            Some(Entry { value: Some(v), stale_until, .. }) if now < *stale_until => Lookup::Stale(v.clone()),
+            _ => Lookup::Miss,
+        }
+    }
+
+    /// Records an answer fetched at `now`; `hard_expiry` caps how long it may be used at all.
+    fn store(&self, key: Digest32, value: Option<V>, now: Instant, hard_expiry: Option<Instant>) {
+        let (ttl, stale) = match value {
+            Some(_) => (self.policy.ttl, self.policy.stale_for.max(self.policy.ttl)),
+            None => (self.policy.negative_ttl, self.policy.negative_ttl),
+        };
+        let cap = |t: Instant| hard_expiry.map_or(t, |h| t.min(h));
+        let entry = Entry { value, fresh_until: cap(now + ttl), stale_until: cap(now + stale) };
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if entries.len() >= self.policy.max_entries && !entries.contains_key(&key) {
+            entries.retain(|_, e| now < e.stale_until.max(e.fresh_until));
+            // Still full of live entries: drop an arbitrary tenth rather than grow without bound.
+            if entries.len() >= self.policy.max_entries {
+                let drop_n = (self.policy.max_entries / 10).max(1);
+                let victims: Vec<Digest32> = entries.keys().take(drop_n).copied().collect();
+                for v in victims {
+                    entries.remove(&v);
+                }
+            }
+        }
+        entries.insert(key, entry);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+}
+
+/// The cached answer for `key`, or `fetch`'s (then cached), or on a fetch error a stale positive
+/// answer, or the error.
+async fn cached<V, F, Fut>(
+    cache: &Cache<V>,
+    key: Digest32,
+    now: Instant,
+    hard_expiry: Option<SystemTime>,
+    fetch: F,
+) -> Result<Option<V>, AuthClientError>
+where
+    V: Clone,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<V>, AuthClientError>>,
+{
+    let hard_expiry = hard_expiry.map(|at| match at.duration_since(SystemTime::now()) {
+        Ok(left) => now + left,
+        Err(_) => now,
+    });
+    if hard_expiry.is_some_and(|h| now >= h) {
+        // An expired access token: no need to ask.
+        return Ok(None);
+    }
+    let stale = match cache.lookup(&key, now) {
+        Lookup::Fresh(v) => return Ok(v),
+        Lookup::Stale(v) => Some(v),
+        Lookup::Miss => None,
+    };
+    match fetch().await {
+        Ok(v) => {
+            cache.store(key, v.clone(), now, hard_expiry);
+            Ok(v)
+        }
+        Err(e) => match stale {
+            Some(v) => {
+                tracing::warn!(error = %e, "auth service unreachable; serving a cached answer");
+                Ok(Some(v))
+            }
+            None => Err(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CachePolicy {
+        CachePolicy {
+            ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+            stale_for: Duration::from_secs(600),
+            max_entries: 100,
+        }
+    }
+
+    fn key(n: u8) -> Digest32 {
+        [n; 32]
+    }
+
+    async fn get(
+        cache: &Cache<i64>,
+        k: Digest32,
+        now: Instant,
+        answer: Result<Option<i64>, ()>,
+    ) -> (Result<Option<i64>, AuthClientError>, bool) {
+        let called = std::cell::Cell::new(false);
+        let r = cached(cache, k, now, None, || {
+            called.set(true);
+            async move { answer.map_err(|_| AuthClientError::Unavailable("down".into())) }
+        })
+        .await;
+        (r, called.get())
+    }
+
+    #[tokio::test]
+    async fn positive_answers_are_cached_until_the_ttl() {
+        let c = Cache::new(policy());
+        let t0 = Instant::now();
+        assert_eq!(get(&c, key(1), t0, Ok(Some(7))).await.0.unwrap(), Some(7));
+        let (r, called) = get(&c, key(1), t0 + Duration::from_secs(29), Ok(Some(8))).await;
+        assert_eq!((r.unwrap(), called), (Some(7), false));
+        let (r, called) = get(&c, key(1), t0 + Duration::from_secs(31), Ok(Some(8))).await;
+        assert_eq!((r.unwrap(), called), (Some(8), true), "expired: asked again");
+        // Revoked: the next fetch after the TTL says None, and None is what callers get.
+        let (r, _) = get(&c, key(1), t0 + Duration::from_secs(62), Ok(None)).await;
+        assert_eq!(r.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn negative_answers_are_cached_briefly() {
+        let c = Cache::new(policy());
+        let t0 = Instant::now();
+        assert_eq!(get(&c, key(2), t0, Ok(None)).await.0.unwrap(), None);
+        let (r, called) = get(&c, key(2), t0 + Duration::from_secs(4), Ok(Some(1))).await;
+        assert_eq!((r.unwrap(), called), (None, false));
+        let (r, called) = get(&c, key(2), t0 + Duration::from_secs(6), Ok(Some(1))).await;
+        assert_eq!((r.unwrap(), called), (Some(1), true));
+    }
+
+    #[tokio::test]
+    async fn stale_positive_answers_are_served_while_auth_is_down() {
+        let c = Cache::new(policy());
+        let t0 = Instant::now();
+        get(&c, key(3), t0, Ok(Some(9))).await.0.unwrap();
+        let (r, called) = get(&c, key(3), t0 + Duration::from_secs(300), Err(())).await;
+        assert_eq!((r.unwrap(), called), (Some(9), true));
+        let (r, _) = get(&c, key(3), t0 + Duration::from_secs(601), Err(())).await;
+        assert!(matches!(r, Err(AuthClientError::Unavailable(_))), "too old to serve");
+        // Nothing cached at all: the error.
+        assert!(get(&c, key(4), t0, Err(())).await.0.is_err());
+        // A negative answer is not served stale.
+        get(&c, key(5), t0, Ok(None)).await.0.unwrap();
+        assert!(get(&c, key(5), t0 + Duration::from_secs(6), Err(())).await.0.is_err());
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_not_served_from_the_cache() {
+        let c = Cache::new(policy());
+        let t0 = Instant::now();
+        // Expired already: not even asked.
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let r = cached(&c, key(6), t0, Some(past), || async { Ok(Some(1)) }).await.unwrap();
+        assert_eq!(r, None);
+        // Cached for at most the token's remaining 10 s, and not served stale past that.
+        let exp = SystemTime::now() + Duration::from_secs(10);
+        let r = cached(&c, key(7), t0, Some(exp), || async { Ok(Some(1)) }).await.unwrap();
+        assert_eq!(r, Some(1));
+        let r = cached(&c, key(7), t0 + Duration::from_secs(12), None, || async {
+            Err(AuthClientError::Unavailable("down".into()))
+        })
+        .await;
+        assert!(r.is_err(), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let c = Cache::new(CachePolicy { max_entries: 10, ..policy() });
+        let t0 = Instant::now();
+        for n in 0..50u8 {
+            get(&c, key(n), t0, Ok(Some(i64::from(n)))).await.0.unwrap();
+        }
+        assert!(c.len() <= 10, "{}", c.len());
+    }
+
+    #[test]
+    fn reads_the_expiry_of_a_jwt_only() {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = format!("{}.{}.sig", b64(r#"{"alg":"HS256"}"#), b64(r#"{"sub":"1","exp":2000000000}"#));
+        assert_eq!(token_expiry(&jwt), UNIX_EPOCH.checked_add(Duration::from_secs(2_000_000_000)));
+        assert_eq!(token_expiry("phx_abcdef"), None);
+        assert_eq!(token_expiry("a.b.c.d"), None);
+        assert_eq!(token_expiry("a.!!.c"), None);
+    }
+
+    #[test]
+    fn principals_check_permissions_per_project() {
+        let p = Principal {
+            user_id: 1,
+            kind: PrincipalKind::Session,
+            session_id: None,
+            key_id: None,
+            projects: vec![ProjectGrant {
+                id: 7,
+                organization_id: 2,
+                role: Role::Viewer,
+                permissions: Role::Viewer.permissions().to_vec(),
+            }],
+        };
+        assert!(p.can(7, Permission::QueryRead));
+        assert!(!p.can(7, Permission::InsightsWrite));
+        assert!(!p.can(8, Permission::QueryRead));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["kind"], "session");
+        assert_eq!(json["projects"][0]["role"], "viewer");
+        assert_eq!(json["projects"][0]["permissions"][0], "query:read");
+        assert_eq!(serde_json::from_value::<Principal>(json).unwrap(), p);
+    }
+
+    #[test]
+    fn roles_rank_and_parse() {
+        assert!(Role::Owner.at_least(Role::Admin));
+        assert!(!Role::Member.at_least(Role::Admin));
+        assert_eq!("viewer".parse::<Role>().unwrap(), Role::Viewer);
+        assert!("root".parse::<Role>().is_err());
+        assert_eq!(Role::Member.permissions(), &[Permission::QueryRead, Permission::InsightsWrite]);
+        assert_eq!("insights:write".parse::<Permission>().unwrap(), Permission::InsightsWrite);
+    }
+
+    #[test]
+    fn the_cache_ttl_is_capped_at_a_minute() {
+        std::env::set_var("CAIRN_AUTH_CACHE_TTL_SECS", "61");
+        assert!(AuthClientConfig::from_env().is_err());
+        std::env::set_var("CAIRN_AUTH_CACHE_TTL_SECS", "60");
+        std::env::set_var("CAIRN_INTERNAL_TOKEN", "s3cret-internal");
+        let cfg = AuthClientConfig::from_env().unwrap();
+        assert_eq!(cfg.cache_ttl, Duration::from_secs(60));
+        std::env::remove_var("CAIRN_AUTH_CACHE_TTL_SECS");
+        std::env::remove_var("CAIRN_INTERNAL_TOKEN");
+        assert_eq!(cfg.internal_token.as_deref(), Some("s3cret-internal"));
+        assert!(!format!("{cfg:?}").contains("s3cret"), "no secrets in Debug");
+    }
+}
