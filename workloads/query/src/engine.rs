@@ -1,0 +1,34 @@
+//! What every analysis needs: the ClickHouse client, where the events are read from, the
+//! request limits and the time limit, and one way to run a statement.
+
+use std::time::Duration;
+
+use cairn_common::http::ApiError;
+use clickhouse::RowOwned;
+use clickhouse::RowRead;
+
+use crate::config::Limits;
+use crate::sql::{with_timeout, EventsSource, Sql};
+
+#[derive(Clone)]
+pub struct Engine {
+    pub ch: clickhouse::Client,
+    pub source: EventsSource,
+    pub limits: Limits,
+    pub timeout: Duration,
+}
+
+impl Engine {
+    /// Runs `sql` and reads every row; ClickHouse is told the time limit too, so a query that
+    /// times out here does not keep running there.
+    pub async fn fetch_all<T>(&self, sql: &Sql) -> Result<Vec<T>, ApiError>
+    where
+        T: RowOwned + RowRead,
+    {
+        let secs = self.timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let q = sql
+            .query(&self.ch)
+            .with_setting("max_execution_time", secs.to_string());
+        with_timeout(self.timeout, q.fetch_all::<T>()).await
+    }
+}

@@ -1,0 +1,302 @@
+//! The events explorer: recent events with filters and pagination, one person's timeline, and
+//! the pickers' lists (event names, property keys and values, with counts).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use cairn_common::http::{parse_json, ApiError};
+use clickhouse::Row;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::Engine;
+use crate::filters::{event_condition, prop_text, push_all, PropertyFilter};
+use crate::sql::Sql;
+use crate::timerange::resolve;
+
+/// Query-string parameters of the events list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    pub event: Option<String>,
+    pub distinct_id: Option<String>,
+    /// A JSON array of property filters.
+    pub properties: Option<String>,
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventItem {
+    pub uuid: String,
+    pub event: String,
+    pub distinct_id: String,
+    pub properties: Value,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventsPage {
+    pub results: Vec<EventItem>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Row, Deserialize)]
+struct EventRowOut {
+    uuid: String,
+    event: String,
+    distinct_id: String,
+    properties: String,
+    ts: i64,
+}
+
+fn encode_cursor(ts: i64, uuid: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{ts}:{uuid}"))
+}
+
+fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::invalid("cursor", "not a cursor returned by this API");
+    let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (ts, uuid) = raw.split_once(':').ok_or_else(bad)?;
+    let ts: i64 = ts.parse().map_err(|_| bad())?;
+    let uuid = uuid::Uuid::parse_str(uuid).map_err(|_| bad())?;
+    Ok((ts, uuid.to_string()))
+}
+
+fn page_limit(limit: Option<usize>, engine: &Engine, default: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default.min(engine.limits.max_rows)),
+        Some(0) => Err(ApiError::invalid("limit", "at least 1")),
+        Some(l) if l > engine.limits.max_rows => Err(ApiError::invalid(
+            "limit",
+            format!("at most {}", engine.limits.max_rows),
+        )),
+        Some(l) => Ok(l),
+    }
+}
+
+/// Property filters given as a JSON array in a query string.
+pub fn filters_param(text: Option<&str>) -> Result<Vec<PropertyFilter>, ApiError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(Vec::new()),
+        Some(t) => parse_json::<Vec<PropertyFilter>>(t.as_bytes()).map_err(|e| {
+            let inner = e
+                .field
+                .filter(|f| f != "body")
+                .map(|f| format!("properties{f}"))
+                .unwrap_or_else(|| "properties".into());
+            ApiError::invalid(inner, e.message)
+        }),
+    }
+}
+
+fn iso(ms: i64) -> String {
+    Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Recent events, newest first.
+pub async fn events(
+    engine: &Engine,
+    project_id: u64,
+    p: &EventsParams,
+    now: Timestamp,
+) -> Result<EventsPage, ApiError> {
+    let limit = page_limit(p.limit, engine, 100)?;
+    let range = resolve(
+        p.date_from.as_deref(),
+        p.date_to.as_deref(),
+        None,
+        "-30d",
+        engine.limits.max_range_days,
+        now,
+    )?;
+    let filters = filters_param(p.properties.as_deref())?;
+    let mut sql = Sql::new();
+    sql.push("SELECT toString(uuid) AS uuid, toString(event) AS event, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts");
+    engine.source.scoped(
+        &mut sql,
+        project_id,
+        Some(range.from_ms()),
+        Some(range.to_ms()),
+    );
+    if let Some(e) = p.event.as_deref().filter(|e| !e.is_empty()) {
+        let c = event_condition(&mut sql, Some(e), "event")?;
+        sql.push(" AND ").push(&c);
+    }
+    if let Some(d) = p.distinct_id.as_deref().filter(|d| !d.is_empty()) {
+        if d.len() > 400 {
+            return Err(ApiError::invalid("distinct_id", "at most 400 characters"));
+        }
+        let d = sql.str(d);
+        sql.push(" AND distinct_id = ").push(&d);
+    }
+    push_all(&mut sql, &filters, "properties", engine.limits.max_filters)?;
+    if let Some(c) = p.cursor.as_deref().filter(|c| !c.is_empty()) {
+        let (ts, uuid) = decode_cursor(c)?;
+        let t = sql.millis(ts);
+        let u = sql.str(uuid);
+        sql.push(" AND (timestamp < ")
+            .push(&t)
+            .push(" OR (timestamp = ")
+            .push(&t)
+            .push(" AND uuid < toUUID(")
+            .push(&u)
+            .push(")))");
+    }
+    sql.push(" ORDER BY timestamp DESC, uuid DESC LIMIT ")
+        .push(&(limit + 1).to_string());
+    let mut rows: Vec<EventRowOut> = engine.fetch_all(&sql).await?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| encode_cursor(r.ts, &r.uuid))
+    } else {
+        None
+    };
+    Ok(EventsPage {
+        results: rows
+            .into_iter()
+            .map(|r| EventItem {
+                properties: serde_json::from_str(&r.properties)
+                    .unwrap_or(Value::String(r.properties)),
+                timestamp: iso(r.ts),
+                uuid: r.uuid,
+                event: r.event,
+                distinct_id: r.distinct_id,
+            })
+            .collect(),
+        next_cursor,
+    })
+}
+
+/// Query-string parameters of the pickers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PickerParams {
+    pub event: Option<String>,
+    /// The property whose values to list (property values only).
+    pub key: Option<String>,
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Row)]
+pub struct NameCount {
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NameCounts {
+    pub results: Vec<NameCount>,
+}
+
+/// What a picker lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Picker {
+    EventNames,
+    PropertyKeys,
+    PropertyValues,
+}
+
+pub async fn picker(
+    engine: &Engine,
+    project_id: u64,
+    what: Picker,
+    p: &PickerParams,
+    now: Timestamp,
+) -> Result<NameCounts, ApiError> {
+    let limit = page_limit(p.limit, engine, 100)?;
+    let range = resolve(
+        p.date_from.as_deref(),
+        p.date_to.as_deref(),
+        None,
+        "-30d",
+        engine.limits.max_range_days,
+        now,
+    )?;
+    let mut sql = Sql::new();
+    let key = p.key.as_deref().filter(|k| !k.is_empty());
+    let name = match (what, key) {
+        (Picker::EventNames, _) => "toString(event)".to_string(),
+        (Picker::PropertyKeys, _) => "arrayJoin(JSONExtractKeys(properties))".to_string(),
+        (Picker::PropertyValues, Some(k)) => prop_text(&mut sql, k),
+        (Picker::PropertyValues, None) => {
+            return Err(ApiError::invalid(
+                "key",
+                "the property whose values to list",
+            ))
+        }
+    };
+    sql.push("SELECT ")
+        .push(&name)
+        .push(" AS name, count() AS count");
+    engine.source.scoped(
+        &mut sql,
+        project_id,
+        Some(range.from_ms()),
+        Some(range.to_ms()),
+    );
+    if let Some(e) = p.event.as_deref().filter(|e| !e.is_empty()) {
+        let c = event_condition(&mut sql, Some(e), "event")?;
+        sql.push(" AND ").push(&c);
+    }
+    if let (Picker::PropertyValues, Some(k)) = (what, key) {
+        let k = sql.str(k);
+        sql.push(" AND JSONHas(properties, ").push(&k).push(")");
+    }
+    sql.push(" GROUP BY name ORDER BY count DESC, name LIMIT ")
+        .push(&limit.to_string());
+    Ok(NameCounts {
+        results: engine.fetch_all(&sql).await?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let u = "0190f1a2-0000-7000-8000-000000000001";
+        assert_eq!(
+            decode_cursor(&encode_cursor(1234, u)).unwrap(),
+            (1234, u.to_string())
+        );
+        for bad in [
+            "",
+            "!!",
+            &URL_SAFE_NO_PAD.encode("12:not-a-uuid"),
+            &URL_SAFE_NO_PAD.encode("x:y"),
+        ] {
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().field.as_deref(),
+                Some("cursor")
+            );
+        }
+    }
+
+    #[test]
+    fn filters_in_the_query_string_name_the_field() {
+        assert_eq!(
+            filters_param(Some(r#"[{"key":"a","value":"b"}]"#))
+                .unwrap()
+                .len(),
+            1
+        );
+        let e = filters_param(Some(r#"[{"key":"a","operator":"nope"}]"#)).unwrap_err();
+        assert!(
+            e.field.as_deref().unwrap_or("").starts_with("properties"),
+            "{e}"
+        );
+        assert!(filters_param(Some("not json")).is_err());
+    }
+}

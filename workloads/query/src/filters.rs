@@ -1,0 +1,280 @@
+//! Property filters and property expressions over the events' JSON `properties`.
+//!
+//! A property's value is compared as text: a string as itself, any other JSON value as its JSON
+//! text (`42`, `true`). Numeric comparisons read the value as a number (a number, or a string
+//! holding one); events where it is missing or not numeric do not match.
+
+use cairn_common::http::ApiError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::sql::Sql;
+
+/// How a filter compares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    #[default]
+    #[serde(alias = "equals", alias = "eq")]
+    Exact,
+    #[serde(alias = "not_equals", alias = "neq")]
+    IsNot,
+    #[serde(alias = "icontains")]
+    Contains,
+    #[serde(alias = "not_icontains")]
+    NotContains,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    IsSet,
+    IsNotSet,
+}
+
+/// `{"key": "browser", "operator": "exact", "value": "Chrome"}`; `value` may be a list for
+/// `exact` and `is_not` (any of).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropertyFilter {
+    pub key: String,
+    #[serde(default)]
+    pub operator: Operator,
+    #[serde(default)]
+    pub value: Option<Value>,
+}
+
+/// Longest property key or compared value accepted.
+const MAX_TEXT: usize = 1024;
+
+fn check_key(field: &str, key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > 400 {
+        return Err(ApiError::invalid(
+            field,
+            "a property key must have 1 to 400 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The property's value as text (see the module's doc).
+pub fn prop_text(sql: &mut Sql, key: &str) -> String {
+    let k = sql.str(key);
+    format!("if(JSONType(properties, {k}) = 'String', JSONExtractString(properties, {k}), JSONExtractRaw(properties, {k}))")
+}
+
+/// The property's value as a number, NULL when missing or not numeric.
+pub fn prop_number(sql: &mut Sql, key: &str) -> String {
+    let text = prop_text(sql, key);
+    format!("toFloat64OrNull({text})")
+}
+
+fn scalar_text(field: &str, v: &Value) -> Result<String, ApiError> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => {
+            return Err(ApiError::invalid(
+                field,
+                "expected a string, number or boolean",
+            ))
+        }
+    };
+    if s.len() > MAX_TEXT {
+        return Err(ApiError::invalid(
+            field,
+            format!("longer than {MAX_TEXT} characters"),
+        ));
+    }
+    Ok(s)
+}
+
+impl PropertyFilter {
+    /// Appends ` AND (<condition>)`. `field` names the filter in errors (`filters[2]`).
+    pub fn push_sql(&self, sql: &mut Sql, field: &str) -> Result<(), ApiError> {
+        let cond = self.condition(sql, field)?;
+        sql.push(" AND (").push(&cond).push(")");
+        Ok(())
+    }
+
+    /// The filter as a boolean SQL expression.
+    pub fn condition(&self, sql: &mut Sql, field: &str) -> Result<String, ApiError> {
+        check_key(&format!("{field}.key"), &self.key)?;
+        let value_field = format!("{field}.value");
+        let need_value = || {
+            self.value
+                .as_ref()
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| ApiError::invalid(&value_field, "this operator needs a value"))
+        };
+        Ok(match self.operator {
+            Operator::Exact | Operator::IsNot => {
+                let values: Vec<String> = match need_value()? {
+                    Value::Array(items) if items.is_empty() => {
+                        return Err(ApiError::invalid(&value_field, "the list is empty"))
+                    }
+                    Value::Array(items) if items.len() > 100 => {
+                        return Err(ApiError::invalid(&value_field, "at most 100 values"))
+                    }
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|v| scalar_text(&value_field, v))
+                        .collect::<Result<_, _>>()?,
+                    v => vec![scalar_text(&value_field, v)?],
+                };
+                let text = prop_text(sql, &self.key);
+                let list = sql.strs(values);
+                if self.operator == Operator::Exact {
+                    format!("has({list}, {text})")
+                } else {
+                    format!("NOT has({list}, {text})")
+                }
+            }
+            Operator::Contains | Operator::NotContains => {
+                let needle = scalar_text(&value_field, need_value()?)?;
+                let text = prop_text(sql, &self.key);
+                let p = sql.str(needle);
+                let op = if self.operator == Operator::Contains {
+                    ">"
+                } else {
+                    "="
+                };
+                format!("positionCaseInsensitiveUTF8({text}, {p}) {op} 0")
+            }
+            Operator::Gt | Operator::Gte | Operator::Lt | Operator::Lte => {
+                let n = match need_value()? {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                }
+                .filter(|n| n.is_finite())
+                .ok_or_else(|| ApiError::invalid(&value_field, "expected a number"))?;
+                let num = prop_number(sql, &self.key);
+                let p = sql.f64(n);
+                let op = match self.operator {
+                    Operator::Gt => ">",
+                    Operator::Gte => ">=",
+                    Operator::Lt => "<",
+                    _ => "<=",
+                };
+                format!("ifNull({num} {op} {p}, 0)")
+            }
+            Operator::IsSet | Operator::IsNotSet => {
+                let k = sql.str(self.key.clone());
+                let set =
+                    format!("(JSONHas(properties, {k}) AND JSONType(properties, {k}) != 'Null')");
+                if self.operator == Operator::IsSet {
+                    set
+                } else {
+                    format!("NOT {set}")
+                }
+            }
+        })
+    }
+}
+
+/// Appends every filter of `filters` (named `field[i]` in errors), refusing more than `max`.
+pub fn push_all(
+    sql: &mut Sql,
+    filters: &[PropertyFilter],
+    field: &str,
+    max: usize,
+) -> Result<(), ApiError> {
+    if filters.len() > max {
+        return Err(ApiError::invalid(field, format!("at most {max} filters")));
+    }
+    for (i, f) in filters.iter().enumerate() {
+        f.push_sql(sql, &format!("{field}[{i}]"))?;
+    }
+    Ok(())
+}
+
+/// All of `filters` as one boolean expression (`1` when there are none).
+pub fn all_conditions(
+    sql: &mut Sql,
+    filters: &[PropertyFilter],
+    field: &str,
+    max: usize,
+) -> Result<String, ApiError> {
+    if filters.len() > max {
+        return Err(ApiError::invalid(field, format!("at most {max} filters")));
+    }
+    let mut parts = Vec::new();
+    for (i, f) in filters.iter().enumerate() {
+        parts.push(format!("({})", f.condition(sql, &format!("{field}[{i}]"))?));
+    }
+    Ok(if parts.is_empty() {
+        "1".to_string()
+    } else {
+        parts.join(" AND ")
+    })
+}
+
+/// A series' or step's event condition: `event = {p}` or `1` for any event.
+pub fn event_condition(
+    sql: &mut Sql,
+    event: Option<&str>,
+    field: &str,
+) -> Result<String, ApiError> {
+    match event {
+        None => Ok("1".to_string()),
+        Some(e) if e.is_empty() || e.len() > 400 => Err(ApiError::invalid(
+            field,
+            "an event name must have 1 to 400 characters",
+        )),
+        Some(e) => {
+            let p = sql.str(e);
+            Ok(format!("event = {p}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filter(v: Value) -> PropertyFilter {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn every_operator_binds_its_key_and_value() {
+        for f in [
+            json!({"key": "k'", "value": "v'"}),
+            json!({"key": "k", "operator": "is_not", "value": ["a", 1, true]}),
+            json!({"key": "k", "operator": "icontains", "value": "%_'"}),
+            json!({"key": "k", "operator": "gt", "value": "12.5"}),
+            json!({"key": "k", "operator": "is_not_set"}),
+        ] {
+            let mut sql = Sql::new();
+            let cond = filter(f.clone()).condition(&mut sql, "filters[0]").unwrap();
+            assert!(
+                !cond.contains("k'") && !cond.contains("v'") && !cond.contains("%_"),
+                "{cond}"
+            );
+            assert!(!sql.params().is_empty(), "{f}");
+        }
+    }
+
+    #[test]
+    fn refuses_missing_or_wrong_values_naming_the_field() {
+        let mut sql = Sql::new();
+        let e = filter(json!({"key": "k", "operator": "gt", "value": "many"}))
+            .condition(&mut sql, "filters[3]")
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("filters[3].value"));
+        let e = filter(json!({"key": "k", "operator": "exact"}))
+            .condition(&mut sql, "filters[0]")
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("filters[0].value"));
+        let e = filter(json!({"key": "", "value": 1}))
+            .condition(&mut sql, "series[1].filters[0]")
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("series[1].filters[0].key"));
+        assert!(
+            serde_json::from_value::<PropertyFilter>(json!({"key": "k", "operator": "regex"}))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! `cairn-query`: answers from the events in ClickHouse (trends, funnels, retention, the events
+//! explorer) and keeps saved insights and dashboards in PostgreSQL. Every request is
+//! authenticated through the auth service and scoped to one project the caller may read.
+//!
+//! - [`routes`]: the HTTP API and its route list.
+//! - [`caller`]: credentials → principal → per-project permission.
+//! - [`trends`], [`funnels`], [`retention`], [`explorer`]: the analyses.
+//! - [`filters`], [`formula`], [`timerange`]: property filters, formulas, dates and buckets.
+//! - [`sql`], [`engine`]: statements with bound parameters only, run with a time limit.
+//! - [`insights`]: insights and dashboards in PostgreSQL.
+
+pub mod caller;
+pub mod config;
+pub mod engine;
+pub mod explorer;
+pub mod filters;
+pub mod formula;
+pub mod funnels;
+pub mod insights;
+pub mod metrics;
+pub mod retention;
+pub mod routes;
+pub mod sql;
+pub mod timerange;
+pub mod trends;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_common::auth_client::{AuthClient, AuthClientConfig};
+use cairn_common::telemetry::{admin_router, Health};
+use prometheus_client::registry::Registry;
+use tower_http::cors::CorsLayer;
+
+use crate::config::QueryConfig;
+use crate::engine::Engine;
+use crate::metrics::QueryMetrics;
+use crate::routes::AppState;
+use crate::sql::EventsSource;
+
+/// Runs the service until SIGTERM/SIGINT.
+pub async fn run(
+    cfg: QueryConfig,
+    auth: AuthClientConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = cairn_common::shutdown::on_signal();
+    let mut registry = Registry::default();
+    let metrics = Arc::new(QueryMetrics::register(&mut registry));
+    let health = Health::new();
+
+    let pg = cairn_common::postgres::pool(&cfg.postgres)?;
+    if cfg.postgres.migrate_on_start {
+        // Auth usually applies the schema first; either service may, the lock makes it once.
+        let pg = pg.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match cairn_common::postgres::migrate(&pg).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "PostgreSQL migrations not applied yet; retrying")
+                    }
+                }
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(2)) => {} }
+            }
+        });
+    }
+
+    let ch = cairn_common::clickhouse::client(&cfg.clickhouse);
+    spawn_readiness(health.clone(), shutdown.clone(), ch.clone(), pg.clone());
+
+    let state = Arc::new(AppState {
+        engine: Engine {
+            ch,
+            source: EventsSource {
+                read_final: cfg.read_final,
+            },
+            limits: cfg.limits.clone(),
+            timeout: cfg.timeout,
+        },
+        pg,
+        auth: AuthClient::new(auth)?,
+        metrics,
+    });
+    let app = routes::router(state)
+        .merge(admin_router(Arc::new(registry), health))
+        .layer(CorsLayer::very_permissive().max_age(Duration::from_secs(86400)));
+    let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+    tracing::info!(addr = %cfg.addr, clickhouse = %cfg.clickhouse.url, "query listening");
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    tracing::info!("query stopped");
+    Ok(())
+}
+
+/// Ready while ClickHouse and PostgreSQL answer.
+fn spawn_readiness(
+    health: Health,
+    stop: tokio_util::sync::CancellationToken,
+    ch: clickhouse::Client,
+    pg: sqlx::PgPool,
+) {
+    health.register("clickhouse");
+    health.register("postgres");
+    tokio::spawn(async move {
+        loop {
+            match cairn_common::clickhouse::ping(&ch).await {
+                Ok(()) => health.set("clickhouse", true, "ok"),
+                Err(e) => health.set("clickhouse", false, e.to_string()),
+            }
+            match cairn_common::postgres::ping(&pg).await {
+                Ok(()) => health.set("postgres", true, "ok"),
+                Err(e) => health.set("postgres", false, e.to_string()),
+            }
+            let pause = if health.is_ready() {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_millis(500)
+            };
+            tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(pause) => {} }
+        }
+    });
+}

@@ -1,0 +1,426 @@
+//! The HTTP API: analyses, the explorer, insights and dashboards, all under
+//! `/api/v1/projects/{project_id}/…` and scoped to that project.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_common::auth_client::{AuthClient, Permission};
+use cairn_common::http::{ApiError, JsonBody};
+use jiff::Timestamp;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::caller::{Caller, HasAuth};
+use crate::engine::Engine;
+use crate::explorer::{self, EventsParams, Picker, PickerParams};
+use crate::funnels::{self, FunnelsRequest};
+use crate::insights::{
+    self, DashboardInput, DashboardPatch, InsightInput, InsightPatch, InsightQuery, Page,
+};
+use crate::metrics::{QueryMetrics, RouteLabels, RouteOnly};
+use crate::retention::{self, RetentionRequest};
+use crate::trends::{self, TrendsRequest};
+
+/// Every route of the API (method, path), as documented in `schemas/openapi/query.yaml`.
+pub const QUERY_ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/projects/{project_id}/query/trends"),
+    ("post", "/api/v1/projects/{project_id}/query/funnels"),
+    ("post", "/api/v1/projects/{project_id}/query/retention"),
+    ("get", "/api/v1/projects/{project_id}/events"),
+    (
+        "get",
+        "/api/v1/projects/{project_id}/persons/{distinct_id}/events",
+    ),
+    ("get", "/api/v1/projects/{project_id}/event-names"),
+    ("get", "/api/v1/projects/{project_id}/property-keys"),
+    ("get", "/api/v1/projects/{project_id}/property-values"),
+    ("get", "/api/v1/projects/{project_id}/insights"),
+    ("post", "/api/v1/projects/{project_id}/insights"),
+    ("get", "/api/v1/projects/{project_id}/insights/{insight_id}"),
+    (
+        "patch",
+        "/api/v1/projects/{project_id}/insights/{insight_id}",
+    ),
+    (
+        "delete",
+        "/api/v1/projects/{project_id}/insights/{insight_id}",
+    ),
+    (
+        "get",
+        "/api/v1/projects/{project_id}/insights/{insight_id}/result",
+    ),
+    ("get", "/api/v1/projects/{project_id}/dashboards"),
+    ("post", "/api/v1/projects/{project_id}/dashboards"),
+    (
+        "get",
+        "/api/v1/projects/{project_id}/dashboards/{dashboard_id}",
+    ),
+    (
+        "patch",
+        "/api/v1/projects/{project_id}/dashboards/{dashboard_id}",
+    ),
+    (
+        "delete",
+        "/api/v1/projects/{project_id}/dashboards/{dashboard_id}",
+    ),
+];
+
+pub struct AppState {
+    pub engine: Engine,
+    pub pg: PgPool,
+    pub auth: AuthClient,
+    pub metrics: Arc<QueryMetrics>,
+}
+
+impl HasAuth for Arc<AppState> {
+    fn auth(&self) -> &AuthClient {
+        &self.auth
+    }
+}
+
+type S = State<Arc<AppState>>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn path_id(text: &str, field: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::invalid(field, "expected a positive integer id"))
+}
+
+async fn trends_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(req): JsonBody<TrendsRequest>,
+) -> ApiResult<trends::TrendsResponse> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    trends::run(&s.engine, project, &req, Timestamp::now())
+        .await
+        .map(Json)
+}
+
+async fn funnels_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(req): JsonBody<FunnelsRequest>,
+) -> ApiResult<funnels::FunnelsResponse> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    funnels::run(&s.engine, project, &req, Timestamp::now())
+        .await
+        .map(Json)
+}
+
+async fn retention_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(req): JsonBody<RetentionRequest>,
+) -> ApiResult<retention::RetentionResponse> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    retention::run(&s.engine, project, &req, Timestamp::now())
+        .await
+        .map(Json)
+}
+
+/// Query strings refused with the parameter named.
+fn query_params<T: serde::de::DeserializeOwned + Default>(q: Option<&str>) -> Result<T, ApiError> {
+    match q {
+        None | Some("") => Ok(T::default()),
+        Some(q) => serde_urlencoded::from_str(q)
+            .map_err(|e| ApiError::invalid("query", format!("bad query string: {e}"))),
+    }
+}
+
+async fn events_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    req: Request,
+) -> ApiResult<explorer::EventsPage> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let params: EventsParams = query_params(req.uri().query())?;
+    explorer::events(&s.engine, project, &params, Timestamp::now())
+        .await
+        .map(Json)
+}
+
+async fn person_events_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, distinct_id)): Path<(String, String)>,
+    req: Request,
+) -> ApiResult<explorer::EventsPage> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let mut params: EventsParams = query_params(req.uri().query())?;
+    params.distinct_id = Some(distinct_id);
+    if params.date_from.is_none() {
+        params.date_from = Some("-365d".into());
+    }
+    explorer::events(&s.engine, project, &params, Timestamp::now())
+        .await
+        .map(Json)
+}
+
+async fn picker(
+    s: Arc<AppState>,
+    caller: Caller,
+    project: String,
+    what: Picker,
+    req: Request,
+) -> ApiResult<explorer::NameCounts> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let params: PickerParams = query_params(req.uri().query())?;
+    explorer::picker(&s.engine, project, what, &params, Timestamp::now())
+        .await
+        .map(Json)
+}
+
+async fn event_names(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    req: Request,
+) -> ApiResult<explorer::NameCounts> {
+    picker(s, caller, project, Picker::EventNames, req).await
+}
+
+async fn property_keys(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    req: Request,
+) -> ApiResult<explorer::NameCounts> {
+    picker(s, caller, project, Picker::PropertyKeys, req).await
+}
+
+async fn property_values(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    req: Request,
+) -> ApiResult<explorer::NameCounts> {
+    picker(s, caller, project, Picker::PropertyValues, req).await
+}
+
+async fn list_insights(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    req: Request,
+) -> ApiResult<insights::List<insights::Insight>> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)? as i64;
+    let page: Page = query_params(req.uri().query())?;
+    insights::list_insights(&s.pg, project, &page)
+        .await
+        .map(Json)
+}
+
+async fn create_insight(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(input): JsonBody<InsightInput>,
+) -> Result<Response, ApiError> {
+    let project =
+        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    let i = insights::create_insight(&s.pg, project, caller.user_id(), &input).await?;
+    Ok((StatusCode::CREATED, Json(i)).into_response())
+}
+
+async fn get_insight(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<insights::Insight> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)? as i64;
+    insights::get_insight(&s.pg, project, path_id(&id, "insight_id")?)
+        .await
+        .map(Json)
+}
+
+async fn update_insight(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+    JsonBody(patch): JsonBody<InsightPatch>,
+) -> ApiResult<insights::Insight> {
+    let project =
+        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    insights::update_insight(&s.pg, project, path_id(&id, "insight_id")?, &patch)
+        .await
+        .map(Json)
+}
+
+async fn delete_insight(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let project =
+        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    insights::delete_insight(&s.pg, project, path_id(&id, "insight_id")?)
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
+/// Runs a saved insight's query now.
+async fn insight_result(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let insight = insights::get_insight(&s.pg, project as i64, path_id(&id, "insight_id")?).await?;
+    let now = Timestamp::now();
+    let result = match insights::parse_query(&insight.query)? {
+        InsightQuery::Trends(q) => {
+            serde_json::to_value(trends::run(&s.engine, project, &q, now).await?)
+        }
+        InsightQuery::Funnels(q) => {
+            serde_json::to_value(funnels::run(&s.engine, project, &q, now).await?)
+        }
+        InsightQuery::Retention(q) => {
+            serde_json::to_value(retention::run(&s.engine, project, &q, now).await?)
+        }
+    };
+    result.map(Json).map_err(ApiError::internal)
+}
+
+async fn list_dashboards(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    req: Request,
+) -> ApiResult<insights::List<insights::Dashboard>> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)? as i64;
+    let page: Page = query_params(req.uri().query())?;
+    insights::list_dashboards(&s.pg, project, &page)
+        .await
+        .map(Json)
+}
+
+async fn create_dashboard(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(input): JsonBody<DashboardInput>,
+) -> Result<Response, ApiError> {
+    let project =
+        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    let d = insights::create_dashboard(&s.pg, project, caller.user_id(), &input).await?;
+    Ok((StatusCode::CREATED, Json(d)).into_response())
+}
+
+async fn get_dashboard(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<insights::Dashboard> {
+    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)? as i64;
+    insights::get_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?)
+        .await
+        .map(Json)
+}
+
+async fn update_dashboard(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+    JsonBody(patch): JsonBody<DashboardPatch>,
+) -> ApiResult<insights::Dashboard> {
+    let project =
+        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    insights::update_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?, &patch)
+        .await
+        .map(Json)
+}
+
+async fn delete_dashboard(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let project =
+        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    insights::delete_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?)
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+/// Counts and times every request by its route template.
+async fn observe(State(s): S, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    s.metrics
+        .requests
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    s.metrics
+        .duration
+        .get_or_create(&RouteOnly { route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let p = "/api/v1/projects/{project_id}";
+    Router::new()
+        .route(&format!("{p}/query/trends"), post(trends_handler))
+        .route(&format!("{p}/query/funnels"), post(funnels_handler))
+        .route(&format!("{p}/query/retention"), post(retention_handler))
+        .route(&format!("{p}/events"), get(events_handler))
+        .route(
+            &format!("{p}/persons/{{distinct_id}}/events"),
+            get(person_events_handler),
+        )
+        .route(&format!("{p}/event-names"), get(event_names))
+        .route(&format!("{p}/property-keys"), get(property_keys))
+        .route(&format!("{p}/property-values"), get(property_values))
+        .route(
+            &format!("{p}/insights"),
+            get(list_insights).post(create_insight),
+        )
+        .route(
+            &format!("{p}/insights/{{insight_id}}"),
+            get(get_insight)
+                .patch(update_insight)
+                .delete(delete_insight),
+        )
+        .route(
+            &format!("{p}/insights/{{insight_id}}/result"),
+            get(insight_result),
+        )
+        .route(
+            &format!("{p}/dashboards"),
+            get(list_dashboards).post(create_dashboard),
+        )
+        .route(
+            &format!("{p}/dashboards/{{dashboard_id}}"),
+            get(get_dashboard)
+                .patch(update_dashboard)
+                .delete(delete_dashboard),
+        )
+        .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}

@@ -1,0 +1,181 @@
+//! SQL with bound parameters only.
+//!
+//! Every value that comes from a request (event names, property keys and values, dates, the
+//! timezone, the project) reaches ClickHouse as a server-side query parameter (`{p3:String}`,
+//! sent as `param_p3`), never as text pasted into the statement. The statement text is built
+//! from fixed fragments of this crate alone. Every statement over the events table starts from
+//! [`Sql::events`], which scopes it to one project.
+
+use std::time::Duration;
+
+use cairn_common::http::ApiError;
+use serde::Serialize;
+
+/// A parameter's value (its ClickHouse type is written in the placeholder).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Param {
+    Str(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Strs(Vec<String>),
+}
+
+/// A statement being built, with its parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Sql {
+    text: String,
+    params: Vec<(String, Param)>,
+}
+
+impl Sql {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a fixed fragment of SQL. Never pass request data here: bind it.
+    pub fn push(&mut self, fragment: &str) -> &mut Self {
+        self.text.push_str(fragment);
+        self
+    }
+
+    fn bind(&mut self, ty: &str, value: Param) -> String {
+        let name = format!("p{}", self.params.len());
+        let placeholder = format!("{{{name}:{ty}}}");
+        self.params.push((name, value));
+        placeholder
+    }
+
+    /// A `String` parameter's placeholder.
+    pub fn str(&mut self, value: impl Into<String>) -> String {
+        self.bind("String", Param::Str(value.into()))
+    }
+
+    pub fn u64(&mut self, value: u64) -> String {
+        self.bind("UInt64", Param::U64(value))
+    }
+
+    pub fn i64(&mut self, value: i64) -> String {
+        self.bind("Int64", Param::I64(value))
+    }
+
+    pub fn f64(&mut self, value: f64) -> String {
+        self.bind("Float64", Param::F64(value))
+    }
+
+    /// An `Array(String)` parameter's placeholder.
+    pub fn strs(&mut self, values: Vec<String>) -> String {
+        self.bind("Array(String)", Param::Strs(values))
+    }
+
+    /// A point in time (milliseconds since the epoch) as a `DateTime64(3, 'UTC')` expression.
+    pub fn millis(&mut self, ms: i64) -> String {
+        let p = self.i64(ms);
+        format!("fromUnixTimestamp64Milli({p}, 'UTC')")
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn params(&self) -> &[(String, Param)] {
+        &self.params
+    }
+
+    /// The ClickHouse query with its parameters bound.
+    pub fn query(&self, client: &clickhouse::Client) -> clickhouse::query::Query {
+        let mut q = client.query(&self.text);
+        for (name, value) in &self.params {
+            q = q.param(name, value);
+        }
+        q
+    }
+}
+
+/// Where the events of one project are read from, and how.
+#[derive(Debug, Clone)]
+pub struct EventsSource {
+    pub read_final: bool,
+}
+
+impl EventsSource {
+    /// `FROM events [FINAL] WHERE project_id = {p:UInt64} AND timestamp >= … AND timestamp < …`:
+    /// the start of every statement over events. The range is `[from_ms, to_ms)`.
+    pub fn scoped(&self, sql: &mut Sql, project_id: u64, from_ms: Option<i64>, to_ms: Option<i64>) {
+        let project = sql.u64(project_id);
+        sql.push(if self.read_final {
+            " FROM events FINAL"
+        } else {
+            " FROM events"
+        });
+        sql.push(" WHERE project_id = ").push(&project);
+        if let Some(from) = from_ms {
+            let p = sql.millis(from);
+            sql.push(" AND timestamp >= ").push(&p);
+        }
+        if let Some(to) = to_ms {
+            let p = sql.millis(to);
+            sql.push(" AND timestamp < ").push(&p);
+        }
+    }
+}
+
+/// Runs `fut` (a ClickHouse round trip) within `timeout`: a slow query answers 504, an
+/// unreachable server 503, anything else 500 with the detail in the log.
+pub async fn with_timeout<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(ApiError::timeout(format!(
+            "the query did not finish within {} ms; narrow the date range, add filters or ask for fewer series",
+            timeout.as_millis()
+        ))),
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(clickhouse_error(e)),
+    }
+}
+
+/// A ClickHouse error as an answer.
+pub fn clickhouse_error(e: clickhouse::error::Error) -> ApiError {
+    let text = e.to_string();
+    // TIMEOUT_EXCEEDED (159): ClickHouse's own max_execution_time.
+    if text.contains("TIMEOUT_EXCEEDED") || text.contains("Code: 159") {
+        return ApiError::timeout(
+            "the query exceeded its time limit; narrow the date range or add filters",
+        );
+    }
+    match e {
+        clickhouse::error::Error::Network(_) => {
+            tracing::warn!(error = %text, "ClickHouse unreachable");
+            ApiError::unavailable("the events store is unreachable; try again shortly")
+        }
+        _ => ApiError::internal(format!("ClickHouse: {text}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_values_become_parameters_never_text() {
+        let mut sql = Sql::new();
+        let source = EventsSource { read_final: true };
+        sql.push("SELECT count()");
+        source.scoped(&mut sql, 7, Some(1000), Some(2000));
+        let evil = "x' OR 1=1 --";
+        let p = sql.str(evil);
+        sql.push(" AND event = ").push(&p);
+        assert_eq!(
+            sql.text(),
+            "SELECT count() FROM events FINAL WHERE project_id = {p0:UInt64} AND timestamp >= \
+             fromUnixTimestamp64Milli({p1:Int64}, 'UTC') AND timestamp < fromUnixTimestamp64Milli({p2:Int64}, 'UTC') \
+             AND event = {p3:String}"
+        );
+        assert!(!sql.text().contains(evil));
+        assert_eq!(sql.params()[3].1, Param::Str(evil.into()));
+        assert_eq!(sql.params()[0].1, Param::U64(7));
+    }
+}
