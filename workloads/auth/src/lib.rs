@@ -1,0 +1,138 @@
+//! cairn-auth: users, organisations, projects, login sessions and API keys.
+//!
+//! The public API (`/api/v1`, [`api`]) is what people and the dashboard use; the internal API
+//! (`/internal/v1`, [`internal`]) answers capture (write key → project) and query (credential →
+//! [`cairn_common::auth_client::Principal`]). Layout: [`router`] (every route, metrics),
+//! [`extract`] (who is calling), [`sessions`] (login sessions, refresh rotation), [`password`],
+//! [`tokens`] (access and refresh tokens), [`keys`] (API keys), [`permissions`], [`limits`]
+//! (login rate limits), [`validate`], [`db`] (errors, membership checks), [`model`].
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod extract;
+pub mod internal;
+pub mod keys;
+pub mod limits;
+pub mod metrics;
+pub mod model;
+pub mod password;
+pub mod permissions;
+pub mod router;
+pub mod sessions;
+pub mod state;
+pub mod tokens;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_common::postgres::{migrate, ping, pool};
+use cairn_common::telemetry::{admin_router, Health};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AuthConfig;
+use crate::limits::LoginLimiter;
+use crate::metrics::AuthMetrics;
+use crate::state::AppState;
+use crate::tokens::{random_bytes, TokenSigner};
+
+/// `cairn-auth migrate`: applies the PostgreSQL migrations and returns.
+pub async fn migrate_only(cfg: &AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let db = pool(&cfg.postgres)?;
+    migrate(&db).await?;
+    tracing::info!("PostgreSQL migrations applied");
+    Ok(())
+}
+
+/// Runs the auth service until SIGTERM or SIGINT.
+pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = cairn_common::shutdown::on_signal();
+    let mut registry = Registry::default();
+    let metrics = Arc::new(AuthMetrics::register(&mut registry));
+    let health = Health::new();
+
+    let secret = match &cfg.token_secret {
+        Some(s) => s.clone(),
+        None => {
+            tracing::warn!(
+                "CAIRN_AUTH_TOKEN_SECRET is not set: using a random key for this process only; access tokens \
+                 will not survive a restart and will not work across replicas"
+            );
+            random_bytes::<32>().to_vec()
+        }
+    };
+    if cfg.internal_token.is_none() {
+        tracing::warn!("CAIRN_INTERNAL_TOKEN is not set: /internal endpoints are open to anyone who can reach them");
+    }
+
+    let db = pool(&cfg.postgres)?;
+    health.register("postgres");
+    if cfg.postgres.migrate_on_start {
+        health.register("migrations");
+        spawn_migrations(db.clone(), health.clone(), shutdown.clone());
+    }
+    {
+        let db = db.clone();
+        let handle = tokio::runtime::Handle::current();
+        cairn_common::telemetry::spawn_probe(health.clone(), "postgres", shutdown.clone(), move || {
+            handle.block_on(ping(&db)).map(|()| "reachable".to_string()).map_err(|e| e.to_string())
+        });
+    }
+
+    let dummy_hash = tokio::task::spawn_blocking(|| {
+        password::hash(&String::from_utf8_lossy(&random_bytes::<24>()))
+    })
+    .await??;
+    let state = Arc::new(AppState {
+        db,
+        signer: TokenSigner::new(&secret, cfg.access_ttl),
+        refresh_ttl: cfg.refresh_ttl,
+        limiter: LoginLimiter::new(cfg.login_per_email_per_minute, cfg.login_per_ip_per_minute),
+        metrics,
+        internal_token: cfg.internal_token.clone(),
+        trust_forwarded_for: cfg.trust_forwarded_for,
+        dummy_hash,
+        usage: Default::default(),
+    });
+    {
+        let state = state.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(60)) => {} }
+                state.limiter.forget_idle();
+            }
+        });
+    }
+
+    let app = router::router(state).merge(admin_router(Arc::new(registry), health));
+    let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+    tracing::info!(addr = %cfg.addr, postgres = %cairn_common::postgres::redact_url(&cfg.postgres.url), "auth listening");
+    let stop = shutdown.clone();
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    tracing::info!("auth stopped");
+    Ok(())
+}
+
+/// Applies the migrations, retrying while PostgreSQL cannot be reached; readiness waits for it.
+fn spawn_migrations(db: sqlx::PgPool, health: Health, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match migrate(&db).await {
+                Ok(()) => {
+                    health.set("migrations", true, "applied");
+                    return;
+                }
+                Err(e) => health.set("migrations", false, e.to_string()),
+            }
+            tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(pause) => {} }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    });
+}
