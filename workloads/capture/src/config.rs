@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_common::config::{env_bool, env_millis, env_parse, env_string, ConfigError, KafkaConfig};
+use cairn_common::auth_client::AuthClientConfig;
+use cairn_common::config::{env_bool, env_millis, env_opt, env_parse, env_string, ConfigError, KafkaConfig};
 
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
@@ -21,9 +22,12 @@ pub struct CaptureConfig {
     pub rate_limit_per_second: u32,
     /// `CAIRN_CAPTURE_RATE_LIMIT_BURST`: events a key may send at once above its rate.
     pub rate_limit_burst: u32,
-    /// `CAIRN_CAPTURE_API_KEYS`: `key=project_id` pairs, comma-separated, until the auth service
-    /// resolves keys.
+    /// `CAIRN_CAPTURE_API_KEYS`: `key=project_id` pairs, comma-separated, resolved before asking
+    /// the auth service (bootstrap and development keys).
     pub api_keys: String,
+    /// The auth service that resolves write keys, when `CAIRN_AUTH_URL` is set
+    /// (`CAIRN_AUTH_CACHE_TTL_SECS`, `CAIRN_INTERNAL_TOKEN`).
+    pub auth: Option<AuthClientConfig>,
     /// `CAIRN_CAPTURE_ACK_TIMEOUT_MS`: how long to wait for Kafka's acknowledgement before
     /// answering 503 (default 10 s).
     pub ack_timeout: Duration,
@@ -53,6 +57,10 @@ impl CaptureConfig {
             rate_limit_per_second: env_parse("CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND", 100_000u32)?,
             rate_limit_burst: env_parse("CAIRN_CAPTURE_RATE_LIMIT_BURST", 200_000u32)?,
             api_keys: env_string("CAIRN_CAPTURE_API_KEYS", ""),
+            auth: match env_opt("CAIRN_AUTH_URL") {
+                Some(_) => Some(AuthClientConfig::from_env()?),
+                None => None,
+            },
             ack_timeout: env_millis("CAIRN_CAPTURE_ACK_TIMEOUT_MS", 10_000)?,
             linger: env_millis("CAIRN_CAPTURE_LINGER_MS", 2)?,
             create_topics: env_bool("CAIRN_KAFKA_CREATE_TOPICS", true)?,

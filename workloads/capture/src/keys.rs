@@ -1,12 +1,15 @@
 //! API keys → projects.
 //!
-//! Capture asks a [`KeyResolver`] which project a write key belongs to. Until the auth service
-//! exists, [`StaticKeys`] answers from configuration (`CAIRN_CAPTURE_API_KEYS`); the auth service
-//! will back the same trait (with a cache) later.
+//! Capture asks a [`KeyResolver`] which project a write key belongs to. [`StaticKeys`] answers
+//! from configuration (`CAIRN_CAPTURE_API_KEYS`, for bootstrapping and development);
+//! [`AuthKeys`] asks the auth service (through [`AuthClient`]'s cache: a revoked key stops
+//! working within `CAIRN_AUTH_CACHE_TTL_SECS`, at most 60 s); [`LayeredKeys`] tries the static
+//! keys first, then the auth service.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use cairn_common::auth_client::{AuthClient, AuthClientError};
 use cairn_common::event::ProjectId;
 use thiserror::Error;
 
@@ -67,9 +70,75 @@ impl KeyResolver for StaticKeys {
     }
 }
 
+/// Write keys resolved by the auth service.
+#[derive(Debug, Clone)]
+pub struct AuthKeys {
+    client: AuthClient,
+}
+
+impl AuthKeys {
+    pub fn new(client: AuthClient) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl KeyResolver for AuthKeys {
+    async fn resolve(&self, key: &str) -> Result<Option<ProjectId>, KeyError> {
+        match self.client.resolve_write_key(key).await {
+            // A negative project id would be a bug in auth; treat the key as unknown.
+            Ok(found) => Ok(found.and_then(|k| ProjectId::try_from(k.project_id).ok())),
+            Err(e @ (AuthClientError::Unavailable(_) | AuthClientError::Unexpected { .. })) => {
+                Err(KeyError::Unavailable(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Static keys first, then (when configured) the auth service.
+pub struct LayeredKeys {
+    pub fixed: StaticKeys,
+    pub auth: Option<Box<dyn KeyResolver>>,
+}
+
+#[async_trait]
+impl KeyResolver for LayeredKeys {
+    async fn resolve(&self, key: &str) -> Result<Option<ProjectId>, KeyError> {
+        if let Some(project) = self.fixed.resolve(key).await? {
+            return Ok(Some(project));
+        }
+        match &self.auth {
+            Some(auth) => auth.resolve(key).await,
+            None => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_common::auth_client::AuthClientConfig;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn static_keys_resolve_first_and_auth_unreachable_is_unavailable() {
+        // Nothing listens on port 9 of localhost: the auth service is unreachable.
+        let client = AuthClient::new(AuthClientConfig {
+            url: "http://127.0.0.1:9".into(),
+            internal_token: None,
+            cache_ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+            stale_for: Duration::from_secs(600),
+            max_entries: 100,
+            timeout: Duration::from_millis(500),
+        })
+        .unwrap();
+        let keys = LayeredKeys { fixed: StaticKeys::parse("phc_dev=1").unwrap(), auth: Some(Box::new(AuthKeys::new(client))) };
+        assert_eq!(keys.resolve("phc_dev").await.unwrap(), Some(1));
+        assert!(matches!(keys.resolve("phc_other").await, Err(KeyError::Unavailable(_))));
+        let only_static = LayeredKeys { fixed: StaticKeys::parse("phc_dev=1").unwrap(), auth: None };
+        assert_eq!(only_static.resolve("phc_other").await.unwrap(), None);
+    }
 
     #[tokio::test]
     async fn parses_pairs_and_resolves() {

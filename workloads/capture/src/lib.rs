@@ -15,13 +15,14 @@ pub mod sink;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_common::auth_client::AuthClient;
 use cairn_common::kafka::{ensure_topics_in_background, TopicSpec};
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
 use tower_http::cors::CorsLayer;
 
 use crate::config::CaptureConfig;
-use crate::keys::StaticKeys;
+use crate::keys::{AuthKeys, KeyResolver, LayeredKeys, StaticKeys};
 use crate::limiter::KeyRateLimiter;
 use crate::metrics::CaptureMetrics;
 use crate::payload::Limits;
@@ -36,12 +37,22 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(CaptureMetrics::register(&mut registry));
     let health = Health::new();
 
-    let keys = StaticKeys::parse(&cfg.api_keys)?;
-    if keys.is_empty() {
-        tracing::warn!("CAIRN_CAPTURE_API_KEYS is empty: every request will be refused with 401");
-    } else {
-        tracing::info!(keys = keys.len(), "loaded API keys from configuration");
+    let fixed = StaticKeys::parse(&cfg.api_keys)?;
+    if !fixed.is_empty() {
+        tracing::info!(keys = fixed.len(), "loaded API keys from configuration");
     }
+    let auth: Option<Box<dyn KeyResolver>> = match &cfg.auth {
+        Some(auth_cfg) => {
+            tracing::info!(url = %auth_cfg.url, cache_ttl_secs = auth_cfg.cache_ttl.as_secs(), "resolving write keys through the auth service");
+            Some(Box::new(AuthKeys::new(AuthClient::new(auth_cfg.clone())?)))
+        }
+        None if fixed.is_empty() => {
+            tracing::warn!("neither CAIRN_CAPTURE_API_KEYS nor CAIRN_AUTH_URL is set: every request will be refused with 401");
+            None
+        }
+        None => None,
+    };
+    let keys = LayeredKeys { fixed, auth };
 
     if cfg.create_topics {
         let topic = TopicSpec {
