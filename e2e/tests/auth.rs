@@ -61,7 +61,14 @@ impl Auth {
         self.call_with(method, path, token, body, &[]).await
     }
 
-    async fn call_with(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> Answer {
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut req = self.http.request(method, self.service.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -76,7 +83,8 @@ impl Auth {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         Answer { status, body, headers }
     }
 
@@ -154,7 +162,8 @@ async fn signup_login_me_and_refusals() {
     assert_eq!((dup.status, dup.body["error"].as_str()), (409, Some("conflict")), "{dup:?}");
 
     // Wrong password and unknown email: the same answer.
-    let wrong = auth.post("/api/v1/login", None, json!({"email": "alice@example.com", "password": "Not-The-Password-1"})).await;
+    let wrong =
+        auth.post("/api/v1/login", None, json!({"email": "alice@example.com", "password": "Not-The-Password-1"})).await;
     let unknown = auth.post("/api/v1/login", None, json!({"email": "nobody@example.com", "password": PASSWORD})).await;
     assert_eq!(wrong.status, 401);
     assert_eq!(unknown.status, 401);
@@ -162,7 +171,9 @@ async fn signup_login_me_and_refusals() {
     assert_eq!(wrong.body["message"], "invalid email or password");
 
     // Weak passwords name the field.
-    for weak in ["short1!", "alllowercaseletters", "1234567890123", "Password123", "xx-bob.jones-99", &"Ab1".repeat(400)] {
+    for weak in
+        ["short1!", "alllowercaseletters", "1234567890123", "Password123", "xx-bob.jones-99", &"Ab1".repeat(400)]
+    {
         let r = auth.post("/api/v1/signup", None, json!({"email": "bob.jones@example.com", "password": weak})).await;
         assert_eq!((r.status, r.body["field"].as_str()), (400, Some("password")), "{weak}: {r:?}");
     }
@@ -187,7 +198,11 @@ async fn hostile_strings_are_stored_literally() {
     let name = "Robert'); DROP TABLE users;--";
     let org = "x' OR '1'='1; -- \" \\ $$ ü 🙂";
     let r = auth
-        .post("/api/v1/signup", None, json!({"email": email, "password": PASSWORD, "name": name, "organization_name": org}))
+        .post(
+            "/api/v1/signup",
+            None,
+            json!({"email": email, "password": PASSWORD, "name": name, "organization_name": org}),
+        )
         .await;
     assert_eq!(r.status, 201, "{r:?}");
     let me = auth.get("/api/v1/me", &token(&r.body)).await;
@@ -195,7 +210,11 @@ async fn hostile_strings_are_stored_literally() {
     assert_eq!(me.body["user"]["name"], name);
     assert_eq!(me.body["organizations"][0]["name"], org);
     let p = auth
-        .patch(&format!("/api/v1/projects/{}", id(&r.body["project"])), &token(&r.body), json!({"name": "p'; DELETE FROM projects; --"}))
+        .patch(
+            &format!("/api/v1/projects/{}", id(&r.body["project"])),
+            &token(&r.body),
+            json!({"name": "p'; DELETE FROM projects; --"}),
+        )
         .await;
     assert_eq!((p.status, p.body["name"].as_str()), (200, Some("p'; DELETE FROM projects; --")), "{p:?}");
     // Injection attempts at login are just wrong credentials.
@@ -212,18 +231,27 @@ async fn hostile_strings_are_stored_literally() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_floods_are_rate_limited() {
-    let auth = Auth::start(&[("CAIRN_AUTH_LOGIN_PER_EMAIL_PER_MINUTE", "5"), ("CAIRN_AUTH_LOGIN_PER_IP_PER_MINUTE", "12")]).await;
+    let auth =
+        Auth::start(&[("CAIRN_AUTH_LOGIN_PER_EMAIL_PER_MINUTE", "5"), ("CAIRN_AUTH_LOGIN_PER_IP_PER_MINUTE", "12")])
+            .await;
     // Per email (from many addresses so that the address limit is not what trips).
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for i in 0..7 {
         let ip = format!("198.51.100.{i}");
         let r = auth
-            .call_with(Method::POST, "/api/v1/login", None, Some(json!({"email": "victim@example.com", "password": "Guess-Number-1"})), &[("x-forwarded-for", &ip)])
+            .call_with(
+                Method::POST,
+                "/api/v1/login",
+                None,
+                Some(json!({"email": "victim@example.com", "password": "Guess-Number-1"})),
+                &[("x-forwarded-for", &ip)],
+            )
             .await;
         statuses.push(r.status);
         if r.status == 429 {
-            retry_after = r.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+            retry_after =
+                r.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
             assert_eq!(r.body["error"], "rate_limited");
         }
     }
@@ -232,7 +260,13 @@ async fn login_floods_are_rate_limited() {
     assert!((1..=60).contains(&wait), "{wait}");
     // Another email is not affected.
     let r = auth
-        .call_with(Method::POST, "/api/v1/login", None, Some(json!({"email": "other@example.com", "password": "x"})), &[("x-forwarded-for", "198.51.100.50")])
+        .call_with(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(json!({"email": "other@example.com", "password": "x"})),
+            &[("x-forwarded-for", "198.51.100.50")],
+        )
         .await;
     assert_eq!(r.status, 401);
 
@@ -240,7 +274,13 @@ async fn login_floods_are_rate_limited() {
     let mut limited_at = None;
     for i in 0..15 {
         let r = auth
-            .call_with(Method::POST, "/api/v1/login", None, Some(json!({"email": format!("user{i}@example.com"), "password": "x"})), &[("x-forwarded-for", "203.0.113.7, 10.0.0.1")])
+            .call_with(
+                Method::POST,
+                "/api/v1/login",
+                None,
+                Some(json!({"email": format!("user{i}@example.com"), "password": "x"})),
+                &[("x-forwarded-for", "203.0.113.7, 10.0.0.1")],
+            )
             .await;
         if r.status == 429 {
             assert!(r.headers.contains_key("retry-after"));
@@ -301,7 +341,10 @@ async fn logout_ends_the_session_at_once() {
     assert_eq!(out.status, 204, "{out:?}");
     assert_eq!(auth.authenticate(&access).await.status, 401);
     assert_eq!(auth.get("/api/v1/me", &access).await.status, 401);
-    assert_eq!(auth.post("/api/v1/token/refresh", None, json!({"refresh_token": s["refresh_token"]})).await.status, 401);
+    assert_eq!(
+        auth.post("/api/v1/token/refresh", None, json!({"refresh_token": s["refresh_token"]})).await.status,
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,16 +369,32 @@ async fn personal_keys_carry_only_their_projects_and_scopes() {
     let c = auth.signup("keys-c@example.com").await;
     let (ta, tb) = (token(&a), token(&b));
     let p1 = id(&a["project"]);
-    let p2 = auth.post(&format!("/api/v1/organizations/{}/projects", id(&a["organization"])), Some(&ta), json!({"name": "Second"})).await;
+    let p2 = auth
+        .post(
+            &format!("/api/v1/organizations/{}/projects", id(&a["organization"])),
+            Some(&ta),
+            json!({"name": "Second"}),
+        )
+        .await;
     assert_eq!(p2.status, 201, "{p2:?}");
     let p2 = id(&p2.body);
     // A is a viewer in B's organisation.
-    let added = auth.post(&format!("/api/v1/organizations/{}/members", id(&b["organization"])), Some(&tb), json!({"email": "keys-a@example.com", "role": "viewer"})).await;
+    let added = auth
+        .post(
+            &format!("/api/v1/organizations/{}/members", id(&b["organization"])),
+            Some(&tb),
+            json!({"email": "keys-a@example.com", "role": "viewer"}),
+        )
+        .await;
     assert_eq!(added.status, 201, "{added:?}");
     let pb = id(&b["project"]);
 
     let k = auth
-        .post("/api/v1/personal-keys", Some(&ta), json!({"name": "ci", "project_ids": [p1, pb], "scopes": ["query:read", "insights:write"]}))
+        .post(
+            "/api/v1/personal-keys",
+            Some(&ta),
+            json!({"name": "ci", "project_ids": [p1, pb], "scopes": ["query:read", "insights:write"]}),
+        )
         .await;
     assert_eq!(k.status, 201, "{k:?}");
     let key = k.body["key"].as_str().unwrap().to_string();
@@ -345,13 +404,20 @@ async fn personal_keys_carry_only_their_projects_and_scopes() {
     assert_eq!(p.body["kind"], "personal_key");
     assert_eq!(p.body["key_id"], k.body["id"]);
     assert_eq!(p.body["session_id"], Value::Null);
-    let grants: HashMap<i64, Value> = p.body["projects"].as_array().unwrap().iter().map(|g| (id(g), g["permissions"].clone())).collect();
+    let grants: HashMap<i64, Value> =
+        p.body["projects"].as_array().unwrap().iter().map(|g| (id(g), g["permissions"].clone())).collect();
     assert_eq!(grants.len(), 2, "{grants:?}");
     assert_eq!(grants[&p1], json!(["query:read", "insights:write"]));
     assert_eq!(grants[&pb], json!(["query:read"]), "a viewer's role caps the key");
     assert!(!grants.contains_key(&p2), "outside the key's projects");
 
-    let ro = auth.post("/api/v1/personal-keys", Some(&ta), json!({"name": "ro", "scopes": ["query:read"], "expires_in_days": 30})).await;
+    let ro = auth
+        .post(
+            "/api/v1/personal-keys",
+            Some(&ta),
+            json!({"name": "ro", "scopes": ["query:read"], "expires_in_days": 30}),
+        )
+        .await;
     assert_eq!(ro.status, 201, "{ro:?}");
     assert!(ro.body["expires_at"].is_string());
     let p = auth.authenticate(ro.body["key"].as_str().unwrap()).await;
@@ -360,13 +426,23 @@ async fn personal_keys_carry_only_their_projects_and_scopes() {
     assert!(projects.iter().all(|g| g["permissions"] == json!(["query:read"])));
 
     // Refusals.
-    let r = auth.post("/api/v1/personal-keys", Some(&ta), json!({"name": "x", "project_ids": [p1, id(&c["project"])], "scopes": ["query:read"]})).await;
+    let r = auth
+        .post(
+            "/api/v1/personal-keys",
+            Some(&ta),
+            json!({"name": "x", "project_ids": [p1, id(&c["project"])], "scopes": ["query:read"]}),
+        )
+        .await;
     assert_eq!((r.status, r.body["field"].as_str()), (400, Some("project_ids[1]")), "{r:?}");
-    let r = auth.post("/api/v1/personal-keys", Some(&ta), json!({"name": "x", "scopes": ["query:read", "admin:all"]})).await;
+    let r = auth
+        .post("/api/v1/personal-keys", Some(&ta), json!({"name": "x", "scopes": ["query:read", "admin:all"]}))
+        .await;
     assert_eq!((r.status, r.body["field"].as_str()), (400, Some("scopes[1]")), "{r:?}");
     let r = auth.post("/api/v1/personal-keys", Some(&ta), json!({"name": "x", "scopes": []})).await;
     assert_eq!((r.status, r.body["field"].as_str()), (400, Some("scopes")), "{r:?}");
-    let r = auth.post("/api/v1/personal-keys", Some(&ta), json!({"name": "x", "scopes": ["query:read"], "expires_in_days": 0})).await;
+    let r = auth
+        .post("/api/v1/personal-keys", Some(&ta), json!({"name": "x", "scopes": ["query:read"], "expires_in_days": 0}))
+        .await;
     assert_eq!((r.status, r.body["field"].as_str()), (400, Some("expires_in_days")), "{r:?}");
 
     // Listings show the prefix, never the key.
@@ -458,14 +534,35 @@ async fn organisations_are_isolated_and_roles_enforced() {
     assert_eq!(auth.patch(&format!("/api/v1/organizations/{org}"), &tb, json!({"name": "mine"})).await.status, 404);
     assert_eq!(auth.delete(&format!("/api/v1/organizations/{org}"), &tb).await.status, 404);
     assert_eq!(auth.delete(&format!("/api/v1/projects/{project}/write-keys/{key_id}"), &tb).await.status, 404);
-    assert_eq!(auth.post(&format!("/api/v1/organizations/{org}/projects"), Some(&tb), json!({"name": "x"})).await.status, 404);
-    assert_eq!(auth.post(&format!("/api/v1/organizations/{org}/members"), Some(&tb), json!({"email": "org-b@example.com", "role": "owner"})).await.status, 404);
+    assert_eq!(
+        auth.post(&format!("/api/v1/organizations/{org}/projects"), Some(&tb), json!({"name": "x"})).await.status,
+        404
+    );
+    assert_eq!(
+        auth.post(
+            &format!("/api/v1/organizations/{org}/members"),
+            Some(&tb),
+            json!({"email": "org-b@example.com", "role": "owner"})
+        )
+        .await
+        .status,
+        404
+    );
     assert_eq!(auth.get("/api/v1/projects", &tb).await.body.as_array().unwrap().len(), 1);
     // A project of B's own organisation under A's organisation's path does not leak either.
-    assert_eq!(auth.delete(&format!("/api/v1/projects/{project}/write-keys/{}", id(&b["write_key"])), &ta).await.status, 404);
+    assert_eq!(
+        auth.delete(&format!("/api/v1/projects/{project}/write-keys/{}", id(&b["write_key"])), &ta).await.status,
+        404
+    );
 
     // B joins as a viewer: reads work, writes are 403.
-    let added = auth.post(&format!("/api/v1/organizations/{org}/members"), Some(&ta), json!({"email": "ORG-B@example.com", "role": "viewer"})).await;
+    let added = auth
+        .post(
+            &format!("/api/v1/organizations/{org}/members"),
+            Some(&ta),
+            json!({"email": "ORG-B@example.com", "role": "viewer"}),
+        )
+        .await;
     assert_eq!((added.status, added.body["role"].as_str()), (201, Some("viewer")), "{added:?}");
     assert_eq!(auth.get(&format!("/api/v1/organizations/{org}"), &tb).await.body["role"], "viewer");
     assert_eq!(auth.get(&format!("/api/v1/projects/{project}"), &tb).await.status, 200);
@@ -478,7 +575,12 @@ async fn organisations_are_isolated_and_roles_enforced() {
         auth.delete(&format!("/api/v1/projects/{project}"), &tb).await,
         auth.post(&format!("/api/v1/organizations/{org}/projects"), Some(&tb), json!({"name": "x"})).await,
         auth.patch(&format!("/api/v1/organizations/{org}"), &tb, json!({"name": "x"})).await,
-        auth.post(&format!("/api/v1/organizations/{org}/members"), Some(&tb), json!({"email": "org-a@example.com", "role": "viewer"})).await,
+        auth.post(
+            &format!("/api/v1/organizations/{org}/members"),
+            Some(&tb),
+            json!({"email": "org-a@example.com", "role": "viewer"}),
+        )
+        .await,
         auth.patch(&format!("/api/v1/organizations/{org}/members/{ub}"), &tb, json!({"role": "admin"})).await,
     ] {
         assert_eq!((r.status, r.body["error"].as_str()), (403, Some("forbidden")), "{r:?}");
@@ -490,33 +592,73 @@ async fn organisations_are_isolated_and_roles_enforced() {
     // Admin: manages projects and members, but not owners.
     let r = auth.patch(&format!("/api/v1/organizations/{org}/members/{ub}"), &ta, json!({"role": "admin"})).await;
     assert_eq!((r.status, r.body["role"].as_str()), (200, Some("admin")), "{r:?}");
-    let np = auth.post(&format!("/api/v1/organizations/{org}/projects"), Some(&tb), json!({"name": "Web", "timezone": "Europe/Paris"})).await;
+    let np = auth
+        .post(
+            &format!("/api/v1/organizations/{org}/projects"),
+            Some(&tb),
+            json!({"name": "Web", "timezone": "Europe/Paris"}),
+        )
+        .await;
     assert_eq!((np.status, np.body["timezone"].as_str()), (201, Some("Europe/Paris")), "{np:?}");
     assert!(np.body["write_key"]["key"].as_str().unwrap().starts_with("phc_"));
-    let bad_tz = auth.post(&format!("/api/v1/organizations/{org}/projects"), Some(&tb), json!({"name": "x", "timezone": "Mars/Olympus Mons"})).await;
+    let bad_tz = auth
+        .post(
+            &format!("/api/v1/organizations/{org}/projects"),
+            Some(&tb),
+            json!({"name": "x", "timezone": "Mars/Olympus Mons"}),
+        )
+        .await;
     assert_eq!((bad_tz.status, bad_tz.body["field"].as_str()), (400, Some("timezone")));
-    assert_eq!(auth.patch(&format!("/api/v1/organizations/{org}/members/{ub}"), &tb, json!({"role": "owner"})).await.status, 403);
+    assert_eq!(
+        auth.patch(&format!("/api/v1/organizations/{org}/members/{ub}"), &tb, json!({"role": "owner"})).await.status,
+        403
+    );
     assert_eq!(auth.delete(&format!("/api/v1/organizations/{org}/members/{ua}"), &tb).await.status, 403);
-    assert_eq!(auth.patch(&format!("/api/v1/organizations/{org}/members/{ua}"), &tb, json!({"role": "member"})).await.status, 403);
+    assert_eq!(
+        auth.patch(&format!("/api/v1/organizations/{org}/members/{ua}"), &tb, json!({"role": "member"})).await.status,
+        403
+    );
     assert_eq!(auth.delete(&format!("/api/v1/organizations/{org}"), &tb).await.status, 403, "only owners delete");
     let bad_role = auth.patch(&format!("/api/v1/organizations/{org}/members/{ub}"), &ta, json!({"role": "root"})).await;
     assert_eq!((bad_role.status, bad_role.body["field"].as_str()), (400, Some("role")));
 
     // Members by email: unknown users and duplicates.
-    let r = auth.post(&format!("/api/v1/organizations/{org}/members"), Some(&ta), json!({"email": "ghost@example.com", "role": "member"})).await;
+    let r = auth
+        .post(
+            &format!("/api/v1/organizations/{org}/members"),
+            Some(&ta),
+            json!({"email": "ghost@example.com", "role": "member"}),
+        )
+        .await;
     assert_eq!(r.status, 404, "{r:?}");
-    let r = auth.post(&format!("/api/v1/organizations/{org}/members"), Some(&ta), json!({"email": "org-b@example.com", "role": "member"})).await;
+    let r = auth
+        .post(
+            &format!("/api/v1/organizations/{org}/members"),
+            Some(&ta),
+            json!({"email": "org-b@example.com", "role": "member"}),
+        )
+        .await;
     assert_eq!(r.status, 409, "{r:?}");
 
     // The last owner can neither leave nor be demoted.
     let r = auth.delete(&format!("/api/v1/organizations/{org}/members/{ua}"), &ta).await;
     assert_eq!((r.status, r.body["error"].as_str()), (409, Some("conflict")), "{r:?}");
-    assert_eq!(auth.patch(&format!("/api/v1/organizations/{org}/members/{ua}"), &ta, json!({"role": "admin"})).await.status, 409);
+    assert_eq!(
+        auth.patch(&format!("/api/v1/organizations/{org}/members/{ua}"), &ta, json!({"role": "admin"})).await.status,
+        409
+    );
     // With a second owner, the first may go.
-    assert_eq!(auth.patch(&format!("/api/v1/organizations/{org}/members/{ub}"), &ta, json!({"role": "owner"})).await.status, 200);
+    assert_eq!(
+        auth.patch(&format!("/api/v1/organizations/{org}/members/{ub}"), &ta, json!({"role": "owner"})).await.status,
+        200
+    );
     assert_eq!(auth.delete(&format!("/api/v1/organizations/{org}/members/{ua}"), &ta).await.status, 204);
     assert_eq!(auth.get(&format!("/api/v1/organizations/{org}"), &ta).await.status, 404, "A left");
-    assert_eq!(auth.delete(&format!("/api/v1/organizations/{org}/members/{ub}"), &tb).await.status, 409, "B is now the last owner");
+    assert_eq!(
+        auth.delete(&format!("/api/v1/organizations/{org}/members/{ub}"), &tb).await.status,
+        409,
+        "B is now the last owner"
+    );
 
     // The owner deletes the organisation: its projects and keys go with it.
     let key = a["write_key"]["key"].as_str().unwrap();
@@ -542,17 +684,30 @@ async fn the_internal_token_is_required_when_configured() {
     let body = json!({"key": key});
     let none = auth.call(Method::POST, "/internal/v1/write-keys/resolve", None, Some(body.clone())).await;
     assert_eq!(none.status, 401, "{none:?}");
-    let wrong = auth.call(Method::POST, "/internal/v1/write-keys/resolve", Some("internal-e2e-secreT"), Some(body.clone())).await;
+    let wrong = auth
+        .call(Method::POST, "/internal/v1/write-keys/resolve", Some("internal-e2e-secreT"), Some(body.clone()))
+        .await;
     assert_eq!(wrong.status, 401);
-    let right = auth.call(Method::POST, "/internal/v1/write-keys/resolve", Some("internal-e2e-secret"), Some(body)).await;
+    let right =
+        auth.call(Method::POST, "/internal/v1/write-keys/resolve", Some("internal-e2e-secret"), Some(body)).await;
     assert_eq!(right.status, 200, "{right:?}");
     let a = auth.call(Method::POST, "/internal/v1/authenticate", None, Some(json!({"credential": token(&s)}))).await;
     assert_eq!(a.status, 401);
-    let a = auth.call(Method::POST, "/internal/v1/authenticate", Some("internal-e2e-secret"), Some(json!({"credential": token(&s)}))).await;
+    let a = auth
+        .call(
+            Method::POST,
+            "/internal/v1/authenticate",
+            Some("internal-e2e-secret"),
+            Some(json!({"credential": token(&s)})),
+        )
+        .await;
     assert_eq!(a.status, 200);
     // The public API does not take the internal token.
     assert_eq!(auth.get("/api/v1/me", "internal-e2e-secret").await.status, 401);
-    assert!(!std::fs::read_to_string(&auth.service.log).unwrap().contains("internal-e2e-secret"), "no secrets in the log");
+    assert!(
+        !std::fs::read_to_string(&auth.service.log).unwrap().contains("internal-e2e-secret"),
+        "no secrets in the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -585,7 +740,9 @@ async fn migrations_twice_are_a_no_op_and_secrets_stay_out_of_logs() {
     assert_eq!(applied as usize, cairn_common::postgres::MIGRATOR.iter().count());
 
     let text = std::fs::read_to_string(log).unwrap() + &std::fs::read_to_string(&second.service.log).unwrap();
-    for secret in [PASSWORD, SECRET, s["refresh_token"].as_str().unwrap(), s["write_key"]["key"].as_str().unwrap(), &token(&s)] {
+    for secret in
+        [PASSWORD, SECRET, s["refresh_token"].as_str().unwrap(), s["write_key"]["key"].as_str().unwrap(), &token(&s)]
+    {
         assert!(!text.contains(secret), "a secret reached the log");
     }
 }

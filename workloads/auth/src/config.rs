@@ -66,7 +66,11 @@ impl AuthConfig {
         let refresh_secs: u64 = env_parse("CAIRN_AUTH_REFRESH_TTL_SECS", 30 * 24 * 3600u64)?;
         for (name, v) in [("CAIRN_AUTH_ACCESS_TTL_SECS", access_secs), ("CAIRN_AUTH_REFRESH_TTL_SECS", refresh_secs)] {
             if v == 0 {
-                return Err(ConfigError::Invalid { name: name.into(), value: "0".into(), reason: "must be positive".into() });
+                return Err(ConfigError::Invalid {
+                    name: name.into(),
+                    value: "0".into(),
+                    reason: "must be positive".into(),
+                });
             }
         }
         Ok(Self {

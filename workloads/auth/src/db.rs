@@ -43,12 +43,13 @@ pub fn parse_role(text: &str) -> ApiResult<Role> {
 /// The caller's role in organisation `org_id`; 404 when they are not a member (or it does not
 /// exist).
 pub async fn org_role(db: &PgPool, org_id: i64, user_id: i64) -> ApiResult<Role> {
-    let role: Option<String> = sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
-        .bind(org_id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
-        .db()?;
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional(db)
+            .await
+            .db()?;
     match role {
         Some(r) => parse_role(&r),
         None => Err(ApiError::not_found("organization")),

@@ -71,7 +71,9 @@ async fn memberships(state: &AppState, user_id: i64) -> ApiResult<Vec<Membership
     .await
     .db()?;
     rows.into_iter()
-        .map(|(project_id, organization_id, role)| Ok(Membership { project_id, organization_id, role: parse_role(&role)? }))
+        .map(|(project_id, organization_id, role)| {
+            Ok(Membership { project_id, organization_id, role: parse_role(&role)? })
+        })
         .collect()
 }
 
@@ -85,16 +87,24 @@ async fn session_principal(state: &AppState, token: &str) -> ApiResult<Option<Pr
     Ok(Some(Principal { user_id, kind: PrincipalKind::Session, session_id: Some(claims.sid), key_id: None, projects }))
 }
 
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    key_id: i64,
+    user_id: i64,
+    project_ids: Option<Vec<i64>>,
+    scopes: Vec<String>,
+}
+
 async fn personal_key_principal(state: &Arc<AppState>, key: &str) -> ApiResult<Option<Principal>> {
-    let row: Option<(i64, i64, Option<Vec<i64>>, Vec<String>)> = sqlx::query_as(
-        "SELECT k.id, k.user_id, k.project_ids, k.scopes FROM personal_keys k
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT k.id AS key_id, k.user_id, k.project_ids, k.scopes FROM personal_keys k
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
     )
     .bind(digest_hex(key))
     .fetch_optional(&state.db)
     .await
     .db()?;
-    let Some((key_id, user_id, project_ids, scopes)) = row else { return Ok(None) };
+    let Some(KeyRow { key_id, user_id, project_ids, scopes }) = row else { return Ok(None) };
     // Scopes were checked when the key was made; one unknown now (a downgrade) grants nothing.
     let scopes: Vec<Permission> = scopes.iter().filter_map(|s| s.parse().ok()).collect();
     let limits = KeyLimits { project_ids: project_ids.as_deref(), scopes: &scopes };

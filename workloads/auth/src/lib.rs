@@ -82,10 +82,8 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
-    let dummy_hash = tokio::task::spawn_blocking(|| {
-        password::hash(&String::from_utf8_lossy(&random_bytes::<24>()))
-    })
-    .await??;
+    let dummy_hash =
+        tokio::task::spawn_blocking(|| password::hash(&String::from_utf8_lossy(&random_bytes::<24>()))).await??;
     let state = Arc::new(AppState {
         db,
         signer: TokenSigner::new(&secret, cfg.access_ttl),

@@ -26,13 +26,8 @@ pub fn grants(memberships: &[Membership], key: Option<&KeyLimits<'_>>) -> Vec<Pr
         .iter()
         .filter(|m| key.and_then(|k| k.project_ids).is_none_or(|ids| ids.contains(&m.project_id)))
         .filter_map(|m| {
-            let permissions: Vec<Permission> = m
-                .role
-                .permissions()
-                .iter()
-                .copied()
-                .filter(|p| key.is_none_or(|k| k.scopes.contains(p)))
-                .collect();
+            let permissions: Vec<Permission> =
+                m.role.permissions().iter().copied().filter(|p| key.is_none_or(|k| k.scopes.contains(p))).collect();
             (!permissions.is_empty()).then_some(ProjectGrant {
                 id: m.project_id,
                 organization_id: m.organization_id,

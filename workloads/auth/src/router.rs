@@ -86,7 +86,8 @@ pub const ADMIN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Every `(method, path)` the service answers.
 pub fn routes() -> Vec<(&'static str, &'static str)> {
-    let mut r: Vec<_> = public_endpoints().iter().chain(internal_endpoints().iter()).map(|e| (e.method, e.path)).collect();
+    let mut r: Vec<_> =
+        public_endpoints().iter().chain(internal_endpoints().iter()).map(|e| (e.method, e.path)).collect();
     r.extend(ADMIN_ROUTES.iter().map(|p| ("GET", *p)));
     r
 }
@@ -97,8 +98,8 @@ fn build(endpoints: Vec<Endpoint>) -> Router<S> {
 
 /// The API router (without the admin routes).
 pub fn router(state: S) -> Router {
-    let internal = build(internal_endpoints())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_internal_token));
+    let internal =
+        build(internal_endpoints()).route_layer(middleware::from_fn_with_state(state.clone(), require_internal_token));
     build(public_endpoints())
         .merge(internal)
         .fallback(not_found)
@@ -113,7 +114,8 @@ async fn not_found() -> ApiError {
 /// Counts and times every request by matched route, method and status.
 async fn record(State(state): State<S>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = request.method().as_str().to_string();
     let response = next.run(request).await.into_response();
     let labels = RequestLabels { route, method, status: response.status().as_u16() };
@@ -141,7 +143,8 @@ mod tests {
             }
         }
         documented.sort();
-        let mut served: Vec<(String, String)> = routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        let mut served: Vec<(String, String)> =
+            routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         served.sort();
         assert_eq!(documented, served);
     }

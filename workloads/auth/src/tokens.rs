@@ -137,12 +137,16 @@ mod tests {
         assert!(other.verify(&t).is_none(), "another key");
         let mut parts: Vec<String> = t.split('.').map(String::from).collect();
         let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
-            serde_json::to_vec(&serde_json::json!({"sub":"2","sid":sid,"iat":1,"exp":u64::MAX/2,"iss":ISSUER,"aud":AUDIENCE})).unwrap(),
+            serde_json::to_vec(
+                &serde_json::json!({"sub":"2","sid":sid,"iat":1,"exp":u64::MAX/2,"iss":ISSUER,"aud":AUDIENCE}),
+            )
+            .unwrap(),
         );
         parts[1] = forged;
         assert!(s.verify(&parts.join(".")).is_none(), "payload changed under the signature");
         // alg=none is refused.
-        let none = format!("{}.{}.", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), parts[1]);
+        let none =
+            format!("{}.{}.", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), parts[1]);
         assert!(s.verify(&none).is_none());
         assert!(s.verify("garbage").is_none());
     }

@@ -74,7 +74,9 @@ mod tests {
         for ok in ["a@b.co", "Alice.Smith+tag@Example.COM", "o'brien@example.ie", "x@sub.dömain.de"] {
             assert!(email("email", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "plain", "@example.com", "a@", "a@localhost", "a b@example.com", "a@-x.com", "a@x..com", "a@@x.com"] {
+        for bad in
+            ["", "plain", "@example.com", "a@", "a@localhost", "a b@example.com", "a@-x.com", "a@x..com", "a@@x.com"]
+        {
             let e = email("email", bad).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("email"), "{bad}");
         }

@@ -291,7 +291,9 @@ impl AuthClient {
         let digest = digest(credential);
         let hard_expiry = token_expiry(credential);
         let body = AuthenticateRequest { credential };
-        cached(&self.principals, digest, Instant::now(), hard_expiry, || self.call("/internal/v1/authenticate", &body, 401))
+        cached(&self.principals, digest, Instant::now(), hard_expiry, || {
+            self.call("/internal/v1/authenticate", &body, 401)
+        })
         .await
     }
 
@@ -299,7 +301,9 @@ impl AuthClient {
     pub async fn resolve_write_key(&self, key: &str) -> Result<Option<ResolvedWriteKey>, AuthClientError> {
         let digest = digest(key);
         let body = ResolveRequest { key };
-        cached(&self.write_keys, digest, Instant::now(), None, || self.call("/internal/v1/write-keys/resolve", &body, 404))
+        cached(&self.write_keys, digest, Instant::now(), None, || {
+            self.call("/internal/v1/write-keys/resolve", &body, 404)
+        })
         .await
     }
 

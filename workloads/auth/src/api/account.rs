@@ -52,7 +52,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// `POST /api/v1/signup`: a user, an organisation they own, its first project "Default" with one
 /// write key, and a session.
-pub async fn signup(State(state): State<Arc<AppState>>, client: Client, JsonBody(req): JsonBody<SignupRequest>) -> ApiResult<Response> {
+pub async fn signup(
+    State(state): State<Arc<AppState>>,
+    client: Client,
+    JsonBody(req): JsonBody<SignupRequest>,
+) -> ApiResult<Response> {
     state.limiter.check_ip(client.ip).map_err(rate_limited)?;
     validate::email("email", &req.email)?;
     password::check_policy(&req.password, &req.email).map_err(|w| ApiError::invalid("password", w.to_string()))?;
@@ -118,17 +122,22 @@ pub async fn signup(State(state): State<Arc<AppState>>, client: Client, JsonBody
 }
 
 /// `POST /api/v1/login`.
-pub async fn login(State(state): State<Arc<AppState>>, client: Client, JsonBody(req): JsonBody<LoginRequest>) -> ApiResult<Response> {
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    client: Client,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Response> {
     let limited = state.limiter.check_ip(client.ip).and_then(|()| state.limiter.check_email(&req.email));
     if let Err(wait) = limited {
         state.metrics.login("rate_limited");
         return Err(rate_limited(wait));
     }
-    let found: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
-        .bind(&req.email)
-        .fetch_optional(&state.db)
-        .await
-        .db()?;
+    let found: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
+            .bind(&req.email)
+            .fetch_optional(&state.db)
+            .await
+            .db()?;
     // Unknown emails cost a verification too, so timing does not tell which emails exist.
     let (user_id, hash) = match found {
         Some((id, hash)) => (Some(id), hash),
@@ -155,7 +164,10 @@ pub async fn login(State(state): State<Arc<AppState>>, client: Client, JsonBody(
 }
 
 /// `POST /api/v1/token/refresh`.
-pub async fn refresh(State(state): State<Arc<AppState>>, JsonBody(req): JsonBody<RefreshRequest>) -> ApiResult<Response> {
+pub async fn refresh(
+    State(state): State<Arc<AppState>>,
+    JsonBody(req): JsonBody<RefreshRequest>,
+) -> ApiResult<Response> {
     let tokens = sessions::refresh(&state, &req.refresh_token).await?;
     Ok(Json(tokens).into_response())
 }

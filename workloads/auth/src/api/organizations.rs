@@ -103,7 +103,11 @@ pub async fn create(
 }
 
 /// `GET /api/v1/organizations/{id}`.
-pub async fn get(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Organization>> {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Organization>> {
     Ok(Json(fetch(&state, id, caller.user_id).await?))
 }
 
@@ -149,7 +153,11 @@ async fn members_of(state: &AppState, org_id: i64) -> ApiResult<Vec<Member>> {
 }
 
 /// `GET /api/v1/organizations/{id}/members`.
-pub async fn list_members(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<Member>>> {
+pub async fn list_members(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<Member>>> {
     org_role(&state.db, id, caller.user_id).await?;
     Ok(Json(members_of(&state, id).await?))
 }

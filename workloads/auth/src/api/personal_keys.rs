@@ -36,11 +36,12 @@ pub struct CreatePersonalKey {
 
 /// `GET /api/v1/personal-keys`: the caller's keys.
 pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Vec<PersonalKey>>> {
-    let keys = sqlx::query_as(&format!("SELECT {PERSONAL_KEY_COLUMNS} FROM personal_keys WHERE user_id = $1 ORDER BY id"))
-        .bind(caller.user_id)
-        .fetch_all(&state.db)
-        .await
-        .db()?;
+    let keys =
+        sqlx::query_as(&format!("SELECT {PERSONAL_KEY_COLUMNS} FROM personal_keys WHERE user_id = $1 ORDER BY id"))
+            .bind(caller.user_id)
+            .fetch_all(&state.db)
+            .await
+            .db()?;
     Ok(Json(keys))
 }
 
@@ -98,12 +99,13 @@ pub async fn create(
 
 /// `DELETE /api/v1/personal-keys/{id}`: the query service refuses the key within its cache TTL.
 pub async fn revoke(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<StatusCode> {
-    let done = sqlx::query("UPDATE personal_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND user_id = $2")
-        .bind(id)
-        .bind(caller.user_id)
-        .execute(&state.db)
-        .await
-        .db()?;
+    let done =
+        sqlx::query("UPDATE personal_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(caller.user_id)
+            .execute(&state.db)
+            .await
+            .db()?;
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found("personal key"));
     }

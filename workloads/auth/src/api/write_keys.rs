@@ -28,7 +28,12 @@ pub struct CreateWriteKey {
 }
 
 /// Creates a write key; the answer carries the plaintext.
-pub async fn insert_write_key(conn: &mut PgConnection, project_id: i64, name: &str, created_by: i64) -> ApiResult<WriteKey> {
+pub async fn insert_write_key(
+    conn: &mut PgConnection,
+    project_id: i64,
+    name: &str,
+    created_by: i64,
+) -> ApiResult<WriteKey> {
     let key = new_write_key();
     let mut row: WriteKey = sqlx::query_as(&format!(
         "INSERT INTO write_keys (project_id, name, key_hash, display_prefix, created_by)
@@ -47,7 +52,11 @@ pub async fn insert_write_key(conn: &mut PgConnection, project_id: i64, name: &s
 }
 
 /// `GET /api/v1/projects/{id}/write-keys`.
-pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<WriteKey>>> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<WriteKey>>> {
     project_role(&state.db, id, caller.user_id).await?;
     let keys = sqlx::query_as(&format!("SELECT {WRITE_KEY_COLUMNS} FROM write_keys WHERE project_id = $1 ORDER BY id"))
         .bind(id)
@@ -66,8 +75,11 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let (_, role) = project_role(&state.db, id, caller.user_id).await?;
     require(role, Role::Admin, "creating write keys")?;
-    let req: CreateWriteKey =
-        if body.iter().all(u8::is_ascii_whitespace) { CreateWriteKey::default() } else { cairn_common::http::parse_json(&body)? };
+    let req: CreateWriteKey = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateWriteKey::default()
+    } else {
+        cairn_common::http::parse_json(&body)?
+    };
     let name = req.name.unwrap_or_default();
     validate::name("name", &name, false)?;
     let mut conn = state.db.acquire().await.db()?;
@@ -84,14 +96,13 @@ pub async fn revoke(
 ) -> ApiResult<StatusCode> {
     let (_, role) = project_role(&state.db, id, caller.user_id).await?;
     require(role, Role::Admin, "revoking write keys")?;
-    let done = sqlx::query(
-        "UPDATE write_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND project_id = $2",
-    )
-    .bind(key_id)
-    .bind(id)
-    .execute(&state.db)
-    .await
-    .db()?;
+    let done =
+        sqlx::query("UPDATE write_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND project_id = $2")
+            .bind(key_id)
+            .bind(id)
+            .execute(&state.db)
+            .await
+            .db()?;
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found("write key"));
     }
