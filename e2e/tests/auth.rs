@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use cairn_common::auth_client::{AuthClient, AuthClientConfig, Permission};
 use cairn_e2e::{bin_dir, wait_until, Service, TestPostgres};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -683,7 +684,7 @@ async fn the_internal_token_is_required_when_configured() {
     let key = s["write_key"]["key"].as_str().unwrap();
     let body = json!({"key": key});
     let none = auth.call(Method::POST, "/internal/v1/write-keys/resolve", None, Some(body.clone())).await;
-    assert_eq!(none.status, 401, "{none:?}");
+    assert_eq!((none.status, none.body["error"].as_str()), (401, Some("internal_unauthorized")), "{none:?}");
     let wrong = auth
         .call(Method::POST, "/internal/v1/write-keys/resolve", Some("internal-e2e-secreT"), Some(body.clone()))
         .await;
@@ -702,6 +703,31 @@ async fn the_internal_token_is_required_when_configured() {
         )
         .await;
     assert_eq!(a.status, 200);
+    // The shared client: the right token resolves; a wrong one is an error, not "invalid".
+    let client = |token: &str| {
+        AuthClient::new(AuthClientConfig {
+            url: format!("http://{}", auth.service.addr),
+            internal_token: Some(token.to_string()),
+            cache_ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+            stale_for: Duration::from_secs(600),
+            max_entries: 1000,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    };
+    let good = client("internal-e2e-secret");
+    let principal = good.authenticate(&token(&s)).await.unwrap().unwrap();
+    assert_eq!(principal.user_id, id(&s["user"]));
+    assert!(principal.can(id(&s["project"]), Permission::InsightsWrite));
+    assert_eq!(good.authenticate("nonsense").await.unwrap(), None);
+    let resolved = good.resolve_write_key(key).await.unwrap().unwrap();
+    assert_eq!(resolved.project_id, id(&s["project"]));
+    assert_eq!(good.resolve_write_key("phc_nope").await.unwrap(), None);
+    let bad = client("wrong");
+    assert!(bad.authenticate(&token(&s)).await.is_err());
+    assert!(bad.resolve_write_key(key).await.is_err());
+
     // The public API does not take the internal token.
     assert_eq!(auth.get("/api/v1/me", "internal-e2e-secret").await.status, 401);
     assert!(

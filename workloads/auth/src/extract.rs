@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cairn_common::http::ApiError;
@@ -86,13 +86,21 @@ impl FromRequestParts<Arc<AppState>> for Client {
     }
 }
 
+/// The error code of a refused internal token: unlike `unauthorized` (the credential being
+/// checked is invalid), it tells the calling service that its own configuration is wrong.
+pub use cairn_common::auth_client::INTERNAL_UNAUTHORIZED;
+
 /// Guards `/internal/*`: when `CAIRN_INTERNAL_TOKEN` is set, it must be the bearer credential.
 pub async fn require_internal_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Some(expected) = &state.internal_token {
         let ok = bearer(request.headers()).is_some_and(|given| constant_time_eq(given, expected));
         if !ok {
-            return ApiError::unauthorized("internal endpoints need Authorization: Bearer <CAIRN_INTERNAL_TOKEN>")
-                .into_response();
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                INTERNAL_UNAUTHORIZED,
+                "internal endpoints need Authorization: Bearer <CAIRN_INTERNAL_TOKEN>",
+            )
+            .into_response();
         }
     }
     next.run(request).await

@@ -176,6 +176,10 @@ pub enum AuthClientError {
     Unexpected { status: u16, body: String },
 }
 
+/// The `error` code with which the auth service refuses a missing or wrong internal token (a 401
+/// that, unlike `unauthorized`, is about the caller's configuration, not the credential).
+pub const INTERNAL_UNAUTHORIZED: &str = "internal_unauthorized";
+
 /// The longest `cache_ttl` accepted: a revoked credential must stop working within a minute.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(60);
 
@@ -327,16 +331,24 @@ impl AuthClient {
                 .map(Some)
                 .map_err(|e| AuthClientError::Unexpected { status, body: format!("undecodable answer: {e}") });
         }
-        if status == absent_status {
-            return Ok(None);
-        }
         let mut body = resp.text().await.unwrap_or_default();
         body.truncate(512);
+        if status == absent_status && !refused_internal_token(&body) {
+            return Ok(None);
+        }
         if status >= 500 {
             return Err(AuthClientError::Unavailable(format!("{status}: {body}")));
         }
         Err(AuthClientError::Unexpected { status, body })
     }
+}
+
+/// True when an answer says the internal token was refused (CAIRN_INTERNAL_TOKEN differs between
+/// the services): an error to report, not an invalid credential.
+fn refused_internal_token(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("error").and_then(|e| e.as_str()) == Some(INTERNAL_UNAUTHORIZED))
 }
 
 type Digest32 = [u8; 32];
@@ -573,6 +585,13 @@ mod tests {
             get(&c, key(n), t0, Ok(Some(i64::from(n)))).await.0.unwrap();
         }
         assert!(c.len() <= 10, "{}", c.len());
+    }
+
+    #[test]
+    fn a_refused_internal_token_is_not_an_invalid_credential() {
+        assert!(refused_internal_token(r#"{"error":"internal_unauthorized","message":"x"}"#));
+        assert!(!refused_internal_token(r#"{"error":"unauthorized","message":"x"}"#));
+        assert!(!refused_internal_token("not json"));
     }
 
     #[test]
