@@ -41,7 +41,7 @@ start() {
   fi
   log "starting postgres on 127.0.0.1:$PORT"
   as_pg "$BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/postgres.log" -w -t 60 \
-    -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1" start >/dev/null
+    -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1" start >/dev/null 9>&-
   wait_for postgres 60 ready || die "postgres did not start"
   "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='cairn'" | grep -q 1 \
     || "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qc "CREATE DATABASE cairn" >/dev/null
@@ -62,7 +62,7 @@ status() {
 }
 
 case "${1:-}" in
-  start) start ;;
+  start) with_lock "postgres-$PORT" start ;;
   stop) stop ;;
   status) status ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;

@@ -253,6 +253,28 @@ pub struct ChQuery {
 
 impl ChQuery {
     /// Runs `sql` and returns its rows (JSONEachRow).
+    /// Inserts `rows` (JSON objects) into `table` with `FORMAT JSONEachRow`.
+    pub async fn insert_json(&self, table: &str, rows: &[Value]) -> Result<()> {
+        let mut body = String::new();
+        for r in rows {
+            body.push_str(&r.to_string());
+            body.push('\n');
+        }
+        let resp = self
+            .http
+            .post(&self.url)
+            .query(&[("database", self.database.as_str()), ("query", &format!("INSERT INTO {table} FORMAT JSONEachRow"))])
+            .body(body)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("ClickHouse answered {status}: {}", resp.text().await?);
+        }
+        Ok(())
+    }
+
     pub async fn rows(&self, sql: &str) -> Result<Vec<Value>> {
         let resp = self
             .http
@@ -554,4 +576,54 @@ impl TestKube {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// A JSON HTTP call: the status and the body (`Value::Null` when empty or not JSON).
+pub async fn call(method: &str, url: &str, bearer: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
+    let http = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+    let mut req = http.request(method, url).timeout(Duration::from_secs(60));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// A user signed up through the auth service: their tokens, organisation, first project and
+/// its write key.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub user_id: i64,
+    pub organization_id: i64,
+    pub project_id: i64,
+    pub write_key: String,
+}
+
+/// Signs a new user up at `auth` (a running `cairn-auth`).
+pub async fn sign_up(auth: &Service, email: &str) -> Result<Account> {
+    let password = "correct horse battery staple 42";
+    let (status, body) = call("POST", &auth.url("/api/v1/signup"), None, Some(&serde_json::json!({"email": email, "password": password}))).await?;
+    if status != 201 {
+        bail!("signup answered {status}: {body}");
+    }
+    let text = |v: &Value| v.as_str().map(str::to_string).ok_or_else(|| anyhow!("signup answer lacks a field: {body}"));
+    let id = |v: &Value| v.as_i64().ok_or_else(|| anyhow!("signup answer lacks an id: {body}"));
+    Ok(Account {
+        email: email.to_string(),
+        password: password.to_string(),
+        access_token: text(&body["access_token"])?,
+        user_id: id(&body["user"]["id"])?,
+        organization_id: id(&body["organization"]["id"])?,
+        project_id: id(&body["project"]["id"])?,
+        write_key: text(&body["write_key"]["key"])?,
+    })
 }

@@ -11,6 +11,8 @@ crate) talk to it exactly as they talk to a real ClickHouse server in production
 * ``INSERT ... FORMAT X`` with the data in the body (plain or chunked), streamed into the engine.
 * ``database=``, ``default_format=``, ``param_NAME=`` (server-side query parameters); every other
   URL parameter is applied as a setting for that request.
+* A ``multipart/form-data`` body carrying the ``query`` and ``param_NAME`` fields (how the Rust
+  crate sends queries with parameters, as ClickHouse accepts them).
 * Credentials through ``X-ClickHouse-User``/``X-ClickHouse-Key``, Basic auth or ``user``/``password``
   parameters, checked when ``--password`` is given.
 * Errors as HTTP 500 (401 for authentication) with ``X-ClickHouse-Exception-Code`` and ClickHouse's
@@ -83,6 +85,27 @@ class ClickHouseError(Exception):
         super().__init__(message)
         self.code = code
         self.status = status
+
+
+def parse_multipart(body, content_type):
+    """The fields of a multipart/form-data body, as text."""
+    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not m:
+        raise ClickHouseError(1, "Code: 1. DB::Exception: multipart body without a boundary", status=400)
+    delimiter = b"--" + m.group(1).encode()
+    fields = {}
+    for part in body.split(delimiter)[1:]:
+        if part.startswith(b"--"):
+            break
+        if part.startswith(b"\r\n"):
+            part = part[2:]
+        head, _, value = part.partition(b"\r\n\r\n")
+        if value.endswith(b"\r\n"):
+            value = value[:-2]
+        name = re.search(rb'name="([^"]*)"', head)
+        if name:
+            fields[name.group(1).decode()] = value.decode("utf-8", errors="surrogateescape")
+    return fields
 
 
 def quote_setting(value):
@@ -222,6 +245,14 @@ class Handler(BaseHTTPRequestHandler):
                 settings[k] = v
         database = params.get("database") or self.headers.get("X-ClickHouse-Database")
         fmt_default = params.get("default_format") or self.headers.get("X-ClickHouse-Format") or "TabSeparated"
+
+        content_type = self.headers.get("Content-Type", "")
+        if read_body and content_type.lower().startswith("multipart/form-data"):
+            fields = parse_multipart(b"".join(self.body_chunks()), content_type)
+            for k, v in fields.items():
+                if k.startswith("param_"):
+                    query_params[k[len("param_"):]] = v
+            return self.run_query(database, settings, query_params, fields.get("query", query), fmt_default)
 
         body_iter = self.body_chunks() if read_body else iter(())
         insert = INSERT_WITH_FORMAT.match(query) if query else None

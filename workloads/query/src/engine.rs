@@ -29,6 +29,11 @@ impl Engine {
         let q = sql
             .query(&self.ch)
             .with_setting("max_execution_time", secs.to_string());
-        with_timeout(self.timeout, q.fetch_all::<T>()).await
+        let result = with_timeout(self.timeout, q.fetch_all::<T>()).await;
+        if let Err(e) = &result {
+            // The statement holds placeholders only, never request data: safe to log.
+            tracing::warn!(status = e.status.as_u16(), sql = sql.text(), "statement failed");
+        }
+        result
     }
 }

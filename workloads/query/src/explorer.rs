@@ -48,8 +48,8 @@ pub struct EventsPage {
 
 #[derive(Row, Deserialize)]
 struct EventRowOut {
-    uuid: String,
-    event: String,
+    event_uuid: String,
+    event_name: String,
     distinct_id: String,
     properties: String,
     ts: i64,
@@ -120,7 +120,8 @@ pub async fn events(
     )?;
     let filters = filters_param(p.properties.as_deref())?;
     let mut sql = Sql::new();
-    sql.push("SELECT toString(uuid) AS uuid, toString(event) AS event, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts");
+    // Aliases differ from the columns: an alias would shadow its column in WHERE and ORDER BY.
+    sql.push("SELECT toString(uuid) AS event_uuid, toString(event) AS event_name, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts");
     engine.source.scoped(
         &mut sql,
         project_id,
@@ -156,7 +157,7 @@ pub async fn events(
     let mut rows: Vec<EventRowOut> = engine.fetch_all(&sql).await?;
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|r| encode_cursor(r.ts, &r.uuid))
+        rows.last().map(|r| encode_cursor(r.ts, &r.event_uuid))
     } else {
         None
     };
@@ -167,8 +168,8 @@ pub async fn events(
                 properties: serde_json::from_str(&r.properties)
                     .unwrap_or(Value::String(r.properties)),
                 timestamp: iso(r.ts),
-                uuid: r.uuid,
-                event: r.event,
+                uuid: r.event_uuid,
+                event: r.event_name,
                 distinct_id: r.distinct_id,
             })
             .collect(),
