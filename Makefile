@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status test test-unit deps lint fmt bench-capture bench-operator crds e2e-kind
+.PHONY: help up down status test test-unit deps lint fmt bench-capture bench-operator bench-query crds e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ fmt: ## format the code
 bench-capture: deps ## capture throughput, latency and freshness on the local machine (prints figures)
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p cairn-bench --bin bench-capture
+
+bench-query: deps ## query latency over 10 million events: trend, breakdown, funnel, retention (prints figures)
+	$(CARGO) build --release -p cairn-auth -p cairn-query --bins
+	$(CARGO) run --release -p cairn-bench --bin bench-query
 
 bench-operator: deps ## operator figures on the local control plane: apply→Ready, idle reconciles, memory, 50 platforms
 	$(CARGO) build --release -p cairn-operator --bin cairn-operator

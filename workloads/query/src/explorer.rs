@@ -251,8 +251,8 @@ pub async fn picker(
         sql.push(" AND ").push(&c);
     }
     if let (Picker::PropertyValues, Some(k)) = (what, key) {
-        let k = sql.str(k);
-        sql.push(" AND JSONHas(properties, ").push(&k).push(")");
+        let v = crate::filters::prop_nullable(&mut sql, k);
+        sql.push(" AND isNotNull(").push(&v).push(")");
     }
     sql.push(" GROUP BY name ORDER BY count DESC, name LIMIT ")
         .push(&limit.to_string());

@@ -56,10 +56,17 @@ fn check_key(field: &str, key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The property's value as text (see the module's doc).
-pub fn prop_text(sql: &mut Sql, key: &str) -> String {
+/// The property's value as text, NULL when missing or JSON null (see the module's doc). One
+/// parse of the JSON per row.
+pub fn prop_nullable(sql: &mut Sql, key: &str) -> String {
     let k = sql.str(key);
-    format!("if(JSONType(properties, {k}) = 'String', JSONExtractString(properties, {k}), JSONExtractRaw(properties, {k}))")
+    format!("JSONExtract(properties, {k}, 'Nullable(String)')")
+}
+
+/// The property's value as text, empty when missing.
+pub fn prop_text(sql: &mut Sql, key: &str) -> String {
+    let v = prop_nullable(sql, key);
+    format!("ifNull({v}, '')")
 }
 
 /// The property's value as a number, NULL when missing or not numeric.
@@ -122,8 +129,9 @@ impl PropertyFilter {
                         .collect::<Result<_, _>>()?,
                     v => vec![scalar_text(&value_field, v)?],
                 };
-                let text = prop_text(sql, &self.key);
+                let text = prop_nullable(sql, &self.key);
                 let list = sql.strs(values);
+                // has(list, NULL) is 0: a missing property equals nothing and differs from all.
                 if self.operator == Operator::Exact {
                     format!("has({list}, {text})")
                 } else {

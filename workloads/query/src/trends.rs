@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
-use crate::filters::{all_conditions, event_condition, prop_number, prop_text, PropertyFilter};
+use crate::filters::{all_conditions, event_condition, prop_nullable, prop_number, PropertyFilter};
 use crate::formula;
 use crate::sql::Sql;
 use crate::timerange::{label, resolve, Interval};
@@ -197,9 +197,8 @@ struct TopRow {
 
 /// The breakdown property's value as an expression (`$none` when missing).
 pub fn breakdown_expr(sql: &mut Sql, property: &str) -> String {
-    let k = sql.str(property);
-    let text = prop_text(sql, property);
-    format!("if(JSONHas(properties, {k}) AND JSONType(properties, {k}) != 'Null', {text}, '{NONE_VALUE}')")
+    let v = prop_nullable(sql, property);
+    format!("ifNull({v}, '{NONE_VALUE}')")
 }
 
 /// Top breakdown values for events matching `condition` (built by `cond`), and whether there

@@ -1,0 +1,149 @@
+//! `make bench-query`: latency of the query service over 10 million events.
+//!
+//! It starts a private ClickHouse server (the stack script), loads `EVENTS` synthetic events
+//! (default 10,000,000: 100,000 users, ten event names, 30 days, a tenth of them in a second
+//! project) with one `INSERT … SELECT` per million rows, merges them, and starts the release
+//! binaries of auth and query against the test PostgreSQL. Then, for each of a 30-day daily
+//! trend, a 30-day trend broken down by browser, a 3-step funnel and a 14-day retention table,
+//! it measures `RUNS` requests through the service (HTTP, authentication, JSON) and the same
+//! analysis run in-process by the query library (the same SQL and result shaping, no HTTP):
+//! the difference is the service's overhead. Figures are printed, not asserted.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use cairn_bench::{env_or, machine, percentile};
+use cairn_common::config::ClickHouseConfig;
+use cairn_e2e::{call, sign_up, unique, Service, TestClickHouse, TestPostgres};
+use cairn_query::config::Limits;
+use cairn_query::engine::Engine;
+use cairn_query::sql::EventsSource;
+use serde_json::{json, Value};
+
+async fn load(ch: &TestClickHouse, database: &str, total: u64, project_a: i64, project_b: i64) -> Result<()> {
+    let db = ch.db(database);
+    let chunk = 1_000_000u64;
+    let mut done = 0;
+    while done < total {
+        let n = chunk.min(total - done);
+        // Deterministic per row number: event (pageviews most common), user, browser, amount, time.
+        let sql = format!(
+            "INSERT INTO events (uuid, project_id, event, distinct_id, properties, timestamp, received_at) \
+             SELECT generateUUIDv4(number), if(number % 10 = 9, {project_b}, {project_a}), \
+                    arrayElement(['pageview','pageview','pageview','pageview','view_item','view_item','click','signup','purchase','logout'], 1 + cityHash64(number, 1) % 10), \
+                    concat('user', toString(cityHash64(number, 2) % 100000)), \
+                    concat('{{\"browser\":\"', arrayElement(['Chrome','Chrome','Chrome','Firefox','Safari','Edge'], 1 + cityHash64(number, 3) % 6), \
+                           '\",\"amount\":', toString(cityHash64(number, 4) % 100), \
+                           ',\"path\":\"/p', toString(number % 50), '\"}}'), \
+                    now64(3) - toIntervalMillisecond(cityHash64(number, 5) % (30 * 86400000)) AS t, t \
+             FROM numbers({done}, {n})"
+        );
+        db.rows(&sql).await?;
+        done += n;
+        println!("  loaded {done} events");
+    }
+    db.rows("OPTIMIZE TABLE events FINAL").await?;
+    Ok(())
+}
+
+struct Figures {
+    name: &'static str,
+    service: Vec<Duration>,
+    direct: Vec<Duration>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let total = env_or("EVENTS", 10_000_000);
+    let runs = env_or("RUNS", 20) as usize;
+    println!("machine: {}", machine());
+    println!("starting a private ClickHouse server and loading {total} events ...");
+    let ch = TestClickHouse::dedicated("bench_query")?;
+    let database = unique("bench");
+    let ch_cfg = ClickHouseConfig { url: ch.url(), database: database.clone(), user: "default".into(), password: None, lz4: false, event_ttl_days: 0 };
+    cairn_common::clickhouse::migrate(&ch_cfg).await?;
+
+    let pg = TestPostgres::shared()?;
+    let mut env = std::collections::HashMap::new();
+    env.insert("CAIRN_POSTGRES_URL".to_string(), pg.fresh_database("bench").await?);
+    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "bench-secret-bench-secret-bench-secret-42".into());
+    env.insert("CAIRN_INTERNAL_TOKEN".into(), "bench-internal-token".into());
+    let auth = Service::start("auth", &env).await?;
+    auth.wait_ready(Duration::from_secs(60)).await?;
+    let a = sign_up(&auth, &format!("{}@bench.example", unique("a"))).await?;
+    let b = sign_up(&auth, &format!("{}@bench.example", unique("b"))).await?;
+    let started = Instant::now();
+    load(&ch, &database, total, a.project_id, b.project_id).await?;
+    println!("loaded and merged in {:.1} s", started.elapsed().as_secs_f64());
+
+    env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
+    env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
+    env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), database.clone());
+    let query = Service::start("query", &env).await?;
+    query.wait_ready(Duration::from_secs(60)).await?;
+    let engine = Engine {
+        ch: cairn_common::clickhouse::client(&ch_cfg),
+        source: EventsSource { read_final: true },
+        limits: Limits::default(),
+        timeout: Duration::from_secs(60),
+    };
+    let project = a.project_id as u64;
+
+    let trend = json!({"series": [{"event": "pageview"}], "date_from": "-30d", "interval": "day"});
+    let breakdown = json!({"series": [{"event": "pageview"}], "date_from": "-30d", "interval": "day", "breakdown": {"property": "browser", "limit": 5}});
+    let funnel = json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}], "date_from": "-30d", "conversion_window": {"value": 1, "unit": "day"}});
+    let retention = json!({"target_event": {"event": "signup"}, "returning_event": {"event": "pageview"}, "period": "day", "periods": 14});
+    let cases: [(&'static str, &str, Value); 4] = [
+        ("30-day daily trend", "trends", trend),
+        ("30-day trend, breakdown by browser", "trends", breakdown),
+        ("3-step funnel, 30 days", "funnels", funnel),
+        ("retention, 14 daily cohorts", "retention", retention),
+    ];
+    let mut figures = Vec::new();
+    for (name, kind, body) in cases {
+        let url = query.url(&format!("/api/v1/projects/{}/query/{kind}", a.project_id));
+        let direct_once = || async {
+            let now = jiff::Timestamp::now();
+            let r: Result<(), cairn_common::http::ApiError> = match kind {
+                "trends" => cairn_query::trends::run(&engine, project, &serde_json::from_value(body.clone())?, now).await.map(|_| ()),
+                "funnels" => cairn_query::funnels::run(&engine, project, &serde_json::from_value(body.clone())?, now).await.map(|_| ()),
+                _ => cairn_query::retention::run(&engine, project, &serde_json::from_value(body.clone())?, now).await.map(|_| ()),
+            };
+            r.map_err(|e| anyhow::anyhow!("{e}"))
+        };
+        // Warm up both paths (caches, connections, the auth cache).
+        for _ in 0..2 {
+            let (status, v) = call("POST", &url, Some(&a.access_token), Some(&body)).await?;
+            if status != 200 {
+                bail!("{name}: {status} {v}");
+            }
+            direct_once().await?;
+        }
+        let mut f = Figures { name, service: Vec::new(), direct: Vec::new() };
+        for _ in 0..runs {
+            let t = Instant::now();
+            let (status, _) = call("POST", &url, Some(&a.access_token), Some(&body)).await?;
+            if status != 200 {
+                bail!("{name}: {status}");
+            }
+            f.service.push(t.elapsed());
+            let t = Instant::now();
+            direct_once().await?;
+            f.direct.push(t.elapsed());
+        }
+        println!("  {name}: done");
+        figures.push(f);
+    }
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!();
+    println!("{total} events (100,000 users, 30 days; {} in the queried project), {runs} runs each:", total - total / 10);
+    println!();
+    println!("| query | service p50 ms | service p99 ms | in-process p50 ms | in-process p99 ms | service overhead p50 ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for f in &figures {
+        let (s50, s99, d50, d99) = (percentile(&f.service, 0.5), percentile(&f.service, 0.99), percentile(&f.direct, 0.5), percentile(&f.direct, 0.99));
+        println!("| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |", f.name, ms(s50), ms(s99), ms(d50), ms(d99), ms(s50) - ms(d50));
+    }
+    Ok(())
+}
