@@ -23,6 +23,8 @@ mkdir -p "$CAIRN_TOOLS_DIR"
 : "${CAIRN_CLICKHOUSE_PORT:=18123}"
 : "${CAIRN_CAPTURE_PORT:=18000}"
 : "${CAIRN_CONSUMER_PORT:=18001}"
+: "${CAIRN_AUTH_PORT:=18002}"
+: "${CAIRN_QUERY_PORT:=18003}"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }

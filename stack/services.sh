@@ -11,8 +11,25 @@ BIN="${CARGO_TARGET_DIR:-$CAIRN_ROOT/target}/$PROFILE"
 RUN="$CAIRN_STACK_DIR/services"
 mkdir -p "$RUN"
 
-# The local stack's development write key, for project 1. Production keys come from the auth service.
+# The local stack's development write key, for project 1 (the first project signed up). Every
+# other write key is created in and resolved through the auth service.
 export CAIRN_CAPTURE_API_KEYS="${CAIRN_CAPTURE_API_KEYS:-phc_local_dev=1}"
+export CAIRN_POSTGRES_URL="${CAIRN_POSTGRES_URL:-postgres://postgres@127.0.0.1:$CAIRN_PG_PORT/cairn}"
+export CAIRN_AUTH_ADDR="${CAIRN_AUTH_ADDR:-127.0.0.1:$CAIRN_AUTH_PORT}"
+export CAIRN_QUERY_ADDR="${CAIRN_QUERY_ADDR:-127.0.0.1:$CAIRN_QUERY_PORT}"
+export CAIRN_AUTH_URL="${CAIRN_AUTH_URL:-http://$CAIRN_AUTH_ADDR}"
+
+# Secrets of this stack, made once and kept (mode 0600) so tokens survive restarts.
+secret() {
+  local file="$CAIRN_STACK_DIR/secrets/$1"
+  if [ ! -s "$file" ]; then
+    mkdir -p "$(dirname "$file")"
+    (umask 077; head -c 48 /dev/urandom | base64 | tr -d '/+=\n' > "$file")
+  fi
+  cat "$file"
+}
+export CAIRN_AUTH_TOKEN_SECRET="${CAIRN_AUTH_TOKEN_SECRET:-$(secret auth-token-secret)}"
+export CAIRN_INTERNAL_TOKEN="${CAIRN_INTERNAL_TOKEN:-$(secret internal-token)}"
 export CAIRN_KAFKA_BROKERS="${CAIRN_KAFKA_BROKERS:-127.0.0.1:$CAIRN_KAFKA_PORT}"
 export CAIRN_CLICKHOUSE_URL="${CAIRN_CLICKHOUSE_URL:-http://127.0.0.1:$CAIRN_CLICKHOUSE_PORT}"
 export CAIRN_CAPTURE_ADDR="${CAIRN_CAPTURE_ADDR:-127.0.0.1:$CAIRN_CAPTURE_PORT}"
@@ -36,15 +53,19 @@ start_one() {
 
 case "${1:-}" in
   start)
+    start_one auth "$CAIRN_AUTH_ADDR"
+    start_one query "$CAIRN_QUERY_ADDR"
     start_one consumer "$CAIRN_CONSUMER_ADDR"
     start_one capture "$CAIRN_CAPTURE_ADDR"
     ;;
   stop)
     stop_pid capture "$RUN/capture.pid"
     stop_pid consumer "$RUN/consumer.pid"
+    stop_pid query "$RUN/query.pid"
+    stop_pid auth "$RUN/auth.pid"
     ;;
   status)
-    for s in capture consumer; do
+    for s in auth query capture consumer; do
       if pid_alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; fi
     done
     ;;

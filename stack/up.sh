@@ -19,6 +19,8 @@ cat <<MSG
 
 Cairn is up. State and logs live in $CAIRN_STACK_DIR.
 
+  auth         http://127.0.0.1:$CAIRN_AUTH_PORT   (POST /api/v1/signup, /api/v1/login; users, projects, keys)
+  query        http://127.0.0.1:$CAIRN_QUERY_PORT   (/api/v1/projects/{id}/query/trends|funnels|retention, /events)
   capture      http://127.0.0.1:$CAIRN_CAPTURE_PORT   (POST /capture, /batch, /e, /i/v0/e; write key: ${CAIRN_CAPTURE_API_KEYS:-phc_local_dev})
   consumer     http://127.0.0.1:$CAIRN_CONSUMER_PORT/metrics
   kafka        127.0.0.1:$CAIRN_KAFKA_PORT
@@ -28,7 +30,11 @@ Cairn is up. State and logs live in $CAIRN_STACK_DIR.
 Try it:
   curl -X POST http://127.0.0.1:$CAIRN_CAPTURE_PORT/capture -H 'Content-Type: application/json' \\
     -d '{"api_key":"phc_local_dev","event":"hello","distinct_id":"me","properties":{"plan":"free"}}'
-  curl 'http://127.0.0.1:$CAIRN_CLICKHOUSE_PORT/?database=cairn&query=SELECT+event,count()+FROM+events+FINAL+GROUP+BY+event'
+  # sign up (the first project is project 1, which phc_local_dev writes to), then ask for a trend:
+  TOKEN=\$(curl -s http://127.0.0.1:$CAIRN_AUTH_PORT/api/v1/signup -H 'Content-Type: application/json' \\
+    -d '{"email":"me@example.com","password":"a long local password 1"}' | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')
+  curl -s http://127.0.0.1:$CAIRN_QUERY_PORT/api/v1/projects/1/query/trends -H "Authorization: Bearer \$TOKEN" \\
+    -H 'Content-Type: application/json' -d '{"series":[{"event":"hello"}],"date_from":"-7d"}'
 
 Stop everything with: make down
 MSG

@@ -612,6 +612,13 @@ async fn explorer_pickers_insights_and_dashboards() -> Result<()> {
     assert_eq!(v["results"].as_array().map(Vec::len), Some(2));
     assert_eq!(v["results"][0]["count"], json!(6));
 
+    // One public API: auth's routes answer through query; its internal ones do not.
+    let (status, me) = call("GET", &s.query.url("/api/v1/me"), t, None).await?;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["email"].as_str().or(me["email"].as_str()), Some(s.a.email.as_str()), "{me}");
+    let (status, _) = call("POST", &s.query.url("/internal/v1/authenticate"), None, Some(&json!({"credential": s.a.access_token}))).await?;
+    assert_eq!(status, 404);
+
     // Insights: create (checked), list, read, run, update, delete.
     let (status, v) = call("POST", &s.url(p, "/insights"), t, Some(&json!({"name": "Bad", "query": {"kind": "trends", "series": [{"event": "x", "math": "mode"}]}}))).await?;
     assert_eq!(status, 400, "{v}");

@@ -64,9 +64,10 @@ fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> Value {
     json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}}})
 }
 
-/// Environment variables read from Secrets: ClickHouse and Kafka credentials, the Postgres URL.
+/// Environment variables read from Secrets: ClickHouse and Kafka credentials, the Postgres URL,
+/// the token that guards the auth service's internal API.
 pub fn env_from_secrets(ap: &AnalyticsPlatform) -> Vec<Value> {
-    let mut env = Vec::new();
+    let mut env = vec![secret_env("CAIRN_INTERNAL_TOKEN", &generated_secret_name(ap), "internal-token", false)];
     match (&ap.spec.clickhouse.external, &ap.spec.clickhouse.managed) {
         (Some(e), _) => {
             if let Some(s) = &e.credentials_secret_ref {
@@ -108,6 +109,7 @@ pub fn generated_secret(ap: &AnalyticsPlatform) -> Secret {
             "clickhouse-password": random(),
             "postgres-password": random(),
             "auth-token-key": random(),
+            "internal-token": random(),
         }
     });
     serde_json::from_value(value).unwrap_or_default()

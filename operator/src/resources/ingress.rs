@@ -1,4 +1,5 @@
-//! The Ingress that exposes capture (ingestion paths) and query (`/api`) on the spec's host.
+//! The Ingress that exposes capture (ingestion paths) and query (`/api`, which forwards auth's
+//! public routes to the auth service) on the spec's host. Auth's `/internal` API is never exposed.
 
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::json;
@@ -16,7 +17,6 @@ pub fn ingress(ap: &AnalyticsPlatform) -> Option<Ingress> {
         .iter()
         .map(|p| json!({"path": p, "pathType": "Prefix", "backend": backend(Workload::Capture)}))
         .collect();
-    paths.push(json!({"path": "/api/auth", "pathType": "Prefix", "backend": backend(Workload::Auth)}));
     paths.push(json!({"path": "/api", "pathType": "Prefix", "backend": backend(Workload::Query)}));
     let mut meta = child_meta(ap, child_name(ap, "ingress"), "ingress");
     if !spec.annotations.is_empty() {

@@ -48,7 +48,14 @@ fn env(ap: &AnalyticsPlatform, w: Workload) -> Vec<Value> {
             env.push(json!({"name": "CAIRN_CONSUMER_MIGRATE", "value": "false"}));
             env.push(json!({"name": "CAIRN_CONSUMER_GROUP", "value": format!("cairn-{}", ap.metadata.name.as_deref().unwrap_or("platform"))}));
         }
-        Workload::Query | Workload::Auth => {}
+        Workload::Query => {}
+        Workload::Auth => {
+            env.push(json!({"name": "CAIRN_AUTH_TOKEN_SECRET", "valueFrom": {"secretKeyRef": {"name": super::config::generated_secret_name(ap), "key": "auth-token-key"}}}));
+        }
+    }
+    if matches!(w, Workload::Capture | Workload::Query) {
+        // Capture resolves write keys, query authenticates callers, through auth's Service.
+        env.push(json!({"name": "CAIRN_AUTH_URL", "value": format!("http://{}:{}", super::child_name(ap, "auth"), Workload::Auth.port())}));
     }
     env.extend(env_from_secrets(ap));
     for e in &w.spec(ap).env {
@@ -196,6 +203,8 @@ mod tests {
         assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
         let env = c.env.as_ref().unwrap();
         assert!(env.iter().any(|e| e.name == "CAIRN_CAPTURE_ADDR" && e.value.as_deref() == Some("0.0.0.0:8000")));
+        assert!(env.iter().any(|e| e.name == "CAIRN_AUTH_URL" && e.value.as_deref() == Some("http://demo-auth:8000")), "{env:?}");
+        assert!(env.iter().any(|e| e.name == "CAIRN_INTERNAL_TOKEN" && e.value.is_none() && e.value_from.is_some()), "secrets come from the Secret");
         assert!(env.iter().any(|e| e.name == "CAIRN_CLICKHOUSE_PASSWORD" && e.value_from.is_some()), "credentials come from the Secret, not the ConfigMap");
         assert_eq!(c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap().name, "demo-config");
     }

@@ -8,6 +8,7 @@
 //! - [`filters`], [`formula`], [`timerange`]: property filters, formulas, dates and buckets.
 //! - [`sql`], [`engine`]: statements with bound parameters only, run with a time limit.
 //! - [`insights`]: insights and dashboards in PostgreSQL.
+//! - [`gateway`]: the rest of `/api/` forwarded to the auth service (one public API).
 
 pub mod caller;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod explorer;
 pub mod filters;
 pub mod formula;
 pub mod funnels;
+pub mod gateway;
 pub mod insights;
 pub mod metrics;
 pub mod retention;
@@ -79,10 +81,12 @@ pub async fn run(
             timeout: cfg.timeout,
         },
         pg,
-        auth: AuthClient::new(auth)?,
+        auth: AuthClient::new(auth.clone())?,
         metrics,
     });
-    let app = routes::router(state)
+    let gateway = gateway::Gateway::new(&auth.url)?;
+    let fallback = axum::Router::new().fallback(gateway::forward).with_state(gateway);
+    let app = routes::router(state, fallback)
         .merge(admin_router(Arc::new(registry), health))
         .layer(CorsLayer::very_permissive().max_age(Duration::from_secs(86400)));
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;

@@ -355,10 +355,6 @@ async fn delete_dashboard(
         .map(|_| StatusCode::NO_CONTENT)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("route")
-}
-
 /// Counts and times every request by its route template.
 async fn observe(State(s): S, req: Request, next: Next) -> Response {
     let route = req
@@ -382,7 +378,8 @@ async fn observe(State(s): S, req: Request, next: Next) -> Response {
     response
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The API; requests no route matches go to `fallback` (the gateway to auth).
+pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
     let p = "/api/v1/projects/{project_id}";
     Router::new()
         .route(&format!("{p}/query/trends"), post(trends_handler))
@@ -420,7 +417,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .patch(update_dashboard)
                 .delete(delete_dashboard),
         )
-        .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+        .fallback_service(fallback)
 }
