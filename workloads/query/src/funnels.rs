@@ -121,11 +121,20 @@ pub struct FunnelsResponse {
     pub breakdown: Option<Vec<BreakdownSteps>>,
 }
 
+/// A user's step events with the breakdown value of each.
 #[derive(Row, Deserialize)]
 struct UserEvents {
     #[allow(dead_code)]
     distinct_id: String,
     events: Vec<(i64, u32, String)>,
+}
+
+/// A user's step events, without a breakdown (less to send).
+#[derive(Row, Deserialize)]
+struct UserSteps {
+    #[allow(dead_code)]
+    distinct_id: String,
+    events: Vec<(i64, u32)>,
 }
 
 /// One user's furthest walk: how many steps, each step's time, the first event's index.
@@ -297,42 +306,41 @@ pub async fn run(
         ));
     }
     let mask = bits.join(" + ");
-    let bd = match &req.breakdown {
-        Some(b) => breakdown_expr(&mut sql, &b.property),
-        None => "''".into(),
-    };
-    sql.push("SELECT distinct_id, arraySort(x -> x.1, groupArray((toUnixTimestamp64Milli(timestamp), mask, bd))) AS events FROM (SELECT distinct_id, timestamp, toUInt32(")
-        .push(&mask)
-        .push(") AS mask, ")
-        .push(&bd)
-        .push(" AS bd");
-    engine.source.scoped(
-        &mut sql,
-        project_id,
-        Some(range.from_ms()),
-        Some(range.to_ms()),
-    );
+    let bd = req.breakdown.as_ref().map(|b| breakdown_expr(&mut sql, &b.property));
+    let tuple = if bd.is_some() { "(toUnixTimestamp64Milli(timestamp), mask, bd)" } else { "(toUnixTimestamp64Milli(timestamp), mask)" };
+    sql.push("SELECT distinct_id, arraySort(x -> x.1, groupArray(").push(tuple).push(")) AS events FROM (SELECT distinct_id, timestamp, toUInt32(").push(&mask).push(") AS mask");
+    if let Some(bd) = &bd {
+        sql.push(", ").push(bd).push(" AS bd");
+    }
+    engine.source.scoped(&mut sql, project_id, Some(range.from_ms()), Some(range.to_ms()));
     let shared = all_conditions(&mut sql, &req.filters, "filters", engine.limits.max_filters)?;
     sql.push(" AND (").push(&shared).push(")");
     if !strict {
+        // Only step events matter; naming them lets ClickHouse skip the others by the sort key.
+        let names: Option<Vec<String>> = req.steps.iter().map(|s| s.event.clone()).collect();
+        if let Some(names) = names {
+            let list = sql.strs(names);
+            sql.push(" AND event IN ").push(&list);
+        }
         sql.push(" AND mask > 0");
     }
     sql.push(") GROUP BY distinct_id HAVING bitAnd(groupBitOr(mask), 1) = 1");
 
-    let users: Vec<UserEvents> = engine.fetch_all(&sql).await?;
-    let mut walks: Vec<(Walk, String)> = Vec::with_capacity(users.len());
-    let mut pairs: Vec<(i64, u32)> = Vec::new();
-    for u in users {
-        pairs.clear();
-        pairs.extend(u.events.iter().map(|(t, m, _)| (*t, *m)));
-        if let Some(w) = walk(&pairs, req.steps.len(), window_ms, strict) {
-            let value = u
-                .events
-                .get(w.start)
-                .map(|e| e.2.clone())
-                .unwrap_or_default();
-            walks.push((w, value));
+    let mut walks: Vec<(Walk, String)> = Vec::new();
+    if bd.is_some() {
+        let users: Vec<UserEvents> = engine.fetch_all(&sql).await?;
+        let mut pairs: Vec<(i64, u32)> = Vec::new();
+        for u in users {
+            pairs.clear();
+            pairs.extend(u.events.iter().map(|(t, m, _)| (*t, *m)));
+            if let Some(w) = walk(&pairs, req.steps.len(), window_ms, strict) {
+                let value = u.events.get(w.start).map(|e| e.2.clone()).unwrap_or_default();
+                walks.push((w, value));
+            }
         }
+    } else {
+        let users: Vec<UserSteps> = engine.fetch_all(&sql).await?;
+        walks.extend(users.iter().filter_map(|u| walk(&u.events, req.steps.len(), window_ms, strict)).map(|w| (w, String::new())));
     }
 
     let names: Vec<String> = req
