@@ -9,17 +9,8 @@ use sqlx::PgPool;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// A database error as the caller sees it: 503 when PostgreSQL cannot be reached, 500 otherwise
-/// (the detail goes to the log).
-pub fn db_error(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            tracing::warn!(error = %e, "PostgreSQL unavailable");
-            ApiError::unavailable("the database is unavailable; retry shortly")
-        }
-        other => ApiError::internal(other),
-    }
-}
+/// A database error as the caller sees it (503 when PostgreSQL cannot be reached, else 500).
+pub use cairn_common::postgres::api_error as db_error;
 
 /// True when `e` is a unique-constraint violation.
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {

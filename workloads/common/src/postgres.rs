@@ -89,6 +89,18 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PostgresError> {
     Ok(())
 }
 
+/// A database error as an API caller sees it: 503 when PostgreSQL cannot be reached, 500
+/// otherwise (the detail goes to the log, not to the caller).
+pub fn api_error(e: sqlx::Error) -> crate::http::ApiError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            tracing::warn!(error = %e, "PostgreSQL unavailable");
+            crate::http::ApiError::unavailable("the database is unavailable; retry shortly")
+        }
+        other => crate::http::ApiError::internal(format!("PostgreSQL: {other}")),
+    }
+}
+
 /// `SELECT 1`, for readiness.
 pub async fn ping(pool: &PgPool) -> Result<(), PostgresError> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(PostgresError::Connect)

@@ -57,9 +57,19 @@ where
     }
 }
 
+/// A positive integer id from a path segment; 400 naming `field` otherwise.
+pub fn path_id(text: &str, field: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::invalid(field, "expected a positive integer id"))
+}
+
 impl Caller {
-    /// The project, if the caller may use it for `permission`.
-    pub fn project(&self, project_id: i64, permission: Permission) -> Result<u64, ApiError> {
+    /// The project named by the path segment `project_id`, if the caller may use it for
+    /// `permission`.
+    pub fn project(&self, project_id: &str, permission: Permission) -> Result<u64, ApiError> {
+        let project_id = path_id(project_id, "project_id")?;
         let grant = self
             .0
             .project(project_id)

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::Engine;
-use crate::filters::{event_condition, prop_text, push_all, PropertyFilter};
+use crate::filters::{event_condition, prop_nullable, push_all, PropertyFilter};
 use crate::sql::Sql;
 use crate::timerange::resolve;
 
@@ -96,6 +96,36 @@ pub fn filters_param(text: Option<&str>) -> Result<Vec<PropertyFilter>, ApiError
     }
 }
 
+/// `SELECT <columns> FROM events … WHERE` the project, the range (`-30d` by default) and the
+/// event when one is named: the start of every explorer statement.
+fn scoped_select(
+    engine: &Engine,
+    project_id: u64,
+    columns: &str,
+    sql: &mut Sql,
+    (date_from, date_to): (Option<&str>, Option<&str>),
+    event: Option<&str>,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let range = resolve(
+        date_from,
+        date_to,
+        None,
+        "-30d",
+        engine.limits.max_range_days,
+        now,
+    )?;
+    sql.push("SELECT ").push(columns);
+    engine
+        .source
+        .scoped(sql, project_id, Some(range.from_ms()), Some(range.to_ms()));
+    if let Some(e) = event.filter(|e| !e.is_empty()) {
+        let c = event_condition(sql, Some(e), "event")?;
+        sql.push(" AND ").push(&c);
+    }
+    Ok(())
+}
+
 fn iso(ms: i64) -> String {
     Timestamp::from_millisecond(ms)
         .map(|t| t.to_string())
@@ -110,28 +140,18 @@ pub async fn events(
     now: Timestamp,
 ) -> Result<EventsPage, ApiError> {
     let limit = page_limit(p.limit, engine, 100)?;
-    let range = resolve(
-        p.date_from.as_deref(),
-        p.date_to.as_deref(),
-        None,
-        "-30d",
-        engine.limits.max_range_days,
-        now,
-    )?;
     let filters = filters_param(p.properties.as_deref())?;
     let mut sql = Sql::new();
     // Aliases differ from the columns: an alias would shadow its column in WHERE and ORDER BY.
-    sql.push("SELECT toString(uuid) AS event_uuid, toString(event) AS event_name, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts");
-    engine.source.scoped(
-        &mut sql,
+    scoped_select(
+        engine,
         project_id,
-        Some(range.from_ms()),
-        Some(range.to_ms()),
-    );
-    if let Some(e) = p.event.as_deref().filter(|e| !e.is_empty()) {
-        let c = event_condition(&mut sql, Some(e), "event")?;
-        sql.push(" AND ").push(&c);
-    }
+        "toString(uuid) AS event_uuid, toString(event) AS event_name, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts",
+        &mut sql,
+        (p.date_from.as_deref(), p.date_to.as_deref()),
+        p.event.as_deref(),
+        now,
+    )?;
     if let Some(d) = p.distinct_id.as_deref().filter(|d| !d.is_empty()) {
         if d.len() > 400 {
             return Err(ApiError::invalid("distinct_id", "at most 400 characters"));
@@ -216,43 +236,35 @@ pub async fn picker(
     now: Timestamp,
 ) -> Result<NameCounts, ApiError> {
     let limit = page_limit(p.limit, engine, 100)?;
-    let range = resolve(
-        p.date_from.as_deref(),
-        p.date_to.as_deref(),
-        None,
-        "-30d",
-        engine.limits.max_range_days,
-        now,
-    )?;
     let mut sql = Sql::new();
     let key = p.key.as_deref().filter(|k| !k.is_empty());
-    let name = match (what, key) {
-        (Picker::EventNames, _) => "toString(event)".to_string(),
-        (Picker::PropertyKeys, _) => "arrayJoin(JSONExtractKeys(properties))".to_string(),
-        (Picker::PropertyValues, Some(k)) => prop_text(&mut sql, k),
+    // For property values, one expression (one JSON parse) serves as the value and the filter.
+    let value = match (what, key) {
+        (Picker::PropertyValues, Some(k)) => Some(prop_nullable(&mut sql, k)),
         (Picker::PropertyValues, None) => {
             return Err(ApiError::invalid(
                 "key",
                 "the property whose values to list",
             ))
         }
+        _ => None,
     };
-    sql.push("SELECT ")
-        .push(&name)
-        .push(" AS name, count() AS count");
-    engine.source.scoped(
-        &mut sql,
+    let name = match (what, &value) {
+        (Picker::EventNames, _) => "toString(event)".to_string(),
+        (Picker::PropertyKeys, _) => "arrayJoin(JSONExtractKeys(properties))".to_string(),
+        (Picker::PropertyValues, v) => format!("assumeNotNull({})", v.as_deref().unwrap_or("''")),
+    };
+    scoped_select(
+        engine,
         project_id,
-        Some(range.from_ms()),
-        Some(range.to_ms()),
-    );
-    if let Some(e) = p.event.as_deref().filter(|e| !e.is_empty()) {
-        let c = event_condition(&mut sql, Some(e), "event")?;
-        sql.push(" AND ").push(&c);
-    }
-    if let (Picker::PropertyValues, Some(k)) = (what, key) {
-        let v = crate::filters::prop_nullable(&mut sql, k);
-        sql.push(" AND isNotNull(").push(&v).push(")");
+        &format!("{name} AS name, count() AS count"),
+        &mut sql,
+        (p.date_from.as_deref(), p.date_to.as_deref()),
+        p.event.as_deref(),
+        now,
+    )?;
+    if let Some(v) = &value {
+        sql.push(" AND isNotNull(").push(v).push(")");
     }
     sql.push(" GROUP BY name ORDER BY count DESC, name LIMIT ")
         .push(&limit.to_string());

@@ -97,13 +97,6 @@ fn scalar_text(field: &str, v: &Value) -> Result<String, ApiError> {
 }
 
 impl PropertyFilter {
-    /// Appends ` AND (<condition>)`. `field` names the filter in errors (`filters[2]`).
-    pub fn push_sql(&self, sql: &mut Sql, field: &str) -> Result<(), ApiError> {
-        let cond = self.condition(sql, field)?;
-        sql.push(" AND (").push(&cond).push(")");
-        Ok(())
-    }
-
     /// The filter as a boolean SQL expression.
     pub fn condition(&self, sql: &mut Sql, field: &str) -> Result<String, ApiError> {
         check_key(&format!("{field}.key"), &self.key)?;
@@ -168,9 +161,8 @@ impl PropertyFilter {
                 format!("ifNull({num} {op} {p}, 0)")
             }
             Operator::IsSet | Operator::IsNotSet => {
-                let k = sql.str(self.key.clone());
-                let set =
-                    format!("(JSONHas(properties, {k}) AND JSONType(properties, {k}) != 'Null')");
+                let v = prop_nullable(sql, &self.key);
+                let set = format!("isNotNull({v})");
                 if self.operator == Operator::IsSet {
                     set
                 } else {
@@ -181,19 +173,15 @@ impl PropertyFilter {
     }
 }
 
-/// Appends every filter of `filters` (named `field[i]` in errors), refusing more than `max`.
+/// Appends ` AND (<every filter>)`, naming each `field[i]` in errors, refusing more than `max`.
 pub fn push_all(
     sql: &mut Sql,
     filters: &[PropertyFilter],
     field: &str,
     max: usize,
 ) -> Result<(), ApiError> {
-    if filters.len() > max {
-        return Err(ApiError::invalid(field, format!("at most {max} filters")));
-    }
-    for (i, f) in filters.iter().enumerate() {
-        f.push_sql(sql, &format!("{field}[{i}]"))?;
-    }
+    let all = all_conditions(sql, filters, field, max)?;
+    sql.push(" AND (").push(&all).push(")");
     Ok(())
 }
 

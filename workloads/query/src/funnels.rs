@@ -306,13 +306,29 @@ pub async fn run(
         ));
     }
     let mask = bits.join(" + ");
-    let bd = req.breakdown.as_ref().map(|b| breakdown_expr(&mut sql, &b.property));
-    let tuple = if bd.is_some() { "(toUnixTimestamp64Milli(timestamp), mask, bd)" } else { "(toUnixTimestamp64Milli(timestamp), mask)" };
-    sql.push("SELECT distinct_id, arraySort(x -> x.1, groupArray(").push(tuple).push(")) AS events FROM (SELECT distinct_id, timestamp, toUInt32(").push(&mask).push(") AS mask");
+    let bd = req
+        .breakdown
+        .as_ref()
+        .map(|b| breakdown_expr(&mut sql, &b.property));
+    let tuple = if bd.is_some() {
+        "(toUnixTimestamp64Milli(timestamp), mask, bd)"
+    } else {
+        "(toUnixTimestamp64Milli(timestamp), mask)"
+    };
+    sql.push("SELECT distinct_id, arraySort(x -> x.1, groupArray(")
+        .push(tuple)
+        .push(")) AS events FROM (SELECT distinct_id, timestamp, toUInt32(")
+        .push(&mask)
+        .push(") AS mask");
     if let Some(bd) = &bd {
         sql.push(", ").push(bd).push(" AS bd");
     }
-    engine.source.scoped(&mut sql, project_id, Some(range.from_ms()), Some(range.to_ms()));
+    engine.source.scoped(
+        &mut sql,
+        project_id,
+        Some(range.from_ms()),
+        Some(range.to_ms()),
+    );
     let shared = all_conditions(&mut sql, &req.filters, "filters", engine.limits.max_filters)?;
     sql.push(" AND (").push(&shared).push(")");
     if !strict {
@@ -334,13 +350,22 @@ pub async fn run(
             pairs.clear();
             pairs.extend(u.events.iter().map(|(t, m, _)| (*t, *m)));
             if let Some(w) = walk(&pairs, req.steps.len(), window_ms, strict) {
-                let value = u.events.get(w.start).map(|e| e.2.clone()).unwrap_or_default();
+                let value = u
+                    .events
+                    .get(w.start)
+                    .map(|e| e.2.clone())
+                    .unwrap_or_default();
                 walks.push((w, value));
             }
         }
     } else {
         let users: Vec<UserSteps> = engine.fetch_all(&sql).await?;
-        walks.extend(users.iter().filter_map(|u| walk(&u.events, req.steps.len(), window_ms, strict)).map(|w| (w, String::new())));
+        walks.extend(
+            users
+                .iter()
+                .filter_map(|u| walk(&u.events, req.steps.len(), window_ms, strict))
+                .map(|w| (w, String::new())),
+        );
     }
 
     let names: Vec<String> = req

@@ -12,7 +12,12 @@ use cairn_common::http::ApiError;
 const MAX_BODY: usize = 1024 * 1024;
 
 /// Request headers passed on to auth.
-const FORWARDED: &[HeaderName] = &[header::AUTHORIZATION, header::CONTENT_TYPE, header::USER_AGENT, header::ACCEPT];
+const FORWARDED: &[HeaderName] = &[
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::USER_AGENT,
+    header::ACCEPT,
+];
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -24,21 +29,38 @@ impl Gateway {
     pub fn new(auth_url: &str) -> Result<Self, reqwest::Error> {
         Ok(Self {
             auth_url: auth_url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
         })
     }
 }
 
 /// Forwards `/api/…` requests that no query route matched; anything else is 404.
-pub async fn forward(State(gw): State<Gateway>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn forward(
+    State(gw): State<Gateway>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path();
     if !path.starts_with("/api/") || path.contains("/../") {
         return ApiError::not_found("route").into_response();
     }
     if body.len() > MAX_BODY {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is larger than 1 MB").into_response();
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the body is larger than 1 MB",
+        )
+        .into_response();
     }
-    let target = format!("{}{}", gw.auth_url, uri.path_and_query().map(|p| p.as_str()).unwrap_or(path));
+    let target = format!(
+        "{}{}",
+        gw.auth_url,
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or(path)
+    );
     let Ok(method) = reqwest::Method::from_bytes(method.as_str().as_bytes()) else {
         return ApiError::invalid("method", "unsupported method").into_response();
     };
@@ -54,10 +76,15 @@ pub async fn forward(State(gw): State<Gateway>, method: Method, uri: Uri, header
     }
     match req.send().await {
         Ok(resp) => {
-            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut out = HeaderMap::new();
             for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-                if let Some(v) = resp.headers().get(name.as_str()).and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+                if let Some(v) = resp
+                    .headers()
+                    .get(name.as_str())
+                    .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok())
+                {
                     out.insert(name, v);
                 }
             }
@@ -71,7 +98,8 @@ pub async fn forward(State(gw): State<Gateway>, method: Method, uri: Uri, header
         }
         Err(e) => {
             tracing::warn!(error = %e, "forwarding to the auth service");
-            ApiError::unavailable("the auth service is unreachable; try again shortly").into_response()
+            ApiError::unavailable("the auth service is unreachable; try again shortly")
+                .into_response()
         }
     }
 }

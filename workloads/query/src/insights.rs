@@ -2,6 +2,7 @@
 //! in a grid), per project, in PostgreSQL. Every statement names the project it is scoped to.
 
 use cairn_common::http::ApiError;
+use cairn_common::postgres::api_error as db_error;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -133,16 +134,6 @@ impl Page {
     }
 }
 
-fn db_error(e: sqlx::Error) -> ApiError {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            tracing::warn!(error = %e, "PostgreSQL unavailable");
-            ApiError::unavailable("the metadata store is unreachable; try again shortly")
-        }
-        _ => ApiError::internal(format!("PostgreSQL: {e}")),
-    }
-}
-
 fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -179,6 +170,61 @@ fn check_display(display: Option<&Value>) -> Result<Value, ApiError> {
     }
 }
 
+/// One page of a project's rows of `table` (a constant of this module), newest first, and their
+/// total.
+async fn list_scoped<T>(
+    pg: &PgPool,
+    table: &str,
+    columns: &str,
+    project_id: i64,
+    page: &Page,
+) -> Result<List<T>, ApiError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let (limit, offset) = page.bounds()?;
+    let results = sqlx::query_as::<_, T>(&format!(
+        "SELECT {columns} FROM {table} WHERE project_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(project_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pg)
+    .await
+    .map_err(db_error)?;
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {table} WHERE project_id = $1"
+    ))
+    .bind(project_id)
+    .fetch_one(pg)
+    .await
+    .map_err(db_error)?;
+    Ok(List { results, total })
+}
+
+/// Deletes row `id` of `table` (a constant of this module) if it belongs to the project; 404
+/// naming `what` otherwise.
+async fn delete_scoped(
+    pg: &PgPool,
+    table: &str,
+    what: &str,
+    project_id: i64,
+    id: i64,
+) -> Result<(), ApiError> {
+    let done = sqlx::query(&format!(
+        "DELETE FROM {table} WHERE project_id = $1 AND id = $2"
+    ))
+    .bind(project_id)
+    .bind(id)
+    .execute(pg)
+    .await
+    .map_err(db_error)?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found(what));
+    }
+    Ok(())
+}
+
 const INSIGHT_COLUMNS: &str =
     "id, project_id, name, description, query, display, created_by, created_at, updated_at";
 
@@ -187,22 +233,7 @@ pub async fn list_insights(
     project_id: i64,
     page: &Page,
 ) -> Result<List<Insight>, ApiError> {
-    let (limit, offset) = page.bounds()?;
-    let results = sqlx::query_as::<_, Insight>(&format!(
-        "SELECT {INSIGHT_COLUMNS} FROM insights WHERE project_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
-    ))
-    .bind(project_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pg)
-    .await
-    .map_err(db_error)?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM insights WHERE project_id = $1")
-        .bind(project_id)
-        .fetch_one(pg)
-        .await
-        .map_err(db_error)?;
-    Ok(List { results, total })
+    list_scoped(pg, "insights", INSIGHT_COLUMNS, project_id, page).await
 }
 
 pub async fn create_insight(
@@ -283,16 +314,7 @@ pub async fn update_insight(
 }
 
 pub async fn delete_insight(pg: &PgPool, project_id: i64, id: i64) -> Result<(), ApiError> {
-    let done = sqlx::query("DELETE FROM insights WHERE project_id = $1 AND id = $2")
-        .bind(project_id)
-        .bind(id)
-        .execute(pg)
-        .await
-        .map_err(db_error)?;
-    if done.rows_affected() == 0 {
-        return Err(ApiError::not_found("insight"));
-    }
-    Ok(())
+    delete_scoped(pg, "insights", "insight", project_id, id).await
 }
 
 const DASHBOARD_COLUMNS: &str =
@@ -303,22 +325,7 @@ pub async fn list_dashboards(
     project_id: i64,
     page: &Page,
 ) -> Result<List<Dashboard>, ApiError> {
-    let (limit, offset) = page.bounds()?;
-    let results = sqlx::query_as::<_, Dashboard>(&format!(
-        "SELECT {DASHBOARD_COLUMNS} FROM dashboards WHERE project_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
-    ))
-    .bind(project_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pg)
-    .await
-    .map_err(db_error)?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM dashboards WHERE project_id = $1")
-        .bind(project_id)
-        .fetch_one(pg)
-        .await
-        .map_err(db_error)?;
-    Ok(List { results, total })
+    list_scoped(pg, "dashboards", DASHBOARD_COLUMNS, project_id, page).await
 }
 
 /// Replaces a dashboard's tiles within `tx`; every insight must belong to the project.
@@ -484,16 +491,7 @@ pub async fn update_dashboard(
 }
 
 pub async fn delete_dashboard(pg: &PgPool, project_id: i64, id: i64) -> Result<(), ApiError> {
-    let done = sqlx::query("DELETE FROM dashboards WHERE project_id = $1 AND id = $2")
-        .bind(project_id)
-        .bind(id)
-        .execute(pg)
-        .await
-        .map_err(db_error)?;
-    if done.rows_affected() == 0 {
-        return Err(ApiError::not_found("dashboard"));
-    }
-    Ok(())
+    delete_scoped(pg, "dashboards", "dashboard", project_id, id).await
 }
 
 #[cfg(test)]

@@ -85,7 +85,9 @@ pub async fn run(
         metrics,
     });
     let gateway = gateway::Gateway::new(&auth.url)?;
-    let fallback = axum::Router::new().fallback(gateway::forward).with_state(gateway);
+    let fallback = axum::Router::new()
+        .fallback(gateway::forward)
+        .with_state(gateway);
     let app = routes::router(state, fallback)
         .merge(admin_router(Arc::new(registry), health))
         .layer(CorsLayer::very_permissive().max_age(Duration::from_secs(86400)));

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::caller::{Caller, HasAuth};
+use crate::caller::{path_id, Caller, HasAuth};
 use crate::engine::Engine;
 use crate::explorer::{self, EventsParams, Picker, PickerParams};
 use crate::funnels::{self, FunnelsRequest};
@@ -87,20 +87,13 @@ impl HasAuth for Arc<AppState> {
 type S = State<Arc<AppState>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn path_id(text: &str, field: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| ApiError::invalid(field, "expected a positive integer id"))
-}
-
 async fn trends_handler(
     State(s): S,
     caller: Caller,
     Path(project): Path<String>,
     JsonBody(req): JsonBody<TrendsRequest>,
 ) -> ApiResult<trends::TrendsResponse> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let project = caller.project(&project, Permission::QueryRead)?;
     trends::run(&s.engine, project, &req, Timestamp::now())
         .await
         .map(Json)
@@ -112,7 +105,7 @@ async fn funnels_handler(
     Path(project): Path<String>,
     JsonBody(req): JsonBody<FunnelsRequest>,
 ) -> ApiResult<funnels::FunnelsResponse> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let project = caller.project(&project, Permission::QueryRead)?;
     funnels::run(&s.engine, project, &req, Timestamp::now())
         .await
         .map(Json)
@@ -124,7 +117,7 @@ async fn retention_handler(
     Path(project): Path<String>,
     JsonBody(req): JsonBody<RetentionRequest>,
 ) -> ApiResult<retention::RetentionResponse> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let project = caller.project(&project, Permission::QueryRead)?;
     retention::run(&s.engine, project, &req, Timestamp::now())
         .await
         .map(Json)
@@ -145,7 +138,7 @@ async fn events_handler(
     Path(project): Path<String>,
     req: Request,
 ) -> ApiResult<explorer::EventsPage> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let project = caller.project(&project, Permission::QueryRead)?;
     let params: EventsParams = query_params(req.uri().query())?;
     explorer::events(&s.engine, project, &params, Timestamp::now())
         .await
@@ -158,7 +151,7 @@ async fn person_events_handler(
     Path((project, distinct_id)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<explorer::EventsPage> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let project = caller.project(&project, Permission::QueryRead)?;
     let mut params: EventsParams = query_params(req.uri().query())?;
     params.distinct_id = Some(distinct_id);
     if params.date_from.is_none() {
@@ -176,7 +169,7 @@ async fn picker(
     what: Picker,
     req: Request,
 ) -> ApiResult<explorer::NameCounts> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let project = caller.project(&project, Permission::QueryRead)?;
     let params: PickerParams = query_params(req.uri().query())?;
     explorer::picker(&s.engine, project, what, &params, Timestamp::now())
         .await
@@ -216,7 +209,7 @@ async fn list_insights(
     Path(project): Path<String>,
     req: Request,
 ) -> ApiResult<insights::List<insights::Insight>> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)? as i64;
+    let project = caller.project(&project, Permission::QueryRead)? as i64;
     let page: Page = query_params(req.uri().query())?;
     insights::list_insights(&s.pg, project, &page)
         .await
@@ -229,8 +222,7 @@ async fn create_insight(
     Path(project): Path<String>,
     JsonBody(input): JsonBody<InsightInput>,
 ) -> Result<Response, ApiError> {
-    let project =
-        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    let project = caller.project(&project, Permission::InsightsWrite)? as i64;
     let i = insights::create_insight(&s.pg, project, caller.user_id(), &input).await?;
     Ok((StatusCode::CREATED, Json(i)).into_response())
 }
@@ -240,7 +232,7 @@ async fn get_insight(
     caller: Caller,
     Path((project, id)): Path<(String, String)>,
 ) -> ApiResult<insights::Insight> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)? as i64;
+    let project = caller.project(&project, Permission::QueryRead)? as i64;
     insights::get_insight(&s.pg, project, path_id(&id, "insight_id")?)
         .await
         .map(Json)
@@ -252,8 +244,7 @@ async fn update_insight(
     Path((project, id)): Path<(String, String)>,
     JsonBody(patch): JsonBody<InsightPatch>,
 ) -> ApiResult<insights::Insight> {
-    let project =
-        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    let project = caller.project(&project, Permission::InsightsWrite)? as i64;
     insights::update_insight(&s.pg, project, path_id(&id, "insight_id")?, &patch)
         .await
         .map(Json)
@@ -264,8 +255,7 @@ async fn delete_insight(
     caller: Caller,
     Path((project, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let project =
-        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    let project = caller.project(&project, Permission::InsightsWrite)? as i64;
     insights::delete_insight(&s.pg, project, path_id(&id, "insight_id")?)
         .await
         .map(|_| StatusCode::NO_CONTENT)
@@ -277,7 +267,7 @@ async fn insight_result(
     caller: Caller,
     Path((project, id)): Path<(String, String)>,
 ) -> ApiResult<Value> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)?;
+    let project = caller.project(&project, Permission::QueryRead)?;
     let insight = insights::get_insight(&s.pg, project as i64, path_id(&id, "insight_id")?).await?;
     let now = Timestamp::now();
     let result = match insights::parse_query(&insight.query)? {
@@ -300,7 +290,7 @@ async fn list_dashboards(
     Path(project): Path<String>,
     req: Request,
 ) -> ApiResult<insights::List<insights::Dashboard>> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)? as i64;
+    let project = caller.project(&project, Permission::QueryRead)? as i64;
     let page: Page = query_params(req.uri().query())?;
     insights::list_dashboards(&s.pg, project, &page)
         .await
@@ -313,8 +303,7 @@ async fn create_dashboard(
     Path(project): Path<String>,
     JsonBody(input): JsonBody<DashboardInput>,
 ) -> Result<Response, ApiError> {
-    let project =
-        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    let project = caller.project(&project, Permission::InsightsWrite)? as i64;
     let d = insights::create_dashboard(&s.pg, project, caller.user_id(), &input).await?;
     Ok((StatusCode::CREATED, Json(d)).into_response())
 }
@@ -324,7 +313,7 @@ async fn get_dashboard(
     caller: Caller,
     Path((project, id)): Path<(String, String)>,
 ) -> ApiResult<insights::Dashboard> {
-    let project = caller.project(path_id(&project, "project_id")?, Permission::QueryRead)? as i64;
+    let project = caller.project(&project, Permission::QueryRead)? as i64;
     insights::get_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?)
         .await
         .map(Json)
@@ -336,8 +325,7 @@ async fn update_dashboard(
     Path((project, id)): Path<(String, String)>,
     JsonBody(patch): JsonBody<DashboardPatch>,
 ) -> ApiResult<insights::Dashboard> {
-    let project =
-        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    let project = caller.project(&project, Permission::InsightsWrite)? as i64;
     insights::update_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?, &patch)
         .await
         .map(Json)
@@ -348,8 +336,7 @@ async fn delete_dashboard(
     caller: Caller,
     Path((project, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let project =
-        caller.project(path_id(&project, "project_id")?, Permission::InsightsWrite)? as i64;
+    let project = caller.project(&project, Permission::InsightsWrite)? as i64;
     insights::delete_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?)
         .await
         .map(|_| StatusCode::NO_CONTENT)
