@@ -31,7 +31,7 @@ Try it:
   curl -X POST http://127.0.0.1:$CAIRN_CAPTURE_PORT/capture -H 'Content-Type: application/json' \\
     -d '{"api_key":"phc_local_dev","event":"hello","distinct_id":"me","properties":{"plan":"free"}}'
   # sign up (the first project is project 1, which phc_local_dev writes to), then ask for a trend:
-  TOKEN=\$(curl -s http://127.0.0.1:$CAIRN_AUTH_PORT/api/v1/signup -H 'Content-Type: application/json' \\
+  TOKEN=\$(curl -s http://127.0.0.1:$CAIRN_QUERY_PORT/api/v1/signup -H 'Content-Type: application/json' \\
     -d '{"email":"me@example.com","password":"a long local password 1"}' | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')
   curl -s http://127.0.0.1:$CAIRN_QUERY_PORT/api/v1/projects/1/query/trends -H "Authorization: Bearer \$TOKEN" \\
     -H 'Content-Type: application/json' -d '{"series":[{"event":"hello"}],"date_from":"-7d"}'
