@@ -20,11 +20,12 @@ down: ## stop what `make up` started (data is kept in .stack/)
 status: ## what the local stack is running
 	@stack/postgres.sh status; stack/kafka.sh status; stack/clickhouse.sh status; stack/services.sh status
 
-deps: ## install build prerequisites, Kafka's jars, the ClickHouse engine and the Kubernetes control plane
+deps: ## install build prerequisites, Kafka's jars, the ClickHouse engine, the Kubernetes control plane and the SDKs' test tools
 	@stack/toolchain.sh
 	@stack/kafka.sh install
 	@stack/clickhouse.sh install
 	@stack/kube.sh install
+	@stack/sdks.sh install
 
 test: deps ## every test; starts (and afterwards stops) the Kafka and ClickHouse it needs
 	$(CARGO) build --workspace --bins
