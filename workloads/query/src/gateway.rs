@@ -2,9 +2,8 @@
 //! rest of `/api/` (signup, login, organisations, projects, keys) to the auth service, so that
 //! clients and the Ingress use one base URL. `/internal/` is never forwarded.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_common::http::ApiError;
 
@@ -36,26 +35,22 @@ impl Gateway {
     }
 }
 
-/// Forwards `/api/…` requests that no query route matched; anything else is 404.
-pub async fn forward(
-    State(gw): State<Gateway>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Forwards an `/api/…` request that no query route matched; anything else is 404.
+pub async fn forward(gw: &Gateway, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let path = uri.path();
     if !path.starts_with("/api/") || path.contains("/../") {
         return ApiError::not_found("route").into_response();
     }
-    if body.len() > MAX_BODY {
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             "the body is larger than 1 MB",
         )
         .into_response();
-    }
+    };
     let target = format!(
         "{}{}",
         gw.auth_url,

@@ -12,6 +12,7 @@
 
 pub mod caller;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod explorer;
 pub mod filters;
@@ -84,10 +85,20 @@ pub async fn run(
         auth: AuthClient::new(auth.clone())?,
         metrics,
     });
-    let gateway = gateway::Gateway::new(&auth.url)?;
+    let dashboard = match dashboard::dir_from_env() {
+        Some(dir) => {
+            tracing::info!(dir = %dir.display(), "serving the dashboard at /");
+            Some(dashboard::Dashboard::new(&dir)?)
+        }
+        None => None,
+    };
+    let unrouted = Unrouted {
+        gateway: gateway::Gateway::new(&auth.url)?,
+        dashboard,
+    };
     let fallback = axum::Router::new()
-        .fallback(gateway::forward)
-        .with_state(gateway);
+        .fallback(answer_unrouted)
+        .with_state(unrouted);
     let app = routes::router(state, fallback)
         .merge(admin_router(Arc::new(registry), health))
         .layer(CorsLayer::very_permissive().max_age(Duration::from_secs(86400)));
@@ -99,6 +110,38 @@ pub async fn run(
         .await?;
     tracing::info!("query stopped");
     Ok(())
+}
+
+/// What answers the requests that no API route matched.
+#[derive(Clone)]
+struct Unrouted {
+    gateway: gateway::Gateway,
+    dashboard: Option<dashboard::Dashboard>,
+}
+
+/// The rest of `/api/` goes to auth; other GETs get the dashboard when it is served; else 404.
+async fn answer_unrouted(
+    axum::extract::State(u): axum::extract::State<Unrouted>,
+    req: axum::http::Request<axum::body::Body>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.uri().path().starts_with("/api/") {
+        return gateway::forward(&u.gateway, req).await;
+    }
+    match &u.dashboard {
+        Some(d)
+            if matches!(
+                *req.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            ) =>
+        {
+            match d.clone().serve(req).await {
+                Ok(res) => res.into_response(),
+                Err(never) => match never {},
+            }
+        }
+        _ => cairn_common::http::ApiError::not_found("route").into_response(),
+    }
 }
 
 /// Ready while ClickHouse and PostgreSQL answer.
