@@ -95,3 +95,18 @@ with_lock() {
     "$@"
   ) 9>"$CAIRN_STACK_DIR/locks/$name.lock"
 }
+
+# npm_ci DIR: installs DIR's npm packages from its package-lock.json, unless node_modules already
+# matches that lock file.
+npm_ci() {
+  local dir="$1"
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  local stamp="$dir/node_modules/.cairn-lock-sha"
+  local want; want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  log "installing npm packages in ${dir#"$CAIRN_ROOT"/} (npm ci)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$want" > "$stamp"
+}

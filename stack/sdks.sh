@@ -19,16 +19,7 @@ install_chromium() {
 }
 
 install_web() {
-  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-  local dir="$CAIRN_ROOT/sdks/web"
-  local stamp="$dir/node_modules/.cairn-lock-sha"
-  local want; want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    return 0
-  fi
-  log "installing the web SDK's npm packages (npm ci)"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  echo "$want" > "$stamp"
+  npm_ci "$CAIRN_ROOT/sdks/web"
 }
 
 install_python() {
