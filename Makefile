@@ -26,6 +26,7 @@ deps: ## install build prerequisites, Kafka's jars, the ClickHouse engine, the K
 	@stack/clickhouse.sh install
 	@stack/kube.sh install
 	@stack/sdks.sh install
+	@stack/dashboard.sh install
 
 test: deps ## every test; starts (and afterwards stops) the Kafka and ClickHouse it needs
 	$(CARGO) build --workspace --bins

@@ -18,6 +18,10 @@ export CAIRN_POSTGRES_URL="${CAIRN_POSTGRES_URL:-postgres://postgres@127.0.0.1:$
 export CAIRN_AUTH_ADDR="${CAIRN_AUTH_ADDR:-127.0.0.1:$CAIRN_AUTH_PORT}"
 export CAIRN_QUERY_ADDR="${CAIRN_QUERY_ADDR:-127.0.0.1:$CAIRN_QUERY_PORT}"
 export CAIRN_AUTH_URL="${CAIRN_AUTH_URL:-http://$CAIRN_AUTH_ADDR}"
+# The dashboard, built by `make up` (stack/dashboard.sh build), served by query at /.
+if [ -z "${CAIRN_DASHBOARD_DIR:-}" ] && [ -f "$CAIRN_ROOT/dashboard/dist/index.html" ]; then
+  export CAIRN_DASHBOARD_DIR="$CAIRN_ROOT/dashboard/dist"
+fi
 
 # Secrets of this stack, made once and kept (mode 0600) so tokens survive restarts.
 secret() {

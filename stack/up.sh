@@ -10,6 +10,7 @@ if [ "$PROFILE" = release ]; then
 else
   (cd "$CAIRN_ROOT" && cargo build --workspace --bins)
 fi
+"$CAIRN_ROOT/stack/dashboard.sh" build
 "$CAIRN_ROOT/stack/postgres.sh" start
 "$CAIRN_ROOT/stack/kafka.sh" start
 "$CAIRN_ROOT/stack/clickhouse.sh" start
@@ -19,6 +20,7 @@ cat <<MSG
 
 Cairn is up. State and logs live in $CAIRN_STACK_DIR.
 
+  dashboard    http://127.0.0.1:$CAIRN_QUERY_PORT/   (sign up there; the first project is project 1)
   auth         http://127.0.0.1:$CAIRN_AUTH_PORT   (POST /api/v1/signup, /api/v1/login; users, projects, keys)
   query        http://127.0.0.1:$CAIRN_QUERY_PORT   (/api/v1/projects/{id}/query/trends|funnels|retention, /events)
   capture      http://127.0.0.1:$CAIRN_CAPTURE_PORT   (POST /capture, /batch, /e, /i/v0/e; write key: ${CAIRN_CAPTURE_API_KEYS:-phc_local_dev})
