@@ -17,7 +17,7 @@ install() {
 build() {
   npm_ci "$DIR"
   local built="$DIR/dist/index.html"
-  if [ -f "$built" ] && [ -z "$(find "$DIR/src" "$DIR/index.html" "$DIR/package-lock.json" "$DIR/vite.config.ts" -newer "$built" -print -quit 2>/dev/null)" ]; then
+  if [ -f "$built" ] && [ -z "$(find "$DIR/src" "$DIR/public" "$DIR/index.html" "$DIR/package-lock.json" "$DIR/vite.config.ts" -newer "$built" -print -quit 2>/dev/null)" ]; then
     return 0
   fi
   log "building the dashboard (vite)"

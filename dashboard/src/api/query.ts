@@ -1,0 +1,47 @@
+// Analyses, the events explorer and its pickers (schemas/openapi/query.yaml).
+import { api } from './client';
+import type {
+  EventsListParams,
+  EventsPage,
+  FunnelsRequest,
+  FunnelsResponse,
+  NameCounts,
+  RetentionRequest,
+  RetentionResponse,
+  TrendsRequest,
+  TrendsResponse,
+} from './types';
+
+const base = (projectId: number) => `/api/v1/projects/${projectId}`;
+
+export const queryTrends = (projectId: number, req: TrendsRequest, signal?: AbortSignal) =>
+  api<TrendsResponse>(`${base(projectId)}/query/trends`, { method: 'POST', body: req, signal });
+
+export const queryFunnels = (projectId: number, req: FunnelsRequest, signal?: AbortSignal) =>
+  api<FunnelsResponse>(`${base(projectId)}/query/funnels`, { method: 'POST', body: req, signal });
+
+export const queryRetention = (projectId: number, req: RetentionRequest, signal?: AbortSignal) =>
+  api<RetentionResponse>(`${base(projectId)}/query/retention`, { method: 'POST', body: req, signal });
+
+export const listEvents = (projectId: number, p: EventsListParams, signal?: AbortSignal) =>
+  api<EventsPage>(`${base(projectId)}/events`, {
+    query: {
+      event: p.event,
+      distinct_id: p.distinct_id,
+      properties: p.properties && p.properties.length > 0 ? JSON.stringify(p.properties) : undefined,
+      date_from: p.date_from,
+      date_to: p.date_to,
+      limit: p.limit,
+      cursor: p.cursor,
+    },
+    signal,
+  });
+
+export const listEventNames = (projectId: number, signal?: AbortSignal) =>
+  api<NameCounts>(`${base(projectId)}/event-names`, { query: { limit: 500 }, signal });
+
+export const listPropertyKeys = (projectId: number, event?: string | null, signal?: AbortSignal) =>
+  api<NameCounts>(`${base(projectId)}/property-keys`, { query: { event: event ?? undefined, limit: 500 }, signal });
+
+export const listPropertyValues = (projectId: number, key: string, event?: string | null, signal?: AbortSignal) =>
+  api<NameCounts>(`${base(projectId)}/property-values`, { query: { key, event: event ?? undefined, limit: 200 }, signal });

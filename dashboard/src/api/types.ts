@@ -1,0 +1,430 @@
+// Types mirroring Cairn's OpenAPI documents: schemas/openapi/query.yaml and
+// schemas/openapi/auth.yaml in the repository. Names follow the schemas' names.
+
+// ── errors ───────────────────────────────────────────────────────────────────────────────────
+
+/** Every error body: `{"error": code, "message": text, "field"?: path}`. */
+export interface ErrorBody {
+  error: string;
+  message: string;
+  field?: string;
+}
+
+// ── auth.yaml ────────────────────────────────────────────────────────────────────────────────
+
+export type Role = 'owner' | 'admin' | 'member' | 'viewer';
+export const ROLES: Role[] = ['owner', 'admin', 'member', 'viewer'];
+export type Permission = 'query:read' | 'insights:write';
+
+export interface TokenPair {
+  access_token: string;
+  refresh_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+}
+
+export interface User {
+  id: number;
+  email: string;
+  name: string;
+  created_at: string;
+}
+
+export interface Organization {
+  id: number;
+  name: string;
+  created_at: string;
+  role: Role;
+}
+
+export interface Member {
+  user_id: number;
+  email: string;
+  name: string;
+  role: Role;
+  joined_at: string;
+}
+
+export interface Project {
+  id: number;
+  organization_id: number;
+  name: string;
+  timezone: string;
+  created_at: string;
+}
+
+export interface WriteKey {
+  id: number;
+  project_id: number;
+  name: string;
+  display_prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+  /** Only in the answer that created it. */
+  key?: string;
+}
+
+export interface PersonalKey {
+  id: number;
+  name: string;
+  display_prefix: string;
+  project_ids: number[] | null;
+  scopes: Permission[];
+  created_at: string;
+  last_used_at: string | null;
+  expires_at: string | null;
+  revoked_at: string | null;
+  /** Only in the answer that created it. */
+  key?: string;
+}
+
+export interface LoginResponse extends TokenPair {
+  user: User;
+}
+
+export interface SignupRequest {
+  email: string;
+  password: string;
+  name?: string;
+  organization_name?: string;
+}
+
+export interface SignupResponse extends TokenPair {
+  user: User;
+  organization: Organization;
+  project: Project;
+  write_key: WriteKey;
+}
+
+export interface Me {
+  user: User;
+  organizations: Organization[];
+  projects: Project[];
+}
+
+export interface PersonalKeyInput {
+  name: string;
+  project_ids?: number[] | null;
+  scopes: Permission[];
+  expires_in_days?: number;
+}
+
+// ── query.yaml: shared pieces ────────────────────────────────────────────────────────────────
+
+/** `-7d`, `-24h`, `2026-11-01`, or an RFC 3339 timestamp. */
+export type DatePoint = string;
+
+export type Interval = 'hour' | 'day' | 'week' | 'month';
+
+export type MathInput =
+  | 'total'
+  | 'dau'
+  | 'unique_users'
+  | 'sum'
+  | 'avg'
+  | 'min'
+  | 'max'
+  | 'median'
+  | 'p90'
+  | 'p95'
+  | 'p99'
+  | 'per_user_avg'
+  | 'per_user_min'
+  | 'per_user_max'
+  | 'per_user_median'
+  | 'per_user_p90'
+  | 'per_user_p95'
+  | 'per_user_p99';
+
+/** A series' math as answered (`dau` comes back as `unique_users`). */
+export type Math = Exclude<MathInput, 'dau'>;
+
+export type FilterOperator =
+  | 'exact'
+  | 'equals'
+  | 'eq'
+  | 'is_not'
+  | 'not_equals'
+  | 'neq'
+  | 'contains'
+  | 'icontains'
+  | 'not_contains'
+  | 'not_icontains'
+  | 'gt'
+  | 'gte'
+  | 'lt'
+  | 'lte'
+  | 'is_set'
+  | 'is_not_set';
+
+export type FilterScalar = string | number | boolean;
+
+export interface PropertyFilter {
+  key: string;
+  operator?: FilterOperator;
+  value?: FilterScalar | FilterScalar[] | null;
+}
+
+export interface Breakdown {
+  property: string;
+  limit?: number | null;
+}
+
+// ── trends ───────────────────────────────────────────────────────────────────────────────────
+
+export interface Series {
+  event?: string | null;
+  math?: MathInput;
+  math_property?: string | null;
+  filters?: PropertyFilter[];
+  name?: string | null;
+}
+
+export interface TrendsRequest {
+  series: Series[];
+  date_from?: DatePoint | null;
+  date_to?: DatePoint | null;
+  interval?: Interval;
+  timezone?: string | null;
+  filters?: PropertyFilter[];
+  breakdown?: Breakdown | null;
+  formula?: string | null;
+}
+
+export interface TrendResult {
+  series: number;
+  label: string;
+  name: string;
+  math: Math;
+  breakdown_value: string | null;
+  data: number[];
+  total: number;
+}
+
+export interface FormulaResult {
+  formula: string;
+  breakdown_value: string | null;
+  data: (number | null)[];
+}
+
+export interface TrendsResponse {
+  interval: Interval;
+  timezone: string;
+  date_from: string;
+  date_to: string;
+  labels: string[];
+  results: TrendResult[];
+  formula?: FormulaResult[];
+}
+
+// ── funnels ──────────────────────────────────────────────────────────────────────────────────
+
+export interface FunnelStep {
+  event?: string | null;
+  filters?: PropertyFilter[];
+  name?: string | null;
+}
+
+export type FunnelOrder = 'ordered' | 'strict';
+export type WindowUnit = 'minute' | 'hour' | 'day' | 'week';
+
+export interface ConversionWindow {
+  value: number;
+  unit: WindowUnit;
+}
+
+export interface FunnelsRequest {
+  steps: FunnelStep[];
+  date_from?: DatePoint | null;
+  date_to?: DatePoint | null;
+  timezone?: string | null;
+  filters?: PropertyFilter[];
+  conversion_window?: ConversionWindow | null;
+  order?: FunnelOrder;
+  breakdown?: Breakdown | null;
+}
+
+export interface StepResult {
+  index: number;
+  name: string;
+  count: number;
+  conversion_rate: number;
+  step_conversion_rate: number;
+  median_time_to_convert_seconds: number | null;
+  average_time_to_convert_seconds: number | null;
+}
+
+export interface BreakdownSteps {
+  breakdown_value: string;
+  steps: StepResult[];
+}
+
+export interface FunnelsResponse {
+  timezone: string;
+  date_from: string;
+  date_to: string;
+  order: FunnelOrder;
+  conversion_window_seconds: number;
+  steps: StepResult[];
+  breakdown?: BreakdownSteps[];
+}
+
+// ── retention ────────────────────────────────────────────────────────────────────────────────
+
+export interface EventSpec {
+  event?: string | null;
+  filters?: PropertyFilter[];
+}
+
+export type RetentionType = 'first_time' | 'recurring';
+export type Period = 'day' | 'week' | 'month';
+
+export interface RetentionRequest {
+  target_event: EventSpec;
+  returning_event?: EventSpec | null;
+  retention_type?: RetentionType;
+  period?: Period;
+  periods?: number | null;
+  date_to?: DatePoint | null;
+  timezone?: string | null;
+  filters?: PropertyFilter[];
+}
+
+export interface Cohort {
+  date: string;
+  size: number;
+  values: number[];
+}
+
+export interface RetentionResponse {
+  timezone: string;
+  period: Period;
+  retention_type: RetentionType;
+  cohorts: Cohort[];
+}
+
+// ── explorer ─────────────────────────────────────────────────────────────────────────────────
+
+export interface EventItem {
+  uuid: string;
+  event: string;
+  distinct_id: string;
+  properties: Record<string, unknown>;
+  timestamp: string;
+}
+
+export interface EventsPage {
+  results: EventItem[];
+  next_cursor: string | null;
+}
+
+export interface NameCount {
+  name: string;
+  count: number;
+}
+
+export interface NameCounts {
+  results: NameCount[];
+}
+
+export interface EventsListParams {
+  event?: string;
+  distinct_id?: string;
+  properties?: PropertyFilter[];
+  date_from?: DatePoint;
+  date_to?: DatePoint;
+  limit?: number;
+  cursor?: string;
+}
+
+// ── insights and dashboards ──────────────────────────────────────────────────────────────────
+
+export type TrendsQuery = TrendsRequest & { kind: 'trends' };
+export type FunnelsQuery = FunnelsRequest & { kind: 'funnels' };
+export type RetentionQuery = RetentionRequest & { kind: 'retention' };
+export type InsightQuery = TrendsQuery | FunnelsQuery | RetentionQuery;
+export type InsightKind = InsightQuery['kind'];
+
+export interface InsightInput {
+  name: string;
+  description?: string | null;
+  query: InsightQuery;
+  display?: Record<string, unknown> | null;
+}
+
+export type InsightPatch = Partial<{
+  name: string | null;
+  description: string | null;
+  query: InsightQuery | null;
+  display: Record<string, unknown> | null;
+}>;
+
+export interface Insight {
+  id: number;
+  project_id: number;
+  name: string;
+  description: string;
+  query: InsightQuery;
+  display: Record<string, unknown>;
+  created_by: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface InsightList {
+  results: Insight[];
+  total: number;
+}
+
+export type InsightResult = TrendsResponse | FunnelsResponse | RetentionResponse;
+
+/**
+ * A tile's grid placement. The API keeps `layout` as given; the dashboard writes
+ * `{x, y, w, h}` on a 12-column grid (y and h in rows).
+ */
+export interface TileLayout {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export interface TileInput {
+  insight_id: number;
+  layout?: Partial<TileLayout> | Record<string, unknown> | null;
+}
+
+export interface DashboardInput {
+  name: string;
+  description?: string | null;
+  tiles?: TileInput[];
+}
+
+export type DashboardPatch = Partial<{
+  name: string | null;
+  description: string | null;
+  tiles: TileInput[] | null;
+}>;
+
+export interface Tile {
+  insight: Insight;
+  layout: Partial<TileLayout> & Record<string, unknown>;
+  position: number;
+}
+
+export interface Dashboard {
+  id: number;
+  project_id: number;
+  name: string;
+  description: string;
+  created_by: number | null;
+  created_at: string;
+  updated_at: string;
+  tiles: Tile[];
+}
+
+export interface DashboardList {
+  results: Dashboard[];
+  total: number;
+}

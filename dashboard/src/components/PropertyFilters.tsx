@@ -1,0 +1,93 @@
+import { useId } from 'react';
+import type { FilterOperator, FilterScalar, PropertyFilter } from '../api/types';
+import { OPERATORS, operatorIsNumeric, operatorTakesValue } from '../queries';
+import { PropertyKeyPicker, PropertyValuePicker } from './Pickers';
+
+/** The JSON value of a filter for the text typed in its value field. */
+export function filterValue(operator: FilterOperator | undefined, text: string): FilterScalar {
+  if (operatorIsNumeric(operator)) {
+    const t = text.trim();
+    const n = Number(t);
+    if (t !== '' && Number.isFinite(n)) return n;
+  }
+  return text;
+}
+
+function valueText(v: PropertyFilter['value']): string {
+  if (v === undefined || v === null) return '';
+  if (Array.isArray(v)) return v.map(String).join(', ');
+  return String(v);
+}
+
+/** A filter with a new operator: its value dropped, kept, or read as a number as the operator needs. */
+export function withOperator(f: PropertyFilter, operator: FilterOperator): PropertyFilter {
+  const next: PropertyFilter = { key: f.key, operator };
+  if (operatorTakesValue(operator)) {
+    const v = f.value;
+    next.value = Array.isArray(v) && !operatorIsNumeric(operator) ? v : filterValue(operator, valueText(v));
+  }
+  return next;
+}
+
+interface PropertyFiltersProps {
+  value: PropertyFilter[] | undefined;
+  onChange: (filters: PropertyFilter[]) => void;
+  /** Suggest the properties and values of this event. */
+  event?: string | null;
+  /** Names the group for screen readers, e.g. "Filters of series A". */
+  label?: string;
+  addLabel?: string;
+}
+
+/** Edits a list of property filters ({key, operator, value}), all of which must match. */
+export function PropertyFilters({ value, onChange, event, label = 'Filters', addLabel = 'Add filter' }: PropertyFiltersProps) {
+  const base = useId();
+  const filters = value ?? [];
+  const update = (i: number, f: PropertyFilter) => onChange(filters.map((x, j) => (j === i ? f : x)));
+  const remove = (i: number) => onChange(filters.filter((_, j) => j !== i));
+  return (
+    <div className="filters" role="group" aria-label={label}>
+      {filters.map((f, i) => {
+        const op = f.operator ?? 'exact';
+        return (
+          <div className="filter-row" key={i} role="group" aria-label={`${label}: filter ${i + 1}`}>
+            <PropertyKeyPicker
+              label={`Filter ${i + 1} property`}
+              hideLabel
+              value={f.key}
+              event={event}
+              onChange={(key) => update(i, { ...f, key })}
+            />
+            <div className="field">
+              <label className="visually-hidden" htmlFor={`${base}-op-${i}`}>{`Filter ${i + 1} operator`}</label>
+              <select id={`${base}-op-${i}`} value={op} onChange={(e) => update(i, withOperator(f, e.target.value as FilterOperator))}>
+                {OPERATORS.some((o) => o.value === op) ? null : <option value={op}>{op}</option>}
+                {OPERATORS.map((o) => (
+                  <option key={o.value} value={o.value}>
+                    {o.label}
+                  </option>
+                ))}
+              </select>
+            </div>
+            {operatorTakesValue(op) ? (
+              <PropertyValuePicker
+                label={`Filter ${i + 1} value`}
+                hideLabel
+                propertyKey={f.key}
+                event={event}
+                value={valueText(f.value)}
+                onChange={(text) => update(i, { ...f, operator: op, value: filterValue(op, text) })}
+              />
+            ) : null}
+            <button type="button" className="btn-icon" aria-label={`Remove filter ${i + 1}`} onClick={() => remove(i)}>
+              ×
+            </button>
+          </div>
+        );
+      })}
+      <button type="button" className="btn btn-small" onClick={() => onChange([...filters, { key: '', operator: 'exact', value: '' }])}>
+        + {addLabel}
+      </button>
+    </div>
+  );
+}
