@@ -264,6 +264,15 @@ async fn trends_match_an_independent_computation() -> Result<()> {
     assert_series("per-user avg", &data(&r[5]), &pu_avg);
     assert_series("per-user max", &data(&r[6]), &pu_max);
     assert!(close(r[0]["total"].as_f64().unwrap_or(0.0), pv.len() as f64));
+    // Over the whole range: additive maths sum their buckets; the others are computed anew.
+    let agg = |i: usize| r[i]["aggregated_value"].as_f64().unwrap_or(f64::NAN);
+    assert!(close(agg(0), pv.len() as f64));
+    let all_users = pv.iter().map(|e| &e.distinct_id).collect::<HashSet<_>>().len() as f64;
+    assert!(close(agg(1), all_users), "unique users over the range: {} vs {all_users}", agg(1));
+    assert!(all_users < uniques.iter().sum::<f64>(), "the fixture has users active on several days");
+    let all_amounts: Vec<f64> = pv.iter().filter_map(|e| amount(e)).collect();
+    assert!(close(agg(2), all_amounts.iter().sum()));
+    assert!(close(agg(3), percentile(&all_amounts, 0.5)), "median over the range");
 
     // Another timezone moves events between days (Tokyo is UTC+9, no DST); empty buckets are 0.
     let v = s

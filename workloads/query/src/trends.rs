@@ -62,6 +62,11 @@ impl Math {
         )
     }
 
+    /// Whether the value over a range is the sum of its buckets' values.
+    fn additive(self) -> bool {
+        matches!(self, Math::Total | Math::Sum)
+    }
+
     fn per_user(self) -> bool {
         matches!(
             self,
@@ -153,6 +158,9 @@ pub struct TrendResult {
     pub data: Vec<f64>,
     /// The sum of `data`.
     pub total: f64,
+    /// The series' value over the whole range: `total` for `total` and `sum`; computed over the
+    /// range for the rest (unique users over the range, not the sum of each bucket's).
+    pub aggregated_value: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -335,15 +343,46 @@ pub async fn run(
                 bounds,
                 &range.tz_name,
                 breakdown_values.as_ref(),
+                false,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let fetched = futures::future::try_join_all(
-        statements
-            .iter()
-            .map(|sql| engine.fetch_all::<BucketRow>(sql)),
+    // Maths whose range value is not the sum of the buckets' get one more statement each.
+    let whole_range = (0..req.series.len())
+        .filter(|&i| !req.series[i].math.additive())
+        .map(|i| {
+            series_sql(
+                engine,
+                project_id,
+                req,
+                i,
+                bounds,
+                &range.tz_name,
+                breakdown_values.as_ref(),
+                true,
+            )
+            .map(|sql| (i, sql))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (fetched, fetched_whole) = futures::future::try_join(
+        futures::future::try_join_all(
+            statements
+                .iter()
+                .map(|sql| engine.fetch_all::<BucketRow>(sql)),
+        ),
+        futures::future::try_join_all(
+            whole_range
+                .iter()
+                .map(|(_, sql)| engine.fetch_all::<BucketRow>(sql)),
+        ),
     )
     .await?;
+    let mut range_values: HashMap<(usize, String), f64> = HashMap::new();
+    for ((i, _), rows) in whole_range.iter().zip(fetched_whole) {
+        for r in rows {
+            range_values.insert((*i, r.bd), r.v);
+        }
+    }
 
     let index: HashMap<i64, usize> = buckets
         .iter()
@@ -388,6 +427,11 @@ pub async fn run(
                 math: s.math,
                 breakdown_value: g.clone(),
                 total: data.iter().sum(),
+                aggregated_value: if s.math.additive() {
+                    data.iter().sum()
+                } else {
+                    range_values.get(&(i, key)).copied().unwrap_or(0.0)
+                },
                 data,
             });
         }
@@ -440,11 +484,17 @@ fn series_sql(
     bounds: (i64, i64),
     tz: &str,
     breakdown: Option<&(Vec<String>, bool)>,
+    whole_range: bool,
 ) -> Result<Sql, ApiError> {
     let s = &req.series[i];
     let mut sql = Sql::new();
     let tz = sql.str(tz);
-    let bucket = req.interval.bucket_sql(&tz);
+    // Over the whole range, every row falls in one bucket, 0.
+    let bucket = if whole_range {
+        "toUInt32(0)".to_string()
+    } else {
+        req.interval.bucket_sql(&tz)
+    };
     let bd = match (&req.breakdown, breakdown) {
         (Some(b), Some((values, more))) => {
             let expr = breakdown_expr(&mut sql, &b.property);
