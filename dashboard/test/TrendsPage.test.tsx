@@ -28,7 +28,7 @@ function api() {
       const body = c.body as TrendsRequest;
       if (body.series[0]?.math === 'sum') return json(400, { error: 'invalid_request', message: 'sum needs a property', field: 'series[0].math_property' });
       const total = body.series[0]?.math === 'unique_users' ? 40 : 120;
-      return json(200, { ...trendsSingle, results: [{ ...trendsSingle.results[0]!, math: body.series[0]?.math ?? 'total', data: [total, 0, 0], total }] });
+      return json(200, { ...trendsSingle, results: [{ ...trendsSingle.results[0]!, math: body.series[0]?.math ?? 'total', data: [total, 0, 0], total, aggregated_value: total }] });
     }
     return undefined;
   });
@@ -75,7 +75,7 @@ describe('TrendsPage', () => {
 
   it('says when nothing matches', async () => {
     stubFetch(async (c) =>
-      c.path.endsWith('/query/trends') ? json(200, { ...trendsSingle, results: [{ ...trendsSingle.results[0]!, data: [0, 0, 0], total: 0 }] }) : json(200, { results: [] }),
+      c.path.endsWith('/query/trends') ? json(200, { ...trendsSingle, results: [{ ...trendsSingle.results[0]!, data: [0, 0, 0], total: 0, aggregated_value: 0 }] }) : json(200, { results: [] }),
     );
     renderAt(<TrendsPage />, { url: '/project/3/trends' });
     expect(await screen.findByTestId('empty-state')).toHaveTextContent('No events match this query in this range');

@@ -31,7 +31,8 @@ describe('TrendsTable', () => {
     expect(cells(rows[1]!)).toEqual(['(none)', '1', '2', '3', '6']);
     expect(cells(rows[2]!)).toEqual(['Other', '0', '0', '4', '4']);
     expect(within(rows[3]!).getByRole('rowheader')).toHaveTextContent('B Buyers · Unique users');
-    expect(cells(rows[3]!)).toEqual(['Chrome', '3', '4', '5', '12']);
+    // Unique users over the range (aggregated_value), not the sum of each day's 3 + 4 + 5.
+    expect(cells(rows[3]!)).toEqual(['Chrome', '3', '4', '5', '9']);
     // The formula: null buckets as a dash, and no total (a sum of ratios means nothing).
     expect(within(rows[6]!).getByRole('rowheader')).toHaveTextContent('ƒ A / B');
     expect(cells(rows[6]!)).toEqual(['Chrome', '10', '300', '4.1', '—']);
@@ -40,7 +41,7 @@ describe('TrendsTable', () => {
 
   it('marks rows with their series and breakdown value', () => {
     const { container } = render(<TrendsTable result={trendsBreakdown} />);
-    expect(container.querySelector('tr[data-series="B"][data-breakdown="Chrome"] [data-testid="trend-total"]')).toHaveTextContent('12');
+    expect(container.querySelector('tr[data-series="B"][data-breakdown="Chrome"] [data-testid="trend-total"]')).toHaveTextContent('9');
     expect(container.querySelector('tr[data-series="A"][data-breakdown="$other"] [data-testid="trend-total"]')).toHaveTextContent('4');
   });
 

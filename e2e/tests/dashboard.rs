@@ -6,8 +6,8 @@
 //!
 //! The seeded events and the numbers the browser must show are defined here, once:
 //! - `$pageview`: 120 events by 40 users over the last 5 days, `$browser` Chrome on 80 of them and
-//!   Firefox on 40 → trend total 120, breakdown Chrome 80 / Firefox 40 (unique users is checked
-//!   against the API's own answer: its total sums daily uniques);
+//!   Firefox on 40 → trend total 120, unique users 40 over the range (120 summed per day: every
+//!   visitor comes on three days), breakdown Chrome 80 / Firefox 40;
 //! - `signed_up` by 30 users, `activated` by 18 of them 10 minutes later, `purchased` by 9 of those
 //!   10 minutes after that → funnel 30 / 18 / 9.
 

@@ -199,7 +199,10 @@ export interface TrendResult {
   math: Math;
   breakdown_value: string | null;
   data: number[];
+  /** The sum of data. */
   total: number;
+  /** The value over the whole range (unique users over the range, not a sum of daily uniques). */
+  aggregated_value: number;
 }
 
 export interface FormulaResult {

@@ -2,7 +2,7 @@ import type { TrendsResponse } from '../../api/types';
 import { formatBreakdownValue, formatBucket, formatNumber } from '../../format';
 import { mathLabel } from '../../queries';
 import { color } from './palette';
-import { isAdditive, trendRows } from './trendRows';
+import { trendRows } from './trendRows';
 
 interface Props {
   result: TrendsResponse;
@@ -14,7 +14,6 @@ interface Props {
 export function TrendsTable({ result, breakdownProperty }: Props) {
   const rows = trendRows(result);
   const hasBreakdown = rows.some((r) => r.breakdown !== null);
-  const nonAdditive = rows.some((r) => !r.formula && !isAdditive(r.math));
   return (
     <div className="table-scroll">
       <table className="data-table trends-table" aria-label="Trend results">
@@ -27,7 +26,7 @@ export function TrendsTable({ result, breakdownProperty }: Props) {
                 {formatBucket(l, result.interval)}
               </th>
             ))}
-            <th scope="col" className="num" title={nonAdditive ? "The sum of the buckets' values" : undefined}>
+            <th scope="col" className="num" title="Over the whole range: unique users are counted once, not once per bucket">
               Total
             </th>
           </tr>

@@ -9,7 +9,8 @@ export interface TrendRow {
   math: Math | null;
   breakdown: string | null;
   data: (number | null)[];
-  /** The sum of the buckets; null for the formula (a sum of ratios means nothing). */
+  /** The value over the whole range (the API's aggregated_value: a sum for total and sum, computed
+   * over the range for unique users, averages, quantiles); null for the formula. */
   total: number | null;
   formula: boolean;
 }
@@ -22,7 +23,7 @@ export function trendRows(res: TrendsResponse): TrendRow[] {
     math: r.math,
     breakdown: r.breakdown_value,
     data: r.data,
-    total: r.total,
+    total: r.aggregated_value,
     formula: false,
   }));
   for (const f of res.formula ?? []) {
@@ -39,6 +40,3 @@ export function trendRows(res: TrendsResponse): TrendRow[] {
   }
   return rows;
 }
-
-/** Maths whose per-bucket values do not add up to a range's value (unique users, averages, …). */
-export const isAdditive = (m: Math | null) => m === 'total' || m === 'sum';
