@@ -81,3 +81,24 @@ export function FormError({ error }: { error: unknown }) {
     </div>
   );
 }
+
+/**
+ * A list query's states before its rows: the error (with a retry), loading, and empty; `children`
+ * renders the rows once there are some.
+ */
+export function ListView<T>({
+  query,
+  items,
+  empty,
+  children,
+}: {
+  query: { error: unknown; isPending: boolean; data: T | undefined; refetch: () => unknown };
+  items: (data: T) => readonly unknown[];
+  empty: ReactNode;
+  children: (data: T) => ReactNode;
+}) {
+  if (query.error) return <ErrorState error={query.error} onRetry={() => void query.refetch()} />;
+  if (query.isPending || query.data === undefined) return <Loading />;
+  if (items(query.data).length === 0) return <>{empty}</>;
+  return <>{children(query.data)}</>;
+}

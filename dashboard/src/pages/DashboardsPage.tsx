@@ -3,7 +3,7 @@ import { Link, useNavigate } from 'react-router';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { createDashboard, listDashboards } from '../api/insights';
 import { PageHeader } from '../components/PageHeader';
-import { Empty, ErrorState, FormError, Loading } from '../components/States';
+import { Empty, FormError, ListView } from '../components/States';
 import { formatTimestamp } from '../format';
 import { useProject } from '../project';
 
@@ -38,25 +38,21 @@ export function DashboardsPage() {
         </button>
         <FormError error={create.error} />
       </form>
-      {list.error ? (
-        <ErrorState error={list.error} onRetry={() => void list.refetch()} />
-      ) : list.isPending ? (
-        <Loading />
-      ) : list.data.results.length === 0 ? (
-        <Empty title="No dashboards yet">Create one here, or save an insight from Trends, Funnels or Retention onto a new dashboard.</Empty>
-      ) : (
-        <ul className="card-list" aria-label="Dashboards">
-          {list.data.results.map((d) => (
-            <li key={d.id} className="card">
-              <Link to={`/project/${project.id}/dashboards/${d.id}`} className="card-title">
-                {d.name}
-              </Link>
-              {d.description ? <p className="muted">{d.description}</p> : null}
-              <p className="muted small">Updated {formatTimestamp(d.updated_at)}</p>
-            </li>
-          ))}
-        </ul>
-      )}
+      <ListView query={list} items={(data) => data.results} empty={<Empty title="No dashboards yet">Create one here, or save an insight from Trends, Funnels or Retention onto a new dashboard.</Empty>}>
+        {(data) => (
+          <ul className="card-list" aria-label="Dashboards">
+            {data.results.map((d) => (
+              <li key={d.id} className="card">
+                <Link to={`/project/${project.id}/dashboards/${d.id}`} className="card-title">
+                  {d.name}
+                </Link>
+                {d.description ? <p className="muted">{d.description}</p> : null}
+                <p className="muted small">Updated {formatTimestamp(d.updated_at)}</p>
+              </li>
+            ))}
+          </ul>
+        )}
+      </ListView>
     </div>
   );
 }

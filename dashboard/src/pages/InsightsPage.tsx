@@ -5,7 +5,7 @@ import { deleteInsight, listInsights } from '../api/insights';
 import type { Insight } from '../api/types';
 import { ConfirmDialog } from '../components/Modal';
 import { PageHeader } from '../components/PageHeader';
-import { Empty, ErrorState, FormError, Loading } from '../components/States';
+import { Empty, FormError, ListView } from '../components/States';
 import { formatTimestamp } from '../format';
 import { useProject } from '../project';
 import { insightEditorPath } from '../urlState';
@@ -28,42 +28,38 @@ export function InsightsPage() {
   return (
     <div className="page page-insights">
       <PageHeader title="Saved insights" />
-      {list.error ? (
-        <ErrorState error={list.error} onRetry={() => void list.refetch()} />
-      ) : list.isPending ? (
-        <Loading />
-      ) : list.data.results.length === 0 ? (
-        <Empty title="No saved insights yet">Build a trend, funnel or retention query and press Save.</Empty>
-      ) : (
-        <table className="data-table" aria-label="Saved insights">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Kind</th>
-              <th scope="col">Updated</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.results.map((i) => (
-              <tr key={i.id}>
-                <th scope="row">
-                  <Link to={insightEditorPath(project.id, i)}>{i.name}</Link>
+      <ListView query={list} items={(data) => data.results} empty={<Empty title="No saved insights yet">Build a trend, funnel or retention query and press Save.</Empty>}>
+        {(data) => (
+          <table className="data-table" aria-label="Saved insights">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Kind</th>
+                <th scope="col">Updated</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
                 </th>
-                <td>{KIND[i.query.kind] ?? i.query.kind}</td>
-                <td>{formatTimestamp(i.updated_at)}</td>
-                <td className="actions">
-                  <button type="button" className="btn btn-small btn-danger-outline" onClick={() => setDeleting(i)}>
-                    Delete
-                  </button>
-                </td>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {data.results.map((i) => (
+                <tr key={i.id}>
+                  <th scope="row">
+                    <Link to={insightEditorPath(project.id, i)}>{i.name}</Link>
+                  </th>
+                  <td>{KIND[i.query.kind] ?? i.query.kind}</td>
+                  <td>{formatTimestamp(i.updated_at)}</td>
+                  <td className="actions">
+                    <button type="button" className="btn btn-small btn-danger-outline" onClick={() => setDeleting(i)}>
+                      Delete
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </ListView>
       {deleting ? (
         <ConfirmDialog
           title="Delete insight"

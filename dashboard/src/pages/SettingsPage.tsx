@@ -6,7 +6,7 @@ import { useAuth } from '../auth/AuthContext';
 import { CopyButton } from '../components/CopyButton';
 import { ConfirmDialog } from '../components/Modal';
 import { PageHeader } from '../components/PageHeader';
-import { Empty, ErrorState, FormError, Loading } from '../components/States';
+import { Empty, FormError, ListView } from '../components/States';
 import { formatTimestamp } from '../format';
 import { useProject } from '../project';
 
@@ -117,46 +117,42 @@ function WriteKeysSection() {
         <FormError error={create.error} />
       </form>
       {created?.key ? <RevealedKey label={`Write key “${created.name || created.display_prefix}” created.`} value={created.key} onDone={() => setCreated(null)} /> : null}
-      {keys.error ? (
-        <ErrorState error={keys.error} onRetry={() => void keys.refetch()} />
-      ) : keys.isPending ? (
-        <Loading />
-      ) : keys.data.length === 0 ? (
-        <Empty title="No write keys" />
-      ) : (
-        <table className="data-table" aria-label="Write keys">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Key</th>
-              <th scope="col">Created</th>
-              <th scope="col">Last used</th>
-              <th scope="col">Status</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {keys.data.map((k) => (
-              <tr key={k.id} data-key-id={k.id} className={k.revoked_at ? 'revoked' : undefined}>
-                <th scope="row">{k.name || <span className="muted">(unnamed)</span>}</th>
-                <td className="mono">{k.display_prefix}…</td>
-                <td>{when(k.created_at)}</td>
-                <td>{when(k.last_used_at)}</td>
-                <td>{k.revoked_at ? `Revoked ${when(k.revoked_at)}` : 'Active'}</td>
-                <td className="actions">
-                  {k.revoked_at ? null : (
-                    <button type="button" className="btn btn-small btn-danger-outline" onClick={() => setRevoking(k)}>
-                      Revoke
-                    </button>
-                  )}
-                </td>
+      <ListView query={keys} items={(data) => data} empty={<Empty title="No write keys" />}>
+        {(data) => (
+          <table className="data-table" aria-label="Write keys">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Key</th>
+                <th scope="col">Created</th>
+                <th scope="col">Last used</th>
+                <th scope="col">Status</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {data.map((k) => (
+                <tr key={k.id} data-key-id={k.id} className={k.revoked_at ? 'revoked' : undefined}>
+                  <th scope="row">{k.name || <span className="muted">(unnamed)</span>}</th>
+                  <td className="mono">{k.display_prefix}…</td>
+                  <td>{when(k.created_at)}</td>
+                  <td>{when(k.last_used_at)}</td>
+                  <td>{k.revoked_at ? `Revoked ${when(k.revoked_at)}` : 'Active'}</td>
+                  <td className="actions">
+                    {k.revoked_at ? null : (
+                      <button type="button" className="btn btn-small btn-danger-outline" onClick={() => setRevoking(k)}>
+                        Revoke
+                      </button>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </ListView>
       {revoking ? (
         <ConfirmDialog
           title="Revoke write key"
@@ -258,48 +254,44 @@ function PersonalKeysSection() {
         <FormError error={create.error} />
       </form>
       {created?.key ? <RevealedKey label={`Personal key “${created.name}” created.`} value={created.key} onDone={() => setCreated(null)} /> : null}
-      {keys.error ? (
-        <ErrorState error={keys.error} onRetry={() => void keys.refetch()} />
-      ) : keys.isPending ? (
-        <Loading />
-      ) : keys.data.length === 0 ? (
-        <Empty title="No personal keys" />
-      ) : (
-        <table className="data-table" aria-label="Personal keys">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Key</th>
-              <th scope="col">Scopes</th>
-              <th scope="col">Projects</th>
-              <th scope="col">Expires</th>
-              <th scope="col">Status</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {keys.data.map((k) => (
-              <tr key={k.id} className={k.revoked_at ? 'revoked' : undefined}>
-                <th scope="row">{k.name}</th>
-                <td className="mono">{k.display_prefix}…</td>
-                <td>{k.scopes.join(', ')}</td>
-                <td>{k.project_ids ? k.project_ids.join(', ') : 'all'}</td>
-                <td>{when(k.expires_at)}</td>
-                <td>{k.revoked_at ? `Revoked ${when(k.revoked_at)}` : 'Active'}</td>
-                <td className="actions">
-                  {k.revoked_at ? null : (
-                    <button type="button" className="btn btn-small btn-danger-outline" onClick={() => setRevoking(k)}>
-                      Revoke
-                    </button>
-                  )}
-                </td>
+      <ListView query={keys} items={(data) => data} empty={<Empty title="No personal keys" />}>
+        {(data) => (
+          <table className="data-table" aria-label="Personal keys">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Key</th>
+                <th scope="col">Scopes</th>
+                <th scope="col">Projects</th>
+                <th scope="col">Expires</th>
+                <th scope="col">Status</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {data.map((k) => (
+                <tr key={k.id} className={k.revoked_at ? 'revoked' : undefined}>
+                  <th scope="row">{k.name}</th>
+                  <td className="mono">{k.display_prefix}…</td>
+                  <td>{k.scopes.join(', ')}</td>
+                  <td>{k.project_ids ? k.project_ids.join(', ') : 'all'}</td>
+                  <td>{when(k.expires_at)}</td>
+                  <td>{k.revoked_at ? `Revoked ${when(k.revoked_at)}` : 'Active'}</td>
+                  <td className="actions">
+                    {k.revoked_at ? null : (
+                      <button type="button" className="btn btn-small btn-danger-outline" onClick={() => setRevoking(k)}>
+                        Revoke
+                      </button>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </ListView>
       {revoking ? (
         <ConfirmDialog
           title="Revoke personal key"
@@ -373,61 +365,57 @@ function MembersSection() {
         <FormError error={add.error} />
       </form>
       <FormError error={change.error} />
-      {members.error ? (
-        <ErrorState error={members.error} onRetry={() => void members.refetch()} />
-      ) : members.isPending ? (
-        <Loading />
-      ) : members.data.length === 0 ? (
-        <Empty title="No members" />
-      ) : (
-        <table className="data-table" aria-label="Members">
-          <thead>
-            <tr>
-              <th scope="col">Email</th>
-              <th scope="col">Name</th>
-              <th scope="col">Role</th>
-              <th scope="col">Joined</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {members.data.map((m) => (
-              <tr key={m.user_id}>
-                <th scope="row">
-                  {m.email}
-                  {m.user_id === me?.user.id ? <span className="muted"> (you)</span> : null}
+      <ListView query={members} items={(data) => data} empty={<Empty title="No members" />}>
+        {(data) => (
+          <table className="data-table" aria-label="Members">
+            <thead>
+              <tr>
+                <th scope="col">Email</th>
+                <th scope="col">Name</th>
+                <th scope="col">Role</th>
+                <th scope="col">Joined</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
                 </th>
-                <td>{m.name}</td>
-                <td>
-                  <label className="visually-hidden" htmlFor={`role-${m.user_id}`}>
-                    Role of {m.email}
-                  </label>
-                  <select
-                    id={`role-${m.user_id}`}
-                    value={m.role}
-                    disabled={change.isPending}
-                    onChange={(e) => change.mutate({ userId: m.user_id, role: e.target.value as Role })}
-                  >
-                    {ROLES.map((r) => (
-                      <option key={r} value={r}>
-                        {r}
-                      </option>
-                    ))}
-                  </select>
-                </td>
-                <td>{formatTimestamp(m.joined_at)}</td>
-                <td className="actions">
-                  <button type="button" className="btn btn-small btn-danger-outline" onClick={() => setRemoving(m)}>
-                    {m.user_id === me?.user.id ? 'Leave' : 'Remove'}
-                  </button>
-                </td>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+            </thead>
+            <tbody>
+              {data.map((m) => (
+                <tr key={m.user_id}>
+                  <th scope="row">
+                    {m.email}
+                    {m.user_id === me?.user.id ? <span className="muted"> (you)</span> : null}
+                  </th>
+                  <td>{m.name}</td>
+                  <td>
+                    <label className="visually-hidden" htmlFor={`role-${m.user_id}`}>
+                      Role of {m.email}
+                    </label>
+                    <select
+                      id={`role-${m.user_id}`}
+                      value={m.role}
+                      disabled={change.isPending}
+                      onChange={(e) => change.mutate({ userId: m.user_id, role: e.target.value as Role })}
+                    >
+                      {ROLES.map((r) => (
+                        <option key={r} value={r}>
+                          {r}
+                        </option>
+                      ))}
+                    </select>
+                  </td>
+                  <td>{formatTimestamp(m.joined_at)}</td>
+                  <td className="actions">
+                    <button type="button" className="btn btn-small btn-danger-outline" onClick={() => setRemoving(m)}>
+                      {m.user_id === me?.user.id ? 'Leave' : 'Remove'}
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </ListView>
       {removing ? (
         <ConfirmDialog
           title="Remove member"

@@ -180,10 +180,7 @@ class Client:
         uuid: Optional[UUIDLike] = None,
     ) -> Optional[str]:
         """Sets person properties: a ``$identify`` event with ``properties={"$set": properties}``."""
-        if self.disabled:
-            return None
-        person = check_properties(properties)
-        return self.capture(distinct_id, "$identify", {"$set": person}, timestamp, uuid)
+        return self._person_event(distinct_id, "$identify", "$set", properties, timestamp, uuid)
 
     def set(
         self,
@@ -193,10 +190,7 @@ class Client:
         uuid: Optional[UUIDLike] = None,
     ) -> Optional[str]:
         """Sets person properties: a ``$set`` event with ``properties={"$set": properties}``."""
-        if self.disabled:
-            return None
-        person = check_properties(properties)
-        return self.capture(distinct_id, "$set", {"$set": person}, timestamp, uuid)
+        return self._person_event(distinct_id, "$set", "$set", properties, timestamp, uuid)
 
     def set_once(
         self,
@@ -206,10 +200,7 @@ class Client:
         uuid: Optional[UUIDLike] = None,
     ) -> Optional[str]:
         """Sets person properties not set before: ``$set_once`` with ``{"$set_once": properties}``."""
-        if self.disabled:
-            return None
-        person = check_properties(properties)
-        return self.capture(distinct_id, "$set_once", {"$set_once": person}, timestamp, uuid)
+        return self._person_event(distinct_id, "$set_once", "$set_once", properties, timestamp, uuid)
 
     def alias(
         self,
@@ -226,6 +217,20 @@ class Client:
         previous = check_distinct_id(previous_id, "previous_id")
         alias = check_distinct_id(distinct_id)
         return self.capture(previous, "$create_alias", {"distinct_id": previous, "alias": alias}, timestamp, uuid)
+
+    def _person_event(
+        self,
+        distinct_id: Any,
+        event: str,
+        key: str,
+        properties: Optional[Mapping[str, Any]],
+        timestamp: Optional[Timestamp],
+        uuid: Optional[UUIDLike],
+    ) -> Optional[str]:
+        """An event whose properties are ``{key: properties}`` (person properties)."""
+        if self.disabled:
+            return None
+        return self.capture(distinct_id, event, {key: check_properties(properties)}, timestamp, uuid)
 
     # -- sending -------------------------------------------------------------------------------
 
