@@ -1,7 +1,6 @@
-import { useMemo } from 'react';
-import { keepPreviousData, useQuery } from '@tanstack/react-query';
+import { useAnalysis, type AnalysisKind } from '../analysis';
 import { queryFunnels } from '../api/query';
-import type { FunnelOrder, FunnelStep, FunnelsRequest, WindowUnit } from '../api/types';
+import type { FunnelOrder, FunnelStep, FunnelsRequest, WindowUnit, FunnelsResponse } from '../api/types';
 import { FunnelBars, FunnelBreakdownTable } from '../components/charts/FunnelBars';
 import { ComboInput } from '../components/ComboInput';
 import { DateRangePicker } from '../components/DateRangePicker';
@@ -10,25 +9,22 @@ import { EventPicker, PropertyKeyPicker } from '../components/Pickers';
 import { PropertyFilters } from '../components/PropertyFilters';
 import { Results } from '../components/Results';
 import { Empty } from '../components/States';
-import { useProject } from '../project';
 import { defaultFunnels, funnelsRequest, sanitizeFunnels } from '../queries';
-import { useUrlQuery } from '../urlState';
 
 const MIN_STEPS = 2;
 const MAX_STEPS = 10;
 const UNITS: WindowUnit[] = ['minute', 'hour', 'day', 'week'];
 
+const FUNNELS: AnalysisKind<FunnelsRequest, FunnelsResponse> = {
+  name: 'funnels',
+  defaults: defaultFunnels,
+  sanitize: sanitizeFunnels,
+  toRequest: funnelsRequest,
+  run: queryFunnels,
+};
+
 export function FunnelsPage() {
-  const project = useProject();
-  const fallback = useMemo(() => defaultFunnels(project.timezone), [project.timezone]);
-  const { value: q, setQuery, invalid, insightId, setInsightId } = useUrlQuery<FunnelsRequest>(fallback, sanitizeFunnels);
-  const request = useMemo(() => funnelsRequest(q), [q]);
-  const result = useQuery({
-    queryKey: ['funnels', project.id, request],
-    queryFn: ({ signal }) => queryFunnels(project.id, request, signal),
-    placeholderData: keepPreviousData,
-  });
-  const set = (patch: Partial<FunnelsRequest>) => setQuery({ ...q, ...patch });
+  const { q, invalid, insightId, setInsightId, request, result, set } = useAnalysis(FUNNELS);
   const setStep = (i: number, s: FunnelStep) => set({ steps: q.steps.map((x, j) => (j === i ? s : x)) });
   const cw = q.conversion_window ?? { value: 14, unit: 'day' as WindowUnit };
 

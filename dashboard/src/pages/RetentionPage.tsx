@@ -1,7 +1,6 @@
-import { useMemo } from 'react';
-import { keepPreviousData, useQuery } from '@tanstack/react-query';
+import { useAnalysis, type AnalysisKind } from '../analysis';
 import { queryRetention } from '../api/query';
-import type { Period, RetentionRequest, RetentionType } from '../api/types';
+import type { Period, RetentionRequest, RetentionType, RetentionResponse } from '../api/types';
 import { RetentionTable } from '../components/charts/RetentionTable';
 import { ComboInput } from '../components/ComboInput';
 import { InsightHeader } from '../components/InsightHeader';
@@ -9,21 +8,18 @@ import { EventPicker } from '../components/Pickers';
 import { PropertyFilters } from '../components/PropertyFilters';
 import { Results } from '../components/Results';
 import { Empty } from '../components/States';
-import { useProject } from '../project';
 import { defaultRetention, retentionRequest, sanitizeRetention } from '../queries';
-import { useUrlQuery } from '../urlState';
+
+const RETENTION: AnalysisKind<RetentionRequest, RetentionResponse> = {
+  name: 'retention',
+  defaults: defaultRetention,
+  sanitize: sanitizeRetention,
+  toRequest: retentionRequest,
+  run: queryRetention,
+};
 
 export function RetentionPage() {
-  const project = useProject();
-  const fallback = useMemo(() => defaultRetention(project.timezone), [project.timezone]);
-  const { value: q, setQuery, invalid, insightId, setInsightId } = useUrlQuery<RetentionRequest>(fallback, sanitizeRetention);
-  const request = useMemo(() => retentionRequest(q), [q]);
-  const result = useQuery({
-    queryKey: ['retention', project.id, request],
-    queryFn: ({ signal }) => queryRetention(project.id, request, signal),
-    placeholderData: keepPreviousData,
-  });
-  const set = (patch: Partial<RetentionRequest>) => setQuery({ ...q, ...patch });
+  const { q, invalid, insightId, setInsightId, request, result, set } = useAnalysis(RETENTION);
 
   return (
     <div className="page page-retention">

@@ -1,7 +1,6 @@
-import { useMemo } from 'react';
-import { keepPreviousData, useQuery } from '@tanstack/react-query';
+import { useAnalysis, type AnalysisKind } from '../analysis';
 import { queryTrends } from '../api/query';
-import type { Interval, MathInput, Series, TrendsRequest } from '../api/types';
+import type { Interval, MathInput, Series, TrendsRequest, TrendsResponse } from '../api/types';
 import { TrendsChart } from '../components/charts/TrendsChart';
 import { TrendsTable } from '../components/charts/TrendsTable';
 import { ComboInput } from '../components/ComboInput';
@@ -11,9 +10,7 @@ import { EventPicker, PropertyKeyPicker } from '../components/Pickers';
 import { PropertyFilters } from '../components/PropertyFilters';
 import { Results } from '../components/Results';
 import { Empty } from '../components/States';
-import { useProject } from '../project';
 import { defaultTrends, INTERVALS, MATHS, mathNeedsProperty, sanitizeTrends, trendsRequest } from '../queries';
-import { useUrlQuery } from '../urlState';
 
 const MAX_SERIES = 10;
 const letter = (i: number) => String.fromCharCode(65 + i);
@@ -86,17 +83,16 @@ function SeriesEditor({
   );
 }
 
+const TRENDS: AnalysisKind<TrendsRequest, TrendsResponse> = {
+  name: 'trends',
+  defaults: defaultTrends,
+  sanitize: sanitizeTrends,
+  toRequest: trendsRequest,
+  run: queryTrends,
+};
+
 export function TrendsPage() {
-  const project = useProject();
-  const fallback = useMemo(() => defaultTrends(project.timezone), [project.timezone]);
-  const { value: q, setQuery, invalid, insightId, setInsightId } = useUrlQuery<TrendsRequest>(fallback, sanitizeTrends);
-  const request = useMemo(() => trendsRequest(q), [q]);
-  const result = useQuery({
-    queryKey: ['trends', project.id, request],
-    queryFn: ({ signal }) => queryTrends(project.id, request, signal),
-    placeholderData: keepPreviousData,
-  });
-  const set = (patch: Partial<TrendsRequest>) => setQuery({ ...q, ...patch });
+  const { q, invalid, insightId, setInsightId, request, result, set } = useAnalysis(TRENDS);
   const setSeries = (i: number, s: Series) => set({ series: q.series.map((x, j) => (j === i ? s : x)) });
 
   return (
