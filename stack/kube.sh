@@ -21,6 +21,18 @@
 # CAIRN_KUBE_KCM_PORT, CAIRN_KUBE_SCHEDULER_PORT, CAIRN_KUBE_KWOK_PORT). The fake node is named
 # CAIRN_KUBE_NODE_NAME (default kwok-node-0) and has no taint, so every Pod can land on it.
 #
+# Switches for a control plane that real kubelets and pods use (stack/node.sh); the defaults keep
+# everything on loopback with kwok:
+#   CAIRN_KUBE_KWOK=0                  start no kwok and register no fake node
+#   CAIRN_KUBE_BIND_ADDRESS            the apiserver's listen address (default 127.0.0.1)
+#   CAIRN_KUBE_ADVERTISE_ADDRESS       the address the apiserver publishes as the endpoint of the
+#                                      `kubernetes` Service (default 127.0.0.1: then the Service
+#                                      has no endpoint, as pods could not reach loopback anyway;
+#                                      any other address turns on the lease endpoint reconciler)
+#   CAIRN_KUBE_APISERVER_SANS          extra subjectAltNames for the apiserver's certificate
+#                                      (e.g. IP:192.0.2.2), used when the certificate is first made
+#   CAIRN_KUBE_APISERVER_EXTRA_ARGS    more kube-apiserver flags (split on spaces)
+#
 # Builds run at the lowest priority on one core (nice -n 19, go build -p 1, GOMAXPROCS=1):
 # the machine has two cores and a developer may be compiling at the same time. A first install
 # takes a while (kube-apiserver and kube-controller-manager are large); later ones are instant.
@@ -53,26 +65,15 @@ SCHED_PORT="$CAIRN_KUBE_SCHEDULER_PORT"
 KWOK_PORT="$CAIRN_KUBE_KWOK_PORT"
 NODE_NAME="${CAIRN_KUBE_NODE_NAME:-kwok-node-0}"
 SERVICE_CIDR="10.96.0.0/16"
+KWOK_ON="${CAIRN_KUBE_KWOK:-1}"
+API_BIND="${CAIRN_KUBE_BIND_ADDRESS:-127.0.0.1}"
+API_ADVERTISE="${CAIRN_KUBE_ADVERTISE_ADDRESS:-127.0.0.1}"
+API_RECONCILER=none
+[ "$API_ADVERTISE" = 127.0.0.1 ] || API_RECONCILER=lease
+read -r -a API_EXTRA_ARGS <<< "${CAIRN_KUBE_APISERVER_EXTRA_ARGS:-}"
 
 # ---------------------------------------------------------------------------------------------
 # install
-
-# go_build NAME VERSION CMD...: runs a Go build of NAME (unless VERSION of it is built already) at
-# the lowest priority, on one core, logging to $BIN/../NAME.log and timing it.
-go_build() {
-  local name="$1" version="$2"; shift 2
-  local stamp="$BIN/.$name.version"
-  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then return 0; fi
-  local logf="$BIN/../$name-build.log" t0; t0="$(date +%s)"
-  log "building $name $version (nice, one core; log: $logf)"
-  if ! env GOMAXPROCS=1 GOFLAGS="-trimpath -buildvcs=false -mod=mod" CGO_ENABLED=0 \
-       nice -n 19 "$@" >"$logf" 2>&1; then
-    tail -30 "$logf" >&2
-    die "building $name failed"
-  fi
-  echo "$version" > "$stamp"
-  log "built $name $version in $(( $(date +%s) - t0 ))s"
-}
 
 install() {
   command -v go >/dev/null 2>&1 || die "go not found (Go 1.24+ is needed to build the control plane)"
@@ -164,7 +165,7 @@ make_pki() {
   fi
   CA=front-proxy-ca issue front-proxy-client "/CN=front-proxy-client"
   issue apiserver "/CN=kube-apiserver" \
-    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local${CAIRN_KUBE_APISERVER_SANS:+,$CAIRN_KUBE_APISERVER_SANS}"
   # The apiserver's client certificate towards kubelets (kwok's fake kubelet endpoint).
   issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
   issue admin "/O=system:masters/CN=cairn-admin"
@@ -237,8 +238,8 @@ start() {
 
   launch kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --secure-port "$API_PORT" --advertise-address 127.0.0.1 \
-    --endpoint-reconciler-type none \
+    --bind-address "$API_BIND" --secure-port "$API_PORT" --advertise-address "$API_ADVERTISE" \
+    --endpoint-reconciler-type "$API_RECONCILER" \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
     --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
@@ -250,7 +251,7 @@ start() {
     --requestheader-extra-headers-prefix X-Remote-Extra- \
     --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
     --authorization-mode Node,RBAC --allow-privileged=true \
-    --profiling=false --v=1
+    --profiling=false --v=1 ${API_EXTRA_ARGS[@]+"${API_EXTRA_ARGS[@]}"}
   ready kube-apiserver 180 "${KUBECTL[@]}" get --raw /readyz
 
   launch kube-controller-manager "$BIN/kube-controller-manager" \
@@ -269,7 +270,7 @@ start() {
     --authorization-kubeconfig "$INSTANCE/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --cert-dir "$INSTANCE/scheduler-certs" \
     --leader-elect=false --profiling=false --v=1
-  launch kwok "$BIN/kwok" \
+  [ "$KWOK_ON" = 0 ] || launch kwok "$BIN/kwok" \
     --kubeconfig "$INSTANCE/kwok.kubeconfig" --config "$KUBE_DIR/kwok.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --node-ip 127.0.0.1 --node-name localhost --node-port "$KWOK_PORT" \
@@ -278,6 +279,12 @@ start() {
     --cidr 10.244.0.0/16 --node-lease-duration-seconds 40
   ready kube-controller-manager 120 healthz "https://127.0.0.1:$KCM_PORT/healthz"
   ready kube-scheduler 120 healthz "https://127.0.0.1:$SCHED_PORT/healthz"
+  if [ "$KWOK_ON" = 0 ]; then
+    ready kube-controller-manager 60 "${KUBECTL[@]}" -n default get serviceaccount default
+    log "kubernetes $KUBE_VERSION control plane ready in $(( $(date +%s) - t0 ))s: https://$API_ADVERTISE:$API_PORT (no kwok)"
+    echo "$KUBECONFIG_OUT"
+    return 0
+  fi
   ready kwok 120 healthz "https://127.0.0.1:$KWOK_PORT/healthz"
 
   # The fake node: kwok manages the Nodes that carry its annotation. No taint, so that every Pod

@@ -110,3 +110,21 @@ npm_ci() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$want" > "$stamp"
 }
+
+# go_build NAME VERSION CMD...: runs a Go build of NAME into $BIN (set by the caller; unless VERSION
+# of it is built already, per the stamp $BIN/.NAME.version) at the lowest priority, on one core,
+# logging to $BIN/../NAME-build.log and timing it. Used by stack/kube.sh and stack/node.sh.
+go_build() {
+  local name="$1" version="$2"; shift 2
+  local stamp="$BIN/.$name.version"
+  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then return 0; fi
+  local logf="$BIN/../$name-build.log" t0; t0="$(date +%s)"
+  log "building $name $version (nice, one core; log: $logf)"
+  if ! env GOMAXPROCS=1 GOFLAGS="-trimpath -buildvcs=false -mod=mod" CGO_ENABLED=0 \
+       nice -n 19 "$@" >"$logf" 2>&1; then
+    tail -30 "$logf" >&2
+    die "building $name failed"
+  fi
+  echo "$version" > "$stamp"
+  log "built $name $version in $(( $(date +%s) - t0 ))s"
+}
