@@ -452,8 +452,12 @@ oomScoreAdj: 0
 YAML
 }
 
+# node_ready [SINCE]: the node is Ready, according to a heartbeat at or after the epoch second SINCE
+# (after a restart the Node object still shows the Ready status of the previous run).
 node_ready() {
-  [ "$("${KUBECTL[@]}" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  local since="${1:-0}" cond
+  cond="$("${KUBECTL[@]}" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null)" || return 1
+  [ "${cond%% *}" = True ] && [ "$(date -d "${cond#* }" +%s 2>/dev/null || echo 0)" -ge "$since" ]
 }
 
 # images_present: the names of the images in the node's containerd (k8s.io namespace).
@@ -571,7 +575,7 @@ start() {
     --root-dir "$ND/kubelet" --cert-dir "$ND/kubelet/pki" \
     --hostname-override "$NODE_NAME" --node-ip "$ip" --v=1
   ready kubelet 120 healthz "http://127.0.0.1:$CAIRN_NODE_KUBELET_HEALTHZ_PORT/healthz"
-  ready kubelet 120 node_ready
+  ready kubelet 120 node_ready "$t"
   local t_kubelet=$(( $(date +%s) - t ))
 
   # 5. kube-proxy
@@ -809,8 +813,9 @@ YAML
   log "smoke: pod $ns/web is Running and Ready ($("${KUBECTL[@]}" -n "$ns" get pod web -o jsonpath='{.status.podIP}'))"
 
   local out
-  out="$("${KUBECTL[@]}" -n "$ns" exec web -- nslookup kubernetes.default.svc.cluster.local 2>&1)" \
-    && grep -q '10\.96\.0\.1$' <<<"$out" \
+  # (busybox's nslookup also asks for AAAA records and may fail on their absence: judge the output)
+  out="$("${KUBECTL[@]}" -n "$ns" exec web -- nslookup kubernetes.default.svc.cluster.local 2>&1 || true)"
+  grep -q '^Address: *10\.96\.0\.1$' <<<"$out" \
     || { echo "$out" >&2; die "smoke: the pod could not resolve kubernetes.default.svc.cluster.local through CoreDNS"; }
   log "smoke: kubernetes.default.svc.cluster.local resolves to 10.96.0.1 in the pod (CoreDNS)"
 
@@ -843,7 +848,9 @@ case "${1:-}" in
   start) with_lock node-install install; with_lock node start ;;
   stop) with_lock node stop ;;
   status) status ;;
-  env) echo "export KUBECONFIG=$KUBECONFIG_OUT"; echo "export PATH=$BIN:\$PATH" ;;
+  env) echo "export KUBECONFIG=$KUBECONFIG_OUT"; echo "export PATH=$BIN:\$PATH"
+       echo "export CONTAINER_RUNTIME_ENDPOINT=unix://$SOCK"   # for crictl
+       echo "export CAIRN_NODE_IP=$(node_ip) CAIRN_NODE_INGRESS=http://$(node_ip):$INGRESS_PORT" ;;
   logs) shift; logs "$@" ;;
   load) shift; with_lock node-load load "$@" ;;
   smoke) smoke ;;
