@@ -134,8 +134,8 @@ install() {
   command -v go >/dev/null 2>&1 || die "go not found (Go 1.24+ is needed to build the node)"
   # containerd (1.6), runc, the CNI plugins (in /usr/lib/cni), iptables (nft backend), conntrack and
   # socat (kube-proxy, port forwarding), buildah/skopeo/umoci (images), busybox-static (smoke image).
-  apt_install containerd runc containernetworking-plugins iptables conntrack socat ethtool iproute2 \
-    buildah skopeo umoci busybox-static openssl curl util-linux kmod
+  apt_install containerd runc containernetworking-plugins iptables conntrack socat iproute2 \
+    buildah skopeo umoci busybox-static openssl curl util-linux
   # The control plane binaries, kubectl and helm: stack/kube.sh's install (one place for them).
   kube_sh install >/dev/null
   mkdir -p "$BIN" "$IMAGES"
@@ -700,7 +700,7 @@ stop() {
   # libcni's result cache (/var/lib/cni/results, not configurable in containerd 1.6): the entries
   # of this node's pods name their network namespace, which is under the state dir.
   if [ -d /var/lib/cni/results ]; then
-    grep -lF "\"sandbox\":\"$ND/" /var/lib/cni/results/* 2>/dev/null | xargs -r rm -f
+    { grep -lF "\"sandbox\":\"$ND/" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r rm -f
   fi
   if [ -d /var/log/containers ]; then
     find /var/log/containers -maxdepth 1 -type l -lname "$ND/*" -delete 2>/dev/null || true
@@ -758,7 +758,11 @@ load() {
 # smoke: the node end to end
 
 smoke() {
-  local ip t0 ns=cairn-smoke img; ip="$(node_ip)"; t0="$(date +%s)"
+  local ip t0 ns img; ip="$(node_ip)"; t0="$(date +%s)"
+  # A namespace of its own per run (an Ingress gets the default class only when it is created),
+  # deleted at the end whatever the outcome (the node's logs keep the pod's log until then).
+  ns="cairn-smoke-$t0"
+  trap '"${KUBECTL[@]}" delete namespace "'"$ns"'" --wait=false >/dev/null 2>&1 || true' EXIT
   img="${BUSYBOX_IMAGE%:*}:$(busybox_version)"
   node_ready || die "smoke: node $NODE_NAME is not Ready"
   log "smoke: node $NODE_NAME is Ready"
@@ -837,7 +841,6 @@ YAML
     || { curl -sv --max-time 2 -H 'Host: smoke.cairn.test' "http://$ip:$INGRESS_PORT/" >&2 || true; die "smoke: no answer through the ingress"; }
   log "smoke: curl -H 'Host: smoke.cairn.test' http://$ip:$INGRESS_PORT/ -> cairn-smoke-ok (IngressClass $class)"
 
-  "${KUBECTL[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
   log "smoke: all checks passed in $(( $(date +%s) - t0 ))s"
 }
 
