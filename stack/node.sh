@@ -18,13 +18,15 @@
 #                                Service, Ingress from the host)
 #   stack/node.sh status | env | logs DIR
 #
-# Addresses (CAIRN_NODE_* to change them):
-#   apiserver  https://<node ip>:36443 (all addresses; kubeconfig uses 127.0.0.1), etcd 32379/32380,
-#              controller manager 36257, scheduler 36259 (loopback)
-#   kubelet    36250 (node ip), healthz 127.0.0.1:36248; kube-proxy healthz 36256, metrics 36249
+# Addresses (CAIRN_NODE_* to change them; all below 32768, the start of Linux's ephemeral port
+# range: a first version used 32379-36443, and the apiserver's own connection to etcd took
+# 127.0.0.1:36256 as its local port before kube-proxy could listen there):
+#   apiserver  https://<node ip>:24443 (all addresses; kubeconfig uses 127.0.0.1), etcd 24379/24380,
+#              controller manager 24257, scheduler 24259 (loopback)
+#   kubelet    24250 (node ip), healthz 127.0.0.1:24248; kube-proxy healthz 24256, metrics 24249
 #   ingress    http://<node ip>:18080 (Traefik, hostNetwork; also 127.0.0.1:18080), ping on 18081
 #   pods       10.244.0.0/24 on the bridge cni0 (gateway 10.244.0.1); Services 10.96.0.0/16,
-#              kubernetes 10.96.0.1 -> <node ip>:36443, DNS 10.96.0.10 (cluster.local)
+#              kubernetes 10.96.0.1 -> <node ip>:24443, DNS 10.96.0.10 (cluster.local)
 # The node ip is the host's primary IPv4 address (the source of its default route); pods reach the
 # host at that address or at the bridge gateway 10.244.0.1.
 #
@@ -52,15 +54,15 @@ SOCK="$ND/containerd/containerd.sock"
 CTR=(ctr -a "$SOCK" -n k8s.io)
 
 : "${CAIRN_NODE_NAME:=cairn-node}"
-: "${CAIRN_NODE_ETCD_PORT:=32379}"
-: "${CAIRN_NODE_ETCD_PEER_PORT:=32380}"
-: "${CAIRN_NODE_APISERVER_PORT:=36443}"
-: "${CAIRN_NODE_KCM_PORT:=36257}"
-: "${CAIRN_NODE_SCHEDULER_PORT:=36259}"
-: "${CAIRN_NODE_KUBELET_PORT:=36250}"
-: "${CAIRN_NODE_KUBELET_HEALTHZ_PORT:=36248}"
-: "${CAIRN_NODE_PROXY_HEALTHZ_PORT:=36256}"
-: "${CAIRN_NODE_PROXY_METRICS_PORT:=36249}"
+: "${CAIRN_NODE_ETCD_PORT:=24379}"
+: "${CAIRN_NODE_ETCD_PEER_PORT:=24380}"
+: "${CAIRN_NODE_APISERVER_PORT:=24443}"
+: "${CAIRN_NODE_KCM_PORT:=24257}"
+: "${CAIRN_NODE_SCHEDULER_PORT:=24259}"
+: "${CAIRN_NODE_KUBELET_PORT:=24250}"
+: "${CAIRN_NODE_KUBELET_HEALTHZ_PORT:=24248}"
+: "${CAIRN_NODE_PROXY_HEALTHZ_PORT:=24256}"
+: "${CAIRN_NODE_PROXY_METRICS_PORT:=24249}"
 : "${CAIRN_NODE_INGRESS_PORT:=18080}"
 : "${CAIRN_NODE_INGRESS_PING_PORT:=18081}"
 NODE_NAME="$CAIRN_NODE_NAME"
@@ -231,7 +233,7 @@ subjectAltName=$sans}"
 
 # node_kubeconfig FILE CERTNAME: a kubeconfig for a node component (on the host: 127.0.0.1).
 node_kubeconfig() {
-  (umask 077; cat > "$1.tmp") <<KC
+  (umask 077; write_if_changed "$1") <<KC
 apiVersion: v1
 kind: Config
 clusters:
@@ -249,7 +251,6 @@ contexts:
   context: {cluster: cairn-node, user: $2}
 current-context: cairn-node
 KC
-  mv "$1.tmp" "$1"
 }
 
 # The sysctls that the node changes (ours: forwarding and bridge netfilter; kubelet's kernel
@@ -284,9 +285,18 @@ save_host_dirs() {
   for d in "${HOST_DIRS[@]}"; do [ -e "$d" ] || echo "$d"; done > "$ND/host-dirs.new"
 }
 
+# write_if_changed FILE: writes stdin to FILE, unless FILE has that content already. kube-proxy
+# exits when its configuration file changes ("content of the proxy server's configuration file was
+# updated"), even when a rewrite leaves the content as it was, so an idempotent start must not
+# touch the files of running components.
+write_if_changed() {
+  cat > "$1.new"
+  if cmp -s "$1.new" "$1"; then rm -f "$1.new"; else mv "$1.new" "$1"; fi
+}
+
 containerd_config() {
   mkdir -p "$ND/containerd" "$ND/cni/net.d"
-  cat > "$ND/containerd/config.toml" <<TOML
+  write_if_changed "$ND/containerd/config.toml" <<TOML
 # Written by stack/node.sh: a containerd of its own for the local node (not the system's).
 version = 2
 root = "$ND/containerd/root"
@@ -341,7 +351,7 @@ TOML
   # The pod network: one bridge with host-local addresses, the host as gateway and NAT for
   # traffic leaving the pod range; portmap serves hostPort. The loopback interface of each pod is
   # set up by containerd itself with /usr/lib/cni/loopback (it is not part of this chain).
-  cat > "$ND/cni/net.d/10-$CNI_NETWORK.conflist" <<JSON
+  write_if_changed "$ND/cni/net.d/10-$CNI_NETWORK.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "$CNI_NETWORK",
@@ -367,7 +377,7 @@ JSON
 
 kubelet_config() {
   mkdir -p "$ND/kubelet" "$ND/pod-logs"
-  cat > "$ND/kubelet-config.yaml" <<YAML
+  write_if_changed "$ND/kubelet-config.yaml" <<YAML
 # Written by stack/node.sh.
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -422,7 +432,7 @@ YAML
 }
 
 kube_proxy_config() {
-  cat > "$ND/kube-proxy-config.yaml" <<YAML
+  write_if_changed "$ND/kube-proxy-config.yaml" <<YAML
 # Written by stack/node.sh.
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -590,6 +600,11 @@ start() {
   apply_manifest "$NODE_SRC/coredns.yaml"
   apply_manifest "$NODE_SRC/traefik.yaml"
   rollout kube-system coredns 180
+  # After a restart the pods' status in the API is the old one for a moment: ask CoreDNS itself,
+  # through its Service (so kube-proxy's rules and the endpoints are there too).
+  wait_for "CoreDNS at $DNS_IP" 120 sh -c \
+    "busybox nslookup kubernetes.default.svc.cluster.local $DNS_IP 2>/dev/null | grep -q '^Address: *10.96.0.1\$'" \
+    || die "CoreDNS does not answer at $DNS_IP (logs: stack/node.sh logs DIR)"
   local t_dns=$(( $(date +%s) - t )); t="$(date +%s)"
   rollout cairn-ingress traefik 180
   wait_for "the ingress controller on $ip:$INGRESS_PORT" 60 \
