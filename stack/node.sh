@@ -136,7 +136,7 @@ install() {
   command -v go >/dev/null 2>&1 || die "go not found (Go 1.24+ is needed to build the node)"
   # containerd (1.6), runc, the CNI plugins (in /usr/lib/cni), iptables (nft backend), conntrack and
   # socat (kube-proxy, port forwarding), buildah/skopeo/umoci (images), busybox-static (smoke image).
-  apt_install containerd runc containernetworking-plugins iptables conntrack socat iproute2 \
+  apt_install containerd runc containernetworking-plugins iptables nftables conntrack socat iproute2 \
     buildah skopeo umoci busybox-static openssl curl util-linux
   # The control plane binaries, kubectl and helm: stack/kube.sh's install (one place for them).
   kube_sh install >/dev/null
@@ -282,6 +282,8 @@ HOST_DIRS=(/run/containerd/s /run/containerd /var/run/netns /var/lib/cni/results
 save_host_dirs() {
   [ -f "$ND/host-dirs.new" ] && return 0
   local d
+  # likewise the nftables tables (iptables-nft creates filter/nat/mangle when first used)
+  if command -v nft >/dev/null 2>&1; then nft list tables > "$ND/nft-tables.before" 2>/dev/null || true; fi
   for d in "${HOST_DIRS[@]}"; do [ -e "$d" ] || echo "$d"; done > "$ND/host-dirs.new"
 }
 
@@ -650,6 +652,21 @@ cleanup_iptables() {
   done
 }
 
+# drop_new_nft_tables: deletes the iptables-nft tables (filter, nat, mangle, raw) that did not
+# exist before the first start, once no rule is left in them.
+drop_new_nft_tables() {
+  [ -f "$ND/nft-tables.before" ] && command -v nft >/dev/null 2>&1 || return 0
+  local word fam name save
+  while read -r word fam name; do
+    [ "$word" = table ] || continue
+    grep -qx "table $fam $name" "$ND/nft-tables.before" && continue
+    case "$fam" in ip) save=iptables-save ;; ip6) save=ip6tables-save ;; *) continue ;; esac
+    case "$name" in filter|nat|mangle|raw) ;; *) continue ;; esac
+    "$save" -t "$name" 2>/dev/null | grep -q '^-A ' || nft delete table "$fam" "$name" 2>/dev/null || true
+  done < <(nft list tables 2>/dev/null)
+  rm -f "$ND/nft-tables.before"
+}
+
 stop() {
   # 1. kubelet first, so that it does not restart what is being removed
   stop_pid kubelet "$ND/kubelet.pid"
@@ -699,6 +716,7 @@ stop() {
     "$BIN/kube-proxy" --cleanup --config "$ND/kube-proxy-config.yaml" >>"$ND/kube-proxy.log" 2>&1 || true
   fi
   cleanup_iptables
+  drop_new_nft_tables
   # 5. the control plane
   kube_sh stop
   # 6. what the processes left on the host: mounts, the bridge, cgroups, CNI state, sysctls
