@@ -28,7 +28,18 @@
 #   pods       10.244.0.0/24 on the bridge cni0 (gateway 10.244.0.1); Services 10.96.0.0/16,
 #              kubernetes 10.96.0.1 -> <node ip>:24443, DNS 10.96.0.10 (cluster.local)
 # The node ip is the host's primary IPv4 address (the source of its default route); pods reach the
-# host at that address or at the bridge gateway 10.244.0.1.
+# host at that address or at the bridge gateway 10.244.0.1 (so a host service that pods use must
+# listen there, not only on 127.0.0.1). The node is named cairn-node (CAIRN_NODE_NAME), has no
+# taint, and offers what the machine has (2 CPUs): pods' CPU requests must fit.
+#
+# Not here: NetworkPolicy enforcement (the bridge plugin has none: policies are accepted and
+# ignored), metrics-server (HPAs get no metrics), a storage provisioner (PVCs stay Pending),
+# LoadBalancer Services (use the Ingress), image pulls (load images; no registry is reachable).
+#
+# The ingress controller is Traefik v3 (3.6): pure Go, so no nginx or envoy binary is needed, and
+# its Kubernetes Ingress provider routes networking.k8s.io/v1 Ingresses by IngressClass. It builds
+# from its module with a wrapper go.mod (stack/node/traefik). The alternatives named for this job,
+# zalando/skipper and caddyserver/ingress, are not served by the module proxy this machine reaches.
 #
 # State, logs and pid files live in $CAIRN_STACK_DIR/node (git-ignored .stack/node); binaries and
 # image archives in $CAIRN_TOOLS_DIR/kube-<version>/ (shared with stack/kube.sh).
