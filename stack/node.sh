@@ -885,6 +885,9 @@ YAML
     || { curl -sv --max-time 2 -H 'Host: smoke.cairn.test' "http://$ip:$INGRESS_PORT/" >&2 || true; die "smoke: no answer through the ingress"; }
   log "smoke: curl -H 'Host: smoke.cairn.test' http://$ip:$INGRESS_PORT/ -> cairn-smoke-ok (IngressClass $class)"
 
+  # apiserver -> kubelet (logs, as exec above): the requests above are in httpd's log
+  "${KUBECTL[@]}" -n "$ns" logs web 2>/dev/null | grep -q . || die "smoke: kubectl logs shows nothing for the test pod"
+  log "smoke: kubectl logs and exec reach the kubelet"
   log "smoke: all checks passed in $(( $(date +%s) - t0 ))s"
 }
 
