@@ -1,0 +1,516 @@
+//! The whole platform on a real Kubernetes node, the way a user runs it: Cairn's images imported
+//! into the node's containerd, `helm install` of the operator chart, `kubectl apply` of an
+//! AnalyticsPlatform in managed mode (Kafka, ClickHouse and PostgreSQL run by the operator),
+//! events sent by the web SDK (Chromium) and the Python SDK to the Ingress, and trends read back
+//! through the same Ingress. Then the day-2 operations: scaling the consumer and the topic's
+//! partitions, a consumer pod deleted while events flow, a rolling image update while events
+//! flow, and deleting the platform.
+//!
+//! The cluster is chosen by CAIRN_E2E_CLUSTER:
+//! - `node` (default): `stack/node.sh` brings up etcd, kube-apiserver, kube-controller-manager,
+//!   kube-scheduler, containerd + runc, kubelet, kube-proxy (iptables), CoreDNS and an Ingress
+//!   controller on this machine, and stops them afterwards;
+//! - `kind`: an existing kind cluster (`make e2e-kind`): CAIRN_TEST_KUBECONFIG, images loaded
+//!   with `kind load image-archive`, the ingress at CAIRN_E2E_INGRESS (ip:port);
+//! - `skip`: the test passes without doing anything (say why you set it).
+//!
+//! Timings (cluster up, platform Ready, first event visible) are printed; when a step fails,
+//! every pod's logs and the node's logs are kept in .stack/test/kubernetes-logs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use cairn_e2e::{repo_root, test_stack_dir, wait_until};
+use serde_json::{json, Value};
+
+const NAMESPACE: &str = "cairn-e2e";
+const PLATFORM: &str = "e2e";
+const HOST: &str = "cairn.e2e.test";
+
+/// Runs a command; stdout on success, an error with everything it printed otherwise.
+fn run(what: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("{what}: could not start"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("{what} failed ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(stdout)
+}
+
+fn script(name: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(repo_root().join("stack").join(name));
+    c
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Node,
+    Kind,
+}
+
+/// The cluster under test and how to reach it.
+struct Cluster {
+    kind: Kind,
+    kubeconfig: PathBuf,
+    bin: PathBuf,
+    /// ip:port where the Ingress controller listens.
+    ingress: String,
+    ingress_class: Option<String>,
+    helm_home: PathBuf,
+}
+
+impl Cluster {
+    fn up() -> Result<Self> {
+        let helm_home = test_stack_dir().join("helm-e2e");
+        match std::env::var("CAIRN_E2E_CLUSTER").as_deref().unwrap_or("node") {
+            "kind" => {
+                let kubeconfig = PathBuf::from(std::env::var("CAIRN_TEST_KUBECONFIG").context("CAIRN_TEST_KUBECONFIG")?);
+                let ingress = std::env::var("CAIRN_E2E_INGRESS").context("CAIRN_E2E_INGRESS (ip:port of the kind cluster's ingress)")?;
+                Ok(Self { kind: Kind::Kind, kubeconfig, bin: PathBuf::new(), ingress, ingress_class: std::env::var("CAIRN_E2E_INGRESS_CLASS").ok(), helm_home })
+            }
+            _ => {
+                run("stack/node.sh start", &mut script("node.sh").arg("start"))?;
+                let env = node_env()?;
+                let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("stack/node.sh env printed no {k}"));
+                let path = get("PATH")?;
+                Ok(Self {
+                    kind: Kind::Node,
+                    kubeconfig: PathBuf::from(get("KUBECONFIG")?),
+                    bin: PathBuf::from(path.split(':').next().unwrap_or_default()),
+                    ingress: get("CAIRN_NODE_INGRESS")?,
+                    ingress_class: env.get("CAIRN_NODE_INGRESS_CLASS").cloned(),
+                    helm_home,
+                })
+            }
+        }
+    }
+
+    fn tool(&self, name: &str) -> PathBuf {
+        let p = self.bin.join(name);
+        if p.exists() {
+            p
+        } else {
+            PathBuf::from(name)
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Result<String> {
+        run(&format!("kubectl {}", args.join(" ")), Command::new(self.tool("kubectl")).arg("--kubeconfig").arg(&self.kubeconfig).args(args))
+    }
+
+    fn apply(&self, manifest: &Value) -> Result<String> {
+        let mut child = Command::new(self.tool("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?.write_all(manifest.to_string().as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn helm(&self, args: &[&str]) -> Result<String> {
+        run(
+            &format!("helm {}", args.join(" ")),
+            Command::new(self.tool("helm"))
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(args)
+                .env("HELM_CACHE_HOME", self.helm_home.join("cache"))
+                .env("HELM_CONFIG_HOME", self.helm_home.join("config"))
+                .env("HELM_DATA_HOME", self.helm_home.join("data")),
+        )
+    }
+
+    fn load(&self, archives: &[PathBuf]) -> Result<()> {
+        match self.kind {
+            Kind::Node => {
+                run("stack/node.sh load", script("node.sh").arg("load").args(archives))?;
+            }
+            Kind::Kind => {
+                for a in archives {
+                    run("kind load image-archive", Command::new("kind").args(["load", "image-archive", "--name", "cairn-e2e"]).arg(a))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn platform(&self) -> Result<Value> {
+        Ok(serde_json::from_str(&self.kubectl(&["-n", NAMESPACE, "get", "analyticsplatform", PLATFORM, "-o", "json"])?)?)
+    }
+
+    fn jsonpath(&self, args: &[&str], path: &str) -> String {
+        let mut a = args.to_vec();
+        let p = format!("jsonpath={path}");
+        a.extend(["-o", &p]);
+        self.kubectl(&a).unwrap_or_default()
+    }
+
+    /// Every pod's logs (and the node's, on the local node) into `dir`.
+    fn keep_logs(&self, dir: &Path) {
+        let _ = std::fs::create_dir_all(dir);
+        if let Ok(pods) = self.kubectl(&["get", "pods", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}"]) {
+            for pod in pods.lines().filter(|l| !l.is_empty()) {
+                let (ns, name) = pod.split_once('/').unwrap_or(("default", pod));
+                let text = self.kubectl(&["-n", ns, "logs", name, "--all-containers", "--prefix", "--tail", "2000"]).unwrap_or_else(|e| e.to_string());
+                let _ = std::fs::write(dir.join(format!("{ns}_{name}.log")), text);
+            }
+        }
+        let describe = self.kubectl(&["get", "all,analyticsplatforms,ingress,events", "-A", "-o", "wide"]).unwrap_or_else(|e| e.to_string());
+        let _ = std::fs::write(dir.join("cluster.txt"), describe);
+        if self.kind == Kind::Node {
+            let _ = run("stack/node.sh logs", script("node.sh").arg("logs").arg(dir));
+        }
+        eprintln!("logs kept in {}", dir.display());
+    }
+}
+
+/// `stack/node.sh env`'s `export K=V` lines.
+fn node_env() -> Result<BTreeMap<String, String>> {
+    let text = run("stack/node.sh env", script("node.sh").arg("env"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export ").unwrap_or(l.trim()).split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').replace("$PATH", "")))
+        .collect())
+}
+
+fn image_ref(name: &str) -> Result<String> {
+    Ok(run("stack/images.sh ref", script("images.sh").args(["ref", name]))?.trim().to_string())
+}
+
+/// Prints and keeps the run's timings.
+struct Timings {
+    start: Instant,
+    lines: Vec<String>,
+}
+
+impl Timings {
+    fn mark(&mut self, what: &str, since: Instant) {
+        let line = format!("{what}: {:.1} s", since.elapsed().as_secs_f64());
+        println!("⏱ {line}");
+        self.lines.push(line);
+    }
+}
+
+/// The platform's public endpoints, through the Ingress.
+struct Endpoints {
+    base: String,
+    ingress: String,
+}
+
+impl Endpoints {
+    /// A request to the Ingress with the platform's Host header.
+    async fn call(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
+        let http = reqwest::Client::builder().resolve(HOST, self.ingress.parse()?).build()?;
+        let mut req = http.request(reqwest::Method::from_bytes(method.as_bytes())?, format!("{}{path}", self.base)).timeout(Duration::from_secs(30));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// The event's count over the last day, from the query API.
+    async fn count(&self, token: &str, project: i64, event: &str) -> Result<u64> {
+        let (status, v) = self
+            .call("POST", &format!("/api/v1/projects/{project}/query/trends"), Some(token), Some(&json!({"series": [{"event": event}], "date_from": "-1d", "interval": "day"})))
+            .await?;
+        if status != 200 {
+            bail!("trends answered {status}: {v}");
+        }
+        Ok(v["results"][0]["total"].as_f64().unwrap_or(0.0) as u64)
+    }
+}
+
+/// Sends events with an SDK through the Ingress (e2e/kubernetes/send-*.{mjs,py}).
+fn send_with_sdk(sdk: &str, ep: &Endpoints, key: &str, event: &str, n: usize) -> Result<String> {
+    let dir = repo_root().join("e2e/kubernetes");
+    let tools = std::env::var("CAIRN_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack/tools"));
+    let mut cmd = match sdk {
+        "web" => {
+            let mut c = Command::new("node");
+            c.arg(dir.join("send-web.mjs"));
+            c
+        }
+        _ => {
+            let mut c = Command::new(tools.join("sdk-venv/bin/python"));
+            c.arg(dir.join("send_python.py")).env("PYTHONPATH", repo_root().join("sdks/python/src"));
+            c
+        }
+    };
+    cmd.env("CAIRN_CAPTURE_URL", &ep.base)
+        .env("CAIRN_INGRESS_ADDR", &ep.ingress)
+        .env("CAIRN_API_KEY", key)
+        .env("CAIRN_EVENT", event)
+        .env("CAIRN_EVENTS", n.to_string());
+    run(&format!("{sdk} SDK"), &mut cmd)
+}
+
+/// Sends single events over HTTP through the Ingress until stopped, counting those capture
+/// acknowledged (200) and those it refused; a refused event is retried, as an SDK would, so every
+/// acknowledged event must arrive.
+fn steady_sender(ep: &Endpoints, key: String, event: String) -> (Arc<AtomicBool>, Arc<AtomicU64>, tokio::task::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let (s, a) = (stop.clone(), acked.clone());
+    let base = ep.base.clone();
+    let ingress = ep.ingress.clone();
+    let handle = tokio::spawn(async move {
+        let Ok(addr) = ingress.parse() else { return 0 };
+        let Ok(http) = reqwest::Client::builder().resolve(HOST, addr).timeout(Duration::from_secs(10)).build() else { return 0 };
+        let mut retries = 0u64;
+        let mut i = 0u64;
+        while !s.load(Ordering::Relaxed) {
+            let body = json!({"api_key": key, "event": event, "distinct_id": format!("steady-{}", i % 17), "properties": {"i": i}});
+            match http.post(format!("{base}/capture")).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {
+                    a.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                _ => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        retries
+    });
+    (stop, acked, handle)
+}
+
+async fn wait_count(ep: &Endpoints, token: &str, project: i64, event: &str, want: u64, timeout: Duration) -> Result<()> {
+    let last = AtomicU64::new(0);
+    let r = wait_until(&format!("{want} {event} events in the query API"), timeout, || async {
+        let n = ep.count(token, project, event).await.unwrap_or(0);
+        last.store(n, Ordering::Relaxed);
+        n >= want
+    })
+    .await;
+    let got = ep.count(token, project, event).await.unwrap_or(last.load(Ordering::Relaxed));
+    r.map_err(|e| anyhow!("{e} (last count {got})"))?;
+    if got != want {
+        bail!("{event}: {got} events visible, {want} sent (duplicates?)");
+    }
+    Ok(())
+}
+
+fn platform_manifest(refs: &BTreeMap<&str, String>, class: Option<&str>, consumer_replicas: i32, partitions: i32, capture_image: &str) -> Value {
+    let small = json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}});
+    let mut ingress = json!({"host": HOST});
+    if let Some(c) = class {
+        ingress["className"] = json!(c);
+    }
+    json!({
+        "apiVersion": "cairn.dev/v1alpha1",
+        "kind": "AnalyticsPlatform",
+        "metadata": {"name": PLATFORM, "namespace": NAMESPACE},
+        "spec": {
+            "deletionPolicy": "Delete",
+            "capture": {"replicas": 1, "image": capture_image, "resources": small},
+            "consumer": {"replicas": consumer_replicas, "resources": small},
+            "query": {"replicas": 1, "resources": small},
+            "auth": {"replicas": 1, "resources": small},
+            "kafka": {"managed": {"image": refs["kafka"], "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}},
+                      "topic": {"partitions": partitions}},
+            "clickhouse": {"managed": {"image": refs["clickhouse"], "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}}}},
+            "postgres": {"managed": {"image": refs["postgres"], "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}}},
+            "ingress": ingress
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_runs_on_a_real_kubernetes_node() {
+    if std::env::var("CAIRN_E2E_CLUSTER").as_deref() == Ok("skip") {
+        eprintln!("CAIRN_E2E_CLUSTER=skip: the Kubernetes end-to-end test does not run");
+        return;
+    }
+    let mut t = Timings { start: Instant::now(), lines: Vec::new() };
+
+    let t0 = Instant::now();
+    run("stack/images.sh build", &mut script("images.sh").arg("build")).unwrap();
+    t.mark("images built (make images)", t0);
+
+    let t0 = Instant::now();
+    let cluster = Cluster::up().unwrap();
+    t.mark("cluster up", t0);
+
+    let result = scenario(&cluster, &mut t).await;
+    if let Err(e) = &result {
+        eprintln!("✗ {e:#}");
+        cluster.keep_logs(&test_stack_dir().join("kubernetes-logs"));
+    }
+    // Best effort: leave no platform behind for the next run (the node itself is stopped below).
+    let _ = cluster.kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false"]);
+    if cluster.kind == Kind::Node && std::env::var("CAIRN_E2E_KEEP_NODE").is_err() {
+        if let Err(e) = run("stack/node.sh stop", &mut script("node.sh").arg("stop")) {
+            eprintln!("{e}");
+        }
+    }
+    println!("timings:\n  {}\n  total: {:.1} s", t.lines.join("\n  "), t.start.elapsed().as_secs_f64());
+    result.unwrap();
+}
+
+async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
+    let names = ["capture", "consumer", "query", "auth", "operator", "kafka", "postgres", "clickhouse"];
+    let mut refs = BTreeMap::new();
+    let mut archives = Vec::new();
+    for n in names {
+        refs.insert(n, image_ref(n)?);
+        archives.push(PathBuf::from(run("stack/images.sh archive", script("images.sh").args(["archive", n]))?.trim()));
+    }
+    let t0 = Instant::now();
+    cluster.load(&archives)?;
+    t.mark("images imported into the node", t0);
+
+    // helm install: the CRD is established and the operator Ready.
+    let t0 = Instant::now();
+    let chart = repo_root().join("charts/cairn-operator").display().to_string();
+    let operator = &refs["operator"];
+    let (repo, tag) = operator.rsplit_once(':').ok_or_else(|| anyhow!("bad image {operator}"))?;
+    let _ = cluster.helm(&["uninstall", "cairn-operator", "--namespace", "cairn-system", "--wait"]);
+    cluster.helm(&[
+        "install", "cairn-operator", &chart, "--namespace", "cairn-system", "--create-namespace", "--wait", "--timeout", "180s",
+        "--set", &format!("image.repository={repo}"), "--set", &format!("image.tag={tag}"), "--set", "image.pullPolicy=Never",
+    ])?;
+    cluster.kubectl(&["wait", "--for=condition=Established", "crd/analyticsplatforms.cairn.dev", "--timeout=60s"])?;
+    let ready = cluster.jsonpath(&["-n", "cairn-system", "get", "deployment", "cairn-operator"], "{.status.readyReplicas}");
+    if ready != "1" {
+        bail!("the operator Deployment has {ready:?} ready replicas");
+    }
+    t.mark("helm install → operator Ready", t0);
+
+    // kubectl apply the platform: every workload Running and Ready, status Ready.
+    let t0 = Instant::now();
+    cluster.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))?;
+    let class = cluster.ingress_class.as_deref();
+    cluster.apply(&platform_manifest(&refs, class, 1, 4, &refs["capture"]))?;
+    wait_until("the platform to be Ready", Duration::from_secs(600), || async {
+        cluster.platform().map(|p| p["status"]["phase"] == "Ready" && p["status"]["observedGeneration"] == p["metadata"]["generation"]).unwrap_or(false)
+    })
+    .await
+    .map_err(|e| anyhow!("{e}: {}", cluster.platform().map(|p| p["status"].to_string()).unwrap_or_default()))?;
+    for w in ["capture", "consumer", "query", "auth"] {
+        let ready = cluster.jsonpath(&["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-{w}")], "{.status.readyReplicas}");
+        if ready != "1" {
+            bail!("{w}: {ready:?} ready replicas");
+        }
+    }
+    for d in ["kafka", "clickhouse", "postgres"] {
+        let ready = cluster.jsonpath(&["-n", NAMESPACE, "get", "statefulset", &format!("{PLATFORM}-{d}")], "{.status.readyReplicas}");
+        if ready != "1" {
+            bail!("managed {d}: {ready:?} ready replicas");
+        }
+    }
+    t.mark("kubectl apply → platform Ready", t0);
+
+    // Through the Ingress: sign up, then both SDKs send, then the query API counts them.
+    let ep = Endpoints { base: format!("http://{HOST}:{}", cluster.ingress.rsplit(':').next().unwrap_or("80")), ingress: cluster.ingress.clone() };
+    let (status, body) = ep
+        .call("POST", "/api/v1/signup", None, Some(&json!({"email": "e2e@cairn.test", "password": "correct horse battery staple 42"})))
+        .await?;
+    if status != 201 {
+        bail!("signup through the ingress answered {status}: {body}");
+    }
+    let token = body["access_token"].as_str().ok_or_else(|| anyhow!("no token: {body}"))?.to_string();
+    let project = body["project"]["id"].as_i64().ok_or_else(|| anyhow!("no project: {body}"))?;
+    let key = body["write_key"]["key"].as_str().ok_or_else(|| anyhow!("no write key: {body}"))?.to_string();
+
+    let t0 = Instant::now();
+    println!("{}", send_with_sdk("python", &ep, &key, "e2e_python", 30)?.trim());
+    wait_count(&ep, &token, project, "e2e_python", 30, Duration::from_secs(120)).await?;
+    t.mark("first events (Python SDK) visible through the query API", t0);
+    let t0 = Instant::now();
+    println!("{}", send_with_sdk("web", &ep, &key, "e2e_web", 25)?.trim());
+    wait_count(&ep, &token, project, "e2e_web", 25, Duration::from_secs(120)).await?;
+    t.mark("web SDK events (Chromium) visible", t0);
+
+    // Scale: consumer 1 → 2, partitions 4 → 6; reflected in the Deployment and in Kafka.
+    let t0 = Instant::now();
+    cluster.apply(&platform_manifest(&refs, class, 2, 6, &refs["capture"]))?;
+    wait_until("the consumer to have 2 ready replicas", Duration::from_secs(180), || async {
+        cluster.jsonpath(&["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-consumer")], "{.status.readyReplicas}") == "2"
+    })
+    .await?;
+    let topic = cluster.platform()?["spec"]["kafka"]["topic"]["name"].as_str().unwrap_or("cairn_events").to_string();
+    wait_until("the topic to have 6 partitions in Kafka", Duration::from_secs(120), || async {
+        cluster
+            .kubectl(&[
+                "-n", NAMESPACE, "exec", &format!("{PLATFORM}-kafka-0"), "--", "java", "-cp", "/opt/kafka/libs/*",
+                "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", "localhost:9092", "--describe", "--topic", &topic,
+            ])
+            .map(|out| out.contains("PartitionCount: 6"))
+            .unwrap_or(false)
+    })
+    .await?;
+    t.mark("consumer 1→2 and partitions 4→6 applied", t0);
+
+    // A consumer pod deleted while events flow: nothing acknowledged is lost.
+    let t0 = Instant::now();
+    let (stop, acked, sender) = steady_sender(&ep, key.clone(), "e2e_steady".into());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pod = cluster.jsonpath(&["-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=consumer"], "{.items[0].metadata.name}");
+    cluster.kubectl(&["-n", NAMESPACE, "delete", "pod", &pod, "--wait=false"])?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stop.store(true, Ordering::Relaxed);
+    let retries = sender.await?;
+    let sent = acked.load(Ordering::Relaxed);
+    println!("steady sender: {sent} events acknowledged ({retries} refused and retried) while consumer pod {pod} was deleted");
+    wait_count(&ep, &token, project, "e2e_steady", sent, Duration::from_secs(180)).await?;
+    t.mark("consumer pod deleted mid-stream: every event arrived", t0);
+
+    // A new capture image: a rolling update, and every event sent during it arrives.
+    let t0 = Instant::now();
+    let rollout = PathBuf::from(run("stack/images.sh tag", script("images.sh").args(["tag", "capture", "e2e-rollout"]))?.trim());
+    cluster.load(&[rollout])?;
+    let new_image = format!("{}:e2e-rollout", refs["capture"].rsplit_once(':').map(|(r, _)| r).unwrap_or_default());
+    let (stop, acked, sender) = steady_sender(&ep, key.clone(), "e2e_rollout".into());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.apply(&platform_manifest(&refs, class, 2, 6, &new_image))?;
+    cluster.kubectl(&["-n", NAMESPACE, "rollout", "status", &format!("deployment/{PLATFORM}-capture"), "--timeout=180s"])?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let retries = sender.await?;
+    let sent = acked.load(Ordering::Relaxed);
+    let image = cluster.jsonpath(&["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-capture")], "{.spec.template.spec.containers[0].image}");
+    if image != new_image {
+        bail!("capture runs {image}, not {new_image}");
+    }
+    println!("rolling update: {sent} events acknowledged during it ({retries} refused and retried)");
+    wait_count(&ep, &token, project, "e2e_rollout", sent, Duration::from_secs(180)).await?;
+    t.mark("rolling update of capture with every event delivered", t0);
+
+    // Delete the platform: children gone, the Delete policy's finalizer ran.
+    let t0 = Instant::now();
+    cluster.kubectl(&["-n", NAMESPACE, "delete", "analyticsplatform", PLATFORM, "--timeout=300s"])?;
+    wait_until("the platform's children to be gone", Duration::from_secs(300), || async {
+        cluster
+            .kubectl(&["-n", NAMESPACE, "get", "deployments,statefulsets,services,ingresses,configmaps", "-l", &format!("app.kubernetes.io/instance={PLATFORM}"), "-o", "name"])
+            .map(|s| s.trim().is_empty())
+            .unwrap_or(false)
+    })
+    .await?;
+    t.mark("platform deleted, children gone", t0);
+    Ok(())
+}
