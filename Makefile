@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status test test-unit deps lint fmt bench-capture bench-operator bench-query crds e2e-kind
+.PHONY: help up down status test test-unit deps lint fmt bench-capture bench-operator bench-query crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,11 +20,12 @@ down: ## stop what `make up` started (data is kept in .stack/)
 status: ## what the local stack is running
 	@stack/postgres.sh status; stack/kafka.sh status; stack/clickhouse.sh status; stack/services.sh status
 
-deps: ## install build prerequisites, Kafka's jars, the ClickHouse engine, the Kubernetes control plane and the SDKs' test tools
+deps: ## install build prerequisites, Kafka's jars, the ClickHouse engine, the Kubernetes control plane and node, and the SDKs' test tools
 	@stack/toolchain.sh
 	@stack/kafka.sh install
 	@stack/clickhouse.sh install
 	@stack/kube.sh install
+	@stack/node.sh install
 	@stack/sdks.sh install
 	@stack/dashboard.sh install
 
@@ -60,9 +61,19 @@ bench-operator: deps ## operator figures on the local control plane: apply→Rea
 crds: ## regenerate crds/analyticsplatform.yaml from operator/src/crd.rs
 	$(CARGO) run -q -p cairn-operator --bin crdgen > crds/analyticsplatform.yaml
 
-e2e-kind: ## the operator tests on a kind cluster (needs Docker and kind; images from `make images`)
+images: ## build Cairn's images (workloads, operator, managed Kafka/PostgreSQL/ClickHouse) as OCI archives in .stack/images
+	@stack/images.sh build
+
+e2e: deps ## the whole platform on a real Kubernetes node here: images, helm install, apply, SDKs through the Ingress
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture
+
+e2e-kind: ## the operator tests and the Kubernetes e2e on a kind cluster (needs Docker and kind)
 	@command -v kind >/dev/null || { echo "kind is not installed (go install sigs.k8s.io/kind@v0.33.0)"; exit 1; }
 	kind get clusters | grep -qx cairn-e2e || kind create cluster --name cairn-e2e --wait 120s
 	kind get kubeconfig --name cairn-e2e > .stack/kind-kubeconfig
 	$(CARGO) build --workspace --bins
 	CAIRN_TEST_KUBECONFIG=$(CURDIR)/.stack/kind-kubeconfig $(CARGO) test -p cairn-operator --test platform --test helm
+	CAIRN_E2E_CLUSTER=kind CAIRN_TEST_KUBECONFIG=$(CURDIR)/.stack/kind-kubeconfig \
+	  CAIRN_E2E_INGRESS=$${CAIRN_E2E_INGRESS:?set CAIRN_E2E_INGRESS to the kind ingress ip:port} \
+	  $(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture

@@ -8,8 +8,8 @@
 //!
 //! The cluster is chosen by CAIRN_E2E_CLUSTER:
 //! - `node` (default): `stack/node.sh` brings up etcd, kube-apiserver, kube-controller-manager,
-//!   kube-scheduler, containerd + runc, kubelet, kube-proxy (iptables), CoreDNS and an Ingress
-//!   controller on this machine, and stops them afterwards;
+//!   kube-scheduler, containerd + runc, kubelet, kube-proxy (iptables), CoreDNS and Traefik (the
+//!   default IngressClass) on this machine, and stops them afterwards;
 //! - `kind`: an existing kind cluster (`make e2e-kind`): CAIRN_TEST_KUBECONFIG, images loaded
 //!   with `kind load image-archive`, the ingress at CAIRN_E2E_INGRESS (ip:port);
 //! - `skip`: the test passes without doing anything (say why you set it).
@@ -84,7 +84,7 @@ impl Cluster {
                     kind: Kind::Node,
                     kubeconfig: PathBuf::from(get("KUBECONFIG")?),
                     bin: PathBuf::from(path.split(':').next().unwrap_or_default()),
-                    ingress: get("CAIRN_NODE_INGRESS")?,
+                    ingress: get("CAIRN_NODE_INGRESS")?.trim_start_matches("http://").trim_end_matches('/').to_string(),
                     ingress_class: env.get("CAIRN_NODE_INGRESS_CLASS").cloned(),
                     helm_home,
                 })
@@ -184,8 +184,8 @@ fn node_env() -> Result<BTreeMap<String, String>> {
     let text = run("stack/node.sh env", script("node.sh").arg("env"))?;
     Ok(text
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("export ").unwrap_or(l.trim()).split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').replace("$PATH", "")))
+        .flat_map(|l| l.split('#').next().unwrap_or_default().split_whitespace().filter(|w| *w != "export").map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').replace("$PATH", ""))))
         .collect())
 }
 

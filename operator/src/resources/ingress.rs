@@ -1,5 +1,6 @@
 //! The Ingress that exposes capture (ingestion paths) and query (`/api`, which forwards auth's
-//! public routes to the auth service) on the spec's host. Auth's `/internal` API is never exposed.
+//! public routes to the auth service, and `/`, the dashboard) on the spec's host. Auth's
+//! `/internal` API is never exposed.
 
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::json;
@@ -18,6 +19,9 @@ pub fn ingress(ap: &AnalyticsPlatform) -> Option<Ingress> {
         .map(|p| json!({"path": p, "pathType": "Prefix", "backend": backend(Workload::Capture)}))
         .collect();
     paths.push(json!({"path": "/api", "pathType": "Prefix", "backend": backend(Workload::Query)}));
+    // Everything else is the dashboard, which query serves (the longest matching prefix wins, so
+    // the ingestion paths and /api keep their backends).
+    paths.push(json!({"path": "/", "pathType": "Prefix", "backend": backend(Workload::Query)}));
     let mut meta = child_meta(ap, child_name(ap, "ingress"), "ingress");
     if !spec.annotations.is_empty() {
         meta.annotations = Some(spec.annotations.clone());
@@ -72,7 +76,9 @@ mod tests {
         let rules = spec.rules.unwrap();
         let paths = &rules[0].http.as_ref().unwrap().paths;
         assert_eq!(paths[0].backend.service.as_ref().unwrap().name, "demo-capture");
-        assert_eq!(paths.last().unwrap().backend.service.as_ref().unwrap().name, "demo-query");
+        let last = paths.last().unwrap();
+        assert_eq!((last.path.as_deref(), last.backend.service.as_ref().unwrap().name.as_str()), (Some("/"), "demo-query"));
+        assert!(paths.iter().any(|p| p.path.as_deref() == Some("/api")));
         assert_eq!(endpoints(&ap), ("https://cairn.example.com".into(), "https://cairn.example.com/api".into()));
     }
 }

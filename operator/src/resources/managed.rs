@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use super::config::generated_secret_name;
@@ -14,19 +15,25 @@ pub const KAFKA_IMAGE: &str = "apache/kafka:4.1.1";
 pub const CLICKHOUSE_IMAGE: &str = "clickhouse/clickhouse-server:25.8";
 pub const POSTGRES_IMAGE: &str = "postgres:17";
 
+/// A managed dependency's Service as `<name>.<namespace>.svc`: the operator reaches it from its
+/// own namespace, and Kafka advertises it to every client, so the short name is not enough.
+fn service_host(ap: &AnalyticsPlatform, component: &str) -> String {
+    format!("{}.{}.svc", child_name(ap, component), ap.namespace().unwrap_or_else(|| "default".into()))
+}
+
 pub fn managed_kafka_bootstrap(ap: &AnalyticsPlatform) -> String {
-    format!("{}:9092", child_name(ap, "kafka"))
+    format!("{}:9092", service_host(ap, "kafka"))
 }
 
 pub fn managed_clickhouse_url(ap: &AnalyticsPlatform) -> String {
-    format!("http://{}:8123", child_name(ap, "clickhouse"))
+    format!("http://{}:8123", service_host(ap, "clickhouse"))
 }
 
 /// `CAIRN_POSTGRES_URL` for managed PostgreSQL, assembled from the generated password.
 pub fn managed_postgres_url_env(ap: &AnalyticsPlatform) -> Vec<Value> {
     vec![
         json!({"name": "CAIRN_POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": generated_secret_name(ap), "key": "postgres-password"}}}),
-        json!({"name": "CAIRN_POSTGRES_URL", "value": format!("postgres://cairn:$(CAIRN_POSTGRES_PASSWORD)@{}:5432/cairn", child_name(ap, "postgres"))}),
+        json!({"name": "CAIRN_POSTGRES_URL", "value": format!("postgres://cairn:$(CAIRN_POSTGRES_PASSWORD)@{}:5432/cairn", service_host(ap, "postgres"))}),
     ]
 }
 
@@ -99,7 +106,7 @@ fn service(ap: &AnalyticsPlatform, component: &str, port: (&str, i32)) -> Servic
 pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service)> {
     let mut out = Vec::new();
     if let Some(spec) = &ap.spec.kafka.managed {
-        let host = child_name(ap, "kafka");
+        let host = service_host(ap, "kafka");
         let m = Managed {
             component: "kafka",
             spec,
@@ -184,8 +191,9 @@ mod tests {
         assert_eq!(kafka.metadata.name.as_deref(), Some("demo-kafka"));
         assert_eq!(kafka.spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap().len(), 1);
         assert_eq!(svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port, 9092);
-        assert_eq!(crate::resources::config::kafka_bootstrap(&ap), "demo-kafka:9092");
-        assert_eq!(crate::resources::config::clickhouse_url(&ap), "http://demo-clickhouse:8123");
+        let ns = ap.namespace().unwrap_or_else(|| "default".into());
+        assert_eq!(crate::resources::config::kafka_bootstrap(&ap), format!("demo-kafka.{ns}.svc:9092"));
+        assert_eq!(crate::resources::config::clickhouse_url(&ap), format!("http://demo-clickhouse.{ns}.svc:8123"));
         let ch = &deps[1].0;
         assert!(ch.spec.as_ref().unwrap().volume_claim_templates.is_none(), "no storage: emptyDir");
     }

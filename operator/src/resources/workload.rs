@@ -17,6 +17,8 @@ use crate::crd::AnalyticsPlatform;
 pub const DEFAULT_REPLICAS: i32 = 2;
 /// The port `/metrics`, `/healthz` and `/readyz` are served on (the workload's only port).
 pub const HTTP_PORT_NAME: &str = "http";
+/// The port of every workload's Service (the pods listen on [`Workload::port`]).
+pub const SERVICE_PORT: i32 = 80;
 
 pub fn deployment_name(ap: &AnalyticsPlatform, w: Workload) -> String {
     child_name(ap, w.name())
@@ -55,7 +57,8 @@ fn env(ap: &AnalyticsPlatform, w: Workload) -> Vec<Value> {
     }
     if matches!(w, Workload::Capture | Workload::Query) {
         // Capture resolves write keys, query authenticates callers, through auth's Service.
-        env.push(json!({"name": "CAIRN_AUTH_URL", "value": format!("http://{}:{}", super::child_name(ap, "auth"), Workload::Auth.port())}));
+        // Through auth's Service, whose port is SERVICE_PORT (the pod's is Workload::port).
+        env.push(json!({"name": "CAIRN_AUTH_URL", "value": format!("http://{}:{SERVICE_PORT}", super::child_name(ap, "auth"))}));
     }
     env.extend(env_from_secrets(ap));
     for e in &w.spec(ap).env {
@@ -126,7 +129,7 @@ pub fn service(ap: &AnalyticsPlatform, w: Workload) -> Service {
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(ap, w.name()),
-            "ports": [{"name": HTTP_PORT_NAME, "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
+            "ports": [{"name": HTTP_PORT_NAME, "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
         }
     });
     serde_json::from_value(value).unwrap_or_default()
@@ -203,7 +206,7 @@ mod tests {
         assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
         let env = c.env.as_ref().unwrap();
         assert!(env.iter().any(|e| e.name == "CAIRN_CAPTURE_ADDR" && e.value.as_deref() == Some("0.0.0.0:8000")));
-        assert!(env.iter().any(|e| e.name == "CAIRN_AUTH_URL" && e.value.as_deref() == Some("http://demo-auth:8000")), "{env:?}");
+        assert!(env.iter().any(|e| e.name == "CAIRN_AUTH_URL" && e.value.as_deref() == Some("http://demo-auth:80")), "{env:?}");
         assert!(env.iter().any(|e| e.name == "CAIRN_INTERNAL_TOKEN" && e.value.is_none() && e.value_from.is_some()), "secrets come from the Secret");
         assert!(env.iter().any(|e| e.name == "CAIRN_CLICKHOUSE_PASSWORD" && e.value_from.is_some()), "credentials come from the Secret, not the ConfigMap");
         assert_eq!(c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap().name, "demo-config");
