@@ -127,7 +127,18 @@ prepare_rust_context() {
   local ctx="$OUT/context/cairn" pkgs=() n
   for n in "${RUST[@]}"; do pkgs+=(-p "cairn-$n"); done
   log "cargo build --release (${RUST[*]})"
-  (cd "$CAIRN_ROOT" && cargo build --release --locked --bins "${pkgs[@]}") || die "cargo build --release failed"
+  (
+    # As if run from a shell, also when a test that cargo started runs this script: the variables
+    # cargo sets for a test process (CARGO_PKG_*, LD_LIBRARY_PATH, RUSTUP_TOOLCHAIN, …) would
+    # otherwise count as a changed environment, and everything would be built again.
+    for v in $(compgen -e); do
+      case "$v" in
+        CARGO_HOME|CARGO_TARGET_DIR) ;;
+        CARGO|CARGO_*|RUSTUP_TOOLCHAIN|RUSTUP_TOOLCHAIN_SOURCE|RUST_RECURSION_COUNT|LD_LIBRARY_PATH) unset "$v" ;;
+      esac
+    done
+    cd "$CAIRN_ROOT" && cargo build --release --locked --bins "${pkgs[@]}"
+  ) || die "cargo build --release failed"
   "$CAIRN_ROOT/stack/dashboard.sh" build >/dev/null || die "building the dashboard failed"
   rm -rf "$ctx"; mkdir -p "$ctx/bin"
   for n in "${RUST[@]}"; do

@@ -258,28 +258,47 @@ async fn publish(ctx: &Context, ap: &AnalyticsPlatform, type_: EventType, reason
     }
 }
 
-/// Deletion: with the Delete policy, remove the topics and the database, then let go.
+/// Whether deleting the platform leaves state outside the cluster's garbage collection to
+/// delete: the Delete policy and an external Kafka or ClickHouse. A managed dependency is a child
+/// of the platform, deleted with it (its volumes as the policy says, see `managed.rs`); its
+/// topic or database needs no cleaning, and often could not be cleaned anyway: deleting a
+/// namespace deletes the broker's pod at the same time as the platform.
+fn has_external_state_to_delete(ap: &AnalyticsPlatform) -> bool {
+    ap.spec.deletion_policy == DeletionPolicy::Delete && (ap.spec.kafka.managed.is_none() || ap.spec.clickhouse.managed.is_none())
+}
+
+/// Deletion: with the Delete policy, remove the topics of an external Kafka and the database of
+/// an external ClickHouse, then let go.
 async fn cleanup(ap: &AnalyticsPlatform, ctx: &Context, ns: &str) -> Result<Action, Error> {
     let api: Api<AnalyticsPlatform> = Api::namespaced(ctx.client.clone(), ns);
     if !ap.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
     if ap.spec.deletion_policy == DeletionPolicy::Delete {
-        let kafka = kafka_config(ap, &ctx.client, ns).await?;
-        tokio::time::timeout(ctx.settings.dependency_timeout, delete_topics(&kafka, &[kafka.topic.clone(), kafka.dead_letter_topic.clone()]))
-            .await
-            .map_err(|_| Error::Cleanup("Kafka did not answer in time".into()))?
-            .map_err(|e| Error::Cleanup(e.to_string()))?;
-        let mut ch = clickhouse_config(ap, &ctx.client, ns).await?;
-        let database = std::mem::replace(&mut ch.database, "default".into());
-        let drop = cairn_common::clickhouse::server_client(&ch)
-            .query(&format!("DROP DATABASE IF EXISTS `{}`", database.replace('`', "")))
-            .execute();
-        tokio::time::timeout(ctx.settings.dependency_timeout, drop)
-            .await
-            .map_err(|_| Error::Cleanup("ClickHouse did not answer in time".into()))?
-            .map_err(|e| Error::Cleanup(e.to_string()))?;
-        publish(ctx, ap, EventType::Normal, "ExternalStateDeleted", format!("deleted topic {} and database {database}", kafka.topic)).await;
+        let mut deleted = Vec::new();
+        if ap.spec.kafka.managed.is_none() {
+            let kafka = kafka_config(ap, &ctx.client, ns).await?;
+            tokio::time::timeout(ctx.settings.dependency_timeout, delete_topics(&kafka, &[kafka.topic.clone(), kafka.dead_letter_topic.clone()]))
+                .await
+                .map_err(|_| Error::Cleanup("Kafka did not answer in time".into()))?
+                .map_err(|e| Error::Cleanup(e.to_string()))?;
+            deleted.push(format!("topic {}", kafka.topic));
+        }
+        if ap.spec.clickhouse.managed.is_none() {
+            let mut ch = clickhouse_config(ap, &ctx.client, ns).await?;
+            let database = std::mem::replace(&mut ch.database, "default".into());
+            let drop = cairn_common::clickhouse::server_client(&ch)
+                .query(&format!("DROP DATABASE IF EXISTS `{}`", database.replace('`', "")))
+                .execute();
+            tokio::time::timeout(ctx.settings.dependency_timeout, drop)
+                .await
+                .map_err(|_| Error::Cleanup("ClickHouse did not answer in time".into()))?
+                .map_err(|e| Error::Cleanup(e.to_string()))?;
+            deleted.push(format!("database {database}"));
+        }
+        if !deleted.is_empty() {
+            publish(ctx, ap, EventType::Normal, "ExternalStateDeleted", format!("deleted {}", deleted.join(" and "))).await;
+        }
     }
     set_finalizer(&api, ap, false).await?;
     Ok(Action::await_change())
@@ -294,7 +313,7 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
         return cleanup(ap, ctx, &ns).await;
     }
     // A finalizer only where external state needs cleaning.
-    let wants_finalizer = ap.spec.deletion_policy == DeletionPolicy::Delete && !ap.spec.paused;
+    let wants_finalizer = has_external_state_to_delete(ap) && !ap.spec.paused;
     let has_finalizer = ap.finalizers().iter().any(|f| f == FINALIZER);
     if wants_finalizer != has_finalizer && !(ap.spec.paused && has_finalizer) {
         set_finalizer(&api, ap, wants_finalizer).await?;

@@ -46,8 +46,8 @@ pub struct AnalyticsPlatformSpec {
     /// While true the operator changes nothing (children, topic, schema) and reports Paused.
     #[serde(default)]
     pub paused: bool,
-    /// What deleting the platform does to external state: Retain (default) keeps the Kafka topic
-    /// and the ClickHouse data; Delete removes them.
+    /// What deleting the platform does to its data: Retain (default) keeps the Kafka topic and
+    /// the ClickHouse database (and managed dependencies' volumes); Delete removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// Days events are kept in ClickHouse; 0 keeps them forever.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::config::generated_secret_name;
 use super::{child_meta, child_name, selector_labels};
-use crate::crd::{AnalyticsPlatform, ManagedService};
+use crate::crd::{AnalyticsPlatform, DeletionPolicy, ManagedService};
 
 pub const KAFKA_IMAGE: &str = "apache/kafka:4.1.1";
 pub const CLICKHOUSE_IMAGE: &str = "clickhouse/clickhouse-server:25.8";
@@ -87,6 +87,11 @@ fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>) -> StatefulSet {
     });
     if let Some(claims) = volume_claims {
         spec["volumeClaimTemplates"] = json!(claims);
+        // The deletion policy, for the data of a dependency the platform runs: Delete removes the
+        // volumes with the platform; Retain keeps them (and a platform of the same name created
+        // again finds them). Scaling never deletes them.
+        let when_deleted = if ap.spec.deletion_policy == DeletionPolicy::Delete { "Delete" } else { "Retain" };
+        spec["persistentVolumeClaimRetentionPolicy"] = json!({"whenDeleted": when_deleted, "whenScaled": "Retain"});
     }
     serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": child_meta(ap, name, m.component), "spec": spec}))
         .unwrap_or_default()
@@ -194,6 +199,13 @@ mod tests {
         let ns = ap.namespace().unwrap_or_else(|| "default".into());
         assert_eq!(crate::resources::config::kafka_bootstrap(&ap), format!("demo-kafka.{ns}.svc:9092"));
         assert_eq!(crate::resources::config::clickhouse_url(&ap), format!("http://demo-clickhouse.{ns}.svc:8123"));
+        let kafka_spec = kafka.spec.as_ref().unwrap();
+        let retention = kafka_spec.persistent_volume_claim_retention_policy.as_ref().unwrap();
+        assert_eq!(retention.when_deleted.as_deref(), Some("Retain"), "the default policy keeps the data");
+        ap.spec.deletion_policy = DeletionPolicy::Delete;
+        let deps = managed_dependencies(&ap);
+        let retention = deps[0].0.spec.as_ref().unwrap().persistent_volume_claim_retention_policy.clone().unwrap();
+        assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
         let ch = &deps[1].0;
         assert!(ch.spec.as_ref().unwrap().volume_claim_templates.is_none(), "no storage: emptyDir");
     }
