@@ -348,6 +348,10 @@ async fn the_platform_runs_on_a_real_kubernetes_node() {
     }
     let mut t = Timings { start: Instant::now(), lines: Vec::new() };
 
+    // The SDKs' tools (Chromium, npm packages, the Python environment) and the web SDK's bundle.
+    run("stack/sdks.sh install", script("sdks.sh").args(["install", "chromium", "web", "python"])).unwrap();
+    run("web SDK build", Command::new("npm").args(["run", "build", "--silent"]).current_dir(repo_root().join("sdks/web"))).unwrap();
+
     let t0 = Instant::now();
     run("stack/images.sh build", &mut script("images.sh").arg("build")).unwrap();
     t.mark("images built (make images)", t0);
