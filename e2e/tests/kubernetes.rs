@@ -202,7 +202,8 @@ struct Timings {
 impl Timings {
     fn mark(&mut self, what: &str, since: Instant) {
         let line = format!("{what}: {:.1} s", since.elapsed().as_secs_f64());
-        println!("⏱ {line}");
+        // Straight to stderr, past the test harness's capture: the figures show in every run.
+        let _ = writeln!(std::io::stderr(), "⏱ {line}");
         self.lines.push(line);
     }
 }
@@ -372,7 +373,7 @@ async fn the_platform_runs_on_a_real_kubernetes_node() {
             eprintln!("{e}");
         }
     }
-    println!("timings:\n  {}\n  total: {:.1} s", t.lines.join("\n  "), t.start.elapsed().as_secs_f64());
+    let _ = writeln!(std::io::stderr(), "timings:\n  {}\n  total: {:.1} s", t.lines.join("\n  "), t.start.elapsed().as_secs_f64());
     result.unwrap();
 }
 
