@@ -9,7 +9,7 @@ CARGO ?= cargo
 .PHONY: help up down status test test-unit deps lint fmt bench-capture bench-operator bench-query crds images e2e e2e-kind
 
 help: ## this list
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 up: ## install, build (release) and start PostgreSQL, Kafka, ClickHouse, capture and consumer
 	@stack/up.sh
