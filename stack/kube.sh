@@ -105,22 +105,8 @@ install() {
 # ---------------------------------------------------------------------------------------------
 # certificates and kubeconfigs (made once per instance, kept across restarts)
 
-# issue NAME SUBJECT [SANS]: a P-256 key and a certificate signed by the instance's CA (or by
-# PKI/$CA.crt when CA is set).
-issue() {
-  local name="$1" subj="$2" sans="${3:-}" ca="${CA:-ca}" ext
-  [ -s "$PKI/$name.crt" ] && return 0
-  openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/$name.key" 2>/dev/null
-  ext="basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=${sans:+serverAuth,}clientAuth${sans:+
-subjectAltName=$sans}"
-  openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
-    -days 3650 -sha256 -extfile <(printf '%s\n' "$ext") -out "$PKI/$name.crt" 2>/dev/null \
-    || die "openssl could not issue the $name certificate"
-  rm -f "$PKI/$name.csr"
-}
+# issue NAME SUBJECT [SANS]: a certificate signed by the instance's CA (or by PKI/$CA when CA is set).
+issue() { issue_cert "$PKI" "$PKI/${CA:-ca}" "$@"; }
 
 # kubeconfig FILE CERTNAME: a self-contained kubeconfig that authenticates with PKI/CERTNAME.{crt,key}.
 kubeconfig() {
@@ -189,34 +175,6 @@ make_pki() {
 
 KUBECTL=("$BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT")
 
-# launch NAME CMD...: starts CMD in the background (its own session, no inherited lock fd),
-# logging to INSTANCE/NAME.log, unless NAME's pid file names a live process.
-launch() {
-  local name="$1"; shift
-  if pid_alive "$INSTANCE/$name.pid"; then return 0; fi
-  log "starting $name"
-  nohup setsid "$@" >>"$INSTANCE/$name.log" 2>&1 9>&- </dev/null &
-  echo $! > "$INSTANCE/$name.pid"
-}
-
-# ready NAME SECONDS CMD...: retries CMD until it succeeds; fails at once, with NAME's log, if
-# NAME's process has exited, and after SECONDS otherwise.
-ready() {
-  local name="$1" secs="$2"; shift 2
-  local deadline=$(( $(date +%s) + secs ))
-  until "$@" >/dev/null 2>&1; do
-    if ! pid_alive "$INSTANCE/$name.pid"; then
-      tail -30 "$INSTANCE/$name.log" >&2
-      die "$name exited (log: $INSTANCE/$name.log)"
-    fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      tail -30 "$INSTANCE/$name.log" >&2
-      die "$name did not become ready within ${secs}s (log: $INSTANCE/$name.log)"
-    fi
-    sleep 0.2
-  done
-}
-healthz() { curl -fsk --max-time 2 "$1" >/dev/null; }
 
 node_ready() {
   [ "$("${KUBECTL[@]}" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
@@ -228,15 +186,15 @@ start() {
   chmod 700 "$INSTANCE/etcd"
   make_pki
 
-  launch etcd "$BIN/etcd" --name cairn --data-dir "$INSTANCE/etcd" \
+  daemon_launch etcd "$BIN/etcd" --name cairn --data-dir "$INSTANCE/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "cairn=http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster-state new \
     --log-level warn --quota-backend-bytes 2147483648 --auto-compaction-retention 1h \
     --unsafe-no-fsync
-  ready etcd 60 healthz "http://127.0.0.1:$ETCD_PORT/health"
+  daemon_ready etcd 60 healthz "http://127.0.0.1:$ETCD_PORT/health"
 
-  launch kube-apiserver "$BIN/kube-apiserver" \
+  daemon_launch kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address "$API_BIND" --secure-port "$API_PORT" --advertise-address "$API_ADVERTISE" \
     --endpoint-reconciler-type "$API_RECONCILER" \
@@ -252,9 +210,9 @@ start() {
     --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
     --authorization-mode Node,RBAC --allow-privileged=true \
     --profiling=false --v=1 ${API_EXTRA_ARGS[@]+"${API_EXTRA_ARGS[@]}"}
-  ready kube-apiserver 180 "${KUBECTL[@]}" get --raw /readyz
+  daemon_ready kube-apiserver 180 "${KUBECTL[@]}" get --raw /readyz
 
-  launch kube-controller-manager "$BIN/kube-controller-manager" \
+  daemon_launch kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig "$INSTANCE/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$INSTANCE/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$INSTANCE/controller-manager.kubeconfig" \
@@ -264,28 +222,28 @@ start() {
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --allocate-node-cidrs=false \
     --profiling=false --v=1
-  launch kube-scheduler "$BIN/kube-scheduler" \
+  daemon_launch kube-scheduler "$BIN/kube-scheduler" \
     --kubeconfig "$INSTANCE/scheduler.kubeconfig" \
     --authentication-kubeconfig "$INSTANCE/scheduler.kubeconfig" \
     --authorization-kubeconfig "$INSTANCE/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --cert-dir "$INSTANCE/scheduler-certs" \
     --leader-elect=false --profiling=false --v=1
-  [ "$KWOK_ON" = 0 ] || launch kwok "$BIN/kwok" \
+  [ "$KWOK_ON" = 0 ] || daemon_launch kwok "$BIN/kwok" \
     --kubeconfig "$INSTANCE/kwok.kubeconfig" --config "$KUBE_DIR/kwok.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --node-ip 127.0.0.1 --node-name localhost --node-port "$KWOK_PORT" \
     --server-address "127.0.0.1:$KWOK_PORT" \
     --tls-cert-file "$PKI/kwok-serving.crt" --tls-private-key-file "$PKI/kwok-serving.key" \
     --cidr 10.244.0.0/16 --node-lease-duration-seconds 40
-  ready kube-controller-manager 120 healthz "https://127.0.0.1:$KCM_PORT/healthz"
-  ready kube-scheduler 120 healthz "https://127.0.0.1:$SCHED_PORT/healthz"
+  daemon_ready kube-controller-manager 120 healthz "https://127.0.0.1:$KCM_PORT/healthz"
+  daemon_ready kube-scheduler 120 healthz "https://127.0.0.1:$SCHED_PORT/healthz"
   if [ "$KWOK_ON" = 0 ]; then
-    ready kube-controller-manager 60 "${KUBECTL[@]}" -n default get serviceaccount default
+    daemon_ready kube-controller-manager 60 "${KUBECTL[@]}" -n default get serviceaccount default
     log "kubernetes $KUBE_VERSION control plane ready in $(( $(date +%s) - t0 ))s: https://$API_ADVERTISE:$API_PORT (no kwok)"
     echo "$KUBECONFIG_OUT"
     return 0
   fi
-  ready kwok 120 healthz "https://127.0.0.1:$KWOK_PORT/healthz"
+  daemon_ready kwok 120 healthz "https://127.0.0.1:$KWOK_PORT/healthz"
 
   # The fake node: kwok manages the Nodes that carry its annotation. No taint, so that every Pod
   # (the operator's Deployments) is scheduled onto it.
@@ -312,9 +270,9 @@ NODE
   "${KUBECTL[@]}" patch node "$NODE_NAME" --subresource=status --type=merge \
     -p '{"status":{"allocatable":{"cpu":"256","memory":"1Ti","pods":"2000"},"capacity":{"cpu":"256","memory":"1Ti","pods":"2000"}}}' >/dev/null \
     || die "could not set the fake node's capacity"
-  ready kwok 120 node_ready
+  daemon_ready kwok 120 node_ready
   # Pods need the namespace's default ServiceAccount, which the controller manager creates.
-  ready kube-controller-manager 60 "${KUBECTL[@]}" -n default get serviceaccount default
+  daemon_ready kube-controller-manager 60 "${KUBECTL[@]}" -n default get serviceaccount default
   log "kubernetes $KUBE_VERSION ready in $(( $(date +%s) - t0 ))s: https://127.0.0.1:$API_PORT (node $NODE_NAME)"
   echo "$KUBECONFIG_OUT"
 }

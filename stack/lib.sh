@@ -128,3 +128,52 @@ go_build() {
   echo "$version" > "$stamp"
   log "built $name $version in $(( $(date +%s) - t0 ))s"
 }
+
+# ---------------------------------------------------------------------------------------------
+# long-running components (stack/kube.sh, stack/node.sh): pid files and logs in $INSTANCE
+
+# daemon_launch NAME CMD...: starts CMD in the background (its own session, no inherited lock
+# fd), logging to $INSTANCE/NAME.log, unless NAME's pid file names a live process.
+daemon_launch() {
+  local name="$1"; shift
+  if pid_alive "$INSTANCE/$name.pid"; then return 0; fi
+  log "starting $name"
+  nohup setsid "$@" >>"$INSTANCE/$name.log" 2>&1 9>&- </dev/null &
+  echo $! > "$INSTANCE/$name.pid"
+}
+
+# daemon_ready NAME SECONDS CMD...: retries CMD until it succeeds; fails at once, with NAME's log,
+# if NAME's process has exited, and after SECONDS otherwise.
+daemon_ready() {
+  local name="$1" secs="$2"; shift 2
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$INSTANCE/$name.pid"; then
+      tail -30 "$INSTANCE/$name.log" >&2
+      die "$name exited (log: $INSTANCE/$name.log)"
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      tail -30 "$INSTANCE/$name.log" >&2
+      die "$name did not become ready within ${secs}s (log: $INSTANCE/$name.log)"
+    fi
+    sleep 0.2
+  done
+}
+healthz() { curl -fsk --max-time 2 "$1" >/dev/null; }
+
+# issue_cert DIR CA NAME SUBJECT [SANS]: DIR/NAME.{key,crt}, a P-256 key and a certificate signed
+# by CA.crt/CA.key (a client certificate; also a server one when SANS are given). Kept once made.
+issue_cert() {
+  local dir="$1" ca="$2" name="$3" subj="$4" sans="${5:-}" ext
+  [ -s "$dir/$name.crt" ] && return 0
+  openssl ecparam -name prime256v1 -genkey -noout -out "$dir/$name.key" 2>/dev/null
+  ext="basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=${sans:+serverAuth,}clientAuth${sans:+
+subjectAltName=$sans}"
+  openssl req -new -key "$dir/$name.key" -subj "$subj" -out "$dir/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$dir/$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial \
+    -days 3650 -sha256 -extfile <(printf '%s\n' "$ext") -out "$dir/$name.crt" 2>/dev/null \
+    || die "openssl could not issue the $name certificate"
+  rm -f "$dir/$name.csr"
+}

@@ -200,47 +200,8 @@ install() {
 # ---------------------------------------------------------------------------------------------
 # helpers for start / stop
 
-launch() {
-  local name="$1"; shift
-  if pid_alive "$INSTANCE/$name.pid"; then return 0; fi
-  log "starting $name"
-  nohup setsid "$@" >>"$INSTANCE/$name.log" 2>&1 9>&- </dev/null &
-  echo $! > "$INSTANCE/$name.pid"
-}
-
-ready() {
-  local name="$1" secs="$2"; shift 2
-  local deadline=$(( $(date +%s) + secs ))
-  until "$@" >/dev/null 2>&1; do
-    if ! pid_alive "$INSTANCE/$name.pid"; then
-      tail -30 "$INSTANCE/$name.log" >&2
-      die "$name exited (log: $INSTANCE/$name.log)"
-    fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      tail -30 "$INSTANCE/$name.log" >&2
-      die "$name did not become ready within ${secs}s (log: $INSTANCE/$name.log)"
-    fi
-    sleep 0.3
-  done
-}
-healthz() { curl -fsk --max-time 2 "$1" >/dev/null; }
-
 # issue NAME SUBJECT [SANS]: a key and certificate signed by the node instance's cluster CA.
-issue() {
-  local name="$1" subj="$2" sans="${3:-}" ext
-  [ -s "$ND/pki/$name.crt" ] && return 0
-  mkdir -p "$ND/pki"; chmod 700 "$ND/pki"
-  openssl ecparam -name prime256v1 -genkey -noout -out "$ND/pki/$name.key" 2>/dev/null
-  ext="basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=${sans:+serverAuth,}clientAuth${sans:+
-subjectAltName=$sans}"
-  openssl req -new -key "$ND/pki/$name.key" -subj "$subj" -out "$ND/pki/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$ND/pki/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
-    -days 3650 -sha256 -extfile <(printf '%s\n' "$ext") -out "$ND/pki/$name.crt" 2>/dev/null \
-    || die "openssl could not issue the $name certificate"
-  rm -f "$ND/pki/$name.csr"
-}
+issue() { mkdir -p "$ND/pki"; chmod 700 "$ND/pki"; issue_cert "$ND/pki" "$PKI/ca" "$@"; }
 
 # node_kubeconfig FILE CERTNAME: a kubeconfig for a node component (on the host: 127.0.0.1).
 node_kubeconfig() {
@@ -574,9 +535,9 @@ start() {
   # 2. containerd
   t="$(date +%s)"
   containerd_config
-  launch containerd /usr/bin/containerd --config "$ND/containerd/config.toml"
-  ready containerd 60 "${CTR[@]}" version
-  ready containerd 60 sh -c "ctr -a '$SOCK' plugins ls | grep -Eq 'grpc.v1 +cri .* ok'"
+  daemon_launch containerd /usr/bin/containerd --config "$ND/containerd/config.toml"
+  daemon_ready containerd 60 "${CTR[@]}" version
+  daemon_ready containerd 60 sh -c "ctr -a '$SOCK' plugins ls | grep -Eq 'grpc.v1 +cri .* ok'"
   local t_containerd=$(( $(date +%s) - t ))
 
   # 3. images (pause first: containerd's CRI uses it for every pod sandbox)
@@ -594,18 +555,18 @@ start() {
   node_kubeconfig "$ND/kubelet.kubeconfig" kubelet
   node_kubeconfig "$ND/kube-proxy.kubeconfig" kube-proxy
   kubelet_config
-  launch kubelet "$BIN/kubelet" --config "$ND/kubelet-config.yaml" --kubeconfig "$ND/kubelet.kubeconfig" \
+  daemon_launch kubelet "$BIN/kubelet" --config "$ND/kubelet-config.yaml" --kubeconfig "$ND/kubelet.kubeconfig" \
     --root-dir "$ND/kubelet" --cert-dir "$ND/kubelet/pki" \
     --hostname-override "$NODE_NAME" --node-ip "$ip" --v=1
-  ready kubelet 120 healthz "http://127.0.0.1:$CAIRN_NODE_KUBELET_HEALTHZ_PORT/healthz"
-  ready kubelet 120 node_ready "$t"
+  daemon_ready kubelet 120 healthz "http://127.0.0.1:$CAIRN_NODE_KUBELET_HEALTHZ_PORT/healthz"
+  daemon_ready kubelet 120 node_ready "$t"
   local t_kubelet=$(( $(date +%s) - t ))
 
   # 5. kube-proxy
   t="$(date +%s)"
   kube_proxy_config
-  launch kube-proxy "$BIN/kube-proxy" --config "$ND/kube-proxy-config.yaml" --v=1
-  ready kube-proxy 60 healthz "http://127.0.0.1:$CAIRN_NODE_PROXY_HEALTHZ_PORT/healthz"
+  daemon_launch kube-proxy "$BIN/kube-proxy" --config "$ND/kube-proxy-config.yaml" --v=1
+  daemon_ready kube-proxy 60 healthz "http://127.0.0.1:$CAIRN_NODE_PROXY_HEALTHZ_PORT/healthz"
   local t_proxy=$(( $(date +%s) - t ))
 
   # 6. CoreDNS and the ingress controller

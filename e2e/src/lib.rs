@@ -47,6 +47,11 @@ pub fn test_stack_dir() -> PathBuf {
     std::env::var("CAIRN_TEST_STACK_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack/test"))
 }
 
+/// Where the stack scripts install tools (`CAIRN_TOOLS_DIR`, as in stack/lib.sh).
+pub fn tools_dir() -> PathBuf {
+    std::env::var("CAIRN_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack/tools"))
+}
+
 /// A port that is free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -580,7 +585,11 @@ impl TestKube {
 
 /// A JSON HTTP call: the status and the body (`Value::Null` when empty or not JSON).
 pub async fn call(method: &str, url: &str, bearer: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
-    let http = reqwest::Client::new();
+    call_with(&reqwest::Client::new(), method, url, bearer, body).await
+}
+
+/// [`call`] with a client of the caller's (a resolver override for an Ingress host, say).
+pub async fn call_with(http: &reqwest::Client, method: &str, url: &str, bearer: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
     let method = reqwest::Method::from_bytes(method.as_bytes())?;
     let mut req = http.request(method, url).timeout(Duration::from_secs(60));
     if let Some(b) = bearer {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cairn_e2e::{repo_root, test_stack_dir, wait_until};
+use cairn_e2e::{call_with, repo_root, test_stack_dir, tools_dir, wait_until};
 use serde_json::{json, Value};
 
 const NAMESPACE: &str = "cairn-e2e";
@@ -218,17 +218,7 @@ impl Endpoints {
     /// A request to the Ingress with the platform's Host header.
     async fn call(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
         let http = reqwest::Client::builder().resolve(HOST, self.ingress.parse()?).build()?;
-        let mut req = http.request(reqwest::Method::from_bytes(method.as_bytes())?, format!("{}{path}", self.base)).timeout(Duration::from_secs(30));
-        if let Some(b) = bearer {
-            req = req.bearer_auth(b);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        call_with(&http, method, &format!("{}{path}", self.base), bearer, body).await
     }
 
     /// The event's count over the last day, from the query API.
@@ -246,7 +236,6 @@ impl Endpoints {
 /// Sends events with an SDK through the Ingress (e2e/kubernetes/send-*.{mjs,py}).
 fn send_with_sdk(sdk: &str, ep: &Endpoints, key: &str, event: &str, n: usize) -> Result<String> {
     let dir = repo_root().join("e2e/kubernetes");
-    let tools = std::env::var("CAIRN_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack/tools"));
     let mut cmd = match sdk {
         "web" => {
             let mut c = Command::new("node");
@@ -254,7 +243,7 @@ fn send_with_sdk(sdk: &str, ep: &Endpoints, key: &str, event: &str, n: usize) ->
             c
         }
         _ => {
-            let mut c = Command::new(tools.join("sdk-venv/bin/python"));
+            let mut c = Command::new(tools_dir().join("sdk-venv/bin/python"));
             c.arg(dir.join("send_python.py")).env("PYTHONPATH", repo_root().join("sdks/python/src"));
             c
         }
@@ -432,6 +421,12 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
 
     // Through the Ingress: sign up, then both SDKs send, then the query API counts them.
     let ep = Endpoints { base: format!("http://{HOST}:{}", cluster.ingress.rsplit(':').next().unwrap_or("80")), ingress: cluster.ingress.clone() };
+    // The controller programs routes a moment after the Ingress and the endpoints exist: until
+    // then Traefik itself answers 404. The dashboard at / answering 200 means query is routed.
+    wait_until("the Ingress to route to the platform", Duration::from_secs(90), || async {
+        ep.call("GET", "/", None, None).await.map(|(status, _)| status == 200).unwrap_or(false)
+    })
+    .await?;
     let (status, body) = ep
         .call("POST", "/api/v1/signup", None, Some(&json!({"email": "e2e@cairn.test", "password": "correct horse battery staple 42"})))
         .await?;

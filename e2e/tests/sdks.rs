@@ -12,10 +12,9 @@
 //! CAIRN_CLICKHOUSE_URL, CAIRN_CLICKHOUSE_DATABASE. `stack/sdks.sh install` provides Chromium,
 //! the npm packages and the Python environment (`make deps` runs it; so does each test here).
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use cairn_e2e::{repo_root, Pipeline, Service, TestClickHouse, TestKafka};
+use cairn_e2e::{repo_root, tools_dir, Pipeline, Service, TestClickHouse, TestKafka};
 
 struct Suite {
     _capture: Service,
@@ -41,10 +40,6 @@ async fn pipeline(key: &str, project: u64) -> Suite {
 
 fn install_sdk_tools(parts: &[&str]) {
     run("stack/sdks.sh install", Command::new("bash").arg(repo_root().join("stack/sdks.sh")).arg("install").args(parts));
-}
-
-fn tools_dir() -> PathBuf {
-    std::env::var("CAIRN_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack/tools"))
 }
 
 /// Runs a command to completion; on failure, panics with everything it printed.
