@@ -1,10 +1,13 @@
 //! Funnels: how many users went through ordered steps within a conversion window.
 //!
-//! ClickHouse gathers, per user who did the first step, that user's step events in time order
-//! (one bit per step an event matches); the walk over them is [`walk`]: from each first-step event,
-//! the earliest event of each next step within the window; the user's furthest walk counts (the
-//! earliest one among equals, for the times). In `strict` order any other event of the user in
-//! between breaks the walk. A breakdown takes its value from the walk's first event.
+//! A user's walk: from each first-step event, the earliest event of each next step within the
+//! window; the user's furthest walk counts (the earliest one among equals, for the times). In
+//! `strict` order any other event of the user in between breaks the walk. One event serves one
+//! step of a walk. A breakdown takes its value from the walk's first event.
+//!
+//! ClickHouse computes every user's walk ([`walk_sql`]) and sends one row per user who did the
+//! first step: the walk's level and step times (and breakdown value); counts, rates and times to
+//! convert are summarised here. Users are told apart by their distinct_id's 64-bit hash.
 
 use std::collections::HashMap;
 
@@ -121,61 +124,86 @@ pub struct FunnelsResponse {
     pub breakdown: Option<Vec<BreakdownSteps>>,
 }
 
-/// A user's step events with the breakdown value of each.
+/// One user's furthest walk, computed by ClickHouse (see [`walk_sql`]).
 #[derive(Row, Deserialize)]
-struct UserEvents {
-    #[allow(dead_code)]
-    distinct_id: String,
-    events: Vec<(i64, u32, String)>,
+struct UserWalk {
+    level: u8,
+    times: Vec<i64>,
 }
 
-/// A user's step events, without a breakdown (less to send).
+/// One user's furthest walk and the breakdown value of its first event.
 #[derive(Row, Deserialize)]
-struct UserSteps {
-    #[allow(dead_code)]
-    distinct_id: String,
-    events: Vec<(i64, u32)>,
+struct UserWalkBreakdown {
+    level: u8,
+    times: Vec<i64>,
+    bd: String,
 }
 
-/// One user's furthest walk: how many steps, each step's time, the first event's index.
+/// One user's furthest walk: how many steps, and each step's time (milliseconds).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Walk {
     pub level: usize,
     pub times: Vec<i64>,
-    pub start: usize,
 }
 
-/// The furthest walk through `events` (time-ordered `(millis, step bits)`), see the module doc.
-pub fn walk(events: &[(i64, u32)], steps: usize, window_ms: i64, strict: bool) -> Option<Walk> {
-    let mut best: Option<Walk> = None;
-    for (start, &(t0, bits)) in events.iter().enumerate() {
-        if bits & 1 == 0 {
-            continue;
-        }
-        let mut times = vec![t0];
-        for &(t, bits) in &events[start + 1..] {
-            if times.len() == steps || t - t0 > window_ms {
-                break;
-            }
-            if bits & (1 << times.len()) != 0 {
-                times.push(t);
-            } else if strict {
-                break;
-            }
-        }
-        if best.as_ref().is_none_or(|b| times.len() > b.level) {
-            let level = times.len();
-            best = Some(Walk {
-                level,
-                times,
-                start,
-            });
-            if level == steps {
-                break;
-            }
+/// Bits of an encoded event that hold its step mask (so at most 20 steps).
+const MASK_BITS: u32 = 20;
+
+/// The columns that compute, per user, the furthest walk (see the module doc), from `ev`: the
+/// user's events encoded as `(milliseconds since the range's start) << 20 | step mask`, sorted
+/// (by time, then mask). Vector operations only, linear in the user's events per step pair.
+///
+/// `g{k}_{m}[i]` is the encoded event that serves step `m` of the walk that continues from the
+/// next event after `i` that can serve step `k` (0 when there is none): in ordered funnels the
+/// next such event anywhere later (`arrayReverseFill`), in strict funnels only the very next
+/// event. Built from the last step backwards, the walk from a first-step event `i` is
+/// `ev[i], g1_1[i], …, g1_{n-1}[i]`, cut at the first time past the conversion window. The
+/// user's walk is the furthest one, the earliest among equals (`arrayFirstIndex`).
+///
+/// `window` is the placeholder of the conversion window shifted left by [`MASK_BITS`]; the
+/// result's columns are `level`, `i` (the walk's first event) and `rel` (its encoded events).
+pub fn walk_sql(steps: usize, strict: bool, window: &str) -> String {
+    let shift = |a: String| format!("arrayPushBack(arrayPopFront({a}), 0)");
+    let mut cols: Vec<String> = Vec::new();
+    for k in (1..steps).rev() {
+        for m in k..steps {
+            let own = if m == k {
+                format!("arrayMap(v -> if(bitTest(v, {k}), v, 0), ev)")
+            } else {
+                format!(
+                    "arrayMap((x, v) -> if(bitTest(v, {k}), x, 0), g{}_{m}, ev)",
+                    k + 1
+                )
+            };
+            let next = if strict {
+                own
+            } else if m == k {
+                format!("arrayReverseFill(x -> x != 0, {own})")
+            } else {
+                format!("arrayReverseFill((x, v) -> bitTest(v, {k}), {own}, ev)")
+            };
+            cols.push(format!("{} AS g{k}_{m}", shift(next)));
         }
     }
-    best
+    let conts: Vec<String> = (1..steps).map(|m| format!("g1_{m}")).collect();
+    let args: Vec<String> = (1..steps).map(|m| format!("c{m}")).collect();
+    let within: Vec<String> = args
+        .iter()
+        .map(|c| format!(" + ({c} != 0 AND {c} <= bitOr(v, {}) + {window})", (1u64 << MASK_BITS) - 1))
+        .collect();
+    cols.push(format!(
+        "arrayMap((v, {}) -> if(bitTest(v, 0), toUInt8(1{}), 0), ev, {}) AS lv",
+        args.join(", "),
+        within.concat(),
+        conts.join(", ")
+    ));
+    cols.push("arrayMax(lv) AS level".into());
+    cols.push("arrayFirstIndex(x -> x = level, lv) AS i".into());
+    let at_i: Vec<String> = std::iter::once("ev[i]".to_string())
+        .chain(conts.iter().map(|c| format!("{c}[i]")))
+        .collect();
+    cols.push(format!("arraySlice([{}], 1, level) AS rel", at_i.join(", ")));
+    cols.join(", ")
 }
 
 fn median(v: &mut [f64]) -> Option<f64> {
@@ -310,16 +338,30 @@ pub async fn run(
         .breakdown
         .as_ref()
         .map(|b| breakdown_expr(&mut sql, &b.property));
-    let tuple = if bd.is_some() {
-        "(toUnixTimestamp64Milli(timestamp), mask, bd)"
-    } else {
-        "(toUnixTimestamp64Milli(timestamp), mask)"
-    };
-    sql.push("SELECT distinct_id, arraySort(x -> x.1, groupArray(")
-        .push(tuple)
-        .push(")) AS events FROM (SELECT distinct_id, timestamp, toUInt32(")
+    let from = sql.i64(range.from_ms());
+    let window = sql.u64((window_ms as u64) << MASK_BITS);
+    sql.push("SELECT level, times");
+    if bd.is_some() {
+        sql.push(", bd");
+    }
+    sql.push(" FROM (SELECT arraySort(groupArray(v)) AS ev, ")
+        .push(&walk_sql(req.steps.len(), strict, &window))
+        .push(", arrayMap(x -> toInt64(bitShiftRight(x, ")
+        .push(&MASK_BITS.to_string())
+        .push(")) + ")
+        .push(&from)
+        .push(", rel) AS times");
+    if bd.is_some() {
+        // The breakdown values in the order of `ev`; the walk's first event's is the user's.
+        sql.push(", arraySort((b, x) -> x, groupArray(bd), groupArray(v))[i] AS bd");
+    }
+    sql.push(" FROM (SELECT distinct_id, toUInt32(")
         .push(&mask)
-        .push(") AS mask");
+        .push(") AS mask, bitOr(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(timestamp) - ")
+        .push(&from)
+        .push("), ")
+        .push(&MASK_BITS.to_string())
+        .push("), mask) AS v");
     if let Some(bd) = &bd {
         sql.push(", ").push(bd).push(" AS bd");
     }
@@ -340,33 +382,34 @@ pub async fn run(
         }
         sql.push(" AND mask > 0");
     }
-    sql.push(") GROUP BY distinct_id HAVING bitAnd(groupBitOr(mask), 1) = 1");
+    // A user is their distinct_id's 64-bit hash (as in the table's sort and sample keys).
+    sql.push(") GROUP BY cityHash64(distinct_id) HAVING level > 0)");
 
-    let mut walks: Vec<(Walk, String)> = Vec::new();
-    if bd.is_some() {
-        let users: Vec<UserEvents> = engine.fetch_all(&sql).await?;
-        let mut pairs: Vec<(i64, u32)> = Vec::new();
-        for u in users {
-            pairs.clear();
-            pairs.extend(u.events.iter().map(|(t, m, _)| (*t, *m)));
-            if let Some(w) = walk(&pairs, req.steps.len(), window_ms, strict) {
-                let value = u
-                    .events
-                    .get(w.start)
-                    .map(|e| e.2.clone())
-                    .unwrap_or_default();
-                walks.push((w, value));
-            }
-        }
+    let walks: Vec<(Walk, String)> = if bd.is_some() {
+        let users: Vec<UserWalkBreakdown> = engine.fetch_all(&sql).await?;
+        users
+            .into_iter()
+            .map(|u| {
+                let walk = Walk {
+                    level: usize::from(u.level),
+                    times: u.times,
+                };
+                (walk, u.bd)
+            })
+            .collect()
     } else {
-        let users: Vec<UserSteps> = engine.fetch_all(&sql).await?;
-        walks.extend(
-            users
-                .iter()
-                .filter_map(|u| walk(&u.events, req.steps.len(), window_ms, strict))
-                .map(|w| (w, String::new())),
-        );
-    }
+        let users: Vec<UserWalk> = engine.fetch_all(&sql).await?;
+        users
+            .into_iter()
+            .map(|u| {
+                let walk = Walk {
+                    level: usize::from(u.level),
+                    times: u.times,
+                };
+                (walk, String::new())
+            })
+            .collect()
+    };
 
     let names: Vec<String> = req
         .steps
@@ -426,37 +469,25 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    const H: i64 = 3_600_000;
-
     #[test]
-    fn walks_take_the_furthest_then_earliest_path() {
-        // A(0) B(1h) A(2h) B(3h) C(4h): from the first A, B at 1h then C at 4h.
-        let e = [(0, 1), (H, 2), (2 * H, 1), (3 * H, 2), (4 * H, 4)];
-        let w = walk(&e, 3, 24 * H, false).unwrap();
-        assert_eq!(w.level, 3);
-        assert_eq!(w.times, vec![0, H, 4 * H]);
-        // With a 3-hour window, the first A cannot reach C; the second can.
-        let w = walk(&e, 3, 3 * H, false).unwrap();
-        assert_eq!((w.level, w.times.clone()), (3, vec![2 * H, 3 * H, 4 * H]));
-        // No first step: no walk.
-        assert!(walk(&[(0, 2), (H, 4)], 3, 24 * H, false).is_none());
-        // C before B does not count.
-        assert_eq!(
-            walk(&[(0, 1), (H, 4), (2 * H, 2)], 3, 24 * H, false)
-                .unwrap()
-                .level,
-            2
-        );
-    }
-
-    #[test]
-    fn strict_order_breaks_on_any_other_event() {
-        let e = [(0, 1), (H, 0), (2 * H, 2)];
-        assert_eq!(walk(&e, 2, 24 * H, true).unwrap().level, 1);
-        assert_eq!(walk(&e, 2, 24 * H, false).unwrap().level, 2);
-        // One event can serve one step of a walk only.
-        assert_eq!(walk(&[(0, 3)], 2, H, false).unwrap().level, 1);
-        assert_eq!(walk(&[(0, 3), (1, 3)], 2, H, true).unwrap().level, 2);
+    fn walk_columns_chain_back_from_the_last_step() {
+        let sql = walk_sql(3, false, "{w:UInt64}");
+        // Last step first, each continuation built from the one after it.
+        let g22 = sql.find("AS g2_2").unwrap();
+        let g11 = sql.find("AS g1_1").unwrap();
+        let g12 = sql.find("AS g1_2").unwrap();
+        assert!(g22 < g11 && g22 < g12);
+        assert!(sql.contains("g2_2, ev), ev)), 0) AS g1_2"));
+        assert!(sql.contains("ev, g1_1, g1_2) AS lv"));
+        assert!(sql.contains("arraySlice([ev[i], g1_1[i], g1_2[i]], 1, level) AS rel"));
+        assert_eq!(sql.matches('(').count(), sql.matches(')').count());
+        // Strict order looks at the very next event only: no fill.
+        let strict = walk_sql(3, true, "{w:UInt64}");
+        assert!(!strict.contains("arrayReverseFill"));
+        assert!(sql.contains("arrayReverseFill"));
+        // Twenty steps: 190 continuation columns, all distinct.
+        let wide = walk_sql(20, false, "{w:UInt64}");
+        assert_eq!(wide.matches(" AS g").count(), 190);
     }
 
     #[test]
@@ -464,17 +495,14 @@ mod tests {
         let w1 = Walk {
             level: 3,
             times: vec![0, 1000, 4000],
-            start: 0,
         };
         let w2 = Walk {
             level: 2,
             times: vec![0, 3000],
-            start: 0,
         };
         let w3 = Walk {
             level: 1,
             times: vec![0],
-            start: 0,
         };
         let names = vec!["a".into(), "b".into(), "c".into()];
         let s = summarise(&names, &[&w1, &w2, &w3]);
