@@ -547,9 +547,18 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
         }
     }
     s.insert(&rnd).await?;
-    let cases: [(&[&str], bool); 4] =
-        [(&["g_a", "g_b", "g_c"], false), (&["g_a", "g_b", "g_c"], true), (&["g_a", "g_a", "g_b"], false), (&["g_a", "g_a", "g_b"], true)];
+    // The longest funnel allowed by default: 10 steps.
+    let long: Vec<&str> = (0..10).map(|k| ["g_a", "g_b", "g_c", "g_x"][k % 4]).collect();
+    let cases: [(&[&str], bool); 6] = [
+        (&["g_a", "g_b", "g_c"], false),
+        (&["g_a", "g_b", "g_c"], true),
+        (&["g_a", "g_a", "g_b"], false),
+        (&["g_a", "g_a", "g_b"], true),
+        (&long, false),
+        (&long, true),
+    ];
     for (steps, strict) in cases {
+        let n = steps.len();
         let mut per_user: BTreeMap<&str, Vec<(i64, u32)>> = BTreeMap::new();
         for e in &rnd {
             let mask = steps.iter().enumerate().filter(|(_, n)| **n == e.event).fold(0u32, |m, (k, _)| m | 1 << k);
@@ -557,11 +566,11 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
                 per_user.entry(&e.distinct_id).or_default().push((e.ts, mask));
             }
         }
-        let mut counts = vec![0u64; 3];
-        let mut gaps: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        let mut counts = vec![0u64; n];
+        let mut gaps: Vec<Vec<f64>> = vec![Vec::new(); n];
         for evs in per_user.values_mut() {
             evs.sort();
-            let chain = best_chain(evs, 3, window, strict);
+            let chain = best_chain(evs, n, window, strict);
             for k in 0..chain.len() {
                 counts[k] += 1;
                 if k > 0 {
@@ -578,7 +587,7 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
         let got: Vec<u64> = v["steps"].as_array().map(|a| a.iter().map(|s| s["count"].as_u64().unwrap_or(0)).collect()).unwrap_or_default();
         assert_eq!(got, counts, "{steps:?} strict={strict}: {v}");
         assert!(counts[2] > 0 && counts[0] > counts[2], "{steps:?} strict={strict}: a funnel that narrows: {counts:?}");
-        for k in 1..3 {
+        for k in 1..n {
             let m = v["steps"][k]["median_time_to_convert_seconds"].as_f64();
             match (m, median(&mut gaps[k])) {
                 (Some(g), Some(w)) => assert!(close(g, w), "{steps:?} strict={strict} step {k} median: {g} vs {w}"),

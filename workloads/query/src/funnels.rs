@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::filters::{all_conditions, event_condition, PropertyFilter};
 use crate::sql::Sql;
-use crate::timerange::{label, resolve};
+use crate::timerange::{label, resolve, TimeRange};
 use crate::trends::{breakdown_expr, Breakdown, OTHER_VALUE};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,23 +298,15 @@ fn validate(req: &FunnelsRequest, engine: &Engine) -> Result<i64, ApiError> {
     Ok(ms)
 }
 
-pub async fn run(
+/// The statement that returns every user's walk: `level`, `times` (and `bd`).
+fn statement(
     engine: &Engine,
     project_id: u64,
     req: &FunnelsRequest,
-    now: Timestamp,
-) -> Result<FunnelsResponse, ApiError> {
-    let window_ms = validate(req, engine)?;
-    let range = resolve(
-        req.date_from.as_deref(),
-        req.date_to.as_deref(),
-        req.timezone.as_deref(),
-        "-30d",
-        engine.limits.max_range_days,
-        now,
-    )?;
+    range: &TimeRange,
+    window_ms: i64,
+) -> Result<Sql, ApiError> {
     let strict = req.order == FunnelOrder::Strict;
-
     let mut sql = Sql::new();
     let mut bits = Vec::new();
     for (i, step) in req.steps.iter().enumerate() {
@@ -384,8 +376,27 @@ pub async fn run(
     }
     // A user is their distinct_id's 64-bit hash (as in the table's sort and sample keys).
     sql.push(") GROUP BY cityHash64(distinct_id) HAVING level > 0)");
+    Ok(sql)
+}
 
-    let walks: Vec<(Walk, String)> = if bd.is_some() {
+pub async fn run(
+    engine: &Engine,
+    project_id: u64,
+    req: &FunnelsRequest,
+    now: Timestamp,
+) -> Result<FunnelsResponse, ApiError> {
+    let window_ms = validate(req, engine)?;
+    let range = resolve(
+        req.date_from.as_deref(),
+        req.date_to.as_deref(),
+        req.timezone.as_deref(),
+        "-30d",
+        engine.limits.max_range_days,
+        now,
+    )?;
+    let sql = statement(engine, project_id, req, &range, window_ms)?;
+
+    let walks: Vec<(Walk, String)> = if req.breakdown.is_some() {
         let users: Vec<UserWalkBreakdown> = engine.fetch_all(&sql).await?;
         users
             .into_iter()
@@ -488,6 +499,34 @@ mod tests {
         // Twenty steps: 190 continuation columns, all distinct.
         let wide = walk_sql(20, false, "{w:UInt64}");
         assert_eq!(wide.matches(" AS g").count(), 190);
+    }
+
+    #[test]
+    fn the_statement_binds_every_request_value() {
+        let engine = Engine {
+            ch: clickhouse::Client::default(),
+            source: crate::sql::EventsSource { read_final: true },
+            limits: crate::config::Limits::default(),
+            timeout: std::time::Duration::from_secs(10),
+        };
+        let evil = "x') OR 1=1 --";
+        let req: FunnelsRequest = serde_json::from_value(serde_json::json!({
+            "steps": [{"event": "pageview"}, {"event": evil}, {"event": "purchase", "filters": [{"key": evil, "value": evil}]}],
+            "conversion_window": {"value": 1, "unit": "day"},
+            "breakdown": {"property": evil},
+        }))
+        .unwrap();
+        let now: Timestamp = "2026-11-27T00:00:00Z".parse().unwrap();
+        let range = resolve(None, None, None, "-30d", 366, now).unwrap();
+        let sql = statement(&engine, 7, &req, &range, 86_400_000).unwrap();
+        if std::env::var_os("CAIRN_PRINT_SQL").is_some() {
+            println!("{}\n{:?}", sql.text(), sql.params());
+        }
+        assert!(!sql.text().contains(evil));
+        assert!(sql.text().starts_with("SELECT level, times, bd FROM (SELECT arraySort(groupArray(v)) AS ev"));
+        assert!(sql.text().contains(" FROM events FINAL WHERE project_id = {p"));
+        assert!(sql.text().ends_with("GROUP BY cityHash64(distinct_id) HAVING level > 0)"));
+        assert!(sql.params().iter().any(|(_, v)| *v == crate::sql::Param::U64(86_400_000 << MASK_BITS)));
     }
 
     #[test]
