@@ -38,6 +38,7 @@ install() {
 # The broker's JVM command line, as an array.
 read -r -a HEAP <<< "${KAFKA_HEAP:--Xmx512m -Xms256m}"
 JAVA=(java "${HEAP[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+  "-Xlog:gc:file=$INSTANCE/gc.log:uptime:filecount=2,filesize=10m"
   "-Dlog4j2.configurationFile=$CAIRN_ROOT/stack/kafka/log4j2.properties"
   "-Dkafka.logs.dir=$INSTANCE" -cp "$LIBS/*")
 
@@ -68,6 +69,9 @@ log.retention.hours=168
 log.segment.bytes=268435456
 num.network.threads=2
 num.io.threads=4
+# The log cleaner (compaction of __consumer_offsets) needs little memory here: its default
+# 128 MB dedupe buffer would sit in the heap and make every young GC scan a fuller heap.
+log.cleaner.dedupe.buffer.size=16777216
 PROPS
 }
 

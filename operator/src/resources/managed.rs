@@ -132,6 +132,9 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
                 json!({"name": "KAFKA_AUTO_CREATE_TOPICS_ENABLE", "value": "false"}),
                 json!({"name": "KAFKA_LOG_DIRS", "value": "/var/lib/kafka/data"}),
                 json!({"name": "KAFKA_HEAP_OPTS", "value": "-Xmx512m -Xms256m"}),
+                // Compaction here is __consumer_offsets only: the cleaner's default 128 MB dedupe
+                // buffer would hold a quarter of the heap for good (fuller young GCs, marking).
+                json!({"name": "KAFKA_LOG_CLEANER_DEDUPE_BUFFER_SIZE", "value": "16777216"}),
             ],
             args: None,
             run_as: 1000,
