@@ -344,8 +344,9 @@ fn statement(
         .push(&from)
         .push(", rel) AS times");
     if bd.is_some() {
-        // The breakdown values in the order of `ev`; the walk's first event's is the user's.
-        sql.push(", arraySort((b, x) -> x, groupArray(bd), groupArray(v))[i] AS bd");
+        // The value of the walk's first event (found by its encoded event among the first-step
+        // events'): the user's.
+        sql.push(", groupArrayIf(bd, bitTest(v, 0))[indexOf(groupArrayIf(v, bitTest(v, 0)), ev[i])] AS bd");
     }
     sql.push(" FROM (SELECT distinct_id, toUInt32(")
         .push(&mask)
@@ -355,7 +356,8 @@ fn statement(
         .push(&MASK_BITS.to_string())
         .push("), mask) AS v");
     if let Some(bd) = &bd {
-        sql.push(", ").push(bd).push(" AS bd");
+        // Only a first-step event can start a walk: the others' properties are not parsed.
+        sql.push(", if(bitTest(mask, 0), ").push(bd).push(", '') AS bd");
     }
     engine.source.scoped(
         &mut sql,
