@@ -124,16 +124,10 @@ pub struct FunnelsResponse {
     pub breakdown: Option<Vec<BreakdownSteps>>,
 }
 
-/// One user's furthest walk, computed by ClickHouse (see [`walk_sql`]).
+/// One user's furthest walk, computed by ClickHouse (see [`walk_sql`]), and the breakdown value
+/// of its first event (empty without a breakdown).
 #[derive(Row, Deserialize)]
 struct UserWalk {
-    level: u8,
-    times: Vec<i64>,
-}
-
-/// One user's furthest walk and the breakdown value of its first event.
-#[derive(Row, Deserialize)]
-struct UserWalkBreakdown {
     level: u8,
     times: Vec<i64>,
     bd: String,
@@ -332,11 +326,7 @@ fn statement(
         .map(|b| breakdown_expr(&mut sql, &b.property));
     let from = sql.i64(range.from_ms());
     let window = sql.u64((window_ms as u64) << MASK_BITS);
-    sql.push("SELECT level, times");
-    if bd.is_some() {
-        sql.push(", bd");
-    }
-    sql.push(" FROM (SELECT arraySort(groupArray(v)) AS ev, ")
+    sql.push("SELECT level, times, bd FROM (SELECT arraySort(groupArray(v)) AS ev, ")
         .push(&walk_sql(req.steps.len(), strict, &window))
         .push(", arrayMap(x -> toInt64(bitShiftRight(x, ")
         .push(&MASK_BITS.to_string())
@@ -347,6 +337,8 @@ fn statement(
         // The value of the walk's first event (found by its encoded event among the first-step
         // events'): the user's.
         sql.push(", groupArrayIf(bd, bitTest(v, 0))[indexOf(groupArrayIf(v, bitTest(v, 0)), ev[i])] AS bd");
+    } else {
+        sql.push(", '' AS bd");
     }
     sql.push(" FROM (SELECT distinct_id, toUInt32(")
         .push(&mask)
@@ -398,31 +390,17 @@ pub async fn run(
     )?;
     let sql = statement(engine, project_id, req, &range, window_ms)?;
 
-    let walks: Vec<(Walk, String)> = if req.breakdown.is_some() {
-        let users: Vec<UserWalkBreakdown> = engine.fetch_all(&sql).await?;
-        users
-            .into_iter()
-            .map(|u| {
-                let walk = Walk {
-                    level: usize::from(u.level),
-                    times: u.times,
-                };
-                (walk, u.bd)
-            })
-            .collect()
-    } else {
-        let users: Vec<UserWalk> = engine.fetch_all(&sql).await?;
-        users
-            .into_iter()
-            .map(|u| {
-                let walk = Walk {
-                    level: usize::from(u.level),
-                    times: u.times,
-                };
-                (walk, String::new())
-            })
-            .collect()
-    };
+    let users: Vec<UserWalk> = engine.fetch_all(&sql).await?;
+    let walks: Vec<(Walk, String)> = users
+        .into_iter()
+        .map(|u| {
+            let walk = Walk {
+                level: usize::from(u.level),
+                times: u.times,
+            };
+            (walk, u.bd)
+        })
+        .collect();
 
     let names: Vec<String> = req
         .steps
