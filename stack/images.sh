@@ -167,7 +167,7 @@ prepare_context() {
           "chdb-core==$version" -d "$wheels" || die "downloading the chdb-core $version wheel failed"
       fi
       mkdir -p "$ctx/wheels"
-      link_or_copy "$(ls "$wheels"/chdb_core-"$version"-*.whl | head -1)" "$ctx/wheels/"
+      link_or_copy "$(ls "$wheels"/chdb_core-"$version"-*.whl | sed -n 1p)" "$ctx/wheels/"
       cp "$CAIRN_ROOT/stack/clickhouse/chserver.py" "$CAIRN_ROOT/images/clickhouse-entrypoint.sh" "$ctx/" ;;
   esac
 }
@@ -223,7 +223,7 @@ sizes() {
   for n in "${ALL[@]}"; do
     file="$(archive "$n")"; [ -s "$file" ] || continue
     if [ "$ENGINE" = docker ]; then unpacked="$(docker image inspect -f '{{.Size}}' "$(ref "$n")")"
-    else unpacked="$("${BUILDAH[@]}" images --format '{{.Size}}' "$(ref "$n")" 2>/dev/null | head -1)"; fi
+    else unpacked="$("${BUILDAH[@]}" images --format '{{.Size}}' "$(ref "$n")" 2>/dev/null | sed -n 1p)"; fi
     printf '%-11s %-55s %10s %9sM\n' "$n" "$(ref "$n")" "$unpacked" "$(( $(stat -c %s "$file") / 1048576 ))"
   done
 }
