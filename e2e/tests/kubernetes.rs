@@ -422,9 +422,12 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     // Through the Ingress: sign up, then both SDKs send, then the query API counts them.
     let ep = Endpoints { base: format!("http://{HOST}:{}", cluster.ingress.rsplit(':').next().unwrap_or("80")), ingress: cluster.ingress.clone() };
     // The controller programs routes a moment after the Ingress and the endpoints exist: until
-    // then Traefik itself answers 404. The dashboard at / answering 200 means query is routed.
+    // then Traefik itself answers 404. The dashboard at / answering 200 means query is routed;
+    // capture's paths are routed once /batch stops falling through to query's 404.
     wait_until("the Ingress to route to the platform", Duration::from_secs(90), || async {
-        ep.call("GET", "/", None, None).await.map(|(status, _)| status == 200).unwrap_or(false)
+        let query = ep.call("GET", "/", None, None).await.map(|(status, _)| status == 200).unwrap_or(false);
+        let capture = ep.call("POST", "/batch", None, Some(&json!({}))).await.map(|(status, _)| status != 404).unwrap_or(false);
+        query && capture
     })
     .await?;
     let (status, body) = ep
