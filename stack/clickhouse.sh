@@ -36,9 +36,9 @@ start() {
   fi
   mkdir -p "$INSTANCE/data"
   log "starting the ClickHouse HTTP interface on 127.0.0.1:$PORT"
-  nohup setsid "$VENV/bin/python" "$CAIRN_ROOT/stack/clickhouse/chserver.py" \
-    --data "$INSTANCE/data" --port "$PORT" >"$INSTANCE/chserver.log" 2>&1 9>&- &
-  echo $! > "$PIDFILE"
+  : > "$INSTANCE/chserver.log"
+  spawn "$PIDFILE" "$INSTANCE/chserver.log" \
+    "$VENV/bin/python" "$CAIRN_ROOT/stack/clickhouse/chserver.py" --data "$INSTANCE/data" --port "$PORT"
   if ! wait_for clickhouse 60 ping; then
     tail -30 "$INSTANCE/chserver.log" >&2
     die "clickhouse did not start"

@@ -37,7 +37,10 @@ install() {
 
 # The broker's JVM command line, as an array.
 read -r -a HEAP <<< "${KAFKA_HEAP:--Xmx512m -Xms256m}"
-JAVA=(java "${HEAP[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+# ZGC: its pauses stay under a millisecond, where G1's young collections stopped the broker for
+# 6-63 ms and showed in capture's p99 (docs/BENCHMARKS.md). KAFKA_GC_OPTS chooses another.
+read -r -a GC <<< "${KAFKA_GC_OPTS:--XX:+UseZGC}"
+JAVA=(java "${HEAP[@]}" "${GC[@]}" -Djava.awt.headless=true
   "-Xlog:gc:file=$INSTANCE/gc.log:uptime:filecount=2,filesize=10m"
   "-Dlog4j2.configurationFile=$CAIRN_ROOT/stack/kafka/log4j2.properties"
   "-Dkafka.logs.dir=$INSTANCE" -cp "$LIBS/*")
@@ -90,8 +93,8 @@ start() {
       >"$INSTANCE/format.log" 2>&1 || { cat "$INSTANCE/format.log" >&2; die "kafka storage format failed"; }
   fi
   log "starting kafka on 127.0.0.1:$PORT"
-  nohup setsid "${JAVA[@]}" kafka.Kafka "$INSTANCE/server.properties" >"$INSTANCE/kafka.out" 2>&1 9>&- &
-  echo $! > "$PIDFILE"
+  : > "$INSTANCE/kafka.out"
+  spawn "$PIDFILE" "$INSTANCE/kafka.out" "${JAVA[@]}" kafka.Kafka "$INSTANCE/server.properties"
   if ! wait_for kafka 90 port_open "$PORT"; then
     tail -30 "$INSTANCE/kafka.out" >&2
     die "kafka did not start"

@@ -132,14 +132,27 @@ go_build() {
 # ---------------------------------------------------------------------------------------------
 # long-running components (stack/kube.sh, stack/node.sh): pid files and logs in $INSTANCE
 
-# daemon_launch NAME CMD...: starts CMD in the background (its own session, no inherited lock
-# fd), logging to $INSTANCE/NAME.log, unless NAME's pid file names a live process.
+# spawn PIDFILE LOGFILE CMD...: starts CMD in the background, appending its output to LOGFILE,
+# and writes its pid to PIDFILE. It runs in a process group of its own (a Ctrl-C or hang-up in
+# the caller's terminal does not reach it) and without the lock fd, but in the caller's session,
+# not a new one (setsid): Linux's autogroup scheduler gives every session a CPU group of its
+# own, and with the broker, ClickHouse and the services in separate groups a busy group kept
+# Kafka's request threads off the CPU for up to 60 ms at a time — capture's p99 was 5-10 times
+# longer (docs/BENCHMARKS.md).
+spawn() {
+  local pidfile="$1" logfile="$2"; shift 2
+  local pid
+  pid="$(set -m; nohup "$@" >>"$logfile" 2>&1 9>&- </dev/null & echo $!)"
+  echo "$pid" > "$pidfile"
+}
+
+# daemon_launch NAME CMD...: starts CMD (see spawn), logging to $INSTANCE/NAME.log, unless NAME's
+# pid file names a live process.
 daemon_launch() {
   local name="$1"; shift
   if pid_alive "$INSTANCE/$name.pid"; then return 0; fi
   log "starting $name"
-  nohup setsid "$@" >>"$INSTANCE/$name.log" 2>&1 9>&- </dev/null &
-  echo $! > "$INSTANCE/$name.pid"
+  spawn "$INSTANCE/$name.pid" "$INSTANCE/$name.log" "$@"
 }
 
 # daemon_ready NAME SECONDS CMD...: retries CMD until it succeeds; fails at once, with NAME's log,

@@ -47,8 +47,8 @@ start_one() {
   if pid_alive "$pidfile"; then log "$name already running (pid $(cat "$pidfile"))"; return 0; fi
   [ -x "$BIN/cairn-$name" ] || die "$BIN/cairn-$name is missing: run 'cargo build --$PROFILE' (make up does)"
   log "starting $name on $addr"
-  nohup setsid "$BIN/cairn-$name" >"$RUN/$name.log" 2>&1 &
-  echo $! > "$pidfile"
+  : > "$RUN/$name.log"
+  spawn "$pidfile" "$RUN/$name.log" "$BIN/cairn-$name"
   if ! wait_for "$name" 90 ready "$addr"; then
     tail -20 "$RUN/$name.log" >&2
     die "$name did not become ready (log: $RUN/$name.log)"

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use cairn_bench::{env_or, machine, percentile};
-use cairn_e2e::{wait_until, Pipeline, TestClickHouse, TestKafka};
+use cairn_e2e::{wait_until, Pipeline, Service, TestClickHouse, TestKafka};
 use serde_json::{json, Value};
 
 
@@ -59,6 +59,7 @@ fn body(batch: usize, phase: &str) -> Vec<u8> {
 
 /// Closed loop: `concurrency` workers each send, wait for the answer, and send again.
 async fn closed_loop(url: &str, batch: usize, concurrency: usize, duration: Duration, phase: &str) -> PhaseResult {
+    println!("phase {phase}: batches of {batch}, {concurrency} connections, closed loop, {}s", duration.as_secs());
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
     let payload = Arc::new(body(batch, phase));
     let deadline = Instant::now() + duration;
@@ -99,6 +100,7 @@ async fn closed_loop(url: &str, batch: usize, concurrency: usize, duration: Dura
 
 /// Open loop: requests leave at a fixed rate whether or not earlier ones have been answered.
 async fn open_loop(url: &str, batch: usize, events_per_second: f64, duration: Duration, phase: &str) -> PhaseResult {
+    println!("phase {phase}: batches of {batch}, {events_per_second:.0} events/s, open loop, {}s", duration.as_secs());
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap_or_default();
     let payload = Arc::new(body(batch, phase));
     let interval = Duration::from_secs_f64(batch as f64 / events_per_second);
@@ -136,6 +138,34 @@ async fn open_loop(url: &str, batch: usize, events_per_second: f64, duration: Du
     }
     let requests = ok.load(Ordering::Relaxed);
     PhaseResult { events: requests * batch as u64, requests, errors: errors.load(Ordering::Relaxed), elapsed: started.elapsed(), latencies }
+}
+
+/// The cumulative buckets (`le` in seconds, count) of one of capture's Prometheus histograms.
+async fn histogram(capture: &Service, name: &str) -> Result<Vec<(f64, f64)>> {
+    let text = reqwest::get(capture.url("/metrics")).await?.text().await?;
+    let prefix = format!("{name}_bucket{{le=\"");
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| {
+            let (le, count) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// The bucket bound under which the `q` quantile of the observations between two scrapes lies.
+fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> String {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|&(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1)))
+        .collect();
+    let total = delta.last().map_or(0.0, |d| d.1);
+    match delta.iter().find(|d| d.1 >= q * total) {
+        Some((le, _)) if le.is_finite() => format!("≤ {} ms", le * 1000.0),
+        _ => "over the largest bucket".into(),
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -180,7 +210,16 @@ async fn main() -> Result<()> {
         async move { db.scalar("SELECT count() FROM events WHERE JSONExtractString(properties, 'phase') != 'warmup'").await.unwrap_or(0) >= sent_so_far }
     })
     .await;
+    const SERVER: [&str; 2] = ["cairn_capture_request_duration_seconds", "cairn_capture_kafka_ack_duration_seconds"];
+    let mut server_before = Vec::new();
+    for name in SERVER {
+        server_before.push(histogram(&capture, name).await?);
+    }
     let paced = open_loop(&url, 50, half, seconds, "paced").await;
+    let mut server_after = Vec::new();
+    for name in SERVER {
+        server_after.push(histogram(&capture, name).await?);
+    }
 
     let want = paced.events;
     wait_until("the paced events in ClickHouse", Duration::from_secs(120), || {
@@ -227,6 +266,17 @@ async fn main() -> Result<()> {
         ms(paced.percentile(0.999)),
         ms(paced.percentile(1.0))
     );
+    // Inside capture, from its own histograms (so coarse: bounds of power-of-two buckets): the
+    // part of the latency spent between receiving a request and answering it, and within that
+    // waiting for Kafka's acknowledgement. The rest is HTTP and the load generator's own scheduling.
+    for (i, what) in ["capture's handling (request to answer)", "Kafka's acknowledgement"].iter().enumerate() {
+        println!(
+            "paced, inside capture — {what}: p50 {}, p90 {}, p99 {}",
+            bucket_quantile(&server_before[i], &server_after[i], 0.5),
+            bucket_quantile(&server_before[i], &server_after[i], 0.9),
+            bucket_quantile(&server_before[i], &server_after[i], 0.99)
+        );
+    }
     println!(
         "{total_rows} events stored, no duplicates; concurrency {concurrency}, {}s per phase",
         seconds.as_secs()
