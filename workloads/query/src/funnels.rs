@@ -157,7 +157,7 @@ const MASK_BITS: u32 = 20;
 /// `window` is the placeholder of the conversion window shifted left by [`MASK_BITS`]; the
 /// result's columns are `level`, `i` (the walk's first event) and `rel` (its encoded events).
 pub fn walk_sql(steps: usize, strict: bool, window: &str) -> String {
-    let shift = |a: String| format!("arrayPushBack(arrayPopFront({a}), 0)");
+    let shift = |a: String| format!("arrayShiftLeft({a}, 1)");
     let mut cols: Vec<String> = Vec::new();
     for k in (1..steps).rev() {
         for m in k..steps {
@@ -468,7 +468,7 @@ mod tests {
         let g11 = sql.find("AS g1_1").unwrap();
         let g12 = sql.find("AS g1_2").unwrap();
         assert!(g22 < g11 && g22 < g12);
-        assert!(sql.contains("g2_2, ev), ev)), 0) AS g1_2"));
+        assert!(sql.contains("g2_2, ev), ev), 1) AS g1_2"));
         assert!(sql.contains("ev, g1_1, g1_2) AS lv"));
         assert!(sql.contains("arraySlice([ev[i], g1_1[i], g1_2[i]], 1, level) AS rel"));
         assert_eq!(sql.matches('(').count(), sql.matches(')').count());
