@@ -47,15 +47,18 @@ async fn a_changed_applied_migration_is_refused() {
     let database = unique("schema");
     let cfg = config(&ch, &database);
     migrate(&cfg).await.unwrap();
-    let changed = [Migration { version: 1, name: "events", sql: "CREATE TABLE IF NOT EXISTS other (x UInt8) ENGINE = Memory" }];
+    let mut changed = MIGRATIONS.to_vec();
+    changed[0] = Migration { version: 1, name: "events", sql: "CREATE TABLE IF NOT EXISTS other (x UInt8) ENGINE = Memory" };
     match migrate_with(&cfg, &changed).await {
         Err(MigrationError::ChecksumMismatch { version: 1, .. }) => {}
         other => panic!("expected a checksum mismatch, got {other:?}"),
     }
-    let newer = [MIGRATIONS[0], Migration { version: 2, name: "later", sql: "CREATE TABLE IF NOT EXISTS later (x UInt8) ENGINE = Memory" }];
+    let later = MIGRATIONS.len() as u32 + 1;
+    let mut newer = MIGRATIONS.to_vec();
+    newer.push(Migration { version: later, name: "later", sql: "CREATE TABLE IF NOT EXISTS later (x UInt8) ENGINE = Memory" });
     migrate_with(&cfg, &newer).await.unwrap();
     match migrate(&cfg).await {
-        Err(MigrationError::DatabaseNewer { version: 2, .. }) => {}
+        Err(MigrationError::DatabaseNewer { version, .. }) if version == later => {}
         other => panic!("an older binary must refuse a newer schema, got {other:?}"),
     }
 }
@@ -68,14 +71,68 @@ async fn the_events_ttl_follows_configuration() {
     migrate(&cfg).await.unwrap();
     let c = client(&cfg);
     let db = ch.db(&database);
-    let create = || async { db.rows("SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = 'events'").await.unwrap()[0]["q"].as_str().unwrap().to_string() };
-    assert!(!create().await.contains(" TTL "));
+    let create = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            let sql = format!("SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = '{table}'");
+            db.rows(&sql).await.unwrap()[0]["q"].as_str().unwrap().to_string()
+        }
+    };
+    for table in ["events", "events_by_person"] {
+        assert!(!create(table).await.contains(" TTL "));
+    }
     apply_event_ttl(&c, 30).await.unwrap();
-    assert!(create().await.contains("toIntervalDay(30)"), "{}", create().await);
+    for table in ["events", "events_by_person"] {
+        assert!(create(table).await.contains("toIntervalDay(30)"), "{}", create(table).await);
+    }
     apply_event_ttl(&c, 30).await.unwrap();
     apply_event_ttl(&c, 90).await.unwrap();
-    assert!(create().await.contains("toIntervalDay(90)"));
+    for table in ["events", "events_by_person"] {
+        assert!(create(table).await.contains("toIntervalDay(90)"));
+    }
     apply_event_ttl(&c, 0).await.unwrap();
-    assert!(!create().await.contains(" TTL "));
+    for table in ["events", "events_by_person"] {
+        assert!(!create(table).await.contains(" TTL "));
+    }
     apply_event_ttl(&c, 0).await.unwrap();
+}
+
+/// `events_by_person` holds every event of `events`: those stored before its migration (copied
+/// once) and every later insert (the materialized view), with the same duplicates collapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_by_person_mirrors_events() {
+    let ch = TestClickHouse::shared().unwrap();
+    let database = unique("schema");
+    let cfg = config(&ch, &database);
+    migrate_with(&cfg, &MIGRATIONS[..1]).await.unwrap();
+    let db = ch.db(&database);
+    let row = |uuid: &str, user: &str, ts: &str| {
+        serde_json::json!({"uuid": uuid, "project_id": 7, "event": "pageview", "distinct_id": user,
+                           "properties": "{}", "timestamp": ts, "received_at": ts})
+    };
+    let before = [
+        row("0190f1a2-0000-7000-8000-000000000001", "u1", "2026-11-01 10:00:00.001"),
+        row("0190f1a2-0000-7000-8000-000000000002", "u2", "2026-11-01 10:00:00.002"),
+    ];
+    db.insert_json("events", &before).await.unwrap();
+    migrate(&cfg).await.unwrap();
+    // After the migration: a new event, and the first one delivered a second time.
+    let after = [row("0190f1a2-0000-7000-8000-000000000003", "u1", "2026-11-02 10:00:00.003"), before[0].clone()];
+    db.insert_json("events", &after).await.unwrap();
+
+    let mirror = db
+        .rows("SELECT toString(uuid) AS uuid, person, toString(timestamp) AS ts FROM events_by_person FINAL ORDER BY uuid")
+        .await
+        .unwrap();
+    let events = db
+        .rows("SELECT toString(uuid) AS uuid, toString(cityHash64(distinct_id)) AS person, toString(timestamp) AS ts FROM events FINAL ORDER BY uuid")
+        .await
+        .unwrap();
+    assert_eq!(mirror.len(), 3, "{mirror:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
+    for (m, e) in mirror.iter().zip(&events) {
+        assert_eq!(m["uuid"], e["uuid"]);
+        assert_eq!(m["person"].to_string().trim_matches('"'), e["person"].as_str().unwrap());
+        assert_eq!(m["ts"], e["ts"]);
+    }
 }

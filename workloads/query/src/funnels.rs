@@ -7,10 +7,12 @@
 //!
 //! ClickHouse computes every user's walk ([`walk_sql`]) and sends one row per user who did the
 //! first step: the walk's level and step times (and breakdown value); counts, rates and times to
-//! convert are summarised here. Users are told apart by their distinct_id's 64-bit hash.
+//! convert are summarised here. Users are told apart by their distinct_id's 64-bit hash (the
+//! `person` column of `events_by_person`, which funnels without property filters read).
 
 use std::collections::HashMap;
 
+use cairn_common::clickhouse::{EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
 use cairn_common::http::ApiError;
 use clickhouse::Row;
 use jiff::Timestamp;
@@ -340,7 +342,18 @@ fn statement(
     } else {
         sql.push(", '' AS bd");
     }
-    sql.push(" FROM (SELECT distinct_id, toUInt32(")
+    // A funnel without property filters or breakdown needs events, names and times only: it reads
+    // `events_by_person`, where a person's events lie together and the person is a number already.
+    let by_person = bd.is_none() && req.filters.is_empty() && req.steps.iter().all(|s| s.filters.is_empty());
+    let (table, person) = if by_person {
+        (EVENTS_BY_PERSON_TABLE, "person")
+    } else {
+        // A user is their distinct_id's 64-bit hash (as in the table's sort and sample keys).
+        (EVENTS_TABLE, "cityHash64(distinct_id)")
+    };
+    sql.push(" FROM (SELECT ")
+        .push(person)
+        .push(" AS person, toUInt32(")
         .push(&mask)
         .push(") AS mask, bitOr(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(timestamp) - ")
         .push(&from)
@@ -351,8 +364,9 @@ fn statement(
         // Only a first-step event can start a walk: the others' properties are not parsed.
         sql.push(", if(bitTest(mask, 0), ").push(bd).push(", '') AS bd");
     }
-    engine.source.scoped(
+    engine.source.scoped_in(
         &mut sql,
+        table,
         project_id,
         Some(range.from_ms()),
         Some(range.to_ms()),
@@ -368,8 +382,7 @@ fn statement(
         }
         sql.push(" AND mask > 0");
     }
-    // A user is their distinct_id's 64-bit hash (as in the table's sort and sample keys).
-    sql.push(") GROUP BY cityHash64(distinct_id) HAVING level > 0)");
+    sql.push(") GROUP BY person HAVING level > 0)");
     Ok(sql)
 }
 
@@ -504,8 +517,21 @@ mod tests {
         }
         assert!(!sql.text().contains(evil));
         assert!(sql.text().starts_with("SELECT level, times, bd FROM (SELECT arraySort(groupArray(v)) AS ev"));
+        // Property filters and a breakdown need the properties: `events`, users by distinct_id.
+        assert!(sql.text().contains(" FROM (SELECT cityHash64(distinct_id) AS person, "));
         assert!(sql.text().contains(" FROM events FINAL WHERE project_id = {p"));
-        assert!(sql.text().ends_with("GROUP BY cityHash64(distinct_id) HAVING level > 0)"));
+        assert!(sql.text().ends_with("GROUP BY person HAVING level > 0)"));
+
+        // Without them: the copy ordered by person.
+        let plain: FunnelsRequest = serde_json::from_value(serde_json::json!({
+            "steps": [{"event": "pageview"}, {"event": evil}],
+        }))
+        .unwrap();
+        let sql = statement(&engine, 7, &plain, &range, 86_400_000).unwrap();
+        assert!(!sql.text().contains(evil));
+        assert!(sql.text().contains(" FROM (SELECT person AS person, "));
+        assert!(sql.text().contains(" FROM events_by_person FINAL WHERE project_id = {p"));
+        assert!(!sql.text().contains("distinct_id"));
         assert!(sql.params().iter().any(|(_, v)| *v == crate::sql::Param::U64(86_400_000 << MASK_BITS)));
     }
 

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use cairn_common::clickhouse::EVENTS_TABLE;
 use cairn_common::http::ApiError;
 use serde::Serialize;
 
@@ -103,12 +104,17 @@ impl EventsSource {
     /// `FROM events [FINAL] WHERE project_id = {p:UInt64} AND timestamp >= … AND timestamp < …`:
     /// the start of every statement over events. The range is `[from_ms, to_ms)`.
     pub fn scoped(&self, sql: &mut Sql, project_id: u64, from_ms: Option<i64>, to_ms: Option<i64>) {
+        self.scoped_in(sql, EVENTS_TABLE, project_id, from_ms, to_ms)
+    }
+
+    /// The same over `table`: `events` or its copy ordered by person, `events_by_person` (a
+    /// constant, never request data).
+    pub fn scoped_in(&self, sql: &mut Sql, table: &'static str, project_id: u64, from_ms: Option<i64>, to_ms: Option<i64>) {
         let project = sql.u64(project_id);
-        sql.push(if self.read_final {
-            " FROM events FINAL"
-        } else {
-            " FROM events"
-        });
+        sql.push(" FROM ").push(table);
+        if self.read_final {
+            sql.push(" FINAL");
+        }
         sql.push(" WHERE project_id = ").push(&project);
         if let Some(from) = from_ms {
             let p = sql.millis(from);

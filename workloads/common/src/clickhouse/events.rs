@@ -10,6 +10,10 @@ use crate::event::CapturedEvent;
 /// The table that holds events (created by `schemas/clickhouse/0001_events.sql`).
 pub const EVENTS_TABLE: &str = "events";
 
+/// The events again, ordered by person, for funnels (`schemas/clickhouse/0002_events_by_person.sql`;
+/// filled by a materialized view on `events`).
+pub const EVENTS_BY_PERSON_TABLE: &str = "events_by_person";
+
 /// One row of the events table. `ingested_at` is left to its DEFAULT (the server's clock).
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct EventRow {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::{server_client, EVENTS_TABLE};
+use super::{server_client, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
 use crate::config::ClickHouseConfig;
 
 /// One schema migration.
@@ -25,11 +25,18 @@ pub struct Migration {
 
 /// Every migration, in order. A unit test keeps this list equal to the files in
 /// `schemas/clickhouse/`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events",
-    sql: include_str!("../../../../schemas/clickhouse/0001_events.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../../../../schemas/clickhouse/0001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "events_by_person",
+        sql: include_str!("../../../../schemas/clickhouse/0002_events_by_person.sql"),
+    },
+];
 
 const MIGRATIONS_TABLE: &str = "cairn_schema_migrations";
 
@@ -153,12 +160,20 @@ pub async fn migrate_with(cfg: &ClickHouseConfig, migrations: &[Migration]) -> R
     Ok(SchemaStatus { version: known, applied_now })
 }
 
-/// Sets the events table's retention: `days` > 0 keeps events that many days after their
-/// timestamp; 0 removes the TTL. Idempotent.
+/// Sets the events' retention, in `events` and in its copy `events_by_person`: `days` > 0 keeps
+/// events that many days after their timestamp; 0 removes the TTL. Idempotent.
 pub async fn apply_event_ttl(client: &Client, days: u32) -> Result<(), MigrationError> {
+    for table in [EVENTS_TABLE, EVENTS_BY_PERSON_TABLE] {
+        apply_table_ttl(client, table, days).await?;
+    }
+    tracing::info!(days, "set events retention");
+    Ok(())
+}
+
+async fn apply_table_ttl(client: &Client, table: &str, days: u32) -> Result<(), MigrationError> {
     let create: String = client
         .query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = ?")
-        .bind(EVENTS_TABLE)
+        .bind(table)
         .fetch_one()
         .await
         .map_err(|source| MigrationError::ClickHouse { doing: "reading the events table definition", source })?;
@@ -168,19 +183,18 @@ pub async fn apply_event_ttl(client: &Client, days: u32) -> Result<(), Migration
         if !has_ttl {
             return Ok(());
         }
-        format!("ALTER TABLE {EVENTS_TABLE} REMOVE TTL")
+        format!("ALTER TABLE {table} REMOVE TTL")
     } else {
         if has_ttl && create.contains(&wanted) {
             return Ok(());
         }
-        format!("ALTER TABLE {EVENTS_TABLE} MODIFY TTL toDateTime(timestamp) + toIntervalDay({days})")
+        format!("ALTER TABLE {table} MODIFY TTL toDateTime(timestamp) + toIntervalDay({days})")
     };
     client
         .query(&sql)
         .execute()
         .await
         .map_err(|source| MigrationError::ClickHouse { doing: "setting the events TTL", source })?;
-    tracing::info!(days, "set events retention");
     Ok(())
 }
 

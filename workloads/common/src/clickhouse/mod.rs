@@ -4,7 +4,7 @@
 mod events;
 mod migrations;
 
-pub use events::{EventRow, RecordError, EVENTS_TABLE};
+pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
 pub use migrations::{
     apply_event_ttl, migrate, migrate_with, split_statements, Migration, MigrationError, SchemaStatus, MIGRATIONS,
 };
