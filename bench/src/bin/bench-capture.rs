@@ -140,17 +140,22 @@ async fn open_loop(url: &str, batch: usize, events_per_second: f64, duration: Du
     PhaseResult { events: requests * batch as u64, requests, errors: errors.load(Ordering::Relaxed), elapsed: started.elapsed(), latencies }
 }
 
-/// The cumulative buckets (`le` in seconds, count) of one of capture's Prometheus histograms.
-async fn histogram(capture: &Service, name: &str) -> Result<Vec<(f64, f64)>> {
+/// The cumulative buckets (`le` in seconds, count) of some of capture's Prometheus histograms,
+/// from one scrape of its `/metrics`, in the order of `names`.
+async fn histograms(capture: &Service, names: &[&str]) -> Result<Vec<Vec<(f64, f64)>>> {
     let text = reqwest::get(capture.url("/metrics")).await?.text().await?;
-    let prefix = format!("{name}_bucket{{le=\"");
-    Ok(text
-        .lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .filter_map(|l| {
-            let (le, count) = l.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-            Some((le, count.trim().parse().ok()?))
+    Ok(names
+        .iter()
+        .map(|name| {
+            let prefix = format!("{name}_bucket{{le=\"");
+            text.lines()
+                .filter_map(|l| l.strip_prefix(&prefix))
+                .filter_map(|l| {
+                    let (le, count) = l.split_once("\"} ")?;
+                    let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                    Some((le, count.trim().parse().ok()?))
+                })
+                .collect()
         })
         .collect())
 }
@@ -211,15 +216,9 @@ async fn main() -> Result<()> {
     })
     .await;
     const SERVER: [&str; 2] = ["cairn_capture_request_duration_seconds", "cairn_capture_kafka_ack_duration_seconds"];
-    let mut server_before = Vec::new();
-    for name in SERVER {
-        server_before.push(histogram(&capture, name).await?);
-    }
+    let server_before = histograms(&capture, &SERVER).await?;
     let paced = open_loop(&url, 50, half, seconds, "paced").await;
-    let mut server_after = Vec::new();
-    for name in SERVER {
-        server_after.push(histogram(&capture, name).await?);
-    }
+    let server_after = histograms(&capture, &SERVER).await?;
 
     let want = paced.events;
     wait_until("the paced events in ClickHouse", Duration::from_secs(120), || {
