@@ -57,9 +57,11 @@ start_one() {
 
 case "${1:-}" in
   start)
+    # auth applies PostgreSQL's schema and the consumer ClickHouse's (it creates the database):
+    # query is ready only once both exist.
     start_one auth "$CAIRN_AUTH_ADDR"
-    start_one query "$CAIRN_QUERY_ADDR"
     start_one consumer "$CAIRN_CONSUMER_ADDR"
+    start_one query "$CAIRN_QUERY_ADDR"
     start_one capture "$CAIRN_CAPTURE_ADDR"
     ;;
   stop)
