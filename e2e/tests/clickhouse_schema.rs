@@ -39,6 +39,20 @@ async fn migrations_apply_once_and_are_recorded() {
     assert_eq!(engine[0]["engine"], "ReplacingMergeTree");
     assert_eq!(engine[0]["partition_key"], "toYYYYMM(timestamp)");
     assert!(engine[0]["sorting_key"].as_str().unwrap().starts_with("project_id, event, toDate(timestamp)"));
+    // The event time of both tables is stored with T64 (0003), and reads back to the millisecond.
+    let codecs = db
+        .rows("SELECT table, compression_codec FROM system.columns WHERE database = currentDatabase() AND name = 'timestamp' AND table IN ('events', 'events_by_person') ORDER BY table")
+        .await
+        .unwrap();
+    assert_eq!(codecs.len(), 2, "{codecs:?}");
+    for c in &codecs {
+        assert_eq!(c["compression_codec"], "CODEC(T64, LZ4)", "{c}");
+    }
+    db.rows("INSERT INTO events (uuid, project_id, event, distinct_id, properties, timestamp, received_at) VALUES (generateUUIDv4(), 1, 'e', 'd', '{}', '2026-11-27 10:11:12.345', now64(3))")
+        .await
+        .unwrap();
+    let stored = db.rows("SELECT toString(timestamp) AS t FROM events_by_person").await.unwrap();
+    assert_eq!(stored[0]["t"], "2026-11-27 10:11:12.345");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "events_by_person",
         sql: include_str!("../../../../schemas/clickhouse/0002_events_by_person.sql"),
     },
+    Migration {
+        version: 3,
+        name: "timestamp_codec",
+        sql: include_str!("../../../../schemas/clickhouse/0003_timestamp_codec.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "cairn_schema_migrations";
