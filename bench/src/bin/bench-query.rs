@@ -105,40 +105,46 @@ async fn main() -> Result<()> {
         ("3-step funnel, strict order", "funnels", funnel_strict),
         ("retention, 14 daily cohorts", "retention", retention),
     ];
-    let mut figures = Vec::new();
-    for (name, kind, body) in cases {
-        let url = query.url(&format!("/api/v1/projects/{}/query/{kind}", a.project_id));
-        let direct_once = || async {
+    // The machine's speed drifts by 10-50 % over minutes: each round runs every analysis once
+    // (through the service, then in-process), so that a slow spell slows them all alike rather
+    // than whichever analysis happened to be running.
+    let direct_once = |kind: &str, body: &Value| {
+        let (engine, body, kind) = (&engine, body.clone(), kind.to_string());
+        async move {
             let now = jiff::Timestamp::now();
-            let r: Result<(), cairn_common::http::ApiError> = match kind {
-                "trends" => cairn_query::trends::run(&engine, project, &serde_json::from_value(body.clone())?, now).await.map(|_| ()),
-                "funnels" => cairn_query::funnels::run(&engine, project, &serde_json::from_value(body.clone())?, now).await.map(|_| ()),
-                _ => cairn_query::retention::run(&engine, project, &serde_json::from_value(body.clone())?, now).await.map(|_| ()),
+            let r: Result<(), cairn_common::http::ApiError> = match kind.as_str() {
+                "trends" => cairn_query::trends::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ()),
+                "funnels" => cairn_query::funnels::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ()),
+                _ => cairn_query::retention::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ()),
             };
             r.map_err(|e| anyhow::anyhow!("{e}"))
-        };
-        // Warm up both paths (caches, connections, the auth cache).
+        }
+    };
+    let urls: Vec<String> = cases.iter().map(|(_, kind, _)| query.url(&format!("/api/v1/projects/{}/query/{kind}", a.project_id))).collect();
+    // Warm up both paths (caches, connections, the auth cache).
+    for ((name, kind, body), url) in cases.iter().zip(&urls) {
         for _ in 0..2 {
-            let (status, v) = call("POST", &url, Some(&a.access_token), Some(&body)).await?;
+            let (status, v) = call("POST", url, Some(&a.access_token), Some(body)).await?;
             if status != 200 {
                 bail!("{name}: {status} {v}");
             }
-            direct_once().await?;
+            direct_once(kind, body).await?;
         }
-        let mut f = Figures { name, service: Vec::new(), direct: Vec::new() };
-        for _ in 0..runs {
+    }
+    let mut figures: Vec<Figures> = cases.iter().map(|(name, _, _)| Figures { name, service: Vec::new(), direct: Vec::new() }).collect();
+    for round in 0..runs {
+        for (((name, kind, body), url), f) in cases.iter().zip(&urls).zip(figures.iter_mut()) {
             let t = Instant::now();
-            let (status, _) = call("POST", &url, Some(&a.access_token), Some(&body)).await?;
+            let (status, _) = call("POST", url, Some(&a.access_token), Some(body)).await?;
             if status != 200 {
                 bail!("{name}: {status}");
             }
             f.service.push(t.elapsed());
             let t = Instant::now();
-            direct_once().await?;
+            direct_once(kind, body).await?;
             f.direct.push(t.elapsed());
         }
-        println!("  {name}: done");
-        figures.push(f);
+        println!("  round {} of {runs} done", round + 1);
     }
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
