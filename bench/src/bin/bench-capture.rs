@@ -173,6 +173,15 @@ fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Strin
     }
 }
 
+/// A process's CPU time so far (user + system), from /proc (Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
@@ -188,7 +197,7 @@ async fn main() -> Result<()> {
     let ch = TestClickHouse::dedicated("bench")?;
     let mut p = Pipeline::new(&kafka, &ch, "phc_bench=1");
     p.set("CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND", "0")
-        .set("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", "500")
+        .set("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", &env_or("CONSUMER_BATCH_MAX_AGE_MS", 500).to_string())
         .set("CAIRN_CONSUMER_BATCH_MAX_EVENTS", "10000");
     let _consumer = p.consumer().await?;
     let capture = p.capture().await?;
@@ -197,7 +206,7 @@ async fn main() -> Result<()> {
     // Warm-up: connections, producer batches, and above all the broker's JIT compiler, which
     // otherwise takes a core for its first half minute.
     let warmup = Duration::from_secs(env_or("WARMUP_SECONDS", 20));
-    let _ = closed_loop(&url, 50, concurrency, warmup, "warmup").await;
+    let warmed = closed_loop(&url, 50, concurrency, warmup, "warmup").await;
 
     let single = closed_loop(&url, 1, concurrency, seconds, "single").await;
     let batched = closed_loop(&url, 50, concurrency, seconds, "batch").await;
@@ -209,15 +218,30 @@ async fn main() -> Result<()> {
     };
     // Let the consumer drain what the throughput phases queued before measuring freshness.
     let db = ch.db(&p.database);
-    let sent_so_far = single.events + batched.events;
+    // (A plain count, which the table's metadata answers: polling with a filter on the properties
+    // kept ClickHouse busy parsing JSON into the paced phase.)
+    let sent_so_far = warmed.events + single.events + batched.events;
     let _ = wait_until("the consumer to catch up", Duration::from_secs(300), || {
         let db = db.clone();
-        async move { db.scalar("SELECT count() FROM events WHERE JSONExtractString(properties, 'phase') != 'warmup'").await.unwrap_or(0) >= sent_so_far }
+        async move { db.scalar("SELECT count() FROM events").await.unwrap_or(0) >= sent_so_far }
     })
     .await;
+    // ...and let ClickHouse finish merging the parts that catching up left behind: the
+    // throughput phases write three times the paced rate, and the merges they leave would
+    // otherwise run during the paced phase, on the same two cores, as load that a steady
+    // 25,000 events/s does not have (its own merges run during the phase as they would).
+    let settle = Instant::now();
+    let _ = wait_until("ClickHouse's merges to finish", Duration::from_secs(120), || {
+        let db = db.clone();
+        async move { db.scalar("SELECT count() FROM system.merges").await.map_or(false, |n| n == 0) }
+    })
+    .await;
+    println!("merges after the throughput phases settled in {:.1} s", settle.elapsed().as_secs_f64());
     const SERVER: [&str; 2] = ["cairn_capture_request_duration_seconds", "cairn_capture_kafka_ack_duration_seconds"];
     let server_before = histograms(&capture, &SERVER).await?;
+    let cpu_before = capture.pid().and_then(cpu_seconds);
     let paced = open_loop(&url, 50, half, seconds, "paced").await;
+    let cpu_after = capture.pid().and_then(cpu_seconds);
     let server_after = histograms(&capture, &SERVER).await?;
 
     let want = paced.events;
@@ -265,6 +289,18 @@ async fn main() -> Result<()> {
         ms(paced.percentile(0.999)),
         ms(paced.percentile(1.0))
     );
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        let used = b - a;
+        println!(
+            "capture's CPU in the paced phase: {:.0} % of a core, {:.1} µs per event",
+            100.0 * used / paced.elapsed.as_secs_f64(),
+            1e6 * used / paced.events.max(1) as f64
+        );
+    }
+    // Where in the phase the tail falls (requests in the order they were sent, in 5 s slices).
+    let per_slice = (half / 50.0 * 5.0).max(1.0) as usize;
+    let slices: Vec<String> = paced.latencies.chunks(per_slice).map(|c| ms(percentile(c, 0.99))).collect();
+    println!("paced p99 per 5 s, in order: {} ms", slices.join(", "));
     // Inside capture, from its own histograms (so coarse: bounds of power-of-two buckets): the
     // part of the latency spent between receiving a request and answering it, and within that
     // waiting for Kafka's acknowledgement. The rest is HTTP and the load generator's own scheduling.
