@@ -39,7 +39,7 @@ done
 # ZGC by default: pauses under a millisecond (G1's young pauses showed in capture's p99; see
 # docs/BENCHMARKS.md). KAFKA_JVM_PERFORMANCE_OPTS chooses another collector.
 # shellcheck disable=SC2086
-set -- java ${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m} ${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseZGC -XX:+ExitOnOutOfMemoryError} \
+set -- java ${KAFKA_HEAP_OPTS:--Xmx1g -Xms1g} ${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseZGC -XX:+ExitOnOutOfMemoryError} \
   -Djava.awt.headless=true -Dlog4j2.configurationFile=/opt/kafka/config/log4j2.properties ${KAFKA_OPTS:-} \
   -cp '/opt/kafka/libs/*'
 

@@ -36,7 +36,11 @@ install() {
 }
 
 # The broker's JVM command line, as an array.
-read -r -a HEAP <<< "${KAFKA_HEAP:--Xmx512m -Xms256m}"
+# 2 GB: ZGC (below) collects early and with more threads the fuller the heap is; in 512 MB a cycle
+# came every ~20 s at 25,000 events/s, at 90 % full, and the 5 s around it held capture's whole
+# p99 tail (22-61 ms); in 2 GB the cycles are rare and calm (p99 13.9 and 18.3 ms,
+# docs/BENCHMARKS.md). KAFKA_HEAP sets another size.
+read -r -a HEAP <<< "${KAFKA_HEAP:--Xmx2g -Xms2g}"
 # ZGC: its pauses stay under a millisecond, where G1's young collections stopped the broker for
 # 6-63 ms and showed in capture's p99 (docs/BENCHMARKS.md). KAFKA_GC_OPTS chooses another.
 read -r -a GC <<< "${KAFKA_GC_OPTS:--XX:+UseZGC}"

@@ -240,6 +240,9 @@ pub struct ManagedService {
     /// Size of the data volume, e.g. `10Gi`; without it the data lives in an emptyDir.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// Requests and limits of its container. Without them: 250m CPU and 512Mi requested, a 2Gi
+    /// limit; for Kafka 1Gi requested and a 4Gi limit. Kafka's heap is half its memory limit
+    /// (between 256Mi and 8Gi; 1Gi without a limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 }

@@ -3,7 +3,7 @@
 //! one-replica StatefulSet with a Service. Production points `external` at real clusters.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ResourceRequirements, Service};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
@@ -46,6 +46,64 @@ struct Managed<'a> {
     env: Vec<Value>,
     args: Option<Vec<&'static str>>,
     run_as: i64,
+    /// Requests and limits when the spec gives none.
+    default_resources: Value,
+}
+
+/// What every managed dependency gets when the spec gives no resources.
+fn default_resources() -> Value {
+    json!({"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}})
+}
+
+/// The broker's defaults: a 4 GiB limit, so that the heap can be 2 GiB (see [`kafka_heap_opts`]).
+fn kafka_default_resources() -> Value {
+    json!({"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}})
+}
+
+/// The broker's heap: half its container's memory limit (the rest is for the page cache, which
+/// Kafka reads and writes through, and the JVM's own memory), between 256 MiB and 8 GiB; 1 GiB,
+/// Kafka's own default, when there is no limit. Initial = maximum, as Kafka's scripts do: at
+/// 25,000 events/s a 512 MiB ZGC heap ran a collection every ~20 s, and those cycles held
+/// capture's whole p99 tail (docs/BENCHMARKS.md).
+pub fn kafka_heap_opts(resources: Option<&Value>) -> String {
+    const MIB: u64 = 1 << 20;
+    let limit = resources
+        .and_then(|r| r.pointer("/limits/memory"))
+        .and_then(Value::as_str)
+        .and_then(parse_quantity_bytes);
+    let heap_mib = match limit {
+        Some(bytes) => (bytes / 2 / MIB).clamp(256, 8192),
+        None => 1024,
+    };
+    format!("-Xmx{heap_mib}m -Xms{heap_mib}m")
+}
+
+/// A Kubernetes quantity (`4Gi`, `512M`, `1e9`, `1500000000`) in bytes; None if it is not one.
+pub fn parse_quantity_bytes(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse::<i32>().ok()?),
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes.is_finite() && bytes >= 0.0).then(|| bytes as u64)
 }
 
 fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>) -> StatefulSet {
@@ -64,8 +122,7 @@ fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>) -> StatefulSet {
         "env": m.env,
         "volumeMounts": [{"name": "data", "mountPath": m.data_path}, {"name": "tmp", "mountPath": "/tmp"}],
         "readinessProbe": {"tcpSocket": {"port": m.port.0}, "periodSeconds": 5},
-        "resources": m.spec.resources.as_ref().map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-            .unwrap_or_else(|| json!({"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}})),
+        "resources": resources_of(m.spec.resources.as_ref()).unwrap_or_else(|| m.default_resources.clone()),
         "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
     });
     if let Some(args) = &m.args {
@@ -97,6 +154,10 @@ fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>) -> StatefulSet {
         .unwrap_or_default()
 }
 
+fn resources_of(r: Option<&ResourceRequirements>) -> Option<Value> {
+    r.map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+}
+
 fn service(ap: &AnalyticsPlatform, component: &str, port: (&str, i32)) -> Service {
     serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -112,6 +173,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
     let mut out = Vec::new();
     if let Some(spec) = &ap.spec.kafka.managed {
         let host = service_host(ap, "kafka");
+        let resources = resources_of(spec.resources.as_ref()).unwrap_or_else(kafka_default_resources);
         let m = Managed {
             component: "kafka",
             spec,
@@ -131,13 +193,14 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
                 json!({"name": "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "value": "1"}),
                 json!({"name": "KAFKA_AUTO_CREATE_TOPICS_ENABLE", "value": "false"}),
                 json!({"name": "KAFKA_LOG_DIRS", "value": "/var/lib/kafka/data"}),
-                json!({"name": "KAFKA_HEAP_OPTS", "value": "-Xmx512m -Xms256m"}),
+                json!({"name": "KAFKA_HEAP_OPTS", "value": kafka_heap_opts(Some(&resources))}),
                 // Compaction here is __consumer_offsets only: the cleaner's default 128 MB dedupe
                 // buffer would hold a quarter of the heap for good (fuller young GCs, marking).
                 json!({"name": "KAFKA_LOG_CLEANER_DEDUPE_BUFFER_SIZE", "value": "16777216"}),
             ],
             args: None,
             run_as: 1000,
+            default_resources: kafka_default_resources(),
         };
         out.push((statefulset(ap, &m), service(ap, "kafka", m.port)));
     }
@@ -155,6 +218,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
             ],
             args: None,
             run_as: 101,
+            default_resources: default_resources(),
         };
         out.push((statefulset(ap, &m), service(ap, "clickhouse", m.port)));
     }
@@ -173,6 +237,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
             ],
             args: None,
             run_as: 999,
+            default_resources: default_resources(),
         };
         out.push((statefulset(ap, &m), service(ap, "postgres", m.port)));
     }
@@ -209,7 +274,33 @@ mod tests {
         let deps = managed_dependencies(&ap);
         let retention = deps[0].0.spec.as_ref().unwrap().persistent_volume_claim_retention_policy.clone().unwrap();
         assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
+        let env = &kafka_spec.template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+        let heap = env.iter().find(|e| e.name == "KAFKA_HEAP_OPTS").and_then(|e| e.value.clone());
+        assert_eq!(heap.as_deref(), Some("-Xmx2048m -Xms2048m"), "half the default 4Gi limit");
         let ch = &deps[1].0;
         assert!(ch.spec.as_ref().unwrap().volume_claim_templates.is_none(), "no storage: emptyDir");
+    }
+
+    #[test]
+    fn broker_heap_is_half_the_memory_limit() {
+        let with_limit = |l: &str| kafka_heap_opts(Some(&json!({"limits": {"memory": l}})));
+        assert_eq!(with_limit("4Gi"), "-Xmx2048m -Xms2048m");
+        assert_eq!(with_limit("3G"), "-Xmx1430m -Xms1430m");
+        assert_eq!(with_limit("6144Mi"), "-Xmx3072m -Xms3072m");
+        assert_eq!(with_limit("256Mi"), "-Xmx256m -Xms256m", "never below 256 MiB");
+        assert_eq!(with_limit("64Gi"), "-Xmx8192m -Xms8192m", "never above 8 GiB");
+        assert_eq!(kafka_heap_opts(Some(&json!({"requests": {"memory": "1Gi"}}))), "-Xmx1024m -Xms1024m", "no limit: 1 GiB");
+        assert_eq!(kafka_heap_opts(None), "-Xmx1024m -Xms1024m");
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity_bytes("2Gi"), Some(2 << 30));
+        assert_eq!(parse_quantity_bytes("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_quantity_bytes("500M"), Some(500_000_000));
+        assert_eq!(parse_quantity_bytes("1e9"), Some(1_000_000_000));
+        assert_eq!(parse_quantity_bytes("123456"), Some(123_456));
+        assert_eq!(parse_quantity_bytes("lots"), None);
+        assert_eq!(parse_quantity_bytes("2Qi"), None);
     }
 }
