@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status test test-unit deps lint fmt bench-capture bench-operator bench-query crds images e2e e2e-kind
+.PHONY: help up down status test test-unit deps deps-data lint fmt bench-capture bench-operator bench-query crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,11 @@ deps: ## install build prerequisites, Kafka's jars, the ClickHouse engine, the K
 	@stack/sdks.sh install
 	@stack/dashboard.sh install
 
+deps-data: ## only what the data plane's benchmarks need: build prerequisites, Kafka's jars, the ClickHouse engine
+	@stack/toolchain.sh
+	@stack/kafka.sh install
+	@stack/clickhouse.sh install
+
 test: deps ## every test; starts (and afterwards stops) the Kafka and ClickHouse it needs
 	$(CARGO) build --workspace --bins
 	@set -o pipefail; status=0; \
@@ -46,11 +51,11 @@ lint: ## formatting and clippy
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench-capture: deps ## capture throughput, latency and freshness on the local machine (prints figures)
+bench-capture: deps-data ## capture throughput, latency and freshness on the local machine (prints figures)
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p cairn-bench --bin bench-capture
 
-bench-query: deps ## query latency over 10 million events: trend, breakdown, funnel, retention (prints figures)
+bench-query: deps-data ## query latency over 10 million events: trend, breakdown, funnel, retention (prints figures)
 	$(CARGO) build --release -p cairn-auth -p cairn-query --bins
 	$(CARGO) run --release -p cairn-bench --bin bench-query
 

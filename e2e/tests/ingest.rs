@@ -272,3 +272,37 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
     assert_eq!(http.post(capture.url("/batch")).json(&batch("phc_slow")).send().await.unwrap().status(), 200);
     assert_eq!(topic_record_count(&kafka.brokers(), &p.topic).unwrap(), 45);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_across_many_months_arrives_whole_in_utc() {
+    // ClickHouse refuses an insert that touches more than 100 partitions (months) by default; capture
+    // accepts any time since 1970, so the consumer must insert such a batch, not retry it forever.
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::shared().unwrap();
+    let p = Pipeline::new(&kafka, &ch, "phc_months=5");
+    let _consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    let http = reqwest::Client::new();
+    let now = OffsetDateTime::now_utc();
+    let months = 150;
+    let mut batch: Vec<Value> = (0..months)
+        .map(|i| json!({"event": "old", "distinct_id": "m", "timestamp": iso(now - time::Duration::days(31 * i))}))
+        .collect();
+    // A client time with an offset is stored as the same instant, in UTC.
+    batch.push(json!({"event": "offset", "distinct_id": "m", "timestamp": "2026-11-26T13:30:00.250+02:00"}));
+    let r = http.post(capture.url("/batch")).json(&json!({"api_key": "phc_months", "batch": batch})).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let db = ch.db(&p.database);
+    let want = months as u64 + 1;
+    wait_until("every event of the batch in ClickHouse", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move { db.scalar("SELECT count() FROM events FINAL").await.unwrap_or(0) >= want }
+    })
+    .await
+    .unwrap();
+    assert_eq!(db.scalar("SELECT count() FROM events FINAL").await.unwrap(), want);
+    assert!(db.scalar("SELECT uniqExact(toYYYYMM(timestamp)) FROM events").await.unwrap() > 100);
+    let ms = db.scalar("SELECT toUInt64(toUnixTimestamp64Milli(timestamp)) FROM events WHERE event = 'offset'").await.unwrap();
+    assert_eq!(ms, 1_795_692_600_250, "2026-11-26T11:30:00.250Z");
+}

@@ -87,7 +87,7 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// `CAIRN_KAFKA_TOPIC`: the events topic.
     pub topic: String,
-    /// `CAIRN_KAFKA_DEAD_LETTER_TOPIC`: where events that cannot be decoded or stored go.
+    /// `CAIRN_KAFKA_DEAD_LETTER_TOPIC`: where records that cannot be decoded as events go.
     pub dead_letter_topic: String,
     /// `CAIRN_KAFKA_SECURITY_PROTOCOL`: plaintext (default), ssl, sasl_plaintext or sasl_ssl.
     pub security_protocol: Option<String>,

@@ -91,10 +91,18 @@ impl Batch {
 
     /// A token naming exactly this batch's records, sent as ClickHouse's
     /// `insert_deduplication_token`: a retry of the same insert is then dropped by ClickHouse.
+    /// It covers the offsets and the rows' uuids: offsets alone repeat when a topic is deleted and
+    /// created again (they restart at 0), and ClickHouse would then drop a new batch as a retry
+    /// of an old one that it still remembers.
     pub fn dedup_token(&self) -> String {
         let mut h = Sha256::new();
         for ((t, p), (first, last)) in &self.ranges {
             h.update(format!("{t}/{p}/{first}-{last};").as_bytes());
+        }
+        let mut uuids: Vec<[u8; 16]> = self.rows.iter().map(|r| r.uuid.into_bytes()).collect();
+        uuids.sort_unstable();
+        for u in &uuids {
+            h.update(u);
         }
         hex::encode(&h.finalize()[..16])
     }
@@ -132,11 +140,17 @@ mod tests {
 
         let mut same = Batch::new();
         same.push(Origin { topic: "t", partition: 2, offset: 9 }, None, None);
-        same.push(Origin { topic: "t", partition: 0, offset: 6 }, None, None);
-        same.push(Origin { topic: "t", partition: 0, offset: 5 }, None, None);
+        same.push(Origin { topic: "t", partition: 0, offset: 6 }, None, Some(b"not json"));
+        same.push(Origin { topic: "t", partition: 0, offset: 5 }, Some(b"k"), Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")));
         assert_eq!(same.dedup_token(), b.dedup_token(), "the token depends on the records, not their order");
         let mut other = Batch::new();
         other.push(Origin { topic: "t", partition: 0, offset: 5 }, None, None);
         assert_ne!(other.dedup_token(), b.dedup_token());
+        // A topic created again: the same offsets, other events.
+        let mut recreated = Batch::new();
+        recreated.push(Origin { topic: "t", partition: 0, offset: 5 }, Some(b"k"), Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7c")));
+        recreated.push(Origin { topic: "t", partition: 0, offset: 6 }, None, Some(b"not json"));
+        recreated.push(Origin { topic: "t", partition: 2, offset: 9 }, None, None);
+        assert_ne!(recreated.dedup_token(), b.dedup_token(), "offsets alone do not name a batch");
     }
 }

@@ -98,7 +98,14 @@ impl Writer {
     }
 
     async fn try_insert(&self, rows: &[EventRow], token: &str) -> Result<(), clickhouse::error::Error> {
-        let client = self.client.clone().with_setting("insert_deduplication_token", token);
+        // No limit on the partitions (months) one insert may touch: capture accepts any time
+        // since 1970, and ClickHouse's default limit of 100 would refuse such a batch on every
+        // retry, stopping the consumer for good.
+        let client = self
+            .client
+            .clone()
+            .with_setting("insert_deduplication_token", token)
+            .with_setting("max_partitions_per_insert_block", "0");
         let mut insert = client.insert::<EventRow>(EVENTS_TABLE).await?;
         for row in rows {
             insert.write(row).await?;

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use super::{new_event_uuid, CapturedEvent, ProjectId};
@@ -222,12 +222,26 @@ pub fn validate_event(
 /// PostHog's `offset` (milliseconds before sending), it is `now - offset`; without either, the
 /// client's timestamp is taken as is; with nothing, it is the time of receipt.
 fn resolve_timestamp(timestamp: Option<OffsetDateTime>, offset_ms: Option<i64>, ctx: &ValidationContext) -> OffsetDateTime {
+    // Out of time's range (a skew or offset of thousands of years): the far past or future, which
+    // validation then refuses, never a panic.
+    let beyond = |later: bool| {
+        if later {
+            OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT)
+        } else {
+            OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT)
+        }
+    };
     let t = match (timestamp, ctx.sent_at, offset_ms) {
-        (Some(ts), Some(sent_at), _) => ctx.now + (ts - sent_at),
-        (_, _, Some(offset)) => ctx.now - Duration::milliseconds(offset),
+        (Some(ts), Some(sent_at), _) => {
+            let skew = ts - sent_at;
+            ctx.now.checked_add(skew).unwrap_or_else(|| beyond(skew.is_positive()))
+        }
+        (_, _, Some(offset)) => ctx.now.checked_sub(Duration::milliseconds(offset)).unwrap_or_else(|| beyond(offset < 0)),
         (Some(ts), None, None) => ts,
         (None, _, None) => ctx.now,
     };
+    // Stored and written to Kafka in UTC, whatever offset the client wrote.
+    let t = t.checked_to_offset(UtcOffset::UTC).unwrap_or_else(|| beyond(t.year() > 0));
     // ClickHouse keeps milliseconds.
     let ms = t.millisecond();
     t.replace_nanosecond(u32::from(ms) * 1_000_000).unwrap_or(t)
@@ -292,6 +306,32 @@ mod tests {
         let raw = json!({"event": "x", "distinct_id": "u", "timestamp": "2026-11-26T12:59:50Z"});
         let e = validate_event(None, raw, &c).unwrap();
         assert_eq!(e.timestamp, datetime!(2026-11-26 11:59:50 UTC));
+    }
+
+    #[test]
+    fn timestamps_are_kept_in_utc() {
+        let raw = json!({"event": "x", "distinct_id": "u", "timestamp": "2026-11-26T13:30:00.250+02:00"});
+        let e = validate_event(None, raw, &ctx()).unwrap();
+        assert_eq!(e.timestamp.offset(), UtcOffset::UTC);
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""timestamp":"2026-11-26T11:30:00.25Z""#), "{json}");
+    }
+
+    #[test]
+    fn skews_and_offsets_beyond_any_date_are_refused_not_a_panic() {
+        let mut c = ctx();
+        c.sent_at = Some(datetime!(0001-01-01 00:00:00 UTC));
+        let raw = json!({"event": "x", "distinct_id": "u", "timestamp": "9999-12-31T23:59:59Z"});
+        assert_eq!(fields(validate_event(None, raw, &c)), vec![("timestamp".into(), "is more than 82800 seconds in the future".into())]);
+        c.sent_at = Some(datetime!(9999-12-31 23:59:59 UTC));
+        let raw = json!({"event": "x", "distinct_id": "u", "timestamp": "0001-01-01T00:00:00Z"});
+        assert_eq!(fields(validate_event(None, raw, &c)), vec![("timestamp".into(), "must not be before 1970-01-01".into())]);
+        for offset in [i64::MAX, i64::MIN] {
+            let raw = json!({"event": "x", "distinct_id": "u", "offset": offset});
+            assert_eq!(fields(validate_event(None, raw, &ctx())).len(), 1, "offset {offset}");
+        }
+        let raw = json!({"event": "x", "distinct_id": "u", "timestamp": "9999-12-31T23:59:59-23:00"});
+        assert_eq!(fields(validate_event(None, raw, &ctx())).len(), 1);
     }
 
     #[test]
