@@ -122,6 +122,18 @@ async fn every_payload_shape_arrives_exactly_once_with_fields_intact() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     total += 3;
 
+    // 8. The key as the envelope's `token`, and as `?token=` in the query.
+    let r = http
+        .post(capture.url("/batch"))
+        .json(&json!({"token": "phc_beta", "batch": [{"event": "tok", "distinct_id": "t1"}, {"event": "tok", "distinct_id": "t2"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = http.post(capture.url("/e?token=phc_alpha")).json(&json!({"event": "tok", "distinct_id": "t3"})).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    total += 3;
+
     let db = ch.db(&p.database);
     wait_until("every event in ClickHouse", Duration::from_secs(60), || {
         let db = db.clone();
@@ -133,7 +145,35 @@ async fn every_payload_shape_arrives_exactly_once_with_fields_intact() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(db.scalar("SELECT count() FROM events").await.unwrap(), total);
     assert_eq!(db.scalar("SELECT uniqExact(uuid) FROM events").await.unwrap(), total);
-    assert_eq!(db.scalar("SELECT count() FROM events WHERE project_id = 12").await.unwrap(), 50 + 5 + 3);
+    assert_eq!(db.scalar("SELECT count() FROM events WHERE project_id = 12").await.unwrap(), 50 + 5 + 3 + 2);
+    let tok = db.rows("SELECT toString(project_id) AS p, distinct_id FROM events WHERE event = 'tok' ORDER BY distinct_id").await.unwrap();
+    let tok: Vec<String> = tok.iter().map(|r| format!("{}:{}", r["p"].as_str().unwrap(), r["distinct_id"].as_str().unwrap())).collect();
+    assert_eq!(tok, ["12:t1", "12:t2", "11:t3"]);
+
+    // The batch, the gzip array, the form and the bearer events: their fields, not only their number.
+    let fields = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            db.rows(sql)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| format!("{}/{}", r["distinct_id"].as_str().unwrap(), r["i"]))
+                .collect::<Vec<String>>()
+        }
+    };
+    let page = fields("SELECT distinct_id, toInt32(JSONExtractInt(properties, 'i')) AS i FROM events WHERE project_id = 12 AND event = 'page' ORDER BY i").await;
+    assert_eq!(page, (0..50).map(|i| format!("b{}/{i}", i % 7)).collect::<Vec<_>>());
+    let gz = fields("SELECT distinct_id, toInt32(JSONExtractInt(properties, 'i')) AS i FROM events WHERE project_id = 11 AND event = 'gz' ORDER BY i").await;
+    assert_eq!(gz, (0..30).map(|i| format!("g/{i}")).collect::<Vec<_>>());
+    let form = fields("SELECT distinct_id, toUInt8(JSONHas(properties, 'token')) AS i FROM events WHERE project_id = 12 AND event = 'form'").await;
+    assert_eq!(form, vec!["f/0"; 3], "distinct_id from properties, and the token not kept");
+    let bearer = fields("SELECT distinct_id, toUInt8(properties = '{}') AS i FROM events WHERE project_id = 12 AND event = 'bearer'").await;
+    assert_eq!(bearer, vec!["c/1"; 5]);
+    // Receipt and ingestion times: capture's receipt now, the row's insertion after it.
+    let odd_times = "SELECT countIf(received_at < now64(3) - INTERVAL 10 MINUTE OR received_at > now64(3) + INTERVAL 1 MINUTE \
+                     OR ingested_at < received_at - INTERVAL 1 SECOND) AS n FROM events";
+    assert_eq!(db.scalar(odd_times).await.unwrap(), 0, "received_at and ingested_at of every row");
 
     for (uuid, want) in &expected {
         let rows = db

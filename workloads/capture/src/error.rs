@@ -22,7 +22,7 @@ pub enum CaptureError {
     MissingKey,
     #[error("the API key is not valid")]
     UnknownKey,
-    #[error("the events carry different API keys; send one project's events per request")]
+    #[error("the request carries different API keys (in the Authorization header, the query, the body or the events); send one project's events per request")]
     MixedKeys,
     #[error("the batch is empty")]
     EmptyBatch,

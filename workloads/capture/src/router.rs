@@ -150,21 +150,17 @@ fn request_key(headers: &HeaderMap, query: &HashMap<String, String>, payload: &P
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|k| k.trim().to_string());
-    let mut key = bearer
-        .or_else(|| query.get("api_key").cloned())
-        .or_else(|| query.get("token").cloned())
-        .or_else(|| payload.key.clone())
-        .filter(|k| !k.is_empty());
-    for event in &payload.events {
-        let event_key = event_key(event);
-        match (&key, event_key) {
-            (_, None) => {}
-            (None, Some(k)) => key = Some(k.to_string()),
-            (Some(a), Some(b)) if a != b => return Err(CaptureError::MixedKeys),
-            _ => {}
+    let request_keys = [bearer.as_deref(), query.get("api_key").map(String::as_str), query.get("token").map(String::as_str), payload.key.as_deref()];
+    let event_keys = payload.events.iter().map(event_key);
+    let mut key: Option<&str> = None;
+    for k in request_keys.into_iter().chain(event_keys).flatten().filter(|k| !k.is_empty()) {
+        match key {
+            None => key = Some(k),
+            Some(a) if a != k => return Err(CaptureError::MixedKeys),
+            Some(_) => {}
         }
     }
-    key.ok_or(CaptureError::MissingKey)
+    key.map(str::to_string).ok_or(CaptureError::MissingKey)
 }
 
 fn event_key(event: &Value) -> Option<&str> {
@@ -202,7 +198,29 @@ pub const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
-    use super::ROUTES;
+    use super::*;
+    use crate::payload::Payload;
+
+    fn payload(key: Option<&str>, events: Vec<Value>) -> Payload {
+        Payload { events, is_batch: true, key: key.map(String::from), sent_at: None }
+    }
+
+    #[test]
+    fn one_key_wherever_it_is_given_and_never_two() {
+        let mut headers = HeaderMap::new();
+        let none = HashMap::new();
+        let query: HashMap<String, String> = [("token".to_string(), "phc_a".to_string())].into();
+        let ev = |k: &str| serde_json::json!({"event": "e", "properties": {"token": k}});
+        assert_eq!(request_key(&headers, &query, &payload(None, vec![])).unwrap(), "phc_a");
+        assert_eq!(request_key(&headers, &none, &payload(None, vec![ev("phc_b")])).unwrap(), "phc_b");
+        assert!(matches!(request_key(&headers, &none, &payload(None, vec![])), Err(CaptureError::MissingKey)));
+        assert!(matches!(request_key(&headers, &query, &payload(Some("phc_a"), vec![ev("phc_a")])), Ok(k) if k == "phc_a"));
+        assert!(matches!(request_key(&headers, &query, &payload(Some("phc_b"), vec![])), Err(CaptureError::MixedKeys)));
+        assert!(matches!(request_key(&headers, &query, &payload(None, vec![ev("phc_a"), ev("phc_c")])), Err(CaptureError::MixedKeys)));
+        headers.insert(header::AUTHORIZATION, "Bearer phc_z".parse().unwrap());
+        assert_eq!(request_key(&headers, &none, &payload(Some(""), vec![])).unwrap(), "phc_z");
+        assert!(matches!(request_key(&headers, &none, &payload(Some("phc_a"), vec![])), Err(CaptureError::MixedKeys)), "bearer and body disagree");
+    }
 
     /// schemas/openapi/capture.yaml documents exactly the routes that capture serves.
     #[test]
