@@ -54,16 +54,18 @@ pub fn tools_dir() -> PathBuf {
 
 /// A port that is free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// A name unique to this test process and call, for topics, databases and groups.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x"))
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x")
+    )
 }
 
 fn run_script(script: &str, action: &str, env: &[(&str, String)]) -> Result<()> {
@@ -76,11 +78,7 @@ fn run_script(script: &str, action: &str, env: &[(&str, String)]) -> Result<()> 
         .output()
         .with_context(|| format!("running stack/{script} {action}"))?;
     if !out.status.success() {
-        bail!(
-            "stack/{script} {action} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("stack/{script} {action} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
@@ -168,7 +166,11 @@ impl TestClickHouse {
 
     /// A private server on a free port, stopped and removed when dropped.
     pub fn dedicated(name: &str) -> Result<Self> {
-        let c = Self { port: free_port(), dir: test_stack_dir().join(unique(&format!("clickhouse_{name}"))), dedicated: true };
+        let c = Self {
+            port: free_port(),
+            dir: test_stack_dir().join(unique(&format!("clickhouse_{name}"))),
+            dedicated: true,
+        };
         c.start()?;
         Ok(c)
     }
@@ -268,7 +270,10 @@ impl ChQuery {
         let resp = self
             .http
             .post(&self.url)
-            .query(&[("database", self.database.as_str()), ("query", &format!("INSERT INTO {table} FORMAT JSONEachRow"))])
+            .query(&[
+                ("database", self.database.as_str()),
+                ("query", &format!("INSERT INTO {table} FORMAT JSONEachRow")),
+            ])
             .body(body)
             .timeout(Duration::from_secs(60))
             .send()
@@ -437,7 +442,12 @@ impl Service {
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        format!("--- {} log ({}) ---\n{}", self.name, self.log.display(), lines[lines.len().saturating_sub(40)..].join("\n"))
+        format!(
+            "--- {} log ({}) ---\n{}",
+            self.name,
+            self.log.display(),
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
     }
 }
 
@@ -504,10 +514,8 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// The high watermark (records ever written) of each partition of a topic.
 pub fn topic_record_count(brokers: &str, topic: &str) -> Result<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("probe"))
-        .create()?;
+    let c: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", unique("probe")).create()?;
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let t = md.topics().first().ok_or_else(|| anyhow!("no metadata for {topic}"))?;
     let mut total = 0;
@@ -589,7 +597,13 @@ pub async fn call(method: &str, url: &str, bearer: Option<&str>, body: Option<&V
 }
 
 /// [`call`] with a client of the caller's (a resolver override for an Ingress host, say).
-pub async fn call_with(http: &reqwest::Client, method: &str, url: &str, bearer: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
+pub async fn call_with(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> Result<(u16, Value)> {
     let method = reqwest::Method::from_bytes(method.as_bytes())?;
     let mut req = http.request(method, url).timeout(Duration::from_secs(60));
     if let Some(b) = bearer {
@@ -620,7 +634,13 @@ pub struct Account {
 /// Signs a new user up at `auth` (a running `cairn-auth`).
 pub async fn sign_up(auth: &Service, email: &str) -> Result<Account> {
     let password = "correct horse battery staple 42";
-    let (status, body) = call("POST", &auth.url("/api/v1/signup"), None, Some(&serde_json::json!({"email": email, "password": password}))).await?;
+    let (status, body) = call(
+        "POST",
+        &auth.url("/api/v1/signup"),
+        None,
+        Some(&serde_json::json!({"email": email, "password": password})),
+    )
+    .await?;
     if status != 201 {
         bail!("signup answered {status}: {body}");
     }

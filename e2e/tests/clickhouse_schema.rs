@@ -33,7 +33,10 @@ async fn migrations_apply_once_and_are_recorded() {
     assert_eq!(db.scalar("SELECT count() FROM cairn_schema_migrations FINAL").await.unwrap(), MIGRATIONS.len() as u64);
     let columns = db.rows("SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'events' ORDER BY position").await.unwrap();
     let names: Vec<&str> = columns.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["uuid", "project_id", "event", "distinct_id", "properties", "timestamp", "received_at", "ingested_at"]);
+    assert_eq!(
+        names,
+        ["uuid", "project_id", "event", "distinct_id", "properties", "timestamp", "received_at", "ingested_at"]
+    );
     assert_eq!(columns[5]["type"], "DateTime64(3, 'UTC')");
     let engine = db.rows("SELECT engine, partition_key, sorting_key FROM system.tables WHERE database = currentDatabase() AND name = 'events'").await.unwrap();
     assert_eq!(engine[0]["engine"], "ReplacingMergeTree");
@@ -62,14 +65,19 @@ async fn a_changed_applied_migration_is_refused() {
     let cfg = config(&ch, &database);
     migrate(&cfg).await.unwrap();
     let mut changed = MIGRATIONS.to_vec();
-    changed[0] = Migration { version: 1, name: "events", sql: "CREATE TABLE IF NOT EXISTS other (x UInt8) ENGINE = Memory" };
+    changed[0] =
+        Migration { version: 1, name: "events", sql: "CREATE TABLE IF NOT EXISTS other (x UInt8) ENGINE = Memory" };
     match migrate_with(&cfg, &changed).await {
         Err(MigrationError::ChecksumMismatch { version: 1, .. }) => {}
         other => panic!("expected a checksum mismatch, got {other:?}"),
     }
     let later = MIGRATIONS.len() as u32 + 1;
     let mut newer = MIGRATIONS.to_vec();
-    newer.push(Migration { version: later, name: "later", sql: "CREATE TABLE IF NOT EXISTS later (x UInt8) ENGINE = Memory" });
+    newer.push(Migration {
+        version: later,
+        name: "later",
+        sql: "CREATE TABLE IF NOT EXISTS later (x UInt8) ENGINE = Memory",
+    });
     migrate_with(&cfg, &newer).await.unwrap();
     match migrate(&cfg).await {
         Err(MigrationError::DatabaseNewer { version, .. }) if version == later => {}

@@ -16,8 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_e2e::{
-    repo_root, sign_up, test_stack_dir, unique, wait_until, Pipeline, Service, TestClickHouse,
-    TestKafka, TestPostgres,
+    repo_root, sign_up, test_stack_dir, unique, wait_until, Pipeline, Service, TestClickHouse, TestKafka, TestPostgres,
 };
 use serde_json::{json, Value};
 
@@ -61,7 +60,9 @@ fn fixtures(now_ms: i64) -> Vec<Value> {
         let start = now_ms - 2 * 24 * HOUR_MS - i * 7 * 60_000;
         let user = format!("buyer-{i}");
         let mut step = |name: &str, at: i64| {
-            events.push(json!({"event": name, "distinct_id": user, "properties": {"plan": "pro"}, "timestamp": rfc3339(at)}));
+            events.push(
+                json!({"event": name, "distinct_id": user, "properties": {"plan": "pro"}, "timestamp": rfc3339(at)}),
+            );
         };
         step("signed_up", start);
         if i < 18 {
@@ -78,7 +79,8 @@ fn fixtures(now_ms: i64) -> Vec<Value> {
 async fn dashboard_shows_what_the_pipeline_ingested() {
     script("dashboard.sh", "install");
     let dir = repo_root().join("dashboard");
-    let unit = Command::new("npm").args(["test", "--silent"]).current_dir(&dir).stdin(Stdio::null()).output().expect("npm");
+    let unit =
+        Command::new("npm").args(["test", "--silent"]).current_dir(&dir).stdin(Stdio::null()).output().expect("npm");
     assert!(
         unit.status.success(),
         "the dashboard's component tests (vitest) failed:\n{}{}",

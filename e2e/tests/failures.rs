@@ -20,7 +20,9 @@ async fn send_batch(http: &reqwest::Client, capture: &Service, key: &str, n: usi
     let batch: Vec<Value> = uuids
         .iter()
         .enumerate()
-        .map(|(i, u)| json!({"event": "load", "distinct_id": format!("u{}", i % 13), "uuid": u, "properties": {"i": i}}))
+        .map(
+            |(i, u)| json!({"event": "load", "distinct_id": format!("u{}", i % 13), "uuid": u, "properties": {"i": i}}),
+        )
         .collect();
     let status = match http
         .post(capture.url("/batch"))
@@ -198,10 +200,7 @@ async fn poison_records_go_to_the_dead_letter_topic_with_the_reason() {
 
     let producer: ThreadedProducer<DefaultProducerContext> =
         ClientConfig::new().set("bootstrap.servers", kafka.brokers()).create().unwrap();
-    producer
-        .send(BaseRecord::to(&p.topic).key("1:x").payload("this is not an event"))
-        .map_err(|(e, _)| e)
-        .unwrap();
+    producer.send(BaseRecord::to(&p.topic).key("1:x").payload("this is not an event")).map_err(|(e, _)| e).unwrap();
     producer.flush(Duration::from_secs(10)).unwrap();
     let (status, uuids) = send_batch(&http, &capture, "phc_k", 10).await;
     assert_eq!(status, 200);
@@ -226,9 +225,11 @@ async fn poison_records_go_to_the_dead_letter_topic_with_the_reason() {
         dlq.assign(&tpl).unwrap();
         for _ in 0..20 {
             if let Some(Ok(m)) = dlq.poll(Duration::from_millis(250)) {
-                let reason = m
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "cairn-dlq-reason").and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned())));
+                let reason = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "cairn-dlq-reason")
+                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                });
                 found = Some((m.payload().map(|p| p.to_vec()), reason));
                 break 'outer;
             }
@@ -264,11 +265,8 @@ async fn sigterm_finishes_the_batch_commits_and_exits() {
     assert_eq!(db.scalar("SELECT count() FROM events").await.unwrap(), 200, "the batch was inserted on the way out");
 
     // Its offsets were committed: the group's committed offsets equal the topic's end.
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.brokers())
-        .set("group.id", &p.group)
-        .create()
-        .unwrap();
+    let probe: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", kafka.brokers()).set("group.id", &p.group).create().unwrap();
     let md = probe.fetch_metadata(Some(&p.topic), Duration::from_secs(10)).unwrap();
     let mut tpl = TopicPartitionList::new();
     let mut end_total = 0;

@@ -38,14 +38,20 @@ async fn every_payload_shape_arrives_exactly_once_with_fields_intact() {
         });
         let r = http.post(capture.url("/capture")).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        expected.insert(uuid, json!({"project_id": 11, "event": "signed_up", "distinct_id": format!("user-{i}"),
-            "properties": body["properties"], "ts_ms": (ts.unix_timestamp_nanos() / 1_000_000) as i64}));
+        expected.insert(
+            uuid,
+            json!({"project_id": 11, "event": "signed_up", "distinct_id": format!("user-{i}"),
+            "properties": body["properties"], "ts_ms": (ts.unix_timestamp_nanos() / 1_000_000) as i64}),
+        );
         total += 1;
     }
 
     // 2. A batch envelope on /batch (project beta).
-    let batch: Vec<Value> = (0..50).map(|i| json!({"event": "page", "distinct_id": format!("b{}", i % 7), "properties": {"i": i}})).collect();
-    let r = http.post(capture.url("/batch")).json(&json!({"api_key": "phc_beta", "batch": batch})).send().await.unwrap();
+    let batch: Vec<Value> = (0..50)
+        .map(|i| json!({"event": "page", "distinct_id": format!("b{}", i % 7), "properties": {"i": i}}))
+        .collect();
+    let r =
+        http.post(capture.url("/batch")).json(&json!({"api_key": "phc_beta", "batch": batch})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 50);
     total += 50;
@@ -113,11 +119,14 @@ async fn every_payload_shape_arrives_exactly_once_with_fields_intact() {
     total += 5;
 
     // 7. Older PostHog SDKs: a form with base64 JSON in `data`.
-    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&json!([
-        {"event": "form", "properties": {"distinct_id": "f", "token": "phc_beta"}},
-        {"event": "form", "properties": {"distinct_id": "f", "token": "phc_beta"}},
-        {"event": "form", "properties": {"distinct_id": "f", "token": "phc_beta"}}
-    ])).unwrap());
+    let data = base64::engine::general_purpose::STANDARD.encode(
+        serde_json::to_vec(&json!([
+            {"event": "form", "properties": {"distinct_id": "f", "token": "phc_beta"}},
+            {"event": "form", "properties": {"distinct_id": "f", "token": "phc_beta"}},
+            {"event": "form", "properties": {"distinct_id": "f", "token": "phc_beta"}}
+        ]))
+        .unwrap(),
+    );
     let r = http.post(capture.url("/e/")).form(&[("data", data)]).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     total += 3;
@@ -130,7 +139,12 @@ async fn every_payload_shape_arrives_exactly_once_with_fields_intact() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let r = http.post(capture.url("/e?token=phc_alpha")).json(&json!({"event": "tok", "distinct_id": "t3"})).send().await.unwrap();
+    let r = http
+        .post(capture.url("/e?token=phc_alpha"))
+        .json(&json!({"event": "tok", "distinct_id": "t3"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     total += 3;
 
@@ -146,8 +160,12 @@ async fn every_payload_shape_arrives_exactly_once_with_fields_intact() {
     assert_eq!(db.scalar("SELECT count() FROM events").await.unwrap(), total);
     assert_eq!(db.scalar("SELECT uniqExact(uuid) FROM events").await.unwrap(), total);
     assert_eq!(db.scalar("SELECT count() FROM events WHERE project_id = 12").await.unwrap(), 50 + 5 + 3 + 2);
-    let tok = db.rows("SELECT toString(project_id) AS p, distinct_id FROM events WHERE event = 'tok' ORDER BY distinct_id").await.unwrap();
-    let tok: Vec<String> = tok.iter().map(|r| format!("{}:{}", r["p"].as_str().unwrap(), r["distinct_id"].as_str().unwrap())).collect();
+    let tok = db
+        .rows("SELECT toString(project_id) AS p, distinct_id FROM events WHERE event = 'tok' ORDER BY distinct_id")
+        .await
+        .unwrap();
+    let tok: Vec<String> =
+        tok.iter().map(|r| format!("{}:{}", r["p"].as_str().unwrap(), r["distinct_id"].as_str().unwrap())).collect();
     assert_eq!(tok, ["12:t1", "12:t2", "11:t3"]);
 
     // The batch, the gzip array, the form and the bearer events: their fields, not only their number.
@@ -168,10 +186,14 @@ async fn every_payload_shape_arrives_exactly_once_with_fields_intact() {
     assert_eq!(gz, (0..30).map(|i| format!("g/{i}")).collect::<Vec<_>>());
     let form = fields("SELECT distinct_id, toUInt8(JSONHas(properties, 'token')) AS i FROM events WHERE project_id = 12 AND event = 'form'").await;
     assert_eq!(form, vec!["f/0"; 3], "distinct_id from properties, and the token not kept");
-    let bearer = fields("SELECT distinct_id, toUInt8(properties = '{}') AS i FROM events WHERE project_id = 12 AND event = 'bearer'").await;
+    let bearer = fields(
+        "SELECT distinct_id, toUInt8(properties = '{}') AS i FROM events WHERE project_id = 12 AND event = 'bearer'",
+    )
+    .await;
     assert_eq!(bearer, vec!["c/1"; 5]);
     // Receipt and ingestion times: capture's receipt now, the row's insertion after it.
-    let odd_times = "SELECT countIf(received_at < now64(3) - INTERVAL 10 MINUTE OR received_at > now64(3) + INTERVAL 1 MINUTE \
+    let odd_times =
+        "SELECT countIf(received_at < now64(3) - INTERVAL 10 MINUTE OR received_at > now64(3) + INTERVAL 1 MINUTE \
                      OR ingested_at < received_at - INTERVAL 1 SECOND) AS n FROM events";
     assert_eq!(db.scalar(odd_times).await.unwrap(), 0, "received_at and ingested_at of every row");
 
@@ -238,32 +260,213 @@ async fn bad_input_is_refused_with_field_and_reason_and_nothing_is_written() {
     }
     let j = |v: Value| serde_json::to_vec(&v).unwrap();
     let cases = vec![
-        Case { name: "malformed JSON", path: "/capture", headers: vec![], body: b"{\"event\": ".to_vec(), status: 400, field: "body", index: None },
-        Case { name: "not an object", path: "/capture", headers: vec![], body: b"\"hello\"".to_vec(), status: 400, field: "body", index: None },
-        Case { name: "missing event", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "distinct_id": "d"})), status: 400, field: "event", index: None },
-        Case { name: "empty event", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "event": "", "distinct_id": "d"})), status: 400, field: "event", index: None },
-        Case { name: "missing distinct_id", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "event": "e"})), status: 400, field: "distinct_id", index: None },
-        Case { name: "empty distinct_id", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": ""})), status: 400, field: "distinct_id", index: None },
-        Case { name: "event of wrong type", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "event": 7, "distinct_id": "d"})), status: 400, field: "event", index: None },
-        Case { name: "properties not an object", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d", "properties": [1]})), status: 400, field: "properties", index: None },
-        Case { name: "timestamp not RFC 3339", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d", "timestamp": "yesterday"})), status: 400, field: "timestamp", index: None },
-        Case { name: "timestamp far in the future", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d", "timestamp": far_future})), status: 400, field: "timestamp", index: None },
-        Case { name: "bad uuid", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d", "uuid": "not-a-uuid"})), status: 400, field: "uuid", index: None },
-        Case { name: "one bad event rejects the batch", path: "/batch", headers: vec![], body: j(json!({"api_key": "phc_ok", "batch": [good, good, {"event": "e"}]})), status: 400, field: "distinct_id", index: Some(2) },
-        Case { name: "empty batch", path: "/batch", headers: vec![], body: j(json!({"api_key": "phc_ok", "batch": []})), status: 400, field: "batch", index: None },
-        Case { name: "bad sent_at", path: "/batch", headers: vec![], body: j(json!({"api_key": "phc_ok", "sent_at": "soon", "batch": [good]})), status: 400, field: "sent_at", index: None },
-        Case { name: "missing key", path: "/capture", headers: vec![], body: j(good.clone()), status: 401, field: "api_key", index: None },
-        Case { name: "unknown key", path: "/capture", headers: vec![], body: j(json!({"api_key": "phc_nope", "event": "e", "distinct_id": "d"})), status: 401, field: "api_key", index: None },
-        Case { name: "mixed keys", path: "/e", headers: vec![], body: j(json!([{"event": "e", "properties": {"distinct_id": "d", "token": "phc_ok"}}, {"event": "e", "properties": {"distinct_id": "d", "token": "phc_other"}}])), status: 400, field: "api_key", index: None },
-        Case { name: "event over the per-event limit", path: "/batch", headers: vec![], body: j(json!({"api_key": "phc_ok", "batch": [good, {"event": "e", "distinct_id": "d", "properties": {"x": "y".repeat(3000)}}]})), status: 413, field: "", index: Some(1) },
-        Case { name: "body over the batch limit", path: "/batch", headers: vec![], body: j(json!({"api_key": "phc_ok", "batch": vec![good.clone(); 2000]})), status: 413, field: "body", index: None },
-        Case { name: "gzip bomb over the limit after decompression", path: "/batch?api_key=phc_ok", headers: vec![("Content-Encoding", "gzip")], body: bomb, status: 413, field: "body", index: None },
-        Case { name: "corrupt gzip", path: "/batch?api_key=phc_ok", headers: vec![("Content-Encoding", "gzip")], body: b"\x1f\x8bnot really".to_vec(), status: 400, field: "body", index: None },
-        Case { name: "unsupported compression", path: "/e/?compression=lz64&api_key=phc_ok", headers: vec![], body: b"abc".to_vec(), status: 400, field: "compression", index: None },
+        Case {
+            name: "malformed JSON",
+            path: "/capture",
+            headers: vec![],
+            body: b"{\"event\": ".to_vec(),
+            status: 400,
+            field: "body",
+            index: None,
+        },
+        Case {
+            name: "not an object",
+            path: "/capture",
+            headers: vec![],
+            body: b"\"hello\"".to_vec(),
+            status: 400,
+            field: "body",
+            index: None,
+        },
+        Case {
+            name: "missing event",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "distinct_id": "d"})),
+            status: 400,
+            field: "event",
+            index: None,
+        },
+        Case {
+            name: "empty event",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "event": "", "distinct_id": "d"})),
+            status: 400,
+            field: "event",
+            index: None,
+        },
+        Case {
+            name: "missing distinct_id",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "event": "e"})),
+            status: 400,
+            field: "distinct_id",
+            index: None,
+        },
+        Case {
+            name: "empty distinct_id",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": ""})),
+            status: 400,
+            field: "distinct_id",
+            index: None,
+        },
+        Case {
+            name: "event of wrong type",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "event": 7, "distinct_id": "d"})),
+            status: 400,
+            field: "event",
+            index: None,
+        },
+        Case {
+            name: "properties not an object",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d", "properties": [1]})),
+            status: 400,
+            field: "properties",
+            index: None,
+        },
+        Case {
+            name: "timestamp not RFC 3339",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d", "timestamp": "yesterday"})),
+            status: 400,
+            field: "timestamp",
+            index: None,
+        },
+        Case {
+            name: "timestamp far in the future",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d", "timestamp": far_future})),
+            status: 400,
+            field: "timestamp",
+            index: None,
+        },
+        Case {
+            name: "bad uuid",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d", "uuid": "not-a-uuid"})),
+            status: 400,
+            field: "uuid",
+            index: None,
+        },
+        Case {
+            name: "one bad event rejects the batch",
+            path: "/batch",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "batch": [good, good, {"event": "e"}]})),
+            status: 400,
+            field: "distinct_id",
+            index: Some(2),
+        },
+        Case {
+            name: "empty batch",
+            path: "/batch",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "batch": []})),
+            status: 400,
+            field: "batch",
+            index: None,
+        },
+        Case {
+            name: "bad sent_at",
+            path: "/batch",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "sent_at": "soon", "batch": [good]})),
+            status: 400,
+            field: "sent_at",
+            index: None,
+        },
+        Case {
+            name: "missing key",
+            path: "/capture",
+            headers: vec![],
+            body: j(good.clone()),
+            status: 401,
+            field: "api_key",
+            index: None,
+        },
+        Case {
+            name: "unknown key",
+            path: "/capture",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_nope", "event": "e", "distinct_id": "d"})),
+            status: 401,
+            field: "api_key",
+            index: None,
+        },
+        Case {
+            name: "mixed keys",
+            path: "/e",
+            headers: vec![],
+            body: j(
+                json!([{"event": "e", "properties": {"distinct_id": "d", "token": "phc_ok"}}, {"event": "e", "properties": {"distinct_id": "d", "token": "phc_other"}}]),
+            ),
+            status: 400,
+            field: "api_key",
+            index: None,
+        },
+        Case {
+            name: "event over the per-event limit",
+            path: "/batch",
+            headers: vec![],
+            body: j(
+                json!({"api_key": "phc_ok", "batch": [good, {"event": "e", "distinct_id": "d", "properties": {"x": "y".repeat(3000)}}]}),
+            ),
+            status: 413,
+            field: "",
+            index: Some(1),
+        },
+        Case {
+            name: "body over the batch limit",
+            path: "/batch",
+            headers: vec![],
+            body: j(json!({"api_key": "phc_ok", "batch": vec![good.clone(); 2000]})),
+            status: 413,
+            field: "body",
+            index: None,
+        },
+        Case {
+            name: "gzip bomb over the limit after decompression",
+            path: "/batch?api_key=phc_ok",
+            headers: vec![("Content-Encoding", "gzip")],
+            body: bomb,
+            status: 413,
+            field: "body",
+            index: None,
+        },
+        Case {
+            name: "corrupt gzip",
+            path: "/batch?api_key=phc_ok",
+            headers: vec![("Content-Encoding", "gzip")],
+            body: b"\x1f\x8bnot really".to_vec(),
+            status: 400,
+            field: "body",
+            index: None,
+        },
+        Case {
+            name: "unsupported compression",
+            path: "/e/?compression=lz64&api_key=phc_ok",
+            headers: vec![],
+            body: b"abc".to_vec(),
+            status: 400,
+            field: "compression",
+            index: None,
+        },
     ];
 
     for case in &cases {
-        let mut req = http.post(capture.url(case.path)).header("Content-Type", "application/json").body(case.body.clone());
+        let mut req =
+            http.post(capture.url(case.path)).header("Content-Type", "application/json").body(case.body.clone());
         for (k, v) in &case.headers {
             req = req.header(*k, *v);
         }
@@ -279,13 +482,22 @@ async fn bad_input_is_refused_with_field_and_reason_and_nothing_is_written() {
             case.field,
             case.index
         );
-        assert!(errors.iter().all(|e| e["reason"].as_str().map(|r| !r.is_empty()).unwrap_or(false)), "{}: {body}", case.name);
+        assert!(
+            errors.iter().all(|e| e["reason"].as_str().map(|r| !r.is_empty()).unwrap_or(false)),
+            "{}: {body}",
+            case.name
+        );
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}: {body}", case.name);
     }
 
     // Nothing that was refused reached Kafka; a good request still does.
     assert_eq!(topic_record_count(&kafka.brokers(), &p.topic).unwrap(), 0);
-    let r = http.post(capture.url("/capture")).json(&json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d"})).send().await.unwrap();
+    let r = http
+        .post(capture.url("/capture"))
+        .json(&json!({"api_key": "phc_ok", "event": "e", "distinct_id": "d"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(topic_record_count(&kafka.brokers(), &p.topic).unwrap(), 1);
     assert!(capture.metric("cairn_capture_events_total{outcome=\"invalid\"}").await.unwrap() >= 10.0);
@@ -330,7 +542,8 @@ async fn one_batch_across_many_months_arrives_whole_in_utc() {
         .collect();
     // A client time with an offset is stored as the same instant, in UTC.
     batch.push(json!({"event": "offset", "distinct_id": "m", "timestamp": "2026-11-26T13:30:00.250+02:00"}));
-    let r = http.post(capture.url("/batch")).json(&json!({"api_key": "phc_months", "batch": batch})).send().await.unwrap();
+    let r =
+        http.post(capture.url("/batch")).json(&json!({"api_key": "phc_months", "batch": batch})).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
     let db = ch.db(&p.database);
@@ -343,6 +556,9 @@ async fn one_batch_across_many_months_arrives_whole_in_utc() {
     .unwrap();
     assert_eq!(db.scalar("SELECT count() FROM events FINAL").await.unwrap(), want);
     assert!(db.scalar("SELECT uniqExact(toYYYYMM(timestamp)) FROM events").await.unwrap() > 100);
-    let ms = db.scalar("SELECT toUInt64(toUnixTimestamp64Milli(timestamp)) FROM events WHERE event = 'offset'").await.unwrap();
+    let ms = db
+        .scalar("SELECT toUInt64(toUnixTimestamp64Milli(timestamp)) FROM events WHERE event = 'offset'")
+        .await
+        .unwrap();
     assert_eq!(ms, 1_795_692_600_250, "2026-11-26T11:30:00.250Z");
 }

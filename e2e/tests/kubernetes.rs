@@ -71,9 +71,18 @@ impl Cluster {
         let helm_home = test_stack_dir().join("helm-e2e");
         match std::env::var("CAIRN_E2E_CLUSTER").as_deref().unwrap_or("node") {
             "kind" => {
-                let kubeconfig = PathBuf::from(std::env::var("CAIRN_TEST_KUBECONFIG").context("CAIRN_TEST_KUBECONFIG")?);
-                let ingress = std::env::var("CAIRN_E2E_INGRESS").context("CAIRN_E2E_INGRESS (ip:port of the kind cluster's ingress)")?;
-                Ok(Self { kind: Kind::Kind, kubeconfig, bin: PathBuf::new(), ingress, ingress_class: std::env::var("CAIRN_E2E_INGRESS_CLASS").ok(), helm_home })
+                let kubeconfig =
+                    PathBuf::from(std::env::var("CAIRN_TEST_KUBECONFIG").context("CAIRN_TEST_KUBECONFIG")?);
+                let ingress = std::env::var("CAIRN_E2E_INGRESS")
+                    .context("CAIRN_E2E_INGRESS (ip:port of the kind cluster's ingress)")?;
+                Ok(Self {
+                    kind: Kind::Kind,
+                    kubeconfig,
+                    bin: PathBuf::new(),
+                    ingress,
+                    ingress_class: std::env::var("CAIRN_E2E_INGRESS_CLASS").ok(),
+                    helm_home,
+                })
             }
             _ => {
                 run("stack/node.sh start", &mut script("node.sh").arg("start"))?;
@@ -102,7 +111,10 @@ impl Cluster {
     }
 
     fn kubectl(&self, args: &[&str]) -> Result<String> {
-        run(&format!("kubectl {}", args.join(" ")), Command::new(self.tool("kubectl")).arg("--kubeconfig").arg(&self.kubeconfig).args(args))
+        run(
+            &format!("kubectl {}", args.join(" ")),
+            Command::new(self.tool("kubectl")).arg("--kubeconfig").arg(&self.kubeconfig).args(args),
+        )
     }
 
     fn apply(&self, manifest: &Value) -> Result<String> {
@@ -142,7 +154,10 @@ impl Cluster {
             }
             Kind::Kind => {
                 for a in archives {
-                    run("kind load image-archive", Command::new("kind").args(["load", "image-archive", "--name", "cairn-e2e"]).arg(a))?;
+                    run(
+                        "kind load image-archive",
+                        Command::new("kind").args(["load", "image-archive", "--name", "cairn-e2e"]).arg(a),
+                    )?;
                 }
             }
         }
@@ -150,7 +165,15 @@ impl Cluster {
     }
 
     fn platform(&self) -> Result<Value> {
-        Ok(serde_json::from_str(&self.kubectl(&["-n", NAMESPACE, "get", "analyticsplatform", PLATFORM, "-o", "json"])?)?)
+        Ok(serde_json::from_str(&self.kubectl(&[
+            "-n",
+            NAMESPACE,
+            "get",
+            "analyticsplatform",
+            PLATFORM,
+            "-o",
+            "json",
+        ])?)?)
     }
 
     fn jsonpath(&self, args: &[&str], path: &str) -> String {
@@ -163,14 +186,24 @@ impl Cluster {
     /// Every pod's logs (and the node's, on the local node) into `dir`.
     fn keep_logs(&self, dir: &Path) {
         let _ = std::fs::create_dir_all(dir);
-        if let Ok(pods) = self.kubectl(&["get", "pods", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}"]) {
+        if let Ok(pods) = self.kubectl(&[
+            "get",
+            "pods",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
+        ]) {
             for pod in pods.lines().filter(|l| !l.is_empty()) {
                 let (ns, name) = pod.split_once('/').unwrap_or(("default", pod));
-                let text = self.kubectl(&["-n", ns, "logs", name, "--all-containers", "--prefix", "--tail", "2000"]).unwrap_or_else(|e| e.to_string());
+                let text = self
+                    .kubectl(&["-n", ns, "logs", name, "--all-containers", "--prefix", "--tail", "2000"])
+                    .unwrap_or_else(|e| e.to_string());
                 let _ = std::fs::write(dir.join(format!("{ns}_{name}.log")), text);
             }
         }
-        let describe = self.kubectl(&["get", "all,analyticsplatforms,ingress,events", "-A", "-o", "wide"]).unwrap_or_else(|e| e.to_string());
+        let describe = self
+            .kubectl(&["get", "all,analyticsplatforms,ingress,events", "-A", "-o", "wide"])
+            .unwrap_or_else(|e| e.to_string());
         let _ = std::fs::write(dir.join("cluster.txt"), describe);
         if self.kind == Kind::Node {
             let _ = run("stack/node.sh logs", script("node.sh").arg("logs").arg(dir));
@@ -184,8 +217,18 @@ fn node_env() -> Result<BTreeMap<String, String>> {
     let text = run("stack/node.sh env", script("node.sh").arg("env"))?;
     Ok(text
         .lines()
-        .flat_map(|l| l.split('#').next().unwrap_or_default().split_whitespace().filter(|w| *w != "export").map(str::to_string).collect::<Vec<_>>())
-        .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').replace("$PATH", ""))))
+        .flat_map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter(|w| *w != "export")
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|w| {
+            w.split_once('=').map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').replace("$PATH", "")))
+        })
         .collect())
 }
 
@@ -224,7 +267,12 @@ impl Endpoints {
     /// The event's count over the last day, from the query API.
     async fn count(&self, token: &str, project: i64, event: &str) -> Result<u64> {
         let (status, v) = self
-            .call("POST", &format!("/api/v1/projects/{project}/query/trends"), Some(token), Some(&json!({"series": [{"event": event}], "date_from": "-1d", "interval": "day"})))
+            .call(
+                "POST",
+                &format!("/api/v1/projects/{project}/query/trends"),
+                Some(token),
+                Some(&json!({"series": [{"event": event}], "date_from": "-1d", "interval": "day"})),
+            )
             .await?;
         if status != 200 {
             bail!("trends answered {status}: {v}");
@@ -259,7 +307,11 @@ fn send_with_sdk(sdk: &str, ep: &Endpoints, key: &str, event: &str, n: usize) ->
 /// Sends single events over HTTP through the Ingress until stopped, counting those capture
 /// acknowledged (200) and those it refused; a refused event is retried, as an SDK would, so every
 /// acknowledged event must arrive.
-fn steady_sender(ep: &Endpoints, key: String, event: String) -> (Arc<AtomicBool>, Arc<AtomicU64>, tokio::task::JoinHandle<u64>) {
+fn steady_sender(
+    ep: &Endpoints,
+    key: String,
+    event: String,
+) -> (Arc<AtomicBool>, Arc<AtomicU64>, tokio::task::JoinHandle<u64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let (s, a) = (stop.clone(), acked.clone());
@@ -267,7 +319,9 @@ fn steady_sender(ep: &Endpoints, key: String, event: String) -> (Arc<AtomicBool>
     let ingress = ep.ingress.clone();
     let handle = tokio::spawn(async move {
         let Ok(addr) = ingress.parse() else { return 0 };
-        let Ok(http) = reqwest::Client::builder().resolve(HOST, addr).timeout(Duration::from_secs(10)).build() else { return 0 };
+        let Ok(http) = reqwest::Client::builder().resolve(HOST, addr).timeout(Duration::from_secs(10)).build() else {
+            return 0;
+        };
         let mut retries = 0u64;
         let mut i = 0u64;
         while !s.load(Ordering::Relaxed) {
@@ -289,7 +343,14 @@ fn steady_sender(ep: &Endpoints, key: String, event: String) -> (Arc<AtomicBool>
     (stop, acked, handle)
 }
 
-async fn wait_count(ep: &Endpoints, token: &str, project: i64, event: &str, want: u64, timeout: Duration) -> Result<()> {
+async fn wait_count(
+    ep: &Endpoints,
+    token: &str,
+    project: i64,
+    event: &str,
+    want: u64,
+    timeout: Duration,
+) -> Result<()> {
     let last = AtomicU64::new(0);
     let r = wait_until(&format!("{want} {event} events in the query API"), timeout, || async {
         let n = ep.count(token, project, event).await.unwrap_or(0);
@@ -305,7 +366,13 @@ async fn wait_count(ep: &Endpoints, token: &str, project: i64, event: &str, want
     Ok(())
 }
 
-fn platform_manifest(refs: &BTreeMap<&str, String>, class: Option<&str>, consumer_replicas: i32, partitions: i32, capture_image: &str) -> Value {
+fn platform_manifest(
+    refs: &BTreeMap<&str, String>,
+    class: Option<&str>,
+    consumer_replicas: i32,
+    partitions: i32,
+    capture_image: &str,
+) -> Value {
     let small = json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}});
     let mut ingress = json!({"host": HOST});
     if let Some(c) = class {
@@ -340,7 +407,11 @@ async fn the_platform_runs_on_a_real_kubernetes_node() {
 
     // The SDKs' tools (Chromium, npm packages, the Python environment) and the web SDK's bundle.
     run("stack/sdks.sh install", script("sdks.sh").args(["install", "chromium", "web", "python"])).unwrap();
-    run("web SDK build", Command::new("npm").args(["run", "build", "--silent"]).current_dir(repo_root().join("sdks/web"))).unwrap();
+    run(
+        "web SDK build",
+        Command::new("npm").args(["run", "build", "--silent"]).current_dir(repo_root().join("sdks/web")),
+    )
+    .unwrap();
 
     let t0 = Instant::now();
     run("stack/images.sh build", &mut script("images.sh").arg("build")).unwrap();
@@ -362,7 +433,12 @@ async fn the_platform_runs_on_a_real_kubernetes_node() {
             eprintln!("{e}");
         }
     }
-    let _ = writeln!(std::io::stderr(), "timings:\n  {}\n  total: {:.1} s", t.lines.join("\n  "), t.start.elapsed().as_secs_f64());
+    let _ = writeln!(
+        std::io::stderr(),
+        "timings:\n  {}\n  total: {:.1} s",
+        t.lines.join("\n  "),
+        t.start.elapsed().as_secs_f64()
+    );
     result.unwrap();
 }
 
@@ -385,11 +461,25 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     let (repo, tag) = operator.rsplit_once(':').ok_or_else(|| anyhow!("bad image {operator}"))?;
     let _ = cluster.helm(&["uninstall", "cairn-operator", "--namespace", "cairn-system", "--wait"]);
     cluster.helm(&[
-        "install", "cairn-operator", &chart, "--namespace", "cairn-system", "--create-namespace", "--wait", "--timeout", "180s",
-        "--set", &format!("image.repository={repo}"), "--set", &format!("image.tag={tag}"), "--set", "image.pullPolicy=Never",
+        "install",
+        "cairn-operator",
+        &chart,
+        "--namespace",
+        "cairn-system",
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        &format!("image.repository={repo}"),
+        "--set",
+        &format!("image.tag={tag}"),
+        "--set",
+        "image.pullPolicy=Never",
     ])?;
     cluster.kubectl(&["wait", "--for=condition=Established", "crd/analyticsplatforms.cairn.dev", "--timeout=60s"])?;
-    let ready = cluster.jsonpath(&["-n", "cairn-system", "get", "deployment", "cairn-operator"], "{.status.readyReplicas}");
+    let ready =
+        cluster.jsonpath(&["-n", "cairn-system", "get", "deployment", "cairn-operator"], "{.status.readyReplicas}");
     if ready != "1" {
         bail!("the operator Deployment has {ready:?} ready replicas");
     }
@@ -401,18 +491,25 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     let class = cluster.ingress_class.as_deref();
     cluster.apply(&platform_manifest(&refs, class, 1, 4, &refs["capture"]))?;
     wait_until("the platform to be Ready", Duration::from_secs(600), || async {
-        cluster.platform().map(|p| p["status"]["phase"] == "Ready" && p["status"]["observedGeneration"] == p["metadata"]["generation"]).unwrap_or(false)
+        cluster
+            .platform()
+            .map(|p| {
+                p["status"]["phase"] == "Ready" && p["status"]["observedGeneration"] == p["metadata"]["generation"]
+            })
+            .unwrap_or(false)
     })
     .await
     .map_err(|e| anyhow!("{e}: {}", cluster.platform().map(|p| p["status"].to_string()).unwrap_or_default()))?;
     for w in ["capture", "consumer", "query", "auth"] {
-        let ready = cluster.jsonpath(&["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-{w}")], "{.status.readyReplicas}");
+        let ready = cluster
+            .jsonpath(&["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-{w}")], "{.status.readyReplicas}");
         if ready != "1" {
             bail!("{w}: {ready:?} ready replicas");
         }
     }
     for d in ["kafka", "clickhouse", "postgres"] {
-        let ready = cluster.jsonpath(&["-n", NAMESPACE, "get", "statefulset", &format!("{PLATFORM}-{d}")], "{.status.readyReplicas}");
+        let ready = cluster
+            .jsonpath(&["-n", NAMESPACE, "get", "statefulset", &format!("{PLATFORM}-{d}")], "{.status.readyReplicas}");
         if ready != "1" {
             bail!("managed {d}: {ready:?} ready replicas");
         }
@@ -420,18 +517,27 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     t.mark("kubectl apply → platform Ready", t0);
 
     // Through the Ingress: sign up, then both SDKs send, then the query API counts them.
-    let ep = Endpoints { base: format!("http://{HOST}:{}", cluster.ingress.rsplit(':').next().unwrap_or("80")), ingress: cluster.ingress.clone() };
+    let ep = Endpoints {
+        base: format!("http://{HOST}:{}", cluster.ingress.rsplit(':').next().unwrap_or("80")),
+        ingress: cluster.ingress.clone(),
+    };
     // The controller programs routes a moment after the Ingress and the endpoints exist: until
     // then Traefik itself answers 404. The dashboard at / answering 200 means query is routed;
     // capture's paths are routed once /batch stops falling through to query's 404.
     wait_until("the Ingress to route to the platform", Duration::from_secs(90), || async {
         let query = ep.call("GET", "/", None, None).await.map(|(status, _)| status == 200).unwrap_or(false);
-        let capture = ep.call("POST", "/batch", None, Some(&json!({}))).await.map(|(status, _)| status != 404).unwrap_or(false);
+        let capture =
+            ep.call("POST", "/batch", None, Some(&json!({}))).await.map(|(status, _)| status != 404).unwrap_or(false);
         query && capture
     })
     .await?;
     let (status, body) = ep
-        .call("POST", "/api/v1/signup", None, Some(&json!({"email": "e2e@cairn.test", "password": "correct horse battery staple 42"})))
+        .call(
+            "POST",
+            "/api/v1/signup",
+            None,
+            Some(&json!({"email": "e2e@cairn.test", "password": "correct horse battery staple 42"})),
+        )
         .await?;
     if status != 201 {
         bail!("signup through the ingress answered {status}: {body}");
@@ -453,15 +559,30 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     let t0 = Instant::now();
     cluster.apply(&platform_manifest(&refs, class, 2, 6, &refs["capture"]))?;
     wait_until("the consumer to have 2 ready replicas", Duration::from_secs(180), || async {
-        cluster.jsonpath(&["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-consumer")], "{.status.readyReplicas}") == "2"
+        cluster.jsonpath(
+            &["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-consumer")],
+            "{.status.readyReplicas}",
+        ) == "2"
     })
     .await?;
     let topic = cluster.platform()?["spec"]["kafka"]["topic"]["name"].as_str().unwrap_or("cairn_events").to_string();
     wait_until("the topic to have 6 partitions in Kafka", Duration::from_secs(120), || async {
         cluster
             .kubectl(&[
-                "-n", NAMESPACE, "exec", &format!("{PLATFORM}-kafka-0"), "--", "java", "-cp", "/opt/kafka/libs/*",
-                "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", "localhost:9092", "--describe", "--topic", &topic,
+                "-n",
+                NAMESPACE,
+                "exec",
+                &format!("{PLATFORM}-kafka-0"),
+                "--",
+                "java",
+                "-cp",
+                "/opt/kafka/libs/*",
+                "org.apache.kafka.tools.TopicCommand",
+                "--bootstrap-server",
+                "localhost:9092",
+                "--describe",
+                "--topic",
+                &topic,
             ])
             .map(|out| out.contains("PartitionCount: 6"))
             .unwrap_or(false)
@@ -473,7 +594,10 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     let t0 = Instant::now();
     let (stop, acked, sender) = steady_sender(&ep, key.clone(), "e2e_steady".into());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pod = cluster.jsonpath(&["-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=consumer"], "{.items[0].metadata.name}");
+    let pod = cluster.jsonpath(
+        &["-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=consumer"],
+        "{.items[0].metadata.name}",
+    );
     cluster.kubectl(&["-n", NAMESPACE, "delete", "pod", &pod, "--wait=false"])?;
     tokio::time::sleep(Duration::from_secs(8)).await;
     stop.store(true, Ordering::Relaxed);
@@ -485,18 +609,29 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
 
     // A new capture image: a rolling update, and every event sent during it arrives.
     let t0 = Instant::now();
-    let rollout = PathBuf::from(run("stack/images.sh tag", script("images.sh").args(["tag", "capture", "e2e-rollout"]))?.trim());
+    let rollout =
+        PathBuf::from(run("stack/images.sh tag", script("images.sh").args(["tag", "capture", "e2e-rollout"]))?.trim());
     cluster.load(&[rollout])?;
     let new_image = format!("{}:e2e-rollout", refs["capture"].rsplit_once(':').map(|(r, _)| r).unwrap_or_default());
     let (stop, acked, sender) = steady_sender(&ep, key.clone(), "e2e_rollout".into());
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.apply(&platform_manifest(&refs, class, 2, 6, &new_image))?;
-    cluster.kubectl(&["-n", NAMESPACE, "rollout", "status", &format!("deployment/{PLATFORM}-capture"), "--timeout=180s"])?;
+    cluster.kubectl(&[
+        "-n",
+        NAMESPACE,
+        "rollout",
+        "status",
+        &format!("deployment/{PLATFORM}-capture"),
+        "--timeout=180s",
+    ])?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let retries = sender.await?;
     let sent = acked.load(Ordering::Relaxed);
-    let image = cluster.jsonpath(&["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-capture")], "{.spec.template.spec.containers[0].image}");
+    let image = cluster.jsonpath(
+        &["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-capture")],
+        "{.spec.template.spec.containers[0].image}",
+    );
     if image != new_image {
         bail!("capture runs {image}, not {new_image}");
     }
@@ -515,7 +650,16 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     cluster.kubectl(&["-n", NAMESPACE, "delete", "analyticsplatform", PLATFORM, "--timeout=300s"])?;
     wait_until("the platform's children to be gone", Duration::from_secs(300), || async {
         cluster
-            .kubectl(&["-n", NAMESPACE, "get", "deployments,statefulsets,services,ingresses,configmaps", "-l", &format!("app.kubernetes.io/instance={PLATFORM}"), "-o", "name"])
+            .kubectl(&[
+                "-n",
+                NAMESPACE,
+                "get",
+                "deployments,statefulsets,services,ingresses,configmaps",
+                "-l",
+                &format!("app.kubernetes.io/instance={PLATFORM}"),
+                "-o",
+                "name",
+            ])
             .map(|s| s.trim().is_empty())
             .unwrap_or(false)
     })

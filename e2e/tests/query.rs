@@ -139,7 +139,8 @@ impl Setup {
     }
 }
 
-const BROWSERS: [&str; 11] = ["Chrome", "Chrome", "Chrome", "Chrome", "Chrome", "Firefox", "Firefox", "Firefox", "Safari", "Safari", "Edge"];
+const BROWSERS: [&str; 11] =
+    ["Chrome", "Chrome", "Chrome", "Chrome", "Chrome", "Firefox", "Firefox", "Firefox", "Safari", "Safari", "Edge"];
 
 /// Pageviews over 7 days for 40 users in project `project`, with browser and amount.
 fn trend_fixtures(project: i64, base: i64, seed: u64) -> Vec<Ev> {
@@ -154,14 +155,20 @@ fn trend_fixtures(project: i64, base: i64, seed: u64) -> Vec<Ev> {
                 let ts = base + d * DAY + r.next(24) as i64 * HOUR + r.next(60) as i64 * MINUTE;
                 let mut props = json!({"browser": BROWSERS[r.next(BROWSERS.len() as u64) as usize]});
                 match r.next(10) {
-                    0 => {}                                                      // no amount
+                    0 => {}                                                       // no amount
                     1 => props["amount"] = json!(format!("{}", r.next(100) + 1)), // a numeric string
                     _ => props["amount"] = json!(r.next(100) as f64 + 0.5),
                 }
                 out.push(Ev { project, event: "pageview".into(), distinct_id: format!("user{u}"), props, ts });
             }
         }
-        out.push(Ev { project, event: "signup".into(), distinct_id: format!("user{u}"), props: json!({}), ts: base + (u % 7) * DAY + HOUR });
+        out.push(Ev {
+            project,
+            event: "signup".into(),
+            distinct_id: format!("user{u}"),
+            props: json!({}),
+            ts: base + (u % 7) * DAY + HOUR,
+        });
     }
     out
 }
@@ -238,7 +245,8 @@ async fn trends_match_an_independent_computation() -> Result<()> {
         per_day[day_of(e, 0)].push(e);
     }
     let count: Vec<f64> = per_day.iter().map(|d| d.len() as f64).collect();
-    let uniques: Vec<f64> = per_day.iter().map(|d| d.iter().map(|e| &e.distinct_id).collect::<HashSet<_>>().len() as f64).collect();
+    let uniques: Vec<f64> =
+        per_day.iter().map(|d| d.iter().map(|e| &e.distinct_id).collect::<HashSet<_>>().len() as f64).collect();
     let amounts: Vec<Vec<f64>> = per_day.iter().map(|d| d.iter().filter_map(|e| amount(e)).collect()).collect();
     let sums: Vec<f64> = amounts.iter().map(|a| a.iter().sum()).collect();
     let medians: Vec<f64> = amounts.iter().map(|a| percentile(a, 0.5)).collect();
@@ -253,7 +261,8 @@ async fn trends_match_an_independent_computation() -> Result<()> {
             c.into_values().collect()
         })
         .collect();
-    let pu_avg: Vec<f64> = per_user.iter().map(|c| if c.is_empty() { 0.0 } else { c.iter().sum::<f64>() / c.len() as f64 }).collect();
+    let pu_avg: Vec<f64> =
+        per_user.iter().map(|c| if c.is_empty() { 0.0 } else { c.iter().sum::<f64>() / c.len() as f64 }).collect();
     let pu_max: Vec<f64> = per_user.iter().map(|c| c.iter().cloned().fold(0.0, f64::max)).collect();
     let r = &v["results"];
     assert_series("total", &data(&r[0]), &count);
@@ -291,15 +300,35 @@ async fn trends_match_an_independent_computation() -> Result<()> {
 
     // Filters: equals (any of), not equals, contains, greater than, is set.
     let cases: Vec<(Value, Box<dyn Fn(&Ev) -> bool>)> = vec![
-        (json!({"key": "browser", "value": ["Chrome", "Edge"]}), Box::new(|e: &Ev| e.props["browser"] == "Chrome" || e.props["browser"] == "Edge")),
-        (json!({"key": "browser", "operator": "is_not", "value": "Chrome"}), Box::new(|e: &Ev| e.props["browser"] != "Chrome")),
-        (json!({"key": "browser", "operator": "contains", "value": "fire"}), Box::new(|e: &Ev| e.props["browser"] == "Firefox")),
-        (json!({"key": "amount", "operator": "gt", "value": 50}), Box::new(|e: &Ev| amount(e).is_some_and(|a| a > 50.0))),
-        (json!({"key": "amount", "operator": "lte", "value": "20"}), Box::new(|e: &Ev| amount(e).is_some_and(|a| a <= 20.0))),
+        (
+            json!({"key": "browser", "value": ["Chrome", "Edge"]}),
+            Box::new(|e: &Ev| e.props["browser"] == "Chrome" || e.props["browser"] == "Edge"),
+        ),
+        (
+            json!({"key": "browser", "operator": "is_not", "value": "Chrome"}),
+            Box::new(|e: &Ev| e.props["browser"] != "Chrome"),
+        ),
+        (
+            json!({"key": "browser", "operator": "contains", "value": "fire"}),
+            Box::new(|e: &Ev| e.props["browser"] == "Firefox"),
+        ),
+        (
+            json!({"key": "amount", "operator": "gt", "value": 50}),
+            Box::new(|e: &Ev| amount(e).is_some_and(|a| a > 50.0)),
+        ),
+        (
+            json!({"key": "amount", "operator": "lte", "value": "20"}),
+            Box::new(|e: &Ev| amount(e).is_some_and(|a| a <= 20.0)),
+        ),
         (json!({"key": "amount", "operator": "is_not_set"}), Box::new(|e: &Ev| e.props.get("amount").is_none())),
     ];
     for (filter, keep) in cases {
-        let v = s.ok("/query/trends", json!({"series": [{"event": "pageview"}], "date_from": from, "date_to": to, "filters": [filter]})).await?;
+        let v = s
+            .ok(
+                "/query/trends",
+                json!({"series": [{"event": "pageview"}], "date_from": from, "date_to": to, "filters": [filter]}),
+            )
+            .await?;
         let mut want = vec![0.0; 7];
         for e in pv.iter().filter(|e| keep(e)) {
             want[day_of(e, 0)] += 1.0;
@@ -328,8 +357,11 @@ async fn trends_match_an_independent_computation() -> Result<()> {
     let top: Vec<&str> = ranked.iter().take(2).map(|r| r.0).collect();
     let results = v["results"].as_array().cloned().unwrap_or_default();
     assert_eq!(results.len(), 6, "2 series x (2 values + other): {v}");
-    for (value, members) in [(top[0], vec![top[0]]), (top[1], vec![top[1]]), ("$other", ranked.iter().skip(2).map(|r| r.0).collect())] {
-        let events: Vec<&&Ev> = pv.iter().filter(|e| members.contains(&e.props["browser"].as_str().unwrap_or(""))).collect();
+    for (value, members) in
+        [(top[0], vec![top[0]]), (top[1], vec![top[1]]), ("$other", ranked.iter().skip(2).map(|r| r.0).collect())]
+    {
+        let events: Vec<&&Ev> =
+            pv.iter().filter(|e| members.contains(&e.props["browser"].as_str().unwrap_or(""))).collect();
         let mut counts = vec![0.0; 7];
         let mut users: Vec<HashSet<&str>> = vec![HashSet::new(); 7];
         for e in &events {
@@ -337,10 +369,20 @@ async fn trends_match_an_independent_computation() -> Result<()> {
             users[day_of(e, 0)].insert(&e.distinct_id);
         }
         let uniq: Vec<f64> = users.iter().map(|u| u.len() as f64).collect();
-        let find = |series: u64| results.iter().find(|r| r["series"] == series && r["breakdown_value"] == value).cloned().unwrap_or(Value::Null);
+        let find = |series: u64| {
+            results
+                .iter()
+                .find(|r| r["series"] == series && r["breakdown_value"] == value)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
         assert_series(&format!("breakdown {value} count"), &data(&find(0)), &counts);
         assert_series(&format!("breakdown {value} uniques"), &data(&find(1)), &uniq);
-        let formula = v["formula"].as_array().and_then(|f| f.iter().find(|r| r["breakdown_value"] == value)).cloned().unwrap_or(Value::Null);
+        let formula = v["formula"]
+            .as_array()
+            .and_then(|f| f.iter().find(|r| r["breakdown_value"] == value))
+            .cloned()
+            .unwrap_or(Value::Null);
         for d in 0..7 {
             let got = &formula["data"][d];
             if uniq[d] == 0.0 {
@@ -352,10 +394,16 @@ async fn trends_match_an_independent_computation() -> Result<()> {
     }
 
     // Weekly and hourly buckets.
-    let v = s.ok("/query/trends", json!({"series": [{"event": "pageview"}], "date_from": from, "date_to": to, "interval": "hour"})).await?;
+    let v = s
+        .ok(
+            "/query/trends",
+            json!({"series": [{"event": "pageview"}], "date_from": from, "date_to": to, "interval": "hour"}),
+        )
+        .await?;
     assert_eq!(v["labels"].as_array().map(Vec::len), Some(7 * 24));
     assert!(close(data(&v["results"][0]).iter().sum(), pv.len() as f64));
-    let v = s.ok("/query/trends", json!({"series": [{}], "date_from": from, "date_to": to, "interval": "week"})).await?;
+    let v =
+        s.ok("/query/trends", json!({"series": [{}], "date_from": from, "date_to": to, "interval": "week"})).await?;
     assert!(close(data(&v["results"][0]).iter().sum(), a_events.len() as f64), "every event of A, none of B: {v}");
     Ok(())
 }
@@ -414,7 +462,13 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
         let id = format!("fu{u}");
         let t = s.base + (u % 5) * DAY + (r.next(10) as i64) * HOUR;
         let plan = if u % 2 == 0 { "pro" } else { "free" };
-        let ev = |name: &str, ts: i64| Ev { project: p, event: name.into(), distinct_id: id.clone(), props: json!({"plan": plan}), ts };
+        let ev = |name: &str, ts: i64| Ev {
+            project: p,
+            event: name.into(),
+            distinct_id: id.clone(),
+            props: json!({"plan": plan}),
+            ts,
+        };
         let g1 = (r.next(120) as i64 + 1) * MINUTE;
         let g2 = (r.next(300) as i64 + 1) * MINUTE;
         events.push(ev("f_view", t));
@@ -441,7 +495,13 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
     // Project B does the whole funnel many times: none of it may count for A.
     for u in 0..50i64 {
         for (k, name) in ["f_view", "f_signup", "f_pay"].iter().enumerate() {
-            events.push(Ev { project: s.b.project_id, event: name.to_string(), distinct_id: format!("b{u}"), props: json!({"plan": "pro"}), ts: s.base + DAY + k as i64 * MINUTE });
+            events.push(Ev {
+                project: s.b.project_id,
+                event: name.to_string(),
+                distinct_id: format!("b{u}"),
+                props: json!({"plan": "pro"}),
+                ts: s.base + DAY + k as i64 * MINUTE,
+            });
         }
     }
     s.insert(&events).await?;
@@ -489,7 +549,10 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
             )
             .await?;
         let (counts, medians) = expected(order == "strict", None);
-        let got: Vec<u64> = v["steps"].as_array().map(|a| a.iter().map(|s| s["count"].as_u64().unwrap_or(0)).collect()).unwrap_or_default();
+        let got: Vec<u64> = v["steps"]
+            .as_array()
+            .map(|a| a.iter().map(|s| s["count"].as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default();
         assert_eq!(got, counts, "{order} funnel counts: {v}");
         assert!(counts[2] > 0 && counts[2] < counts[1] && counts[1] < counts[0], "a funnel that narrows: {counts:?}");
         for k in 1..3 {
@@ -515,8 +578,15 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
         .await?;
     for plan in ["pro", "free"] {
         let (counts, _) = expected(false, Some(plan));
-        let b = v["breakdown"].as_array().and_then(|a| a.iter().find(|b| b["breakdown_value"] == plan)).cloned().unwrap_or(Value::Null);
-        let got: Vec<u64> = b["steps"].as_array().map(|a| a.iter().map(|s| s["count"].as_u64().unwrap_or(0)).collect()).unwrap_or_default();
+        let b = v["breakdown"]
+            .as_array()
+            .and_then(|a| a.iter().find(|b| b["breakdown_value"] == plan))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let got: Vec<u64> = b["steps"]
+            .as_array()
+            .map(|a| a.iter().map(|s| s["count"].as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default();
         assert_eq!(got, counts, "breakdown {plan}: {v}");
     }
     // Step filters: only views of the pro plan start the funnel.
@@ -584,7 +654,10 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
             "conversion_window": {"value": 6, "unit": "hour"},
         });
         let v = s.ok("/query/funnels", body).await?;
-        let got: Vec<u64> = v["steps"].as_array().map(|a| a.iter().map(|s| s["count"].as_u64().unwrap_or(0)).collect()).unwrap_or_default();
+        let got: Vec<u64> = v["steps"]
+            .as_array()
+            .map(|a| a.iter().map(|s| s["count"].as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default();
         assert_eq!(got, counts, "{steps:?} strict={strict}: {v}");
         assert!(counts[2] > 0 && counts[0] > counts[2], "{steps:?} strict={strict}: a funnel that narrows: {counts:?}");
         for k in 1..n {
@@ -603,12 +676,24 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
         .collect();
     for (id, days) in &active {
         for d in days {
-            ret.push(Ev { project: p, event: "r_active".into(), distinct_id: id.clone(), props: json!({}), ts: s.base + d * DAY + 5 * HOUR });
+            ret.push(Ev {
+                project: p,
+                event: "r_active".into(),
+                distinct_id: id.clone(),
+                props: json!({}),
+                ts: s.base + d * DAY + 5 * HOUR,
+            });
         }
     }
     let veterans: HashSet<String> = (0..25).filter(|u| u % 4 == 0).map(|u| format!("ru{u}")).collect();
     for id in &veterans {
-        ret.push(Ev { project: p, event: "r_active".into(), distinct_id: id.clone(), props: json!({}), ts: s.base - 20 * DAY });
+        ret.push(Ev {
+            project: p,
+            event: "r_active".into(),
+            distinct_id: id.clone(),
+            props: json!({}),
+            ts: s.base - 20 * DAY,
+        });
     }
     s.insert(&ret).await?;
     for kind in ["recurring", "first_time"] {
@@ -621,10 +706,21 @@ async fn funnels_and_retention_match_an_independent_computation() -> Result<()> 
         for c in 0..5i64 {
             let members: Vec<&(String, Vec<i64>)> = active
                 .iter()
-                .filter(|(id, days)| if kind == "recurring" { days.contains(&c) } else { !veterans.contains(id) && days.iter().min() == Some(&c) })
+                .filter(|(id, days)| {
+                    if kind == "recurring" {
+                        days.contains(&c)
+                    } else {
+                        !veterans.contains(id) && days.iter().min() == Some(&c)
+                    }
+                })
                 .collect();
-            let want: Vec<u64> = (0..5 - c).map(|k| members.iter().filter(|(_, days)| k == 0 || days.contains(&(c + k))).count() as u64).collect();
-            let got: Vec<u64> = v["cohorts"][c as usize]["values"].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect()).unwrap_or_default();
+            let want: Vec<u64> = (0..5 - c)
+                .map(|k| members.iter().filter(|(_, days)| k == 0 || days.contains(&(c + k))).count() as u64)
+                .collect();
+            let got: Vec<u64> = v["cohorts"][c as usize]["values"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect())
+                .unwrap_or_default();
             assert_eq!(got, want, "{kind} cohort {c}: {v}");
         }
         assert_eq!(v["cohorts"][0]["date"], json!(format!("{from}T00:00:00+00:00")));
@@ -674,7 +770,13 @@ async fn explorer_pickers_insights_and_dashboards() -> Result<()> {
     assert_eq!(ns, (0..30).rev().collect::<Vec<_>>(), "newest first, each once");
 
     // Filters on the list; a person's timeline.
-    let (_, v) = call("GET", &s.url(p, "/events?event=signup&properties=%5B%7B%22key%22%3A%22path%22%2C%22value%22%3A%22%2Fp0%22%7D%5D"), t, None).await?;
+    let (_, v) = call(
+        "GET",
+        &s.url(p, "/events?event=signup&properties=%5B%7B%22key%22%3A%22path%22%2C%22value%22%3A%22%2Fp0%22%7D%5D"),
+        t,
+        None,
+    )
+    .await?;
     let want = events.iter().filter(|e| e.event == "signup" && e.props["path"] == "/p0").count();
     assert_eq!(v["results"].as_array().map(Vec::len), Some(want), "{v}");
     let (_, v) = call("GET", &s.url(p, "/persons/u1/events"), t, None).await?;
@@ -693,15 +795,29 @@ async fn explorer_pickers_insights_and_dashboards() -> Result<()> {
     let (status, me) = call("GET", &s.query.url("/api/v1/me"), t, None).await?;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["user"]["email"].as_str().or(me["email"].as_str()), Some(s.a.email.as_str()), "{me}");
-    let (status, _) = call("POST", &s.query.url("/internal/v1/authenticate"), None, Some(&json!({"credential": s.a.access_token}))).await?;
+    let (status, _) =
+        call("POST", &s.query.url("/internal/v1/authenticate"), None, Some(&json!({"credential": s.a.access_token})))
+            .await?;
     assert_eq!(status, 404);
 
     // Insights: create (checked), list, read, run, update, delete.
-    let (status, v) = call("POST", &s.url(p, "/insights"), t, Some(&json!({"name": "Bad", "query": {"kind": "trends", "series": [{"event": "x", "math": "mode"}]}}))).await?;
+    let (status, v) = call(
+        "POST",
+        &s.url(p, "/insights"),
+        t,
+        Some(&json!({"name": "Bad", "query": {"kind": "trends", "series": [{"event": "x", "math": "mode"}]}})),
+    )
+    .await?;
     assert_eq!(status, 400, "{v}");
     assert!(v["field"].as_str().unwrap_or("").starts_with("query"), "{v}");
     let query = json!({"kind": "trends", "series": [{"event": "pageview"}], "date_from": day_text(s.base), "date_to": day_text(s.base + 6 * DAY)});
-    let (status, insight) = call("POST", &s.url(p, "/insights"), t, Some(&json!({"name": "Pageviews", "query": query, "display": {"chart": "line"}}))).await?;
+    let (status, insight) = call(
+        "POST",
+        &s.url(p, "/insights"),
+        t,
+        Some(&json!({"name": "Pageviews", "query": query, "display": {"chart": "line"}})),
+    )
+    .await?;
     assert_eq!(status, 201, "{insight}");
     let id = insight["id"].as_i64().unwrap_or(0);
     let (_, list) = call("GET", &s.url(p, "/insights"), t, None).await?;
@@ -713,7 +829,13 @@ async fn explorer_pickers_insights_and_dashboards() -> Result<()> {
     assert_eq!((status, v["name"].clone(), v["display"]["chart"].clone()), (200, json!("Views"), json!("line")));
 
     // Dashboards with tiles; a tile may only show an insight of the same project.
-    let (status, d) = call("POST", &s.url(p, "/dashboards"), t, Some(&json!({"name": "Main", "tiles": [{"insight_id": id, "layout": {"x": 0, "w": 6}}]}))).await?;
+    let (status, d) = call(
+        "POST",
+        &s.url(p, "/dashboards"),
+        t,
+        Some(&json!({"name": "Main", "tiles": [{"insight_id": id, "layout": {"x": 0, "w": 6}}]})),
+    )
+    .await?;
     assert_eq!(status, 201, "{d}");
     assert_eq!(d["tiles"][0]["insight"]["name"], json!("Views"));
     let did = d["id"].as_i64().unwrap_or(0);
@@ -725,7 +847,13 @@ async fn explorer_pickers_insights_and_dashboards() -> Result<()> {
     )
     .await?;
     assert_eq!(status, 201);
-    let (status, v) = call("PATCH", &s.url(p, &format!("/dashboards/{did}")), t, Some(&json!({"tiles": [{"insight_id": b_insight["id"]}]}))).await?;
+    let (status, v) = call(
+        "PATCH",
+        &s.url(p, &format!("/dashboards/{did}")),
+        t,
+        Some(&json!({"tiles": [{"insight_id": b_insight["id"]}]})),
+    )
+    .await?;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["field"], json!("tiles"));
     let (status, _) = call("DELETE", &s.url(p, &format!("/insights/{id}")), t, None).await?;
@@ -759,7 +887,13 @@ async fn projects_are_isolated_and_injection_is_inert() -> Result<()> {
     let mut events = trend_fixtures(pb, s.base, 5);
     // One event of A whose property holds each evil string, to check exact round trips.
     for (i, e) in EVIL.iter().enumerate() {
-        events.push(Ev { project: pa, event: "evil".into(), distinct_id: format!("e{i}"), props: json!({"v": e, *e: "k"}), ts: s.base + DAY + i as i64 * MINUTE });
+        events.push(Ev {
+            project: pa,
+            event: "evil".into(),
+            distinct_id: format!("e{i}"),
+            props: json!({"v": e, *e: "k"}),
+            ts: s.base + DAY + i as i64 * MINUTE,
+        });
     }
     s.insert(&events).await?;
     let from = day_text(s.base);
@@ -785,7 +919,8 @@ async fn projects_are_isolated_and_injection_is_inert() -> Result<()> {
         assert!(!v.to_string().contains("pageview"), "{v}");
     }
     for bad in ["0", "-1", "99999999", "1%20OR%201=1", "abc"] {
-        let (status, _) = call("GET", &s.query.url(&format!("/api/v1/projects/{bad}/events")), Some(&s.a.access_token), None).await?;
+        let (status, _) =
+            call("GET", &s.query.url(&format!("/api/v1/projects/{bad}/events")), Some(&s.a.access_token), None).await?;
         assert!(status == 404 || status == 400, "project {bad}: {status}");
     }
 
@@ -800,15 +935,27 @@ async fn projects_are_isolated_and_injection_is_inert() -> Result<()> {
     for evil in EVIL {
         let bodies = [
             ("/query/trends", json!({"series": [{"event": evil}], "date_from": from, "date_to": to})),
-            ("/query/trends", json!({"series": [{"event": "pageview", "filters": [{"key": evil, "value": evil}]}], "date_from": from})),
-            ("/query/trends", json!({"series": [{"event": "pageview", "math": "sum", "math_property": evil}], "date_from": from})),
+            (
+                "/query/trends",
+                json!({"series": [{"event": "pageview", "filters": [{"key": evil, "value": evil}]}], "date_from": from}),
+            ),
+            (
+                "/query/trends",
+                json!({"series": [{"event": "pageview", "math": "sum", "math_property": evil}], "date_from": from}),
+            ),
             ("/query/trends", json!({"series": [{}], "date_from": from, "breakdown": {"property": evil}})),
-            ("/query/trends", json!({"series": [{}], "date_from": from, "filters": [{"key": "browser", "operator": "contains", "value": evil}]})),
+            (
+                "/query/trends",
+                json!({"series": [{}], "date_from": from, "filters": [{"key": "browser", "operator": "contains", "value": evil}]}),
+            ),
             ("/query/trends", json!({"series": [{}], "timezone": evil})),
             ("/query/trends", json!({"series": [{}], "date_from": evil})),
             ("/query/trends", json!({"series": [{}], "formula": evil})),
             ("/query/funnels", json!({"steps": [{"event": evil}, {"event": "pageview"}], "date_from": from})),
-            ("/query/retention", json!({"target_event": {"event": evil, "filters": [{"key": evil, "operator": "is_set"}]}})),
+            (
+                "/query/retention",
+                json!({"target_event": {"event": evil, "filters": [{"key": evil, "operator": "is_set"}]}}),
+            ),
         ];
         for (path, body) in bodies {
             let (status, v) = s.post(pa, path, body.clone()).await?;
@@ -819,7 +966,10 @@ async fn projects_are_isolated_and_injection_is_inert() -> Result<()> {
             let text = v.to_string();
             assert!(!text.contains("Chrome") && !text.contains("Code:"), "{path} {body}: {text}");
             if path == "/query/trends" && status == 200 {
-                let total: f64 = v["results"].as_array().map(|r| r.iter().map(|x| x["total"].as_f64().unwrap_or(0.0)).sum()).unwrap_or(0.0);
+                let total: f64 = v["results"]
+                    .as_array()
+                    .map(|r| r.iter().map(|x| x["total"].as_f64().unwrap_or(0.0)).sum())
+                    .unwrap_or(0.0);
                 assert!(total <= EVIL.len() as f64, "only A's evil events can match: {text}");
             }
         }
@@ -859,11 +1009,19 @@ async fn projects_are_isolated_and_injection_is_inert() -> Result<()> {
     let secret = key["key"].as_str().unwrap_or("").to_string();
     let (status, _) = call("GET", &s.url(pa, "/events"), Some(&secret), None).await?;
     assert_eq!(status, 200);
-    let (status, _) = call("POST", &s.url(pa, "/insights"), Some(&secret), Some(&json!({"name": "x", "query": {"kind": "trends", "series": [{}]}}))).await?;
+    let (status, _) = call(
+        "POST",
+        &s.url(pa, "/insights"),
+        Some(&secret),
+        Some(&json!({"name": "x", "query": {"kind": "trends", "series": [{}]}})),
+    )
+    .await?;
     assert_eq!(status, 403);
     let (status, _) = call("GET", &s.url(pb, "/events"), Some(&secret), None).await?;
     assert_eq!(status, 404);
-    let (status, _) = call("DELETE", &format!("{auth_url}/api/v1/personal-keys/{}", key["id"]), Some(&s.a.access_token), None).await?;
+    let (status, _) =
+        call("DELETE", &format!("{auth_url}/api/v1/personal-keys/{}", key["id"]), Some(&s.a.access_token), None)
+            .await?;
     assert!(status == 204 || status == 200, "revoke: {status}");
     wait_until("the revoked key is refused", Duration::from_secs(10), || {
         let url = s.url(pa, "/events");
@@ -893,7 +1051,10 @@ async fn limits_answer_400_and_slow_queries_504() -> Result<()> {
         (json!({"series": [{"math": "mode"}]}), "series[0].math"),
         (json!({"series": [{}], "formula": "A / C"}), "formula"),
         (json!({"series": [{}], "timezone": "Mars/Base"}), "timezone"),
-        (json!({"series": [{"filters": [{"key": "a", "operator": "gt", "value": "x"}]}]}), "series[0].filters[0].value"),
+        (
+            json!({"series": [{"filters": [{"key": "a", "operator": "gt", "value": "x"}]}]}),
+            "series[0].filters[0].value",
+        ),
         (json!({"series": [{}], "surprise": 1}), "surprise"),
     ] {
         let (status, v) = s.post(s.a.project_id, "/query/trends", body.clone()).await?;
@@ -905,7 +1066,8 @@ async fn limits_answer_400_and_slow_queries_504() -> Result<()> {
     assert_eq!((status, v["field"].clone()), (400, json!("steps")));
     let (status, v) = s.post(s.a.project_id, "/query/retention", json!({"target_event": {}, "periods": 500})).await?;
     assert_eq!((status, v["field"].clone()), (400, json!("periods")));
-    let (status, v) = call("GET", &s.url(s.a.project_id, "/events?limit=100000"), Some(&s.a.access_token), None).await?;
+    let (status, v) =
+        call("GET", &s.url(s.a.project_id, "/events?limit=100000"), Some(&s.a.access_token), None).await?;
     assert_eq!((status, v["field"].clone()), (400, json!("limit")));
 
     // A query slower than the time limit answers 504 with a message.

@@ -39,7 +39,10 @@ async fn pipeline(key: &str, project: u64) -> Suite {
 }
 
 fn install_sdk_tools(parts: &[&str]) {
-    run("stack/sdks.sh install", Command::new("bash").arg(repo_root().join("stack/sdks.sh")).arg("install").args(parts));
+    run(
+        "stack/sdks.sh install",
+        Command::new("bash").arg(repo_root().join("stack/sdks.sh")).arg("install").args(parts),
+    );
 }
 
 /// Runs a command to completion; on failure, panics with everything it printed.

@@ -29,17 +29,17 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::crd::{
-    AnalyticsPlatform, AnalyticsPlatformStatus, ClickHouseStatus, DeletionPolicy, Endpoints, KafkaStatus, WorkloadStatus,
-    WorkloadsStatus, FIELD_MANAGER, FINALIZER,
+    AnalyticsPlatform, AnalyticsPlatformStatus, ClickHouseStatus, DeletionPolicy, Endpoints, KafkaStatus,
+    WorkloadStatus, WorkloadsStatus, FIELD_MANAGER, FINALIZER,
 };
 use crate::metrics::OperatorMetrics;
-use crate::resources::config::{
-    clickhouse_url, config_map, dead_letter_topic, generated_secret, kafka_bootstrap,
-};
+use crate::resources::config::{clickhouse_url, config_map, dead_letter_topic, generated_secret, kafka_bootstrap};
 use crate::resources::ingress::{endpoints, ingress};
 use crate::resources::managed::managed_dependencies;
 use crate::resources::network::{network_policies, service_account, service_account_name};
-use crate::resources::workload::{deployment, deployment_name, horizontal_pod_autoscaler, pod_disruption_budget, service};
+use crate::resources::workload::{
+    deployment, deployment_name, horizontal_pod_autoscaler, pod_disruption_budget, service,
+};
 use crate::resources::{child_name, Workload};
 use crate::status::{evaluate, DependencyState, Observed};
 use crate::topic::{delete_topics, reconcile_topics};
@@ -83,7 +83,13 @@ pub struct Context {
 }
 
 /// Runs the controller until `stop`.
-pub async fn run(client: Client, metrics: Arc<OperatorMetrics>, settings: Settings, identity: String, stop: CancellationToken) {
+pub async fn run(
+    client: Client,
+    metrics: Arc<OperatorMetrics>,
+    settings: Settings,
+    identity: String,
+    stop: CancellationToken,
+) {
     let platforms: Api<AnalyticsPlatform> = match &settings.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -99,7 +105,8 @@ pub async fn run(client: Client, metrics: Arc<OperatorMetrics>, settings: Settin
     }
     let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=cairn-operator");
     let ns = settings.namespace.clone();
-    let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: Some(identity) });
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: Some(identity) });
     let ctx = Arc::new(Context { client: client.clone(), metrics, recorder, settings });
 
     let (reader, writer) = reflector::store();
@@ -112,7 +119,10 @@ pub async fn run(client: Client, metrics: Arc<OperatorMetrics>, settings: Settin
     // Children trigger a reconcile of their owner when they change or disappear, but not when a
     // watch restarts and lists them again unchanged (the resource-version predicate): an idle
     // platform then costs nothing but its periodic resync.
-    fn changes<K>(api: Api<K>, cfg: watcher::Config) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    fn changes<K>(
+        api: Api<K>,
+        cfg: watcher::Config,
+    ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     {
@@ -161,7 +171,11 @@ async fn reconcile(ap: Arc<AnalyticsPlatform>, ctx: Arc<Context>) -> Result<Acti
 /// (so hand edits of managed fields are put back).
 async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = obj.meta().name.clone().unwrap_or_default();
@@ -264,7 +278,8 @@ async fn publish(ctx: &Context, ap: &AnalyticsPlatform, type_: EventType, reason
 /// topic or database needs no cleaning, and often could not be cleaned anyway: deleting a
 /// namespace deletes the broker's pod at the same time as the platform.
 fn has_external_state_to_delete(ap: &AnalyticsPlatform) -> bool {
-    ap.spec.deletion_policy == DeletionPolicy::Delete && (ap.spec.kafka.managed.is_none() || ap.spec.clickhouse.managed.is_none())
+    ap.spec.deletion_policy == DeletionPolicy::Delete
+        && (ap.spec.kafka.managed.is_none() || ap.spec.clickhouse.managed.is_none())
 }
 
 /// Deletion: with the Delete policy, remove the topics of an external Kafka and the database of
@@ -278,10 +293,13 @@ async fn cleanup(ap: &AnalyticsPlatform, ctx: &Context, ns: &str) -> Result<Acti
         let mut deleted = Vec::new();
         if ap.spec.kafka.managed.is_none() {
             let kafka = kafka_config(ap, &ctx.client, ns).await?;
-            tokio::time::timeout(ctx.settings.dependency_timeout, delete_topics(&kafka, &[kafka.topic.clone(), kafka.dead_letter_topic.clone()]))
-                .await
-                .map_err(|_| Error::Cleanup("Kafka did not answer in time".into()))?
-                .map_err(|e| Error::Cleanup(e.to_string()))?;
+            tokio::time::timeout(
+                ctx.settings.dependency_timeout,
+                delete_topics(&kafka, &[kafka.topic.clone(), kafka.dead_letter_topic.clone()]),
+            )
+            .await
+            .map_err(|_| Error::Cleanup("Kafka did not answer in time".into()))?
+            .map_err(|e| Error::Cleanup(e.to_string()))?;
             deleted.push(format!("topic {}", kafka.topic));
         }
         if ap.spec.clickhouse.managed.is_none() {
@@ -297,7 +315,8 @@ async fn cleanup(ap: &AnalyticsPlatform, ctx: &Context, ns: &str) -> Result<Acti
             deleted.push(format!("database {database}"));
         }
         if !deleted.is_empty() {
-            publish(ctx, ap, EventType::Normal, "ExternalStateDeleted", format!("deleted {}", deleted.join(" and "))).await;
+            publish(ctx, ap, EventType::Normal, "ExternalStateDeleted", format!("deleted {}", deleted.join(" and ")))
+                .await;
         }
     }
     set_finalizer(&api, ap, false).await?;
@@ -349,8 +368,20 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
     note(apply(client, &ns, &service_account(ap)).await.map(|_| ()), "ServiceAccount");
     note(apply(client, &ns, &config_map(ap)).await.map(|_| ()), "ConfigMap");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    match secrets.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &generated_secret(ap)).await {
-        Ok(_) => publish(ctx, ap, EventType::Normal, "CredentialsGenerated", "generated credentials for managed dependencies".into()).await,
+    match secrets
+        .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &generated_secret(ap))
+        .await
+    {
+        Ok(_) => {
+            publish(
+                ctx,
+                ap,
+                EventType::Normal,
+                "CredentialsGenerated",
+                "generated credentials for managed dependencies".into(),
+            )
+            .await
+        }
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => note(Err(e), "Secret"),
     }
@@ -382,14 +413,29 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
         Ok(Ok(partitions)) => {
             if let Some(before) = previous.kafka.as_ref().map(|k| k.partitions) {
                 if before != partitions {
-                    publish(ctx, ap, EventType::Normal, "PartitionsChanged", format!("topic {} now has {partitions} partitions (was {before})", kafka_cfg.topic)).await;
+                    publish(
+                        ctx,
+                        ap,
+                        EventType::Normal,
+                        "PartitionsChanged",
+                        format!("topic {} now has {partitions} partitions (was {before})", kafka_cfg.topic),
+                    )
+                    .await;
                 }
             }
-            (DependencyState::Ready(format!("topic {} has {partitions} partitions", kafka_cfg.topic)), Some(KafkaStatus { topic: kafka_cfg.topic.clone(), partitions }))
+            (
+                DependencyState::Ready(format!("topic {} has {partitions} partitions", kafka_cfg.topic)),
+                Some(KafkaStatus { topic: kafka_cfg.topic.clone(), partitions }),
+            )
         }
-        Ok(Err(e)) => (DependencyState::Failed { reason: e.reason().into(), message: e.to_string() }, previous.kafka.clone()),
+        Ok(Err(e)) => {
+            (DependencyState::Failed { reason: e.reason().into(), message: e.to_string() }, previous.kafka.clone())
+        }
         Err(_) => (
-            DependencyState::Failed { reason: "KafkaUnreachable".into(), message: format!("no answer within {:?}", ctx.settings.dependency_timeout) },
+            DependencyState::Failed {
+                reason: "KafkaUnreachable".into(),
+                message: format!("no answer within {:?}", ctx.settings.dependency_timeout),
+            },
             previous.kafka.clone(),
         ),
     };
@@ -403,7 +449,14 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
     let clickhouse = match tokio::time::timeout(ctx.settings.dependency_timeout, schema).await {
         Ok(Ok(s)) => {
             if !s.applied_now.is_empty() {
-                publish(ctx, ap, EventType::Normal, "SchemaMigrated", format!("applied ClickHouse migrations {:?}; schema version {}", s.applied_now, s.version)).await;
+                publish(
+                    ctx,
+                    ap,
+                    EventType::Normal,
+                    "SchemaMigrated",
+                    format!("applied ClickHouse migrations {:?}; schema version {}", s.applied_now, s.version),
+                )
+                .await;
             }
             (
                 DependencyState::Ready(format!("schema version {} in database {}", s.version, ch_cfg.database)),
@@ -412,14 +465,18 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
         }
         Ok(Err(e)) => {
             let reason = match &e {
-                cairn_common::clickhouse::MigrationError::ChecksumMismatch { .. } | cairn_common::clickhouse::MigrationError::DatabaseNewer { .. } => "SchemaConflict",
+                cairn_common::clickhouse::MigrationError::ChecksumMismatch { .. }
+                | cairn_common::clickhouse::MigrationError::DatabaseNewer { .. } => "SchemaConflict",
                 cairn_common::clickhouse::MigrationError::Statement { .. } => "MigrationFailed",
                 cairn_common::clickhouse::MigrationError::ClickHouse { .. } => "ClickHouseUnreachable",
             };
             (DependencyState::Failed { reason: reason.into(), message: e.to_string() }, previous.clickhouse.clone())
         }
         Err(_) => (
-            DependencyState::Failed { reason: "ClickHouseUnreachable".into(), message: format!("no answer within {:?}", ctx.settings.dependency_timeout) },
+            DependencyState::Failed {
+                reason: "ClickHouseUnreachable".into(),
+                message: format!("no answer within {:?}", ctx.settings.dependency_timeout),
+            },
             previous.clickhouse.clone(),
         ),
     };
@@ -432,7 +489,10 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
         note(apply(client, &ns, &pod_disruption_budget(ap, w)).await.map(|_| ()), "PodDisruptionBudget");
         match horizontal_pod_autoscaler(ap, w) {
             Some(hpa) => note(apply(client, &ns, &hpa).await.map(|_| ()), "HorizontalPodAutoscaler"),
-            None => note(delete_if_present::<HorizontalPodAutoscaler>(client, &ns, &child_name(ap, w.name())).await, "HorizontalPodAutoscaler"),
+            None => note(
+                delete_if_present::<HorizontalPodAutoscaler>(client, &ns, &child_name(ap, w.name())).await,
+                "HorizontalPodAutoscaler",
+            ),
         }
     }
     match ingress(ap) {
@@ -456,7 +516,11 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
     Ok(Action::requeue(if ready { ctx.settings.resync } else { ctx.settings.retry }))
 }
 
-async fn observe_workloads(client: &Client, ns: &str, ap: &AnalyticsPlatform) -> Result<(WorkloadsStatus, [bool; 4]), Error> {
+async fn observe_workloads(
+    client: &Client,
+    ns: &str,
+    ap: &AnalyticsPlatform,
+) -> Result<(WorkloadsStatus, [bool; 4]), Error> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let mut statuses = WorkloadsStatus::default();
     let mut rolled = [false; 4];
@@ -470,7 +534,10 @@ async fn observe_workloads(client: &Client, ns: &str, ap: &AnalyticsPlatform) ->
                 let updated = st.updated_replicas.unwrap_or(0);
                 let total = st.replicas.unwrap_or(0);
                 let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-                (WorkloadStatus { ready_replicas: ready, desired_replicas: desired }, observed && updated >= desired && total <= desired)
+                (
+                    WorkloadStatus { ready_replicas: ready, desired_replicas: desired },
+                    observed && updated >= desired && total <= desired,
+                )
             }
             None => (WorkloadStatus::default(), false),
         };

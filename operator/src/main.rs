@@ -40,7 +40,8 @@ async fn run() -> anyhow::Result<()> {
         dependency_timeout: Duration::from_secs(env_parse("CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS", 30u64)?),
     };
     let identity = env_opt("POD_NAME").unwrap_or_else(|| format!("cairn-operator-{}", std::process::id()));
-    let lease_namespace = env_opt("POD_NAMESPACE").or_else(|| settings.namespace.clone()).unwrap_or_else(|| "default".into());
+    let lease_namespace =
+        env_opt("POD_NAMESPACE").or_else(|| settings.namespace.clone()).unwrap_or_else(|| "default".into());
     let elect = env_bool("CAIRN_OPERATOR_LEADER_ELECTION", true)?;
 
     let client = kube::Client::try_default().await?;
@@ -50,7 +51,9 @@ async fn run() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let admin = admin_router(Arc::new(registry), health.clone());
     let stop_admin = shutdown.clone();
-    tokio::spawn(async move { axum::serve(listener, admin).with_graceful_shutdown(async move { stop_admin.cancelled().await }).await });
+    tokio::spawn(async move {
+        axum::serve(listener, admin).with_graceful_shutdown(async move { stop_admin.cancelled().await }).await
+    });
     tracing::info!(%addr, namespace = ?settings.namespace, %identity, "operator starting");
 
     if !elect {
@@ -67,7 +70,8 @@ async fn run() -> anyhow::Result<()> {
                 metrics.leader.set(1);
                 let lost = CancellationToken::new();
                 let work = {
-                    let (client, metrics, settings, identity, stop) = (client.clone(), metrics.clone(), settings.clone(), identity.clone(), lost.clone());
+                    let (client, metrics, settings, identity, stop) =
+                        (client.clone(), metrics.clone(), settings.clone(), identity.clone(), lost.clone());
                     tokio::spawn(async move { controller::run(client, metrics, settings, identity, stop).await })
                 };
                 let mut renewed = std::time::Instant::now();

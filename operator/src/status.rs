@@ -22,7 +22,10 @@ pub fn workload_condition(w: Workload) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DependencyState {
     Ready(String),
-    Failed { reason: String, message: String },
+    Failed {
+        reason: String,
+        message: String,
+    },
     /// Not checked this time (paused, or an earlier step failed).
     Unknown(String),
 }
@@ -86,10 +89,18 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
             rolling.push(w.name());
         }
         let reason = if ready { "ReplicasReady" } else { "ReplicasNotReady" };
-        push(&workload_condition(*w), Some(ready), reason, format!("{}/{} replicas ready", s.ready_replicas, s.desired_replicas));
+        push(
+            &workload_condition(*w),
+            Some(ready),
+            reason,
+            format!("{}/{} replicas ready", s.ready_replicas, s.desired_replicas),
+        );
     }
 
-    let dep = |push: &mut dyn FnMut(&str, Option<bool>, &str, String), type_: &str, state: &DependencyState, ok_reason: &str| match state {
+    let dep = |push: &mut dyn FnMut(&str, Option<bool>, &str, String),
+               type_: &str,
+               state: &DependencyState,
+               ok_reason: &str| match state {
         DependencyState::Ready(m) => push(type_, Some(true), ok_reason, m.clone()),
         DependencyState::Failed { reason, message } => push(type_, Some(false), reason, message.clone()),
         DependencyState::Unknown(m) => push(type_, None, "NotChecked", m.clone()),

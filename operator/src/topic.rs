@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use cairn_common::config::KafkaConfig;
 use cairn_common::kafka::client_config;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use thiserror::Error;
@@ -36,10 +38,7 @@ impl TopicError {
 type Admin = AdminClient<DefaultClientContext>;
 
 fn admin(cfg: &KafkaConfig) -> Result<Admin, TopicError> {
-    client_config(cfg)
-        .set("socket.timeout.ms", "10000")
-        .create()
-        .map_err(|e| TopicError::Unreachable(e.to_string()))
+    client_config(cfg).set("socket.timeout.ms", "10000").create().map_err(|e| TopicError::Unreachable(e.to_string()))
 }
 
 fn opts() -> AdminOptions {
@@ -69,7 +68,11 @@ fn refused(action: &'static str, topic: &str, e: impl std::fmt::Display) -> Topi
     TopicError::Refused { action, topic: topic.to_string(), detail: e.to_string() }
 }
 
-fn check(action: &'static str, results: Vec<Result<String, (String, RDKafkaErrorCode)>>, ok: &[RDKafkaErrorCode]) -> Result<(), TopicError> {
+fn check(
+    action: &'static str,
+    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
+    ok: &[RDKafkaErrorCode],
+) -> Result<(), TopicError> {
     for r in results {
         if let Err((topic, code)) = r {
             if !ok.contains(&code) {
@@ -82,7 +85,14 @@ fn check(action: &'static str, results: Vec<Result<String, (String, RDKafkaError
 
 fn kafka_err<'a>(action: &'static str, topic: &'a str) -> impl Fn(KafkaError) -> TopicError + 'a {
     move |e| {
-        if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::OperationTimedOut)) {
+        if matches!(
+            e.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::OperationTimedOut
+            )
+        ) {
             TopicError::Unreachable(e.to_string())
         } else {
             refused(action, topic, e)
@@ -102,7 +112,10 @@ pub async fn reconcile_topics(cfg: &KafkaConfig, spec: &TopicSpec, dead_letter: 
         .iter()
         .zip(&counts)
         .filter(|(_, c)| c.is_none())
-        .map(|(n, _)| NewTopic::new(n, spec.partitions, TopicReplication::Fixed(spec.replication_factor)).set("retention.ms", &retention))
+        .map(|(n, _)| {
+            NewTopic::new(n, spec.partitions, TopicReplication::Fixed(spec.replication_factor))
+                .set("retention.ms", &retention)
+        })
         .collect();
     if !missing.is_empty() {
         let results = admin.create_topics(missing.iter(), &opts()).await.map_err(kafka_err("create", &spec.name))?;
@@ -124,7 +137,8 @@ pub async fn reconcile_topics(cfg: &KafkaConfig, spec: &TopicSpec, dead_letter: 
         }
     }
     if !grow.is_empty() {
-        let results = admin.create_partitions(grow.iter(), &opts()).await.map_err(kafka_err("grow partitions", &spec.name))?;
+        let results =
+            admin.create_partitions(grow.iter(), &opts()).await.map_err(kafka_err("grow partitions", &spec.name))?;
         check("grow partitions", results, &[])?;
         tracing::info!(topic = %spec.name, partitions = spec.partitions, "grew Kafka topic partitions");
     }

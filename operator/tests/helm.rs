@@ -17,7 +17,13 @@ fn helm(kube: &TestKube, args: &[&str]) -> String {
         .env("HELM_DATA_HOME", repo_root().join(".stack/test/helm/data"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "helm {}: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helm {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -38,15 +44,36 @@ async fn the_chart_lints_templates_and_installs() {
     assert!(scoped.contains("WATCH_NAMESPACE"));
 
     let ns = unique("helm").replace('_', "-");
-    helm(&kube, &["install", "cairn-operator", &chart, "--namespace", &ns, "--create-namespace", "--wait", "--timeout", "120s"]);
-    let deployment = kube.kubectl(&["-n", &ns, "get", "deployment", "cairn-operator", "-o", "jsonpath={.status.readyReplicas}"]).unwrap();
+    helm(
+        &kube,
+        &["install", "cairn-operator", &chart, "--namespace", &ns, "--create-namespace", "--wait", "--timeout", "120s"],
+    );
+    let deployment = kube
+        .kubectl(&["-n", &ns, "get", "deployment", "cairn-operator", "-o", "jsonpath={.status.readyReplicas}"])
+        .unwrap();
     assert_eq!(deployment, "1");
     kube.kubectl(&["get", "crd", "analyticsplatforms.cairn.dev"]).unwrap();
     let can = kube
-        .kubectl(&["auth", "can-i", "patch", "analyticsplatforms.cairn.dev/status", "--as", &format!("system:serviceaccount:{ns}:cairn-operator"), "-n", "default"])
+        .kubectl(&[
+            "auth",
+            "can-i",
+            "patch",
+            "analyticsplatforms.cairn.dev/status",
+            "--as",
+            &format!("system:serviceaccount:{ns}:cairn-operator"),
+            "-n",
+            "default",
+        ])
         .unwrap();
     assert_eq!(can.trim(), "yes");
-    let cannot = kube.kubectl(&["auth", "can-i", "delete", "nodes", "--as", &format!("system:serviceaccount:{ns}:cairn-operator")]);
+    let cannot = kube.kubectl(&[
+        "auth",
+        "can-i",
+        "delete",
+        "nodes",
+        "--as",
+        &format!("system:serviceaccount:{ns}:cairn-operator"),
+    ]);
     assert!(cannot.is_err() || cannot.unwrap().trim() == "no", "RBAC stays narrow");
     helm(&kube, &["uninstall", "cairn-operator", "--namespace", &ns, "--wait"]);
     wait_until("the operator Deployment to be gone", Duration::from_secs(60), || async {

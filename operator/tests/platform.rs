@@ -33,7 +33,8 @@ async fn setup() -> Env {
     let ch = TestClickHouse::shared().unwrap();
     let crd = cairn_e2e::repo_root().join("crds/analyticsplatform.yaml");
     kube.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crd.display().to_string()]).unwrap();
-    kube.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/analyticsplatforms.cairn.dev"]).unwrap();
+    kube.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/analyticsplatforms.cairn.dev"])
+        .unwrap();
 
     let kc = Kubeconfig::read_from(kube.kubeconfig()).unwrap();
     let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
@@ -127,7 +128,10 @@ async fn a_platform_comes_up_follows_its_spec_and_repairs_drift() {
     assert_eq!(names, ["demo-auth", "demo-capture", "demo-consumer", "demo-query"]);
     for d in &list.items {
         let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("AnalyticsPlatform", "demo", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("AnalyticsPlatform", "demo", Some(true))
+        );
         let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         assert_eq!(pod.containers[0].security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
     }
@@ -136,17 +140,42 @@ async fn a_platform_comes_up_follows_its_spec_and_repairs_drift() {
     let cm: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     let config = cm.get("demo-config").await.unwrap().data.unwrap();
     assert_eq!(config["CAIRN_KAFKA_TOPIC"], topic);
-    assert_eq!(Api::<PodDisruptionBudget>::namespaced(env.client.clone(), &env.ns).list(&ListParams::default()).await.unwrap().items.len(), 4);
-    assert_eq!(Api::<NetworkPolicy>::namespaced(env.client.clone(), &env.ns).list(&ListParams::default()).await.unwrap().items.len(), 2);
+    assert_eq!(
+        Api::<PodDisruptionBudget>::namespaced(env.client.clone(), &env.ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+    assert_eq!(
+        Api::<NetworkPolicy>::namespaced(env.client.clone(), &env.ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
     assert_eq!(topic_partitions(&env.kafka.brokers(), &topic), 4);
     assert_eq!(topic_partitions(&env.kafka.brokers(), &format!("{topic}_dead_letter")), 4);
     let db = env.ch.db(&database);
-    assert_eq!(db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'events'").await.unwrap(), 1);
+    assert_eq!(
+        db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'events'")
+            .await
+            .unwrap(),
+        1
+    );
 
     // Change replicas and partitions → the Deployment and the topic follow.
-    api.patch("demo", &PatchParams::default(), &Patch::Merge(json!({"spec": {"consumer": {"replicas": 3}, "kafka": {"topic": {"partitions": 6}}}})))
-        .await
-        .unwrap();
+    api.patch(
+        "demo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"consumer": {"replicas": 3}, "kafka": {"topic": {"partitions": 6}}}})),
+    )
+    .await
+    .unwrap();
     let ap = wait_phase(&api, "demo", "Ready", Duration::from_secs(120)).await;
     assert_eq!(ap.status.as_ref().unwrap().kafka.as_ref().unwrap().partitions, 6);
     assert_eq!(ap.status.as_ref().unwrap().workloads.consumer.ready_replicas, 3);
@@ -183,7 +212,8 @@ async fn a_platform_comes_up_follows_its_spec_and_repairs_drift() {
 
     // Events tell the story.
     let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
-    let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.iter().filter_map(|e| e.reason.clone()).collect();
+    let reasons: Vec<String> =
+        events.list(&ListParams::default()).await.unwrap().items.iter().filter_map(|e| e.reason.clone()).collect();
     assert!(reasons.iter().any(|r| r == "SchemaMigrated"), "{reasons:?}");
     assert!(reasons.iter().any(|r| r == "Ready"), "{reasons:?}");
 
@@ -196,7 +226,12 @@ async fn a_platform_comes_up_follows_its_spec_and_repairs_drift() {
     .await
     .unwrap();
     assert_eq!(topic_partitions(&env.kafka.brokers(), &topic), 6, "Retain keeps the topic");
-    assert_eq!(db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'events'").await.unwrap(), 1);
+    assert_eq!(
+        db.scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'events'")
+            .await
+            .unwrap(),
+        1
+    );
     drop(env.kube);
 }
 
@@ -217,22 +252,29 @@ async fn invalid_specs_are_refused_and_unreachable_kafka_degrades() {
     let err = api.create(&PostParams::default(), &both).await.unwrap_err();
     assert!(err.to_string().contains("exactly one of kafka.external and kafka.managed"), "{err}");
 
-    let mut negative = serde_json::to_value(platform("neg", &env.kafka.brokers(), &env.ch.url(), &topic, &database)).unwrap();
+    let mut negative =
+        serde_json::to_value(platform("neg", &env.kafka.brokers(), &env.ch.url(), &topic, &database)).unwrap();
     negative["spec"]["capture"]["replicas"] = json!(-1);
     let err = api.create(&PostParams::default(), &serde_json::from_value(negative).unwrap()).await.unwrap_err();
     assert!(err.to_string().contains("replicas"), "{err}");
 
     // Kafka that nobody answers on: Degraded with a clear reason, no crash; fixing it recovers.
-    api.create(&PostParams::default(), &platform("lost", "127.0.0.1:1", &env.ch.url(), &topic, &database)).await.unwrap();
+    api.create(&PostParams::default(), &platform("lost", "127.0.0.1:1", &env.ch.url(), &topic, &database))
+        .await
+        .unwrap();
     let ap = wait_phase(&api, "lost", "Degraded", Duration::from_secs(90)).await;
     let degraded = ap.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Degraded").unwrap().clone();
     assert_eq!(degraded.status, "True");
     assert_eq!(degraded.reason, "KafkaUnreachable", "{}", degraded.message);
     let ready = ap.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
     assert_eq!(ready.status, "False");
-    api.patch("lost", &PatchParams::default(), &Patch::Merge(json!({"spec": {"kafka": {"external": {"bootstrapServers": env.kafka.brokers()}}}})))
-        .await
-        .unwrap();
+    api.patch(
+        "lost",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"kafka": {"external": {"bootstrapServers": env.kafka.brokers()}}}})),
+    )
+    .await
+    .unwrap();
     wait_phase(&api, "lost", "Ready", Duration::from_secs(120)).await;
 }
 
@@ -250,13 +292,22 @@ async fn the_delete_policy_removes_the_topic_and_the_database() {
     assert_eq!(topic_partitions(&env.kafka.brokers(), &topic), 4);
 
     api.delete("gone", &DeleteParams::default()).await.unwrap();
-    wait_until("the platform to be gone", Duration::from_secs(90), || async { api.get_opt("gone").await.map(|a| a.is_none()).unwrap_or(false) })
+    wait_until("the platform to be gone", Duration::from_secs(90), || async {
+        api.get_opt("gone").await.map(|a| a.is_none()).unwrap_or(false)
+    })
+    .await
+    .unwrap();
+    wait_until("the topic to be deleted", Duration::from_secs(30), || async {
+        topic_partitions(&env.kafka.brokers(), &topic) == 0
+    })
+    .await
+    .unwrap();
+    let dbs = env
+        .ch
+        .db("default")
+        .rows(&format!("SELECT name FROM system.databases WHERE name = '{database}'"))
         .await
         .unwrap();
-    wait_until("the topic to be deleted", Duration::from_secs(30), || async { topic_partitions(&env.kafka.brokers(), &topic) == 0 })
-        .await
-        .unwrap();
-    let dbs = env.ch.db("default").rows(&format!("SELECT name FROM system.databases WHERE name = '{database}'")).await.unwrap();
     assert!(dbs.is_empty(), "the database was dropped");
 }
 
@@ -265,11 +316,17 @@ async fn a_paused_platform_is_left_alone() {
     let env = setup().await;
     let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
     let topic = unique("op_events");
-    api.create(&PostParams::default(), &platform("calm", &env.kafka.brokers(), &env.ch.url(), &topic, &unique("op"))).await.unwrap();
-    wait_phase(&api, "calm", "Ready", Duration::from_secs(120)).await;
-    api.patch("calm", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true, "capture": {"replicas": 4}}})))
+    api.create(&PostParams::default(), &platform("calm", &env.kafka.brokers(), &env.ch.url(), &topic, &unique("op")))
         .await
         .unwrap();
+    wait_phase(&api, "calm", "Ready", Duration::from_secs(120)).await;
+    api.patch(
+        "calm",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": true, "capture": {"replicas": 4}}})),
+    )
+    .await
+    .unwrap();
     wait_phase(&api, "calm", "Paused", Duration::from_secs(60)).await;
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -297,12 +354,14 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let leaders = env._operator.metric("cairn_operator_leader").await.unwrap() + standby.metric("cairn_operator_leader").await.unwrap();
+    let leaders = env._operator.metric("cairn_operator_leader").await.unwrap()
+        + standby.metric("cairn_operator_leader").await.unwrap();
     assert_eq!(leaders, 1.0, "exactly one replica leads");
     let first_leader_is_standby = standby.metric("cairn_operator_leader").await.unwrap() == 1.0;
 
     // Kill the leader without letting it release the lease: the other takes over when it expires.
-    let (mut leader, follower) = if first_leader_is_standby { (standby, env._operator) } else { (env._operator, standby) };
+    let (mut leader, follower) =
+        if first_leader_is_standby { (standby, env._operator) } else { (env._operator, standby) };
     leader.kill9();
     wait_until("the follower to take over", Duration::from_secs(45), || async {
         follower.metric("cairn_operator_leader").await.unwrap_or(0.0) == 1.0
@@ -310,8 +369,11 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     .await
     .unwrap();
     let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
-    api.create(&PostParams::default(), &platform("after", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &platform("after", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")),
+    )
+    .await
+    .unwrap();
     wait_phase(&api, "after", "Ready", Duration::from_secs(120)).await;
 }

@@ -23,7 +23,6 @@ use cairn_bench::{env_or, machine, percentile};
 use cairn_e2e::{wait_until, Pipeline, Service, TestClickHouse, TestKafka};
 use serde_json::{json, Value};
 
-
 struct PhaseResult {
     events: u64,
     requests: u64,
@@ -73,7 +72,12 @@ async fn closed_loop(url: &str, batch: usize, concurrency: usize, duration: Dura
             let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::new());
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let r = http.post(&url).header("Content-Type", "application/json").body(payload.as_ref().clone()).send().await;
+                let r = http
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(payload.as_ref().clone())
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status() == 200 => {
                         ok += 1;
@@ -118,7 +122,8 @@ async fn open_loop(url: &str, batch: usize, events_per_second: f64, duration: Du
         let (ok, errors) = (Arc::clone(&ok), Arc::clone(&errors));
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            match http.post(&url).header("Content-Type", "application/json").body(payload.as_ref().clone()).send().await {
+            match http.post(&url).header("Content-Type", "application/json").body(payload.as_ref().clone()).send().await
+            {
                 Ok(r) if r.status() == 200 => {
                     ok.fetch_add(1, Ordering::Relaxed);
                     Some(t.elapsed())
@@ -137,7 +142,13 @@ async fn open_loop(url: &str, batch: usize, events_per_second: f64, duration: Du
         }
     }
     let requests = ok.load(Ordering::Relaxed);
-    PhaseResult { events: requests * batch as u64, requests, errors: errors.load(Ordering::Relaxed), elapsed: started.elapsed(), latencies }
+    PhaseResult {
+        events: requests * batch as u64,
+        requests,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        latencies,
+    }
 }
 
 /// The cumulative buckets (`le` in seconds, count) of some of capture's Prometheus histograms,
@@ -162,10 +173,8 @@ async fn histograms(capture: &Service, names: &[&str]) -> Result<Vec<Vec<(f64, f
 
 /// The bucket bound under which the `q` quantile of the observations between two scrapes lies.
 fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> String {
-    let delta: Vec<(f64, f64)> = after
-        .iter()
-        .map(|&(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1)))
-        .collect();
+    let delta: Vec<(f64, f64)> =
+        after.iter().map(|&(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1))).collect();
     let total = delta.last().map_or(0.0, |d| d.1);
     match delta.iter().find(|d| d.1 >= q * total) {
         Some((le, _)) if le.is_finite() => format!("≤ {} ms", le * 1000.0),
@@ -185,7 +194,6 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
-
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -247,7 +255,12 @@ async fn main() -> Result<()> {
     let want = paced.events;
     wait_until("the paced events in ClickHouse", Duration::from_secs(120), || {
         let db = db.clone();
-        async move { db.scalar("SELECT count() FROM events WHERE JSONExtractString(properties, 'phase') = 'paced'").await.unwrap_or(0) >= want }
+        async move {
+            db.scalar("SELECT count() FROM events WHERE JSONExtractString(properties, 'phase') = 'paced'")
+                .await
+                .unwrap_or(0)
+                >= want
+        }
     })
     .await?;
     let fresh = db
@@ -268,7 +281,11 @@ async fn main() -> Result<()> {
     println!();
     println!("| phase | events/s | requests/s | p50 ms | p99 ms | errors |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (name, r) in [("single events, closed loop", &single), ("batches of 50, closed loop", &batched), ("batches of 50, paced (open loop)", &paced)] {
+    for (name, r) in [
+        ("single events, closed loop", &single),
+        ("batches of 50, closed loop", &batched),
+        ("batches of 50, paced (open loop)", &paced),
+    ] {
         println!(
             "| {name} | {:.0} | {:.0} | {} | {} | {} |",
             r.events_per_second(),
@@ -312,9 +329,6 @@ async fn main() -> Result<()> {
             bucket_quantile(&server_before[i], &server_after[i], 0.99)
         );
     }
-    println!(
-        "{total_rows} events stored, no duplicates; concurrency {concurrency}, {}s per phase",
-        seconds.as_secs()
-    );
+    println!("{total_rows} events stored, no duplicates; concurrency {concurrency}, {}s per phase", seconds.as_secs());
     Ok(())
 }

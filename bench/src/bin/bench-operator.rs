@@ -23,7 +23,9 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
@@ -64,7 +66,9 @@ async fn main() -> Result<()> {
     let crd = cairn_e2e::repo_root().join("crds/analyticsplatform.yaml");
     kube.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crd.display().to_string()])?;
     kube.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/analyticsplatforms.cairn.dev"])?;
-    let cfg = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kube.kubeconfig())?, &KubeConfigOptions::default()).await?;
+    let cfg =
+        kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kube.kubeconfig())?, &KubeConfigOptions::default())
+            .await?;
     let client = Client::try_from(cfg)?;
 
     let ns = unique("bench").replace('_', "-");
@@ -96,7 +100,11 @@ async fn main() -> Result<()> {
 
     println!("| measure | 1 platform | {n} platforms |");
     println!("|---|---:|---:|");
-    println!("| apply → Ready | {:.1} s | {:.1} s (all {n}, created back to back) |", one_ready.as_secs_f64(), all_ready.as_secs_f64());
+    println!(
+        "| apply → Ready | {:.1} s | {:.1} s (all {n}, created back to back) |",
+        one_ready.as_secs_f64(),
+        all_ready.as_secs_f64()
+    );
     println!("| reconciles per minute while idle ({idle} s) | {one_idle:.2} | {many_idle:.2} |");
     println!("| operator memory (RSS) | {one_rss:.1} MiB | {many_rss:.1} MiB |");
     kube.kubectl(&["delete", "namespace", &ns, "--wait=false"])?;

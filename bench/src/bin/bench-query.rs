@@ -62,7 +62,14 @@ async fn main() -> Result<()> {
     println!("starting a private ClickHouse server and loading {total} events ...");
     let ch = TestClickHouse::dedicated("bench_query")?;
     let database = unique("bench");
-    let ch_cfg = ClickHouseConfig { url: ch.url(), database: database.clone(), user: "default".into(), password: None, lz4: false, event_ttl_days: 0 };
+    let ch_cfg = ClickHouseConfig {
+        url: ch.url(),
+        database: database.clone(),
+        user: "default".into(),
+        password: None,
+        lz4: false,
+        event_ttl_days: 0,
+    };
     cairn_common::clickhouse::migrate(&ch_cfg).await?;
 
     let pg = TestPostgres::shared()?;
@@ -113,14 +120,23 @@ async fn main() -> Result<()> {
         async move {
             let now = jiff::Timestamp::now();
             let r: Result<(), cairn_common::http::ApiError> = match kind.as_str() {
-                "trends" => cairn_query::trends::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ()),
-                "funnels" => cairn_query::funnels::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ()),
-                _ => cairn_query::retention::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ()),
+                "trends" => {
+                    cairn_query::trends::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ())
+                }
+                "funnels" => {
+                    cairn_query::funnels::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ())
+                }
+                _ => {
+                    cairn_query::retention::run(engine, project, &serde_json::from_value(body)?, now).await.map(|_| ())
+                }
             };
             r.map_err(|e| anyhow::anyhow!("{e}"))
         }
     };
-    let urls: Vec<String> = cases.iter().map(|(_, kind, _)| query.url(&format!("/api/v1/projects/{}/query/{kind}", a.project_id))).collect();
+    let urls: Vec<String> = cases
+        .iter()
+        .map(|(_, kind, _)| query.url(&format!("/api/v1/projects/{}/query/{kind}", a.project_id)))
+        .collect();
     // Warm up both paths (caches, connections, the auth cache).
     for ((name, kind, body), url) in cases.iter().zip(&urls) {
         for _ in 0..2 {
@@ -131,7 +147,8 @@ async fn main() -> Result<()> {
             direct_once(kind, body).await?;
         }
     }
-    let mut figures: Vec<Figures> = cases.iter().map(|(name, _, _)| Figures { name, service: Vec::new(), direct: Vec::new() }).collect();
+    let mut figures: Vec<Figures> =
+        cases.iter().map(|(name, _, _)| Figures { name, service: Vec::new(), direct: Vec::new() }).collect();
     for round in 0..runs {
         for (((name, kind, body), url), f) in cases.iter().zip(&urls).zip(figures.iter_mut()) {
             let t = Instant::now();
@@ -149,13 +166,31 @@ async fn main() -> Result<()> {
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!();
-    println!("{total} events (100,000 users, 30 days; {} in the queried project), {runs} runs each:", total - total / 10);
+    println!(
+        "{total} events (100,000 users, 30 days; {} in the queried project), {runs} runs each:",
+        total - total / 10
+    );
     println!();
-    println!("| query | service p50 ms | service p99 ms | in-process p50 ms | in-process p99 ms | service overhead p50 ms |");
+    println!(
+        "| query | service p50 ms | service p99 ms | in-process p50 ms | in-process p99 ms | service overhead p50 ms |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for f in &figures {
-        let (s50, s99, d50, d99) = (percentile(&f.service, 0.5), percentile(&f.service, 0.99), percentile(&f.direct, 0.5), percentile(&f.direct, 0.99));
-        println!("| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |", f.name, ms(s50), ms(s99), ms(d50), ms(d99), ms(s50) - ms(d50));
+        let (s50, s99, d50, d99) = (
+            percentile(&f.service, 0.5),
+            percentile(&f.service, 0.99),
+            percentile(&f.direct, 0.5),
+            percentile(&f.direct, 0.99),
+        );
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            f.name,
+            ms(s50),
+            ms(s99),
+            ms(d50),
+            ms(d99),
+            ms(s50) - ms(d50)
+        );
     }
     Ok(())
 }

@@ -69,7 +69,12 @@ mod tests {
         let mut ap = platform();
         assert!(ingress(&ap).is_none());
         assert_eq!(endpoints(&ap).0, "http://demo-capture.analytics.svc");
-        ap.spec.ingress = Some(IngressSpec { host: "cairn.example.com".into(), class_name: Some("nginx".into()), tls_secret_name: Some("tls".into()), ..Default::default() });
+        ap.spec.ingress = Some(IngressSpec {
+            host: "cairn.example.com".into(),
+            class_name: Some("nginx".into()),
+            tls_secret_name: Some("tls".into()),
+            ..Default::default()
+        });
         let i = ingress(&ap).unwrap();
         let spec = i.spec.unwrap();
         assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
@@ -77,7 +82,10 @@ mod tests {
         let paths = &rules[0].http.as_ref().unwrap().paths;
         assert_eq!(paths[0].backend.service.as_ref().unwrap().name, "demo-capture");
         let last = paths.last().unwrap();
-        assert_eq!((last.path.as_deref(), last.backend.service.as_ref().unwrap().name.as_str()), (Some("/"), "demo-query"));
+        assert_eq!(
+            (last.path.as_deref(), last.backend.service.as_ref().unwrap().name.as_str()),
+            (Some("/"), "demo-query")
+        );
         assert!(paths.iter().any(|p| p.path.as_deref() == Some("/api")));
         assert_eq!(endpoints(&ap), ("https://cairn.example.com".into(), "https://cairn.example.com/api".into()));
     }

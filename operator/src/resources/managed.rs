@@ -67,10 +67,8 @@ fn kafka_default_resources() -> Value {
 /// capture's whole p99 tail (docs/BENCHMARKS.md).
 pub fn kafka_heap_opts(resources: Option<&Value>) -> String {
     const MIB: u64 = 1 << 20;
-    let limit = resources
-        .and_then(|r| r.pointer("/limits/memory"))
-        .and_then(Value::as_str)
-        .and_then(parse_quantity_bytes);
+    let limit =
+        resources.and_then(|r| r.pointer("/limits/memory")).and_then(Value::as_str).and_then(parse_quantity_bytes);
     let heap_mib = match limit {
         Some(bytes) => (bytes / 2 / MIB).clamp(256, 8192),
         None => 1024,
@@ -289,7 +287,11 @@ mod tests {
         assert_eq!(with_limit("6144Mi"), "-Xmx3072m -Xms3072m");
         assert_eq!(with_limit("256Mi"), "-Xmx256m -Xms256m", "never below 256 MiB");
         assert_eq!(with_limit("64Gi"), "-Xmx8192m -Xms8192m", "never above 8 GiB");
-        assert_eq!(kafka_heap_opts(Some(&json!({"requests": {"memory": "1Gi"}}))), "-Xmx1024m -Xms1024m", "no limit: 1 GiB");
+        assert_eq!(
+            kafka_heap_opts(Some(&json!({"requests": {"memory": "1Gi"}}))),
+            "-Xmx1024m -Xms1024m",
+            "no limit: 1 GiB"
+        );
         assert_eq!(kafka_heap_opts(None), "-Xmx1024m -Xms1024m");
     }
 

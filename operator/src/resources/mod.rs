@@ -118,7 +118,10 @@ pub(crate) mod fixtures {
                     ..Default::default()
                 },
                 clickhouse: ClickHouseSpec {
-                    external: Some(ExternalClickHouse { url: "http://clickhouse:8123".into(), credentials_secret_ref: Some("ch-creds".into()) }),
+                    external: Some(ExternalClickHouse {
+                        url: "http://clickhouse:8123".into(),
+                        credentials_secret_ref: Some("ch-creds".into()),
+                    }),
                     database: "cairn".into(),
                     ..Default::default()
                 },

@@ -38,7 +38,9 @@ pub fn desired_replicas(ap: &AnalyticsPlatform, w: Workload) -> Option<i32> {
 /// reads (from the platform's ConfigMap and credential Secrets), the workload's own, then the
 /// spec's `env` (last, so it can override).
 fn env(ap: &AnalyticsPlatform, w: Workload) -> Vec<Value> {
-    let mut env = vec![json!({"name": format!("CAIRN_{}_ADDR", w.name().to_ascii_uppercase()), "value": format!("0.0.0.0:{}", w.port())})];
+    let mut env = vec![
+        json!({"name": format!("CAIRN_{}_ADDR", w.name().to_ascii_uppercase()), "value": format!("0.0.0.0:{}", w.port())}),
+    ];
     match w {
         Workload::Capture => {
             // The topic is managed by the operator, not created by the workloads.
@@ -75,9 +77,7 @@ pub fn deployment(ap: &AnalyticsPlatform, w: Workload, service_account: &str) ->
         .as_ref()
         .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
         .unwrap_or_else(|| json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}));
-    let probe = |path: &str, period: i32, failure: i32| {
-        json!({"httpGet": {"path": path, "port": HTTP_PORT_NAME}, "periodSeconds": period, "failureThreshold": failure, "timeoutSeconds": 2})
-    };
+    let probe = |path: &str, period: i32, failure: i32| json!({"httpGet": {"path": path, "port": HTTP_PORT_NAME}, "periodSeconds": period, "failureThreshold": failure, "timeoutSeconds": 2});
     let mut deployment_spec = json!({
         "selector": {"matchLabels": selector_labels(ap, w.name())},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -206,9 +206,18 @@ mod tests {
         assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
         let env = c.env.as_ref().unwrap();
         assert!(env.iter().any(|e| e.name == "CAIRN_CAPTURE_ADDR" && e.value.as_deref() == Some("0.0.0.0:8000")));
-        assert!(env.iter().any(|e| e.name == "CAIRN_AUTH_URL" && e.value.as_deref() == Some("http://demo-auth:80")), "{env:?}");
-        assert!(env.iter().any(|e| e.name == "CAIRN_INTERNAL_TOKEN" && e.value.is_none() && e.value_from.is_some()), "secrets come from the Secret");
-        assert!(env.iter().any(|e| e.name == "CAIRN_CLICKHOUSE_PASSWORD" && e.value_from.is_some()), "credentials come from the Secret, not the ConfigMap");
+        assert!(
+            env.iter().any(|e| e.name == "CAIRN_AUTH_URL" && e.value.as_deref() == Some("http://demo-auth:80")),
+            "{env:?}"
+        );
+        assert!(
+            env.iter().any(|e| e.name == "CAIRN_INTERNAL_TOKEN" && e.value.is_none() && e.value_from.is_some()),
+            "secrets come from the Secret"
+        );
+        assert!(
+            env.iter().any(|e| e.name == "CAIRN_CLICKHOUSE_PASSWORD" && e.value_from.is_some()),
+            "credentials come from the Secret, not the ConfigMap"
+        );
         assert_eq!(c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap().name, "demo-config");
     }
 
@@ -217,7 +226,8 @@ mod tests {
         let mut ap = platform();
         ap.spec.consumer.image = Some("registry.local/consumer:dev".into());
         ap.spec.consumer.replicas = Some(0);
-        ap.spec.consumer.env = vec![serde_json::from_value(json!({"name": "CAIRN_CONSUMER_BATCH_MAX_EVENTS", "value": "500"})).unwrap()];
+        ap.spec.consumer.env =
+            vec![serde_json::from_value(json!({"name": "CAIRN_CONSUMER_BATCH_MAX_EVENTS", "value": "500"})).unwrap()];
         let d = deployment(&ap, Workload::Consumer, "sa");
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(0));
@@ -232,7 +242,12 @@ mod tests {
     fn autoscaling_leaves_replicas_to_the_hpa() {
         let mut ap = platform();
         assert!(horizontal_pod_autoscaler(&ap, Workload::Consumer).is_none());
-        ap.spec.consumer.autoscaling = Some(AutoscalingSpec { min_replicas: 2, max_replicas: 8, target_cpu_utilization: None, target_lag_per_replica: Some(10_000) });
+        ap.spec.consumer.autoscaling = Some(AutoscalingSpec {
+            min_replicas: 2,
+            max_replicas: 8,
+            target_cpu_utilization: None,
+            target_lag_per_replica: Some(10_000),
+        });
         let d = deployment(&ap, Workload::Consumer, "sa");
         assert_eq!(d.spec.unwrap().replicas, None);
         let hpa = horizontal_pod_autoscaler(&ap, Workload::Consumer).unwrap();

@@ -50,7 +50,9 @@ impl CaptureError {
 
     fn status(&self) -> StatusCode {
         match self {
-            Self::Payload(PayloadError::BodyTooLarge { .. } | PayloadError::EventTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Payload(PayloadError::BodyTooLarge { .. } | PayloadError::EventTooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::Payload(_) | Self::EmptyBatch | Self::Invalid { .. } | Self::MixedKeys => StatusCode::BAD_REQUEST,
             Self::MissingKey | Self::UnknownKey => StatusCode::UNAUTHORIZED,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -61,7 +63,9 @@ impl CaptureError {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::Payload(PayloadError::BodyTooLarge { .. } | PayloadError::EventTooLarge { .. }) => "payload_too_large",
+            Self::Payload(PayloadError::BodyTooLarge { .. } | PayloadError::EventTooLarge { .. }) => {
+                "payload_too_large"
+            }
             Self::Payload(PayloadError::InvalidJson(_) | PayloadError::Empty) => "invalid_json",
             Self::Payload(_) => "invalid_payload",
             Self::MissingKey | Self::UnknownKey => "unauthorized",
@@ -78,12 +82,16 @@ impl CaptureError {
             Self::Payload(PayloadError::EventTooLarge { index, limit }) => {
                 vec![FieldError::new(Some(*index), "", format!("exceeds {limit} bytes"))]
             }
-            Self::Payload(PayloadError::InvalidField { field, reason }) => vec![FieldError::new(None, field, reason.clone())],
+            Self::Payload(PayloadError::InvalidField { field, reason }) => {
+                vec![FieldError::new(None, field, reason.clone())]
+            }
             Self::Payload(PayloadError::UnsupportedCompression(_)) => {
                 vec![FieldError::new(None, "compression", self.to_string())]
             }
             Self::Payload(p) => vec![FieldError::new(None, "body", p.to_string())],
-            Self::MissingKey | Self::UnknownKey | Self::MixedKeys => vec![FieldError::new(None, "api_key", self.to_string())],
+            Self::MissingKey | Self::UnknownKey | Self::MixedKeys => {
+                vec![FieldError::new(None, "api_key", self.to_string())]
+            }
             Self::EmptyBatch => vec![FieldError::new(None, "batch", "must contain at least one event")],
             _ => Vec::new(),
         }

@@ -133,7 +133,8 @@ mod tests {
             timeout: Duration::from_millis(500),
         })
         .unwrap();
-        let keys = LayeredKeys { fixed: StaticKeys::parse("phc_dev=1").unwrap(), auth: Some(Box::new(AuthKeys::new(client))) };
+        let keys =
+            LayeredKeys { fixed: StaticKeys::parse("phc_dev=1").unwrap(), auth: Some(Box::new(AuthKeys::new(client))) };
         assert_eq!(keys.resolve("phc_dev").await.unwrap(), Some(1));
         assert!(matches!(keys.resolve("phc_other").await, Err(KeyError::Unavailable(_))));
         let only_static = LayeredKeys { fixed: StaticKeys::parse("phc_dev=1").unwrap(), auth: None };

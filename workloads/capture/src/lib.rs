@@ -47,7 +47,9 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
             Some(Box::new(AuthKeys::new(AuthClient::new(auth_cfg.clone())?)))
         }
         None if fixed.is_empty() => {
-            tracing::warn!("neither CAIRN_CAPTURE_API_KEYS nor CAIRN_AUTH_URL is set: every request will be refused with 401");
+            tracing::warn!(
+                "neither CAIRN_CAPTURE_API_KEYS nor CAIRN_AUTH_URL is set: every request will be refused with 401"
+            );
             None
         }
         None => None,

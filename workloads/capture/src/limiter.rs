@@ -15,8 +15,8 @@ impl KeyRateLimiter {
     /// `per_second` events per second per key, with bursts of `burst`; 0 disables the limit.
     pub fn new(per_second: u32, burst: u32) -> Self {
         let burst = NonZeroU32::new(burst.max(per_second).max(1)).unwrap_or(NonZeroU32::MIN);
-        let limiter = NonZeroU32::new(per_second)
-            .map(|rate| RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)));
+        let limiter =
+            NonZeroU32::new(per_second).map(|rate| RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)));
         Self { limiter, burst }
     }
 

@@ -94,10 +94,8 @@ pub fn decode(
                 _ => {}
             }
         }
-        let field_data = field_data.ok_or(PayloadError::InvalidField {
-            field: "data",
-            reason: "is required in a form body".into(),
-        })?;
+        let field_data = field_data
+            .ok_or(PayloadError::InvalidField { field: "data", reason: "is required in a form body".into() })?;
         raw = base64_decode(field_data.trim().as_bytes())?;
         data = &raw;
         if compression.as_deref() == Some("base64") {
@@ -115,7 +113,9 @@ pub fn decode(
     }
 
     let gzip_requested = matches!(compression.as_deref(), Some("gzip") | Some("gzip-js"))
-        || content_encoding.map(|e| e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip")).unwrap_or(false);
+        || content_encoding
+            .map(|e| e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip"))
+            .unwrap_or(false);
     let decompressed;
     if gzip_requested || data.starts_with(&[0x1f, 0x8b]) {
         decompressed = gunzip(data, limits.max_batch_bytes)?;
@@ -145,9 +145,7 @@ fn base64_decode(b: &[u8]) -> Result<Vec<u8>, PayloadError> {
 fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, PayloadError> {
     let mut out = Vec::with_capacity((data.len() * 4).min(limit));
     let mut reader = GzDecoder::new(data).take(limit as u64 + 1);
-    reader
-        .read_to_end(&mut out)
-        .map_err(|e| PayloadError::BadEncoding { encoding: "gzip", detail: e.to_string() })?;
+    reader.read_to_end(&mut out).map_err(|e| PayloadError::BadEncoding { encoding: "gzip", detail: e.to_string() })?;
     if out.len() > limit {
         return Err(PayloadError::BodyTooLarge { limit });
     }
@@ -188,12 +186,14 @@ fn parse_json(data: &[u8], limits: Limits) -> Result<Payload, PayloadError> {
     };
     let sent_at = match envelope.sent_at {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(OffsetDateTime::parse(&s, &Rfc3339).map_err(|_| PayloadError::InvalidField {
-            field: "sent_at",
-            reason: "must be an RFC 3339 date-time".into(),
+        Some(Value::String(s)) => Some(OffsetDateTime::parse(&s, &Rfc3339).map_err(|_| {
+            PayloadError::InvalidField { field: "sent_at", reason: "must be an RFC 3339 date-time".into() }
         })?),
         Some(_) => {
-            return Err(PayloadError::InvalidField { field: "sent_at", reason: "must be an RFC 3339 date-time string".into() })
+            return Err(PayloadError::InvalidField {
+                field: "sent_at",
+                reason: "must be an RFC 3339 date-time string".into(),
+            })
         }
     };
     match envelope.batch {
@@ -266,7 +266,10 @@ mod tests {
         // JSON labelled as a form (curl -d) is JSON.
         let p = decode(&Bytes::from(r#"{"event":"a"}"#), None, None, true, LIMITS).unwrap();
         assert_eq!(p.events[0]["event"], "a");
-        assert_eq!(decode(&Bytes::from("x"), None, Some("lz64"), false, LIMITS).unwrap_err(), PayloadError::UnsupportedCompression("lz64".into()));
+        assert_eq!(
+            decode(&Bytes::from("x"), None, Some("lz64"), false, LIMITS).unwrap_err(),
+            PayloadError::UnsupportedCompression("lz64".into())
+        );
     }
 
     #[test]
@@ -275,7 +278,10 @@ mod tests {
         let bomb = format!("[{}{{\"event\":\"a\"}}]", " ".repeat(20_000));
         let body = Bytes::from(gzip(bomb.as_bytes()));
         assert!(body.len() < 200);
-        assert_eq!(decode(&body, Some("gzip"), None, false, LIMITS).unwrap_err(), PayloadError::BodyTooLarge { limit: 10_000 });
+        assert_eq!(
+            decode(&body, Some("gzip"), None, false, LIMITS).unwrap_err(),
+            PayloadError::BodyTooLarge { limit: 10_000 }
+        );
         let big_event = format!(r#"[{{"event":"a"}},{{"event":"{}"}}]"#, "x".repeat(2000));
         assert_eq!(decode_plain(&big_event).unwrap_err(), PayloadError::EventTooLarge { index: 1, limit: 1000 });
         assert_eq!(decode_plain(&" ".repeat(10_001)).unwrap_err(), PayloadError::BodyTooLarge { limit: 10_000 });
@@ -287,6 +293,9 @@ mod tests {
         assert!(matches!(decode_plain("42"), Err(PayloadError::InvalidJson(_))));
         assert_eq!(decode_plain("   ").unwrap_err(), PayloadError::Empty);
         assert!(matches!(decode_plain(r#"{"api_key":5}"#), Err(PayloadError::InvalidField { field: "api_key", .. })));
-        assert!(matches!(decode_plain(r#"{"sent_at":"later","batch":[]}"#), Err(PayloadError::InvalidField { field: "sent_at", .. })));
+        assert!(matches!(
+            decode_plain(r#"{"sent_at":"later","batch":[]}"#),
+            Err(PayloadError::InvalidField { field: "sent_at", .. })
+        ));
     }
 }

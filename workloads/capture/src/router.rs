@@ -71,10 +71,7 @@ async fn ingest(
         }
     };
     let route = path.as_str().trim_end_matches('/').to_string();
-    app.metrics
-        .requests
-        .get_or_create(&RequestLabels { route, status: response.status().as_u16() })
-        .inc();
+    app.metrics.requests.get_or_create(&RequestLabels { route, status: response.status().as_u16() }).inc();
     app.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
     response
 }
@@ -102,12 +99,7 @@ async fn handle(
     }
 
     let key = request_key(headers, query, &payload).map_err(|e| (e, n))?;
-    let project_id = app
-        .keys
-        .resolve(&key)
-        .await
-        .map_err(|e| (e.into(), n))?
-        .ok_or((CaptureError::UnknownKey, n))?;
+    let project_id = app.keys.resolve(&key).await.map_err(|e| (e.into(), n))?.ok_or((CaptureError::UnknownKey, n))?;
 
     app.limiter.check(&key, n).map_err(|wait| (CaptureError::RateLimited(wait), n))?;
 
@@ -124,10 +116,9 @@ async fn handle(
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, PayloadError> {
     axum::body::to_bytes(body, limit.saturating_add(1)).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .map(|s| s.is::<http_body_util::LengthLimitError>())
-            .unwrap_or(false)
-            || e.to_string().contains("length limit");
+        let too_large =
+            std::error::Error::source(&e).map(|s| s.is::<http_body_util::LengthLimitError>()).unwrap_or(false)
+                || e.to_string().contains("length limit");
         if too_large {
             PayloadError::BodyTooLarge { limit }
         } else {
@@ -144,13 +135,22 @@ fn query_sent_at(query: &HashMap<String, String>) -> Option<OffsetDateTime> {
 
 /// The request's API key: `Authorization: Bearer`, the query, the body, or the events'
 /// properties (PostHog's web SDK puts `token` there). Every key found must be the same one.
-fn request_key(headers: &HeaderMap, query: &HashMap<String, String>, payload: &Payload) -> Result<String, CaptureError> {
+fn request_key(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    payload: &Payload,
+) -> Result<String, CaptureError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|k| k.trim().to_string());
-    let request_keys = [bearer.as_deref(), query.get("api_key").map(String::as_str), query.get("token").map(String::as_str), payload.key.as_deref()];
+    let request_keys = [
+        bearer.as_deref(),
+        query.get("api_key").map(String::as_str),
+        query.get("token").map(String::as_str),
+        payload.key.as_deref(),
+    ];
     let event_keys = payload.events.iter().map(event_key);
     let mut key: Option<&str> = None;
     for k in request_keys.into_iter().chain(event_keys).flatten().filter(|k| !k.is_empty()) {
@@ -214,12 +214,20 @@ mod tests {
         assert_eq!(request_key(&headers, &query, &payload(None, vec![])).unwrap(), "phc_a");
         assert_eq!(request_key(&headers, &none, &payload(None, vec![ev("phc_b")])).unwrap(), "phc_b");
         assert!(matches!(request_key(&headers, &none, &payload(None, vec![])), Err(CaptureError::MissingKey)));
-        assert!(matches!(request_key(&headers, &query, &payload(Some("phc_a"), vec![ev("phc_a")])), Ok(k) if k == "phc_a"));
+        assert!(
+            matches!(request_key(&headers, &query, &payload(Some("phc_a"), vec![ev("phc_a")])), Ok(k) if k == "phc_a")
+        );
         assert!(matches!(request_key(&headers, &query, &payload(Some("phc_b"), vec![])), Err(CaptureError::MixedKeys)));
-        assert!(matches!(request_key(&headers, &query, &payload(None, vec![ev("phc_a"), ev("phc_c")])), Err(CaptureError::MixedKeys)));
+        assert!(matches!(
+            request_key(&headers, &query, &payload(None, vec![ev("phc_a"), ev("phc_c")])),
+            Err(CaptureError::MixedKeys)
+        ));
         headers.insert(header::AUTHORIZATION, "Bearer phc_z".parse().unwrap());
         assert_eq!(request_key(&headers, &none, &payload(Some(""), vec![])).unwrap(), "phc_z");
-        assert!(matches!(request_key(&headers, &none, &payload(Some("phc_a"), vec![])), Err(CaptureError::MixedKeys)), "bearer and body disagree");
+        assert!(
+            matches!(request_key(&headers, &none, &payload(Some("phc_a"), vec![])), Err(CaptureError::MixedKeys)),
+            "bearer and body disagree"
+        );
     }
 
     /// schemas/openapi/capture.yaml documents exactly the routes that capture serves.
@@ -227,12 +235,8 @@ mod tests {
     fn openapi_lists_every_route() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/openapi/capture.yaml");
         let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let mut documented: Vec<String> = doc["paths"]
-            .as_mapping()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str().unwrap().to_string())
-            .collect();
+        let mut documented: Vec<String> =
+            doc["paths"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
         documented.sort();
         let mut served: Vec<String> = ROUTES.iter().flat_map(|r| [r.to_string(), format!("{r}/")]).collect();
         served.extend(["/healthz", "/readyz", "/metrics"].map(String::from));

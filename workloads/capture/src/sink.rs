@@ -86,13 +86,7 @@ impl KafkaSink {
             .set("topic.metadata.refresh.interval.ms", "10000");
         let producer = c.create_with_context(HealthContext { health: health.clone() })?;
         health.register(KAFKA_CHECK);
-        Ok(Self {
-            producer,
-            topic: cfg.topic.clone(),
-            ack_timeout,
-            health,
-            metrics,
-        })
+        Ok(Self { producer, topic: cfg.topic.clone(), ack_timeout, health, metrics })
     }
 
     /// Probes the cluster until `stop` (see [`spawn_probe`]).

@@ -13,11 +13,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("environment variable {name}={value:?} is invalid: {reason}")]
-    Invalid {
-        name: String,
-        value: String,
-        reason: String,
-    },
+    Invalid { name: String, value: String, reason: String },
 }
 
 /// Reads `name`, falling back to `default` when it is unset or empty.
@@ -56,11 +52,9 @@ pub fn env_bool(name: &str, default: bool) -> Result<bool, ConfigError> {
         Some(v) => match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::Invalid {
-                name: name.to_string(),
-                value: v,
-                reason: "expected true or false".into(),
-            }),
+            _ => {
+                Err(ConfigError::Invalid { name: name.to_string(), value: v, reason: "expected true or false".into() })
+            }
         },
     }
 }

@@ -77,9 +77,11 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<()
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics(new_topics.iter(), &opts).await.map_err(|source| {
-        KafkaAdminError::CreateTopic { topic: topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","), source }
-    })?;
+    let results =
+        admin.create_topics(new_topics.iter(), &opts).await.map_err(|source| KafkaAdminError::CreateTopic {
+            topic: topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
+            source,
+        })?;
     for r in results {
         match r {
             Ok(topic) => tracing::info!(%topic, "created Kafka topic"),
@@ -92,7 +94,11 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<()
 
 /// Creates missing topics in the background, retrying with backoff until it succeeds or `stop`
 /// (Kafka may still be starting when a service starts).
-pub fn ensure_topics_in_background(cfg: KafkaConfig, topics: Vec<TopicSpec>, stop: tokio_util::sync::CancellationToken) {
+pub fn ensure_topics_in_background(
+    cfg: KafkaConfig,
+    topics: Vec<TopicSpec>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     tokio::spawn(async move {
         let mut wait = Duration::from_millis(200);
         loop {

@@ -13,7 +13,6 @@ use thiserror::Error;
 
 use crate::config::{env_parse, env_string, ConfigError};
 
-
 /// The embedded migrations of `schemas/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../schemas/postgres");
 

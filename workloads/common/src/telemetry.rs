@@ -26,11 +26,8 @@ pub fn init_tracing(service: &'static str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let text = std::env::var("CAIRN_LOG_FORMAT").map(|f| f == "text").unwrap_or(false);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
-    let result = if text {
-        builder.try_init()
-    } else {
-        builder.json().flatten_event(true).with_current_span(false).try_init()
-    };
+    let result =
+        if text { builder.try_init() } else { builder.json().flatten_event(true).with_current_span(false).try_init() };
     if result.is_ok() {
         tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
     }
@@ -77,18 +74,12 @@ impl Health {
 
     /// True when every check is ready.
     pub fn is_ready(&self) -> bool {
-        self.checks
-            .read()
-            .map(|c| c.values().all(|s| s.ready))
-            .unwrap_or(false)
+        self.checks.read().map(|c| c.values().all(|s| s.ready)).unwrap_or(false)
     }
 
     /// True when the named check is registered and ready.
     pub fn check(&self, name: &str) -> bool {
-        self.checks
-            .read()
-            .map(|c| c.get(name).map(|s| s.ready).unwrap_or(false))
-            .unwrap_or(false)
+        self.checks.read().map(|c| c.get(name).map(|s| s.ready).unwrap_or(false)).unwrap_or(false)
     }
 
     fn snapshot(&self) -> BTreeMap<&'static str, CheckState> {
@@ -144,10 +135,7 @@ pub fn admin_router(registry: Arc<Registry>, health: Health) -> Router {
 async fn metrics(State(state): State<AdminState>) -> Response {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            body,
-        )
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -161,10 +149,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     let checks = state.health.snapshot();
     let ready = checks.values().all(|c| c.ready);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (
-        status,
-        Json(serde_json::json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks})),
-    )
+    (status, Json(serde_json::json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks})))
         .into_response()
 }
 

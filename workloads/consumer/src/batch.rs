@@ -45,10 +45,8 @@ impl Batch {
     /// Adds one record: a row when its payload decodes, a dead letter otherwise.
     pub fn push(&mut self, origin: Origin<'_>, key: Option<&[u8]>, payload: Option<&[u8]>) {
         self.started.get_or_insert_with(Instant::now);
-        let range = self
-            .ranges
-            .entry((origin.topic.to_string(), origin.partition))
-            .or_insert((origin.offset, origin.offset));
+        let range =
+            self.ranges.entry((origin.topic.to_string(), origin.partition)).or_insert((origin.offset, origin.offset));
         range.0 = range.0.min(origin.offset);
         range.1 = range.1.max(origin.offset);
         match decode(payload) {
@@ -128,7 +126,11 @@ mod tests {
     fn rows_dead_letters_offsets_and_token() {
         let mut b = Batch::new();
         assert!(b.is_empty());
-        b.push(Origin { topic: "t", partition: 0, offset: 5 }, Some(b"k"), Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")));
+        b.push(
+            Origin { topic: "t", partition: 0, offset: 5 },
+            Some(b"k"),
+            Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")),
+        );
         b.push(Origin { topic: "t", partition: 0, offset: 6 }, None, Some(b"not json"));
         b.push(Origin { topic: "t", partition: 2, offset: 9 }, None, None);
         assert_eq!(b.rows.len(), 1);
@@ -141,14 +143,22 @@ mod tests {
         let mut same = Batch::new();
         same.push(Origin { topic: "t", partition: 2, offset: 9 }, None, None);
         same.push(Origin { topic: "t", partition: 0, offset: 6 }, None, Some(b"not json"));
-        same.push(Origin { topic: "t", partition: 0, offset: 5 }, Some(b"k"), Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")));
+        same.push(
+            Origin { topic: "t", partition: 0, offset: 5 },
+            Some(b"k"),
+            Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")),
+        );
         assert_eq!(same.dedup_token(), b.dedup_token(), "the token depends on the records, not their order");
         let mut other = Batch::new();
         other.push(Origin { topic: "t", partition: 0, offset: 5 }, None, None);
         assert_ne!(other.dedup_token(), b.dedup_token());
         // A topic created again: the same offsets, other events.
         let mut recreated = Batch::new();
-        recreated.push(Origin { topic: "t", partition: 0, offset: 5 }, Some(b"k"), Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7c")));
+        recreated.push(
+            Origin { topic: "t", partition: 0, offset: 5 },
+            Some(b"k"),
+            Some(&event_json("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7c")),
+        );
         recreated.push(Origin { topic: "t", partition: 0, offset: 6 }, None, Some(b"not json"));
         recreated.push(Origin { topic: "t", partition: 2, offset: 9 }, None, None);
         assert_ne!(recreated.dedup_token(), b.dedup_token(), "offsets alone do not name a batch");

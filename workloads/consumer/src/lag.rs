@@ -11,7 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{ConsumerMetrics, PartitionLabels};
 
 pub fn spawn_lag_reporter<C: ConsumerContext + 'static>(
-    consumer: Arc<StreamConsumer<C>>, metrics: Arc<ConsumerMetrics>, every: Duration, stop: CancellationToken) {
+    consumer: Arc<StreamConsumer<C>>,
+    metrics: Arc<ConsumerMetrics>,
+    every: Duration,
+    stop: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -43,12 +43,19 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
     let admin_stop = CancellationToken::new();
     let admin_task = {
         let stop = admin_stop.clone();
-        tokio::spawn(async move { axum::serve(listener, admin).with_graceful_shutdown(async move { stop.cancelled().await }).await })
+        tokio::spawn(async move {
+            axum::serve(listener, admin).with_graceful_shutdown(async move { stop.cancelled().await }).await
+        })
     };
     tracing::info!(addr = %cfg.addr, "consumer admin endpoints listening");
 
     if cfg.create_topics {
-        let spec = |name: &str| TopicSpec { name: name.to_string(), partitions: cfg.topic_partitions, replication: 1, retention_ms: None };
+        let spec = |name: &str| TopicSpec {
+            name: name.to_string(),
+            partitions: cfg.topic_partitions,
+            replication: 1,
+            retention_ms: None,
+        };
         ensure_topics_in_background(
             cfg.kafka.clone(),
             vec![spec(&cfg.kafka.topic), spec(&cfg.kafka.dead_letter_topic)],
@@ -93,11 +100,7 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
 
     let pipeline = Pipeline {
         consumer: Arc::clone(&consumer),
-        writer: Writer {
-            client: ch,
-            health: health.clone(),
-            backoff: Backoff::new(cfg.retry_initial, cfg.retry_max),
-        },
+        writer: Writer { client: ch, health: health.clone(), backoff: Backoff::new(cfg.retry_initial, cfg.retry_max) },
         dead_letters: DeadLetterProducer::new(&cfg.kafka)?,
         metrics,
         batch_max_events: cfg.batch_max_events,
@@ -116,7 +119,12 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
 
 /// Applies migrations and the TTL, retrying while ClickHouse is unreachable. False if a shutdown
 /// came first.
-async fn migrate_until_done(cfg: &ConsumerConfig, ch: &clickhouse::Client, health: &Health, stop: &CancellationToken) -> bool {
+async fn migrate_until_done(
+    cfg: &ConsumerConfig,
+    ch: &clickhouse::Client,
+    health: &Health,
+    stop: &CancellationToken,
+) -> bool {
     let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
     loop {
         let result = match migrate(&cfg.clickhouse).await {

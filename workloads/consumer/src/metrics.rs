@@ -47,16 +47,32 @@ impl ConsumerMetrics {
         registry.register("cairn_consumer_events", "Events handled, by outcome", m.events.clone());
         registry.register("cairn_consumer_batches", "Batches made durable and committed", m.batches.clone());
         registry.register("cairn_consumer_batch_events", "Records per batch", m.batch_events.clone());
-        registry.register("cairn_consumer_insert_duration_seconds", "Time of one successful ClickHouse insert", m.insert_seconds.clone());
-        registry.register("cairn_consumer_insert_failures", "ClickHouse inserts that failed and were retried", m.insert_failures.clone());
-        registry.register("cairn_consumer_commit_failures", "Offset commits that failed (the records will be redelivered)", m.commit_failures.clone());
+        registry.register(
+            "cairn_consumer_insert_duration_seconds",
+            "Time of one successful ClickHouse insert",
+            m.insert_seconds.clone(),
+        );
+        registry.register(
+            "cairn_consumer_insert_failures",
+            "ClickHouse inserts that failed and were retried",
+            m.insert_failures.clone(),
+        );
+        registry.register(
+            "cairn_consumer_commit_failures",
+            "Offset commits that failed (the records will be redelivered)",
+            m.commit_failures.clone(),
+        );
         registry.register(
             "cairn_consumer_freshness_seconds",
             "Time from capture receiving the oldest event of a batch to the batch being stored",
             m.freshness_seconds.clone(),
         );
         registry.register("cairn_consumer_lag", "Records not yet consumed, per assigned partition", m.lag.clone());
-        registry.register("cairn_consumer_lag_total", "Records not yet consumed over every assigned partition", m.lag_total.clone());
+        registry.register(
+            "cairn_consumer_lag_total",
+            "Records not yet consumed over every assigned partition",
+            m.lag_total.clone(),
+        );
         m
     }
 

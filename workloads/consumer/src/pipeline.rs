@@ -115,9 +115,7 @@ impl Pipeline {
         }
         let b = std::mem::take(batch);
         self.send_dead_letters(&b, stop).await?;
-        self.writer
-            .insert(&b.rows, &b.dedup_token(), stop, self.shutdown_grace, &self.metrics)
-            .await?;
+        self.writer.insert(&b.rows, &b.dedup_token(), stop, self.shutdown_grace, &self.metrics).await?;
         self.commit(&b);
         self.metrics.count("inserted", b.rows.len());
         self.metrics.count("dead_lettered", b.dead_letters.len());

@@ -26,32 +26,21 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized(
-                "send an access token or personal API key as Authorization: Bearer <credential>",
-            )
+            ApiError::unauthorized("send an access token or personal API key as Authorization: Bearer <credential>")
         })?;
         let credential = header
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be Bearer <credential>")
-            })?;
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <credential>"))?;
         match state.auth().authenticate(credential).await {
             Ok(Some(p)) => Ok(Caller(p)),
-            Ok(None) => Err(ApiError::unauthorized(
-                "the credential is invalid, expired or revoked",
-            )),
+            Ok(None) => Err(ApiError::unauthorized("the credential is invalid, expired or revoked")),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot authenticate a request");
-                Err(ApiError::unavailable(
-                    "credentials cannot be checked right now; try again shortly",
-                ))
+                Err(ApiError::unavailable("credentials cannot be checked right now; try again shortly"))
             }
         }
     }
@@ -70,10 +59,7 @@ impl Caller {
     /// `permission`.
     pub fn project(&self, project_id: &str, permission: Permission) -> Result<u64, ApiError> {
         let project_id = path_id(project_id, "project_id")?;
-        let grant = self
-            .0
-            .project(project_id)
-            .ok_or_else(|| ApiError::not_found("project"))?;
+        let grant = self.0.project(project_id).ok_or_else(|| ApiError::not_found("project"))?;
         if !grant.permissions.contains(&permission) {
             return Err(ApiError::forbidden(format!(
                 "this credential lacks the {} permission on this project",

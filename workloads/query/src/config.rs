@@ -3,9 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_common::config::{
-    env_addr, env_bool, env_millis, env_parse, ClickHouseConfig, ConfigError,
-};
+use cairn_common::config::{env_addr, env_bool, env_millis, env_parse, ClickHouseConfig, ConfigError};
 use cairn_common::postgres::PostgresConfig;
 
 /// What one request may ask for. Each limit answers 400 naming the field when exceeded.

@@ -33,32 +33,19 @@ impl Dashboard {
         if !index.is_file() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!(
-                    "{} has no index.html (build it: cd dashboard && npm ci && npm run build)",
-                    dir.display()
-                ),
+                format!("{} has no index.html (build it: cd dashboard && npm ci && npm run build)", dir.display()),
             ));
         }
-        Ok(Self {
-            files: ServeDir::new(dir),
-            index: ServeFile::new(index),
-        })
+        Ok(Self { files: ServeDir::new(dir), index: ServeFile::new(index) })
     }
 
     /// Answers one GET or HEAD request for a dashboard path.
     pub async fn serve(self, req: Request<Body>) -> Result<Response<Body>, Infallible> {
         let path = req.uri().path().to_string();
-        let is_file = path
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains('.'));
-        let mut res = if is_file {
-            self.files.oneshot(req).await
-        } else {
-            self.index.oneshot(req).await
-        }
-        .map(|r| r.map(Body::new))
-        .unwrap_or_else(|e| match e {});
+        let is_file = path.rsplit('/').next().is_some_and(|last| last.contains('.'));
+        let mut res = if is_file { self.files.oneshot(req).await } else { self.index.oneshot(req).await }
+            .map(|r| r.map(Body::new))
+            .unwrap_or_else(|e| match e {});
         let cache = if path.starts_with("/assets/") && res.status().is_success() {
             "public, max-age=31536000, immutable"
         } else {
@@ -66,18 +53,9 @@ impl Dashboard {
         };
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        );
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         Ok(res)
     }
@@ -95,11 +73,7 @@ mod tests {
 
     fn site() -> (tempdir::Dir, Dashboard) {
         let dir = tempdir::Dir::new();
-        std::fs::write(
-            dir.0.join("index.html"),
-            "<!doctype html><div id=root></div>",
-        )
-        .unwrap();
+        std::fs::write(dir.0.join("index.html"), "<!doctype html><div id=root></div>").unwrap();
         std::fs::create_dir_all(dir.0.join("assets")).unwrap();
         std::fs::write(dir.0.join("assets/app-1a2b.js"), "console.log(1)").unwrap();
         let d = Dashboard::new(&dir.0).unwrap();
@@ -107,17 +81,11 @@ mod tests {
     }
 
     async fn get(d: &Dashboard, path: &str) -> (StatusCode, HeaderValue, String) {
-        let res = d
-            .clone()
-            .serve(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let res = d.clone().serve(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
         let status = res.status();
         let cache = res.headers()[header::CACHE_CONTROL].clone();
         assert!(res.headers().contains_key(header::CONTENT_SECURITY_POLICY));
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
         (status, cache, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -152,8 +120,7 @@ mod tests {
             pub fn new() -> Self {
                 static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let p = std::env::temp_dir()
-                    .join(format!("cairn-dashboard-test-{}-{n}", std::process::id()));
+                let p = std::env::temp_dir().join(format!("cairn-dashboard-test-{}-{n}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&p);
                 std::fs::create_dir_all(&p).unwrap();
                 Self(p)

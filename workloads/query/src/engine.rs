@@ -26,9 +26,7 @@ impl Engine {
         T: RowOwned + RowRead,
     {
         let secs = self.timeout.as_secs_f64().ceil().max(1.0) as u64;
-        let mut q = sql
-            .query(&self.ch)
-            .with_setting("max_execution_time", secs.to_string());
+        let mut q = sql.query(&self.ch).with_setting("max_execution_time", secs.to_string());
         if self.source.read_final {
             // Duplicates of an event share its timestamp, hence its (monthly) partition: FINAL
             // never needs to merge across partitions, and skips partitions already merged to
@@ -38,11 +36,7 @@ impl Engine {
         let result = with_timeout(self.timeout, q.fetch_all::<T>()).await;
         if let Err(e) = &result {
             // The statement holds placeholders only, never request data: safe to log.
-            tracing::warn!(
-                status = e.status.as_u16(),
-                sql = sql.text(),
-                "statement failed"
-            );
+            tracing::warn!(status = e.status.as_u16(), sql = sql.text(), "statement failed");
         }
         result
     }

@@ -73,10 +73,9 @@ fn page_limit(limit: Option<usize>, engine: &Engine, default: usize) -> Result<u
     match limit {
         None => Ok(default.min(engine.limits.max_rows)),
         Some(0) => Err(ApiError::invalid("limit", "at least 1")),
-        Some(l) if l > engine.limits.max_rows => Err(ApiError::invalid(
-            "limit",
-            format!("at most {}", engine.limits.max_rows),
-        )),
+        Some(l) if l > engine.limits.max_rows => {
+            Err(ApiError::invalid("limit", format!("at most {}", engine.limits.max_rows)))
+        }
         Some(l) => Ok(l),
     }
 }
@@ -107,18 +106,9 @@ fn scoped_select(
     event: Option<&str>,
     now: Timestamp,
 ) -> Result<(), ApiError> {
-    let range = resolve(
-        date_from,
-        date_to,
-        None,
-        "-30d",
-        engine.limits.max_range_days,
-        now,
-    )?;
+    let range = resolve(date_from, date_to, None, "-30d", engine.limits.max_range_days, now)?;
     sql.push("SELECT ").push(columns);
-    engine
-        .source
-        .scoped(sql, project_id, Some(range.from_ms()), Some(range.to_ms()));
+    engine.source.scoped(sql, project_id, Some(range.from_ms()), Some(range.to_ms()));
     if let Some(e) = event.filter(|e| !e.is_empty()) {
         let c = event_condition(sql, Some(e), "event")?;
         sql.push(" AND ").push(&c);
@@ -127,9 +117,7 @@ fn scoped_select(
 }
 
 fn iso(ms: i64) -> String {
-    Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
+    Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// Recent events, newest first.
@@ -172,8 +160,7 @@ pub async fn events(
             .push(&u)
             .push(")))");
     }
-    sql.push(" ORDER BY timestamp DESC, uuid DESC LIMIT ")
-        .push(&(limit + 1).to_string());
+    sql.push(" ORDER BY timestamp DESC, uuid DESC LIMIT ").push(&(limit + 1).to_string());
     let mut rows: Vec<EventRowOut> = engine.fetch_all(&sql).await?;
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
@@ -185,8 +172,7 @@ pub async fn events(
         results: rows
             .into_iter()
             .map(|r| EventItem {
-                properties: serde_json::from_str(&r.properties)
-                    .unwrap_or(Value::String(r.properties)),
+                properties: serde_json::from_str(&r.properties).unwrap_or(Value::String(r.properties)),
                 timestamp: iso(r.ts),
                 uuid: r.event_uuid,
                 event: r.event_name,
@@ -241,12 +227,7 @@ pub async fn picker(
     // For property values, one expression (one JSON parse) serves as the value and the filter.
     let value = match (what, key) {
         (Picker::PropertyValues, Some(k)) => Some(prop_nullable(&mut sql, k)),
-        (Picker::PropertyValues, None) => {
-            return Err(ApiError::invalid(
-                "key",
-                "the property whose values to list",
-            ))
-        }
+        (Picker::PropertyValues, None) => return Err(ApiError::invalid("key", "the property whose values to list")),
         _ => None,
     };
     let name = match (what, &value) {
@@ -266,11 +247,8 @@ pub async fn picker(
     if let Some(v) = &value {
         sql.push(" AND isNotNull(").push(v).push(")");
     }
-    sql.push(" GROUP BY name ORDER BY count DESC, name LIMIT ")
-        .push(&limit.to_string());
-    Ok(NameCounts {
-        results: engine.fetch_all(&sql).await?,
-    })
+    sql.push(" GROUP BY name ORDER BY count DESC, name LIMIT ").push(&limit.to_string());
+    Ok(NameCounts { results: engine.fetch_all(&sql).await? })
 }
 
 #[cfg(test)]
@@ -280,36 +258,17 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
         let u = "0190f1a2-0000-7000-8000-000000000001";
-        assert_eq!(
-            decode_cursor(&encode_cursor(1234, u)).unwrap(),
-            (1234, u.to_string())
-        );
-        for bad in [
-            "",
-            "!!",
-            &URL_SAFE_NO_PAD.encode("12:not-a-uuid"),
-            &URL_SAFE_NO_PAD.encode("x:y"),
-        ] {
-            assert_eq!(
-                decode_cursor(bad).unwrap_err().field.as_deref(),
-                Some("cursor")
-            );
+        assert_eq!(decode_cursor(&encode_cursor(1234, u)).unwrap(), (1234, u.to_string()));
+        for bad in ["", "!!", &URL_SAFE_NO_PAD.encode("12:not-a-uuid"), &URL_SAFE_NO_PAD.encode("x:y")] {
+            assert_eq!(decode_cursor(bad).unwrap_err().field.as_deref(), Some("cursor"));
         }
     }
 
     #[test]
     fn filters_in_the_query_string_name_the_field() {
-        assert_eq!(
-            filters_param(Some(r#"[{"key":"a","value":"b"}]"#))
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(filters_param(Some(r#"[{"key":"a","value":"b"}]"#)).unwrap().len(), 1);
         let e = filters_param(Some(r#"[{"key":"a","operator":"nope"}]"#)).unwrap_err();
-        assert!(
-            e.field.as_deref().unwrap_or("").starts_with("properties"),
-            "{e}"
-        );
+        assert!(e.field.as_deref().unwrap_or("").starts_with("properties"), "{e}");
         assert!(filters_param(Some("not json")).is_err());
     }
 }

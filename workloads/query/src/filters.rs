@@ -48,10 +48,7 @@ const MAX_TEXT: usize = 1024;
 
 fn check_key(field: &str, key: &str) -> Result<(), ApiError> {
     if key.is_empty() || key.len() > 400 {
-        return Err(ApiError::invalid(
-            field,
-            "a property key must have 1 to 400 characters",
-        ));
+        return Err(ApiError::invalid(field, "a property key must have 1 to 400 characters"));
     }
     Ok(())
 }
@@ -80,18 +77,10 @@ fn scalar_text(field: &str, v: &Value) -> Result<String, ApiError> {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        _ => {
-            return Err(ApiError::invalid(
-                field,
-                "expected a string, number or boolean",
-            ))
-        }
+        _ => return Err(ApiError::invalid(field, "expected a string, number or boolean")),
     };
     if s.len() > MAX_TEXT {
-        return Err(ApiError::invalid(
-            field,
-            format!("longer than {MAX_TEXT} characters"),
-        ));
+        return Err(ApiError::invalid(field, format!("longer than {MAX_TEXT} characters")));
     }
     Ok(s)
 }
@@ -116,10 +105,9 @@ impl PropertyFilter {
                     Value::Array(items) if items.len() > 100 => {
                         return Err(ApiError::invalid(&value_field, "at most 100 values"))
                     }
-                    Value::Array(items) => items
-                        .iter()
-                        .map(|v| scalar_text(&value_field, v))
-                        .collect::<Result<_, _>>()?,
+                    Value::Array(items) => {
+                        items.iter().map(|v| scalar_text(&value_field, v)).collect::<Result<_, _>>()?
+                    }
                     v => vec![scalar_text(&value_field, v)?],
                 };
                 let text = prop_nullable(sql, &self.key);
@@ -135,11 +123,7 @@ impl PropertyFilter {
                 let needle = scalar_text(&value_field, need_value()?)?;
                 let text = prop_text(sql, &self.key);
                 let p = sql.str(needle);
-                let op = if self.operator == Operator::Contains {
-                    ">"
-                } else {
-                    "="
-                };
+                let op = if self.operator == Operator::Contains { ">" } else { "=" };
                 format!("positionCaseInsensitiveUTF8({text}, {p}) {op} 0")
             }
             Operator::Gt | Operator::Gte | Operator::Lt | Operator::Lte => {
@@ -174,24 +158,14 @@ impl PropertyFilter {
 }
 
 /// Appends ` AND (<every filter>)`, naming each `field[i]` in errors, refusing more than `max`.
-pub fn push_all(
-    sql: &mut Sql,
-    filters: &[PropertyFilter],
-    field: &str,
-    max: usize,
-) -> Result<(), ApiError> {
+pub fn push_all(sql: &mut Sql, filters: &[PropertyFilter], field: &str, max: usize) -> Result<(), ApiError> {
     let all = all_conditions(sql, filters, field, max)?;
     sql.push(" AND (").push(&all).push(")");
     Ok(())
 }
 
 /// All of `filters` as one boolean expression (`1` when there are none).
-pub fn all_conditions(
-    sql: &mut Sql,
-    filters: &[PropertyFilter],
-    field: &str,
-    max: usize,
-) -> Result<String, ApiError> {
+pub fn all_conditions(sql: &mut Sql, filters: &[PropertyFilter], field: &str, max: usize) -> Result<String, ApiError> {
     if filters.len() > max {
         return Err(ApiError::invalid(field, format!("at most {max} filters")));
     }
@@ -199,25 +173,16 @@ pub fn all_conditions(
     for (i, f) in filters.iter().enumerate() {
         parts.push(format!("({})", f.condition(sql, &format!("{field}[{i}]"))?));
     }
-    Ok(if parts.is_empty() {
-        "1".to_string()
-    } else {
-        parts.join(" AND ")
-    })
+    Ok(if parts.is_empty() { "1".to_string() } else { parts.join(" AND ") })
 }
 
 /// A series' or step's event condition: `event = {p}` or `1` for any event.
-pub fn event_condition(
-    sql: &mut Sql,
-    event: Option<&str>,
-    field: &str,
-) -> Result<String, ApiError> {
+pub fn event_condition(sql: &mut Sql, event: Option<&str>, field: &str) -> Result<String, ApiError> {
     match event {
         None => Ok("1".to_string()),
-        Some(e) if e.is_empty() || e.len() > 400 => Err(ApiError::invalid(
-            field,
-            "an event name must have 1 to 400 characters",
-        )),
+        Some(e) if e.is_empty() || e.len() > 400 => {
+            Err(ApiError::invalid(field, "an event name must have 1 to 400 characters"))
+        }
         Some(e) => {
             let p = sql.str(e);
             Ok(format!("event = {p}"))
@@ -245,10 +210,7 @@ mod tests {
         ] {
             let mut sql = Sql::new();
             let cond = filter(f.clone()).condition(&mut sql, "filters[0]").unwrap();
-            assert!(
-                !cond.contains("k'") && !cond.contains("v'") && !cond.contains("%_"),
-                "{cond}"
-            );
+            assert!(!cond.contains("k'") && !cond.contains("v'") && !cond.contains("%_"), "{cond}");
             assert!(!sql.params().is_empty(), "{f}");
         }
     }
@@ -260,17 +222,10 @@ mod tests {
             .condition(&mut sql, "filters[3]")
             .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("filters[3].value"));
-        let e = filter(json!({"key": "k", "operator": "exact"}))
-            .condition(&mut sql, "filters[0]")
-            .unwrap_err();
+        let e = filter(json!({"key": "k", "operator": "exact"})).condition(&mut sql, "filters[0]").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("filters[0].value"));
-        let e = filter(json!({"key": "", "value": 1}))
-            .condition(&mut sql, "series[1].filters[0]")
-            .unwrap_err();
+        let e = filter(json!({"key": "", "value": 1})).condition(&mut sql, "series[1].filters[0]").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("series[1].filters[0].key"));
-        assert!(
-            serde_json::from_value::<PropertyFilter>(json!({"key": "k", "operator": "regex"}))
-                .is_err()
-        );
+        assert!(serde_json::from_value::<PropertyFilter>(json!({"key": "k", "operator": "regex"})).is_err());
     }
 }

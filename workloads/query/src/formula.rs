@@ -90,18 +90,11 @@ impl Parser<'_> {
             }
             Some((_, c)) if c.is_ascii_digit() || c == '.' => {
                 let mut text = c.to_string();
-                while let Some((_, d)) = self
-                    .chars
-                    .peek()
-                    .copied()
-                    .filter(|(_, d)| d.is_ascii_digit() || *d == '.')
-                {
+                while let Some((_, d)) = self.chars.peek().copied().filter(|(_, d)| d.is_ascii_digit() || *d == '.') {
                     text.push(d);
                     self.chars.next();
                 }
-                text.parse()
-                    .map(Expr::Num)
-                    .map_err(|_| err(format!("{text} is not a number")))
+                text.parse().map(Expr::Num).map_err(|_| err(format!("{text} is not a number")))
             }
             Some((pos, c)) => Err(err(format!("unexpected {c:?} at position {pos}"))),
             None => Err(err("the formula ends too early")),
@@ -114,10 +107,7 @@ pub fn parse(text: &str, series: usize) -> Result<Expr, ApiError> {
     if text.len() > 200 {
         return Err(err("at most 200 characters"));
     }
-    let mut p = Parser {
-        chars: text.char_indices().peekable(),
-        series,
-    };
+    let mut p = Parser { chars: text.char_indices().peekable(), series };
     let e = p.expr()?;
     p.skip_ws();
     if let Some((pos, c)) = p.chars.next() {

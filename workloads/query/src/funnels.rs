@@ -200,9 +200,8 @@ pub fn walk_sql(steps: usize, strict: bool, window: &str) -> String {
     ));
     cols.push("toUInt8(arrayMax(lv)) AS level".into());
     cols.push("indexOf(lv, level) AS i".into());
-    let at_i: Vec<String> = std::iter::once("ev[i]".to_string())
-        .chain(conts.iter().map(|c| format!("{c}[i]")))
-        .collect();
+    let at_i: Vec<String> =
+        std::iter::once("ev[i]".to_string()).chain(conts.iter().map(|c| format!("{c}[i]"))).collect();
     cols.push(format!("arraySlice([{}], 1, level) AS rel", at_i.join(", ")));
     cols.join(", ")
 }
@@ -213,11 +212,7 @@ fn median(v: &mut [f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
 /// Per-step counts and times from users' walks.
@@ -231,26 +226,15 @@ pub fn summarise(names: &[String], walks: &[&Walk]) -> Vec<StepResult> {
         let mut times: Vec<f64> = if k == 0 {
             Vec::new()
         } else {
-            reached
-                .iter()
-                .map(|w| (w.times[k] - w.times[k - 1]) as f64 / 1000.0)
-                .collect()
+            reached.iter().map(|w| (w.times[k] - w.times[k - 1]) as f64 / 1000.0).collect()
         };
         let average = (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64);
         out.push(StepResult {
             index: k,
             name: name.clone(),
             count,
-            conversion_rate: if first == 0 {
-                0.0
-            } else {
-                count as f64 / first as f64
-            },
-            step_conversion_rate: if prev == 0 {
-                0.0
-            } else {
-                count as f64 / prev as f64
-            },
+            conversion_rate: if first == 0 { 0.0 } else { count as f64 / first as f64 },
+            step_conversion_rate: if prev == 0 { 0.0 } else { count as f64 / prev as f64 },
             median_time_to_convert_seconds: median(&mut times),
             average_time_to_convert_seconds: average,
         });
@@ -260,40 +244,23 @@ pub fn summarise(names: &[String], walks: &[&Walk]) -> Vec<StepResult> {
 
 fn validate(req: &FunnelsRequest, engine: &Engine) -> Result<i64, ApiError> {
     if req.steps.len() < 2 {
-        return Err(ApiError::invalid(
-            "steps",
-            "a funnel needs at least two steps",
-        ));
+        return Err(ApiError::invalid("steps", "a funnel needs at least two steps"));
     }
     let max = engine.limits.max_series.min(20);
     if req.steps.len() > max {
         return Err(ApiError::invalid("steps", format!("at most {max} steps")));
     }
-    let window = req.conversion_window.unwrap_or(ConversionWindow {
-        value: 14,
-        unit: WindowUnit::Day,
-    });
+    let window = req.conversion_window.unwrap_or(ConversionWindow { value: 14, unit: WindowUnit::Day });
     let ms = window.millis();
     if ms <= 0 || ms > 366 * 86_400_000 {
-        return Err(ApiError::invalid(
-            "conversion_window",
-            "between 1 minute and 366 days",
-        ));
+        return Err(ApiError::invalid("conversion_window", "between 1 minute and 366 days"));
     }
     if let Some(b) = &req.breakdown {
         if b.property.is_empty() {
-            return Err(ApiError::invalid(
-                "breakdown.property",
-                "the property is empty",
-            ));
+            return Err(ApiError::invalid("breakdown.property", "the property is empty"));
         }
-        if b.limit
-            .is_some_and(|l| l == 0 || l > engine.limits.max_breakdown)
-        {
-            return Err(ApiError::invalid(
-                "breakdown.limit",
-                format!("between 1 and {}", engine.limits.max_breakdown),
-            ));
+        if b.limit.is_some_and(|l| l == 0 || l > engine.limits.max_breakdown) {
+            return Err(ApiError::invalid("breakdown.limit", format!("between 1 and {}", engine.limits.max_breakdown)));
         }
     }
     Ok(ms)
@@ -311,26 +278,12 @@ fn statement(
     let mut sql = Sql::new();
     let mut bits = Vec::new();
     for (i, step) in req.steps.iter().enumerate() {
-        let event = event_condition(
-            &mut sql,
-            step.event.as_deref(),
-            &format!("steps[{i}].event"),
-        )?;
-        let own = all_conditions(
-            &mut sql,
-            &step.filters,
-            &format!("steps[{i}].filters"),
-            engine.limits.max_filters,
-        )?;
-        bits.push(format!(
-            "bitShiftLeft(toUInt32(({event}) AND ({own})), {i})"
-        ));
+        let event = event_condition(&mut sql, step.event.as_deref(), &format!("steps[{i}].event"))?;
+        let own = all_conditions(&mut sql, &step.filters, &format!("steps[{i}].filters"), engine.limits.max_filters)?;
+        bits.push(format!("bitShiftLeft(toUInt32(({event}) AND ({own})), {i})"));
     }
     let mask = bits.join(" + ");
-    let bd = req
-        .breakdown
-        .as_ref()
-        .map(|b| breakdown_expr(&mut sql, &b.property));
+    let bd = req.breakdown.as_ref().map(|b| breakdown_expr(&mut sql, &b.property));
     let from = sql.i64(range.from_ms());
     let window = sql.u64((window_ms as u64) << MASK_BITS);
     sql.push("SELECT level, times, bd FROM (SELECT arraySort(groupArray(v)) AS ev, ")
@@ -369,13 +322,7 @@ fn statement(
         // Only a first-step event can start a walk: the others' properties are not parsed.
         sql.push(", if(bitTest(mask, 0), ").push(bd).push(", '') AS bd");
     }
-    engine.source.scoped_in(
-        &mut sql,
-        table,
-        project_id,
-        Some(range.from_ms()),
-        Some(range.to_ms()),
-    );
+    engine.source.scoped_in(&mut sql, table, project_id, Some(range.from_ms()), Some(range.to_ms()));
     let shared = all_conditions(&mut sql, &req.filters, "filters", engine.limits.max_filters)?;
     sql.push(" AND (").push(&shared).push(")");
     if !strict {
@@ -416,10 +363,7 @@ pub async fn run(
     let walks: Vec<(Walk, String)> = users
         .into_iter()
         .map(|u| {
-            let walk = Walk {
-                level: usize::from(u.level),
-                times: u.times,
-            };
+            let walk = Walk { level: usize::from(u.level), times: u.times };
             (walk, u.bd)
         })
         .collect();
@@ -428,12 +372,7 @@ pub async fn run(
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            s.name
-                .clone()
-                .or_else(|| s.event.clone())
-                .unwrap_or_else(|| format!("Step {}", i + 1))
-        })
+        .map(|(i, s)| s.name.clone().or_else(|| s.event.clone()).unwrap_or_else(|| format!("Step {}", i + 1)))
         .collect();
     let all: Vec<&Walk> = walks.iter().map(|(w, _)| w).collect();
     let steps = summarise(&names, &all);
@@ -450,19 +389,13 @@ pub async fn run(
         let mut other: Vec<&Walk> = Vec::new();
         for (i, (value, ws)) in values.into_iter().enumerate() {
             if i < limit {
-                out.push(BreakdownSteps {
-                    breakdown_value: value.to_string(),
-                    steps: summarise(&names, &ws),
-                });
+                out.push(BreakdownSteps { breakdown_value: value.to_string(), steps: summarise(&names, &ws) });
             } else {
                 other.extend(ws);
             }
         }
         if !other.is_empty() {
-            out.push(BreakdownSteps {
-                breakdown_value: OTHER_VALUE.to_string(),
-                steps: summarise(&names, &other),
-            });
+            out.push(BreakdownSteps { breakdown_value: OTHER_VALUE.to_string(), steps: summarise(&names, &other) });
         }
         out
     });
@@ -491,7 +424,9 @@ mod tests {
         let g12 = sql.find("AS g1_2").unwrap();
         assert!(sql.starts_with("arrayShiftLeft(ev, 1, 18446744073709551615) AS evs, "));
         assert!(g22 < g11 && g22 < g12);
-        assert!(sql.contains("arrayReverseFill((x, v) -> bitTest(v, 1), arrayShiftLeft(g2_2, 1, 18446744073709551615), evs) AS g1_2"));
+        assert!(sql.contains(
+            "arrayReverseFill((x, v) -> bitTest(v, 1), arrayShiftLeft(g2_2, 1, 18446744073709551615), evs) AS g1_2"
+        ));
         assert!(sql.contains("ev, g1_1, g1_2) AS lv"));
         assert!(sql.contains("indexOf(lv, level) AS i"));
         assert!(sql.contains("arraySlice([ev[i], g1_1[i], g1_2[i]], 1, level) AS rel"));
@@ -553,18 +488,9 @@ mod tests {
 
     #[test]
     fn summaries_count_rates_and_median_times() {
-        let w1 = Walk {
-            level: 3,
-            times: vec![0, 1000, 4000],
-        };
-        let w2 = Walk {
-            level: 2,
-            times: vec![0, 3000],
-        };
-        let w3 = Walk {
-            level: 1,
-            times: vec![0],
-        };
+        let w1 = Walk { level: 3, times: vec![0, 1000, 4000] };
+        let w2 = Walk { level: 2, times: vec![0, 3000] };
+        let w3 = Walk { level: 1, times: vec![0] };
         let names = vec!["a".into(), "b".into(), "c".into()];
         let s = summarise(&names, &[&w1, &w2, &w3]);
         assert_eq!(s.iter().map(|s| s.count).collect::<Vec<_>>(), [3, 2, 1]);

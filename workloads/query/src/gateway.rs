@@ -11,12 +11,7 @@ use cairn_common::http::ApiError;
 const MAX_BODY: usize = 1024 * 1024;
 
 /// Request headers passed on to auth.
-const FORWARDED: &[HeaderName] = &[
-    header::AUTHORIZATION,
-    header::CONTENT_TYPE,
-    header::USER_AGENT,
-    header::ACCEPT,
-];
+const FORWARDED: &[HeaderName] = &[header::AUTHORIZATION, header::CONTENT_TYPE, header::USER_AGENT, header::ACCEPT];
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -28,9 +23,7 @@ impl Gateway {
     pub fn new(auth_url: &str) -> Result<Self, reqwest::Error> {
         Ok(Self {
             auth_url: auth_url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?,
         })
     }
 }
@@ -44,18 +37,10 @@ pub async fn forward(gw: &Gateway, req: Request<Body>) -> Response {
         return ApiError::not_found("route").into_response();
     }
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "the body is larger than 1 MB",
-        )
-        .into_response();
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is larger than 1 MB")
+            .into_response();
     };
-    let target = format!(
-        "{}{}",
-        gw.auth_url,
-        uri.path_and_query().map(|p| p.as_str()).unwrap_or(path)
-    );
+    let target = format!("{}{}", gw.auth_url, uri.path_and_query().map(|p| p.as_str()).unwrap_or(path));
     let Ok(method) = reqwest::Method::from_bytes(method.as_str().as_bytes()) else {
         return ApiError::invalid("method", "unsupported method").into_response();
     };
@@ -71,8 +56,7 @@ pub async fn forward(gw: &Gateway, req: Request<Body>) -> Response {
     }
     match req.send().await {
         Ok(resp) => {
-            let status =
-                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut out = HeaderMap::new();
             for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
                 if let Some(v) = resp
@@ -93,8 +77,7 @@ pub async fn forward(gw: &Gateway, req: Request<Body>) -> Response {
         }
         Err(e) => {
             tracing::warn!(error = %e, "forwarding to the auth service");
-            ApiError::unavailable("the auth service is unreachable; try again shortly")
-                .into_response()
+            ApiError::unavailable("the auth service is unreachable; try again shortly").into_response()
         }
     }
 }

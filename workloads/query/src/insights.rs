@@ -192,47 +192,32 @@ where
     .fetch_all(pg)
     .await
     .map_err(db_error)?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {table} WHERE project_id = $1"
-    ))
-    .bind(project_id)
-    .fetch_one(pg)
-    .await
-    .map_err(db_error)?;
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE project_id = $1"))
+        .bind(project_id)
+        .fetch_one(pg)
+        .await
+        .map_err(db_error)?;
     Ok(List { results, total })
 }
 
 /// Deletes row `id` of `table` (a constant of this module) if it belongs to the project; 404
 /// naming `what` otherwise.
-async fn delete_scoped(
-    pg: &PgPool,
-    table: &str,
-    what: &str,
-    project_id: i64,
-    id: i64,
-) -> Result<(), ApiError> {
-    let done = sqlx::query(&format!(
-        "DELETE FROM {table} WHERE project_id = $1 AND id = $2"
-    ))
-    .bind(project_id)
-    .bind(id)
-    .execute(pg)
-    .await
-    .map_err(db_error)?;
+async fn delete_scoped(pg: &PgPool, table: &str, what: &str, project_id: i64, id: i64) -> Result<(), ApiError> {
+    let done = sqlx::query(&format!("DELETE FROM {table} WHERE project_id = $1 AND id = $2"))
+        .bind(project_id)
+        .bind(id)
+        .execute(pg)
+        .await
+        .map_err(db_error)?;
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found(what));
     }
     Ok(())
 }
 
-const INSIGHT_COLUMNS: &str =
-    "id, project_id, name, description, query, display, created_by, created_at, updated_at";
+const INSIGHT_COLUMNS: &str = "id, project_id, name, description, query, display, created_by, created_at, updated_at";
 
-pub async fn list_insights(
-    pg: &PgPool,
-    project_id: i64,
-    page: &Page,
-) -> Result<List<Insight>, ApiError> {
+pub async fn list_insights(pg: &PgPool, project_id: i64, page: &Page) -> Result<List<Insight>, ApiError> {
     list_scoped(pg, "insights", INSIGHT_COLUMNS, project_id, page).await
 }
 
@@ -261,41 +246,22 @@ pub async fn create_insight(
 }
 
 pub async fn get_insight(pg: &PgPool, project_id: i64, id: i64) -> Result<Insight, ApiError> {
-    sqlx::query_as::<_, Insight>(&format!(
-        "SELECT {INSIGHT_COLUMNS} FROM insights WHERE project_id = $1 AND id = $2"
-    ))
-    .bind(project_id)
-    .bind(id)
-    .fetch_optional(pg)
-    .await
-    .map_err(db_error)?
-    .ok_or_else(|| ApiError::not_found("insight"))
+    sqlx::query_as::<_, Insight>(&format!("SELECT {INSIGHT_COLUMNS} FROM insights WHERE project_id = $1 AND id = $2"))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(pg)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::not_found("insight"))
 }
 
-pub async fn update_insight(
-    pg: &PgPool,
-    project_id: i64,
-    id: i64,
-    patch: &InsightPatch,
-) -> Result<Insight, ApiError> {
-    let name = patch
-        .name
-        .as_deref()
-        .map(|n| check_name("name", n))
-        .transpose()?;
-    let description = patch
-        .description
-        .as_deref()
-        .map(|d| check_description(Some(d)))
-        .transpose()?;
+pub async fn update_insight(pg: &PgPool, project_id: i64, id: i64, patch: &InsightPatch) -> Result<Insight, ApiError> {
+    let name = patch.name.as_deref().map(|n| check_name("name", n)).transpose()?;
+    let description = patch.description.as_deref().map(|d| check_description(Some(d))).transpose()?;
     if let Some(q) = &patch.query {
         parse_query(q)?;
     }
-    let display = patch
-        .display
-        .as_ref()
-        .map(|d| check_display(Some(d)))
-        .transpose()?;
+    let display = patch.display.as_ref().map(|d| check_display(Some(d))).transpose()?;
     sqlx::query_as::<_, Insight>(&format!(
         "UPDATE insights SET name = COALESCE($3, name), description = COALESCE($4, description), \
          query = COALESCE($5, query), display = COALESCE($6, display), updated_at = now() \
@@ -317,14 +283,9 @@ pub async fn delete_insight(pg: &PgPool, project_id: i64, id: i64) -> Result<(),
     delete_scoped(pg, "insights", "insight", project_id, id).await
 }
 
-const DASHBOARD_COLUMNS: &str =
-    "id, project_id, name, description, created_by, created_at, updated_at";
+const DASHBOARD_COLUMNS: &str = "id, project_id, name, description, created_by, created_at, updated_at";
 
-pub async fn list_dashboards(
-    pg: &PgPool,
-    project_id: i64,
-    page: &Page,
-) -> Result<List<Dashboard>, ApiError> {
+pub async fn list_dashboards(pg: &PgPool, project_id: i64, page: &Page) -> Result<List<Dashboard>, ApiError> {
     list_scoped(pg, "dashboards", DASHBOARD_COLUMNS, project_id, page).await
 }
 
@@ -343,23 +304,16 @@ async fn set_tiles(
     unique.sort_unstable();
     unique.dedup();
     if unique.len() != ids.len() {
-        return Err(ApiError::invalid(
-            "tiles",
-            "an insight may appear once per dashboard",
-        ));
+        return Err(ApiError::invalid("tiles", "an insight may appear once per dashboard"));
     }
-    let found: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM insights WHERE project_id = $1 AND id = ANY($2)")
-            .bind(project_id)
-            .bind(&ids)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM insights WHERE project_id = $1 AND id = ANY($2)")
+        .bind(project_id)
+        .bind(&ids)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
     if found != ids.len() as i64 {
-        return Err(ApiError::invalid(
-            "tiles",
-            "every tile must name an insight of this project",
-        ));
+        return Err(ApiError::invalid("tiles", "every tile must name an insight of this project"));
     }
     sqlx::query("DELETE FROM dashboard_tiles WHERE dashboard_id = $1")
         .bind(dashboard_id)
@@ -370,12 +324,7 @@ async fn set_tiles(
         let layout = match &t.layout {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => v.clone(),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    format!("tiles[{i}].layout"),
-                    "expected an object",
-                ))
-            }
+            Some(_) => return Err(ApiError::invalid(format!("tiles[{i}].layout"), "expected an object")),
         };
         sqlx::query("INSERT INTO dashboard_tiles (dashboard_id, insight_id, layout, position) VALUES ($1, $2, $3, $4)")
             .bind(dashboard_id)
@@ -441,14 +390,7 @@ pub async fn get_dashboard(pg: &PgPool, project_id: i64, id: i64) -> Result<Dash
     .fetch_all(pg)
     .await
     .map_err(db_error)?;
-    d.tiles = tiles
-        .into_iter()
-        .map(|t| Tile {
-            insight: t.insight,
-            layout: t.layout,
-            position: t.position,
-        })
-        .collect();
+    d.tiles = tiles.into_iter().map(|t| Tile { insight: t.insight, layout: t.layout, position: t.position }).collect();
     Ok(d)
 }
 
@@ -458,16 +400,8 @@ pub async fn update_dashboard(
     id: i64,
     patch: &DashboardPatch,
 ) -> Result<Dashboard, ApiError> {
-    let name = patch
-        .name
-        .as_deref()
-        .map(|n| check_name("name", n))
-        .transpose()?;
-    let description = patch
-        .description
-        .as_deref()
-        .map(|d| check_description(Some(d)))
-        .transpose()?;
+    let name = patch.name.as_deref().map(|n| check_name("name", n)).transpose()?;
+    let description = patch.description.as_deref().map(|d| check_description(Some(d))).transpose()?;
     let mut tx = pg.begin().await.map_err(db_error)?;
     let updated = sqlx::query(
         "UPDATE dashboards SET name = COALESCE($3, name), description = COALESCE($4, description), updated_at = now() \
@@ -506,14 +440,12 @@ mod tests {
             InsightQuery::Trends(_)
         ));
         assert!(matches!(
-            parse_query(&json!({"kind": "funnels", "steps": [{"event": "a"}, {"event": "b"}]}))
-                .unwrap(),
+            parse_query(&json!({"kind": "funnels", "steps": [{"event": "a"}, {"event": "b"}]})).unwrap(),
             InsightQuery::Funnels(_)
         ));
         let e = parse_query(&json!({"kind": "pie"})).unwrap_err();
         assert!(e.field.as_deref().unwrap_or("").starts_with("query"), "{e}");
-        let e = parse_query(&json!({"kind": "trends", "series": [{"event": "a", "math": "mode"}]}))
-            .unwrap_err();
+        let e = parse_query(&json!({"kind": "trends", "series": [{"event": "a", "math": "mode"}]})).unwrap_err();
         assert!(e.message.contains("mode"), "{e}");
     }
 }

@@ -42,10 +42,7 @@ use crate::routes::AppState;
 use crate::sql::EventsSource;
 
 /// Runs the service until SIGTERM/SIGINT.
-pub async fn run(
-    cfg: QueryConfig,
-    auth: AuthClientConfig,
-) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run(cfg: QueryConfig, auth: AuthClientConfig) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = cairn_common::shutdown::on_signal();
     let mut registry = Registry::default();
     let metrics = Arc::new(QueryMetrics::register(&mut registry));
@@ -75,9 +72,7 @@ pub async fn run(
     let state = Arc::new(AppState {
         engine: Engine {
             ch,
-            source: EventsSource {
-                read_final: cfg.read_final,
-            },
+            source: EventsSource { read_final: cfg.read_final },
             limits: cfg.limits.clone(),
             timeout: cfg.timeout,
         },
@@ -92,22 +87,15 @@ pub async fn run(
         }
         None => None,
     };
-    let unrouted = Unrouted {
-        gateway: gateway::Gateway::new(&auth.url)?,
-        dashboard,
-    };
-    let fallback = axum::Router::new()
-        .fallback(answer_unrouted)
-        .with_state(unrouted);
+    let unrouted = Unrouted { gateway: gateway::Gateway::new(&auth.url)?, dashboard };
+    let fallback = axum::Router::new().fallback(answer_unrouted).with_state(unrouted);
     let app = routes::router(state, fallback)
         .merge(admin_router(Arc::new(registry), health))
         .layer(CorsLayer::very_permissive().max_age(Duration::from_secs(86400)));
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
     tracing::info!(addr = %cfg.addr, clickhouse = %cfg.clickhouse.url, "query listening");
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     tracing::info!("query stopped");
     Ok(())
 }
@@ -129,12 +117,7 @@ async fn answer_unrouted(
         return gateway::forward(&u.gateway, req).await;
     }
     match &u.dashboard {
-        Some(d)
-            if matches!(
-                *req.method(),
-                axum::http::Method::GET | axum::http::Method::HEAD
-            ) =>
-        {
+        Some(d) if matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD) => {
             match d.clone().serve(req).await {
                 Ok(res) => res.into_response(),
                 Err(never) => match never {},
@@ -163,11 +146,7 @@ fn spawn_readiness(
                 Ok(()) => health.set("postgres", true, "ok"),
                 Err(e) => health.set("postgres", false, e.to_string()),
             }
-            let pause = if health.is_ready() {
-                Duration::from_secs(5)
-            } else {
-                Duration::from_millis(500)
-            };
+            let pause = if health.is_ready() { Duration::from_secs(5) } else { Duration::from_millis(500) };
             tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(pause) => {} }
         }
     });

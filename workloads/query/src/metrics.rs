@@ -30,11 +30,7 @@ impl QueryMetrics {
         let duration = Family::<RouteOnly, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.002, 2.0, 14))
         });
-        registry.register(
-            "cairn_query_requests",
-            "API requests answered, by route and status",
-            requests.clone(),
-        );
+        registry.register("cairn_query_requests", "API requests answered, by route and status", requests.clone());
         registry.register(
             "cairn_query_request_duration_seconds",
             "time to answer an API request, by route",

@@ -113,26 +113,15 @@ struct UserPeriods {
 }
 
 fn day_number(z: &Zoned) -> i64 {
-    z.date()
-        .to_zoned(TimeZone::UTC)
-        .map(|u| u.timestamp().as_second().div_euclid(86_400))
-        .unwrap_or(0)
+    z.date().to_zoned(TimeZone::UTC).map(|u| u.timestamp().as_second().div_euclid(86_400)).unwrap_or(0)
 }
 
 /// The cohort table from each user's target and returning periods (as period indices 0..n).
-pub fn table(
-    users: &[(Option<usize>, Vec<usize>, Vec<usize>)],
-    n: usize,
-    first_time: bool,
-) -> Vec<(u64, Vec<u64>)> {
+pub fn table(users: &[(Option<usize>, Vec<usize>, Vec<usize>)], n: usize, first_time: bool) -> Vec<(u64, Vec<u64>)> {
     let mut out: Vec<(u64, Vec<u64>)> = (0..n).map(|c| (0, vec![0; n - c])).collect();
     for (first, starts, returns) in users {
         let returns: HashSet<usize> = returns.iter().copied().collect();
-        let cohorts: Vec<usize> = if first_time {
-            first.iter().copied().collect()
-        } else {
-            starts.clone()
-        };
+        let cohorts: Vec<usize> = if first_time { first.iter().copied().collect() } else { starts.clone() };
         for c in cohorts.into_iter().filter(|&c| c < n) {
             out[c].0 += 1;
             out[c].1[0] += 1;
@@ -189,10 +178,7 @@ pub async fn run(
     {
         return Err(ApiError::invalid(
             "periods",
-            format!(
-                "the cohorts may span at most {} days",
-                engine.limits.max_range_days
-            ),
+            format!("the cohorts may span at most {} days", engine.limits.max_range_days),
         ));
     }
     let numbers: Vec<i64> = starts.iter().map(day_number).collect();
@@ -201,28 +187,12 @@ pub async fn run(
     let mut sql = Sql::new();
     let tz_p = sql.str(tz_name.clone());
     let p = req.period.day_number_sql(&tz_p);
-    let target_event = event_condition(
-        &mut sql,
-        req.target_event.event.as_deref(),
-        "target_event.event",
-    )?;
-    let target_own = all_conditions(
-        &mut sql,
-        &req.target_event.filters,
-        "target_event.filters",
-        engine.limits.max_filters,
-    )?;
-    let ret = req
-        .returning_event
-        .clone()
-        .unwrap_or_else(|| req.target_event.clone());
+    let target_event = event_condition(&mut sql, req.target_event.event.as_deref(), "target_event.event")?;
+    let target_own =
+        all_conditions(&mut sql, &req.target_event.filters, "target_event.filters", engine.limits.max_filters)?;
+    let ret = req.returning_event.clone().unwrap_or_else(|| req.target_event.clone());
     let return_event = event_condition(&mut sql, ret.event.as_deref(), "returning_event.event")?;
-    let return_own = all_conditions(
-        &mut sql,
-        &ret.filters,
-        "returning_event.filters",
-        engine.limits.max_filters,
-    )?;
+    let return_own = all_conditions(&mut sql, &ret.filters, "returning_event.filters", engine.limits.max_filters)?;
     let first_time = req.retention_type == RetentionType::FirstTime;
     let start_ms = starts[0].timestamp().as_millisecond();
     let start = sql.millis(start_ms);
@@ -241,14 +211,11 @@ pub async fn run(
         .push(" AS in_range");
     // First-time retention looks at all history for each user's first target event.
     let lower = if first_time { None } else { Some(start_ms) };
-    engine.source.scoped(
-        &mut sql,
-        project_id,
-        lower,
-        Some(end.timestamp().as_millisecond()),
-    );
+    engine.source.scoped(&mut sql, project_id, lower, Some(end.timestamp().as_millisecond()));
     let shared = all_conditions(&mut sql, &req.filters, "filters", engine.limits.max_filters)?;
-    sql.push(" AND (").push(&shared).push(") AND (is_target OR (is_return AND in_range))) GROUP BY distinct_id HAVING countIf(is_target) > 0");
+    sql.push(" AND (")
+        .push(&shared)
+        .push(") AND (is_target OR (is_return AND in_range))) GROUP BY distinct_id HAVING countIf(is_target) > 0");
 
     let rows: Vec<UserPeriods> = engine.fetch_all(&sql).await?;
     let users: Vec<(Option<usize>, Vec<usize>, Vec<usize>)> = rows
@@ -264,18 +231,9 @@ pub async fn run(
     let cohorts = table(&users, n, first_time)
         .into_iter()
         .enumerate()
-        .map(|(c, (size, values))| Cohort {
-            date: label(&starts[c]),
-            size,
-            values,
-        })
+        .map(|(c, (size, values))| Cohort { date: label(&starts[c]), size, values })
         .collect();
-    Ok(RetentionResponse {
-        timezone: tz_name,
-        period: req.period,
-        retention_type: req.retention_type,
-        cohorts,
-    })
+    Ok(RetentionResponse { timezone: tz_name, period: req.period, retention_type: req.retention_type, cohorts })
 }
 
 #[cfg(test)]
@@ -287,17 +245,10 @@ mod tests {
         // user 1: first ever in period 0, active 0 and 2; returns 1 and 2.
         // user 2: first in period 1 (recurring in 1 and 2), returns in 2.
         // user 3: first before the range (None), active in 1, returns 2.
-        let users = vec![
-            (Some(0), vec![0, 2], vec![1, 2]),
-            (Some(1), vec![1, 2], vec![2]),
-            (None, vec![1], vec![2]),
-        ];
+        let users = vec![(Some(0), vec![0, 2], vec![1, 2]), (Some(1), vec![1, 2], vec![2]), (None, vec![1], vec![2])];
         let rec = table(&users, 3, false);
         assert_eq!(rec, vec![(1, vec![1, 1, 1]), (2, vec![2, 2]), (2, vec![2])]);
         let first = table(&users, 3, true);
-        assert_eq!(
-            first,
-            vec![(1, vec![1, 1, 1]), (1, vec![1, 1]), (0, vec![0])]
-        );
+        assert_eq!(first, vec![(1, vec![1, 1, 1]), (1, vec![1, 1]), (0, vec![0])]);
     }
 }

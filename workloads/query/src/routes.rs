@@ -20,9 +20,7 @@ use crate::caller::{path_id, Caller, HasAuth};
 use crate::engine::Engine;
 use crate::explorer::{self, EventsParams, Picker, PickerParams};
 use crate::funnels::{self, FunnelsRequest};
-use crate::insights::{
-    self, DashboardInput, DashboardPatch, InsightInput, InsightPatch, InsightQuery, Page,
-};
+use crate::insights::{self, DashboardInput, DashboardPatch, InsightInput, InsightPatch, InsightQuery, Page};
 use crate::metrics::{QueryMetrics, RouteLabels, RouteOnly};
 use crate::retention::{self, RetentionRequest};
 use crate::trends::{self, TrendsRequest};
@@ -33,42 +31,21 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{project_id}/query/funnels"),
     ("post", "/api/v1/projects/{project_id}/query/retention"),
     ("get", "/api/v1/projects/{project_id}/events"),
-    (
-        "get",
-        "/api/v1/projects/{project_id}/persons/{distinct_id}/events",
-    ),
+    ("get", "/api/v1/projects/{project_id}/persons/{distinct_id}/events"),
     ("get", "/api/v1/projects/{project_id}/event-names"),
     ("get", "/api/v1/projects/{project_id}/property-keys"),
     ("get", "/api/v1/projects/{project_id}/property-values"),
     ("get", "/api/v1/projects/{project_id}/insights"),
     ("post", "/api/v1/projects/{project_id}/insights"),
     ("get", "/api/v1/projects/{project_id}/insights/{insight_id}"),
-    (
-        "patch",
-        "/api/v1/projects/{project_id}/insights/{insight_id}",
-    ),
-    (
-        "delete",
-        "/api/v1/projects/{project_id}/insights/{insight_id}",
-    ),
-    (
-        "get",
-        "/api/v1/projects/{project_id}/insights/{insight_id}/result",
-    ),
+    ("patch", "/api/v1/projects/{project_id}/insights/{insight_id}"),
+    ("delete", "/api/v1/projects/{project_id}/insights/{insight_id}"),
+    ("get", "/api/v1/projects/{project_id}/insights/{insight_id}/result"),
     ("get", "/api/v1/projects/{project_id}/dashboards"),
     ("post", "/api/v1/projects/{project_id}/dashboards"),
-    (
-        "get",
-        "/api/v1/projects/{project_id}/dashboards/{dashboard_id}",
-    ),
-    (
-        "patch",
-        "/api/v1/projects/{project_id}/dashboards/{dashboard_id}",
-    ),
-    (
-        "delete",
-        "/api/v1/projects/{project_id}/dashboards/{dashboard_id}",
-    ),
+    ("get", "/api/v1/projects/{project_id}/dashboards/{dashboard_id}"),
+    ("patch", "/api/v1/projects/{project_id}/dashboards/{dashboard_id}"),
+    ("delete", "/api/v1/projects/{project_id}/dashboards/{dashboard_id}"),
 ];
 
 pub struct AppState {
@@ -94,9 +71,7 @@ async fn trends_handler(
     JsonBody(req): JsonBody<TrendsRequest>,
 ) -> ApiResult<trends::TrendsResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
-    trends::run(&s.engine, project, &req, Timestamp::now())
-        .await
-        .map(Json)
+    trends::run(&s.engine, project, &req, Timestamp::now()).await.map(Json)
 }
 
 async fn funnels_handler(
@@ -106,9 +81,7 @@ async fn funnels_handler(
     JsonBody(req): JsonBody<FunnelsRequest>,
 ) -> ApiResult<funnels::FunnelsResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
-    funnels::run(&s.engine, project, &req, Timestamp::now())
-        .await
-        .map(Json)
+    funnels::run(&s.engine, project, &req, Timestamp::now()).await.map(Json)
 }
 
 async fn retention_handler(
@@ -118,17 +91,16 @@ async fn retention_handler(
     JsonBody(req): JsonBody<RetentionRequest>,
 ) -> ApiResult<retention::RetentionResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
-    retention::run(&s.engine, project, &req, Timestamp::now())
-        .await
-        .map(Json)
+    retention::run(&s.engine, project, &req, Timestamp::now()).await.map(Json)
 }
 
 /// Query strings refused with the parameter named.
 fn query_params<T: serde::de::DeserializeOwned + Default>(q: Option<&str>) -> Result<T, ApiError> {
     match q {
         None | Some("") => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(q)
-            .map_err(|e| ApiError::invalid("query", format!("bad query string: {e}"))),
+        Some(q) => {
+            serde_urlencoded::from_str(q).map_err(|e| ApiError::invalid("query", format!("bad query string: {e}")))
+        }
     }
 }
 
@@ -140,9 +112,7 @@ async fn events_handler(
 ) -> ApiResult<explorer::EventsPage> {
     let project = caller.project(&project, Permission::QueryRead)?;
     let params: EventsParams = query_params(req.uri().query())?;
-    explorer::events(&s.engine, project, &params, Timestamp::now())
-        .await
-        .map(Json)
+    explorer::events(&s.engine, project, &params, Timestamp::now()).await.map(Json)
 }
 
 async fn person_events_handler(
@@ -157,9 +127,7 @@ async fn person_events_handler(
     if params.date_from.is_none() {
         params.date_from = Some("-365d".into());
     }
-    explorer::events(&s.engine, project, &params, Timestamp::now())
-        .await
-        .map(Json)
+    explorer::events(&s.engine, project, &params, Timestamp::now()).await.map(Json)
 }
 
 async fn picker(
@@ -171,9 +139,7 @@ async fn picker(
 ) -> ApiResult<explorer::NameCounts> {
     let project = caller.project(&project, Permission::QueryRead)?;
     let params: PickerParams = query_params(req.uri().query())?;
-    explorer::picker(&s.engine, project, what, &params, Timestamp::now())
-        .await
-        .map(Json)
+    explorer::picker(&s.engine, project, what, &params, Timestamp::now()).await.map(Json)
 }
 
 async fn event_names(
@@ -211,9 +177,7 @@ async fn list_insights(
 ) -> ApiResult<insights::List<insights::Insight>> {
     let project = caller.project(&project, Permission::QueryRead)? as i64;
     let page: Page = query_params(req.uri().query())?;
-    insights::list_insights(&s.pg, project, &page)
-        .await
-        .map(Json)
+    insights::list_insights(&s.pg, project, &page).await.map(Json)
 }
 
 async fn create_insight(
@@ -233,9 +197,7 @@ async fn get_insight(
     Path((project, id)): Path<(String, String)>,
 ) -> ApiResult<insights::Insight> {
     let project = caller.project(&project, Permission::QueryRead)? as i64;
-    insights::get_insight(&s.pg, project, path_id(&id, "insight_id")?)
-        .await
-        .map(Json)
+    insights::get_insight(&s.pg, project, path_id(&id, "insight_id")?).await.map(Json)
 }
 
 async fn update_insight(
@@ -245,9 +207,7 @@ async fn update_insight(
     JsonBody(patch): JsonBody<InsightPatch>,
 ) -> ApiResult<insights::Insight> {
     let project = caller.project(&project, Permission::InsightsWrite)? as i64;
-    insights::update_insight(&s.pg, project, path_id(&id, "insight_id")?, &patch)
-        .await
-        .map(Json)
+    insights::update_insight(&s.pg, project, path_id(&id, "insight_id")?, &patch).await.map(Json)
 }
 
 async fn delete_insight(
@@ -256,30 +216,18 @@ async fn delete_insight(
     Path((project, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let project = caller.project(&project, Permission::InsightsWrite)? as i64;
-    insights::delete_insight(&s.pg, project, path_id(&id, "insight_id")?)
-        .await
-        .map(|_| StatusCode::NO_CONTENT)
+    insights::delete_insight(&s.pg, project, path_id(&id, "insight_id")?).await.map(|_| StatusCode::NO_CONTENT)
 }
 
 /// Runs a saved insight's query now.
-async fn insight_result(
-    State(s): S,
-    caller: Caller,
-    Path((project, id)): Path<(String, String)>,
-) -> ApiResult<Value> {
+async fn insight_result(State(s): S, caller: Caller, Path((project, id)): Path<(String, String)>) -> ApiResult<Value> {
     let project = caller.project(&project, Permission::QueryRead)?;
     let insight = insights::get_insight(&s.pg, project as i64, path_id(&id, "insight_id")?).await?;
     let now = Timestamp::now();
     let result = match insights::parse_query(&insight.query)? {
-        InsightQuery::Trends(q) => {
-            serde_json::to_value(trends::run(&s.engine, project, &q, now).await?)
-        }
-        InsightQuery::Funnels(q) => {
-            serde_json::to_value(funnels::run(&s.engine, project, &q, now).await?)
-        }
-        InsightQuery::Retention(q) => {
-            serde_json::to_value(retention::run(&s.engine, project, &q, now).await?)
-        }
+        InsightQuery::Trends(q) => serde_json::to_value(trends::run(&s.engine, project, &q, now).await?),
+        InsightQuery::Funnels(q) => serde_json::to_value(funnels::run(&s.engine, project, &q, now).await?),
+        InsightQuery::Retention(q) => serde_json::to_value(retention::run(&s.engine, project, &q, now).await?),
     };
     result.map(Json).map_err(ApiError::internal)
 }
@@ -292,9 +240,7 @@ async fn list_dashboards(
 ) -> ApiResult<insights::List<insights::Dashboard>> {
     let project = caller.project(&project, Permission::QueryRead)? as i64;
     let page: Page = query_params(req.uri().query())?;
-    insights::list_dashboards(&s.pg, project, &page)
-        .await
-        .map(Json)
+    insights::list_dashboards(&s.pg, project, &page).await.map(Json)
 }
 
 async fn create_dashboard(
@@ -314,9 +260,7 @@ async fn get_dashboard(
     Path((project, id)): Path<(String, String)>,
 ) -> ApiResult<insights::Dashboard> {
     let project = caller.project(&project, Permission::QueryRead)? as i64;
-    insights::get_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?)
-        .await
-        .map(Json)
+    insights::get_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?).await.map(Json)
 }
 
 async fn update_dashboard(
@@ -326,9 +270,7 @@ async fn update_dashboard(
     JsonBody(patch): JsonBody<DashboardPatch>,
 ) -> ApiResult<insights::Dashboard> {
     let project = caller.project(&project, Permission::InsightsWrite)? as i64;
-    insights::update_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?, &patch)
-        .await
-        .map(Json)
+    insights::update_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?, &patch).await.map(Json)
 }
 
 async fn delete_dashboard(
@@ -337,31 +279,17 @@ async fn delete_dashboard(
     Path((project, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let project = caller.project(&project, Permission::InsightsWrite)? as i64;
-    insights::delete_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?)
-        .await
-        .map(|_| StatusCode::NO_CONTENT)
+    insights::delete_dashboard(&s.pg, project, path_id(&id, "dashboard_id")?).await.map(|_| StatusCode::NO_CONTENT)
 }
 
 /// Counts and times every request by its route template.
 async fn observe(State(s): S, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let response = next.run(req).await;
-    s.metrics
-        .requests
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-            status: response.status().as_u16(),
-        })
-        .inc();
-    s.metrics
-        .duration
-        .get_or_create(&RouteOnly { route })
-        .observe(started.elapsed().as_secs_f64());
+    s.metrics.requests.get_or_create(&RouteLabels { route: route.clone(), status: response.status().as_u16() }).inc();
+    s.metrics.duration.get_or_create(&RouteOnly { route }).observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -373,36 +301,17 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         .route(&format!("{p}/query/funnels"), post(funnels_handler))
         .route(&format!("{p}/query/retention"), post(retention_handler))
         .route(&format!("{p}/events"), get(events_handler))
-        .route(
-            &format!("{p}/persons/{{distinct_id}}/events"),
-            get(person_events_handler),
-        )
+        .route(&format!("{p}/persons/{{distinct_id}}/events"), get(person_events_handler))
         .route(&format!("{p}/event-names"), get(event_names))
         .route(&format!("{p}/property-keys"), get(property_keys))
         .route(&format!("{p}/property-values"), get(property_values))
-        .route(
-            &format!("{p}/insights"),
-            get(list_insights).post(create_insight),
-        )
-        .route(
-            &format!("{p}/insights/{{insight_id}}"),
-            get(get_insight)
-                .patch(update_insight)
-                .delete(delete_insight),
-        )
-        .route(
-            &format!("{p}/insights/{{insight_id}}/result"),
-            get(insight_result),
-        )
-        .route(
-            &format!("{p}/dashboards"),
-            get(list_dashboards).post(create_dashboard),
-        )
+        .route(&format!("{p}/insights"), get(list_insights).post(create_insight))
+        .route(&format!("{p}/insights/{{insight_id}}"), get(get_insight).patch(update_insight).delete(delete_insight))
+        .route(&format!("{p}/insights/{{insight_id}}/result"), get(insight_result))
+        .route(&format!("{p}/dashboards"), get(list_dashboards).post(create_dashboard))
         .route(
             &format!("{p}/dashboards/{{dashboard_id}}"),
-            get(get_dashboard)
-                .patch(update_dashboard)
-                .delete(delete_dashboard),
+            get(get_dashboard).patch(update_dashboard).delete(delete_dashboard),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -109,7 +109,14 @@ impl EventsSource {
 
     /// The same over `table`: `events` or its copy ordered by person, `events_by_person` (a
     /// constant, never request data).
-    pub fn scoped_in(&self, sql: &mut Sql, table: &'static str, project_id: u64, from_ms: Option<i64>, to_ms: Option<i64>) {
+    pub fn scoped_in(
+        &self,
+        sql: &mut Sql,
+        table: &'static str,
+        project_id: u64,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) {
         let project = sql.u64(project_id);
         sql.push(" FROM ").push(table);
         if self.read_final {
@@ -148,9 +155,7 @@ pub fn clickhouse_error(e: clickhouse::error::Error) -> ApiError {
     let text = e.to_string();
     // TIMEOUT_EXCEEDED (159): ClickHouse's own max_execution_time.
     if text.contains("TIMEOUT_EXCEEDED") || text.contains("Code: 159") {
-        return ApiError::timeout(
-            "the query exceeded its time limit; narrow the date range or add filters",
-        );
+        return ApiError::timeout("the query exceeded its time limit; narrow the date range or add filters");
     }
     match e {
         clickhouse::error::Error::Network(_) => {

@@ -31,9 +31,8 @@ impl Interval {
         match self {
             // Counted back on the timeline, so the repeated hour of a DST change stays itself.
             Interval::Hour => {
-                let into_hour = i64::from(z.minute()) * 60_000
-                    + i64::from(z.second()) * 1000
-                    + i64::from(z.millisecond());
+                let into_hour =
+                    i64::from(z.minute()) * 60_000 + i64::from(z.second()) * 1000 + i64::from(z.millisecond());
                 let ts = Timestamp::from_millisecond(z.timestamp().as_millisecond() - into_hour)?;
                 Ok(ts.to_zoned(tz))
             }
@@ -112,7 +111,10 @@ impl TimeRange {
             if out.len() >= max {
                 return Err(ApiError::invalid(
                     "interval",
-                    format!("the range holds more than {max} {} buckets; choose a longer interval or a shorter range", interval.name()),
+                    format!(
+                        "the range holds more than {max} {} buckets; choose a longer interval or a shorter range",
+                        interval.name()
+                    ),
                 ));
             }
             let next = interval.next(&b).map_err(date_error)?;
@@ -124,31 +126,17 @@ impl TimeRange {
 }
 
 fn date_error(e: jiff::Error) -> ApiError {
-    ApiError::invalid(
-        "date_from",
-        format!("the date range cannot be computed: {e}"),
-    )
+    ApiError::invalid("date_from", format!("the date range cannot be computed: {e}"))
 }
 
 /// The timezone `name` (IANA, e.g. `Europe/Berlin`); `UTC` when absent.
 pub fn timezone(name: Option<&str>) -> Result<(String, TimeZone), ApiError> {
-    let name = name
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .unwrap_or("UTC");
+    let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("UTC");
     // Only IANA names: letters, digits and `/_+-`, which is also all ClickHouse accepts.
-    if name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
-    {
-        return Err(ApiError::invalid(
-            "timezone",
-            "not an IANA timezone name such as Europe/Berlin",
-        ));
+    if name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)) {
+        return Err(ApiError::invalid("timezone", "not an IANA timezone name such as Europe/Berlin"));
     }
-    let tz = TimeZone::get(name)
-        .map_err(|_| ApiError::invalid("timezone", format!("unknown timezone {name:?}")))?;
+    let tz = TimeZone::get(name).map_err(|_| ApiError::invalid("timezone", format!("unknown timezone {name:?}")))?;
     Ok((name.to_string(), tz))
 }
 
@@ -159,21 +147,12 @@ enum Bound {
     To,
 }
 
-fn parse_point(
-    field: &str,
-    text: &str,
-    bound: Bound,
-    tz: &TimeZone,
-    now: &Zoned,
-) -> Result<Zoned, ApiError> {
+fn parse_point(field: &str, text: &str, bound: Bound, tz: &TimeZone, now: &Zoned) -> Result<Zoned, ApiError> {
     let text = text.trim();
     let bad = |reason: &str| ApiError::invalid(field, format!("{text:?}: {reason}"));
     if let Some(rel) = text.strip_prefix('-') {
-        let (num, unit) =
-            rel.split_at(rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len()));
-        let n: i64 = num
-            .parse()
-            .map_err(|_| bad("expected a relative date such as -7d, -24h, -2w, -3m or -1y"))?;
+        let (num, unit) = rel.split_at(rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len()));
+        let n: i64 = num.parse().map_err(|_| bad("expected a relative date such as -7d, -24h, -2w, -3m or -1y"))?;
         if n > 100_000 {
             return Err(bad("too far back"));
         }
@@ -183,33 +162,17 @@ fn parse_point(
                 .floor(now)
                 .and_then(|h| h.timestamp().checked_sub(n.hours()))
                 .map(|t| t.to_zoned(tz.clone())),
-            "d" => today
-                .date()
-                .checked_sub(n.days())
-                .and_then(|d| d.to_zoned(tz.clone())),
-            "w" => today
-                .date()
-                .checked_sub((7 * n).days())
-                .and_then(|d| d.to_zoned(tz.clone())),
-            "m" => today
-                .date()
-                .checked_sub(n.months())
-                .and_then(|d| d.to_zoned(tz.clone())),
-            "y" => today
-                .date()
-                .checked_sub(n.years())
-                .and_then(|d| d.to_zoned(tz.clone())),
+            "d" => today.date().checked_sub(n.days()).and_then(|d| d.to_zoned(tz.clone())),
+            "w" => today.date().checked_sub((7 * n).days()).and_then(|d| d.to_zoned(tz.clone())),
+            "m" => today.date().checked_sub(n.months()).and_then(|d| d.to_zoned(tz.clone())),
+            "y" => today.date().checked_sub(n.years()).and_then(|d| d.to_zoned(tz.clone())),
             _ => return Err(bad("the unit must be h, d, w, m or y")),
         };
         return point.map_err(|e| bad(&e.to_string()));
     }
     if text.len() == 10 {
         if let Ok(d) = text.parse::<Date>() {
-            let d = if bound == Bound::To {
-                d.checked_add(1.day()).map_err(|e| bad(&e.to_string()))?
-            } else {
-                d
-            };
+            let d = if bound == Bound::To { d.checked_add(1.day()).map_err(|e| bad(&e.to_string()))? } else { d };
             return d.to_zoned(tz.clone()).map_err(|e| bad(&e.to_string()));
         }
     }
@@ -219,9 +182,7 @@ fn parse_point(
     if let Ok(dt) = text.parse::<DateTime>() {
         return dt.to_zoned(tz.clone()).map_err(|e| bad(&e.to_string()));
     }
-    Err(bad(
-        "expected a relative date (-7d), a date (2026-11-01) or an RFC 3339 timestamp",
-    ))
+    Err(bad("expected a relative date (-7d), a date (2026-11-01) or an RFC 3339 timestamp"))
 }
 
 /// One bound given alone (retention's `date_to`): `end` reads a date as the end of that day.
@@ -234,13 +195,7 @@ pub fn point(
 ) -> Result<Zoned, ApiError> {
     let (_, tz) = timezone(timezone_name)?;
     let now = now.to_zoned(tz.clone());
-    parse_point(
-        field,
-        text,
-        if end { Bound::To } else { Bound::From },
-        &tz,
-        &now,
-    )
+    parse_point(field, text, if end { Bound::To } else { Bound::From }, &tz, &now)
 }
 
 /// Resolves a request's range. `default_from` applies when `date_from` is absent; `date_to`
@@ -255,29 +210,17 @@ pub fn resolve(
 ) -> Result<TimeRange, ApiError> {
     let (tz_name, tz) = timezone(timezone_name)?;
     let now = now.to_zoned(tz.clone());
-    let from = parse_point(
-        "date_from",
-        date_from.unwrap_or(default_from),
-        Bound::From,
-        &tz,
-        &now,
-    )?;
+    let from = parse_point("date_from", date_from.unwrap_or(default_from), Bound::From, &tz, &now)?;
     let to = match date_to {
         Some(t) if !t.trim().is_empty() => parse_point("date_to", t, Bound::To, &tz, &now)?,
         _ => now.clone(),
     };
     if from.timestamp() >= to.timestamp() {
-        return Err(ApiError::invalid(
-            "date_from",
-            "date_from must be before date_to",
-        ));
+        return Err(ApiError::invalid("date_from", "date_from must be before date_to"));
     }
     let span_ms = to.timestamp().as_millisecond() - from.timestamp().as_millisecond();
     if span_ms > max_days * 86_400_000 {
-        return Err(ApiError::invalid(
-            "date_from",
-            format!("the date range may span at most {max_days} days"),
-        ));
+        return Err(ApiError::invalid("date_from", format!("the date range may span at most {max_days} days")));
     }
     Ok(TimeRange { tz_name, from, to })
 }
@@ -309,15 +252,7 @@ mod tests {
 
     #[test]
     fn dates_are_midnights_in_the_timezone_and_date_to_is_inclusive() {
-        let r = resolve(
-            Some("2026-11-01"),
-            Some("2026-11-03"),
-            Some("Asia/Tokyo"),
-            "-7d",
-            732,
-            now(),
-        )
-        .unwrap();
+        let r = resolve(Some("2026-11-01"), Some("2026-11-03"), Some("Asia/Tokyo"), "-7d", 732, now()).unwrap();
         assert_eq!(r.from.timestamp().to_string(), "2026-10-31T15:00:00Z");
         assert_eq!(r.to.timestamp().to_string(), "2026-11-03T15:00:00Z");
         assert_eq!(r.buckets(Interval::Day, 1000).unwrap().len(), 3);
@@ -326,59 +261,19 @@ mod tests {
     #[test]
     fn buckets_follow_dst_weeks_and_months() {
         // Europe/Berlin leaves summer time on 2026-10-25: that day has 25 hours.
-        let r = resolve(
-            Some("2026-10-25"),
-            Some("2026-10-25"),
-            Some("Europe/Berlin"),
-            "-7d",
-            732,
-            now(),
-        )
-        .unwrap();
+        let r = resolve(Some("2026-10-25"), Some("2026-10-25"), Some("Europe/Berlin"), "-7d", 732, now()).unwrap();
         assert_eq!(r.buckets(Interval::Hour, 1000).unwrap().len(), 25);
-        let days = resolve(
-            Some("2026-10-24"),
-            Some("2026-10-26"),
-            Some("Europe/Berlin"),
-            "-7d",
-            732,
-            now(),
-        )
-        .unwrap();
+        let days = resolve(Some("2026-10-24"), Some("2026-10-26"), Some("Europe/Berlin"), "-7d", 732, now()).unwrap();
         let b = days.buckets(Interval::Day, 1000).unwrap();
         assert_eq!(
             b.iter().map(label).collect::<Vec<_>>(),
-            [
-                "2026-10-24T00:00:00+02:00",
-                "2026-10-25T00:00:00+02:00",
-                "2026-10-26T00:00:00+01:00"
-            ]
+            ["2026-10-24T00:00:00+02:00", "2026-10-25T00:00:00+02:00", "2026-10-26T00:00:00+01:00"]
         );
-        let w = resolve(
-            Some("2026-11-04"),
-            Some("2026-11-20"),
-            None,
-            "-7d",
-            732,
-            now(),
-        )
-        .unwrap();
+        let w = resolve(Some("2026-11-04"), Some("2026-11-20"), None, "-7d", 732, now()).unwrap();
         let b = w.buckets(Interval::Week, 1000).unwrap();
-        assert_eq!(
-            label(&b[0]),
-            "2026-11-02T00:00:00+00:00",
-            "weeks start on Monday"
-        );
+        assert_eq!(label(&b[0]), "2026-11-02T00:00:00+00:00", "weeks start on Monday");
         assert_eq!(b.len(), 3);
-        let m = resolve(
-            Some("2026-01-31"),
-            Some("2026-04-01"),
-            None,
-            "-7d",
-            732,
-            now(),
-        )
-        .unwrap();
+        let m = resolve(Some("2026-01-31"), Some("2026-04-01"), None, "-7d", 732, now()).unwrap();
         assert_eq!(m.buckets(Interval::Month, 1000).unwrap().len(), 4);
     }
 
@@ -396,23 +291,9 @@ mod tests {
         }
         let e = resolve(Some("-7d"), None, Some("Mars/Olympus"), "-7d", 732, now()).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("timezone"));
-        let e = resolve(
-            Some("-7d"),
-            None,
-            Some("UTC'; DROP TABLE events"),
-            "-7d",
-            732,
-            now(),
-        )
-        .unwrap_err();
+        let e = resolve(Some("-7d"), None, Some("UTC'; DROP TABLE events"), "-7d", 732, now()).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("timezone"));
         let r = resolve(Some("-60d"), None, None, "-7d", 732, now()).unwrap();
-        assert_eq!(
-            r.buckets(Interval::Hour, 1000)
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("interval")
-        );
+        assert_eq!(r.buckets(Interval::Hour, 1000).unwrap_err().field.as_deref(), Some("interval"));
     }
 }

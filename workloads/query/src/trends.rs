@@ -49,17 +49,7 @@ pub enum Math {
 
 impl Math {
     fn needs_property(self) -> bool {
-        matches!(
-            self,
-            Math::Sum
-                | Math::Avg
-                | Math::Min
-                | Math::Max
-                | Math::Median
-                | Math::P90
-                | Math::P95
-                | Math::P99
-        )
+        matches!(self, Math::Sum | Math::Avg | Math::Min | Math::Max | Math::Median | Math::P90 | Math::P95 | Math::P99)
     }
 
     /// Whether the value over a range is the sum of its buckets' values.
@@ -222,13 +212,9 @@ pub async fn top_values(
     let mut sql = Sql::new();
     let bd = breakdown_expr(&mut sql, property);
     sql.push("SELECT ").push(&bd).push(" AS bd, count() AS c");
-    engine
-        .source
-        .scoped(&mut sql, project_id, Some(range.0), Some(range.1));
+    engine.source.scoped(&mut sql, project_id, Some(range.0), Some(range.1));
     let c = cond(&mut sql)?;
-    sql.push(" AND (")
-        .push(&c)
-        .push(") GROUP BY bd ORDER BY c DESC, bd LIMIT ");
+    sql.push(" AND (").push(&c).push(") GROUP BY bd ORDER BY c DESC, bd LIMIT ");
     sql.push(&(limit + 1).to_string());
     let rows: Vec<TopRow> = engine.fetch_all(&sql).await?;
     let more = rows.len() > limit;
@@ -242,51 +228,29 @@ fn validate(req: &TrendsRequest, engine: &Engine) -> Result<(), ApiError> {
         return Err(ApiError::invalid("series", "at least one series is needed"));
     }
     if req.series.len() > limits.max_series {
-        return Err(ApiError::invalid(
-            "series",
-            format!("at most {} series", limits.max_series),
-        ));
+        return Err(ApiError::invalid("series", format!("at most {} series", limits.max_series)));
     }
     for (i, s) in req.series.iter().enumerate() {
         if s.math.needs_property() && s.math_property.as_deref().is_none_or(str::is_empty) {
-            return Err(ApiError::invalid(
-                format!("series[{i}].math_property"),
-                "this math needs a numeric property",
-            ));
+            return Err(ApiError::invalid(format!("series[{i}].math_property"), "this math needs a numeric property"));
         }
     }
     if let Some(b) = &req.breakdown {
         if b.property.is_empty() {
-            return Err(ApiError::invalid(
-                "breakdown.property",
-                "the property is empty",
-            ));
+            return Err(ApiError::invalid("breakdown.property", "the property is empty"));
         }
         if b.limit.is_some_and(|l| l == 0 || l > limits.max_breakdown) {
-            return Err(ApiError::invalid(
-                "breakdown.limit",
-                format!("between 1 and {}", limits.max_breakdown),
-            ));
+            return Err(ApiError::invalid("breakdown.limit", format!("between 1 and {}", limits.max_breakdown)));
         }
     }
     Ok(())
 }
 
 /// Appends a series' conditions (event, its filters, the shared filters) after a `WHERE`.
-fn series_condition(
-    sql: &mut Sql,
-    req: &TrendsRequest,
-    i: usize,
-    max_filters: usize,
-) -> Result<String, ApiError> {
+fn series_condition(sql: &mut Sql, req: &TrendsRequest, i: usize, max_filters: usize) -> Result<String, ApiError> {
     let s = &req.series[i];
     let event = event_condition(sql, s.event.as_deref(), &format!("series[{i}].event"))?;
-    let own = all_conditions(
-        sql,
-        &s.filters,
-        &format!("series[{i}].filters"),
-        max_filters,
-    )?;
+    let own = all_conditions(sql, &s.filters, &format!("series[{i}].filters"), max_filters)?;
     let shared = all_conditions(sql, &req.filters, "filters", max_filters)?;
     Ok(format!("({event}) AND ({own}) AND ({shared})"))
 }
@@ -322,10 +286,7 @@ pub async fn run(
         let found = top_values(engine, project_id, bounds, &b.property, limit, |sql| {
             let mut any = Vec::new();
             for i in 0..req.series.len() {
-                any.push(format!(
-                    "({})",
-                    series_condition(sql, req, i, engine.limits.max_filters)?
-                ));
+                any.push(format!("({})", series_condition(sql, req, i, engine.limits.max_filters)?));
             }
             Ok(any.join(" OR "))
         })
@@ -334,47 +295,19 @@ pub async fn run(
     }
 
     let statements = (0..req.series.len())
-        .map(|i| {
-            series_sql(
-                engine,
-                project_id,
-                req,
-                i,
-                bounds,
-                &range.tz_name,
-                breakdown_values.as_ref(),
-                false,
-            )
-        })
+        .map(|i| series_sql(engine, project_id, req, i, bounds, &range.tz_name, breakdown_values.as_ref(), false))
         .collect::<Result<Vec<_>, _>>()?;
     // Maths whose range value is not the sum of the buckets' get one more statement each.
     let whole_range = (0..req.series.len())
         .filter(|&i| !req.series[i].math.additive())
         .map(|i| {
-            series_sql(
-                engine,
-                project_id,
-                req,
-                i,
-                bounds,
-                &range.tz_name,
-                breakdown_values.as_ref(),
-                true,
-            )
-            .map(|sql| (i, sql))
+            series_sql(engine, project_id, req, i, bounds, &range.tz_name, breakdown_values.as_ref(), true)
+                .map(|sql| (i, sql))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (fetched, fetched_whole) = futures::future::try_join(
-        futures::future::try_join_all(
-            statements
-                .iter()
-                .map(|sql| engine.fetch_all::<BucketRow>(sql)),
-        ),
-        futures::future::try_join_all(
-            whole_range
-                .iter()
-                .map(|(_, sql)| engine.fetch_all::<BucketRow>(sql)),
-        ),
+        futures::future::try_join_all(statements.iter().map(|sql| engine.fetch_all::<BucketRow>(sql))),
+        futures::future::try_join_all(whole_range.iter().map(|(_, sql)| engine.fetch_all::<BucketRow>(sql))),
     )
     .await?;
     let mut range_values: HashMap<(usize, String), f64> = HashMap::new();
@@ -384,11 +317,7 @@ pub async fn run(
         }
     }
 
-    let index: HashMap<i64, usize> = buckets
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (b.timestamp().as_second(), i))
-        .collect();
+    let index: HashMap<i64, usize> = buckets.iter().enumerate().map(|(i, b)| (b.timestamp().as_second(), i)).collect();
     let groups: Vec<Option<String>> = match &breakdown_values {
         None => vec![None],
         Some((values, more)) => {
@@ -405,25 +334,17 @@ pub async fn run(
         let mut per_group: HashMap<String, Vec<f64>> = HashMap::new();
         for r in rows {
             if let Some(&bi) = index.get(&i64::from(r.b)) {
-                per_group
-                    .entry(r.bd)
-                    .or_insert_with(|| vec![0.0; buckets.len()])[bi] += r.v;
+                per_group.entry(r.bd).or_insert_with(|| vec![0.0; buckets.len()])[bi] += r.v;
             }
         }
         let s = &req.series[i];
         for g in &groups {
             let key = g.clone().unwrap_or_default();
-            let data = per_group
-                .remove(&key)
-                .unwrap_or_else(|| vec![0.0; buckets.len()]);
+            let data = per_group.remove(&key).unwrap_or_else(|| vec![0.0; buckets.len()]);
             results.push(TrendResult {
                 series: i,
                 label: series_letter(i),
-                name: s
-                    .name
-                    .clone()
-                    .or_else(|| s.event.clone())
-                    .unwrap_or_else(|| "All events".into()),
+                name: s.name.clone().or_else(|| s.event.clone()).unwrap_or_else(|| "All events".into()),
                 math: s.math,
                 breakdown_value: g.clone(),
                 total: data.iter().sum(),
@@ -442,20 +363,11 @@ pub async fn run(
             .iter()
             .map(|g| {
                 let series: Vec<&TrendResult> = (0..req.series.len())
-                    .filter_map(|i| {
-                        results
-                            .iter()
-                            .find(|r| r.series == i && &r.breakdown_value == g)
-                    })
+                    .filter_map(|i| results.iter().find(|r| r.series == i && &r.breakdown_value == g))
                     .collect();
-                let data = (0..buckets.len())
-                    .map(|b| f.eval(&series.iter().map(|r| r.data[b]).collect::<Vec<_>>()))
-                    .collect();
-                FormulaResult {
-                    formula: req.formula.clone().unwrap_or_default(),
-                    breakdown_value: g.clone(),
-                    data,
-                }
+                let data =
+                    (0..buckets.len()).map(|b| f.eval(&series.iter().map(|r| r.data[b]).collect::<Vec<_>>())).collect();
+                FormulaResult { formula: req.formula.clone().unwrap_or_default(), breakdown_value: g.clone(), data }
             })
             .collect()
     });
@@ -490,11 +402,7 @@ fn series_sql(
     let mut sql = Sql::new();
     let tz = sql.str(tz);
     // Over the whole range, every row falls in one bucket, 0.
-    let bucket = if whole_range {
-        "toUInt32(0)".to_string()
-    } else {
-        req.interval.bucket_sql(&tz)
-    };
+    let bucket = if whole_range { "toUInt32(0)".to_string() } else { req.interval.bucket_sql(&tz) };
     let bd = match (&req.breakdown, breakdown) {
         (Some(b), Some((values, more))) => {
             let expr = breakdown_expr(&mut sql, &b.property);
@@ -508,20 +416,11 @@ fn series_sql(
         _ => "''".to_string(),
     };
     if s.math.per_user() {
-        sql.push("SELECT b, bd, ")
-            .push(&s.math.aggregate("c"))
-            .push(" AS v FROM (SELECT ");
-        sql.push(&bucket)
-            .push(" AS b, ")
-            .push(&bd)
-            .push(" AS bd, distinct_id, count() AS c");
-        engine
-            .source
-            .scoped(&mut sql, project_id, Some(bounds.0), Some(bounds.1));
+        sql.push("SELECT b, bd, ").push(&s.math.aggregate("c")).push(" AS v FROM (SELECT ");
+        sql.push(&bucket).push(" AS b, ").push(&bd).push(" AS bd, distinct_id, count() AS c");
+        engine.source.scoped(&mut sql, project_id, Some(bounds.0), Some(bounds.1));
         let cond = series_condition(&mut sql, req, i, engine.limits.max_filters)?;
-        sql.push(" AND ")
-            .push(&cond)
-            .push(" GROUP BY b, bd, distinct_id) GROUP BY b, bd");
+        sql.push(" AND ").push(&cond).push(" GROUP BY b, bd, distinct_id) GROUP BY b, bd");
     } else {
         let value = match (&s.math_property, s.math.needs_property()) {
             (Some(p), true) => prop_number(&mut sql, p),
@@ -534,9 +433,7 @@ fn series_sql(
             .push(" AS bd, ")
             .push(&s.math.aggregate(&value))
             .push(" AS v");
-        engine
-            .source
-            .scoped(&mut sql, project_id, Some(bounds.0), Some(bounds.1));
+        engine.source.scoped(&mut sql, project_id, Some(bounds.0), Some(bounds.1));
         let cond = series_condition(&mut sql, req, i, engine.limits.max_filters)?;
         sql.push(" AND ").push(&cond);
         if s.math.needs_property() {

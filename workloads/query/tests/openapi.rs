@@ -16,16 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_query::explorer::{EventsPage, EventsParams, NameCounts, PickerParams};
 use cairn_query::filters::{Operator, PropertyFilter};
-use cairn_query::funnels::{
-    ConversionWindow, FunnelOrder, FunnelStep, FunnelsRequest, FunnelsResponse, WindowUnit,
-};
+use cairn_query::funnels::{ConversionWindow, FunnelOrder, FunnelStep, FunnelsRequest, FunnelsResponse, WindowUnit};
 use cairn_query::insights::{
-    parse_query, Dashboard, DashboardInput, DashboardPatch, Insight, InsightInput, InsightPatch,
-    InsightQuery, List, Page, TileInput,
+    parse_query, Dashboard, DashboardInput, DashboardPatch, Insight, InsightInput, InsightPatch, InsightQuery, List,
+    Page, TileInput,
 };
-use cairn_query::retention::{
-    EventSpec, Period, RetentionRequest, RetentionResponse, RetentionType,
-};
+use cairn_query::retention::{EventSpec, Period, RetentionRequest, RetentionResponse, RetentionType};
 use cairn_query::routes::QUERY_ROUTES;
 use cairn_query::timerange::{self, Interval};
 use cairn_query::trends::{Breakdown, Math, Series, TrendsRequest, TrendsResponse};
@@ -33,13 +29,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_yaml::Value;
 
-const DOCUMENT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../schemas/openapi/query.yaml"
-);
-const METHODS: [&str; 8] = [
-    "get", "put", "post", "delete", "options", "head", "patch", "trace",
-];
+const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/openapi/query.yaml");
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 /// What a path item may hold besides operations.
 const PATH_ITEM_FIELDS: [&str; 4] = ["summary", "description", "parameters", "servers"];
 
@@ -73,25 +64,15 @@ impl Operation<'_> {
 }
 
 fn operations(doc: &Value) -> Vec<Operation<'_>> {
-    let paths = doc
-        .get("paths")
-        .and_then(Value::as_mapping)
-        .expect("the document has paths");
+    let paths = doc.get("paths").and_then(Value::as_mapping).expect("the document has paths");
     let mut out = Vec::new();
     for (path, item) in paths {
         let path = key_text(path);
-        let item_map = item
-            .as_mapping()
-            .unwrap_or_else(|| panic!("{path}: not a path item"));
+        let item_map = item.as_mapping().unwrap_or_else(|| panic!("{path}: not a path item"));
         for (k, op) in item_map {
             let k = key_text(k);
             if METHODS.contains(&k.as_str()) {
-                out.push(Operation {
-                    method: k,
-                    path: path.clone(),
-                    op,
-                    item,
-                });
+                out.push(Operation { method: k, path: path.clone(), op, item });
             } else {
                 assert!(
                     PATH_ITEM_FIELDS.contains(&k.as_str()) || k.starts_with("x-"),
@@ -133,10 +114,7 @@ fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
 /// Every parameter of an operation (the path item's and its own), dereferenced.
 fn parameters<'a>(doc: &'a Value, o: &Operation<'a>) -> Vec<&'a Value> {
     let mut out = Vec::new();
-    for list in [o.item.get("parameters"), o.op.get("parameters")]
-        .into_iter()
-        .flatten()
-    {
+    for list in [o.item.get("parameters"), o.op.get("parameters")].into_iter().flatten() {
         for p in list.as_sequence().expect("parameters is a list") {
             out.push(deref(doc, p));
         }
@@ -161,10 +139,7 @@ fn param_names(doc: &Value, o: &Operation, location: &str) -> BTreeSet<String> {
 fn property_names(doc: &Value, schema: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        out.extend(property_names(
-            doc,
-            resolve(doc, r).unwrap_or_else(|| panic!("unresolved $ref {r}")),
-        ));
+        out.extend(property_names(doc, resolve(doc, r).unwrap_or_else(|| panic!("unresolved $ref {r}"))));
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_mapping) {
         out.extend(props.keys().map(key_text));
@@ -178,9 +153,7 @@ fn property_names(doc: &Value, schema: &Value) -> BTreeSet<String> {
 }
 
 fn strings(v: Option<&Value>) -> BTreeSet<String> {
-    v.and_then(Value::as_sequence)
-        .map(|items| items.iter().map(key_text).collect())
-        .unwrap_or_default()
+    v.and_then(Value::as_sequence).map(|items| items.iter().map(key_text).collect()).unwrap_or_default()
 }
 
 // ---- what serde accepts -------------------------------------------------------------------------
@@ -189,13 +162,7 @@ fn strings(v: Option<&Value>) -> BTreeSet<String> {
 fn expected_names(message: &str) -> BTreeSet<String> {
     message
         .split_once("expected")
-        .map(|(_, rest)| {
-            rest.split('`')
-                .skip(1)
-                .step_by(2)
-                .map(String::from)
-                .collect()
-        })
+        .map(|(_, rest)| rest.split('`').skip(1).step_by(2).map(String::from).collect())
         .unwrap_or_default()
 }
 
@@ -226,11 +193,7 @@ fn accepted<T: DeserializeOwned>() -> BTreeSet<String> {
         .map(|_| ())
         .expect_err("an unknown value is refused")
         .to_string();
-    assert!(
-        message.contains("unknown variant"),
-        "{}: {message}",
-        std::any::type_name::<T>()
-    );
+    assert!(message.contains("unknown variant"), "{}: {message}", std::any::type_name::<T>());
     expected_names(&message)
 }
 
@@ -254,19 +217,10 @@ fn default_of<T: Default + Serialize>() -> Value {
 #[test]
 fn operations_are_exactly_the_query_routes() {
     let doc = document();
-    let routes: BTreeSet<(String, String)> = QUERY_ROUTES
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
-    assert_eq!(
-        routes.len(),
-        QUERY_ROUTES.len(),
-        "QUERY_ROUTES repeats a route"
-    );
-    let documented: BTreeSet<(String, String)> = operations(&doc)
-        .iter()
-        .map(|o| (o.method.clone(), o.path.clone()))
-        .collect();
+    let routes: BTreeSet<(String, String)> = QUERY_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(routes.len(), QUERY_ROUTES.len(), "QUERY_ROUTES repeats a route");
+    let documented: BTreeSet<(String, String)> =
+        operations(&doc).iter().map(|o| (o.method.clone(), o.path.clone())).collect();
     let missing: Vec<_> = routes.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&routes).collect();
     assert!(
@@ -274,9 +228,7 @@ fn operations_are_exactly_the_query_routes() {
         "query.yaml and QUERY_ROUTES differ.\n  not documented: {missing:?}\n  not served: {extra:?}"
     );
     assert!(
-        doc.get("openapi")
-            .and_then(Value::as_str)
-            .is_some_and(|v| v.starts_with("3.1")),
+        doc.get("openapi").and_then(Value::as_str).is_some_and(|v| v.starts_with("3.1")),
         "an OpenAPI 3.1 document"
     );
 }
@@ -287,10 +239,7 @@ fn every_operation_has_a_unique_id_a_success_and_a_401() {
     let mut seen = BTreeMap::new();
     for o in operations(&doc) {
         let at = format!("{} {}", o.method, o.path);
-        let id =
-            o.op.get("operationId")
-                .and_then(Value::as_str)
-                .unwrap_or_else(|| panic!("{at}: no operationId"));
+        let id = o.op.get("operationId").and_then(Value::as_str).unwrap_or_else(|| panic!("{at}: no operationId"));
         assert!(!id.is_empty(), "{at}: empty operationId");
         if let Some(other) = seen.insert(id.to_string(), at.clone()) {
             panic!("operationId {id} is used by both {other} and {at}");
@@ -307,10 +256,7 @@ fn every_operation_has_a_unique_id_a_success_and_a_401() {
             "{at}: no 200, 201 or 204 response ({codes:?})"
         );
         assert!(codes.contains("401"), "{at}: no 401 response ({codes:?})");
-        assert!(
-            o.op.get("summary").and_then(Value::as_str).is_some(),
-            "{at}: no summary"
-        );
+        assert!(o.op.get("summary").and_then(Value::as_str).is_some(), "{at}: no summary");
     }
 }
 
@@ -318,26 +264,12 @@ fn every_operation_has_a_unique_id_a_success_and_a_401() {
 fn every_path_parameter_is_declared() {
     let doc = document();
     for o in operations(&doc) {
-        let in_template: BTreeSet<String> = o
-            .path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-            .map(String::from)
-            .collect();
-        assert_eq!(
-            param_names(&doc, &o, "path"),
-            in_template,
-            "{}: path parameters",
-            o.id()
-        );
+        let in_template: BTreeSet<String> =
+            o.path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).map(String::from).collect();
+        assert_eq!(param_names(&doc, &o, "path"), in_template, "{}: path parameters", o.id());
         for p in parameters(&doc, &o) {
             if p.get("in").and_then(Value::as_str) == Some("path") {
-                assert_eq!(
-                    p.get("required"),
-                    Some(&Value::Bool(true)),
-                    "{}: path parameters are required",
-                    o.id()
-                );
+                assert_eq!(p.get("required"), Some(&Value::Bool(true)), "{}: path parameters are required", o.id());
             }
         }
     }
@@ -374,17 +306,10 @@ fn every_ref_resolves_to_a_component() {
     let doc = document();
     let mut all = Vec::new();
     refs(&doc, "#", &mut all);
-    assert!(
-        all.len() > 50,
-        "only {} $refs found: is the walk broken?",
-        all.len()
-    );
+    assert!(all.len() > 50, "only {} $refs found: is the walk broken?", all.len());
     let bad: Vec<String> = all
         .iter()
-        .filter(|(_, r)| {
-            !r.as_str()
-                .is_some_and(|r| r.starts_with("#/components/") && resolve(&doc, r).is_some())
-        })
+        .filter(|(_, r)| !r.as_str().is_some_and(|r| r.starts_with("#/components/") && resolve(&doc, r).is_some()))
         .map(|(at, r)| format!("{at}: {r:?}"))
         .collect();
     assert!(bad.is_empty(), "unresolved $refs:\n{}", bad.join("\n"));
@@ -419,11 +344,7 @@ fn request_schemas_name_exactly_the_fields_serde_accepts() {
         );
     }
     // An insight's query: the analysis' fields plus `kind`.
-    for (name, kind) in [
-        ("TrendsQuery", "trends"),
-        ("FunnelsQuery", "funnels"),
-        ("RetentionQuery", "retention"),
-    ] {
+    for (name, kind) in [("TrendsQuery", "trends"), ("FunnelsQuery", "funnels"), ("RetentionQuery", "retention")] {
         let mut documented = property_names(&doc, schema(&doc, name));
         assert!(documented.remove("kind"), "{name} declares kind");
         assert_eq!(
@@ -461,19 +382,10 @@ fn query_parameters_are_exactly_those_the_handlers_read() {
     let mut expected: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     expected.insert("list_events", fields_of::<EventsParams>());
     // The path gives the distinct_id.
-    expected.insert(
-        "list_person_events",
-        without(fields_of::<EventsParams>(), &["distinct_id"]),
-    );
+    expected.insert("list_person_events", without(fields_of::<EventsParams>(), &["distinct_id"]));
     // Accepted but meaningless for these two.
-    expected.insert(
-        "list_event_names",
-        without(fields_of::<PickerParams>(), &["event", "key"]),
-    );
-    expected.insert(
-        "list_property_keys",
-        without(fields_of::<PickerParams>(), &["key"]),
-    );
+    expected.insert("list_event_names", without(fields_of::<PickerParams>(), &["event", "key"]));
+    expected.insert("list_property_keys", without(fields_of::<PickerParams>(), &["key"]));
     expected.insert("list_property_values", fields_of::<PickerParams>());
     expected.insert("list_insights", fields_of::<Page>());
     expected.insert("list_dashboards", fields_of::<Page>());
@@ -497,41 +409,17 @@ fn enums_are_exactly_what_serde_accepts_and_answers() {
     let cases: Vec<(&str, BTreeSet<String>, Option<Value>)> = vec![
         ("MathInput", accepted::<Math>(), Some(default_of::<Math>())),
         ("Math", answered::<Math>(), None),
-        (
-            "FilterOperator",
-            accepted::<Operator>(),
-            Some(default_of::<Operator>()),
-        ),
-        (
-            "Interval",
-            accepted::<Interval>(),
-            Some(default_of::<Interval>()),
-        ),
-        (
-            "FunnelOrder",
-            accepted::<FunnelOrder>(),
-            Some(default_of::<FunnelOrder>()),
-        ),
+        ("FilterOperator", accepted::<Operator>(), Some(default_of::<Operator>())),
+        ("Interval", accepted::<Interval>(), Some(default_of::<Interval>())),
+        ("FunnelOrder", accepted::<FunnelOrder>(), Some(default_of::<FunnelOrder>())),
         ("WindowUnit", accepted::<WindowUnit>(), None),
-        (
-            "RetentionType",
-            accepted::<RetentionType>(),
-            Some(default_of::<RetentionType>()),
-        ),
+        ("RetentionType", accepted::<RetentionType>(), Some(default_of::<RetentionType>())),
         ("Period", accepted::<Period>(), Some(default_of::<Period>())),
     ];
     for (name, values, default) in cases {
         let s = schema(&doc, name);
-        assert_eq!(
-            strings(s.get("enum")),
-            values,
-            "components.schemas.{name}.enum"
-        );
-        assert_eq!(
-            s.get("default"),
-            default.as_ref(),
-            "components.schemas.{name}.default"
-        );
+        assert_eq!(strings(s.get("enum")), values, "components.schemas.{name}.enum");
+        assert_eq!(s.get("default"), default.as_ref(), "components.schemas.{name}.default");
     }
     // Enums answered in responses: every value answered as itself.
     for (name, values) in [
@@ -540,11 +428,7 @@ fn enums_are_exactly_what_serde_accepts_and_answers() {
         ("RetentionType", answered::<RetentionType>()),
         ("Period", answered::<Period>()),
     ] {
-        assert_eq!(
-            strings(schema(&doc, name).get("enum")),
-            values,
-            "{name} as answered"
-        );
+        assert_eq!(strings(schema(&doc, name).get("enum")), values, "{name} as answered");
     }
 }
 
@@ -554,9 +438,7 @@ fn enums_are_exactly_what_serde_accepts_and_answers() {
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Sequence(x), Value::Sequence(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
+        (Value::Sequence(x), Value::Sequence(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
         (Value::Mapping(x), Value::Mapping(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -572,9 +454,7 @@ fn has_type(v: &Value, t: &str) -> bool {
         | ("number", Value::Number(_))
         | ("array", Value::Sequence(_))
         | ("object", Value::Mapping(_)) => true,
-        ("integer", Value::Number(n)) => {
-            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
-        }
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
         _ => false,
     }
 }
@@ -614,10 +494,9 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str, strict: bool, errs: &
         for (k, s) in props.into_iter().flatten() {
             match m.get(k) {
                 Some(x) => check(doc, s, x, &format!("{at}.{}", key_text(k)), strict, errs),
-                None if strict => errs.push(format!(
-                    "{at}: the documented field {} is not in the example",
-                    key_text(k)
-                )),
+                None if strict => {
+                    errs.push(format!("{at}: the documented field {} is not in the example", key_text(k)))
+                }
                 None => {}
             }
         }
@@ -638,12 +517,7 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str, strict: bool, errs: &
             check(doc, s, x, &format!("{at}[{i}]"), strict, errs);
         }
     }
-    for s in schema
-        .get("allOf")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
+    for s in schema.get("allOf").and_then(Value::as_sequence).into_iter().flatten() {
         check(doc, s, v, at, strict, errs);
     }
     for (keyword, exactly_one) in [("anyOf", false), ("oneOf", true)] {
@@ -659,10 +533,7 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str, strict: bool, errs: &
                 })
                 .count();
             if fits == 0 || (exactly_one && fits > 1) {
-                errs.push(format!(
-                    "{at}: fits {fits} of the {keyword} branches: {}",
-                    reasons.join("; ")
-                ));
+                errs.push(format!("{at}: fits {fits} of the {keyword} branches: {}", reasons.join("; ")));
             }
         }
     }
@@ -682,10 +553,7 @@ fn round_trips<T: DeserializeOwned + Serialize>(v: &Value) -> Result<(), String>
     if same(&back, v) {
         Ok(())
     } else {
-        Err(format!(
-            "serializes back differently:\n{}",
-            serde_yaml::to_string(&back).unwrap()
-        ))
+        Err(format!("serializes back differently:\n{}", serde_yaml::to_string(&back).unwrap()))
     }
 }
 
@@ -702,15 +570,11 @@ fn insight_input(v: &Value) -> Result<(), String> {
 fn date_point(v: &Value) -> Result<(), String> {
     let now: jiff::Timestamp = "2026-11-26T15:30:00Z".parse().unwrap();
     let text = v.as_str().ok_or("not a string")?;
-    timerange::point("date_from", text, false, None, now)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    timerange::point("date_from", text, false, None, now).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn timezone(v: &Value) -> Result<(), String> {
-    timerange::timezone(v.as_str())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    timerange::timezone(v.as_str()).map(|_| ()).map_err(|e| e.to_string())
 }
 
 type Checker = fn(&Value) -> Result<(), String>;
@@ -742,11 +606,8 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("Dashboard", round_trips::<Dashboard>),
         ("DashboardList", round_trips::<List<Dashboard>>),
     ]);
-    let schemas = doc
-        .get("components")
-        .and_then(|c| c.get("schemas"))
-        .and_then(Value::as_mapping)
-        .expect("components.schemas");
+    let schemas =
+        doc.get("components").and_then(|c| c.get("schemas")).and_then(Value::as_mapping).expect("components.schemas");
     let mut failures = Vec::new();
     let mut checked = BTreeSet::new();
     for (name, s) in schemas {
@@ -754,9 +615,8 @@ fn examples_are_what_the_service_accepts_and_answers() {
         let Some(examples) = s.get("examples") else {
             continue;
         };
-        let examples = examples
-            .as_sequence()
-            .unwrap_or_else(|| panic!("{name}.examples is a list (JSON Schema's examples)"));
+        let examples =
+            examples.as_sequence().unwrap_or_else(|| panic!("{name}.examples is a list (JSON Schema's examples)"));
         let (checker, strict) = match (requests.get(name.as_str()), responses.get(name.as_str())) {
             (Some(c), _) => (c, false),
             (_, Some(c)) => (c, true),

@@ -26,11 +26,7 @@ pub struct Migration {
 /// Every migration, in order. A unit test keeps this list equal to the files in
 /// `schemas/clickhouse/`.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "events",
-        sql: include_str!("../../../../schemas/clickhouse/0001_events.sql"),
-    },
+    Migration { version: 1, name: "events", sql: include_str!("../../../../schemas/clickhouse/0001_events.sql") },
     Migration {
         version: 2,
         name: "events_by_person",
@@ -65,12 +61,7 @@ pub enum MigrationError {
         "migration {version} ({name}) was applied with checksum {applied} but the file now has {current}; \
          applied migrations must never change, add a new one instead"
     )]
-    ChecksumMismatch {
-        version: u32,
-        name: String,
-        applied: String,
-        current: String,
-    },
+    ChecksumMismatch { version: u32, name: String, applied: String, current: String },
     #[error("the database has migration {version}, newer than this binary knows ({known}); upgrade the binary")]
     DatabaseNewer { version: u32, known: u32 },
 }
@@ -147,10 +138,11 @@ pub async fn migrate_with(cfg: &ClickHouseConfig, migrations: &[Migration]) -> R
             continue;
         }
         for statement in split_statements(m.sql) {
-            db.query(&statement)
-                .execute()
-                .await
-                .map_err(|source| MigrationError::Statement { version: m.version, name: m.name, source })?;
+            db.query(&statement).execute().await.map_err(|source| MigrationError::Statement {
+                version: m.version,
+                name: m.name,
+                source,
+            })?;
         }
         db.query(&format!("INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum) VALUES (?, ?, ?)"))
             .bind(m.version)

@@ -18,14 +18,11 @@ pub fn client(cfg: &ClickHouseConfig) -> clickhouse::Client {
 
 /// A client for the configured server, without a current database (for `CREATE DATABASE`).
 pub fn server_client(cfg: &ClickHouseConfig) -> clickhouse::Client {
-    let mut c = clickhouse::Client::default()
-        .with_url(&cfg.url)
-        .with_user(&cfg.user)
-        .with_compression(if cfg.lz4 {
-            clickhouse::Compression::Lz4
-        } else {
-            clickhouse::Compression::None
-        });
+    let mut c = clickhouse::Client::default().with_url(&cfg.url).with_user(&cfg.user).with_compression(if cfg.lz4 {
+        clickhouse::Compression::Lz4
+    } else {
+        clickhouse::Compression::None
+    });
     if let Some(p) = &cfg.password {
         c = c.with_password(p);
     }

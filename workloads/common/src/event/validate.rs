@@ -31,11 +31,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(index: Option<usize>, field: &str, reason: impl Into<String>) -> Self {
-        Self {
-            index,
-            field: field.to_string(),
-            reason: reason.into(),
-        }
+        Self { index, field: field.to_string(), reason: reason.into() }
     }
 }
 
@@ -221,7 +217,11 @@ pub fn validate_event(
 /// The event's time on the server's clock: with `sent_at`, the client's skew is removed; with
 /// PostHog's `offset` (milliseconds before sending), it is `now - offset`; without either, the
 /// client's timestamp is taken as is; with nothing, it is the time of receipt.
-fn resolve_timestamp(timestamp: Option<OffsetDateTime>, offset_ms: Option<i64>, ctx: &ValidationContext) -> OffsetDateTime {
+fn resolve_timestamp(
+    timestamp: Option<OffsetDateTime>,
+    offset_ms: Option<i64>,
+    ctx: &ValidationContext,
+) -> OffsetDateTime {
     // Out of time's range (a skew or offset of thousands of years): the far past or future, which
     // validation then refuses, never a panic.
     let beyond = |later: bool| {
@@ -236,7 +236,9 @@ fn resolve_timestamp(timestamp: Option<OffsetDateTime>, offset_ms: Option<i64>, 
             let skew = ts - sent_at;
             ctx.now.checked_add(skew).unwrap_or_else(|| beyond(skew.is_positive()))
         }
-        (_, _, Some(offset)) => ctx.now.checked_sub(Duration::milliseconds(offset)).unwrap_or_else(|| beyond(offset < 0)),
+        (_, _, Some(offset)) => {
+            ctx.now.checked_sub(Duration::milliseconds(offset)).unwrap_or_else(|| beyond(offset < 0))
+        }
         (Some(ts), None, None) => ts,
         (None, _, None) => ctx.now,
     };
@@ -322,10 +324,16 @@ mod tests {
         let mut c = ctx();
         c.sent_at = Some(datetime!(0001-01-01 00:00:00 UTC));
         let raw = json!({"event": "x", "distinct_id": "u", "timestamp": "9999-12-31T23:59:59Z"});
-        assert_eq!(fields(validate_event(None, raw, &c)), vec![("timestamp".into(), "is more than 82800 seconds in the future".into())]);
+        assert_eq!(
+            fields(validate_event(None, raw, &c)),
+            vec![("timestamp".into(), "is more than 82800 seconds in the future".into())]
+        );
         c.sent_at = Some(datetime!(9999-12-31 23:59:59 UTC));
         let raw = json!({"event": "x", "distinct_id": "u", "timestamp": "0001-01-01T00:00:00Z"});
-        assert_eq!(fields(validate_event(None, raw, &c)), vec![("timestamp".into(), "must not be before 1970-01-01".into())]);
+        assert_eq!(
+            fields(validate_event(None, raw, &c)),
+            vec![("timestamp".into(), "must not be before 1970-01-01".into())]
+        );
         for offset in [i64::MAX, i64::MIN] {
             let raw = json!({"event": "x", "distinct_id": "u", "offset": offset});
             assert_eq!(fields(validate_event(None, raw, &ctx())).len(), 1, "offset {offset}");
@@ -342,7 +350,8 @@ mod tests {
 
     #[test]
     fn names_every_bad_field() {
-        let raw = json!({"event": "", "distinct_id": ["a"], "properties": "x", "timestamp": "yesterday", "uuid": "nope"});
+        let raw =
+            json!({"event": "", "distinct_id": ["a"], "properties": "x", "timestamp": "yesterday", "uuid": "nope"});
         let got = fields(validate_event(Some(2), raw, &ctx()));
         let names: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(names, ["event", "properties", "distinct_id", "uuid", "timestamp"]);
@@ -350,10 +359,22 @@ mod tests {
 
     #[test]
     fn refuses_missing_fields_wrong_types_and_the_far_future() {
-        assert_eq!(fields(validate_event(None, json!({"distinct_id": "u"}), &ctx())), [("event".into(), "is required".into())]);
-        assert_eq!(fields(validate_event(None, json!({"event": 1, "distinct_id": "u"}), &ctx())), [("event".into(), "must be a string".into())]);
-        assert_eq!(fields(validate_event(None, json!({"event": "x"}), &ctx())), [("distinct_id".into(), "is required".into())]);
-        assert_eq!(fields(validate_event(None, json!({"event": "x", "distinct_id": "  "}), &ctx())), [("distinct_id".into(), "must not be empty".into())]);
+        assert_eq!(
+            fields(validate_event(None, json!({"distinct_id": "u"}), &ctx())),
+            [("event".into(), "is required".into())]
+        );
+        assert_eq!(
+            fields(validate_event(None, json!({"event": 1, "distinct_id": "u"}), &ctx())),
+            [("event".into(), "must be a string".into())]
+        );
+        assert_eq!(
+            fields(validate_event(None, json!({"event": "x"}), &ctx())),
+            [("distinct_id".into(), "is required".into())]
+        );
+        assert_eq!(
+            fields(validate_event(None, json!({"event": "x", "distinct_id": "  "}), &ctx())),
+            [("distinct_id".into(), "must not be empty".into())]
+        );
         let future = json!({"event": "x", "distinct_id": "u", "timestamp": "2027-06-01T00:00:00Z"});
         assert_eq!(fields(validate_event(None, future, &ctx()))[0].0, "timestamp");
         assert_eq!(fields(validate_event(None, json!([1]), &ctx()))[0].1, "must be a JSON object");
@@ -366,6 +387,9 @@ mod tests {
     #[test]
     fn field_error_json_names_index_field_and_reason() {
         let e = FieldError::new(Some(4), "distinct_id", "is required");
-        assert_eq!(serde_json::to_value(&e).unwrap(), json!({"index": 4, "field": "distinct_id", "reason": "is required"}));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"index": 4, "field": "distinct_id", "reason": "is required"})
+        );
     }
 }
