@@ -85,7 +85,7 @@ impl Cluster {
                 })
             }
             _ => {
-                run("stack/node.sh start", &mut script("node.sh").arg("start"))?;
+                run("stack/node.sh start", script("node.sh").arg("start"))?;
                 let env = node_env()?;
                 let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("stack/node.sh env printed no {k}"));
                 let path = get("PATH")?;
@@ -414,7 +414,7 @@ async fn the_platform_runs_on_a_real_kubernetes_node() {
     .unwrap();
 
     let t0 = Instant::now();
-    run("stack/images.sh build", &mut script("images.sh").arg("build")).unwrap();
+    run("stack/images.sh build", script("images.sh").arg("build")).unwrap();
     t.mark("images built (make images)", t0);
 
     let t0 = Instant::now();
@@ -429,7 +429,7 @@ async fn the_platform_runs_on_a_real_kubernetes_node() {
     // Best effort: leave no platform behind for the next run (the node itself is stopped below).
     let _ = cluster.kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false"]);
     if cluster.kind == Kind::Node && std::env::var("CAIRN_E2E_KEEP_NODE").is_err() {
-        if let Err(e) = run("stack/node.sh stop", &mut script("node.sh").arg("stop")) {
+        if let Err(e) = run("stack/node.sh stop", script("node.sh").arg("stop")) {
             eprintln!("{e}");
         }
     }

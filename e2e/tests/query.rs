@@ -299,7 +299,8 @@ async fn trends_match_an_independent_computation() -> Result<()> {
     assert_eq!(tokyo[8], 0.0, "a day without events is filled with 0");
 
     // Filters: equals (any of), not equals, contains, greater than, is set.
-    let cases: Vec<(Value, Box<dyn Fn(&Ev) -> bool>)> = vec![
+    type Case = (Value, Box<dyn Fn(&Ev) -> bool>);
+    let cases: Vec<Case> = vec![
         (
             json!({"key": "browser", "value": ["Chrome", "Edge"]}),
             Box::new(|e: &Ev| e.props["browser"] == "Chrome" || e.props["browser"] == "Edge"),

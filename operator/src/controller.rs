@@ -94,9 +94,9 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    fn owned<K: Resource<DynamicType = ()>>(client: &Client, ns: &Option<String>) -> Api<K>
+    fn owned<K>(client: &Client, ns: &Option<String>) -> Api<K>
     where
-        K: Resource<Scope = NamespaceResourceScope>,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
     {
         match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),

@@ -23,6 +23,8 @@ pub const FINALIZER: &str = "cairn.dev/cleanup";
 /// A Cairn analytics platform: capture, consumer, query and auth workloads, the Kafka topic they
 /// share, the ClickHouse schema they read and write, and how they are exposed.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+// kube's derive takes one `printcolumn` per column.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "cairn.dev",
     version = "v1alpha1",

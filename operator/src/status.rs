@@ -56,6 +56,7 @@ fn workload_status(w: &WorkloadsStatus, which: Workload) -> &WorkloadStatus {
 
 /// The conditions and phase for `observed`, keeping each condition's lastTransitionTime from
 /// `previous` when its status did not change.
+#[allow(clippy::type_complexity)]
 pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String) {
     let mut out: Vec<Condition> = Vec::new();
     let mut push = |type_: &str, ok: Option<bool>, reason: &str, message: String| {

@@ -205,7 +205,7 @@ async fn main() -> Result<()> {
     let ch = TestClickHouse::dedicated("bench")?;
     let mut p = Pipeline::new(&kafka, &ch, "phc_bench=1");
     p.set("CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND", "0")
-        .set("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", &env_or("CONSUMER_BATCH_MAX_AGE_MS", 500).to_string())
+        .set("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", env_or("CONSUMER_BATCH_MAX_AGE_MS", 500).to_string())
         .set("CAIRN_CONSUMER_BATCH_MAX_EVENTS", "10000");
     let _consumer = p.consumer().await?;
     let capture = p.capture().await?;
@@ -241,7 +241,7 @@ async fn main() -> Result<()> {
     let settle = Instant::now();
     let _ = wait_until("ClickHouse's merges to finish", Duration::from_secs(120), || {
         let db = db.clone();
-        async move { db.scalar("SELECT count() FROM system.merges").await.map_or(false, |n| n == 0) }
+        async move { db.scalar("SELECT count() FROM system.merges").await.is_ok_and(|n| n == 0) }
     })
     .await;
     println!("merges after the throughput phases settled in {:.1} s", settle.elapsed().as_secs_f64());

@@ -101,7 +101,7 @@ pub fn parse_quantity_bytes(q: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = number * factor;
-    (bytes.is_finite() && bytes >= 0.0).then(|| bytes as u64)
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
 fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>) -> StatefulSet {

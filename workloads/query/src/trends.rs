@@ -388,6 +388,7 @@ pub fn series_letter(i: usize) -> String {
     ((b'A' + (i % 26) as u8) as char).to_string()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn series_sql(
     engine: &Engine,
     project_id: u64,
