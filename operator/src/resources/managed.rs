@@ -46,8 +46,8 @@ struct Managed<'a> {
     env: Vec<Value>,
     args: Option<Vec<&'static str>>,
     run_as: i64,
-    /// Requests and limits when the spec gives none.
-    default_resources: Value,
+    /// Requests and limits: the spec's, else this dependency's defaults.
+    resources: Value,
 }
 
 /// What every managed dependency gets when the spec gives no resources.
@@ -120,7 +120,7 @@ fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>) -> StatefulSet {
         "env": m.env,
         "volumeMounts": [{"name": "data", "mountPath": m.data_path}, {"name": "tmp", "mountPath": "/tmp"}],
         "readinessProbe": {"tcpSocket": {"port": m.port.0}, "periodSeconds": 5},
-        "resources": resources_of(m.spec.resources.as_ref()).unwrap_or_else(|| m.default_resources.clone()),
+        "resources": m.resources,
         "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
     });
     if let Some(args) = &m.args {
@@ -198,7 +198,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
             ],
             args: None,
             run_as: 1000,
-            default_resources: kafka_default_resources(),
+            resources,
         };
         out.push((statefulset(ap, &m), service(ap, "kafka", m.port)));
     }
@@ -216,7 +216,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
             ],
             args: None,
             run_as: 101,
-            default_resources: default_resources(),
+            resources: resources_of(spec.resources.as_ref()).unwrap_or_else(default_resources),
         };
         out.push((statefulset(ap, &m), service(ap, "clickhouse", m.port)));
     }
@@ -235,7 +235,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
             ],
             args: None,
             run_as: 999,
-            default_resources: default_resources(),
+            resources: resources_of(spec.resources.as_ref()).unwrap_or_else(default_resources),
         };
         out.push((statefulset(ap, &m), service(ap, "postgres", m.port)));
     }
