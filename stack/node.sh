@@ -32,8 +32,12 @@
 # listen there, not only on 127.0.0.1). The node is named cairn-node (CAIRN_NODE_NAME), has no
 # taint, and offers what the machine has (2 CPUs): pods' CPU requests must fit.
 #
-# Not here: NetworkPolicy enforcement (the bridge plugin has none: policies are accepted and
-# ignored), metrics-server (HPAs get no metrics), a storage provisioner (PVCs stay Pending),
+# NetworkPolicies are enforced by kube-router's firewall (iptables + ipset on the bridged pod
+# traffic; health port 24244), CAIRN_NODE_NETWORK_POLICY=0 leaves it out. As with
+# kube-router anywhere, traffic from the node itself (kubelet probes, host-network pods such as the
+# ingress controller) is never policed: policies act between pods.
+#
+# Not here: metrics-server (HPAs get no metrics), a storage provisioner (PVCs stay Pending),
 # LoadBalancer Services (use the Ingress), image pulls (load images; no registry is reachable).
 #
 # The ingress controller is Traefik v3 (3.6): pure Go, so no nginx or envoy binary is needed, and
@@ -50,6 +54,7 @@ KUBE_VERSION="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$CAIR
 [ -n "$KUBE_VERSION" ] || die "no k8s.io/kubernetes version in stack/kube/k8s/go.mod"
 COREDNS_VERSION="$(sed -n 's/^require github.com\/coredns\/coredns \(v[0-9.]*\)$/\1/p' "$NODE_SRC/coredns/go.mod")"
 TRAEFIK_VERSION="$(sed -n 's/^require github.com\/traefik\/traefik\/v3 \(v[0-9.]*\)$/\1/p' "$NODE_SRC/traefik/go.mod")"
+KUBE_ROUTER_VERSION="$(sed -n 's/^require github.com\/cloudnativelabs\/kube-router\/v2 \(v[0-9.]*\)$/\1/p' "$NODE_SRC/kube-router/go.mod")"
 CRICTL_VERSION="${CAIRN_CRICTL_VERSION:-v1.34.0}"
 PAUSE_VERSION="$(cat "$NODE_SRC/pause/main.go" "$NODE_SRC/pause/go.mod" | sha256sum | cut -c1-12)"
 APICHECK_VERSION="$(cat "$NODE_SRC/apicheck/main.go" "$NODE_SRC/apicheck/go.mod" | sha256sum | cut -c1-12)"
@@ -76,10 +81,14 @@ CTR=(ctr -a "$SOCK" -n k8s.io)
 : "${CAIRN_NODE_PROXY_METRICS_PORT:=24249}"
 : "${CAIRN_NODE_INGRESS_PORT:=18080}"
 : "${CAIRN_NODE_INGRESS_PING_PORT:=18081}"
+: "${CAIRN_NODE_KUBE_ROUTER_HEALTH_PORT:=24244}"
+# NetworkPolicies are enforced (kube-router's firewall) unless CAIRN_NODE_NETWORK_POLICY=0.
+NETWORK_POLICY="${CAIRN_NODE_NETWORK_POLICY:-1}"
 NODE_NAME="$CAIRN_NODE_NAME"
 API_PORT="$CAIRN_NODE_APISERVER_PORT"
 INGRESS_PORT="$CAIRN_NODE_INGRESS_PORT"
 POD_CIDR="10.244.0.0/24"
+SERVICE_CIDR="10.96.0.0/16"
 POD_GATEWAY="10.244.0.1"
 BRIDGE="cni0"
 CNI_NETWORK="cairn-node"
@@ -148,7 +157,7 @@ install() {
   # containerd (1.6), runc, the CNI plugins (in /usr/lib/cni), iptables (nft backend), conntrack and
   # socat (kube-proxy, port forwarding), buildah/skopeo/umoci (images), busybox-static (smoke image).
   apt_install containerd runc containernetworking-plugins iptables nftables conntrack socat iproute2 \
-    buildah skopeo umoci busybox-static openssl curl util-linux
+    buildah skopeo umoci busybox-static openssl curl util-linux ipset
   # The control plane binaries, kubectl and helm: stack/kube.sh's install (one place for them).
   kube_sh install >/dev/null
   mkdir -p "$BIN" "$IMAGES"
@@ -173,6 +182,10 @@ install() {
   # webui/static, which the module zip carries (a placeholder file), so the build needs no npm.
   go_build traefik "$TRAEFIK_VERSION" \
     sh -c "cd '$NODE_SRC/traefik' && go build -p 1 -ldflags='-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION' -o '$BIN/traefik' github.com/traefik/traefik/v3/cmd/traefik"
+  # kube-router, firewall only: the NetworkPolicy enforcer (iptables + ipset on the bridge's
+  # traffic; traffic from the node itself, kubelet probes and host-network pods, is never policed).
+  go_build kube-router "$KUBE_ROUTER_VERSION" \
+    sh -c "cd '$NODE_SRC/kube-router' && go build -p 1 -ldflags='-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION' -o '$BIN/kube-router' github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"
   go_build pause "$PAUSE_VERSION" \
     sh -c "cd '$NODE_SRC/pause' && go build -p 1 -ldflags='-s -w' -o '$BIN/pause' ."
   go_build apicheck "$APICHECK_VERSION" \
@@ -569,6 +582,20 @@ start() {
   daemon_ready kube-proxy 60 healthz "http://127.0.0.1:$CAIRN_NODE_PROXY_HEALTHZ_PORT/healthz"
   local t_proxy=$(( $(date +%s) - t ))
 
+  # 5b. the NetworkPolicy enforcer (after the Node exists: kube-router reads its address)
+  t="$(date +%s)"
+  if [ "$NETWORK_POLICY" = 1 ]; then
+    issue kube-router "/CN=kube-router"
+    node_kubeconfig "$ND/kube-router.kubeconfig" kube-router
+    apply_manifest "$NODE_SRC/kube-router.yaml"
+    daemon_launch kube-router "$BIN/kube-router" --run-router=false --run-firewall=true --run-service-proxy=false \
+      --kubeconfig "$ND/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+      --service-cluster-ip-range "$SERVICE_CIDR" --health-port "$CAIRN_NODE_KUBE_ROUTER_HEALTH_PORT" \
+      --metrics-port 0 --iptables-sync-period 1m --v 1
+    daemon_ready kube-router 60 healthz "http://127.0.0.1:$CAIRN_NODE_KUBE_ROUTER_HEALTH_PORT/healthz"
+  fi
+  local t_policy=$(( $(date +%s) - t ))
+
   # 6. CoreDNS and the ingress controller
   t="$(date +%s)"
   apply_manifest "$NODE_SRC/coredns.yaml"
@@ -585,7 +612,7 @@ start() {
     curl -s -o /dev/null --max-time 2 "http://$ip:$INGRESS_PORT/" || die "no ingress on $ip:$INGRESS_PORT"
   local t_ingress=$(( $(date +%s) - t ))
 
-  log "timings: control plane ${t_cp}s, containerd ${t_containerd}s, images ${t_images}s, kubelet+node Ready ${t_kubelet}s, kube-proxy ${t_proxy}s, CoreDNS ${t_dns}s, ingress ${t_ingress}s"
+  log "timings: control plane ${t_cp}s, containerd ${t_containerd}s, images ${t_images}s, kubelet+node Ready ${t_kubelet}s, kube-proxy ${t_proxy}s, NetworkPolicy enforcer ${t_policy}s, CoreDNS ${t_dns}s, ingress ${t_ingress}s"
   log "node $NODE_NAME ($ip) ready in $(( $(date +%s) - t0 ))s; apiserver https://$ip:$API_PORT"
   log "ingress: http://$ip:$INGRESS_PORT (IngressClass traefik, the default)"
   echo "$KUBECONFIG_OUT"
@@ -682,12 +709,18 @@ stop() {
       stop_pid "containerd-shim ${p#/proc/}" "$ND/shim.pid" KILL
     fi
   done
-  # 4. kube-proxy and its rules
+  # 4. the policy enforcer, kube-proxy and their rules
+  stop_pid kube-router "$ND/kube-router.pid"
   stop_pid kube-proxy "$ND/kube-proxy.pid"
   if [ -x "$BIN/kube-proxy" ] && [ -f "$ND/kube-proxy-config.yaml" ]; then
     "$BIN/kube-proxy" --cleanup --config "$ND/kube-proxy-config.yaml" >>"$ND/kube-proxy.log" 2>&1 || true
   fi
   cleanup_iptables
+  # kube-router's ipsets (once no rule refers to them)
+  if command -v ipset >/dev/null 2>&1; then
+    local set
+    for set in $(ipset list -n 2>/dev/null | grep -E '^KUBE-(SRC|DST)-'); do ipset destroy "$set" 2>/dev/null || true; done
+  fi
   drop_new_nft_tables
   # 5. the control plane
   kube_sh stop
@@ -721,7 +754,7 @@ stop() {
 # ---------------------------------------------------------------------------------------------
 # status, env, logs, load
 
-COMPONENTS=(containerd kubelet kube-proxy)
+COMPONENTS=(containerd kubelet kube-proxy kube-router)
 
 status() {
   kube_sh status

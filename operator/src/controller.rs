@@ -1,10 +1,22 @@
 //! The reconciler: one AnalyticsPlatform → its children (server-side apply under one field
-//! manager, owned by the platform), its Kafka topics, its ClickHouse schema, and an honest status.
+//! manager, owned by the platform, never over what it does not own), its Kafka topics, its
+//! ClickHouse schema, and an honest status.
 //!
 //! Triggers: a spec change (the generation predicate ignores the operator's own status writes),
 //! a change to any owned child (so a child edited or deleted by hand is put back), and a periodic
-//! resync. An idle platform costs one reconcile per resync.
+//! resync. An idle platform costs one reconcile per resync. Secrets are not watched (the operator
+//! may not list Secrets cluster-wide): a rotated credentials Secret is seen at the next resync.
+//!
+//! One reconcile, in steps (each a function below):
+//! 1. identity, configuration and credentials (ServiceAccount, ConfigMap, generated Secret, the
+//!    referenced Secrets read for their versions);
+//! 2. NetworkPolicies and managed dependencies (StatefulSets, their volumes, Services);
+//! 3. Kafka topics, the ClickHouse schema and the platform's claim on both;
+//! 4. the workloads (Deployments whose pod template carries the configuration's hash, Services,
+//!    PodDisruptionBudgets, autoscalers) and the Ingress;
+//! 5. what runs → status ([`crate::status::evaluate`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,66 +25,104 @@ use cairn_common::config::{ClickHouseConfig, KafkaConfig};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::reflector::Store;
 use kube::runtime::{predicates, reflector, watcher, PredicateConfig, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use crate::children::{ChildError, Children};
+use crate::claims::{self, Claim};
 use crate::crd::{
     AnalyticsPlatform, AnalyticsPlatformStatus, ClickHouseStatus, DeletionPolicy, Endpoints, KafkaStatus,
-    WorkloadStatus, WorkloadsStatus, FIELD_MANAGER, FINALIZER,
+    ManagedStatus, WorkloadStatus, WorkloadsStatus, FIELD_MANAGER, FINALIZER,
 };
+use crate::leader::Leadership;
 use crate::metrics::OperatorMetrics;
-use crate::resources::config::{clickhouse_url, config_map, dead_letter_topic, generated_secret, kafka_bootstrap};
-use crate::resources::ingress::{endpoints, ingress};
-use crate::resources::managed::managed_dependencies;
-use crate::resources::network::{network_policies, service_account, service_account_name};
-use crate::resources::workload::{
-    deployment, deployment_name, horizontal_pod_autoscaler, pod_disruption_budget, service,
+use crate::resources::config::{
+    clickhouse_url, config_hash, config_map, credentials_meta, dead_letter_topic, generated_secret,
+    generated_secret_name, kafka_bootstrap, platform_key, referenced_secrets, CREDENTIALS_OF_ANNOTATION,
 };
-use crate::resources::{child_name, Workload};
-use crate::status::{evaluate, DependencyState, Observed};
+use crate::resources::ingress::{endpoints, ingress};
+use crate::resources::managed::{
+    managed_dependencies, parse_quantity_bytes, storage_change, Managed, StorageChange, EMPTY_DIR_DATA_LIMIT,
+    MANAGED_COMPONENTS,
+};
+use crate::resources::network::{
+    bootstrap_ports, network_policies, service_account, service_account_name, url_port, ExternalPorts,
+    OperatorPeer, POLICY_PARTS,
+};
+use crate::resources::workload::{
+    deployment, deployment_name, horizontal_pod_autoscaler, pod_disruption_budget, replicas_plan, service, PodInputs,
+    Replicas,
+};
+use crate::resources::{child_name, BuildError, Workload};
+use crate::rollout::{UpgradeSlot, VersionChoice};
+use crate::status::{evaluate, DependencyState, Observed, WorkloadObservation};
 use crate::topic::{delete_topics, reconcile_topics};
 
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
-    #[error("the AnalyticsPlatform has no namespace")]
-    MissingNamespace,
+    #[error("the AnalyticsPlatform has no namespace or uid")]
+    MissingMetadata,
     #[error("cannot clean up external state: {0}")]
     Cleanup(String),
+    #[error("this replica no longer holds the leader lease")]
+    NotLeader,
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::MissingNamespace => "missing_namespace",
+            Error::MissingMetadata => "missing_metadata",
             Error::Cleanup(_) => "cleanup",
+            Error::NotLeader => "not_leader",
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.metric_label()
+                }
+                _ => "finalizer",
+            },
         }
     }
 }
 
-/// How often settled platforms are looked at again, and how soon unsettled ones are.
+/// How the controller behaves; from the environment (see `main.rs`).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// How often settled platforms are looked at again.
     pub resync: Duration,
+    /// How soon unsettled ones are.
     pub retry: Duration,
     /// Watch one namespace only (namespace-scoped installation), or all.
     pub namespace: Option<String>,
     /// Timeout of each call to Kafka or ClickHouse.
     pub dependency_timeout: Duration,
+    /// A rollout without progress for this long fails (`ProgressDeadlineExceeded`).
+    pub progress_deadline: Duration,
+    /// How long deletion keeps retrying the cleanup of external state before it gives up (with a
+    /// Warning Event naming what is left) and lets the platform go.
+    pub cleanup_timeout: Duration,
+    /// The operator's own namespace (its pods are let into managed dependencies).
+    pub operator_namespace: Option<String>,
+    /// The Cairn version platforms without `spec.version` run.
+    pub default_version: String,
 }
 
 pub struct Context {
@@ -80,6 +130,10 @@ pub struct Context {
     pub metrics: Arc<OperatorMetrics>,
     pub recorder: Recorder,
     pub settings: Settings,
+    pub leadership: Leadership,
+    /// Every platform the controller watches (for shared-use checks and upgrade ordering).
+    pub platforms: Store<AnalyticsPlatform>,
+    pub upgrades: UpgradeSlot,
 }
 
 /// Runs the controller until `stop`.
@@ -88,6 +142,7 @@ pub async fn run(
     metrics: Arc<OperatorMetrics>,
     settings: Settings,
     identity: String,
+    leadership: Leadership,
     stop: CancellationToken,
 ) {
     let platforms: Api<AnalyticsPlatform> = match &settings.namespace {
@@ -107,9 +162,17 @@ pub async fn run(
     let ns = settings.namespace.clone();
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: Some(identity) });
-    let ctx = Arc::new(Context { client: client.clone(), metrics, recorder, settings });
 
     let (reader, writer) = reflector::store();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        metrics,
+        recorder,
+        settings,
+        leadership,
+        platforms: reader.clone(),
+        upgrades: UpgradeSlot::default(),
+    });
     let stream = watcher(platforms, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
@@ -118,7 +181,8 @@ pub async fn run(
 
     // Children trigger a reconcile of their owner when they change or disappear, but not when a
     // watch restarts and lists them again unchanged (the resource-version predicate): an idle
-    // platform then costs nothing but its periodic resync.
+    // platform then costs nothing but its periodic resync. Secrets are not watched: that would
+    // need list/watch on every Secret of the cluster.
     fn changes<K>(
         api: Api<K>,
         cfg: watcher::Config,
@@ -136,7 +200,6 @@ pub async fn run(
         .owns_stream(changes(owned::<Deployment>(&client, &ns), children.clone()))
         .owns_stream(changes(owned::<Service>(&client, &ns), children.clone()))
         .owns_stream(changes(owned::<ConfigMap>(&client, &ns), children.clone()))
-        .owns_stream(changes(owned::<Secret>(&client, &ns), children.clone()))
         .owns_stream(changes(owned::<ServiceAccount>(&client, &ns), children.clone()))
         .owns_stream(changes(owned::<PodDisruptionBudget>(&client, &ns), children.clone()))
         .owns_stream(changes(owned::<HorizontalPodAutoscaler>(&client, &ns), children.clone()))
@@ -155,60 +218,87 @@ pub async fn run(
 }
 
 fn error_policy(ap: Arc<AnalyticsPlatform>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(platform = %ap.name_any(), %error, "reconcile error; retrying");
+    if !matches!(error, Error::NotLeader) {
+        tracing::warn!(platform = %ap.name_any(), %error, "reconcile error; retrying");
+    }
     ctx.metrics.count_error(error.metric_label());
     Action::requeue(ctx.settings.retry)
 }
 
+#[tracing::instrument(skip_all, fields(platform = %ap.name_any(), namespace = ap.namespace().unwrap_or_default()))]
 async fn reconcile(ap: Arc<AnalyticsPlatform>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // A replica that lost its lease (or was stalled past it) does nothing at all.
+    if !ctx.leadership.is_leader() {
+        return Err(Error::NotLeader);
+    }
     let started = Instant::now();
-    let result = reconcile_inner(&ap, &ctx).await;
-    ctx.metrics.observe(started.elapsed(), result.is_ok());
+    let ns = ap.namespace().ok_or(Error::MissingMetadata)?;
+    let api: Api<AnalyticsPlatform> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, ap, |event| async {
+        match event {
+            Finalizer::Apply(ap) => apply_platform(&ap, &ctx).await,
+            Finalizer::Cleanup(ap) => cleanup(&ap, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(Error::NotLeader)
+        | kube::runtime::finalizer::Error::CleanupFailed(Error::NotLeader) => Error::NotLeader,
+        e => Error::Finalizer(Box::new(e)),
+    });
+    if !matches!(result, Err(Error::NotLeader)) {
+        ctx.metrics.observe(started.elapsed(), result.is_ok());
+    }
     result
 }
 
-/// Server-side apply under the operator's field manager, taking ownership of conflicting fields
-/// (so hand edits of managed fields are put back).
-async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, kube::Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let name = obj.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await
-}
-
-/// Deletes a child that the spec no longer asks for (absent already is fine).
-async fn delete_if_present<K>(client: &Client, ns: &str, name: &str) -> Result<(), kube::Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-async fn read_secret(client: &Client, ns: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
-    Api::<Secret>::namespaced(client.clone(), ns).get_opt(name).await
-}
-
-fn secret_value(secret: &Option<Secret>, key: &str) -> Option<String> {
+fn secret_value(secret: Option<&Secret>, key: &str) -> Option<String> {
     secret
-        .as_ref()
         .and_then(|s| s.data.as_ref())
         .and_then(|d| d.get(key))
         .and_then(|v| String::from_utf8(v.0.clone()).ok())
 }
 
+/// The Secrets a platform's configuration reads, as they are (absent ones are `None`).
+#[derive(Debug, Default)]
+struct Secrets {
+    generated: Option<Secret>,
+    referenced: BTreeMap<String, Option<Secret>>,
+}
+
+impl Secrets {
+    fn named(&self, name: &str) -> Option<&Secret> {
+        self.referenced.get(name).and_then(Option::as_ref)
+    }
+
+    /// `resourceVersion` of every Secret the pods' environment reads (the generated one and the
+    /// referenced ones that exist), for the configuration hash.
+    fn versions(&self, ap: &AnalyticsPlatform) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(s) = &self.generated {
+            out.insert(generated_secret_name(ap), s.resource_version().unwrap_or_default());
+        }
+        for (name, s) in &self.referenced {
+            if let Some(s) = s {
+                out.insert(name.clone(), s.resource_version().unwrap_or_default());
+            }
+        }
+        out
+    }
+}
+
+async fn read_secrets(client: &Client, ns: &str, ap: &AnalyticsPlatform) -> Result<Secrets, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut out = Secrets { generated: api.get_opt(&generated_secret_name(ap)).await?, ..Default::default() };
+    for (name, _) in referenced_secrets(ap) {
+        let s = api.get_opt(&name).await?;
+        out.referenced.insert(name, s);
+    }
+    Ok(out)
+}
+
 /// How the operator itself reaches the platform's Kafka.
-async fn kafka_config(ap: &AnalyticsPlatform, client: &Client, ns: &str) -> Result<KafkaConfig, kube::Error> {
+fn kafka_config(ap: &AnalyticsPlatform, secrets: &Secrets) -> KafkaConfig {
     let mut cfg = KafkaConfig {
         brokers: kafka_bootstrap(ap),
         topic: ap.spec.kafka.topic.name.clone(),
@@ -222,47 +312,35 @@ async fn kafka_config(ap: &AnalyticsPlatform, client: &Client, ns: &str) -> Resu
     if let Some(e) = &ap.spec.kafka.external {
         cfg.security_protocol = e.security_protocol.clone();
         if let Some(name) = &e.sasl_secret_ref {
-            let s = read_secret(client, ns, name).await?;
-            cfg.sasl_username = secret_value(&s, "username");
-            cfg.sasl_password = secret_value(&s, "password");
-            cfg.sasl_mechanism = secret_value(&s, "mechanism").or(Some("SCRAM-SHA-512".into()));
+            let s = secrets.named(name);
+            cfg.sasl_username = secret_value(s, "username");
+            cfg.sasl_password = secret_value(s, "password");
+            cfg.sasl_mechanism = secret_value(s, "mechanism").or(Some("SCRAM-SHA-512".into()));
         }
     }
-    Ok(cfg)
+    cfg
 }
 
 /// How the operator itself reaches the platform's ClickHouse.
-async fn clickhouse_config(ap: &AnalyticsPlatform, client: &Client, ns: &str) -> Result<ClickHouseConfig, kube::Error> {
+fn clickhouse_config(ap: &AnalyticsPlatform, secrets: &Secrets) -> ClickHouseConfig {
     let (user, password) = match (&ap.spec.clickhouse.external, &ap.spec.clickhouse.managed) {
         (Some(e), _) => match &e.credentials_secret_ref {
             Some(name) => {
-                let s = read_secret(client, ns, name).await?;
-                (secret_value(&s, "username").unwrap_or_else(|| "default".into()), secret_value(&s, "password"))
+                let s = secrets.named(name);
+                (secret_value(s, "username").unwrap_or_else(|| "default".into()), secret_value(s, "password"))
             }
             None => ("default".into(), None),
         },
-        _ => {
-            let s = read_secret(client, ns, &crate::resources::config::generated_secret_name(ap)).await?;
-            ("cairn".into(), secret_value(&s, "clickhouse-password"))
-        }
+        _ => ("cairn".into(), secret_value(secrets.generated.as_ref(), "clickhouse-password")),
     };
-    Ok(ClickHouseConfig {
+    ClickHouseConfig {
         url: clickhouse_url(ap),
         database: ap.spec.clickhouse.database.clone(),
         user,
         password,
         lz4: false,
         event_ttl_days: ap.spec.event_ttl_days,
-    })
-}
-
-async fn set_finalizer(api: &Api<AnalyticsPlatform>, ap: &AnalyticsPlatform, present: bool) -> Result<(), kube::Error> {
-    let mut finalizers: Vec<String> = ap.finalizers().iter().filter(|f| f.as_str() != FINALIZER).cloned().collect();
-    if present {
-        finalizers.push(FINALIZER.to_string());
     }
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": ap.resource_version()}});
-    api.patch(&ap.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
 }
 
 async fn publish(ctx: &Context, ap: &AnalyticsPlatform, type_: EventType, reason: &str, note: String) {
@@ -272,160 +350,277 @@ async fn publish(ctx: &Context, ap: &AnalyticsPlatform, type_: EventType, reason
     }
 }
 
-/// Whether deleting the platform leaves state outside the cluster's garbage collection to
-/// delete: the Delete policy and an external Kafka or ClickHouse. A managed dependency is a child
-/// of the platform, deleted with it (its volumes as the policy says, see `managed.rs`); its
-/// topic or database needs no cleaning, and often could not be cleaned anyway: deleting a
-/// namespace deletes the broker's pod at the same time as the platform.
-fn has_external_state_to_delete(ap: &AnalyticsPlatform) -> bool {
-    ap.spec.deletion_policy == DeletionPolicy::Delete
-        && (ap.spec.kafka.managed.is_none() || ap.spec.clickhouse.managed.is_none())
+/// What went wrong while writing children, for the status.
+#[derive(Debug, Default)]
+struct Report {
+    conflicts: Vec<String>,
+    invalid: Option<String>,
+    apply_error: Option<String>,
+    not_leader: bool,
 }
 
-/// Deletion: with the Delete policy, remove the topics of an external Kafka and the database of
-/// an external ClickHouse, then let go.
-async fn cleanup(ap: &AnalyticsPlatform, ctx: &Context, ns: &str) -> Result<Action, Error> {
-    let api: Api<AnalyticsPlatform> = Api::namespaced(ctx.client.clone(), ns);
-    if !ap.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
-    }
-    if ap.spec.deletion_policy == DeletionPolicy::Delete {
-        let mut deleted = Vec::new();
-        if ap.spec.kafka.managed.is_none() {
-            let kafka = kafka_config(ap, &ctx.client, ns).await?;
-            tokio::time::timeout(
-                ctx.settings.dependency_timeout,
-                delete_topics(&kafka, &[kafka.topic.clone(), kafka.dead_letter_topic.clone()]),
-            )
-            .await
-            .map_err(|_| Error::Cleanup("Kafka did not answer in time".into()))?
-            .map_err(|e| Error::Cleanup(e.to_string()))?;
-            deleted.push(format!("topic {}", kafka.topic));
-        }
-        if ap.spec.clickhouse.managed.is_none() {
-            let mut ch = clickhouse_config(ap, &ctx.client, ns).await?;
-            let database = std::mem::replace(&mut ch.database, "default".into());
-            let drop = cairn_common::clickhouse::server_client(&ch)
-                .query(&format!("DROP DATABASE IF EXISTS `{}`", database.replace('`', "")))
-                .execute();
-            tokio::time::timeout(ctx.settings.dependency_timeout, drop)
-                .await
-                .map_err(|_| Error::Cleanup("ClickHouse did not answer in time".into()))?
-                .map_err(|e| Error::Cleanup(e.to_string()))?;
-            deleted.push(format!("database {database}"));
-        }
-        if !deleted.is_empty() {
-            publish(ctx, ap, EventType::Normal, "ExternalStateDeleted", format!("deleted {}", deleted.join(" and ")))
-                .await;
+impl Report {
+    fn note<T>(&mut self, r: Result<T, ChildError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e @ ChildError::Conflict { .. }) => {
+                tracing::warn!(error = %e, "ownership conflict");
+                self.conflicts.push(e.to_string());
+                None
+            }
+            Err(ChildError::NotLeader) => {
+                self.not_leader = true;
+                None
+            }
+            Err(ChildError::Build(e)) => {
+                self.invalid.get_or_insert_with(|| e.to_string());
+                None
+            }
+            Err(e @ ChildError::Kube { .. }) => {
+                tracing::warn!(error = %e, "apply failed");
+                self.apply_error.get_or_insert_with(|| e.to_string());
+                None
+            }
         }
     }
-    set_finalizer(&api, ap, false).await?;
-    Ok(Action::await_change())
+
+    fn built<T>(&mut self, r: Result<T, BuildError>) -> Option<T> {
+        self.note(r.map_err(ChildError::from))
+    }
 }
 
-async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action, Error> {
-    let ns = ap.namespace().ok_or(Error::MissingNamespace)?;
-    let client = &ctx.client;
-    let api: Api<AnalyticsPlatform> = Api::namespaced(client.clone(), &ns);
+async fn put<K>(children: &Children<'_>, built: Result<K, BuildError>) -> Result<K, ChildError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    children.apply(&built?).await
+}
 
-    if ap.metadata.deletion_timestamp.is_some() {
-        return cleanup(ap, ctx, &ns).await;
-    }
-    // A finalizer only where external state needs cleaning.
-    let wants_finalizer = has_external_state_to_delete(ap) && !ap.spec.paused;
-    let has_finalizer = ap.finalizers().iter().any(|f| f == FINALIZER);
-    if wants_finalizer != has_finalizer && !(ap.spec.paused && has_finalizer) {
-        set_finalizer(&api, ap, wants_finalizer).await?;
-    }
-
-    let previous = ap.status.clone().unwrap_or_default();
-    let generation = ap.metadata.generation.unwrap_or(0);
-
-    if ap.spec.paused {
-        let workloads = observe_workloads(client, &ns, ap).await?;
-        let observed = Observed {
-            generation,
-            paused: true,
-            workloads: workloads.0,
-            rolled_out: workloads.1,
-            kafka: DependencyState::Unknown("paused".into()),
-            clickhouse: DependencyState::Unknown("paused".into()),
-            apply_error: None,
-            now: now(),
-        };
-        write_status(ctx, ap, &api, &previous, observed, previous.kafka.clone(), previous.clickhouse.clone()).await?;
-        return Ok(Action::requeue(ctx.settings.resync));
-    }
-
-    // 1. What everything else needs: identity, configuration, credentials, managed dependencies.
-    let mut apply_error: Option<String> = None;
-    let mut note = |r: Result<(), kube::Error>, what: &str| {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, what, "apply failed");
-            apply_error.get_or_insert_with(|| format!("{what}: {e}"));
+/// Step 1b: the generated credentials. Created once and never overwritten; only their owner
+/// reference follows the deletion policy. A Secret of that name that is not this platform's (by
+/// owner or by its `credentials-of` annotation) is a conflict.
+async fn ensure_credentials(
+    ctx: &Context,
+    children: &Children<'_>,
+    ap: &AnalyticsPlatform,
+    existing: Option<Secret>,
+) -> Result<Secret, ChildError> {
+    let ours = |s: &Secret| {
+        crate::children::controlled_by(&s.metadata, children.uid())
+            || s.metadata.annotations.as_ref().and_then(|a| a.get(CREDENTIALS_OF_ANNOTATION))
+                == Some(&platform_key(ap))
+    };
+    let secret = match existing {
+        Some(s) if ours(&s) => s,
+        Some(s) => {
+            return Err(ChildError::Conflict {
+                kind: "Secret".into(),
+                name: generated_secret_name(ap),
+                owner: crate::children::describe_owner(&s.metadata),
+            })
+        }
+        None => {
+            let (s, created) = children.create_secret(&generated_secret(ap)?).await?;
+            if !ours(&s) {
+                return Err(ChildError::Conflict {
+                    kind: "Secret".into(),
+                    name: generated_secret_name(ap),
+                    owner: crate::children::describe_owner(&s.metadata),
+                });
+            }
+            if created {
+                publish(ctx, ap, EventType::Normal, "CredentialsGenerated", "generated credentials".into()).await;
+            }
+            s
         }
     };
-    note(apply(client, &ns, &service_account(ap)).await.map(|_| ()), "ServiceAccount");
-    note(apply(client, &ns, &config_map(ap)).await.map(|_| ()), "ConfigMap");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    match secrets
-        .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &generated_secret(ap))
-        .await
+    // The owner reference as the policy says (Delete: owned; Retain: kept when the platform goes).
+    let wanted = credentials_meta(ap);
+    let owned = crate::children::controlled_by(&secret.metadata, children.uid());
+    let want_owned = wanted.owner_references.as_ref().is_some_and(|o| !o.is_empty());
+    if owned != want_owned || secret.metadata.annotations.as_ref().and_then(|a| a.get(CREDENTIALS_OF_ANNOTATION)).is_none()
     {
-        Ok(_) => {
-            publish(
-                ctx,
-                ap,
-                EventType::Normal,
-                "CredentialsGenerated",
-                "generated credentials for managed dependencies".into(),
-            )
+        children.guard()?;
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ap.namespace().unwrap_or_default());
+        let patch = json!({"apiVersion": "v1", "kind": "Secret", "metadata": wanted});
+        return api
+            .patch(&generated_secret_name(ap), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
             .await
-        }
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => note(Err(e), "Secret"),
+            .map_err(|source| ChildError::Kube { kind: "Secret".into(), name: generated_secret_name(ap), source });
     }
-    for policy in network_policies(ap) {
-        note(apply(client, &ns, &policy).await.map(|_| ()), "NetworkPolicy");
-    }
-    let managed = managed_dependencies(ap);
-    let managed_names: Vec<String> = managed.iter().filter_map(|(s, _)| s.metadata.name.clone()).collect();
-    for (sts, svc) in &managed {
-        note(apply(client, &ns, sts).await.map(|_| ()), "StatefulSet");
-        note(apply(client, &ns, svc).await.map(|_| ()), "Service");
-    }
-    for component in ["kafka", "clickhouse", "postgres"] {
-        let name = child_name(ap, component);
-        if !managed_names.contains(&name) {
-            note(delete_if_present::<StatefulSet>(client, &ns, &name).await, "StatefulSet");
-            note(delete_if_present::<Service>(client, &ns, &name).await, "Service");
-        }
-    }
+    Ok(secret)
+}
 
-    // 2. Kafka topics and the ClickHouse schema.
-    let kafka_cfg = kafka_config(ap, client, &ns).await?;
-    let kafka = match tokio::time::timeout(
-        ctx.settings.dependency_timeout,
-        reconcile_topics(&kafka_cfg, &ap.spec.kafka.topic, &kafka_cfg.dead_letter_topic),
-    )
-    .await
-    {
-        Ok(Ok(partitions)) => {
+/// Step 2b: a managed dependency's StatefulSet, its volume's size, its Service.
+async fn apply_managed(
+    ctx: &Context,
+    children: &Children<'_>,
+    report: &mut Report,
+    ap: &AnalyticsPlatform,
+    m: &Managed<'_>,
+) -> ManagedStatus {
+    let name = m.name(ap);
+    let mut status = ManagedStatus { component: m.component.to_string(), ..Default::default() };
+    let Some(existing) = report.note(children.get::<StatefulSet>(&name).await) else {
+        return status;
+    };
+    if let Some(sts) = &existing {
+        status.storage_message = resize_volumes(ctx, children, report, ap, m, sts).await;
+    }
+    let applied = match report.built(m.statefulset(ap, existing.as_ref())) {
+        Some(sts) => report.note(children.apply_checked(&sts).await),
+        None => None,
+    };
+    report.note(put(children, m.service(ap)).await);
+    if let Some(sts) = applied {
+        let st = sts.status.clone().unwrap_or_default();
+        let generation_seen = st.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0);
+        let revision_current = st.update_revision.is_none() || st.current_revision == st.update_revision;
+        status.ready_replicas = st.ready_replicas.unwrap_or(0);
+        status.rolled_out = generation_seen && revision_current && status.ready_replicas >= 1;
+        status.storage = crate::resources::managed::claimed_storage(&sts).or_else(|| {
+            Some(format!("emptyDir (limit {EMPTY_DIR_DATA_LIMIT})")).filter(|_| m.storage().is_none())
+        });
+    }
+    status
+}
+
+/// A larger `storage` for an existing StatefulSet: its claims are expanded where their
+/// StorageClass allows it (the template itself cannot change). Returns what stands in the way,
+/// if anything.
+async fn resize_volumes(
+    ctx: &Context,
+    children: &Children<'_>,
+    report: &mut Report,
+    ap: &AnalyticsPlatform,
+    m: &Managed<'_>,
+    sts: &StatefulSet,
+) -> Option<String> {
+    let (from, to) = match storage_change(sts, m.storage()) {
+        StorageChange::None => return None,
+        StorageChange::Grow { from, to } => (from, to),
+        StorageChange::Shrink { from, to } => {
+            return Some(format!("volumes cannot shrink: {from} stays (spec asks for {to})"));
+        }
+        StorageChange::Kind { from, to } => {
+            return Some(format!(
+                "storage cannot change from {} to {} on a running StatefulSet; delete the StatefulSet \
+                 (kubectl delete statefulset {} --cascade=orphan) to re-create it",
+                from.as_deref().unwrap_or("emptyDir"),
+                to.as_deref().unwrap_or("emptyDir"),
+                m.name(ap)
+            ));
+        }
+        StorageChange::Invalid(v) => return Some(format!("storage {v:?} is not a quantity")),
+    };
+    let ns = ap.namespace().unwrap_or_default();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let mut pending = Vec::new();
+    for i in 0..replicas {
+        let claim = format!("data-{}-{i}", m.name(ap));
+        let pvc = match pvcs.get_opt(&claim).await {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(e) => return Some(format!("cannot read claim {claim}: {e}")),
+        };
+        let requested = pvc.spec.as_ref().and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage").cloned());
+        if requested.as_ref().and_then(|q| parse_quantity_bytes(&q.0)) >= parse_quantity_bytes(&to) {
+            let capacity = pvc.status.as_ref().and_then(|s| s.capacity.as_ref()?.get("storage").cloned());
+            if capacity.as_ref().and_then(|q| parse_quantity_bytes(&q.0)) < parse_quantity_bytes(&to) {
+                pending.push(format!("{claim} is being expanded to {to}"));
+            }
+            continue;
+        }
+        let class = pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone());
+        let expandable = match &class {
+            Some(c) => match Api::<StorageClass>::all(ctx.client.clone()).get_opt(c).await {
+                Ok(Some(sc)) => sc.allow_volume_expansion.unwrap_or(false),
+                Ok(None) => false,
+                // Not allowed to read StorageClasses (namespace-scoped install): let the API
+                // server decide.
+                Err(_) => true,
+            },
+            None => false,
+        };
+        if !expandable {
+            return Some(format!(
+                "volume {claim} stays {from}: its StorageClass {} does not allow expansion (spec asks for {to})",
+                class.as_deref().unwrap_or("(none)")
+            ));
+        }
+        if let Err(e) = children.guard() {
+            report.note::<()>(Err(e));
+            return None;
+        }
+        let patch = json!({"spec": {"resources": {"requests": {"storage": to}}}});
+        match pvcs.patch(&claim, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {
+                publish(ctx, ap, EventType::Normal, "VolumeExpanding", format!("expanding {claim} from {from} to {to}"))
+                    .await;
+                pending.push(format!("{claim} is being expanded to {to}"));
+            }
+            Err(e) => return Some(format!("cannot expand {claim} to {to}: {e}")),
+        }
+    }
+    (!pending.is_empty()).then(|| pending.join("; "))
+}
+
+/// The ports external dependencies are reached on (for the egress policies).
+fn external_ports(ap: &AnalyticsPlatform, secrets: &Secrets) -> ExternalPorts {
+    let kafka = ap.spec.kafka.external.as_ref().map(|e| bootstrap_ports(&e.bootstrap_servers)).unwrap_or_default();
+    let clickhouse = ap.spec.clickhouse.external.as_ref().and_then(|e| url_port(&e.url)).into_iter().collect();
+    let postgres = ap
+        .spec
+        .postgres
+        .as_ref()
+        .and_then(|p| p.url_secret_ref.as_ref())
+        .map(|name| secret_value(secrets.named(name), "url").and_then(|u| url_port(&u)).unwrap_or(5432))
+        .into_iter()
+        .collect();
+    ExternalPorts { kafka, clickhouse, postgres }
+}
+
+/// Step 3a: the Kafka topics.
+async fn reconcile_kafka(
+    ctx: &Context,
+    ap: &AnalyticsPlatform,
+    cfg: &KafkaConfig,
+    previous: &AnalyticsPlatformStatus,
+) -> (DependencyState, Option<KafkaStatus>) {
+    // The managed broker's volume (or its emptyDir's limit) bounds what its topics may hold.
+    let volume = ap.spec.kafka.managed.as_ref().and_then(|m| {
+        parse_quantity_bytes(m.storage.as_deref().unwrap_or(EMPTY_DIR_DATA_LIMIT))
+    });
+    let run = reconcile_topics(cfg, &ap.spec.kafka.topic, &cfg.dead_letter_topic, volume);
+    match tokio::time::timeout(ctx.settings.dependency_timeout, run).await {
+        Ok(Ok(shape)) => {
             if let Some(before) = previous.kafka.as_ref().map(|k| k.partitions) {
-                if before != partitions {
+                if before != shape.partitions {
                     publish(
                         ctx,
                         ap,
                         EventType::Normal,
                         "PartitionsChanged",
-                        format!("topic {} now has {partitions} partitions (was {before})", kafka_cfg.topic),
+                        format!("topic {} now has {} partitions (was {before})", cfg.topic, shape.partitions),
                     )
                     .await;
                 }
             }
             (
-                DependencyState::Ready(format!("topic {} has {partitions} partitions", kafka_cfg.topic)),
-                Some(KafkaStatus { topic: kafka_cfg.topic.clone(), partitions }),
+                DependencyState::Ready(format!(
+                    "topic {} has {} partitions, replication factor {}",
+                    cfg.topic, shape.partitions, shape.replication_factor
+                )),
+                Some(KafkaStatus {
+                    topic: cfg.topic.clone(),
+                    partitions: shape.partitions,
+                    replication_factor: Some(shape.replication_factor),
+                }),
             )
         }
         Ok(Err(e)) => {
@@ -438,15 +633,27 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
             },
             previous.kafka.clone(),
         ),
-    };
+    }
+}
 
-    let ch_cfg = clickhouse_config(ap, client, &ns).await?;
+/// Step 3b: the ClickHouse schema, the events' TTL, and the platform's claim on the database.
+async fn reconcile_clickhouse(
+    ctx: &Context,
+    ap: &AnalyticsPlatform,
+    cfg: &ClickHouseConfig,
+    claim: &Claim,
+    previous: &AnalyticsPlatformStatus,
+) -> (DependencyState, Option<ClickHouseStatus>) {
+    use cairn_common::clickhouse::MigrationError;
     let schema = async {
-        let status = migrate(&ch_cfg).await?;
-        apply_event_ttl(&clickhouse_client(&ch_cfg), ch_cfg.event_ttl_days).await?;
-        Ok::<_, cairn_common::clickhouse::MigrationError>(status)
+        let status = migrate(cfg).await?;
+        apply_event_ttl(&clickhouse_client(cfg), cfg.event_ttl_days).await?;
+        claims::register(cfg, claim)
+            .await
+            .map_err(|source| MigrationError::ClickHouse { doing: "registering the platform", source })?;
+        Ok::<_, MigrationError>(status)
     };
-    let clickhouse = match tokio::time::timeout(ctx.settings.dependency_timeout, schema).await {
+    match tokio::time::timeout(ctx.settings.dependency_timeout, schema).await {
         Ok(Ok(s)) => {
             if !s.applied_now.is_empty() {
                 publish(
@@ -459,16 +666,15 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
                 .await;
             }
             (
-                DependencyState::Ready(format!("schema version {} in database {}", s.version, ch_cfg.database)),
-                Some(ClickHouseStatus { schema_version: s.version, database: ch_cfg.database.clone() }),
+                DependencyState::Ready(format!("schema version {} in database {}", s.version, cfg.database)),
+                Some(ClickHouseStatus { schema_version: s.version, database: cfg.database.clone() }),
             )
         }
         Ok(Err(e)) => {
             let reason = match &e {
-                cairn_common::clickhouse::MigrationError::ChecksumMismatch { .. }
-                | cairn_common::clickhouse::MigrationError::DatabaseNewer { .. } => "SchemaConflict",
-                cairn_common::clickhouse::MigrationError::Statement { .. } => "MigrationFailed",
-                cairn_common::clickhouse::MigrationError::ClickHouse { .. } => "ClickHouseUnreachable",
+                MigrationError::ChecksumMismatch { .. } | MigrationError::DatabaseNewer { .. } => "SchemaConflict",
+                MigrationError::Statement { .. } => "MigrationFailed",
+                MigrationError::ClickHouse { .. } => "ClickHouseUnreachable",
             };
             (DependencyState::Failed { reason: reason.into(), message: e.to_string() }, previous.clickhouse.clone())
         }
@@ -479,77 +685,230 @@ async fn reconcile_inner(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action
             },
             previous.clickhouse.clone(),
         ),
-    };
+    }
+}
 
-    // 3. The workloads and how they are reached.
+fn claim_of(ap: &AnalyticsPlatform, uid: &str) -> Claim {
+    Claim {
+        uid: uid.to_string(),
+        platform: platform_key(ap),
+        kafka: kafka_bootstrap(ap),
+        topic: ap.spec.kafka.topic.name.clone(),
+    }
+}
+
+/// Step 4: one workload's Deployment, Service, PodDisruptionBudget and autoscaler. Returns the
+/// Deployment as applied (with the status it had), if it could be.
+async fn apply_workload(
+    children: &Children<'_>,
+    report: &mut Report,
+    ap: &AnalyticsPlatform,
+    w: Workload,
+    inputs: &PodInputs<'_>,
+) -> Option<Deployment> {
+    let name = deployment_name(ap, w);
+    let deployment_applied = match report.note(children.get::<Deployment>(&name).await) {
+        Some(current) => {
+            let plan = replicas_plan(ap, w, current.as_ref());
+            let handed_over = match plan {
+                Replicas::HandOver(n) => report.note(children.hand_over_replicas(&name, n).await).is_some(),
+                _ => true,
+            };
+            match report.built(deployment(ap, w, inputs, plan.applied())) {
+                Some(d) if handed_over => report.note(children.apply_checked(&d).await),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    report.note(put(children, service(ap, w)).await);
+    report.note(put(children, pod_disruption_budget(ap, w)).await);
+    match horizontal_pod_autoscaler(ap, w) {
+        Some(hpa) => report.note(put(children, hpa).await).map(|_| ()),
+        None => report.note(children.delete::<HorizontalPodAutoscaler>(&child_name(ap, w.name())).await).map(|_| ()),
+    };
+    deployment_applied
+}
+
+/// What a Deployment shows of its rollout.
+fn observe_deployment(d: Option<&Deployment>) -> WorkloadObservation {
+    let Some(d) = d else { return WorkloadObservation::default() };
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    let ready = st.ready_replicas.unwrap_or(0);
+    let updated = st.updated_replicas.unwrap_or(0);
+    let total = st.replicas.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    let stalled = st.conditions.iter().flatten().find_map(|c| {
+        (c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+            .then(|| c.message.clone().unwrap_or_else(|| "progress deadline exceeded".into()))
+    });
+    WorkloadObservation {
+        status: WorkloadStatus { ready_replicas: ready, desired_replicas: desired },
+        rolled_out: observed && updated >= desired && total <= desired && available >= desired,
+        stalled,
+    }
+}
+
+async fn observe_deployments(
+    client: &Client,
+    ns: &str,
+    ap: &AnalyticsPlatform,
+) -> Result<[WorkloadObservation; 4], kube::Error> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let mut out: [WorkloadObservation; 4] = Default::default();
+    for (i, w) in Workload::ALL.iter().enumerate() {
+        let d = api.get_opt(&deployment_name(ap, *w)).await?;
+        out[i] = observe_deployment(d.as_ref());
+    }
+    Ok(out)
+}
+
+/// The whole of one reconcile of a platform that is not being deleted.
+async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action, Error> {
+    let ns = ap.namespace().ok_or(Error::MissingMetadata)?;
+    let uid = ap.uid().ok_or(Error::MissingMetadata)?;
+    let client = &ctx.client;
+    let api: Api<AnalyticsPlatform> = Api::namespaced(client.clone(), &ns);
+    let previous = ap.status.clone().unwrap_or_default();
+    let generation = ap.metadata.generation.unwrap_or(0);
+    let children = Children::new(client, &ns, &uid, &ctx.leadership);
+
+    if ap.spec.paused {
+        let observed = Observed {
+            generation,
+            paused: true,
+            workloads: observe_deployments(client, &ns, ap).await?,
+            kafka: DependencyState::Unknown,
+            clickhouse: DependencyState::Unknown,
+            now: now(),
+            ..Observed::default()
+        };
+        let status = AnalyticsPlatformStatus {
+            kafka: previous.kafka.clone(),
+            clickhouse: previous.clickhouse.clone(),
+            managed: previous.managed.clone(),
+            ..Default::default()
+        };
+        write_status(ctx, ap, &api, &previous, observed, status, None).await?;
+        return Ok(Action::requeue(ctx.settings.resync));
+    }
+
+    // 1. Identity, configuration, credentials.
+    let mut report = Report::default();
+    report.note(put(&children, service_account(ap)).await);
+    let config = report.built(config_map(ap));
+    if let Some(cm) = &config {
+        report.note(children.apply(cm).await);
+    }
+    let mut secrets = read_secrets(client, &ns, ap).await?;
+    secrets.generated = report.note(ensure_credentials(ctx, &children, ap, secrets.generated.take()).await);
+    let missing_secrets: Vec<String> = referenced_secrets(ap)
+        .into_iter()
+        .filter(|(name, _)| secrets.named(name).is_none())
+        .map(|(name, field)| format!("Secret {name} (named by {field}) does not exist"))
+        .collect();
+
+    // 2. Network policies and managed dependencies.
+    let peer = OperatorPeer { namespace: ctx.settings.operator_namespace.clone() };
+    if let Some(policies) = report.built(network_policies(ap, &peer, &external_ports(ap, &secrets))) {
+        let names: Vec<String> = policies.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        for p in &policies {
+            report.note(children.apply(p).await);
+        }
+        // Policies the platform no longer has, and those of earlier operator versions.
+        let stale = POLICY_PARTS
+            .iter()
+            .map(|part| child_name(ap, &format!("netpol-{part}")))
+            .chain(["workloads", "dependencies"].map(|p| child_name(ap, p)))
+            .filter(|n| !names.contains(n));
+        for name in stale {
+            report.note(children.delete::<NetworkPolicy>(&name).await);
+        }
+    }
+    let mut managed_status = Vec::new();
+    let wanted: Vec<&str> = match report.built(managed_dependencies(ap)) {
+        Some(deps) => {
+            for m in &deps {
+                managed_status.push(apply_managed(ctx, &children, &mut report, ap, m).await);
+            }
+            deps.iter().map(|m| m.component).collect()
+        }
+        None => MANAGED_COMPONENTS.to_vec(),
+    };
+    for component in MANAGED_COMPONENTS.iter().filter(|c| !wanted.contains(c)) {
+        let name = child_name(ap, component);
+        report.note(children.delete::<StatefulSet>(&name).await);
+        report.note(children.delete::<Service>(&name).await);
+    }
+    if report.not_leader {
+        return Err(Error::NotLeader);
+    }
+
+    // 3. Kafka topics and the ClickHouse schema.
+    let kafka_cfg = kafka_config(ap, &secrets);
+    let (kafka, kafka_status) = reconcile_kafka(ctx, ap, &kafka_cfg, &previous).await;
+    let ch_cfg = clickhouse_config(ap, &secrets);
+    let (clickhouse, clickhouse_status) =
+        reconcile_clickhouse(ctx, ap, &ch_cfg, &claim_of(ap, &uid), &previous).await;
+
+    // 4. The workloads, rolled whenever what their pods read changes.
+    let hash = config.as_ref().map(|cm| config_hash(&cm.data.clone().unwrap_or_default(), &secrets.versions(ap)));
+    let version = ctx.upgrades.choose(ap, &ctx.settings.default_version, ctx.platforms.state().iter().map(Arc::as_ref));
     let sa = service_account_name(ap);
-    for w in Workload::ALL {
-        note(apply(client, &ns, &deployment(ap, w, &sa)).await.map(|_| ()), "Deployment");
-        note(apply(client, &ns, &service(ap, w)).await.map(|_| ()), "Service");
-        note(apply(client, &ns, &pod_disruption_budget(ap, w)).await.map(|_| ()), "PodDisruptionBudget");
-        match horizontal_pod_autoscaler(ap, w) {
-            Some(hpa) => note(apply(client, &ns, &hpa).await.map(|_| ()), "HorizontalPodAutoscaler"),
-            None => note(
-                delete_if_present::<HorizontalPodAutoscaler>(client, &ns, &child_name(ap, w.name())).await,
-                "HorizontalPodAutoscaler",
-            ),
+    let mut workloads: [WorkloadObservation; 4] = Default::default();
+    if let Some(hash) = &hash {
+        let inputs = PodInputs {
+            service_account: &sa,
+            config_hash: hash,
+            version: &version.apply,
+            progress_deadline_seconds: i32::try_from(ctx.settings.progress_deadline.as_secs()).unwrap_or(i32::MAX),
+        };
+        for (i, w) in Workload::ALL.iter().enumerate() {
+            let applied = apply_workload(&children, &mut report, ap, *w, &inputs).await;
+            workloads[i] = observe_deployment(applied.as_ref());
         }
     }
     match ingress(ap) {
-        Some(i) => note(apply(client, &ns, &i).await.map(|_| ()), "Ingress"),
-        None => note(delete_if_present::<Ingress>(client, &ns, &child_name(ap, "ingress")).await, "Ingress"),
+        Some(i) => report.note(put(&children, i).await).map(|_| ()),
+        None => report.note(children.delete::<Ingress>(&child_name(ap, "ingress")).await).map(|_| ()),
+    };
+    if report.not_leader {
+        return Err(Error::NotLeader);
     }
 
-    // 4. What is running, and the status that says so.
-    let (workloads, rolled_out) = observe_workloads(client, &ns, ap).await?;
+    // 5. Status.
+    for c in &report.conflicts {
+        let known = previous.conditions.iter().any(|p| p.message.contains(c.as_str()));
+        if !known {
+            publish(ctx, ap, EventType::Warning, "OwnershipConflict", c.clone()).await;
+        }
+    }
     let observed = Observed {
         generation,
         paused: false,
         workloads,
-        rolled_out,
-        kafka: kafka.0,
-        clickhouse: clickhouse.0,
-        apply_error,
+        managed: managed_status.clone(),
+        kafka,
+        clickhouse,
+        conflicts: report.conflicts,
+        invalid: report.invalid,
+        missing_secrets,
+        apply_error: report.apply_error,
+        upgrade_waiting: version.waiting_for.clone().map(|holder| {
+            format!("version {} waits until {holder} has finished its upgrade", version.target)
+        }),
         now: now(),
     };
-    let ready = write_status(ctx, ap, &api, &previous, observed, kafka.1, clickhouse.1).await?;
-    Ok(Action::requeue(if ready { ctx.settings.resync } else { ctx.settings.retry }))
-}
-
-async fn observe_workloads(
-    client: &Client,
-    ns: &str,
-    ap: &AnalyticsPlatform,
-) -> Result<(WorkloadsStatus, [bool; 4]), Error> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let mut statuses = WorkloadsStatus::default();
-    let mut rolled = [false; 4];
-    for (i, w) in Workload::ALL.iter().enumerate() {
-        let d = api.get_opt(&deployment_name(ap, *w)).await?;
-        let (status, done) = match &d {
-            Some(d) => {
-                let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let st = d.status.clone().unwrap_or_default();
-                let ready = st.ready_replicas.unwrap_or(0);
-                let updated = st.updated_replicas.unwrap_or(0);
-                let total = st.replicas.unwrap_or(0);
-                let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-                (
-                    WorkloadStatus { ready_replicas: ready, desired_replicas: desired },
-                    observed && updated >= desired && total <= desired,
-                )
-            }
-            None => (WorkloadStatus::default(), false),
-        };
-        rolled[i] = done;
-        match w {
-            Workload::Capture => statuses.capture = status,
-            Workload::Consumer => statuses.consumer = status,
-            Workload::Query => statuses.query = status,
-            Workload::Auth => statuses.auth = status,
-        }
-    }
-    Ok((statuses, rolled))
+    let status = AnalyticsPlatformStatus {
+        kafka: kafka_status,
+        clickhouse: clickhouse_status,
+        managed: managed_status,
+        ..Default::default()
+    };
+    let ready = write_status(ctx, ap, &api, &previous, observed, status, Some(&version)).await?;
+    Ok(Action::requeue(if ready && version.waiting_for.is_none() { ctx.settings.resync } else { ctx.settings.retry }))
 }
 
 /// Writes the status when it changed, publishes an Event when the phase changed, and returns
@@ -560,21 +919,37 @@ async fn write_status(
     api: &Api<AnalyticsPlatform>,
     previous: &AnalyticsPlatformStatus,
     observed: Observed,
-    kafka: Option<KafkaStatus>,
-    clickhouse: Option<ClickHouseStatus>,
+    mut status: AnalyticsPlatformStatus,
+    version: Option<&VersionChoice>,
 ) -> Result<bool, Error> {
     let (conditions, phase) = evaluate(&previous.conditions, &observed);
     let (capture, query) = endpoints(ap);
-    let status = AnalyticsPlatformStatus {
-        observed_generation: Some(observed.generation),
-        phase: Some(phase.clone()),
-        conditions,
-        workloads: observed.workloads,
-        kafka,
-        clickhouse,
-        endpoints: Some(Endpoints { capture, query }),
+    status.observed_generation = Some(observed.generation);
+    status.phase = Some(phase.clone());
+    status.conditions = conditions;
+    status.workloads = WorkloadsStatus {
+        capture: observed.workloads[0].status.clone(),
+        consumer: observed.workloads[1].status.clone(),
+        query: observed.workloads[2].status.clone(),
+        auth: observed.workloads[3].status.clone(),
     };
+    status.endpoints = Some(Endpoints { capture, query });
+    // The version: what runs once it is rolled out and Ready; the one being applied until then.
+    status.version = previous.version.clone();
+    status.target_version = previous.target_version.clone();
+    if let Some(v) = version {
+        if phase == "Ready" {
+            status.version = Some(v.apply.clone());
+        }
+        status.target_version = Some(v.apply.clone()).filter(|a| status.version.as_ref() != Some(a));
+        if status.version.as_deref() == Some(v.target.as_str()) {
+            ctx.upgrades.release(ap);
+        }
+    }
     if &status != previous {
+        if !ctx.leadership.is_leader() {
+            return Err(Error::NotLeader);
+        }
         api.patch_status(&ap.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await?;
     }
     if previous.phase.as_deref() != Some(phase.as_str()) {
@@ -589,6 +964,167 @@ async fn write_status(
     }
     ctx.metrics.set_phase(&ap.name_any(), &phase);
     Ok(phase == "Ready")
+}
+
+/// The platforms the operator sees, other than `ap`, that use the same ClickHouse database or the
+/// same Kafka topic: `(uses the database, uses the topic, name)`.
+fn sharing_platforms(ap: &AnalyticsPlatform, all: &[Arc<AnalyticsPlatform>]) -> Vec<(bool, bool, String)> {
+    all.iter()
+        .filter(|o| o.uid() != ap.uid() && o.metadata.deletion_timestamp.is_none())
+        .filter_map(|o| {
+            let db = clickhouse_url(o) == clickhouse_url(ap) && o.spec.clickhouse.database == ap.spec.clickhouse.database;
+            let topic = kafka_bootstrap(o) == kafka_bootstrap(ap) && o.spec.kafka.topic.name == ap.spec.kafka.topic.name;
+            (db || topic).then(|| (db, topic, platform_key(o)))
+        })
+        .collect()
+}
+
+/// Deletion. Under Retain only the platform's claims are released. Under Delete the topics of
+/// an external Kafka and the database of an external ClickHouse are removed — unless another
+/// platform uses them. A cleanup that cannot finish gives up after `cleanup_timeout` (or at
+/// once when the namespace is being deleted and the credentials it needs are already gone), with
+/// a Warning Event naming what is left, so that deleting a namespace never hangs.
+async fn cleanup(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action, Error> {
+    let ns = ap.namespace().ok_or(Error::MissingMetadata)?;
+    let uid = ap.uid().ok_or(Error::MissingMetadata)?;
+    ctx.upgrades.release(ap);
+    ctx.metrics.forget_platform(&ap.name_any());
+    let secrets = read_secrets(&ctx.client, &ns, ap).await.unwrap_or_default();
+    let ch = clickhouse_config(ap, &secrets);
+    let claim = claim_of(ap, &uid);
+    let external_kafka = ap.spec.kafka.managed.is_none();
+    let external_ch = ap.spec.clickhouse.managed.is_none();
+
+    if ap.spec.deletion_policy == DeletionPolicy::Retain || !(external_kafka || external_ch) {
+        // The data stays; only the claim goes, best effort and briefly (a managed ClickHouse may
+        // be going away with the namespace at the same moment).
+        let release = tokio::time::timeout(Duration::from_secs(5), claims::release(&ch, &claim));
+        if !matches!(release.await, Ok(Ok(()))) {
+            tracing::debug!(platform = %ap.name_any(), "could not release the platform's claim");
+        }
+        return Ok(Action::await_change());
+    }
+
+    let work = async {
+        let mut done = Vec::new();
+        let mut kept = Vec::new();
+        {
+            let mut db_users: Vec<String> = Vec::new();
+            let mut topic_users: Vec<String> = Vec::new();
+            for (db, topic, name) in sharing_platforms(ap, &ctx.platforms.state()) {
+                if db {
+                    db_users.push(name.clone());
+                }
+                if topic {
+                    topic_users.push(name);
+                }
+            }
+            if external_ch {
+                for o in claims::other_users(&ch, &uid).await.map_err(|e| Error::Cleanup(e.to_string()))? {
+                    if o.kafka == claim.kafka && o.topic == claim.topic {
+                        topic_users.push(o.platform.clone());
+                    }
+                    db_users.push(o.platform);
+                }
+            }
+            db_users.sort();
+            db_users.dedup();
+            topic_users.sort();
+            topic_users.dedup();
+            if external_kafka {
+                if topic_users.is_empty() {
+                    let kafka = kafka_config(ap, &secrets);
+                    if !ctx.leadership.is_leader() {
+                        return Err(Error::NotLeader);
+                    }
+                    delete_topics(&kafka, &[kafka.topic.clone(), kafka.dead_letter_topic.clone()])
+                        .await
+                        .map_err(|e| Error::Cleanup(e.to_string()))?;
+                    done.push(format!("deleted topic {}", kafka.topic));
+                } else {
+                    kept.push(format!("kept topic {} (used by {})", claim.topic, topic_users.join(", ")));
+                }
+            }
+            if external_ch {
+                if db_users.is_empty() {
+                    let mut server = ch.clone();
+                    server.database = "default".into();
+                    if !ctx.leadership.is_leader() {
+                        return Err(Error::NotLeader);
+                    }
+                    cairn_common::clickhouse::server_client(&server)
+                        .query(&format!("DROP DATABASE IF EXISTS `{}`", ch.database.replace('`', "")))
+                        .execute()
+                        .await
+                        .map_err(|e| Error::Cleanup(e.to_string()))?;
+                    done.push(format!("dropped database {}", ch.database));
+                } else {
+                    claims::release(&ch, &claim).await.map_err(|e| Error::Cleanup(e.to_string()))?;
+                    kept.push(format!("kept database {} (used by {})", ch.database, db_users.join(", ")));
+                }
+            }
+        }
+        Ok::<_, Error>((done, kept))
+    };
+    match tokio::time::timeout(ctx.settings.dependency_timeout, work).await {
+        Ok(Ok((done, kept))) => {
+            if !done.is_empty() || !kept.is_empty() {
+                let note = done.into_iter().chain(kept).collect::<Vec<_>>().join("; ");
+                publish(ctx, ap, EventType::Normal, "ExternalStateCleaned", note).await;
+            }
+            Ok(Action::await_change())
+        }
+        Ok(Err(Error::NotLeader)) => Err(Error::NotLeader),
+        outcome => {
+            let error = match outcome {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("no answer within {:?}", ctx.settings.dependency_timeout),
+            };
+            if give_up_cleanup(ctx, ap, &ns, &secrets).await {
+                let note = format!(
+                    "gave up cleaning up external state ({error}); left behind: {}",
+                    [
+                        external_kafka.then(|| format!("topic {}", ap.spec.kafka.topic.name)),
+                        external_ch.then(|| format!("database {}", ap.spec.clickhouse.database)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                );
+                tracing::warn!(platform = %ap.name_any(), %note, "cleanup abandoned");
+                publish(ctx, ap, EventType::Warning, "CleanupAbandoned", note).await;
+                Ok(Action::await_change())
+            } else {
+                Err(Error::Cleanup(error))
+            }
+        }
+    }
+}
+
+/// Whether a failing cleanup should stop retrying: past the cleanup timeout, or at once when the
+/// namespace is terminating and a Secret the cleanup needs is gone (it cannot come back).
+async fn give_up_cleanup(ctx: &Context, ap: &AnalyticsPlatform, ns: &str, secrets: &Secrets) -> bool {
+    let since = ap
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
+        .unwrap_or_default();
+    if since >= ctx.settings.cleanup_timeout {
+        return true;
+    }
+    let needs_secret = referenced_secrets(ap).iter().any(|(name, _)| secrets.named(name).is_none());
+    if !needs_secret {
+        return false;
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    match namespaces.get_opt(ns).await {
+        Ok(Some(n)) => n.metadata.deletion_timestamp.is_some(),
+        Ok(None) => true,
+        // Not allowed to read Namespaces (namespace-scoped install): wait for the timeout.
+        Err(_) => false,
+    }
 }
 
 fn now() -> String {

@@ -37,6 +37,7 @@ pub const FINALIZER: &str = "cairn.dev/cleanup";
     derive = "Default",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
     printcolumn(name = "Capture", type_ = "integer", json_path = ".status.workloads.capture.readyReplicas"),
     printcolumn(name = "Consumer", type_ = "integer", json_path = ".status.workloads.consumer.readyReplicas"),
     printcolumn(name = "Query", type_ = "integer", json_path = ".status.workloads.query.readyReplicas"),
@@ -52,6 +53,12 @@ pub struct AnalyticsPlatformSpec {
     /// the ClickHouse database (and managed dependencies' volumes); Delete removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// The Cairn version the workloads run (their images' tag, unless a workload names an image).
+    /// Without it the platform runs the operator's own version; when the operator is upgraded,
+    /// such platforms move to the new version one at a time, each only once the one before is
+    /// Ready again. Setting it pins the platform (and upgrades it when changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Days events are kept in ClickHouse; 0 keeps them forever.
     #[serde(default)]
     #[schemars(range(min = 0))]
@@ -158,10 +165,16 @@ pub struct TopicSpec {
     #[schemars(range(min = 1))]
     #[x_kube(validation = Rule::new("self >= oldSelf").message("partitions may only grow"))]
     pub partitions: i32,
-    /// Replication factor (default 1 for managed Kafka; 3 is usual for production clusters).
-    #[serde(default = "default_replication")]
+    /// Replication factor. Default: 3, or the number of brokers when the cluster has fewer (1 for
+    /// managed Kafka). Applies when the topic is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub replication_factor: i32,
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas`: how many replicas must have an event before Kafka acknowledges it
+    /// (capture produces with acks=all). Default: replication factor − 1, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_in_sync_replicas: Option<i32>,
     /// How long Kafka keeps events (default 168 hours): the longest ClickHouse outage that loses nothing.
     #[serde(default = "default_retention_hours")]
     #[schemars(range(min = 1))]
@@ -173,7 +186,8 @@ impl Default for TopicSpec {
         Self {
             name: default_topic_name(),
             partitions: default_partitions(),
-            replication_factor: default_replication(),
+            replication_factor: None,
+            min_in_sync_replicas: None,
             retention_hours: default_retention_hours(),
         }
     }
@@ -184,9 +198,6 @@ fn default_topic_name() -> String {
 }
 fn default_partitions() -> i32 {
     4
-}
-fn default_replication() -> i32 {
-    1
 }
 fn default_retention_hours() -> i64 {
     168
@@ -239,9 +250,15 @@ pub struct PostgresSpec {
 pub struct ManagedService {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Size of the data volume, e.g. `10Gi`; without it the data lives in an emptyDir.
+    /// Size of the data volume, e.g. `10Gi`; without it the data lives in an emptyDir (at most
+    /// 10Gi). A larger size later expands the volume where its StorageClass allows it; volumes
+    /// never shrink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// The StorageClass of the data volume (the cluster's default when unset). Applies when the
+    /// volume is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
     /// Requests and limits of its container. Without them: 250m CPU and 512Mi requested, a 2Gi
     /// limit; for Kafka 1Gi requested and a 4Gi limit. Kafka's heap is half its memory limit
     /// (between 256Mi and 8Gi; 1Gi without a limit).
@@ -284,6 +301,32 @@ pub struct AnalyticsPlatformStatus {
     pub clickhouse: Option<ClickHouseStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// The Cairn version the platform runs: rolled out and Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The version being rolled out, while it differs from `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+    /// Managed dependencies (StatefulSets) and their volumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed: Vec<ManagedStatus>,
+}
+
+/// A managed dependency as observed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedStatus {
+    /// kafka, clickhouse or postgres.
+    pub component: String,
+    pub ready_replicas: i32,
+    /// Whether the StatefulSet runs its current revision.
+    pub rolled_out: bool,
+    /// The size of its volume as the claim has it now (after an expansion, when done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// What stands between the spec's `storage` and the volume, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_message: Option<String>,
 }
 
 /// A status condition, as Kubernetes conventions define it.
@@ -329,6 +372,9 @@ pub struct KafkaStatus {
     pub topic: String,
     /// The topic's actual partition count.
     pub partitions: i32,
+    /// The topic's replication factor as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -1,14 +1,101 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that two operator replicas are safe:
 //! only the holder of the lease reconciles; the other waits and takes over when the lease expires
 //! (or at once when the leader releases it on shutdown).
+//!
+//! Holding the lease is not enough: a leader that was paused (a stopped process, a long GC-like
+//! stall of the VM, a partitioned node) wakes up still believing it leads while another replica
+//! has taken the expired lease. [`Leadership`] therefore records, on this process's monotonic
+//! clock, until when the last successful renewal guarantees exclusivity; every write the
+//! reconciler makes checks it first, so a demoted leader stops acting at once, before its renew
+//! loop has even noticed.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::json;
+
+/// Whether this replica may act now. Cheap to clone; shared by the renew loop and the reconciler.
+#[derive(Clone, Debug)]
+pub struct Leadership {
+    inner: Arc<LeadershipState>,
+}
+
+#[derive(Debug)]
+struct LeadershipState {
+    /// Without leader election (one replica by configuration) the replica always acts.
+    unconditional: AtomicBool,
+    valid_until: Mutex<Option<Instant>>,
+}
+
+/// How much earlier than the lease's expiry (as the other replicas compute it) this replica stops
+/// acting: covers clock-rate differences between nodes and the time a write takes to land.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(3);
+
+impl Leadership {
+    /// A replica that is never demoted (leader election off).
+    pub fn unconditional() -> Self {
+        Self {
+            inner: Arc::new(LeadershipState {
+                unconditional: AtomicBool::new(true),
+                valid_until: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A replica that acts only while its lease is fresh.
+    pub fn elected() -> Self {
+        Self {
+            inner: Arc::new(LeadershipState {
+                unconditional: AtomicBool::new(false),
+                valid_until: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A renewal that was *sent* at `sent_at` succeeded: the lease is ours until `sent_at +
+    /// lease_duration` at the earliest (others measure from the renewTime written, which is no
+    /// earlier than `sent_at`), less the safety margin.
+    pub fn renewed(&self, sent_at: Instant, lease_duration: Duration) {
+        let until = sent_at + lease_duration.saturating_sub(SAFETY_MARGIN);
+        if let Ok(mut v) = self.inner.valid_until.lock() {
+            *v = Some(until);
+        }
+    }
+
+    /// Stop acting now (lost the lease, or shutting down).
+    pub fn revoke(&self) {
+        if let Ok(mut v) = self.inner.valid_until.lock() {
+            *v = None;
+        }
+    }
+
+    /// Whether this replica may write now.
+    pub fn is_leader(&self) -> bool {
+        if self.inner.unconditional.load(Ordering::Relaxed) {
+            return true;
+        }
+        match self.inner.valid_until.lock() {
+            Ok(v) => v.is_some_and(|until| Instant::now() < until),
+            Err(_) => false,
+        }
+    }
+
+    /// How long this replica may still act (zero when it may not).
+    pub fn remaining(&self) -> Duration {
+        if self.inner.unconditional.load(Ordering::Relaxed) {
+            return Duration::MAX;
+        }
+        match self.inner.valid_until.lock() {
+            Ok(v) => v.map(|until| until.saturating_duration_since(Instant::now())).unwrap_or_default(),
+            Err(_) => Duration::ZERO,
+        }
+    }
+}
 
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -89,5 +176,26 @@ impl LeaderElector {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leadership_expires_on_the_monotonic_clock() {
+        let l = Leadership::elected();
+        assert!(!l.is_leader(), "not a leader before the first renewal");
+        l.renewed(Instant::now(), Duration::from_secs(15));
+        assert!(l.is_leader());
+        assert!(l.remaining() > Duration::from_secs(11) && l.remaining() <= Duration::from_secs(12));
+        // A renewal sent long ago (the process was stopped since) grants nothing now.
+        l.renewed(Instant::now() - Duration::from_secs(13), Duration::from_secs(15));
+        assert!(!l.is_leader());
+        l.renewed(Instant::now(), Duration::from_secs(15));
+        l.revoke();
+        assert!(!l.is_leader());
+        assert!(Leadership::unconditional().is_leader());
     }
 }

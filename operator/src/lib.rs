@@ -3,11 +3,14 @@
 //! reconciler), [`resources`] (builders of the owned objects), [`status`] (conditions), [`topic`]
 //! (Kafka topics), [`leader`] (leader election), [`metrics`]; `bin/crdgen.rs` writes the CRD.
 
+pub mod children;
+pub mod claims;
 pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
 pub mod resources;
+pub mod rollout;
 pub mod status;
 pub mod topic;
 
@@ -43,6 +46,6 @@ mod tests {
         let v = &crd.spec.versions[0];
         assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
         let cols: Vec<&str> = v.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Ready", "Phase", "Capture", "Consumer", "Query", "Auth", "Age"]);
+        assert_eq!(cols, ["Ready", "Phase", "Version", "Capture", "Consumer", "Query", "Auth", "Age"]);
     }
 }

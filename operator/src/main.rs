@@ -3,16 +3,20 @@
 //! Environment: `WATCH_NAMESPACE` (empty: all namespaces), `POD_NAMESPACE` (where the leader
 //! Lease lives), `POD_NAME` (the replica's identity), `CAIRN_OPERATOR_ADDR` (metrics and probes,
 //! default 0.0.0.0:8080), `CAIRN_OPERATOR_RESYNC_SECS` (300), `CAIRN_OPERATOR_RETRY_SECS` (10),
-//! `CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS` (30), `CAIRN_OPERATOR_LEADER_ELECTION` (true).
+//! `CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS` (30), `CAIRN_OPERATOR_LEADER_ELECTION` (true),
+//! `CAIRN_OPERATOR_PROGRESS_DEADLINE_SECS` (600: a rollout without progress this long fails),
+//! `CAIRN_OPERATOR_CLEANUP_TIMEOUT_SECS` (600: how long deletion retries cleaning external state),
+//! `CAIRN_OPERATOR_DEFAULT_VERSION` (the operator's own: the Cairn version of platforms without
+//! `spec.version`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_common::config::{env_bool, env_opt, env_parse, env_string};
 use cairn_common::telemetry::{admin_router, init_tracing, Health};
 use cairn_operator::controller::{self, Settings};
-use cairn_operator::leader::LeaderElector;
+use cairn_operator::leader::{LeaderElector, Leadership};
 use cairn_operator::metrics::OperatorMetrics;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 const LEASE_NAME: &str = "cairn-operator-leader";
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How often a replica that does not lead tries to take the lease.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() {
@@ -38,6 +44,11 @@ async fn run() -> anyhow::Result<()> {
         retry: Duration::from_secs(env_parse("CAIRN_OPERATOR_RETRY_SECS", 10u64)?),
         namespace: env_opt("WATCH_NAMESPACE"),
         dependency_timeout: Duration::from_secs(env_parse("CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS", 30u64)?),
+        progress_deadline: Duration::from_secs(env_parse("CAIRN_OPERATOR_PROGRESS_DEADLINE_SECS", 600u64)?),
+        cleanup_timeout: Duration::from_secs(env_parse("CAIRN_OPERATOR_CLEANUP_TIMEOUT_SECS", 600u64)?),
+        operator_namespace: env_opt("POD_NAMESPACE"),
+        default_version: env_opt("CAIRN_OPERATOR_DEFAULT_VERSION")
+            .unwrap_or_else(|| cairn_operator::resources::OPERATOR_VERSION.to_string()),
     };
     let identity = env_opt("POD_NAME").unwrap_or_else(|| format!("cairn-operator-{}", std::process::id()));
     let lease_namespace =
@@ -58,63 +69,82 @@ async fn run() -> anyhow::Result<()> {
 
     if !elect {
         metrics.leader.set(1);
-        controller::run(client, metrics, settings, identity, shutdown).await;
+        controller::run(client, metrics, settings, identity, Leadership::unconditional(), shutdown).await;
         return Ok(());
     }
 
+    // The election loop: renew (or try to take) the lease every RENEW_EVERY; run the controller
+    // while the lease is ours. The controller checks `leadership` before every write, so a replica
+    // that was stalled past its lease acts no more even before this loop notices.
     let elector = LeaderElector::new(client.clone(), &lease_namespace, LEASE_NAME, &identity, LEASE_DURATION);
+    let leadership = Leadership::elected();
+    let mut running: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
     while !shutdown.is_cancelled() {
+        let sent = Instant::now();
         match elector.try_acquire_or_renew().await {
             Ok(true) => {
-                tracing::info!(%identity, "became the leader");
-                metrics.leader.set(1);
-                let lost = CancellationToken::new();
-                let work = {
-                    let (client, metrics, settings, identity, stop) =
-                        (client.clone(), metrics.clone(), settings.clone(), identity.clone(), lost.clone());
-                    tokio::spawn(async move { controller::run(client, metrics, settings, identity, stop).await })
-                };
-                let mut renewed = std::time::Instant::now();
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(RENEW_EVERY) => {}
-                    }
-                    match elector.try_acquire_or_renew().await {
-                        Ok(true) => renewed = std::time::Instant::now(),
-                        Ok(false) => {
-                            tracing::warn!("lost the lease to another replica");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot renew the lease; retrying");
-                            // Step down before another replica may take the expired lease.
-                            if renewed.elapsed() + RENEW_EVERY >= LEASE_DURATION {
-                                tracing::warn!("stepping down: the lease could not be renewed in time");
-                                break;
-                            }
-                        }
-                    }
-                }
-                lost.cancel();
-                let _ = work.await;
-                metrics.leader.set(0);
-                if shutdown.is_cancelled() {
-                    elector.release().await;
+                leadership.renewed(sent, LEASE_DURATION);
+                if running.is_none() {
+                    tracing::info!(%identity, "became the leader");
+                    metrics.leader.set(1);
+                    let stop = CancellationToken::new();
+                    let work = {
+                        let (client, metrics, settings, identity, leadership, stop) = (
+                            client.clone(),
+                            metrics.clone(),
+                            settings.clone(),
+                            identity.clone(),
+                            leadership.clone(),
+                            stop.clone(),
+                        );
+                        tokio::spawn(async move {
+                            controller::run(client, metrics, settings, identity, leadership, stop).await
+                        })
+                    };
+                    running = Some((stop, work));
                 }
             }
             Ok(false) => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                if running.is_some() {
+                    tracing::warn!("lost the lease to another replica");
                 }
+                leadership.revoke();
             }
             Err(e) => {
-                tracing::warn!(error = %e, "leader election failed; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tracing::warn!(error = %e, "cannot renew or take the lease; retrying");
+                if running.is_some() && !leadership.is_leader() {
+                    tracing::warn!("stepping down: the lease could not be renewed in time");
+                }
             }
         }
+        if running.is_some() && !leadership.is_leader() {
+            stop_controller(&mut running, &metrics).await;
+        }
+        // Wake for the next renewal, or when the lease would lapse, whichever comes first.
+        let wait = if running.is_some() { RENEW_EVERY.min(leadership.remaining()) } else { RETRY_EVERY };
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    if running.is_some() {
+        leadership.revoke();
+        stop_controller(&mut running, &metrics).await;
+        elector.release().await;
     }
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// Stops the controller (in-flight reconciles stop at their next write: leadership is revoked).
+async fn stop_controller(
+    running: &mut Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    metrics: &OperatorMetrics,
+) {
+    if let Some((stop, work)) = running.take() {
+        stop.cancel();
+        let _ = work.await;
+        metrics.leader.set(0);
+        tracing::info!("stopped reconciling");
+    }
 }

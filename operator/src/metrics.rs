@@ -61,6 +61,13 @@ impl OperatorMetrics {
         self.errors.get_or_create(&ReasonLabels { reason }).inc();
     }
 
+    /// A deleted platform's series go.
+    pub fn forget_platform(&self, platform: &str) {
+        for p in PHASES {
+            self.phase.remove(&PhaseLabels { platform: platform.to_string(), phase: p });
+        }
+    }
+
     pub fn set_phase(&self, platform: &str, phase: &str) {
         for p in PHASES {
             self.phase

@@ -1,7 +1,7 @@
 //! From what the reconciler observed to the status it reports: one condition per component,
-//! Ready, Progressing and Degraded, and a phase. Pure logic, unit-tested.
+//! Ready, Progressing, Degraded and UpgradePending, and a phase. Pure logic, unit-tested.
 
-use crate::crd::{Condition, WorkloadStatus, WorkloadsStatus};
+use crate::crd::{Condition, ManagedStatus, WorkloadStatus};
 use crate::resources::Workload;
 
 /// Condition types.
@@ -10,6 +10,7 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const KAFKA_READY: &str = "KafkaReady";
 pub const CLICKHOUSE_READY: &str = "ClickHouseReady";
+pub const UPGRADE_PENDING: &str = "UpgradePending";
 
 pub fn workload_condition(w: Workload) -> String {
     let name = w.name();
@@ -19,7 +20,7 @@ pub fn workload_condition(w: Workload) -> String {
 }
 
 /// A dependency's state: ready with a message, or failed with a reason and message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum DependencyState {
     Ready(String),
     Failed {
@@ -27,36 +28,46 @@ pub enum DependencyState {
         message: String,
     },
     /// Not checked this time (paused, or an earlier step failed).
-    Unknown(String),
+    #[default]
+    Unknown,
+}
+
+/// What one workload's Deployment shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkloadObservation {
+    pub status: WorkloadStatus,
+    /// Whether the Deployment has rolled out its current template: the controller has seen the
+    /// latest generation and every replica is updated and available, no old one left.
+    pub rolled_out: bool,
+    /// The Deployment's message when its rollout failed (`ProgressDeadlineExceeded`).
+    pub stalled: Option<String>,
 }
 
 /// Everything one reconcile observed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub generation: i64,
     pub paused: bool,
-    pub workloads: WorkloadsStatus,
-    /// Per workload: whether its Deployment has rolled out the current template.
-    pub rolled_out: [bool; 4],
+    /// Capture, consumer, query, auth (the order of [`Workload::ALL`]).
+    pub workloads: [WorkloadObservation; 4],
+    pub managed: Vec<ManagedStatus>,
     pub kafka: DependencyState,
     pub clickhouse: DependencyState,
+    /// Objects in the way that the platform does not own (see `children.rs`).
+    pub conflicts: Vec<String>,
+    /// A child that could not be built from the spec.
+    pub invalid: Option<String>,
+    /// Referenced Secrets that do not exist.
+    pub missing_secrets: Vec<String>,
     /// Applying children failed (e.g. the API server refused an object).
     pub apply_error: Option<String>,
+    /// Why an upgrade to a new default version waits, if it does.
+    pub upgrade_waiting: Option<String>,
     pub now: String,
-}
-
-fn workload_status(w: &WorkloadsStatus, which: Workload) -> &WorkloadStatus {
-    match which {
-        Workload::Capture => &w.capture,
-        Workload::Consumer => &w.consumer,
-        Workload::Query => &w.query,
-        Workload::Auth => &w.auth,
-    }
 }
 
 /// The conditions and phase for `observed`, keeping each condition's lastTransitionTime from
 /// `previous` when its status did not change.
-#[allow(clippy::type_complexity)]
 pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String) {
     let mut out: Vec<Condition> = Vec::new();
     let mut push = |type_: &str, ok: Option<bool>, reason: &str, message: String| {
@@ -82,20 +93,36 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
 
     let mut all_workloads_ready = true;
     let mut rolling = Vec::new();
+    let mut stalled = Vec::new();
     for (i, w) in Workload::ALL.iter().enumerate() {
-        let s = workload_status(&o.workloads, *w);
-        let ready = s.ready_replicas >= s.desired_replicas && o.rolled_out[i];
+        let wo = &o.workloads[i];
+        let s = &wo.status;
+        let ready = s.ready_replicas >= s.desired_replicas && wo.rolled_out;
         if !ready {
             all_workloads_ready = false;
-            rolling.push(w.name());
+            rolling.push(w.name().to_string());
         }
-        let reason = if ready { "ReplicasReady" } else { "ReplicasNotReady" };
-        push(
-            &workload_condition(*w),
-            Some(ready),
-            reason,
-            format!("{}/{} replicas ready", s.ready_replicas, s.desired_replicas),
-        );
+        if let Some(m) = &wo.stalled {
+            stalled.push(format!("{}: {m}", w.name()));
+        }
+        let reason = if ready {
+            "ReplicasReady"
+        } else if wo.stalled.is_some() {
+            "ProgressDeadlineExceeded"
+        } else {
+            "ReplicasNotReady"
+        };
+        let mut message = format!("{}/{} replicas ready", s.ready_replicas, s.desired_replicas);
+        if !wo.rolled_out && s.ready_replicas >= s.desired_replicas {
+            message.push_str("; rolling out a new template");
+        }
+        push(&workload_condition(*w), Some(ready), reason, message);
+    }
+    for m in &o.managed {
+        if !m.rolled_out {
+            all_workloads_ready = false;
+            rolling.push(format!("managed {}", m.component));
+        }
     }
 
     let dep = |push: &mut dyn FnMut(&str, Option<bool>, &str, String),
@@ -104,15 +131,18 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
                ok_reason: &str| match state {
         DependencyState::Ready(m) => push(type_, Some(true), ok_reason, m.clone()),
         DependencyState::Failed { reason, message } => push(type_, Some(false), reason, message.clone()),
-        DependencyState::Unknown(m) => push(type_, None, "NotChecked", m.clone()),
+        DependencyState::Unknown => push(type_, None, "NotChecked", "not checked".into()),
     };
     dep(&mut push, KAFKA_READY, &o.kafka, "TopicReady");
     dep(&mut push, CLICKHOUSE_READY, &o.clickhouse, "SchemaApplied");
 
-    let failure = o
-        .apply_error
-        .as_ref()
-        .map(|e| ("ApplyFailed".to_string(), e.clone()))
+    // The first failure, in order of what a person must fix first.
+    let failure = (!o.conflicts.is_empty())
+        .then(|| ("OwnershipConflict".to_string(), o.conflicts.join("; ")))
+        .or_else(|| o.invalid.as_ref().map(|e| ("InvalidSpec".to_string(), e.clone())))
+        .or_else(|| (!o.missing_secrets.is_empty()).then(|| ("SecretNotFound".to_string(), o.missing_secrets.join("; "))))
+        .or_else(|| o.apply_error.as_ref().map(|e| ("ApplyFailed".to_string(), e.clone())))
+        .or_else(|| (!stalled.is_empty()).then(|| ("ProgressDeadlineExceeded".to_string(), stalled.join("; "))))
         .or_else(|| match &o.kafka {
             DependencyState::Failed { reason, message } => Some((reason.clone(), format!("Kafka: {message}"))),
             _ => None,
@@ -127,13 +157,17 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
         Some((reason, message)) => push(DEGRADED, Some(true), reason, message.clone()),
         None => push(DEGRADED, Some(false), "AsExpected", "no failures".into()),
     }
-    let progressing = !all_workloads_ready && !o.paused;
+    let progressing = !all_workloads_ready && !o.paused && stalled.is_empty();
     push(
         PROGRESSING,
         Some(progressing),
         if progressing { "RollingOut" } else { "Stable" },
         if progressing { format!("waiting for {}", rolling.join(", ")) } else { "every workload is rolled out".into() },
     );
+    match &o.upgrade_waiting {
+        Some(m) => push(UPGRADE_PENDING, Some(true), "WaitingForUpgradeSlot", m.clone()),
+        None => push(UPGRADE_PENDING, Some(false), "UpToDate", "no upgrade waits".into()),
+    }
     let ready = all_workloads_ready && deps_ready && failure.is_none();
     let (reason, message) = if o.paused {
         ("Paused", "spec.paused is true: the operator changes nothing".to_string())
@@ -165,16 +199,18 @@ mod tests {
     use super::*;
 
     fn observed() -> Observed {
-        let ws = WorkloadStatus { ready_replicas: 2, desired_replicas: 2 };
+        let w = WorkloadObservation {
+            status: WorkloadStatus { ready_replicas: 2, desired_replicas: 2 },
+            rolled_out: true,
+            stalled: None,
+        };
         Observed {
             generation: 4,
-            paused: false,
-            workloads: WorkloadsStatus { capture: ws.clone(), consumer: ws.clone(), query: ws.clone(), auth: ws },
-            rolled_out: [true; 4],
+            workloads: [w.clone(), w.clone(), w.clone(), w],
             kafka: DependencyState::Ready("topic has 4 partitions".into()),
             clickhouse: DependencyState::Ready("schema version 1".into()),
-            apply_error: None,
             now: "2026-11-26T10:00:00Z".into(),
+            ..Observed::default()
         }
     }
 
@@ -191,21 +227,55 @@ mod tests {
         assert_eq!(get(&c, PROGRESSING).status, "False");
         assert_eq!(get(&c, "CaptureReady").status, "True");
         assert!(c.iter().all(|c| c.observed_generation == 4));
-        assert_eq!(c.len(), 9);
+        assert_eq!(c.len(), 10);
+        assert_eq!(get(&c, UPGRADE_PENDING).status, "False");
     }
 
     #[test]
     fn rollout_is_progressing_not_degraded() {
         let mut o = observed();
-        o.workloads.consumer.ready_replicas = 1;
+        o.workloads[1].status.ready_replicas = 1;
         let (c, phase) = evaluate(&[], &o);
         assert_eq!(phase, "Progressing");
         assert_eq!(get(&c, READY).status, "False");
         assert_eq!(get(&c, PROGRESSING).message, "waiting for consumer");
         assert_eq!(get(&c, "ConsumerReady").message, "1/2 replicas ready");
-        o.workloads.consumer.ready_replicas = 2;
-        o.rolled_out[1] = false;
-        assert_eq!(evaluate(&[], &o).1, "Progressing", "an old template still running is not ready");
+        o.workloads[1].status.ready_replicas = 2;
+        o.workloads[1].rolled_out = false;
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!(phase, "Progressing", "an old template still running is not ready");
+        assert!(get(&c, "ConsumerReady").message.contains("rolling out"));
+        o.workloads[1].rolled_out = true;
+        o.managed = vec![ManagedStatus { component: "kafka".into(), rolled_out: false, ..Default::default() }];
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!(phase, "Progressing", "a managed StatefulSet rolling out");
+        assert_eq!(get(&c, PROGRESSING).message, "waiting for managed kafka");
+    }
+
+    #[test]
+    fn a_stalled_rollout_degrades() {
+        let mut o = observed();
+        o.workloads[0].rolled_out = false;
+        o.workloads[0].stalled = Some("ReplicaSet \"demo-capture-1\" has timed out progressing.".into());
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!(phase, "Degraded");
+        assert_eq!(get(&c, DEGRADED).reason, "ProgressDeadlineExceeded");
+        assert!(get(&c, DEGRADED).message.starts_with("capture: "));
+        assert_eq!(get(&c, PROGRESSING).status, "False");
+    }
+
+    #[test]
+    fn conflicts_come_first_and_name_the_object() {
+        let mut o = observed();
+        o.apply_error = Some("Deployment: refused".into());
+        o.conflicts = vec!["Service demo-capture already exists and is not owned by this platform (no owner)".into()];
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!(phase, "Degraded");
+        assert_eq!(get(&c, DEGRADED).reason, "OwnershipConflict");
+        assert!(get(&c, READY).message.contains("Service demo-capture"));
+        o.conflicts.clear();
+        o.missing_secrets = vec!["Secret ch-creds (named by x) does not exist".into()];
+        assert_eq!(get(&evaluate(&[], &o).0, DEGRADED).reason, "SecretNotFound");
     }
 
     #[test]

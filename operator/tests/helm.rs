@@ -75,6 +75,23 @@ async fn the_chart_lints_templates_and_installs() {
         &format!("system:serviceaccount:{ns}:cairn-operator"),
     ]);
     assert!(cannot.is_err() || cannot.unwrap().trim() == "no", "RBAC stays narrow");
+    // Least privilege on Secrets: what a platform names can be read, its credentials created; no
+    // Secret can be listed, watched or deleted, in any namespace or cluster-wide.
+    let sa = format!("system:serviceaccount:{ns}:cairn-operator");
+    let can_i = |verb: &str, scope: &[&str]| {
+        let mut args = vec!["auth", "can-i", verb, "secrets", "--as", sa.as_str()];
+        args.extend_from_slice(scope);
+        match kube.kubectl(&args) {
+            Ok(out) => out.trim() == "yes",
+            Err(_) => false,
+        }
+    };
+    for verb in ["list", "watch", "delete", "deletecollection"] {
+        assert!(!can_i(verb, &["--all-namespaces"]), "{verb} secrets cluster-wide");
+        assert!(!can_i(verb, &["-n", "default"]), "{verb} secrets in a namespace");
+    }
+    assert!(can_i("get", &["-n", "default"]));
+    assert!(can_i("create", &["-n", "default"]));
     helm(&kube, &["uninstall", "cairn-operator", "--namespace", &ns, "--wait"]);
     wait_until("the operator Deployment to be gone", Duration::from_secs(60), || async {
         kube.kubectl(&["-n", &ns, "get", "deployment", "cairn-operator"]).is_err()

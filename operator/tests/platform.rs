@@ -2,101 +2,21 @@
 //! node, so Deployments get Pods that become Ready), with the real Kafka and ClickHouse of the test
 //! stack. Each test has a namespace of its own and an operator watching only it.
 
+mod support;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cairn_e2e::{unique, wait_until, Service, TestClickHouse, TestKafka, TestKube};
+use cairn_e2e::{unique, wait_until, Service};
 use cairn_operator::crd::AnalyticsPlatform;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Service as KubeService};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Service as KubeService};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, ResourceExt};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use kube::ResourceExt;
 use serde_json::json;
-
-struct Env {
-    kube: TestKube,
-    kafka: TestKafka,
-    ch: TestClickHouse,
-    client: Client,
-    ns: String,
-    _operator: Service,
-}
-
-async fn setup() -> Env {
-    let kube = TestKube::shared().unwrap();
-    let kafka = TestKafka::shared().unwrap();
-    let ch = TestClickHouse::shared().unwrap();
-    let crd = cairn_e2e::repo_root().join("crds/analyticsplatform.yaml");
-    kube.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crd.display().to_string()]).unwrap();
-    kube.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/analyticsplatforms.cairn.dev"])
-        .unwrap();
-
-    let kc = Kubeconfig::read_from(kube.kubeconfig()).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
-    let client = Client::try_from(cfg).unwrap();
-    let ns = unique("ns").replace('_', "-");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
-
-    let mut env = HashMap::new();
-    env.insert("KUBECONFIG".to_string(), kube.kubeconfig().display().to_string());
-    env.insert("WATCH_NAMESPACE".to_string(), ns.clone());
-    env.insert("POD_NAMESPACE".to_string(), ns.clone());
-    env.insert("POD_NAME".to_string(), unique("operator"));
-    env.insert("CAIRN_OPERATOR_RETRY_SECS".to_string(), "2".into());
-    env.insert("CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS".to_string(), "10".into());
-    let operator = Service::start("operator", &env).await.unwrap();
-    Env { kube, kafka, ch, client, ns, _operator: operator }
-}
-
-fn platform(name: &str, brokers: &str, clickhouse: &str, topic: &str, database: &str) -> AnalyticsPlatform {
-    serde_json::from_value(json!({
-        "apiVersion": "cairn.dev/v1alpha1",
-        "kind": "AnalyticsPlatform",
-        "metadata": {"name": name},
-        "spec": {
-            "capture": {"replicas": 2},
-            "consumer": {"replicas": 1},
-            "query": {"replicas": 1},
-            "auth": {"replicas": 1},
-            "kafka": {"external": {"bootstrapServers": brokers}, "topic": {"name": topic, "partitions": 4}},
-            "clickhouse": {"external": {"url": clickhouse}, "database": database}
-        }
-    }))
-    .unwrap()
-}
-
-async fn wait_phase(api: &Api<AnalyticsPlatform>, name: &str, phase: &str, timeout: Duration) -> AnalyticsPlatform {
-    let result = wait_until(&format!("{name} to be {phase}"), timeout, || async {
-        match api.get(name).await {
-            Ok(ap) => {
-                let s = ap.status.clone().unwrap_or_default();
-                s.phase.as_deref() == Some(phase) && s.observed_generation == ap.metadata.generation
-            }
-            Err(_) => false,
-        }
-    })
-    .await;
-    let ap = api.get(name).await.unwrap();
-    if let Err(e) = result {
-        panic!("{e}; status: {}", serde_json::to_string_pretty(&ap.status).unwrap());
-    }
-    ap
-}
-
-fn topic_partitions(brokers: &str, topic: &str) -> usize {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-    md.topics().first().map(|t| if t.error().is_some() { 0 } else { t.partitions().len() }).unwrap_or(0)
-}
+use support::{platform, setup, topic_partitions, wait_phase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_platform_comes_up_follows_its_spec_and_repairs_drift() {
@@ -156,7 +76,8 @@ async fn a_platform_comes_up_follows_its_spec_and_repairs_drift() {
             .unwrap()
             .items
             .len(),
-        2
+        4,
+        "one NetworkPolicy per workload"
     );
     assert_eq!(topic_partitions(&env.kafka.brokers(), &topic), 4);
     assert_eq!(topic_partitions(&env.kafka.brokers(), &format!("{topic}_dead_letter")), 4);
@@ -354,14 +275,14 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let leaders = env._operator.metric("cairn_operator_leader").await.unwrap()
+    let leaders = env.operator.metric("cairn_operator_leader").await.unwrap()
         + standby.metric("cairn_operator_leader").await.unwrap();
     assert_eq!(leaders, 1.0, "exactly one replica leads");
     let first_leader_is_standby = standby.metric("cairn_operator_leader").await.unwrap() == 1.0;
 
     // Kill the leader without letting it release the lease: the other takes over when it expires.
     let (mut leader, follower) =
-        if first_leader_is_standby { (standby, env._operator) } else { (env._operator, standby) };
+        if first_leader_is_standby { (standby, env.operator) } else { (env.operator, standby) };
     leader.kill9();
     wait_until("the follower to take over", Duration::from_secs(45), || async {
         follower.metric("cairn_operator_leader").await.unwrap_or(0.0) == 1.0

@@ -5,13 +5,13 @@
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::json;
 
-use super::{child_meta, child_name, Workload};
+use super::{build, child_meta, child_name, BuildError, Workload};
 use crate::crd::AnalyticsPlatform;
 
 /// Paths routed to capture: Cairn's and PostHog's ingestion routes, as capture serves them.
 pub use cairn_common::event::CAPTURE_ROUTES as CAPTURE_PATHS;
 
-pub fn ingress(ap: &AnalyticsPlatform) -> Option<Ingress> {
+pub fn ingress(ap: &AnalyticsPlatform) -> Option<Result<Ingress, BuildError>> {
     let spec = ap.spec.ingress.as_ref()?;
     let backend = |w: Workload| json!({"service": {"name": child_name(ap, w.name()), "port": {"name": "http"}}});
     let mut paths: Vec<_> = CAPTURE_PATHS
@@ -38,7 +38,7 @@ pub fn ingress(ap: &AnalyticsPlatform) -> Option<Ingress> {
     if let Some(tls) = &spec.tls_secret_name {
         ing["spec"]["tls"] = json!([{"hosts": [spec.host], "secretName": tls}]);
     }
-    serde_json::from_value(ing).ok()
+    Some(build("Ingress", ing))
 }
 
 /// The capture and query URLs clients use.
@@ -75,7 +75,7 @@ mod tests {
             tls_secret_name: Some("tls".into()),
             ..Default::default()
         });
-        let i = ingress(&ap).unwrap();
+        let i = ingress(&ap).unwrap().unwrap();
         let spec = i.spec.unwrap();
         assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
         let rules = spec.rules.unwrap();

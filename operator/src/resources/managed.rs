@@ -8,8 +8,14 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use super::config::generated_secret_name;
-use super::{child_meta, child_name, selector_labels};
+use super::{build, child_meta, child_name, selector_labels, to_json, BuildError};
 use crate::crd::{AnalyticsPlatform, DeletionPolicy, ManagedService};
+
+/// The size limit of a managed dependency's data when it has no volume (`storage` unset): the
+/// kubelet evicts the pod beyond it instead of letting it fill the node's disk.
+pub const EMPTY_DIR_DATA_LIMIT: &str = "10Gi";
+/// The size limit of every `/tmp`.
+pub const EMPTY_DIR_TMP_LIMIT: &str = "1Gi";
 
 pub const KAFKA_IMAGE: &str = "apache/kafka:4.1.1";
 pub const CLICKHOUSE_IMAGE: &str = "clickhouse/clickhouse-server:25.8";
@@ -37,8 +43,9 @@ pub fn managed_postgres_url_env(ap: &AnalyticsPlatform) -> Vec<Value> {
     ]
 }
 
-struct Managed<'a> {
-    component: &'static str,
+/// One managed dependency: what its StatefulSet and Service are built from.
+pub struct Managed<'a> {
+    pub component: &'static str,
     spec: &'a ManagedService,
     image: &'static str,
     port: (&'static str, i32),
@@ -104,14 +111,92 @@ pub fn parse_quantity_bytes(q: &str) -> Option<u64> {
     (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
-fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>) -> StatefulSet {
+/// The size the volume claim template of a StatefulSet asks for, if it has one.
+pub fn claimed_storage(sts: &StatefulSet) -> Option<String> {
+    let claims = sts.spec.as_ref()?.volume_claim_templates.as_ref()?;
+    let claim = claims.iter().find(|c| c.metadata.name.as_deref() == Some("data"))?;
+    claim.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?.get("storage").map(|q| q.0.clone())
+}
+
+/// What a change of `storage` asks of an existing StatefulSet, whose volume claim templates the
+/// API server does not let change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageChange {
+    None,
+    /// Expand the existing claims to this size (where the StorageClass allows it).
+    Grow { from: String, to: String },
+    /// Volumes cannot shrink.
+    Shrink { from: String, to: String },
+    /// From an emptyDir to a volume or back: only a new StatefulSet can do it.
+    Kind { from: Option<String>, to: Option<String> },
+    /// A size that is not a quantity (the schema lets any string through).
+    Invalid(String),
+}
+
+pub fn storage_change(existing: &StatefulSet, wanted: Option<&str>) -> StorageChange {
+    let current = claimed_storage(existing);
+    match (current, wanted) {
+        (None, None) => StorageChange::None,
+        (Some(from), Some(to)) => match (parse_quantity_bytes(&from), parse_quantity_bytes(to)) {
+            (_, None) => StorageChange::Invalid(to.to_string()),
+            (Some(a), Some(b)) if b > a => StorageChange::Grow { from, to: to.to_string() },
+            (Some(a), Some(b)) if b < a => StorageChange::Shrink { from, to: to.to_string() },
+            _ => StorageChange::None,
+        },
+        (from, to) => StorageChange::Kind { from, to: to.map(str::to_string) },
+    }
+}
+
+impl Managed<'_> {
+    /// The StatefulSet. `existing` is the one running now, if any: its volume claim templates are
+    /// kept as they are (the API server refuses any change to them; a bigger `storage` is applied
+    /// to the claims themselves, see `controller.rs`), so that every other change (image,
+    /// resources) still applies.
+    pub fn statefulset(&self, ap: &AnalyticsPlatform, existing: Option<&StatefulSet>) -> Result<StatefulSet, BuildError> {
+        statefulset(ap, self, existing)
+    }
+
+    pub fn service(&self, ap: &AnalyticsPlatform) -> Result<Service, BuildError> {
+        service(ap, self.component, self.port)
+    }
+
+    pub fn name(&self, ap: &AnalyticsPlatform) -> String {
+        child_name(ap, self.component)
+    }
+
+    pub fn storage(&self) -> Option<&str> {
+        self.spec.storage.as_deref()
+    }
+}
+
+fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>, existing: Option<&StatefulSet>) -> Result<StatefulSet, BuildError> {
     let name = child_name(ap, m.component);
-    let volume_claims = m.spec.storage.as_ref().map(|size| {
-        vec![json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}})]
-    });
-    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {}})];
+    let volume_claims: Option<Vec<Value>> = match existing {
+        Some(sts) => match sts.spec.as_ref().and_then(|s| s.volume_claim_templates.as_ref()) {
+            Some(claims) => Some(
+                claims
+                    .iter()
+                    .map(|c| {
+                        // Only what the operator set: name and spec (the API server adds status).
+                        let mut c = c.clone();
+                        c.status = None;
+                        to_json("StatefulSet", &name, &c)
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            None => None,
+        },
+        None => m.spec.storage.as_ref().map(|size| {
+            let mut claim = json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}});
+            if let Some(class) = &m.spec.storage_class_name {
+                claim["spec"]["storageClassName"] = json!(class);
+            }
+            vec![claim]
+        }),
+    };
+    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": EMPTY_DIR_TMP_LIMIT}})];
     if volume_claims.is_none() {
-        volumes.push(json!({"name": "data", "emptyDir": {}}));
+        volumes.push(json!({"name": "data", "emptyDir": {"sizeLimit": EMPTY_DIR_DATA_LIMIT}}));
     }
     let mut container = json!({
         "name": m.component,
@@ -148,30 +233,37 @@ fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>) -> StatefulSet {
         let when_deleted = if ap.spec.deletion_policy == DeletionPolicy::Delete { "Delete" } else { "Retain" };
         spec["persistentVolumeClaimRetentionPolicy"] = json!({"whenDeleted": when_deleted, "whenScaled": "Retain"});
     }
-    serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": child_meta(ap, name, m.component), "spec": spec}))
-        .unwrap_or_default()
+    build(
+        "StatefulSet",
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": child_meta(ap, name, m.component), "spec": spec}),
+    )
 }
 
-fn resources_of(r: Option<&ResourceRequirements>) -> Option<Value> {
-    r.map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+fn resources_of(ap: &AnalyticsPlatform, component: &str, r: Option<&ResourceRequirements>) -> Result<Option<Value>, BuildError> {
+    r.map(|r| to_json("StatefulSet", &child_name(ap, component), r)).transpose()
 }
 
-fn service(ap: &AnalyticsPlatform, component: &str, port: (&str, i32)) -> Service {
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": child_meta(ap, child_name(ap, component), component),
-        "spec": {"selector": selector_labels(ap, component), "ports": [{"name": port.0, "port": port.1, "targetPort": port.0}]}
-    }))
-    .unwrap_or_default()
+fn service(ap: &AnalyticsPlatform, component: &str, port: (&str, i32)) -> Result<Service, BuildError> {
+    build(
+        "Service",
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": child_meta(ap, child_name(ap, component), component),
+            "spec": {"selector": selector_labels(ap, component), "ports": [{"name": port.0, "port": port.1, "targetPort": port.0}]}
+        }),
+    )
 }
 
-/// The StatefulSets and Services of every managed dependency the spec asks for.
-pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service)> {
+/// Components a platform may run as managed dependencies.
+pub const MANAGED_COMPONENTS: [&str; 3] = ["kafka", "clickhouse", "postgres"];
+
+/// Every managed dependency the spec asks for.
+pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Result<Vec<Managed<'_>>, BuildError> {
     let mut out = Vec::new();
     if let Some(spec) = &ap.spec.kafka.managed {
         let host = service_host(ap, "kafka");
-        let resources = resources_of(spec.resources.as_ref()).unwrap_or_else(kafka_default_resources);
+        let resources = resources_of(ap, "kafka", spec.resources.as_ref())?.unwrap_or_else(kafka_default_resources);
         let m = Managed {
             component: "kafka",
             spec,
@@ -200,7 +292,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
             run_as: 1000,
             resources,
         };
-        out.push((statefulset(ap, &m), service(ap, "kafka", m.port)));
+        out.push(m);
     }
     if let Some(spec) = &ap.spec.clickhouse.managed {
         let m = Managed {
@@ -216,9 +308,9 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
             ],
             args: None,
             run_as: 101,
-            resources: resources_of(spec.resources.as_ref()).unwrap_or_else(default_resources),
+            resources: resources_of(ap, "clickhouse", spec.resources.as_ref())?.unwrap_or_else(default_resources),
         };
-        out.push((statefulset(ap, &m), service(ap, "clickhouse", m.port)));
+        out.push(m);
     }
     if let Some(spec) = ap.spec.postgres.as_ref().and_then(|p| p.managed.as_ref()) {
         let m = Managed {
@@ -235,11 +327,11 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service
             ],
             args: None,
             run_as: 999,
-            resources: resources_of(spec.resources.as_ref()).unwrap_or_else(default_resources),
+            resources: resources_of(ap, "postgres", spec.resources.as_ref())?.unwrap_or_else(default_resources),
         };
-        out.push((statefulset(ap, &m), service(ap, "postgres", m.port)));
+        out.push(m);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -251,12 +343,12 @@ mod tests {
     #[test]
     fn managed_kafka_and_clickhouse_with_storage() {
         let mut ap = platform();
-        assert!(managed_dependencies(&ap).is_empty(), "external dependencies run nothing");
+        assert!(managed_dependencies(&ap).unwrap().is_empty(), "external dependencies run nothing");
         ap.spec.kafka.external = None;
         ap.spec.kafka.managed = Some(ManagedService { storage: Some("5Gi".into()), ..Default::default() });
         ap.spec.clickhouse.external = None;
         ap.spec.clickhouse.managed = Some(ManagedService::default());
-        let deps = managed_dependencies(&ap);
+        let deps = built(&ap);
         assert_eq!(deps.len(), 2);
         let (kafka, svc) = &deps[0];
         assert_eq!(kafka.metadata.name.as_deref(), Some("demo-kafka"));
@@ -269,7 +361,7 @@ mod tests {
         let retention = kafka_spec.persistent_volume_claim_retention_policy.as_ref().unwrap();
         assert_eq!(retention.when_deleted.as_deref(), Some("Retain"), "the default policy keeps the data");
         ap.spec.deletion_policy = DeletionPolicy::Delete;
-        let deps = managed_dependencies(&ap);
+        let deps = built(&ap);
         let retention = deps[0].0.spec.as_ref().unwrap().persistent_volume_claim_retention_policy.clone().unwrap();
         assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
         let env = &kafka_spec.template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
@@ -277,6 +369,39 @@ mod tests {
         assert_eq!(heap.as_deref(), Some("-Xmx2048m -Xms2048m"), "half the default 4Gi limit");
         let ch = &deps[1].0;
         assert!(ch.spec.as_ref().unwrap().volume_claim_templates.is_none(), "no storage: emptyDir");
+        let volumes = ch.spec.as_ref().unwrap().template.spec.as_ref().unwrap().volumes.clone().unwrap();
+        assert!(volumes.iter().all(|v| v.empty_dir.as_ref().unwrap().size_limit.is_some()), "emptyDirs are bounded");
+    }
+
+    fn built(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service)> {
+        managed_dependencies(ap).unwrap().iter().map(|m| (m.statefulset(ap, None).unwrap(), m.service(ap).unwrap())).collect()
+    }
+
+    #[test]
+    fn storage_changes_keep_the_claim_templates() {
+        let mut ap = platform();
+        ap.spec.kafka.external = None;
+        ap.spec.kafka.managed = Some(ManagedService { storage: Some("5Gi".into()), ..Default::default() });
+        let deps = managed_dependencies(&ap).unwrap();
+        let old = deps[0].statefulset(&ap, None).unwrap();
+        assert_eq!(claimed_storage(&old).as_deref(), Some("5Gi"));
+        assert_eq!(storage_change(&old, Some("5Gi")), StorageChange::None);
+        assert_eq!(storage_change(&old, Some("5120Mi")), StorageChange::None, "the same size written otherwise");
+        assert_eq!(storage_change(&old, Some("8Gi")), StorageChange::Grow { from: "5Gi".into(), to: "8Gi".into() });
+        assert_eq!(storage_change(&old, Some("1Gi")), StorageChange::Shrink { from: "5Gi".into(), to: "1Gi".into() });
+        assert_eq!(storage_change(&old, None), StorageChange::Kind { from: Some("5Gi".into()), to: None });
+        assert_eq!(storage_change(&old, Some("big")), StorageChange::Invalid("big".into()));
+        // The spec grows to 8Gi: the StatefulSet keeps its 5Gi template (immutable), other fields follow.
+        ap.spec.kafka.managed = Some(ManagedService {
+            storage: Some("8Gi".into()),
+            image: Some("registry.local/kafka:2".into()),
+            ..Default::default()
+        });
+        let deps = managed_dependencies(&ap).unwrap();
+        let new = deps[0].statefulset(&ap, Some(&old)).unwrap();
+        assert_eq!(claimed_storage(&new).as_deref(), Some("5Gi"));
+        let image = new.spec.unwrap().template.spec.unwrap().containers[0].image.clone();
+        assert_eq!(image.as_deref(), Some("registry.local/kafka:2"));
     }
 
     #[test]

@@ -12,8 +12,41 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use thiserror::Error;
 
 use crate::crd::AnalyticsPlatform;
+
+/// A child object the builders could not make: a bug, or a spec value the API server's schema let
+/// through but that does not fit the child (an env var or resources block of the wrong shape). It
+/// is reported in status as `InvalidSpec`; never turned into an empty object, which server-side
+/// apply would take as "remove every field".
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("cannot build {kind} {name}: {source}")]
+    Invalid {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A typed object from its JSON form.
+pub fn build<K: DeserializeOwned>(kind: &'static str, value: Value) -> Result<K, BuildError> {
+    let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_string();
+    serde_json::from_value(value).map_err(|source| BuildError::Invalid { kind, name, source })
+}
+
+/// A spec value (env var, resources) as JSON, for embedding in a child.
+pub fn to_json<T: serde::Serialize>(kind: &'static str, name: &str, value: &T) -> Result<Value, BuildError> {
+    serde_json::to_value(value).map_err(|source| BuildError::Invalid { kind, name: name.to_string(), source })
+}
+
+/// The Cairn version this operator runs by default (its own): platforms without `spec.version`
+/// are moved to it one at a time (see `rollout.rs`).
+pub const OPERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The four Cairn workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,11 +72,6 @@ impl Workload {
     /// The port the workload serves HTTP on (the consumer: only its metrics and probes).
     pub fn port(self) -> i32 {
         8000
-    }
-
-    /// The default image of this release.
-    pub fn default_image(self) -> String {
-        format!("ghcr.io/cairn-analytics/cairn-{}:{}", self.name(), env!("CARGO_PKG_VERSION"))
     }
 
     pub fn spec(self, ap: &AnalyticsPlatform) -> &crate::crd::WorkloadSpec {

@@ -10,8 +10,14 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::{json, Value};
 
 use super::config::{config_map_name, env_from_secrets};
-use super::{child_meta, child_name, selector_labels, Workload};
+use super::{build, child_meta, child_name, selector_labels, to_json, BuildError, Workload};
+use crate::children::operator_owns_replicas;
 use crate::crd::AnalyticsPlatform;
+
+/// The pod-template annotation that carries the hash of everything the pods read from outside
+/// their template (the ConfigMap's data, the versions of the Secrets their env references): a
+/// change to any of it changes the template, and the Deployment rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "cairn.dev/config-hash";
 
 /// Replicas when the spec gives none.
 pub const DEFAULT_REPLICAS: i32 = 2;
@@ -24,20 +30,67 @@ pub fn deployment_name(ap: &AnalyticsPlatform, w: Workload) -> String {
     child_name(ap, w.name())
 }
 
-/// The replicas the Deployment asks for: the spec's, or none when an autoscaler owns the count.
-pub fn desired_replicas(ap: &AnalyticsPlatform, w: Workload) -> Option<i32> {
-    let spec = w.spec(ap);
-    if spec.autoscaling.is_some() {
-        None
-    } else {
-        Some(spec.replicas.unwrap_or(DEFAULT_REPLICAS))
+/// What the operator does with a Deployment's `replicas` in this reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    /// Apply this count (the operator owns the field).
+    Set(i32),
+    /// Autoscaling was just turned on: hand the current count over (see
+    /// [`crate::children::Children::hand_over_replicas`]), then leave the field out.
+    HandOver(i32),
+    /// The autoscaler owns the count: leave the field out.
+    Leave,
+}
+
+impl Replicas {
+    pub fn applied(self) -> Option<i32> {
+        match self {
+            Replicas::Set(n) => Some(n),
+            Replicas::HandOver(_) | Replicas::Leave => None,
+        }
     }
+}
+
+/// The replicas plan for a workload, given its Deployment as it is now (if any).
+///
+/// - Autoscaling on: a new Deployment starts at `minReplicas`; an existing one keeps its count,
+///   handed over to the autoscaler without passing through the API server's default of 1.
+/// - Autoscaling off: the spec's `replicas`; without one, the count the Deployment has now (so
+///   turning autoscaling off keeps what the autoscaler chose), or [`DEFAULT_REPLICAS`] for a new one.
+pub fn replicas_plan(ap: &AnalyticsPlatform, w: Workload, current: Option<&Deployment>) -> Replicas {
+    let spec = w.spec(ap);
+    let current_count = current.and_then(|d| d.spec.as_ref()?.replicas);
+    match &spec.autoscaling {
+        Some(a) => match current {
+            None => Replicas::Set(a.min_replicas),
+            Some(d) if operator_owns_replicas(&d.metadata) => Replicas::HandOver(current_count.unwrap_or(a.min_replicas)),
+            Some(_) => Replicas::Leave,
+        },
+        None => Replicas::Set(spec.replicas.or(current_count).unwrap_or(DEFAULT_REPLICAS)),
+    }
+}
+
+/// What a Deployment needs beyond the spec: facts the controller gathered.
+#[derive(Debug, Clone)]
+pub struct PodInputs<'a> {
+    pub service_account: &'a str,
+    /// See [`CONFIG_HASH_ANNOTATION`].
+    pub config_hash: &'a str,
+    /// The Cairn version whose images run (unless the workload's spec names an image).
+    pub version: &'a str,
+    /// Seconds without progress after which a rollout counts as failed (`ProgressDeadlineExceeded`).
+    pub progress_deadline_seconds: i32,
+}
+
+/// Cairn's image of `version` for a workload.
+pub fn image_for(w: Workload, version: &str) -> String {
+    format!("ghcr.io/cairn-analytics/cairn-{}:{version}", w.name())
 }
 
 /// The environment a workload's container gets, in order: the variables every Cairn service
 /// reads (from the platform's ConfigMap and credential Secrets), the workload's own, then the
 /// spec's `env` (last, so it can override).
-fn env(ap: &AnalyticsPlatform, w: Workload) -> Vec<Value> {
+fn env(ap: &AnalyticsPlatform, w: Workload) -> Result<Vec<Value>, BuildError> {
     let mut env = vec![
         json!({"name": format!("CAIRN_{}_ADDR", w.name().to_ascii_uppercase()), "value": format!("0.0.0.0:{}", w.port())}),
     ];
@@ -64,27 +117,36 @@ fn env(ap: &AnalyticsPlatform, w: Workload) -> Vec<Value> {
     }
     env.extend(env_from_secrets(ap));
     for e in &w.spec(ap).env {
-        env.push(serde_json::to_value(e).unwrap_or(Value::Null));
+        env.push(to_json("Deployment", &deployment_name(ap, w), e)?);
     }
-    env
+    Ok(env)
 }
 
-pub fn deployment(ap: &AnalyticsPlatform, w: Workload, service_account: &str) -> Deployment {
+pub fn deployment(
+    ap: &AnalyticsPlatform,
+    w: Workload,
+    inputs: &PodInputs<'_>,
+    replicas: Option<i32>,
+) -> Result<Deployment, BuildError> {
     let spec = w.spec(ap);
-    let image = spec.image.clone().unwrap_or_else(|| w.default_image());
-    let resources = spec
-        .resources
-        .as_ref()
-        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-        .unwrap_or_else(|| json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}));
+    let name = deployment_name(ap, w);
+    let image = spec.image.clone().unwrap_or_else(|| image_for(w, inputs.version));
+    let resources = match &spec.resources {
+        Some(r) => to_json("Deployment", &name, r)?,
+        None => json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}),
+    };
     let probe = |path: &str, period: i32, failure: i32| json!({"httpGet": {"path": path, "port": HTTP_PORT_NAME}, "periodSeconds": period, "failureThreshold": failure, "timeoutSeconds": 2});
     let mut deployment_spec = json!({
         "selector": {"matchLabels": selector_labels(ap, w.name())},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "progressDeadlineSeconds": inputs.progress_deadline_seconds,
         "template": {
-            "metadata": {"labels": super::labels(ap, w.name())},
+            "metadata": {
+                "labels": super::labels(ap, w.name()),
+                "annotations": {CONFIG_HASH_ANNOTATION: inputs.config_hash}
+            },
             "spec": {
-                "serviceAccountName": service_account,
+                "serviceAccountName": inputs.service_account,
                 "automountServiceAccountToken": false,
                 "terminationGracePeriodSeconds": 30,
                 "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -94,7 +156,7 @@ pub fn deployment(ap: &AnalyticsPlatform, w: Workload, service_account: &str) ->
                     "imagePullPolicy": "IfNotPresent",
                     "ports": [{"name": HTTP_PORT_NAME, "containerPort": w.port(), "protocol": "TCP"}],
                     "envFrom": [{"configMapRef": {"name": config_map_name(ap)}}],
-                    "env": env(ap, w),
+                    "env": env(ap, w)?,
                     "resources": resources,
                     "livenessProbe": probe("/healthz", 10, 3),
                     "readinessProbe": probe("/readyz", 5, 2),
@@ -109,19 +171,19 @@ pub fn deployment(ap: &AnalyticsPlatform, w: Workload, service_account: &str) ->
             }
         }
     });
-    if let Some(r) = desired_replicas(ap, w) {
+    if let Some(r) = replicas {
         deployment_spec["replicas"] = json!(r);
     }
     let value = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": child_meta(ap, deployment_name(ap, w), w.name()),
+        "metadata": child_meta(ap, name, w.name()),
         "spec": deployment_spec,
     });
-    serde_json::from_value(value).unwrap_or_default()
+    build("Deployment", value)
 }
 
-pub fn service(ap: &AnalyticsPlatform, w: Workload) -> Service {
+pub fn service(ap: &AnalyticsPlatform, w: Workload) -> Result<Service, BuildError> {
     let value = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -132,23 +194,26 @@ pub fn service(ap: &AnalyticsPlatform, w: Workload) -> Service {
             "ports": [{"name": HTTP_PORT_NAME, "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
         }
     });
-    serde_json::from_value(value).unwrap_or_default()
+    build("Service", value)
 }
 
 /// Keeps at least one pod through voluntary disruptions (node drains) when there are several.
-pub fn pod_disruption_budget(ap: &AnalyticsPlatform, w: Workload) -> PodDisruptionBudget {
+pub fn pod_disruption_budget(ap: &AnalyticsPlatform, w: Workload) -> Result<PodDisruptionBudget, BuildError> {
     let value = json!({
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": child_meta(ap, child_name(ap, w.name()), w.name()),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(ap, w.name())}}
     });
-    serde_json::from_value(value).unwrap_or_default()
+    build("PodDisruptionBudget", value)
 }
 
 /// The autoscaler of a workload whose spec asks for one: CPU, and for the consumer also Kafka lag
 /// per replica (an External metric, served by a Prometheus metrics adapter).
-pub fn horizontal_pod_autoscaler(ap: &AnalyticsPlatform, w: Workload) -> Option<HorizontalPodAutoscaler> {
+pub fn horizontal_pod_autoscaler(
+    ap: &AnalyticsPlatform,
+    w: Workload,
+) -> Option<Result<HorizontalPodAutoscaler, BuildError>> {
     let a = w.spec(ap).autoscaling.as_ref()?;
     let mut metrics = vec![json!({
         "type": "Resource",
@@ -174,7 +239,7 @@ pub fn horizontal_pod_autoscaler(ap: &AnalyticsPlatform, w: Workload) -> Option<
             "metrics": metrics
         }
     });
-    serde_json::from_value(value).ok()
+    Some(build("HorizontalPodAutoscaler", value))
 }
 
 #[cfg(test)]
@@ -183,10 +248,13 @@ mod tests {
     use crate::crd::AutoscalingSpec;
     use crate::resources::fixtures::platform;
 
+    const INPUTS: PodInputs<'static> =
+        PodInputs { service_account: "demo-cairn", config_hash: "abc", version: "0.1.0", progress_deadline_seconds: 600 };
+
     #[test]
     fn deployment_is_secure_probed_owned_and_configured() {
         let ap = platform();
-        let d = deployment(&ap, Workload::Capture, "demo-cairn");
+        let d = deployment(&ap, Workload::Capture, &INPUTS, Some(DEFAULT_REPLICAS)).unwrap();
         assert_eq!(d.metadata.name.as_deref(), Some("demo-capture"));
         assert_eq!(d.metadata.namespace.as_deref(), Some("analytics"));
         let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
@@ -194,10 +262,13 @@ mod tests {
         assert_eq!(owner.controller, Some(true));
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(DEFAULT_REPLICAS));
+        assert_eq!(spec.progress_deadline_seconds, Some(600));
+        let annotations = spec.template.metadata.as_ref().unwrap().annotations.clone().unwrap();
+        assert_eq!(annotations[CONFIG_HASH_ANNOTATION], "abc");
         let pod = spec.template.spec.unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("demo-cairn"));
         let c = &pod.containers[0];
-        assert_eq!(c.image.as_deref(), Some(Workload::Capture.default_image().as_str()));
+        assert_eq!(c.image.as_deref(), Some("ghcr.io/cairn-analytics/cairn-capture:0.1.0"));
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.run_as_non_root, Some(true));
@@ -228,7 +299,8 @@ mod tests {
         ap.spec.consumer.replicas = Some(0);
         ap.spec.consumer.env =
             vec![serde_json::from_value(json!({"name": "CAIRN_CONSUMER_BATCH_MAX_EVENTS", "value": "500"})).unwrap()];
-        let d = deployment(&ap, Workload::Consumer, "sa");
+        assert_eq!(replicas_plan(&ap, Workload::Consumer, None), Replicas::Set(0));
+        let d = deployment(&ap, Workload::Consumer, &INPUTS, Some(0)).unwrap();
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(0));
         let c = &spec.template.spec.unwrap().containers[0];
@@ -248,9 +320,9 @@ mod tests {
             target_cpu_utilization: None,
             target_lag_per_replica: Some(10_000),
         });
-        let d = deployment(&ap, Workload::Consumer, "sa");
+        let d = deployment(&ap, Workload::Consumer, &INPUTS, None).unwrap();
         assert_eq!(d.spec.unwrap().replicas, None);
-        let hpa = horizontal_pod_autoscaler(&ap, Workload::Consumer).unwrap();
+        let hpa = horizontal_pod_autoscaler(&ap, Workload::Consumer).unwrap().unwrap();
         let spec = hpa.spec.unwrap();
         assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 8));
         let metrics = spec.metrics.unwrap();
@@ -262,10 +334,52 @@ mod tests {
     #[test]
     fn service_and_pdb_select_the_workload_pods() {
         let ap = platform();
-        let s = service(&ap, Workload::Query);
+        let s = service(&ap, Workload::Query).unwrap();
         let sel = s.spec.unwrap().selector.unwrap();
         assert_eq!(sel["app.kubernetes.io/component"], "query");
-        let pdb = pod_disruption_budget(&ap, Workload::Query);
+        let pdb = pod_disruption_budget(&ap, Workload::Query).unwrap();
         assert_eq!(pdb.spec.unwrap().selector.unwrap().match_labels.unwrap(), sel);
+    }
+
+    #[test]
+    fn replicas_are_handed_over_and_kept() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        let mut ap = platform();
+        let running = |n: i32, ours: bool| {
+            let mut d = deployment(&ap_with_replicas(n), Workload::Capture, &INPUTS, Some(n)).unwrap();
+            if ours {
+                d.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+                    manager: Some(crate::crd::FIELD_MANAGER.into()),
+                    operation: Some("Apply".into()),
+                    fields_v1: Some(FieldsV1(json!({"f:spec": {"f:replicas": {}}}))),
+                    ..Default::default()
+                }]);
+            }
+            d
+        };
+        assert_eq!(replicas_plan(&ap, Workload::Capture, None), Replicas::Set(DEFAULT_REPLICAS));
+        ap.spec.capture.autoscaling =
+            Some(AutoscalingSpec { min_replicas: 1, max_replicas: 5, target_cpu_utilization: None, target_lag_per_replica: None });
+        assert_eq!(replicas_plan(&ap, Workload::Capture, None), Replicas::Set(1), "a new Deployment starts at min");
+        assert_eq!(
+            replicas_plan(&ap, Workload::Capture, Some(&running(3, true))),
+            Replicas::HandOver(3),
+            "turning autoscaling on keeps the 3 running replicas"
+        );
+        assert_eq!(replicas_plan(&ap, Workload::Capture, Some(&running(4, false))), Replicas::Leave);
+        ap.spec.capture.autoscaling = None;
+        assert_eq!(
+            replicas_plan(&ap, Workload::Capture, Some(&running(4, false))),
+            Replicas::Set(4),
+            "turning it off keeps the autoscaler's count"
+        );
+        ap.spec.capture.replicas = Some(2);
+        assert_eq!(replicas_plan(&ap, Workload::Capture, Some(&running(4, false))), Replicas::Set(2));
+    }
+
+    fn ap_with_replicas(n: i32) -> AnalyticsPlatform {
+        let mut ap = platform();
+        ap.spec.capture.replicas = Some(n);
+        ap
     }
 }
