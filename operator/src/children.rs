@@ -196,11 +196,7 @@ impl<'a> Children<'a> {
             Ok(s) => Ok((s, true)),
             Err(kube::Error::Api(e)) if e.code == 409 => match self.get_any::<Secret>(&name).await? {
                 Some(s) => Ok((s, false)),
-                None => Err(ChildError::Kube {
-                    kind: "Secret".into(),
-                    name,
-                    source: kube::Error::Api(e),
-                }),
+                None => Err(ChildError::Kube { kind: "Secret".into(), name, source: kube::Error::Api(e) }),
             },
             Err(e) => Err(ChildError::kube::<Secret>(&name, e)),
         }
@@ -326,7 +322,8 @@ mod tests {
     }
 
     fn service(name: &str, owner_uid: Option<&str>) -> serde_json::Value {
-        let mut meta = serde_json::json!({"name": name, "namespace": "analytics", "uid": "svc-uid", "resourceVersion": "7"});
+        let mut meta =
+            serde_json::json!({"name": name, "namespace": "analytics", "uid": "svc-uid", "resourceVersion": "7"});
         if let Some(uid) = owner_uid {
             meta["ownerReferences"] = serde_json::json!([{"apiVersion": "cairn.dev/v1alpha1", "kind": "AnalyticsPlatform",
                 "name": "demo", "uid": uid, "controller": true}]);
@@ -408,7 +405,8 @@ mod tests {
             let children = Children::new(&client, "analytics", "u1", &leader);
             children.hand_over_replicas("demo-capture", 3).await
         });
-        let answer = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "demo-capture"}});
+        let answer =
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "demo-capture"}});
         let (method, uri, body) = mocked::next(&mut handle, 200, answer).await.unwrap();
         assert_eq!(method, "PATCH");
         assert!(uri.contains(&format!("fieldManager={HANDOVER_MANAGER}")), "{uri}");

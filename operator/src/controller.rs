@@ -60,8 +60,8 @@ use crate::resources::managed::{
     MANAGED_COMPONENTS,
 };
 use crate::resources::network::{
-    bootstrap_ports, network_policies, service_account, service_account_name, url_port, ExternalPorts,
-    OperatorPeer, POLICY_PARTS,
+    bootstrap_ports, network_policies, service_account, service_account_name, url_port, ExternalPorts, OperatorPeer,
+    POLICY_PARTS,
 };
 use crate::resources::workload::{
     deployment, deployment_name, horizontal_pod_autoscaler, pod_disruption_budget, replicas_plan, service, PodInputs,
@@ -253,10 +253,7 @@ async fn reconcile(ap: Arc<AnalyticsPlatform>, ctx: Arc<Context>) -> Result<Acti
 }
 
 fn secret_value(secret: Option<&Secret>, key: &str) -> Option<String> {
-    secret
-        .and_then(|s| s.data.as_ref())
-        .and_then(|d| d.get(key))
-        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    secret.and_then(|s| s.data.as_ref()).and_then(|d| d.get(key)).and_then(|v| String::from_utf8(v.0.clone()).ok())
 }
 
 /// The Secrets a platform's configuration reads, as they are (absent ones are `None`).
@@ -411,8 +408,7 @@ async fn ensure_credentials(
 ) -> Result<Secret, ChildError> {
     let ours = |s: &Secret| {
         crate::children::controlled_by(&s.metadata, children.uid())
-            || s.metadata.annotations.as_ref().and_then(|a| a.get(CREDENTIALS_OF_ANNOTATION))
-                == Some(&platform_key(ap))
+            || s.metadata.annotations.as_ref().and_then(|a| a.get(CREDENTIALS_OF_ANNOTATION)) == Some(&platform_key(ap))
     };
     let secret = match existing {
         Some(s) if ours(&s) => s,
@@ -442,7 +438,8 @@ async fn ensure_credentials(
     let wanted = credentials_meta(ap);
     let owned = crate::children::controlled_by(&secret.metadata, children.uid());
     let want_owned = wanted.owner_references.as_ref().is_some_and(|o| !o.is_empty());
-    if owned != want_owned || secret.metadata.annotations.as_ref().and_then(|a| a.get(CREDENTIALS_OF_ANNOTATION)).is_none()
+    if owned != want_owned
+        || secret.metadata.annotations.as_ref().and_then(|a| a.get(CREDENTIALS_OF_ANNOTATION)).is_none()
     {
         children.guard()?;
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ap.namespace().unwrap_or_default());
@@ -482,9 +479,8 @@ async fn apply_managed(
         let revision_current = st.update_revision.is_none() || st.current_revision == st.update_revision;
         status.ready_replicas = st.ready_replicas.unwrap_or(0);
         status.rolled_out = generation_seen && revision_current && status.ready_replicas >= 1;
-        status.storage = crate::resources::managed::claimed_storage(&sts).or_else(|| {
-            Some(format!("emptyDir (limit {EMPTY_DIR_DATA_LIMIT})")).filter(|_| m.storage().is_none())
-        });
+        status.storage = crate::resources::managed::claimed_storage(&sts)
+            .or_else(|| Some(format!("emptyDir (limit {EMPTY_DIR_DATA_LIMIT})")).filter(|_| m.storage().is_none()));
     }
     status
 }
@@ -528,7 +524,8 @@ async fn resize_volumes(
             Ok(None) => continue,
             Err(e) => return Some(format!("cannot read claim {claim}: {e}")),
         };
-        let requested = pvc.spec.as_ref().and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage").cloned());
+        let requested =
+            pvc.spec.as_ref().and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage").cloned());
         if requested.as_ref().and_then(|q| parse_quantity_bytes(&q.0)) >= parse_quantity_bytes(&to) {
             let capacity = pvc.status.as_ref().and_then(|s| s.capacity.as_ref()?.get("storage").cloned());
             if capacity.as_ref().and_then(|q| parse_quantity_bytes(&q.0)) < parse_quantity_bytes(&to) {
@@ -560,8 +557,14 @@ async fn resize_volumes(
         let patch = json!({"spec": {"resources": {"requests": {"storage": to}}}});
         match pvcs.patch(&claim, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {
-                publish(ctx, ap, EventType::Normal, "VolumeExpanding", format!("expanding {claim} from {from} to {to}"))
-                    .await;
+                publish(
+                    ctx,
+                    ap,
+                    EventType::Normal,
+                    "VolumeExpanding",
+                    format!("expanding {claim} from {from} to {to}"),
+                )
+                .await;
                 pending.push(format!("{claim} is being expanded to {to}"));
             }
             Err(e) => return Some(format!("cannot expand {claim} to {to}: {e}")),
@@ -593,9 +596,12 @@ async fn reconcile_kafka(
     previous: &AnalyticsPlatformStatus,
 ) -> (DependencyState, Option<KafkaStatus>) {
     // The managed broker's volume (or its emptyDir's limit) bounds what its topics may hold.
-    let volume = ap.spec.kafka.managed.as_ref().and_then(|m| {
-        parse_quantity_bytes(m.storage.as_deref().unwrap_or(EMPTY_DIR_DATA_LIMIT))
-    });
+    let volume = ap
+        .spec
+        .kafka
+        .managed
+        .as_ref()
+        .and_then(|m| parse_quantity_bytes(m.storage.as_deref().unwrap_or(EMPTY_DIR_DATA_LIMIT)));
     let run = reconcile_topics(cfg, &ap.spec.kafka.topic, &cfg.dead_letter_topic, volume);
     match tokio::time::timeout(ctx.settings.dependency_timeout, run).await {
         Ok(Ok(shape)) => {
@@ -850,8 +856,7 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
     let kafka_cfg = kafka_config(ap, &secrets);
     let (kafka, kafka_status) = reconcile_kafka(ctx, ap, &kafka_cfg, &previous).await;
     let ch_cfg = clickhouse_config(ap, &secrets);
-    let (clickhouse, clickhouse_status) =
-        reconcile_clickhouse(ctx, ap, &ch_cfg, &claim_of(ap, &uid), &previous).await;
+    let (clickhouse, clickhouse_status) = reconcile_clickhouse(ctx, ap, &ch_cfg, &claim_of(ap, &uid), &previous).await;
 
     // 4. The workloads, rolled whenever what their pods read changes.
     let hash = config.as_ref().map(|cm| config_hash(&cm.data.clone().unwrap_or_default(), &secrets.versions(ap)));
@@ -896,9 +901,10 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
         invalid: report.invalid,
         missing_secrets,
         apply_error: report.apply_error,
-        upgrade_waiting: version.waiting_for.clone().map(|holder| {
-            format!("version {} waits until {holder} has finished its upgrade", version.target)
-        }),
+        upgrade_waiting: version
+            .waiting_for
+            .clone()
+            .map(|holder| format!("version {} waits until {holder} has finished its upgrade", version.target)),
         now: now(),
     };
     let status = AnalyticsPlatformStatus {
@@ -972,8 +978,10 @@ fn sharing_platforms(ap: &AnalyticsPlatform, all: &[Arc<AnalyticsPlatform>]) -> 
     all.iter()
         .filter(|o| o.uid() != ap.uid() && o.metadata.deletion_timestamp.is_none())
         .filter_map(|o| {
-            let db = clickhouse_url(o) == clickhouse_url(ap) && o.spec.clickhouse.database == ap.spec.clickhouse.database;
-            let topic = kafka_bootstrap(o) == kafka_bootstrap(ap) && o.spec.kafka.topic.name == ap.spec.kafka.topic.name;
+            let db =
+                clickhouse_url(o) == clickhouse_url(ap) && o.spec.clickhouse.database == ap.spec.clickhouse.database;
+            let topic =
+                kafka_bootstrap(o) == kafka_bootstrap(ap) && o.spec.kafka.topic.name == ap.spec.kafka.topic.name;
             (db || topic).then(|| (db, topic, platform_key(o)))
         })
         .collect()

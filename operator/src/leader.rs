@@ -40,20 +40,14 @@ impl Leadership {
     /// A replica that is never demoted (leader election off).
     pub fn unconditional() -> Self {
         Self {
-            inner: Arc::new(LeadershipState {
-                unconditional: AtomicBool::new(true),
-                valid_until: Mutex::new(None),
-            }),
+            inner: Arc::new(LeadershipState { unconditional: AtomicBool::new(true), valid_until: Mutex::new(None) }),
         }
     }
 
     /// A replica that acts only while its lease is fresh.
     pub fn elected() -> Self {
         Self {
-            inner: Arc::new(LeadershipState {
-                unconditional: AtomicBool::new(false),
-                valid_until: Mutex::new(None),
-            }),
+            inner: Arc::new(LeadershipState { unconditional: AtomicBool::new(false), valid_until: Mutex::new(None) }),
         }
     }
 

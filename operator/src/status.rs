@@ -125,10 +125,8 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
         }
     }
 
-    let dep = |push: &mut dyn FnMut(&str, Option<bool>, &str, String),
-               type_: &str,
-               state: &DependencyState,
-               ok_reason: &str| match state {
+    type Push<'a> = dyn FnMut(&str, Option<bool>, &str, String) + 'a;
+    let dep = |push: &mut Push<'_>, type_: &str, state: &DependencyState, ok_reason: &str| match state {
         DependencyState::Ready(m) => push(type_, Some(true), ok_reason, m.clone()),
         DependencyState::Failed { reason, message } => push(type_, Some(false), reason, message.clone()),
         DependencyState::Unknown => push(type_, None, "NotChecked", "not checked".into()),
@@ -140,7 +138,9 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
     let failure = (!o.conflicts.is_empty())
         .then(|| ("OwnershipConflict".to_string(), o.conflicts.join("; ")))
         .or_else(|| o.invalid.as_ref().map(|e| ("InvalidSpec".to_string(), e.clone())))
-        .or_else(|| (!o.missing_secrets.is_empty()).then(|| ("SecretNotFound".to_string(), o.missing_secrets.join("; "))))
+        .or_else(|| {
+            (!o.missing_secrets.is_empty()).then(|| ("SecretNotFound".to_string(), o.missing_secrets.join("; ")))
+        })
         .or_else(|| o.apply_error.as_ref().map(|e| ("ApplyFailed".to_string(), e.clone())))
         .or_else(|| (!stalled.is_empty()).then(|| ("ProgressDeadlineExceeded".to_string(), stalled.join("; "))))
         .or_else(|| match &o.kafka {

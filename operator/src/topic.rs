@@ -220,7 +220,9 @@ pub async fn reconcile_topics(
         let current = described.into_iter().next().and_then(Result::ok);
         let differ: Vec<(&str, String)> = wanted
             .into_iter()
-            .filter(|(k, v)| current.as_ref().and_then(|c| c.get(k)).and_then(|e| e.value.as_deref()) != Some(v.as_str()))
+            .filter(|(k, v)| {
+                current.as_ref().and_then(|c| c.get(k)).and_then(|e| e.value.as_deref()) != Some(v.as_str())
+            })
             .collect();
         if differ.is_empty() {
             continue;
@@ -272,7 +274,7 @@ mod tests {
         // Both topics, every partition at its limit plus an active segment, fit in 80 % of the volume.
         let worst = i64::from(spec.partitions * 2) * (retention + segment);
         assert!(worst <= (volume as f64 * 0.8) as i64 + i64::from(spec.partitions * 2), "{worst} vs {volume}");
-        assert!(segment >= 1 << 20 && segment <= 1 << 30);
+        assert!((1 << 20..=1 << 30).contains(&segment));
         assert!(topic_settings(&spec, 3, None).iter().all(|(k, _)| *k != "retention.bytes"), "external: no size limit");
         assert_eq!(get("retention.ms"), 168 * 3_600_000);
     }

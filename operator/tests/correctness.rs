@@ -67,8 +67,10 @@ async fn configuration_changes_roll_the_pods_and_status_follows_the_rollout() {
     secrets
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "pg"}, "stringData": {"url": "postgres://a@db:5432/one"}}))
-                .unwrap(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "pg"}, "stringData": {"url": "postgres://a@db:5432/one"}}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -86,16 +88,22 @@ async fn configuration_changes_roll_the_pods_and_status_follows_the_rollout() {
     quotas
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "freeze"}, "spec": {"hard": {"pods": running.to_string()}}}))
-                .unwrap(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "freeze"}, "spec": {"hard": {"pods": running.to_string()}}}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
     // Same broker, another address: everything still works, but every pod must be rolled to read it.
     let other_address = env.kafka.brokers().replace("127.0.0.1", "localhost");
-    api.patch("roll", &PatchParams::default(), &merge(json!({"spec": {"kafka": {"external": {"bootstrapServers": other_address}}}})))
-        .await
-        .unwrap();
+    api.patch(
+        "roll",
+        &PatchParams::default(),
+        &merge(json!({"spec": {"kafka": {"external": {"bootstrapServers": other_address}}}})),
+    )
+    .await
+    .unwrap();
     let stuck = wait_phase(&api, "roll", "Progressing", Duration::from_secs(60)).await;
     assert_eq!(condition(&stuck, "Ready").status, "False", "old pods on the old address are not Ready");
     let second = template_hash(&deployments, "roll-capture").await;
@@ -167,9 +175,11 @@ async fn autoscaling_on_and_off_never_drops_replicas() {
     .await
     .unwrap();
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(env.client.clone(), &env.ns);
-    wait_until("the autoscaler", Duration::from_secs(60), || async { hpas.get_opt("scale-capture").await.ok().flatten().is_some() })
-        .await
-        .unwrap();
+    wait_until("the autoscaler", Duration::from_secs(60), || async {
+        hpas.get_opt("scale-capture").await.ok().flatten().is_some()
+    })
+    .await
+    .unwrap();
     wait_phase(&api, "scale", "Ready", Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(deployments.get("scale-capture").await.unwrap().spec.unwrap().replicas, Some(3));
@@ -178,9 +188,11 @@ async fn autoscaling_on_and_off_never_drops_replicas() {
     api.patch("scale", &PatchParams::default(), &merge(json!({"spec": {"capture": {"autoscaling": null}}})))
         .await
         .unwrap();
-    wait_until("the autoscaler to go", Duration::from_secs(60), || async { hpas.get_opt("scale-capture").await.ok().flatten().is_none() })
-        .await
-        .unwrap();
+    wait_until("the autoscaler to go", Duration::from_secs(60), || async {
+        hpas.get_opt("scale-capture").await.ok().flatten().is_none()
+    })
+    .await
+    .unwrap();
     wait_phase(&api, "scale", "Ready", Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     recorder.abort();
@@ -219,13 +231,20 @@ async fn objects_the_platform_does_not_own_are_neither_overwritten_adopted_nor_d
     )
     .await
     .unwrap();
-    api.create(&PostParams::default(), &platform("own", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &platform("own", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")),
+    )
+    .await
+    .unwrap();
     let ap = wait_phase(&api, "own", "Degraded", Duration::from_secs(90)).await;
     let degraded = condition(&ap, "Degraded");
     assert_eq!(degraded.reason, "OwnershipConflict");
-    assert!(degraded.message.contains("Service own-capture") && degraded.message.contains("Helm release web"), "{}", degraded.message);
+    assert!(
+        degraded.message.contains("Service own-capture") && degraded.message.contains("Helm release web"),
+        "{}",
+        degraded.message
+    );
     wait_until("an Event naming the object", Duration::from_secs(30), || async {
         events(&env.client, &env.ns).await.iter().any(|(r, n)| r == "OwnershipConflict" && n.contains("own-capture"))
     })
@@ -263,7 +282,10 @@ async fn deleting_a_platform_keeps_the_topic_and_database_another_platform_uses(
     assert_eq!(topic_partitions(&env.kafka.brokers(), &topic), 4, "the shared topic stays");
     assert!(database_exists(&env.ch, &database).await, "the shared database stays");
     assert!(
-        events(&env.client, &env.ns).await.iter().any(|(r, n)| r == "ExternalStateCleaned" && n.contains("kept database")),
+        events(&env.client, &env.ns)
+            .await
+            .iter()
+            .any(|(r, n)| r == "ExternalStateCleaned" && n.contains("kept database")),
         "{:?}",
         events(&env.client, &env.ns).await
     );
@@ -274,9 +296,11 @@ async fn deleting_a_platform_keeps_the_topic_and_database_another_platform_uses(
     })
     .await
     .unwrap();
-    wait_until("the database to be dropped", Duration::from_secs(30), || async { !database_exists(&env.ch, &database).await })
-        .await
-        .unwrap();
+    wait_until("the database to be dropped", Duration::from_secs(30), || async {
+        !database_exists(&env.ch, &database).await
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,8 +312,10 @@ async fn a_namespace_deletion_never_hangs_on_cleanup_and_retain_keeps_the_creden
     secrets
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "ch-creds"}, "stringData": {"username": "default", "password": ""}}))
-                .unwrap(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "ch-creds"}, "stringData": {"username": "default", "password": ""}}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -354,9 +380,8 @@ async fn a_bigger_volume_expands_the_claims_where_the_class_allows_and_never_blo
     }
     let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
     let mut ap = platform("vol", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op"));
-    ap.spec.postgres = Some(
-        serde_json::from_value(json!({"managed": {"storage": "1Gi", "storageClassName": expandable}})).unwrap(),
-    );
+    ap.spec.postgres =
+        Some(serde_json::from_value(json!({"managed": {"storage": "1Gi", "storageClassName": expandable}})).unwrap());
     api.create(&PostParams::default(), &ap).await.unwrap();
     // A volume for the claim (no provisioner here), bound by the PV controller.
     let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
@@ -375,7 +400,8 @@ async fn a_bigger_volume_expands_the_claims_where_the_class_allows_and_never_blo
     .unwrap();
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), &env.ns);
     wait_until("the claim to be bound", Duration::from_secs(90), || async {
-        pvcs.get_opt("data-vol-postgres-0").await.ok().flatten().and_then(|c| c.status?.phase).as_deref() == Some("Bound")
+        pvcs.get_opt("data-vol-postgres-0").await.ok().flatten().and_then(|c| c.status?.phase).as_deref()
+            == Some("Bound")
     })
     .await
     .unwrap();
@@ -411,7 +437,8 @@ async fn a_bigger_volume_expands_the_claims_where_the_class_allows_and_never_blo
     .await
     .unwrap();
     wait_until("the second claim to be bound", Duration::from_secs(90), || async {
-        pvcs.get_opt("data-fix-postgres-0").await.ok().flatten().and_then(|c| c.status?.phase).as_deref() == Some("Bound")
+        pvcs.get_opt("data-fix-postgres-0").await.ok().flatten().and_then(|c| c.status?.phase).as_deref()
+            == Some("Bound")
     })
     .await
     .unwrap();
@@ -425,7 +452,7 @@ async fn a_bigger_volume_expands_the_claims_where_the_class_allows_and_never_blo
     let statefulsets: Api<StatefulSet> = Api::namespaced(env.client.clone(), &env.ns);
     wait_until("the image change to apply", Duration::from_secs(60), || async {
         let s = statefulsets.get("fix-postgres").await.unwrap();
-        s.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].image.clone()).flatten().as_deref()
+        s.spec.and_then(|s| s.template.spec).and_then(|p| p.containers[0].image.clone()).as_deref()
             == Some("registry.local/postgres:18")
     })
     .await
@@ -433,7 +460,11 @@ async fn a_bigger_volume_expands_the_claims_where_the_class_allows_and_never_blo
     wait_until("status to say the volume cannot grow", Duration::from_secs(60), || async {
         let ap = api.get("fix").await.unwrap();
         ap.status
-            .map(|s| s.managed.iter().any(|m| m.storage_message.as_deref().unwrap_or("").contains("does not allow expansion")))
+            .map(|s| {
+                s.managed
+                    .iter()
+                    .any(|m| m.storage_message.as_deref().unwrap_or("").contains("does not allow expansion"))
+            })
             .unwrap_or(false)
     })
     .await
@@ -459,9 +490,12 @@ async fn topic_settings_change_incrementally_and_durably() {
     let env = setup().await;
     let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
     let topic = unique("op_events");
-    api.create(&PostParams::default(), &platform("durable", &env.kafka.brokers(), &env.ch.url(), &topic, &unique("op")))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &platform("durable", &env.kafka.brokers(), &env.ch.url(), &topic, &unique("op")),
+    )
+    .await
+    .unwrap();
     let ap = wait_phase(&api, "durable", "Ready", Duration::from_secs(120)).await;
     assert_eq!(ap.status.unwrap().kafka.unwrap().replication_factor, Some(1), "min(3, one broker)");
     let admin: AdminClient<DefaultClientContext> =
@@ -479,9 +513,13 @@ async fn topic_settings_change_incrementally_and_durably() {
         )
     })
     .unwrap();
-    api.patch("durable", &PatchParams::default(), &merge(json!({"spec": {"kafka": {"topic": {"retentionHours": 48}}}})))
-        .await
-        .unwrap();
+    api.patch(
+        "durable",
+        &PatchParams::default(),
+        &merge(json!({"spec": {"kafka": {"topic": {"retentionHours": 48}}}})),
+    )
+    .await
+    .unwrap();
     wait_until("retention to follow the spec", Duration::from_secs(60), || async {
         topic_config(&admin, &topic).await["retention.ms"] == (48 * 3_600_000i64).to_string()
     })
@@ -497,9 +535,12 @@ async fn upgrades_of_the_default_version_go_one_platform_at_a_time() {
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
     let names = ["up-a", "up-b", "up-c"];
     for name in names {
-        api.create(&PostParams::default(), &platform(name, &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")))
-            .await
-            .unwrap();
+        api.create(
+            &PostParams::default(),
+            &platform(name, &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")),
+        )
+        .await
+        .unwrap();
     }
     for name in names {
         let ap = wait_phase(&api, name, "Ready", Duration::from_secs(120)).await;
@@ -555,9 +596,12 @@ async fn a_stalled_leader_stops_acting_when_its_lease_expires() {
     )
     .await;
     let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
-    api.create(&PostParams::default(), &platform("lead", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &platform("lead", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &unique("op")),
+    )
+    .await
+    .unwrap();
     wait_phase(&api, "lead", "Ready", Duration::from_secs(120)).await;
     let (leader, follower) = if env.operator.metric("cairn_operator_leader").await.unwrap() == 1.0 {
         (&env.operator, &standby)
@@ -576,9 +620,7 @@ async fn a_stalled_leader_stops_acting_when_its_lease_expires() {
     .await
     .unwrap();
     // The new leader acts on a change the stalled one has not seen.
-    api.patch("lead", &PatchParams::default(), &merge(json!({"spec": {"capture": {"replicas": 3}}})))
-        .await
-        .unwrap();
+    api.patch("lead", &PatchParams::default(), &merge(json!({"spec": {"capture": {"replicas": 3}}}))).await.unwrap();
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
     wait_until("the new leader to scale capture", Duration::from_secs(60), || async {
         deployments.get("lead-capture").await.ok().and_then(|d| d.spec?.replicas) == Some(3)

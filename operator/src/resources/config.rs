@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use sha2::{Digest, Sha256};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use super::managed::{managed_clickhouse_url, managed_kafka_bootstrap, managed_postgres_url_env};
 use super::{build, child_meta, child_name, BuildError};
@@ -143,7 +143,11 @@ pub fn env_from_secrets(ap: &AnalyticsPlatform) -> Vec<Value> {
 
 /// `<namespace>/<name>` of a platform, as [`CREDENTIALS_OF_ANNOTATION`] holds it.
 pub fn platform_key(ap: &AnalyticsPlatform) -> String {
-    format!("{}/{}", ap.metadata.namespace.as_deref().unwrap_or_default(), ap.metadata.name.as_deref().unwrap_or_default())
+    format!(
+        "{}/{}",
+        ap.metadata.namespace.as_deref().unwrap_or_default(),
+        ap.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// The generated credentials' metadata: owned by the platform (deleted with it) under the Delete
@@ -231,6 +235,9 @@ mod tests {
         assert_ne!(base, config_hash(&config_map(&moved).unwrap().data.unwrap(), &secrets));
         let rotated = BTreeMap::from([("ch-creds".to_string(), "101".to_string())]);
         assert_ne!(base, config_hash(&data, &rotated), "a rotated Secret rolls the pods");
-        assert_eq!(referenced_secrets(&ap), vec![("ch-creds".to_string(), "spec.clickhouse.external.credentialsSecretRef")]);
+        assert_eq!(
+            referenced_secrets(&ap),
+            vec![("ch-creds".to_string(), "spec.clickhouse.external.credentialsSecretRef")]
+        );
     }
 }

@@ -124,11 +124,20 @@ pub fn claimed_storage(sts: &StatefulSet) -> Option<String> {
 pub enum StorageChange {
     None,
     /// Expand the existing claims to this size (where the StorageClass allows it).
-    Grow { from: String, to: String },
+    Grow {
+        from: String,
+        to: String,
+    },
     /// Volumes cannot shrink.
-    Shrink { from: String, to: String },
+    Shrink {
+        from: String,
+        to: String,
+    },
     /// From an emptyDir to a volume or back: only a new StatefulSet can do it.
-    Kind { from: Option<String>, to: Option<String> },
+    Kind {
+        from: Option<String>,
+        to: Option<String>,
+    },
     /// A size that is not a quantity (the schema lets any string through).
     Invalid(String),
 }
@@ -152,7 +161,11 @@ impl Managed<'_> {
     /// kept as they are (the API server refuses any change to them; a bigger `storage` is applied
     /// to the claims themselves, see `controller.rs`), so that every other change (image,
     /// resources) still applies.
-    pub fn statefulset(&self, ap: &AnalyticsPlatform, existing: Option<&StatefulSet>) -> Result<StatefulSet, BuildError> {
+    pub fn statefulset(
+        &self,
+        ap: &AnalyticsPlatform,
+        existing: Option<&StatefulSet>,
+    ) -> Result<StatefulSet, BuildError> {
         statefulset(ap, self, existing)
     }
 
@@ -169,7 +182,11 @@ impl Managed<'_> {
     }
 }
 
-fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>, existing: Option<&StatefulSet>) -> Result<StatefulSet, BuildError> {
+fn statefulset(
+    ap: &AnalyticsPlatform,
+    m: &Managed<'_>,
+    existing: Option<&StatefulSet>,
+) -> Result<StatefulSet, BuildError> {
     let name = child_name(ap, m.component);
     let volume_claims: Option<Vec<Value>> = match existing {
         Some(sts) => match sts.spec.as_ref().and_then(|s| s.volume_claim_templates.as_ref()) {
@@ -239,7 +256,11 @@ fn statefulset(ap: &AnalyticsPlatform, m: &Managed<'_>, existing: Option<&Statef
     )
 }
 
-fn resources_of(ap: &AnalyticsPlatform, component: &str, r: Option<&ResourceRequirements>) -> Result<Option<Value>, BuildError> {
+fn resources_of(
+    ap: &AnalyticsPlatform,
+    component: &str,
+    r: Option<&ResourceRequirements>,
+) -> Result<Option<Value>, BuildError> {
     r.map(|r| to_json("StatefulSet", &child_name(ap, component), r)).transpose()
 }
 
@@ -374,7 +395,11 @@ mod tests {
     }
 
     fn built(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service)> {
-        managed_dependencies(ap).unwrap().iter().map(|m| (m.statefulset(ap, None).unwrap(), m.service(ap).unwrap())).collect()
+        managed_dependencies(ap)
+            .unwrap()
+            .iter()
+            .map(|m| (m.statefulset(ap, None).unwrap(), m.service(ap).unwrap()))
+            .collect()
     }
 
     #[test]

@@ -59,10 +59,8 @@ pub struct ExternalPorts {
 
 /// The ports in a comma-separated `host:port` list (Kafka's bootstrap servers).
 pub fn bootstrap_ports(servers: &str) -> Vec<i32> {
-    let mut ports: Vec<i32> = servers
-        .split(',')
-        .filter_map(|s| s.trim().rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
-        .collect();
+    let mut ports: Vec<i32> =
+        servers.split(',').filter_map(|s| s.trim().rsplit_once(':').and_then(|(_, p)| p.parse().ok())).collect();
     if ports.is_empty() {
         ports.push(9092);
     }
@@ -151,7 +149,8 @@ pub fn network_policies(
     // DNS: port 53 anywhere, and the cluster's DNS pods (`k8s-app: kube-dns` by convention) on
     // whatever port their Service forwards to (CoreDNS often listens on an unprivileged port).
     let dns = json!({"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]});
-    let cluster_dns = json!({"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]});
+    let cluster_dns =
+        json!({"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]});
     let kafka = dependency_egress(ap, "kafka", kafka_managed, 9092, &external.kafka);
     let clickhouse = dependency_egress(ap, "clickhouse", ch_managed, 8123, &external.clickhouse);
     let postgres = pg.map(|_| dependency_egress(ap, "postgres", pg_managed, 5432, &external.postgres));

@@ -63,7 +63,9 @@ pub fn replicas_plan(ap: &AnalyticsPlatform, w: Workload, current: Option<&Deplo
     match &spec.autoscaling {
         Some(a) => match current {
             None => Replicas::Set(a.min_replicas),
-            Some(d) if operator_owns_replicas(&d.metadata) => Replicas::HandOver(current_count.unwrap_or(a.min_replicas)),
+            Some(d) if operator_owns_replicas(&d.metadata) => {
+                Replicas::HandOver(current_count.unwrap_or(a.min_replicas))
+            }
             Some(_) => Replicas::Leave,
         },
         None => Replicas::Set(spec.replicas.or(current_count).unwrap_or(DEFAULT_REPLICAS)),
@@ -248,8 +250,12 @@ mod tests {
     use crate::crd::AutoscalingSpec;
     use crate::resources::fixtures::platform;
 
-    const INPUTS: PodInputs<'static> =
-        PodInputs { service_account: "demo-cairn", config_hash: "abc", version: "0.1.0", progress_deadline_seconds: 600 };
+    const INPUTS: PodInputs<'static> = PodInputs {
+        service_account: "demo-cairn",
+        config_hash: "abc",
+        version: "0.1.0",
+        progress_deadline_seconds: 600,
+    };
 
     #[test]
     fn deployment_is_secure_probed_owned_and_configured() {
@@ -358,8 +364,12 @@ mod tests {
             d
         };
         assert_eq!(replicas_plan(&ap, Workload::Capture, None), Replicas::Set(DEFAULT_REPLICAS));
-        ap.spec.capture.autoscaling =
-            Some(AutoscalingSpec { min_replicas: 1, max_replicas: 5, target_cpu_utilization: None, target_lag_per_replica: None });
+        ap.spec.capture.autoscaling = Some(AutoscalingSpec {
+            min_replicas: 1,
+            max_replicas: 5,
+            target_cpu_utilization: None,
+            target_lag_per_replica: None,
+        });
         assert_eq!(replicas_plan(&ap, Workload::Capture, None), Replicas::Set(1), "a new Deployment starts at min");
         assert_eq!(
             replicas_plan(&ap, Workload::Capture, Some(&running(3, true))),
