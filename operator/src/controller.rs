@@ -305,6 +305,7 @@ fn kafka_config(ap: &AnalyticsPlatform, secrets: &Secrets) -> KafkaConfig {
         sasl_username: None,
         sasl_password: None,
         ssl_ca_location: None,
+        message_max_bytes: cairn_common::config::DEFAULT_MESSAGE_MAX_BYTES,
     };
     if let Some(e) = &ap.spec.kafka.external {
         cfg.security_protocol = e.security_protocol.clone();

@@ -112,6 +112,8 @@ pub fn topic_settings(spec: &TopicSpec, rf: i32, volume_bytes: Option<u64>) -> V
     let mut out = vec![
         ("retention.ms", (spec.retention_hours * 3_600_000).to_string()),
         ("min.insync.replicas", min_insync_replicas(spec, rf).to_string()),
+        // The same largest record as capture's producer (CAIRN_KAFKA_MESSAGE_MAX_BYTES).
+        ("max.message.bytes", cairn_common::config::DEFAULT_MESSAGE_MAX_BYTES.to_string()),
     ];
     if let Some(v) = volume_bytes {
         let (retention, segment) = size_limits(v, spec.partitions * 2);

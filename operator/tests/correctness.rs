@@ -508,7 +508,7 @@ async fn topic_settings_change_incrementally_and_durably() {
         cairn_common::kafka::incremental_alter_topic_config(
             admin.inner(),
             &topic,
-            &[("max.message.bytes", "2000000".to_string())],
+            &[("segment.ms", "3600000".to_string())],
             Duration::from_secs(10),
         )
     })
@@ -525,7 +525,7 @@ async fn topic_settings_change_incrementally_and_durably() {
     })
     .await
     .unwrap();
-    assert_eq!(topic_config(&admin, &topic).await["max.message.bytes"], "2000000", "others' settings stay");
+    assert_eq!(topic_config(&admin, &topic).await["segment.ms"], "3600000", "others' settings stay");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! (body decoding), [`keys`] (API keys → projects), [`limiter`] (per-key rate limits), [`sink`]
 //! (Kafka), [`metrics`], [`error`] (what each failure answers).
 
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod keys;
@@ -19,11 +20,13 @@ use cairn_common::auth_client::AuthClient;
 use cairn_common::kafka::{ensure_topics_in_background, TopicSpec};
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
-use tower_http::cors::CorsLayer;
+use axum::http::Method;
+use tower_http::cors::{Any, CorsLayer};
 
+use crate::budget::MemoryBudget;
 use crate::config::CaptureConfig;
 use crate::keys::{AuthKeys, KeyResolver, LayeredKeys, StaticKeys};
-use crate::limiter::KeyRateLimiter;
+use crate::limiter::{KeyRateLimiter, UnknownKeyGate};
 use crate::metrics::CaptureMetrics;
 use crate::payload::Limits;
 use crate::router::{AppState, LIMITER_SWEEP};
@@ -73,7 +76,21 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
         keys: Arc::new(keys),
         sink: sink.clone(),
         limiter: KeyRateLimiter::new(cfg.rate_limit_per_second, cfg.rate_limit_burst),
-        limits: Limits { max_event_bytes: cfg.max_event_bytes, max_batch_bytes: cfg.max_batch_bytes },
+        unknown_keys: UnknownKeyGate::new(
+            cfg.unknown_keys_per_minute,
+            cfg.unknown_keys_burst,
+            Duration::from_secs(60),
+            100_000,
+        ),
+        trusted_proxies: cfg.trusted_proxies.clone(),
+        body_timeout: cfg.server.request_timeout,
+        budget: MemoryBudget::new(cfg.memory_budget_bytes, Duration::from_secs(2)),
+        limits: Limits {
+            max_event_bytes: cfg.max_event_bytes,
+            max_batch_bytes: cfg.max_batch_bytes,
+            max_events: cfg.max_events,
+            max_values: cfg.max_values,
+        },
         max_future: cfg.max_future,
         metrics,
     });
@@ -84,17 +101,21 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(LIMITER_SWEEP) => {} }
                 state.limiter.forget_idle();
+                state.unknown_keys.forget_idle();
             }
         });
     }
 
-    let app = router::router(state)
-        .merge(admin_router(Arc::new(registry), health))
-        .layer(CorsLayer::very_permissive().max_age(Duration::from_secs(86400)));
+    // SDKs send from any origin, without credentials: any origin may post, none with cookies.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(86400));
+    let app = router::router(state).merge(admin_router(Arc::new(registry), health)).layer(cors);
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
     tracing::info!(addr = %cfg.addr, topic = %cfg.kafka.topic, brokers = %cfg.kafka.brokers, "capture listening");
-    let stop = shutdown.clone();
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    cairn_common::server::serve(listener, app, cfg.server.clone(), shutdown.clone()).await?;
     // Requests in flight have been answered; anything still queued is flushed before exit.
     let s = sink.clone();
     tokio::task::spawn_blocking(move || s.flush(Duration::from_secs(10))).await?;

@@ -1,10 +1,24 @@
-//! Per-key rate limiting: a GCRA bucket per API key, counted in events, not requests.
+//! Rate limiting: a GCRA bucket per API key, counted in events, not requests; and a bucket per
+//! client address for keys that are not known to be valid, so that guessing keys costs the
+//! guesser, not the auth service.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Why a request was refused by a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// Over the rate: retry after this long.
+    Wait(Duration),
+    /// More events in one request than the key's burst: no wait makes this request fit.
+    LargerThanBurst { burst: u32 },
+}
 
 pub struct KeyRateLimiter {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -20,17 +34,19 @@ impl KeyRateLimiter {
         Self { limiter, burst }
     }
 
-    /// Takes `events` from the key's bucket: `Ok` when allowed, `Err(wait)` with how long until
-    /// the request would be. A request larger than the burst is charged the whole burst.
-    pub fn check(&self, key: &str, events: usize) -> Result<(), Duration> {
+    /// Takes `events` from the key's bucket: `Ok` when allowed, `Err(Wait)` with how long until
+    /// the request would be, `Err(LargerThanBurst)` for a request no wait would let through.
+    pub fn check(&self, key: &str, events: usize) -> Result<(), Limited> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
-        let n = u32::try_from(events).unwrap_or(u32::MAX).clamp(1, self.burst.get());
+        let n = u32::try_from(events).unwrap_or(u32::MAX);
+        if n > self.burst.get() {
+            return Err(Limited::LargerThanBurst { burst: self.burst.get() });
+        }
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         match limiter.check_key_n(&key.to_string(), n) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
-            // Unreachable after the clamp; allow rather than refuse forever.
-            Err(_) => Ok(()),
+            Ok(Err(not_until)) => Err(Limited::Wait(not_until.wait_time_from(DefaultClock::default().now()))),
+            Err(_) => Err(Limited::LargerThanBurst { burst: self.burst.get() }),
         }
     }
 
@@ -43,6 +59,72 @@ impl KeyRateLimiter {
     }
 }
 
+/// Lookups of keys not known to be valid, per client address. A key that resolved to a project
+/// recently is let through without a charge (a whole office behind one NAT address sends with
+/// one key); any other key costs its sender a token before it costs an auth lookup.
+pub struct UnknownKeyGate {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    valid: Mutex<HashMap<String, Instant>>,
+    remember: Duration,
+    capacity: usize,
+}
+
+impl UnknownKeyGate {
+    /// `per_minute` lookups of unproven keys per address, bursts of `burst`; 0 disables.
+    pub fn new(per_minute: u32, burst: u32, remember: Duration, capacity: usize) -> Self {
+        let limiter = NonZeroU32::new(per_minute).map(|rate| {
+            let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
+        });
+        Self { limiter, valid: Mutex::new(HashMap::new()), remember, capacity: capacity.max(1) }
+    }
+
+    fn known(&self, key: &str) -> bool {
+        match self.valid.lock() {
+            Ok(v) => v.get(key).is_some_and(|seen| seen.elapsed() < self.remember),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether `client` may have `key` looked up now.
+    pub fn admit(&self, key: &str, client: IpAddr) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        if self.known(key) {
+            return Ok(());
+        }
+        limiter.check_key(&client).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// `key` resolved to a project: let it through without a charge for a while.
+    pub fn valid(&self, key: &str) {
+        if self.limiter.is_none() {
+            return;
+        }
+        if let Ok(mut v) = self.valid.lock() {
+            if v.len() >= self.capacity && !v.contains_key(key) {
+                let remember = self.remember;
+                v.retain(|_, seen| seen.elapsed() < remember);
+                if v.len() >= self.capacity {
+                    v.clear();
+                }
+            }
+            v.insert(key.to_string(), Instant::now());
+        }
+    }
+
+    /// Bounds memory: forgets idle addresses and expired keys (call periodically).
+    pub fn forget_idle(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Ok(mut v) = self.valid.lock() {
+            let remember = self.remember;
+            v.retain(|_, seen| seen.elapsed() < remember);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,9 +133,32 @@ mod tests {
     fn limits_per_key_and_reports_the_wait() {
         let l = KeyRateLimiter::new(10, 10);
         assert!(l.check("a", 10).is_ok());
-        let wait = l.check("a", 5).unwrap_err();
+        let Err(Limited::Wait(wait)) = l.check("a", 5) else { panic!("not limited") };
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
         assert!(l.check("b", 10).is_ok(), "another key has its own bucket");
+        assert_eq!(l.check("c", 11), Err(Limited::LargerThanBurst { burst: 10 }), "refused, not charged the burst");
+        assert!(l.check("c", 10).is_ok(), "nothing was taken from c's bucket");
+    }
+
+    #[test]
+    fn unknown_keys_cost_their_sender() {
+        let gate = UnknownKeyGate::new(60, 3, Duration::from_secs(60), 10);
+        let a: IpAddr = "203.0.113.1".parse().unwrap();
+        let b: IpAddr = "203.0.113.2".parse().unwrap();
+        for i in 0..3 {
+            assert!(gate.admit(&format!("guess-{i}"), a).is_ok());
+        }
+        assert!(gate.admit("guess-4", a).is_err(), "a's guesses are used up");
+        assert!(gate.admit("guess-4", b).is_ok(), "b has its own bucket");
+        gate.valid("phc_real");
+        for _ in 0..10 {
+            assert!(gate.admit("phc_real", a).is_ok(), "a proven key goes through uncharged");
+        }
+        for i in 0..20 {
+            gate.valid(&format!("k{i}"));
+        }
+        assert!(gate.valid.lock().unwrap().len() <= 10, "bounded");
+        assert!(UnknownKeyGate::new(0, 0, Duration::from_secs(1), 1).admit("x", a).is_ok(), "0 disables");
     }
 
     #[test]

@@ -3,34 +3,54 @@
 //! decodes.
 //!
 //! A request is all-or-nothing: if any event in it is invalid, none is written and the 400 lists
-//! every invalid event's index, field and reason. A 200 means Kafka has acknowledged every event.
+//! the invalid events' indexes, fields and reasons (the first [`MAX_FIELD_ERRORS`], and how many
+//! there were in all). A 200 means Kafka has acknowledged every event.
+//!
+//! What a request costs before its key is known is bounded: the body (at most
+//! `max_batch_bytes` after decompression), its split into at most `max_events` spans, and — when
+//! the key is not given outside the events — the first events up to one that carries it. Keys not
+//! known to be valid are rate-limited per client address before they are looked up.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Query, State};
+use axum::extract::{ConnectInfo, MatchedPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use cairn_common::event::{validate_event, CapturedEvent, FieldError, ValidationContext};
+use cairn_common::server::{client_address, TrustedProxies};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use crate::budget::{MemoryBudget, Reserved, BYTES_PER_VALUE};
 use crate::error::CaptureError;
 use crate::keys::KeyResolver;
-use crate::limiter::KeyRateLimiter;
+use crate::limiter::{KeyRateLimiter, Limited, UnknownKeyGate};
 use crate::metrics::{CaptureMetrics, RequestLabels};
-use crate::payload::{decode, Limits, Payload, PayloadError};
+use crate::payload::{decode, Budget, Limits, PayloadError};
 use crate::sink::EventSink;
+
+/// The most field errors a 400 lists (the total count is given too).
+pub const MAX_FIELD_ERRORS: usize = 100;
 
 pub struct AppState {
     pub keys: Arc<dyn KeyResolver>,
     pub sink: Arc<dyn EventSink>,
     pub limiter: KeyRateLimiter,
+    /// Lookups of unproven keys per client address.
+    pub unknown_keys: UnknownKeyGate,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// How long reading a body may take (a slow client holds a connection no longer).
+    pub body_timeout: Duration,
+    /// The memory all requests in flight may use together.
+    pub budget: MemoryBudget,
     pub limits: Limits,
     pub max_future: time::Duration,
     pub metrics: Arc<CaptureMetrics>,
@@ -51,11 +71,13 @@ async fn ingest(
     State(app): State<Arc<AppState>>,
     path: MatchedPath,
     Query(query): Query<HashMap<String, String>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let response = match handle(&app, &query, &headers, body).await {
+    let client = peer.map(|Extension(ConnectInfo(p))| client_address(&headers, p.ip(), &app.trusted_proxies));
+    let response = match handle(&app, &query, &headers, client, body).await {
         Ok(accepted) => {
             app.metrics.count_events("accepted", accepted);
             (StatusCode::OK, Json(json!({"status": 1, "accepted": accepted}))).into_response()
@@ -81,9 +103,19 @@ async fn handle(
     app: &AppState,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
     body: Body,
 ) -> Result<usize, (CaptureError, usize)> {
-    let bytes = read_body(body, app.limits.max_batch_bytes).await.map_err(|e| (e.into(), 0))?;
+    // Memory is reserved before each large allocation: the body, the decoded body, the values.
+    let mut reserved = Reserved::default();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(app.limits.max_batch_bytes)
+        .min(app.limits.max_batch_bytes);
+    app.budget.reserve(&mut reserved, declared).await.map_err(|_| (CaptureError::Busy, 0))?;
+    let bytes = read_body(body, app.limits.max_batch_bytes, app.body_timeout).await.map_err(|e| (e.into(), 0))?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let payload = decode(
         &bytes,
@@ -93,29 +125,75 @@ async fn handle(
         app.limits,
     )
     .map_err(|e| (e.into(), 0))?;
-    let n = payload.events.len();
+    drop(bytes);
+    let n = payload.len();
     if n == 0 {
         return Err((CaptureError::EmptyBatch, 0));
     }
+    app.budget.reserve(&mut reserved, payload.decoded_len()).await.map_err(|_| (CaptureError::Busy, n))?;
+    let values = payload.max_possible_values(app.limits.max_values);
+    app.budget.reserve(&mut reserved, values * BYTES_PER_VALUE).await.map_err(|_| (CaptureError::Busy, n))?;
 
-    let key = request_key(headers, query, &payload).map_err(|e| (e, n))?;
+    // The key, before the events are built: from the request, else from the first events (only
+    // as many as it takes to find one).
+    let mut budget = Budget::new(app.limits.max_values);
+    let mut built: Vec<Value> = Vec::with_capacity(n);
+    let key = match request_key(headers, query, payload.key.as_deref()).map_err(|e| (e, n))? {
+        Some(k) => k,
+        None => loop {
+            let Some(i) = (built.len() < n).then_some(built.len()) else {
+                return Err((CaptureError::MissingKey, n));
+            };
+            let event = payload.event(i, &mut budget).map_err(|e| (e.into(), n))?;
+            let found = event_key(&event).map(str::to_string);
+            built.push(event);
+            if let Some(k) = found {
+                break k;
+            }
+        },
+    };
+    if let Some(ip) = client {
+        app.unknown_keys.admit(&key, ip).map_err(|wait| (CaptureError::KeyGuessing(wait), n))?;
+    }
     let project_id = app.keys.resolve(&key).await.map_err(|e| (e.into(), n))?.ok_or((CaptureError::UnknownKey, n))?;
+    app.unknown_keys.valid(&key);
+    app.limiter.check(&key, n).map_err(|limited| {
+        let e = match limited {
+            Limited::Wait(wait) => CaptureError::RateLimited(wait),
+            Limited::LargerThanBurst { burst } => CaptureError::LargerThanBurst { events: n, burst },
+        };
+        (e, n)
+    })?;
 
-    app.limiter.check(&key, n).map_err(|wait| (CaptureError::RateLimited(wait), n))?;
-
+    // Now the events, within the request's budget of JSON values; each key they carry must be
+    // the request's.
+    while built.len() < n {
+        let event = payload.event(built.len(), &mut budget).map_err(|e| (e.into(), n))?;
+        built.push(event);
+    }
+    if built.iter().filter_map(event_key).any(|k| k != key) {
+        return Err((CaptureError::MixedKeys, n));
+    }
     let ctx = ValidationContext {
         project_id,
         now: OffsetDateTime::now_utc(),
         sent_at: payload.sent_at.or_else(|| query_sent_at(query)),
         max_future: app.max_future,
     };
-    let events = validate_all(payload, &ctx).map_err(|e| (e, n))?;
+    let events = validate_all(built, payload.is_batch, &ctx).map_err(|e| (e, n))?;
     app.sink.send(events).await.map_err(|e| (e.into(), n))?;
     Ok(n)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, PayloadError> {
-    axum::body::to_bytes(body, limit.saturating_add(1)).await.map_err(|e| {
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, PayloadError> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit.saturating_add(1)));
+    let Ok(result) = read.await else {
+        return Err(PayloadError::BadEncoding {
+            encoding: "HTTP body",
+            detail: format!("not received within {timeout:?}"),
+        });
+    };
+    result.map_err(|e| {
         let too_large =
             std::error::Error::source(&e).map(|s| s.is::<http_body_util::LengthLimitError>()).unwrap_or(false)
                 || e.to_string().contains("length limit");
@@ -133,34 +211,30 @@ fn query_sent_at(query: &HashMap<String, String>) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok()
 }
 
-/// The request's API key: `Authorization: Bearer`, the query, the body, or the events'
-/// properties (PostHog's web SDK puts `token` there). Every key found must be the same one.
+/// The API key the request carries outside its events: `Authorization: Bearer`, the query, or
+/// the body's envelope. Every key found must be the same one (the events' keys are checked
+/// against it once they are built).
 fn request_key(
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-    payload: &Payload,
-) -> Result<String, CaptureError> {
+    envelope_key: Option<&str>,
+) -> Result<Option<String>, CaptureError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(|k| k.trim().to_string());
-    let request_keys = [
-        bearer.as_deref(),
-        query.get("api_key").map(String::as_str),
-        query.get("token").map(String::as_str),
-        payload.key.as_deref(),
-    ];
-    let event_keys = payload.events.iter().map(event_key);
+        .map(str::trim);
+    let request_keys =
+        [bearer, query.get("api_key").map(String::as_str), query.get("token").map(String::as_str), envelope_key];
     let mut key: Option<&str> = None;
-    for k in request_keys.into_iter().chain(event_keys).flatten().filter(|k| !k.is_empty()) {
+    for k in request_keys.into_iter().flatten().filter(|k| !k.is_empty()) {
         match key {
             None => key = Some(k),
             Some(a) if a != k => return Err(CaptureError::MixedKeys),
             Some(_) => {}
         }
     }
-    key.map(str::to_string).ok_or(CaptureError::MissingKey)
+    Ok(key.map(str::to_string))
 }
 
 fn event_key(event: &Value) -> Option<&str> {
@@ -172,23 +246,30 @@ fn event_key(event: &Value) -> Option<&str> {
         .or_else(|| str_of(event.get("properties").and_then(|p| p.get("token"))))
 }
 
-fn validate_all(payload: Payload, ctx: &ValidationContext) -> Result<Vec<CapturedEvent>, CaptureError> {
-    let total = payload.events.len();
+fn validate_all(
+    raw_events: Vec<Value>,
+    is_batch: bool,
+    ctx: &ValidationContext,
+) -> Result<Vec<CapturedEvent>, CaptureError> {
+    let total = raw_events.len();
     let mut events = Vec::with_capacity(total);
     let mut errors: Vec<FieldError> = Vec::new();
     let mut invalid = 0;
-    for (i, raw) in payload.events.into_iter().enumerate() {
-        let index = payload.is_batch.then_some(i);
+    let mut error_count = 0;
+    for (i, raw) in raw_events.into_iter().enumerate() {
+        let index = is_batch.then_some(i);
         match validate_event(index, raw, ctx) {
             Ok(e) => events.push(e),
-            Err(mut errs) => {
+            Err(errs) => {
                 invalid += 1;
-                errors.append(&mut errs);
+                error_count += errs.len();
+                let room = MAX_FIELD_ERRORS.saturating_sub(errors.len());
+                errors.extend(errs.into_iter().take(room));
             }
         }
     }
     if invalid > 0 {
-        return Err(CaptureError::Invalid { invalid, total, errors });
+        return Err(CaptureError::Invalid { invalid, total, error_count, errors });
     }
     Ok(events)
 }
@@ -199,35 +280,38 @@ pub const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::Payload;
-
-    fn payload(key: Option<&str>, events: Vec<Value>) -> Payload {
-        Payload { events, is_batch: true, key: key.map(String::from), sent_at: None }
-    }
 
     #[test]
     fn one_key_wherever_it_is_given_and_never_two() {
         let mut headers = HeaderMap::new();
         let none = HashMap::new();
         let query: HashMap<String, String> = [("token".to_string(), "phc_a".to_string())].into();
-        let ev = |k: &str| serde_json::json!({"event": "e", "properties": {"token": k}});
-        assert_eq!(request_key(&headers, &query, &payload(None, vec![])).unwrap(), "phc_a");
-        assert_eq!(request_key(&headers, &none, &payload(None, vec![ev("phc_b")])).unwrap(), "phc_b");
-        assert!(matches!(request_key(&headers, &none, &payload(None, vec![])), Err(CaptureError::MissingKey)));
-        assert!(
-            matches!(request_key(&headers, &query, &payload(Some("phc_a"), vec![ev("phc_a")])), Ok(k) if k == "phc_a")
-        );
-        assert!(matches!(request_key(&headers, &query, &payload(Some("phc_b"), vec![])), Err(CaptureError::MixedKeys)));
-        assert!(matches!(
-            request_key(&headers, &query, &payload(None, vec![ev("phc_a"), ev("phc_c")])),
-            Err(CaptureError::MixedKeys)
-        ));
+        assert_eq!(request_key(&headers, &query, None).unwrap().as_deref(), Some("phc_a"));
+        assert_eq!(request_key(&headers, &none, None).unwrap(), None, "then the events must carry it");
+        assert_eq!(request_key(&headers, &query, Some("phc_a")).unwrap().as_deref(), Some("phc_a"));
+        assert!(matches!(request_key(&headers, &query, Some("phc_b")), Err(CaptureError::MixedKeys)));
         headers.insert(header::AUTHORIZATION, "Bearer phc_z".parse().unwrap());
-        assert_eq!(request_key(&headers, &none, &payload(Some(""), vec![])).unwrap(), "phc_z");
-        assert!(
-            matches!(request_key(&headers, &none, &payload(Some("phc_a"), vec![])), Err(CaptureError::MixedKeys)),
-            "bearer and body disagree"
-        );
+        assert_eq!(request_key(&headers, &none, Some("")).unwrap().as_deref(), Some("phc_z"));
+        assert!(matches!(request_key(&headers, &none, Some("phc_a")), Err(CaptureError::MixedKeys)), "bearer and body disagree");
+        let ev = serde_json::json!({"event": "e", "properties": {"token": "phc_b"}});
+        assert_eq!(event_key(&ev), Some("phc_b"));
+    }
+
+    #[test]
+    fn the_error_list_is_bounded() {
+        let ctx = ValidationContext {
+            project_id: 1,
+            now: OffsetDateTime::now_utc(),
+            sent_at: None,
+            max_future: time::Duration::hours(1),
+        };
+        let bad: Vec<Value> = (0..1000).map(|_| serde_json::json!({"event": 5})).collect();
+        let Err(CaptureError::Invalid { invalid, total, error_count, errors }) = validate_all(bad, true, &ctx) else {
+            panic!("not refused")
+        };
+        assert_eq!((invalid, total), (1000, 1000));
+        assert!(error_count >= 1000);
+        assert_eq!(errors.len(), MAX_FIELD_ERRORS);
     }
 
     /// schemas/openapi/capture.yaml documents exactly the routes that capture serves.

@@ -1,4 +1,15 @@
 //! Where accepted events go: Kafka, acknowledged by every in-sync replica before capture answers.
+//!
+//! All or nothing, as far as Kafka allows: every event of a request is encoded and checked
+//! against the largest record (`CAIRN_KAFKA_MESSAGE_MAX_BYTES`) before the first is produced, and
+//! a request is refused up front (503) when the producer's queue could not take all of it. What
+//! can still fail part-way is delivery itself (a broker lost mid-request): then some events of the
+//! batch may be in Kafka although the request answered 503. They carry the uuid each event got
+//! at capture (the client's, or a v7 uuid assigned before the first attempt), and the events
+//! table collapses rows with the same uuid (ReplacingMergeTree), so an SDK that retries the
+//! batch with its uuids leaves each event once. Kafka transactions would make the batch atomic
+//! in Kafka too, at the price of a transactional producer per capture replica and read-committed
+//! consumers; the uuids make that unnecessary for what Cairn stores.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +43,8 @@ pub enum SinkError {
     Refused(String),
     #[error("cannot encode an event: {0}")]
     Encode(String),
+    #[error("event {index} is {bytes} bytes as a Kafka record, more than the largest record ({limit} bytes)")]
+    TooLarge { index: usize, bytes: usize, limit: usize },
 }
 
 /// Something that durably accepts validated events.
@@ -56,9 +69,16 @@ impl ClientContext for HealthContext {
     }
 }
 
+/// Messages the producer may hold before Kafka has them.
+const QUEUE_CAPACITY: usize = 1_000_000;
+
 pub struct KafkaSink {
     producer: FutureProducer<HealthContext>,
     topic: String,
+    /// The largest record (key + value), as the topic and the producer allow.
+    max_record_bytes: usize,
+    /// The producer queue's capacity in messages.
+    queue_capacity: usize,
     ack_timeout: Duration,
     health: Health,
     metrics: Arc<CaptureMetrics>,
@@ -78,7 +98,7 @@ impl KafkaSink {
             .set("compression.type", "lz4")
             .set("linger.ms", linger.as_millis().to_string())
             .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.messages", QUEUE_CAPACITY.to_string())
             .set("queue.buffering.max.kbytes", "1048576")
             .set("message.timeout.ms", ack_timeout.as_millis().max(1).to_string())
             .set("request.timeout.ms", ack_timeout.as_millis().clamp(1, 30_000).to_string())
@@ -86,7 +106,15 @@ impl KafkaSink {
             .set("topic.metadata.refresh.interval.ms", "10000");
         let producer = c.create_with_context(HealthContext { health: health.clone() })?;
         health.register(KAFKA_CHECK);
-        Ok(Self { producer, topic: cfg.topic.clone(), ack_timeout, health, metrics })
+        Ok(Self {
+            producer,
+            topic: cfg.topic.clone(),
+            max_record_bytes: cfg.message_max_bytes,
+            queue_capacity: QUEUE_CAPACITY,
+            ack_timeout,
+            health,
+            metrics,
+        })
     }
 
     /// Probes the cluster until `stop` (see [`spawn_probe`]).
@@ -112,17 +140,32 @@ impl EventSink for KafkaSink {
         if !self.health.check(KAFKA_CHECK) {
             return Err(SinkError::Unavailable("the cluster is not reachable".into()));
         }
-        let started = Instant::now();
-        let mut deliveries = Vec::with_capacity(events.len());
-        for event in &events {
+        // Encode and size-check every event before the first is produced.
+        let mut records = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
             let payload = serde_json::to_vec(event).map_err(|e| SinkError::Encode(e.to_string()))?;
             let key = event.kafka_key();
-            let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+            let bytes = payload.len() + key.len();
+            if bytes > self.max_record_bytes {
+                return Err(SinkError::TooLarge { index, bytes, limit: self.max_record_bytes });
+            }
+            records.push((key, payload));
+        }
+        if self.producer.in_flight_count().max(0) as usize + records.len() > self.queue_capacity {
+            return Err(SinkError::QueueFull);
+        }
+        let started = Instant::now();
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (index, (key, payload)) in records.iter().enumerate() {
+            let record = FutureRecord::to(&self.topic).key(key).payload(payload);
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((e, _)) => {
                     return Err(match e.rdkafka_error_code() {
                         Some(RDKafkaErrorCode::QueueFull) => SinkError::QueueFull,
+                        Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                            SinkError::TooLarge { index, bytes: payload.len() + key.len(), limit: self.max_record_bytes }
+                        }
                         _ => SinkError::Refused(e.to_string()),
                     })
                 }
@@ -132,10 +175,14 @@ impl EventSink for KafkaSink {
         let all = tokio::time::timeout(self.ack_timeout + Duration::from_secs(2), join_all(deliveries))
             .await
             .map_err(|_| SinkError::Timeout(self.ack_timeout))?;
-        for result in all {
+        for (index, result) in all.into_iter().enumerate() {
             match result {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge) {
+                        let bytes = records.get(index).map(|(k, p)| k.len() + p.len()).unwrap_or(0);
+                        return Err(SinkError::TooLarge { index, bytes, limit: self.max_record_bytes });
+                    }
                     if is_connectivity_error(&e) || e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) {
                         return Err(SinkError::Timeout(self.ack_timeout));
                     }

@@ -91,7 +91,15 @@ pub struct KafkaConfig {
     pub sasl_password: Option<String>,
     /// `CAIRN_KAFKA_SSL_CA_LOCATION`: CA bundle for TLS.
     pub ssl_ca_location: Option<String>,
+    /// `CAIRN_KAFKA_MESSAGE_MAX_BYTES`: the largest record, the same number everywhere: capture's
+    /// producer (`message.max.bytes`), the topics (`max.message.bytes`, set by the operator or at
+    /// start) and the dead-letter producer (default 2 MiB). Capture refuses an event whose record
+    /// would be larger with 413, never with a retryable answer.
+    pub message_max_bytes: usize,
 }
+
+/// The default of [`KafkaConfig::message_max_bytes`].
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 impl KafkaConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -104,6 +112,7 @@ impl KafkaConfig {
             sasl_username: env_opt("CAIRN_KAFKA_SASL_USERNAME"),
             sasl_password: env_opt("CAIRN_KAFKA_SASL_PASSWORD"),
             ssl_ca_location: env_opt("CAIRN_KAFKA_SSL_CA_LOCATION"),
+            message_max_bytes: env_parse("CAIRN_KAFKA_MESSAGE_MAX_BYTES", DEFAULT_MESSAGE_MAX_BYTES)?,
         })
     }
 }

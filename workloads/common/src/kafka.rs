@@ -26,6 +26,8 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     if let Some(ca) = &cfg.ssl_ca_location {
         c.set("ssl.ca.location", ca);
     }
+    // The protocol's request size must hold the largest record and its batch's framing.
+    c.set("message.max.bytes", (cfg.message_max_bytes + 64 * 1024).to_string());
     c
 }
 
@@ -65,11 +67,13 @@ pub struct TopicSpec {
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<(), KafkaAdminError> {
     let admin: AdminClient<_> = client_config(cfg).create().map_err(KafkaAdminError::Client)?;
     let retention: Vec<Option<String>> = topics.iter().map(|t| t.retention_ms.map(|r| r.to_string())).collect();
+    let max_message = cfg.message_max_bytes.to_string();
     let new_topics: Vec<NewTopic> = topics
         .iter()
         .zip(&retention)
         .map(|(t, r)| {
-            let nt = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication));
+            let nt = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication))
+                .set("max.message.bytes", &max_message);
             match r {
                 Some(r) => nt.set("retention.ms", r),
                 None => nt,

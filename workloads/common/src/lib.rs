@@ -21,5 +21,6 @@ pub mod event;
 pub mod http;
 pub mod kafka;
 pub mod postgres;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;
