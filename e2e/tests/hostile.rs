@@ -58,7 +58,9 @@ async fn bombs_are_refused_within_bounded_memory() {
     let took = started.elapsed();
 
     // 2. A valid key, one event of 5 million values (small compressed): over the event size limit.
-    let dense = gzip(format!(r#"[{{"event":"e","distinct_id":"d","properties":{{"x":[{}0]}}}}]"#, "0,".repeat(5_000_000)).as_bytes());
+    let dense = gzip(
+        format!(r#"[{{"event":"e","distinct_id":"d","properties":{{"x":[{}0]}}}}]"#, "0,".repeat(5_000_000)).as_bytes(),
+    );
     let (status, body) = post(&http, capture.url("/batch?api_key=phc_ok"), dense, &[]).await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["errors"][0]["index"], 0, "{body}");
@@ -84,7 +86,11 @@ async fn bombs_are_refused_within_bounded_memory() {
         "capture memory: peak {peak_before:.1} MiB before the bombs, {peak_after:.1} MiB after (now {rss:.1} MiB); \
          the 6.9-million-event bomb was refused in {took:?}"
     );
-    assert!(peak_after - peak_before < 200.0, "the bombs raised capture's peak memory by {:.1} MiB", peak_after - peak_before);
+    assert!(
+        peak_after - peak_before < 200.0,
+        "the bombs raised capture's peak memory by {:.1} MiB",
+        peak_after - peak_before
+    );
     assert_eq!(topic_record_count(&kafka.brokers(), &p.topic).unwrap(), 1, "nothing else was written");
 }
 
@@ -119,7 +125,9 @@ async fn guessed_keys_cost_the_guesser_and_limits_are_requests_not_charges() {
 
     // More events than the key's burst in one request: 413, not a 429 to retry for ever.
     let batch = |n: usize| {
-        json!({"api_key": "phc_ok", "batch": vec![json!({"event": "e", "distinct_id": "d"}); n]}).to_string().into_bytes()
+        json!({"api_key": "phc_ok", "batch": vec![json!({"event": "e", "distinct_id": "d"}); n]})
+            .to_string()
+            .into_bytes()
     };
     let (status, body) = post(&http, capture.url("/batch"), batch(301), &[]).await;
     assert_eq!(status, 413, "{body}");

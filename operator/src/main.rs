@@ -63,7 +63,7 @@ async fn run() -> anyhow::Result<()> {
     let admin = admin_router(Arc::new(registry), health.clone());
     let stop_admin = shutdown.clone();
     tokio::spawn(async move {
-        axum::serve(listener, admin).with_graceful_shutdown(async move { stop_admin.cancelled().await }).await
+        cairn_common::server::serve(listener, admin, cairn_common::server::ServerLimits::default(), stop_admin).await
     });
     tracing::info!(%addr, namespace = ?settings.namespace, %identity, "operator starting");
 

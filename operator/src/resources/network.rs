@@ -4,9 +4,9 @@
 //!
 //! | to            | from (ingress)                                     | port |
 //! |---------------|----------------------------------------------------|------|
-//! | capture, query| anywhere (the Ingress controller, kubelet probes)  | 8000 |
+//! | capture, query| anywhere (the Ingress controller, kubelet probes)  | 8000, admin 9000 |
 //! | consumer      | anywhere (metrics, probes)                         | 8000 |
-//! | auth          | capture and query of the same platform             | 8000 |
+//! | auth          | capture and query of the same platform; admin from anywhere | 8000; 9000 |
 //! | kafka         | capture, consumer; the operator                    | 9092 |
 //! | clickhouse    | consumer, query; the operator                      | 8123 |
 //! | postgres      | query, auth                                        | 5432 |
@@ -155,7 +155,10 @@ pub fn network_policies(
     let clickhouse = dependency_egress(ap, "clickhouse", ch_managed, 8123, &external.clickhouse);
     let postgres = pg.map(|_| dependency_egress(ap, "postgres", pg_managed, 5432, &external.postgres));
     let auth = json!({"to": [pods(ap, &["auth"])], "ports": tcp(&[port])});
-    let anyone = json!([{"ports": tcp(&[port])}]);
+    let admin = super::workload::ADMIN_PORT;
+    // The API port from anywhere; the admin port (metrics, probes) from anywhere too: scrapers
+    // live in other namespaces, and the kubelet probes from the node.
+    let anyone = json!([{"ports": tcp(&[port, admin])}]);
 
     let mut out = Vec::new();
     let workload = |w: Workload, ingress: Value, egress: Vec<Value>| {
@@ -176,7 +179,7 @@ pub fn network_policies(
     out.push(workload(Workload::Query, anyone, query_egress)?);
     out.push(workload(
         Workload::Auth,
-        json!([{"from": [pods(ap, &["capture", "query"])], "ports": tcp(&[port])}]),
+        json!([{"from": [pods(ap, &["capture", "query"])], "ports": tcp(&[port])}, {"ports": tcp(&[admin])}]),
         postgres.into_iter().collect(),
     )?);
 

@@ -25,6 +25,15 @@ pub const DEFAULT_REPLICAS: i32 = 2;
 pub const HTTP_PORT_NAME: &str = "http";
 /// The port of every workload's Service (the pods listen on [`Workload::port`]).
 pub const SERVICE_PORT: i32 = 80;
+/// The port `/metrics`, `/healthz` and `/readyz` are served on, apart from the API (capture,
+/// query and auth; the consumer serves nothing else and keeps them on its one port).
+pub const ADMIN_PORT: i32 = 9000;
+pub const ADMIN_PORT_NAME: &str = "admin";
+
+/// Whether a workload serves its admin endpoints on [`ADMIN_PORT`].
+pub fn has_admin_port(w: Workload) -> bool {
+    !matches!(w, Workload::Consumer)
+}
 
 pub fn deployment_name(ap: &AnalyticsPlatform, w: Workload) -> String {
     child_name(ap, w.name())
@@ -96,6 +105,11 @@ fn env(ap: &AnalyticsPlatform, w: Workload) -> Result<Vec<Value>, BuildError> {
     let mut env = vec![
         json!({"name": format!("CAIRN_{}_ADDR", w.name().to_ascii_uppercase()), "value": format!("0.0.0.0:{}", w.port())}),
     ];
+    if has_admin_port(w) {
+        // Metrics and readiness (with its dependency details) off the API port, which the
+        // Ingress reaches.
+        env.push(json!({"name": "CAIRN_ADMIN_ADDR", "value": format!("0.0.0.0:{ADMIN_PORT}")}));
+    }
     match w {
         Workload::Capture => {
             // The topic is managed by the operator, not created by the workloads.
@@ -137,7 +151,12 @@ pub fn deployment(
         Some(r) => to_json("Deployment", &name, r)?,
         None => json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}),
     };
-    let probe = |path: &str, period: i32, failure: i32| json!({"httpGet": {"path": path, "port": HTTP_PORT_NAME}, "periodSeconds": period, "failureThreshold": failure, "timeoutSeconds": 2});
+    let probe_port = if has_admin_port(w) { ADMIN_PORT_NAME } else { HTTP_PORT_NAME };
+    let probe = |path: &str, period: i32, failure: i32| json!({"httpGet": {"path": path, "port": probe_port}, "periodSeconds": period, "failureThreshold": failure, "timeoutSeconds": 2});
+    let mut ports = vec![json!({"name": HTTP_PORT_NAME, "containerPort": w.port(), "protocol": "TCP"})];
+    if has_admin_port(w) {
+        ports.push(json!({"name": ADMIN_PORT_NAME, "containerPort": ADMIN_PORT, "protocol": "TCP"}));
+    }
     let mut deployment_spec = json!({
         "selector": {"matchLabels": selector_labels(ap, w.name())},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -156,7 +175,7 @@ pub fn deployment(
                     "name": w.name(),
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
-                    "ports": [{"name": HTTP_PORT_NAME, "containerPort": w.port(), "protocol": "TCP"}],
+                    "ports": ports,
                     "envFrom": [{"configMapRef": {"name": config_map_name(ap)}}],
                     "env": env(ap, w)?,
                     "resources": resources,
@@ -193,10 +212,22 @@ pub fn service(ap: &AnalyticsPlatform, w: Workload) -> Result<Service, BuildErro
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(ap, w.name()),
-            "ports": [{"name": HTTP_PORT_NAME, "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
+            "ports": service_ports(w)
         }
     });
     build("Service", value)
+}
+
+fn service_ports(w: Workload) -> Value {
+    let mut ports =
+        vec![json!({"name": HTTP_PORT_NAME, "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"})];
+    if has_admin_port(w) {
+        // For scrapers (a ServiceMonitor); the Ingress routes to `http` only.
+        ports.push(
+            json!({"name": ADMIN_PORT_NAME, "port": ADMIN_PORT, "targetPort": ADMIN_PORT_NAME, "protocol": "TCP"}),
+        );
+    }
+    Value::Array(ports)
 }
 
 /// Keeps at least one pod through voluntary disruptions (node drains) when there are several.
@@ -283,6 +314,9 @@ mod tests {
         assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
         let env = c.env.as_ref().unwrap();
         assert!(env.iter().any(|e| e.name == "CAIRN_CAPTURE_ADDR" && e.value.as_deref() == Some("0.0.0.0:8000")));
+        assert!(env.iter().any(|e| e.name == "CAIRN_ADMIN_ADDR" && e.value.as_deref() == Some("0.0.0.0:9000")));
+        let probe_port = &c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().port;
+        assert_eq!(probe_port, &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("admin".into()));
         assert!(
             env.iter().any(|e| e.name == "CAIRN_AUTH_URL" && e.value.as_deref() == Some("http://demo-auth:80")),
             "{env:?}"

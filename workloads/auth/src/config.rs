@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use cairn_common::config::{env_addr, env_opt, env_parse, ConfigError};
 use cairn_common::postgres::PostgresConfig;
+use cairn_common::server::{admin_addr_from_env, ServerLimits, TrustedProxies};
 
 /// The shortest accepted `CAIRN_AUTH_TOKEN_SECRET`, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -28,9 +29,17 @@ pub struct AuthConfig {
     /// `CAIRN_AUTH_LOGIN_PER_IP_PER_MINUTE`: login and signup attempts per client address
     /// (default 30; 0: no limit).
     pub login_per_ip_per_minute: u32,
-    /// `CAIRN_AUTH_TRUST_FORWARDED_FOR`: take the client address from `X-Forwarded-For`'s first
-    /// entry when present (default true: the service runs behind an ingress).
-    pub trust_forwarded_for: bool,
+    /// `CAIRN_TRUSTED_PROXIES`: whose `X-Forwarded-For` is believed (the Ingress controller, the
+    /// query gateway); the client is its rightmost untrusted entry (see `cairn_common::server`).
+    pub trusted_proxies: TrustedProxies,
+    /// `CAIRN_AUTH_HASH_CONCURRENCY`: password hashes computed at once (argon2 takes 19 MiB and a
+    /// core's worth of time each; default 4). Beyond it a login or signup waits up to a second,
+    /// then gets 503 with Retry-After.
+    pub hash_concurrency: usize,
+    /// `CAIRN_HTTP_*`: the listener's limits.
+    pub server: ServerLimits,
+    /// `CAIRN_ADMIN_ADDR`: serve `/metrics`, `/healthz` and `/readyz` there instead of on `addr`.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -45,7 +54,10 @@ impl std::fmt::Debug for AuthConfig {
             .field("internal_token", &self.internal_token.as_ref().map(|_| "***"))
             .field("login_per_email_per_minute", &self.login_per_email_per_minute)
             .field("login_per_ip_per_minute", &self.login_per_ip_per_minute)
-            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("server", &self.server)
+            .field("admin_addr", &self.admin_addr)
             .finish()
     }
 }
@@ -82,7 +94,10 @@ impl AuthConfig {
             internal_token: env_opt("CAIRN_INTERNAL_TOKEN"),
             login_per_email_per_minute: env_parse("CAIRN_AUTH_LOGIN_PER_EMAIL_PER_MINUTE", 5u32)?,
             login_per_ip_per_minute: env_parse("CAIRN_AUTH_LOGIN_PER_IP_PER_MINUTE", 30u32)?,
-            trust_forwarded_for: cairn_common::config::env_bool("CAIRN_AUTH_TRUST_FORWARDED_FOR", true)?,
+            trusted_proxies: TrustedProxies::from_env()?,
+            hash_concurrency: env_parse("CAIRN_AUTH_HASH_CONCURRENCY", 4usize)?.max(1),
+            server: ServerLimits::from_env()?,
+            admin_addr: admin_addr_from_env()?,
         })
     }
 }

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cairn_common::http::ApiError;
+use cairn_common::server::{client_address, TrustedProxies};
 use uuid::Uuid;
 
 use crate::db::DbResultExt;
@@ -59,13 +60,13 @@ pub async fn session_is_live(state: &AppState, sid: Uuid, user_id: i64) -> Resul
     Ok(live.is_some())
 }
 
-/// The client's address: `X-Forwarded-For`'s first entry when trusted and present, else the
-/// peer's.
-pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded_for: bool) -> IpAddr {
-    let forwarded = trust_forwarded_for
-        .then(|| headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next()?.trim().parse::<IpAddr>().ok())
-        .flatten();
-    forwarded.or(peer.map(|p| p.ip())).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+/// The client's address: the peer, or behind trusted proxies the rightmost untrusted
+/// `X-Forwarded-For` entry (see [`cairn_common::server::client_address`]).
+pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &TrustedProxies) -> IpAddr {
+    match peer {
+        Some(p) => client_address(headers, p.ip(), trusted),
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
 }
 
 /// The client of a request: its address (for rate limits) and user agent (kept with sessions).
@@ -82,7 +83,7 @@ impl FromRequestParts<Arc<AppState>> for Client {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         let user_agent =
             parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        Ok(Client { ip: client_ip(&parts.headers, peer, state.trust_forwarded_for), user_agent })
+        Ok(Client { ip: client_ip(&parts.headers, peer, &state.trusted_proxies), user_agent })
     }
 }
 
@@ -126,14 +127,17 @@ mod tests {
     }
 
     #[test]
-    fn client_address_prefers_the_first_forwarded_entry() {
-        let peer: SocketAddr = "10.1.1.1:5000".parse().unwrap();
+    fn the_client_cannot_choose_its_address() {
+        let trusted = TrustedProxies::parse("X", "10.0.0.0/8").unwrap();
+        let ingress: SocketAddr = "10.1.1.1:5000".parse().unwrap();
         let mut h = HeaderMap::new();
-        assert_eq!(client_ip(&h, Some(peer), true), peer.ip());
-        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9, 10.0.0.2"));
-        assert_eq!(client_ip(&h, Some(peer), true), "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&h, Some(peer), false), peer.ip());
-        h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
-        assert_eq!(client_ip(&h, Some(peer), true), peer.ip());
+        assert_eq!(client_ip(&h, Some(ingress), &trusted), ingress.ip());
+        // The client wrote 198.51.100.1 itself; the ingress appended what it saw.
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1, 203.0.113.9, 10.0.0.2"));
+        assert_eq!(client_ip(&h, Some(ingress), &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        // A client that connects directly gets no say at all.
+        let direct: SocketAddr = "203.0.113.50:4000".parse().unwrap();
+        assert_eq!(client_ip(&h, Some(direct), &trusted), direct.ip());
+        assert_eq!(client_ip(&h, Some(ingress), &TrustedProxies::default()), ingress.ip(), "nobody trusted");
     }
 }

@@ -24,7 +24,6 @@ pub mod state;
 pub mod tokens;
 pub mod validate;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,7 +90,8 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
         limiter: LoginLimiter::new(cfg.login_per_email_per_minute, cfg.login_per_ip_per_minute),
         metrics,
         internal_token: cfg.internal_token.clone(),
-        trust_forwarded_for: cfg.trust_forwarded_for,
+        trusted_proxies: cfg.trusted_proxies.clone(),
+        hashing: Arc::new(tokio::sync::Semaphore::new(cfg.hash_concurrency)),
         dummy_hash,
         usage: Default::default(),
     });
@@ -106,12 +106,10 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
-    let app = router::router(state).merge(admin_router(Arc::new(registry), health));
-    let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+    let app = router::router(state);
+    let admin = admin_router(Arc::new(registry), health);
     tracing::info!(addr = %cfg.addr, postgres = %cairn_common::postgres::redact_url(&cfg.postgres.url), "auth listening");
-    let stop = shutdown.clone();
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+    cairn_common::server::serve_service(cfg.addr, app, admin, cfg.admin_addr, cfg.server.clone(), shutdown.clone())
         .await?;
     tracing::info!("auth stopped");
     Ok(())

@@ -9,8 +9,24 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: String,
-    pub method: String,
+    /// One of the methods the API uses, or `other`: a client cannot create series at will.
+    pub method: &'static str,
     pub status: u16,
+}
+
+/// The method label of a request.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,6 +50,8 @@ pub struct AuthMetrics {
     /// rotated, invalid, reuse_detected
     pub refreshes: Family<OutcomeLabels, Counter>,
     pub internal_lookups: Family<LookupLabels, Counter>,
+    /// Logins and signups answered 503 because every hashing slot stayed busy.
+    pub hashing_busy: Counter,
 }
 
 impl AuthMetrics {
@@ -44,6 +62,7 @@ impl AuthMetrics {
             logins: Family::default(),
             refreshes: Family::default(),
             internal_lookups: Family::default(),
+            hashing_busy: Counter::default(),
         };
         registry.register("cairn_auth_requests", "Auth HTTP requests by route, method and status", m.requests.clone());
         registry.register(
@@ -57,6 +76,11 @@ impl AuthMetrics {
             "cairn_auth_internal_lookups",
             "Credentials resolved for other services, by kind and outcome",
             m.internal_lookups.clone(),
+        );
+        registry.register(
+            "cairn_auth_hashing_busy",
+            "Logins and signups refused because every password-hashing slot stayed busy",
+            m.hashing_busy.clone(),
         );
         m
     }

@@ -116,7 +116,7 @@ async fn record(State(state): State<S>, request: Request, next: Next) -> Respons
     let started = Instant::now();
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = request.method().as_str().to_string();
+    let method = crate::metrics::method_label(request.method());
     let response = next.run(request).await.into_response();
     let labels = RequestLabels { route, method, status: response.status().as_u16() };
     state.metrics.requests.get_or_create(&labels).inc();

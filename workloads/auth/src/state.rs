@@ -18,7 +18,10 @@ pub struct AppState {
     pub metrics: Arc<AuthMetrics>,
     /// `CAIRN_INTERNAL_TOKEN`.
     pub internal_token: Option<String>,
-    pub trust_forwarded_for: bool,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: cairn_common::server::TrustedProxies,
+    /// Password hashes computed at once.
+    pub hashing: Arc<tokio::sync::Semaphore>,
     /// A hash verified when the email is unknown, so a login takes as long either way.
     pub dummy_hash: String,
     pub usage: UsageThrottle,

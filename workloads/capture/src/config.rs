@@ -38,6 +38,8 @@ pub struct CaptureConfig {
     pub trusted_proxies: TrustedProxies,
     /// `CAIRN_HTTP_*`: connection and timeout limits of the listener.
     pub server: ServerLimits,
+    /// `CAIRN_ADMIN_ADDR`: serve `/metrics`, `/healthz` and `/readyz` there instead of on `addr`.
+    pub admin_addr: Option<std::net::SocketAddr>,
     /// `CAIRN_CAPTURE_MAX_FUTURE_SECS`: how far in the future an event's timestamp may lie
     /// (default 23 hours).
     pub max_future: time::Duration,
@@ -95,6 +97,7 @@ impl CaptureConfig {
             unknown_keys_burst: env_parse("CAIRN_CAPTURE_UNKNOWN_KEYS_BURST", 30u32)?,
             trusted_proxies: TrustedProxies::from_env()?,
             server: ServerLimits::from_env()?,
+            admin_addr: cairn_common::server::admin_addr_from_env()?,
             max_batch_bytes: env_parse("CAIRN_CAPTURE_MAX_BATCH_BYTES", 20 * 1024 * 1024)?,
             max_future: time::Duration::seconds(env_parse("CAIRN_CAPTURE_MAX_FUTURE_SECS", 23 * 3600i64)?),
             rate_limit_per_second: env_parse("CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND", 100_000u32)?,

@@ -24,13 +24,17 @@ pub enum CaptureError {
     UnknownKey,
     #[error("too many requests with API keys that are not valid from this address")]
     KeyGuessing(Duration),
-    #[error("the request carries {events} events, more than this key may send at once ({burst}); send smaller batches")]
+    #[error(
+        "the request carries {events} events, more than this key may send at once ({burst}); send smaller batches"
+    )]
     LargerThanBurst { events: usize, burst: u32 },
     #[error("the request carries different API keys (in the Authorization header, the query, the body or the events); send one project's events per request")]
     MixedKeys,
     #[error("the batch is empty")]
     EmptyBatch,
-    #[error("{invalid} of {total} events are invalid ({error_count} errors; the first are listed); none were accepted")]
+    #[error(
+        "{invalid} of {total} events are invalid ({error_count} errors; the first are listed); none were accepted"
+    )]
     Invalid { invalid: usize, total: usize, error_count: usize, errors: Vec<FieldError> },
     #[error("rate limit exceeded for this API key")]
     RateLimited(Duration),

@@ -16,11 +16,11 @@ pub mod sink;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::Method;
 use cairn_common::auth_client::AuthClient;
 use cairn_common::kafka::{ensure_topics_in_background, TopicSpec};
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
-use axum::http::Method;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::budget::MemoryBudget;
@@ -112,10 +112,11 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers(Any)
         .max_age(Duration::from_secs(86400));
-    let app = router::router(state).merge(admin_router(Arc::new(registry), health)).layer(cors);
-    let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+    let app = router::router(state).layer(cors);
+    let admin = admin_router(Arc::new(registry), health);
     tracing::info!(addr = %cfg.addr, topic = %cfg.kafka.topic, brokers = %cfg.kafka.brokers, "capture listening");
-    cairn_common::server::serve(listener, app, cfg.server.clone(), shutdown.clone()).await?;
+    cairn_common::server::serve_service(cfg.addr, app, admin, cfg.admin_addr, cfg.server.clone(), shutdown.clone())
+        .await?;
     // Requests in flight have been answered; anything still queued is flushed before exit.
     let s = sink.clone();
     tokio::task::spawn_blocking(move || s.flush(Duration::from_secs(10))).await?;

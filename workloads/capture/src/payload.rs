@@ -84,7 +84,10 @@ impl PayloadError {
     pub fn is_too_large(&self) -> bool {
         matches!(
             self,
-            Self::BodyTooLarge { .. } | Self::EventTooLarge { .. } | Self::TooManyEvents { .. } | Self::TooManyValues { .. }
+            Self::BodyTooLarge { .. }
+                | Self::EventTooLarge { .. }
+                | Self::TooManyEvents { .. }
+                | Self::TooManyValues { .. }
         )
     }
 }
@@ -420,7 +423,9 @@ fn string_field(raw: Option<&RawValue>, field: &'static str, reason: &str) -> Re
     if !text.starts_with('"') {
         return Err(PayloadError::InvalidField { field, reason: reason.into() });
     }
-    serde_json::from_str::<String>(text).map(Some).map_err(|_| PayloadError::InvalidField { field, reason: reason.into() })
+    serde_json::from_str::<String>(text)
+        .map(Some)
+        .map_err(|_| PayloadError::InvalidField { field, reason: reason.into() })
 }
 
 fn json_error(e: serde_json::Error, limits: Limits) -> PayloadError {
@@ -558,8 +563,14 @@ mod tests {
         assert_eq!(p.events(&mut Budget::new(1000)).unwrap_err(), PayloadError::TooManyValues { limit: 1000 });
         assert_eq!(p.events(&mut Budget::new(2000)).unwrap()[0]["properties"]["x"].as_array().unwrap().len(), 1101);
         // A non-string key is refused without building it.
-        assert!(matches!(decode_plain(r#"{"api_key":[1,2,3]}"#), Err(PayloadError::InvalidField { field: "api_key", .. })));
-        assert!(matches!(decode_plain(r#"{"batch":{"event":"a"}}"#), Err(PayloadError::InvalidField { field: "batch", .. })));
+        assert!(matches!(
+            decode_plain(r#"{"api_key":[1,2,3]}"#),
+            Err(PayloadError::InvalidField { field: "api_key", .. })
+        ));
+        assert!(matches!(
+            decode_plain(r#"{"batch":{"event":"a"}}"#),
+            Err(PayloadError::InvalidField { field: "batch", .. })
+        ));
     }
 
     #[test]
@@ -574,7 +585,10 @@ mod tests {
         // ... and compression=base64 with JSON that is not base64.
         assert_eq!(decode(&plain, None, Some("base64"), false, LIMITS).unwrap().len(), 1);
         let corrupt = Bytes::from_static(&[0x1f, 0x8b, 0, 1, 2]);
-        assert!(matches!(decode(&corrupt, None, None, false, LIMITS), Err(PayloadError::BadEncoding { encoding: "gzip", .. })));
+        assert!(matches!(
+            decode(&corrupt, None, None, false, LIMITS),
+            Err(PayloadError::BadEncoding { encoding: "gzip", .. })
+        ));
     }
 
     #[test]

@@ -292,7 +292,10 @@ mod tests {
         assert!(matches!(request_key(&headers, &query, Some("phc_b")), Err(CaptureError::MixedKeys)));
         headers.insert(header::AUTHORIZATION, "Bearer phc_z".parse().unwrap());
         assert_eq!(request_key(&headers, &none, Some("")).unwrap().as_deref(), Some("phc_z"));
-        assert!(matches!(request_key(&headers, &none, Some("phc_a")), Err(CaptureError::MixedKeys)), "bearer and body disagree");
+        assert!(
+            matches!(request_key(&headers, &none, Some("phc_a")), Err(CaptureError::MixedKeys)),
+            "bearer and body disagree"
+        );
         let ev = serde_json::json!({"event": "e", "properties": {"token": "phc_b"}});
         assert_eq!(event_key(&ev), Some("phc_b"));
     }

@@ -163,9 +163,11 @@ impl EventSink for KafkaSink {
                 Err((e, _)) => {
                     return Err(match e.rdkafka_error_code() {
                         Some(RDKafkaErrorCode::QueueFull) => SinkError::QueueFull,
-                        Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
-                            SinkError::TooLarge { index, bytes: payload.len() + key.len(), limit: self.max_record_bytes }
-                        }
+                        Some(RDKafkaErrorCode::MessageSizeTooLarge) => SinkError::TooLarge {
+                            index,
+                            bytes: payload.len() + key.len(),
+                            limit: self.max_record_bytes,
+                        },
                         _ => SinkError::Refused(e.to_string()),
                     })
                 }

@@ -35,6 +35,47 @@ use tower::ServiceExt;
 
 use crate::config::{env_millis, env_parse, env_string, ConfigError};
 
+/// Serves a service: `app` on `addr`, and the admin endpoints (`/metrics`, `/healthz`,
+/// `/readyz`) on `admin_addr` when one is given (`CAIRN_ADMIN_ADDR`: what the operator sets in a
+/// pod, so that the Ingress, which reaches only the API port, never exposes metrics or the
+/// dependency details of readiness), or on `addr` beside the API when not (the local stack).
+pub async fn serve_service(
+    addr: SocketAddr,
+    app: Router,
+    admin: Router,
+    admin_addr: Option<SocketAddr>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = match admin_addr {
+        Some(admin_addr) => {
+            let listener = TcpListener::bind(admin_addr).await?;
+            tracing::info!(addr = %admin_addr, "admin endpoints listening");
+            let (limits, stop) = (limits.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) = serve(listener, admin, limits, stop).await {
+                    tracing::error!(error = %e, "the admin listener failed");
+                }
+            });
+            app
+        }
+        None => app.merge(admin),
+    };
+    serve(TcpListener::bind(addr).await?, app, limits, shutdown).await
+}
+
+/// `CAIRN_ADMIN_ADDR`, if set.
+pub fn admin_addr_from_env() -> Result<Option<SocketAddr>, ConfigError> {
+    match crate::config::env_opt("CAIRN_ADMIN_ADDR") {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+            name: "CAIRN_ADMIN_ADDR".into(),
+            value: v,
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// What one listener allows.
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -291,7 +332,10 @@ mod tests {
         let t = TrustedProxies::parse("X", "10.0.0.0/8").unwrap();
         let ingress: IpAddr = "10.0.0.2".parse().unwrap();
         // The client wrote a fake entry; the ingress appended the real one.
-        assert_eq!(client_address(&headers(&["1.1.1.1, 203.0.113.7"]), ingress, &t), "203.0.113.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_address(&headers(&["1.1.1.1, 203.0.113.7"]), ingress, &t),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
         // Through two trusted hops (ingress → query gateway → auth).
         assert_eq!(
             client_address(&headers(&["1.1.1.1, 203.0.113.7", "10.0.0.2"]), "10.0.0.9".parse().unwrap(), &t),
@@ -382,7 +426,9 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 408"), "{out}");
         assert!(took < Duration::from_secs(4), "{took:?}");
         // A good request on a kept-alive connection, then silence: answered, then closed.
-        let (out, took) = talk(addr, vec![b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".to_vec()], Duration::ZERO).await;
+        let (out, took) =
+            talk(addr, vec![b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".to_vec()], Duration::ZERO)
+                .await;
         assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("127.0.0.1 2"), "{out}");
         assert!(took < Duration::from_secs(3), "idle keep-alive closed after {took:?}");
         stop.cancel();

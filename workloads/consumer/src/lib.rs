@@ -44,7 +44,7 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
     let admin_task = {
         let stop = admin_stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, admin).with_graceful_shutdown(async move { stop.cancelled().await }).await
+            cairn_common::server::serve(listener, admin, cairn_common::server::ServerLimits::default(), stop).await
         })
     };
     tracing::info!(addr = %cfg.addr, "consumer admin endpoints listening");

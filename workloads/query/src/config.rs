@@ -50,6 +50,14 @@ pub struct QueryConfig {
     pub limits: Limits,
     pub clickhouse: ClickHouseConfig,
     pub postgres: PostgresConfig,
+    /// `CAIRN_HTTP_*`: the listener's limits.
+    pub server: cairn_common::server::ServerLimits,
+    /// `CAIRN_ADMIN_ADDR`: serve `/metrics`, `/healthz` and `/readyz` there instead of on `addr`
+    /// (the Ingress sends `/` to query, so in a cluster they must not be on the API port).
+    pub admin_addr: Option<SocketAddr>,
+    /// `CAIRN_QUERY_CORS_ORIGINS`: origins (comma-separated) whose pages may call the API from a
+    /// browser; empty (the default) allows none but the dashboard's own origin.
+    pub cors_origins: Vec<String>,
 }
 
 impl QueryConfig {
@@ -69,6 +77,13 @@ impl QueryConfig {
             },
             clickhouse: ClickHouseConfig::from_env()?,
             postgres: PostgresConfig::from_env()?,
+            server: cairn_common::server::ServerLimits::from_env()?,
+            admin_addr: cairn_common::server::admin_addr_from_env()?,
+            cors_origins: cairn_common::config::env_string("CAIRN_QUERY_CORS_ORIGINS", "")
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
         })
     }
 }

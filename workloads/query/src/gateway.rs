@@ -2,7 +2,10 @@
 //! rest of `/api/` (signup, login, organisations, projects, keys) to the auth service, so that
 //! clients and the Ingress use one base URL. `/internal/` is never forwarded.
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderName, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_common::http::ApiError;
@@ -28,12 +31,30 @@ impl Gateway {
     }
 }
 
+/// Whether a request path may be forwarded: under `/api/`, and no segment that a URL parser
+/// would resolve or split (`.`, `..`, their percent-encoded forms such as `%2e%2e`, encoded
+/// slashes or backslashes): otherwise `/api/%2e%2e/internal/…` would reach auth's internal API.
+pub fn forwardable(path: &str) -> bool {
+    if !path.starts_with("/api/") || path.contains('\\') {
+        return false;
+    }
+    path.split('/').all(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") {
+            return false;
+        }
+        let decoded = lower.replace("%2e", ".");
+        decoded != "." && decoded != ".."
+    })
+}
+
 /// Forwards an `/api/…` request that no query route matched; anything else is 404.
 pub async fn forward(gw: &Gateway, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let path = uri.path();
-    if !path.starts_with("/api/") || path.contains("/../") {
+    if !forwardable(path) {
         return ApiError::not_found("route").into_response();
     }
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
@@ -50,8 +71,17 @@ pub async fn forward(gw: &Gateway, req: Request<Body>) -> Response {
             req = req.header(name.as_str(), v);
         }
     }
-    // The client's address as the Ingress reported it, for auth's per-address login limits.
-    if let Some(v) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    // The client's address for auth's per-address limits: what the proxies before us reported,
+    // and the address that connected to us, appended (auth believes the rightmost entry that is
+    // not a trusted proxy; the query gateway is one).
+    let before = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let forwarded = match (before, peer) {
+        (Some(b), Some(p)) => Some(format!("{b}, {p}")),
+        (Some(b), None) => Some(b.to_string()),
+        (None, Some(p)) => Some(p.to_string()),
+        (None, None) => None,
+    };
+    if let Some(v) = forwarded {
         req = req.header("x-forwarded-for", v);
     }
     match req.send().await {
@@ -78,6 +108,31 @@ pub async fn forward(gw: &Gateway, req: Request<Body>) -> Response {
         Err(e) => {
             tracing::warn!(error = %e, "forwarding to the auth service");
             ApiError::unavailable("the auth service is unreachable; try again shortly").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwardable;
+
+    #[test]
+    fn dot_segments_in_any_spelling_are_not_forwarded() {
+        assert!(forwardable("/api/v1/login"));
+        assert!(forwardable("/api/v1/organizations/3/members"));
+        for bad in [
+            "/internal/v1/authenticate",
+            "/api/../internal/v1/authenticate",
+            "/api/%2e%2e/internal/v1/authenticate",
+            "/api/%2E%2E/internal/v1/authenticate",
+            "/api/.%2e/internal/v1/authenticate",
+            "/api/%2e./internal",
+            "/api/./v1/login",
+            "/api/v1%2f..%2finternal",
+            "/api/v1/..%5cinternal",
+            "/api/v1\\..\\internal",
+        ] {
+            assert!(!forwardable(bad), "{bad}");
         }
     }
 }

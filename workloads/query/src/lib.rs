@@ -30,10 +30,11 @@ pub mod trends;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{header, Method};
 use cairn_common::auth_client::{AuthClient, AuthClientConfig};
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::QueryConfig;
 use crate::engine::Engine;
@@ -89,13 +90,19 @@ pub async fn run(cfg: QueryConfig, auth: AuthClientConfig) -> Result<(), Box<dyn
     };
     let unrouted = Unrouted { gateway: gateway::Gateway::new(&auth.url)?, dashboard };
     let fallback = axum::Router::new().fallback(answer_unrouted).with_state(unrouted);
-    let app = routes::router(state, fallback)
-        .merge(admin_router(Arc::new(registry), health))
-        .layer(CorsLayer::very_permissive().max_age(Duration::from_secs(86400)));
-    let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+    // The dashboard is served from the same origin; other pages may call the API only from the
+    // configured origins, with their bearer token (never cookies: the API does not use them).
+    let origins: Vec<axum::http::HeaderValue> = cfg.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(Duration::from_secs(86400));
+    let app = routes::router(state, fallback).layer(cors);
+    let admin = admin_router(Arc::new(registry), health);
     tracing::info!(addr = %cfg.addr, clickhouse = %cfg.clickhouse.url, "query listening");
-    let stop = shutdown.clone();
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    cairn_common::server::serve_service(cfg.addr, app, admin, cfg.admin_addr, cfg.server.clone(), shutdown.clone())
+        .await?;
     tracing::info!("query stopped");
     Ok(())
 }
