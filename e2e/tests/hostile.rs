@@ -252,3 +252,90 @@ async fn closes_after(addr: std::net::SocketAddr, head: &[u8], body: &[u8], gap:
     writer.abort();
     started.elapsed()
 }
+
+/// Auth and the query gateway in front of it, on a fresh database.
+async fn auth_and_gateway(auth_env: &[(&str, &str)]) -> (cairn_e2e::Service, cairn_e2e::Service) {
+    use std::collections::HashMap;
+    let pg = cairn_e2e::TestPostgres::shared().unwrap();
+    let ch = TestClickHouse::shared().unwrap();
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("CAIRN_POSTGRES_URL".into(), pg.fresh_database("hostile").await.unwrap());
+    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
+    env.insert("CAIRN_INTERNAL_TOKEN".into(), "internal-token-of-the-hostile-tests".into());
+    for (k, v) in auth_env {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let auth = cairn_e2e::Service::start("auth", &env).await.unwrap();
+    auth.wait_ready(Duration::from_secs(60)).await.unwrap();
+    env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
+    env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
+    env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), cairn_e2e::unique("hostile"));
+    let query = cairn_e2e::Service::start("query", &env).await.unwrap();
+    (auth, query)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_storm_cannot_exhaust_auth() {
+    let (auth, query) = auth_and_gateway(&[
+        ("CAIRN_AUTH_HASH_CONCURRENCY", "2"),
+        ("CAIRN_AUTH_LOGIN_PER_IP_PER_MINUTE", "1000000"),
+        ("CAIRN_AUTH_LOGIN_PER_EMAIL_PER_MINUTE", "1000000"),
+    ])
+    .await;
+    let account = cairn_e2e::sign_up(&auth, &format!("{}@storm.example", cairn_e2e::unique("u"))).await.unwrap();
+    let pid = auth.pid().unwrap();
+    let (_, peak_before) = memory_mib(pid);
+    // 100 logins at once, each with a password to check (argon2: 19 MiB and tens of ms each).
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let logins = (0..100).map(|i| {
+        let (http, url, email) = (http.clone(), auth.url("/api/v1/login"), account.email.clone());
+        tokio::spawn(async move {
+            let body = json!({"email": email, "password": format!("wrong password number {i}")});
+            http.post(url).json(&body).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(logins).await.into_iter().map(Result::unwrap).collect();
+    let took = started.elapsed();
+    let (_, peak_after) = memory_mib(pid);
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    println!(
+        "100 concurrent logins: {} answered 401, {refused} answered 503 (hashing busy) in {took:?}; \
+         auth's peak memory {peak_before:.1} → {peak_after:.1} MiB",
+        statuses.iter().filter(|s| **s == 401).count()
+    );
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 503), "{statuses:?}");
+    assert!(peak_after - peak_before < 100.0, "auth's peak memory rose by {:.1} MiB", peak_after - peak_before);
+    // Still serving: the right password works once the storm is over.
+    let ok = http
+        .post(auth.url("/api/v1/login"))
+        .json(&json!({"email": account.email, "password": account.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    // The gateway never forwards to auth's internal API, however the path is spelled.
+    for path in [
+        "/api/%2e%2e/internal/v1/authenticate",
+        "/api/.%2E/internal/v1/authenticate",
+        "/api/v1/..%2finternal/v1/authenticate",
+    ] {
+        let r = http
+            .post(format!("http://{}{path}", query.addr))
+            .bearer_auth("internal-token-of-the-hostile-tests")
+            .json(&json!({"credential": account.access_token}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // Unknown methods do not create metric series.
+    for method in ["FOO", "BAR", "BAZ"] {
+        let _ =
+            http.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), auth.url("/api/v1/me")).send().await;
+    }
+    let metrics = reqwest::get(auth.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("method=\"FOO\""), "a client created a metric series");
+    assert!(metrics.contains("method=\"other\""));
+}

@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod extract;
+pub mod hashing;
 pub mod internal;
 pub mod keys;
 pub mod limits;
@@ -81,8 +82,9 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
-    let dummy_hash =
-        tokio::task::spawn_blocking(|| password::hash(&String::from_utf8_lossy(&random_bytes::<24>()))).await??;
+    let hasher = hashing::HashPool::new(cfg.hash_concurrency, Duration::from_secs(1));
+    let dummy = String::from_utf8_lossy(&random_bytes::<24>()).into_owned();
+    let dummy_hash = hasher.run(move |m| password::hash_with(&dummy, m)).await??;
     let state = Arc::new(AppState {
         db,
         signer: TokenSigner::new(&secret, cfg.access_ttl),
@@ -91,7 +93,7 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
         metrics,
         internal_token: cfg.internal_token.clone(),
         trusted_proxies: cfg.trusted_proxies.clone(),
-        hashing: Arc::new(tokio::sync::Semaphore::new(cfg.hash_concurrency)),
+        hasher,
         dummy_hash,
         usage: Default::default(),
     });

@@ -20,8 +20,8 @@ pub struct AppState {
     pub internal_token: Option<String>,
     /// Whose `X-Forwarded-For` names the client.
     pub trusted_proxies: cairn_common::server::TrustedProxies,
-    /// Password hashes computed at once.
-    pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Password hashing, with bounded concurrency and memory.
+    pub hasher: crate::hashing::HashPool,
     /// A hash verified when the email is unknown, so a login takes as long either way.
     pub dummy_hash: String,
     pub usage: UsageThrottle,

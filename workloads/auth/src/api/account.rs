@@ -45,22 +45,17 @@ fn rate_limited(wait: std::time::Duration) -> ApiError {
     ApiError::too_many_requests("too many attempts; wait before trying again", wait)
 }
 
-/// How long a login or signup waits for a free hashing slot before it is answered 503.
-const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Runs argon2 off the async threads, at most `CAIRN_AUTH_HASH_CONCURRENCY` at once: each takes
-/// 19 MiB, so unbounded concurrent logins would take the process past its memory limit.
-async fn blocking<T: Send + 'static>(state: &AppState, f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-    let permit = match tokio::time::timeout(HASH_WAIT, state.hashing.clone().acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => {
-            state.metrics.hashing_busy.inc();
-            return Err(ApiError::unavailable("too many sign-ins at once; retry in a moment"));
-        }
-    };
-    let result = tokio::task::spawn_blocking(f).await.map_err(ApiError::internal);
-    drop(permit);
-    result
+/// Runs argon2 on the hashing pool (bounded concurrency, memory allocated once per worker);
+/// 503 when every worker stays busy.
+async fn hashing<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut [argon2::Block]) -> T + Send + 'static,
+) -> ApiResult<T> {
+    state.hasher.run(f).await.map_err(|e| {
+        state.metrics.hashing_busy.inc();
+        tracing::debug!(error = %e, "password hashing refused");
+        ApiError::unavailable("too many sign-ins at once; retry in a moment")
+    })
 }
 
 /// `POST /api/v1/signup`: a user, an organisation they own, its first project "Default" with one
@@ -83,7 +78,7 @@ pub async fn signup(
     validate::name("organization_name", &org_name, true)?;
 
     let pw = req.password;
-    let hash = blocking(&state, move || password::hash(&pw)).await?.map_err(ApiError::internal)?;
+    let hash = hashing(&state, move |m| password::hash_with(&pw, m)).await?.map_err(ApiError::internal)?;
 
     let mut tx = state.db.begin().await.db()?;
     let user: User = match sqlx::query_as(&format!(
@@ -157,7 +152,7 @@ pub async fn login(
         None => (None, state.dummy_hash.clone()),
     };
     let pw = req.password;
-    let matches = blocking(&state, move || password::verify(&pw, &hash)).await?;
+    let matches = hashing(&state, move |m| password::verify_with(&pw, &hash, m)).await?;
     let Some(user_id) = user_id.filter(|_| matches) else {
         state.metrics.login("invalid_credentials");
         return Err(ApiError::unauthorized("invalid email or password"));
