@@ -35,7 +35,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::Store;
-use kube::runtime::{predicates, reflector, watcher, PredicateConfig, WatchStreamExt};
+use kube::runtime::{predicates, reflector, watcher, Predicate, PredicateConfig, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -177,7 +177,9 @@ pub async fn run(
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation, PredicateConfig::default());
+        // Spec changes, and finalizer changes (the finalizer helper adds ours and waits for the
+        // change to come back); not the operator's own status writes.
+        .predicate_filter(predicates::generation.combine(predicates::finalizers), PredicateConfig::default());
 
     // Children trigger a reconcile of their owner when they change or disappear, but not when a
     // watch restarts and lists them again unchanged (the resource-version predicate): an idle
