@@ -158,3 +158,19 @@ async fn events_by_person_mirrors_events() {
         assert_eq!(m["ts"], e["ts"]);
     }
 }
+
+/// The local ClickHouse stand-in (stack/clickhouse/chserver.py over chdb) must refuse what a real
+/// server refuses: chdb's streaming insert reports a violated constraint as success and stores
+/// nothing, so an insert through the stand-in that silently lost rows would hide data loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stand_in_refuses_rows_that_a_server_refuses() {
+    let ch = TestClickHouse::shared().unwrap();
+    let database = unique("refuse");
+    let db = ch.db(&database);
+    ch.db("default").rows(&format!("CREATE DATABASE {database}")).await.unwrap();
+    db.rows("CREATE TABLE t (a String, CONSTRAINT c CHECK a != 'bad') ENGINE = MergeTree ORDER BY a").await.unwrap();
+    let err = db.insert_json("t", &[serde_json::json!({"a": "good"}), serde_json::json!({"a": "bad"})]).await.unwrap_err();
+    assert!(err.to_string().contains("469") && err.to_string().contains("VIOLATED_CONSTRAINT"), "{err}");
+    db.insert_json("t", &[serde_json::json!({"a": "good"})]).await.unwrap();
+    assert_eq!(db.scalar("SELECT count() FROM t").await.unwrap(), 1);
+}

@@ -339,3 +339,77 @@ async fn a_login_storm_cannot_exhaust_auth() {
     assert!(!metrics.contains("method=\"FOO\""), "a client created a metric series");
     assert!(metrics.contains("method=\"other\""));
 }
+
+/// Every record of a topic (from the beginning), with its `cairn-dlq-reason` header.
+fn read_topic(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<(Vec<u8>, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", cairn_e2e::unique("reader")).create().unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for part in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, part.id(), Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while out.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(250)) {
+            let reason = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "cairn-dlq-reason").and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned())))
+                .unwrap_or_default();
+            out.push((m.payload().unwrap_or_default().to_vec(), reason));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_clickhouse_refuses_are_isolated_and_the_rest_is_stored() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::shared().unwrap();
+    let p = Pipeline::new(&kafka, &ch, "phc_ok=1");
+    // A dead-letter topic that takes records of 100 kB at most.
+    let dlq = format!("{}_dlq", p.topic);
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", kafka.brokers()).create().unwrap();
+    let small = NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "100000");
+    admin.create_topics([&small], &AdminOptions::new()).await.unwrap();
+    let consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    // The table refuses some rows for what they are (as a schema change or a constraint would).
+    let db = ch.db(&p.database);
+    db.rows("ALTER TABLE events ADD CONSTRAINT no_poison CHECK event != 'poison'").await.unwrap();
+
+    let http = reqwest::Client::new();
+    let mut batch: Vec<Value> = (0..40).map(|i| json!({"event": "good", "distinct_id": format!("u{i}")})).collect();
+    batch[13] = json!({"event": "poison", "distinct_id": "p1"});
+    batch[31] = json!({"event": "poison", "distinct_id": "p2", "properties": {"blob": "x".repeat(150_000)}});
+    let body = json!({"api_key": "phc_ok", "batch": batch}).to_string();
+    assert_eq!(post(&http, capture.url("/batch"), body.into_bytes(), &[]).await.0, 200);
+    wait_until("the 38 good rows", Duration::from_secs(60), || async {
+        db.scalar("SELECT count() FROM events WHERE event = 'good'").await.unwrap_or(0) == 38
+    })
+    .await
+    .unwrap();
+    let letters = read_topic(&kafka.brokers(), &dlq, 2, Duration::from_secs(30));
+    assert_eq!(letters.len(), 2, "both refused rows are dead letters");
+    assert!(letters.iter().all(|(_, reason)| reason.contains("ClickHouse refused the row") && reason.contains("469")), "{:?}", letters.iter().map(|l| &l.1).collect::<Vec<_>>());
+    let truncated = letters.iter().find(|(p, _)| p.len() == 64 * 1024).expect("the large one, truncated to fit the topic");
+    assert!(truncated.1.contains("truncated from"), "{}", truncated.1);
+    // Consumption goes on.
+    let more = json!({"api_key": "phc_ok", "batch": [{"event": "after", "distinct_id": "u"}]}).to_string();
+    assert_eq!(post(&http, capture.url("/batch"), more.into_bytes(), &[]).await.0, 200);
+    wait_until("events after the poison", Duration::from_secs(60), || async {
+        db.scalar("SELECT count() FROM events WHERE event = 'after'").await.unwrap_or(0) == 1
+    })
+    .await
+    .unwrap();
+    assert_eq!(consumer.metric("cairn_consumer_rows_refused_total").await.unwrap(), 2.0);
+    assert_eq!(db.scalar("SELECT count() FROM events WHERE event = 'poison'").await.unwrap(), 0);
+}

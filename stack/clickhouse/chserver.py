@@ -112,6 +112,25 @@ def quote_setting(value):
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# Errors raised while an inserted block is written, which chdb's streaming insert does not
+# report (see run_insert).
+SILENT_INSERT_ERRORS = ("VIOLATED_CONSTRAINT", "TOO_MANY_PARTS", "MEMORY_LIMIT_EXCEEDED", "TOO_MANY_PARTITIONS")
+
+
+def insert_error_counts(session):
+    """system.errors' count, last message and code of each error in SILENT_INSERT_ERRORS."""
+    names = ", ".join(f"'{n}'" for n in SILENT_INSERT_ERRORS)
+    text = session.query(
+        f"SELECT name, value, code, replaceAll(last_error_message, '\\n', ' ') FROM system.errors "
+        f"WHERE name IN ({names})", "TSVRaw")
+    out = {}
+    for line in str(text).splitlines():
+        parts = line.split("\t")
+        if len(parts) == 4:
+            out[parts[0]] = (int(parts[1]), parts[3], int(parts[2]))
+    return out
+
+
 def as_clickhouse_error(exc):
     text = str(exc)
     m = ERROR_CODE.search(text)
@@ -298,6 +317,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
 
         def go(session):
+            before = insert_error_counts(session)
             inserter = session.send_insert(head, fmt)
             try:
                 for chunk in chunks:
@@ -309,7 +329,15 @@ class Handler(BaseHTTPRequestHandler):
                 except Exception:  # noqa: BLE001
                     pass
                 raise
-            return inserter.finish()
+            result = inserter.finish()
+            # chdb's streaming insert swallows errors raised while the block is written (a
+            # violated constraint: rows_written says 1, nothing is stored, finish() returns). A
+            # real server answers them with an error; so does this one, from system.errors.
+            after = insert_error_counts(session)
+            for name, (count, message, code) in after.items():
+                if count > before.get(name, (0, "", 0))[0]:
+                    raise ClickHouseError(code, f"Code: {code}. DB::Exception: {message}. ({name})")
+            return result
 
         res = self.with_session(database, go)
         summary = {

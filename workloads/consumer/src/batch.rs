@@ -29,6 +29,10 @@ pub struct Origin<'a> {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub rows: Vec<EventRow>,
+    /// Where each row came from (same order as `rows`), for a row ClickHouse refuses.
+    pub row_origins: Vec<(String, i32, i64)>,
+    /// Bytes of the records in the batch (their payloads), for the batch's byte bound.
+    pub bytes: usize,
     pub dead_letters: Vec<DeadLetter>,
     /// (topic, partition) → (first offset, last offset) seen in this batch.
     ranges: BTreeMap<(String, i32), (i64, i64)>,
@@ -49,6 +53,7 @@ impl Batch {
             self.ranges.entry((origin.topic.to_string(), origin.partition)).or_insert((origin.offset, origin.offset));
         range.0 = range.0.min(origin.offset);
         range.1 = range.1.max(origin.offset);
+        self.bytes += payload.map_or(0, <[u8]>::len) + key.map_or(0, <[u8]>::len);
         match decode(payload) {
             Ok(row) => {
                 self.oldest_received = Some(match self.oldest_received {
@@ -56,6 +61,7 @@ impl Batch {
                     _ => row.received_at,
                 });
                 self.rows.push(row);
+                self.row_origins.push((origin.topic.to_string(), origin.partition, origin.offset));
             }
             Err(reason) => self.dead_letters.push(DeadLetter {
                 topic: origin.topic.to_string(),

@@ -13,8 +13,14 @@ pub struct ConsumerConfig {
     pub group: String,
     /// `CAIRN_CONSUMER_BATCH_MAX_EVENTS`: a batch is inserted once it holds this many events...
     pub batch_max_events: usize,
+    /// `CAIRN_CONSUMER_BATCH_MAX_BYTES`: ...or once its records hold this many bytes (default
+    /// 64 MiB: ten thousand large events must not take the consumer past its memory limit)...
+    pub batch_max_bytes: usize,
     /// `CAIRN_CONSUMER_BATCH_MAX_AGE_MS`: ...or once its first event is this old.
     pub batch_max_age: Duration,
+    /// `CAIRN_CONSUMER_DEAD_LETTER_TIMEOUT_MS`: how long a dead letter Kafka does not take is
+    /// retried before it is dropped with an error (default 5 minutes), so that consumption goes on.
+    pub dead_letter_timeout: Duration,
     /// `CAIRN_CONSUMER_RETRY_INITIAL_MS` / `CAIRN_CONSUMER_RETRY_MAX_MS`: exponential backoff of
     /// inserts while ClickHouse fails.
     pub retry_initial: Duration,
@@ -47,7 +53,9 @@ impl ConsumerConfig {
             addr,
             group: env_string("CAIRN_CONSUMER_GROUP", "cairn-consumer"),
             batch_max_events: env_parse("CAIRN_CONSUMER_BATCH_MAX_EVENTS", 10_000usize)?.max(1),
+            batch_max_bytes: env_parse("CAIRN_CONSUMER_BATCH_MAX_BYTES", 64usize << 20)?.max(1),
             batch_max_age: env_millis("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", 500)?,
+            dead_letter_timeout: env_millis("CAIRN_CONSUMER_DEAD_LETTER_TIMEOUT_MS", 300_000)?,
             retry_initial: env_millis("CAIRN_CONSUMER_RETRY_INITIAL_MS", 100)?,
             retry_max: env_millis("CAIRN_CONSUMER_RETRY_MAX_MS", 10_000)?,
             shutdown_grace: env_millis("CAIRN_CONSUMER_SHUTDOWN_GRACE_MS", 20_000)?,

@@ -1,12 +1,18 @@
 //! The dead-letter topic: records that cannot become rows are written there, with the reason
 //! and their origin in headers, before their offsets are committed, so nothing is dropped silently.
+//!
+//! A dead letter that Kafka refuses for what it is (larger than the topic's largest record) is
+//! sent again truncated, with the original's size and SHA-256 in headers; one that still cannot
+//! be written is dropped with an error log and `cairn_consumer_dead_letter_failures_total`: a
+//! dead letter must never stop the consumption of everything behind it.
 
 use std::time::Duration;
 
 use cairn_common::config::KafkaConfig;
 use cairn_common::kafka::client_config;
 use futures::future::join_all;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use sha2::{Digest, Sha256};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -15,6 +21,43 @@ use crate::batch::DeadLetter;
 pub struct DeadLetterProducer {
     producer: FutureProducer,
     topic: String,
+}
+
+/// How much of a payload a truncated dead letter keeps.
+pub const TRUNCATED_BYTES: usize = 64 * 1024;
+
+/// Whether Kafka refused a record for what it is: sending it again cannot succeed.
+pub fn refused_for_content(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+        )
+    )
+}
+
+impl DeadLetter {
+    /// The letter with its payload cut to [`TRUNCATED_BYTES`], the original's size and digest in
+    /// its reason.
+    pub fn truncated(&self) -> DeadLetter {
+        let mut l = self.clone();
+        if let Some(p) = &self.payload {
+            if p.len() > TRUNCATED_BYTES {
+                l.reason = format!(
+                    "{} (payload truncated from {} bytes; sha256 {})",
+                    self.reason,
+                    p.len(),
+                    hex::encode(Sha256::digest(p))
+                );
+                l.payload = Some(p[..TRUNCATED_BYTES].to_vec());
+            }
+        }
+        l
+    }
 }
 
 impl DeadLetterProducer {

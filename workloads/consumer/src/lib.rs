@@ -104,7 +104,9 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
         dead_letters: DeadLetterProducer::new(&cfg.kafka)?,
         metrics,
         batch_max_events: cfg.batch_max_events,
+        batch_max_bytes: cfg.batch_max_bytes,
         batch_max_age: cfg.batch_max_age,
+        dead_letter_timeout: cfg.dead_letter_timeout,
         shutdown_grace: cfg.shutdown_grace,
         retry: Backoff::new(cfg.retry_initial, cfg.retry_max),
     };

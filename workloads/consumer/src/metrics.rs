@@ -25,6 +25,10 @@ pub struct ConsumerMetrics {
     pub batch_events: Histogram,
     pub insert_seconds: Histogram,
     pub insert_failures: Counter,
+    /// Rows ClickHouse refused for their content (sent to the dead-letter topic).
+    pub rows_refused: Counter,
+    /// Dead letters that could not be written as they were (truncated) or at all (dropped).
+    pub dead_letter_failures: Family<OutcomeLabels, Counter>,
     pub commit_failures: Counter,
     pub freshness_seconds: Histogram,
     pub lag: Family<PartitionLabels, Gauge>,
@@ -39,6 +43,8 @@ impl ConsumerMetrics {
             batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             insert_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             insert_failures: Counter::default(),
+            rows_refused: Counter::default(),
+            dead_letter_failures: Family::default(),
             commit_failures: Counter::default(),
             freshness_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             lag: Family::default(),
@@ -56,6 +62,16 @@ impl ConsumerMetrics {
             "cairn_consumer_insert_failures",
             "ClickHouse inserts that failed and were retried",
             m.insert_failures.clone(),
+        );
+        registry.register(
+            "cairn_consumer_rows_refused",
+            "Rows ClickHouse refused for their content, isolated and sent to the dead-letter topic",
+            m.rows_refused.clone(),
+        );
+        registry.register(
+            "cairn_consumer_dead_letter_failures",
+            "Dead letters Kafka would not take as they were: truncated, or dropped after that failed too",
+            m.dead_letter_failures.clone(),
         );
         registry.register(
             "cairn_consumer_commit_failures",

@@ -15,8 +15,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, Origin};
-use crate::dead_letter::DeadLetterProducer;
+use crate::batch::{Batch, DeadLetter, Origin};
+use crate::dead_letter::{refused_for_content, DeadLetterProducer};
 use crate::metrics::ConsumerMetrics;
 use crate::writer::{Backoff, WriteError, Writer};
 
@@ -60,7 +60,12 @@ pub struct Pipeline {
     pub dead_letters: DeadLetterProducer,
     pub metrics: Arc<ConsumerMetrics>,
     pub batch_max_events: usize,
+    /// A batch is inserted once its records hold this many bytes, whatever their count.
+    pub batch_max_bytes: usize,
     pub batch_max_age: Duration,
+    /// How long a dead letter is retried while Kafka does not take it; then it is dropped (with
+    /// an error and a metric) rather than stop consumption.
+    pub dead_letter_timeout: Duration,
     pub shutdown_grace: Duration,
     pub retry: Backoff,
 }
@@ -96,7 +101,7 @@ impl Pipeline {
                             m.key(),
                             m.payload(),
                         );
-                        if batch.len() >= self.batch_max_events {
+                        if batch.len() >= self.batch_max_events || batch.bytes >= self.batch_max_bytes {
                             self.flush(&mut batch, &stop).await?;
                         }
                     }
@@ -114,33 +119,69 @@ impl Pipeline {
             return Ok(());
         }
         let b = std::mem::take(batch);
-        self.send_dead_letters(&b, stop).await?;
-        self.writer.insert(&b.rows, &b.dedup_token(), stop, self.shutdown_grace, &self.metrics).await?;
+        self.send_dead_letters(&b.dead_letters, stop).await?;
+        let inserted = self.writer.insert(&b.rows, &b.dedup_token(), stop, self.shutdown_grace, &self.metrics).await?;
+        // Rows ClickHouse refused for their content: to the dead-letter topic, as records.
+        let refused: Vec<DeadLetter> = inserted
+            .refused
+            .iter()
+            .filter_map(|(i, reason)| {
+                let row = b.rows.get(*i)?;
+                let (topic, partition, offset) = b.row_origins.get(*i)?.clone();
+                Some(DeadLetter {
+                    topic,
+                    partition,
+                    offset,
+                    key: Some(cairn_common::event::kafka_key(row.project_id, &row.distinct_id).into_bytes()),
+                    payload: row.to_record().ok(),
+                    reason: format!("ClickHouse refused the row: {reason}"),
+                })
+            })
+            .collect();
+        self.send_dead_letters(&refused, stop).await?;
         self.commit(&b);
-        self.metrics.count("inserted", b.rows.len());
-        self.metrics.count("dead_lettered", b.dead_letters.len());
+        self.metrics.count("inserted", b.rows.len() - refused.len());
+        self.metrics.count("dead_lettered", b.dead_letters.len() + refused.len());
         self.metrics.batches.inc();
         self.metrics.batch_events.observe(b.len() as f64);
         if let Some(oldest) = b.oldest_received {
             let age = (time::OffsetDateTime::now_utc() - oldest).as_seconds_f64();
             self.metrics.freshness_seconds.observe(age.max(0.0));
         }
-        tracing::debug!(rows = b.rows.len(), dead_letters = b.dead_letters.len(), "batch stored and committed");
+        tracing::debug!(rows = b.rows.len(), dead_letters = b.dead_letters.len() + refused.len(), "batch stored and committed");
         Ok(())
     }
 
-    async fn send_dead_letters(&mut self, b: &Batch, stop: &CancellationToken) -> Result<(), PipelineError> {
-        if b.dead_letters.is_empty() {
+    async fn send_dead_letters(&mut self, letters: &[DeadLetter], stop: &CancellationToken) -> Result<(), PipelineError> {
+        if letters.is_empty() {
             return Ok(());
         }
+        let mut letters = std::borrow::Cow::Borrowed(letters);
         let mut give_up_at: Option<Instant> = None;
+        let started = Instant::now();
         loop {
-            match self.dead_letters.send(&b.dead_letters).await {
+            match self.dead_letters.send(&letters).await {
                 Ok(()) => {
-                    for l in &b.dead_letters {
+                    for l in letters.iter() {
                         tracing::warn!(topic = %l.topic, partition = l.partition, offset = l.offset, reason = %l.reason, "record sent to the dead-letter topic");
                     }
                     self.retry.reset();
+                    return Ok(());
+                }
+                Err(e) if refused_for_content(&e) && matches!(letters, std::borrow::Cow::Borrowed(_)) => {
+                    // Too large (or otherwise refused as it is): once more, truncated.
+                    tracing::warn!(error = %e, "Kafka refused a dead letter as it is; sending it truncated");
+                    self.metrics.dead_letter_failures.get_or_create(&crate::metrics::OutcomeLabels { outcome: "truncated" }).inc();
+                    letters = std::borrow::Cow::Owned(letters.iter().map(DeadLetter::truncated).collect());
+                }
+                Err(e) if refused_for_content(&e) || started.elapsed() >= self.dead_letter_timeout => {
+                    for l in letters.iter() {
+                        tracing::error!(error = %e, topic = %l.topic, partition = l.partition, offset = l.offset, reason = %l.reason, "a dead letter cannot be written; dropping it so that consumption goes on");
+                    }
+                    self.metrics
+                        .dead_letter_failures
+                        .get_or_create(&crate::metrics::OutcomeLabels { outcome: "dropped" })
+                        .inc_by(letters.len() as u64);
                     return Ok(());
                 }
                 Err(e) => {

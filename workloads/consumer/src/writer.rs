@@ -1,4 +1,6 @@
-//! Inserting a batch into ClickHouse, retried with exponential backoff until it succeeds.
+//! Inserting a batch into ClickHouse: retried with exponential backoff while ClickHouse is
+//! unavailable; split in halves when ClickHouse refuses the rows themselves, until the rows it
+//! refuses are alone and can go to the dead-letter topic (everything else is inserted).
 
 use std::time::{Duration, Instant};
 
@@ -50,10 +52,55 @@ pub enum WriteError {
     GaveUp(String),
 }
 
+/// ClickHouse error codes that say the rows themselves are wrong for the table (a parse error,
+/// a type mismatch, a violated constraint): the same insert fails the same way every time, so it
+/// is not retried as an outage but split to find the rows at fault.
+const ROW_ERRORS: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,  // ATTEMPT_TO_READ_AFTER_EOF
+    33,  // CANNOT_READ_ALL_DATA
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    131, // TOO_LARGE_STRING_SIZE
+    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    376, // CANNOT_PARSE_UUID
+    469, // VIOLATED_CONSTRAINT
+    691, // UNKNOWN_ELEMENT_OF_ENUM
+];
+
+/// The ClickHouse error code in an error's text (`Code: 469. DB::Exception: …`).
+pub fn clickhouse_code(error: &clickhouse::error::Error) -> Option<u32> {
+    let text = error.to_string();
+    let rest = &text[text.find("Code: ")? + 6..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// Whether ClickHouse refused the rows themselves (not: it is unavailable).
+pub fn refuses_the_rows(error: &clickhouse::error::Error) -> bool {
+    clickhouse_code(error).is_some_and(|c| ROW_ERRORS.contains(&c))
+}
+
+/// What became of a batch: the indexes of rows ClickHouse refused, with why.
+#[derive(Debug, Default, PartialEq)]
+pub struct Inserted {
+    pub refused: Vec<(usize, String)>,
+}
+
 impl Writer {
     /// Inserts `rows` with `token` as the deduplication token, retrying until it succeeds. After
     /// `stop` is cancelled it keeps trying for `grace`, then gives up (the batch's offsets are not
-    /// committed, so Kafka redelivers it).
+    /// committed, so Kafka redelivers it). Rows that ClickHouse refuses for what they are, rather
+    /// than because it is unavailable, are isolated by splitting the batch in halves (each half
+    /// with a token derived from the batch's, so a redelivered batch splits and deduplicates the
+    /// same way) and returned; every other row is inserted.
     pub async fn insert(
         &mut self,
         rows: &[EventRow],
@@ -61,10 +108,43 @@ impl Writer {
         stop: &CancellationToken,
         grace: Duration,
         metrics: &ConsumerMetrics,
-    ) -> Result<(), WriteError> {
-        if rows.is_empty() {
-            return Ok(());
+    ) -> Result<Inserted, WriteError> {
+        let mut out = Inserted::default();
+        // Ranges still to insert: (offset into rows, length, token).
+        let mut pending: Vec<(usize, usize, String)> = vec![(0, rows.len(), token.to_string())];
+        while let Some((start, len, token)) = pending.pop() {
+            if len == 0 {
+                continue;
+            }
+            match self.insert_range(&rows[start..start + len], &token, stop, grace, metrics).await? {
+                None => {}
+                Some(refusal) if len == 1 => {
+                    metrics.rows_refused.inc();
+                    tracing::warn!(uuid = %rows[start].uuid, reason = %refusal, "ClickHouse refuses this row; it goes to the dead-letter topic");
+                    out.refused.push((start, refusal));
+                }
+                Some(refusal) => {
+                    tracing::warn!(rows = len, reason = %refusal, "ClickHouse refuses some rows of the batch; splitting it to find them");
+                    let half = len / 2;
+                    pending.push((start + half, len - half, format!("{token}/R")));
+                    pending.push((start, half, format!("{token}/L")));
+                }
+            }
         }
+        out.refused.sort_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+
+    /// One insert, retried while ClickHouse is unavailable. `Some(reason)` when it refuses the
+    /// rows themselves.
+    async fn insert_range(
+        &mut self,
+        rows: &[EventRow],
+        token: &str,
+        stop: &CancellationToken,
+        grace: Duration,
+        metrics: &ConsumerMetrics,
+    ) -> Result<Option<String>, WriteError> {
         let mut give_up_at: Option<Instant> = None;
         loop {
             let started = Instant::now();
@@ -73,7 +153,12 @@ impl Writer {
                     metrics.insert_seconds.observe(started.elapsed().as_secs_f64());
                     self.health.set(CLICKHOUSE_CHECK, true, "inserting");
                     self.backoff.reset();
-                    return Ok(());
+                    return Ok(None);
+                }
+                Err(e) if refuses_the_rows(&e) => {
+                    // ClickHouse is up and answering; it is the rows.
+                    self.health.set(CLICKHOUSE_CHECK, true, "inserting");
+                    return Ok(Some(e.to_string()));
                 }
                 Err(e) => {
                     metrics.insert_failures.inc();
@@ -117,6 +202,20 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_errors_are_told_from_outages() {
+        let refused = clickhouse::error::Error::BadResponse(
+            "Code: 469. DB::Exception: Constraint `c` for table cairn.events is violated at row 3. (VIOLATED_CONSTRAINT)".into(),
+        );
+        assert_eq!(clickhouse_code(&refused), Some(469));
+        assert!(refuses_the_rows(&refused));
+        let full = clickhouse::error::Error::BadResponse(
+            "Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS)".into(),
+        );
+        assert!(!refuses_the_rows(&full), "too many parts passes: retry");
+        assert!(!refuses_the_rows(&clickhouse::error::Error::TimedOut));
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_and_resets() {

@@ -85,6 +85,37 @@ impl EventRow {
     }
 }
 
+/// A row as an events-topic record, as capture writes them (for the dead-letter topic).
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    uuid: Uuid,
+    project_id: u64,
+    event: &'a str,
+    distinct_id: &'a str,
+    properties: &'a serde_json::value::RawValue,
+    #[serde(with = "time::serde::rfc3339")]
+    timestamp: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    received_at: OffsetDateTime,
+}
+
+impl EventRow {
+    /// The row as a record of the events topic (`schemas/kafka-event.schema.json`).
+    pub fn to_record(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.properties.clone())?;
+        let out = RecordOut {
+            uuid: self.uuid,
+            project_id: self.project_id,
+            event: &self.event,
+            distinct_id: &self.distinct_id,
+            properties: &raw,
+            timestamp: self.timestamp,
+            received_at: self.received_at,
+        };
+        serde_json::to_vec(&out)
+    }
+}
+
 impl From<CapturedEvent> for EventRow {
     fn from(e: CapturedEvent) -> Self {
         Self {
@@ -114,5 +145,7 @@ mod tests {
         assert!(EventRow::from_record(b"nope").is_err());
         let empty = br#"{"uuid":"0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","project_id":9,"event":"","distinct_id":"d","properties":{},"timestamp":"2026-01-01T00:00:00Z","received_at":"2026-01-01T00:00:01Z"}"#;
         assert!(matches!(EventRow::from_record(empty), Err(RecordError::Invalid(_))));
+        let row = EventRow::from_record(&bytes).unwrap();
+        assert_eq!(EventRow::from_record(&row.to_record().unwrap()).unwrap(), row, "a row written back as a record");
     }
 }
