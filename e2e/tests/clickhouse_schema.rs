@@ -169,7 +169,8 @@ async fn the_stand_in_refuses_rows_that_a_server_refuses() {
     let db = ch.db(&database);
     ch.db("default").rows(&format!("CREATE DATABASE {database}")).await.unwrap();
     db.rows("CREATE TABLE t (a String, CONSTRAINT c CHECK a != 'bad') ENGINE = MergeTree ORDER BY a").await.unwrap();
-    let err = db.insert_json("t", &[serde_json::json!({"a": "good"}), serde_json::json!({"a": "bad"})]).await.unwrap_err();
+    let err =
+        db.insert_json("t", &[serde_json::json!({"a": "good"}), serde_json::json!({"a": "bad"})]).await.unwrap_err();
     assert!(err.to_string().contains("469") && err.to_string().contains("VIOLATED_CONSTRAINT"), "{err}");
     db.insert_json("t", &[serde_json::json!({"a": "good"})]).await.unwrap();
     assert_eq!(db.scalar("SELECT count() FROM t").await.unwrap(), 1);

@@ -345,8 +345,11 @@ fn read_topic(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let c: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", cairn_e2e::unique("reader")).create().unwrap();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", cairn_e2e::unique("reader"))
+        .create()
+        .unwrap();
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).unwrap();
     let mut tpl = TopicPartitionList::new();
     for part in md.topics()[0].partitions() {
@@ -359,7 +362,11 @@ fn read_topic(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec
         if let Some(Ok(m)) = c.poll(Duration::from_millis(250)) {
             let reason = m
                 .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "cairn-dlq-reason").and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned())))
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "cairn-dlq-reason")
+                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                })
                 .unwrap_or_default();
             out.push((m.payload().unwrap_or_default().to_vec(), reason));
         }
@@ -399,8 +406,13 @@ async fn rows_clickhouse_refuses_are_isolated_and_the_rest_is_stored() {
     .unwrap();
     let letters = read_topic(&kafka.brokers(), &dlq, 2, Duration::from_secs(30));
     assert_eq!(letters.len(), 2, "both refused rows are dead letters");
-    assert!(letters.iter().all(|(_, reason)| reason.contains("ClickHouse refused the row") && reason.contains("469")), "{:?}", letters.iter().map(|l| &l.1).collect::<Vec<_>>());
-    let truncated = letters.iter().find(|(p, _)| p.len() == 64 * 1024).expect("the large one, truncated to fit the topic");
+    assert!(
+        letters.iter().all(|(_, reason)| reason.contains("ClickHouse refused the row") && reason.contains("469")),
+        "{:?}",
+        letters.iter().map(|l| &l.1).collect::<Vec<_>>()
+    );
+    let truncated =
+        letters.iter().find(|(p, _)| p.len() == 64 * 1024).expect("the large one, truncated to fit the topic");
     assert!(truncated.1.contains("truncated from"), "{}", truncated.1);
     // Consumption goes on.
     let more = json!({"api_key": "phc_ok", "batch": [{"event": "after", "distinct_id": "u"}]}).to_string();

@@ -1086,5 +1086,31 @@ async fn limits_answer_400_and_slow_queries_504() -> Result<()> {
     assert_eq!(status, 504, "{v}");
     assert_eq!(v["error"], json!("timeout"));
     assert!(v["message"].as_str().unwrap_or("").contains("did not finish"), "{v}");
+
+    // A statement over the per-query row limit answers 422; one caller cannot run more than its
+    // slots at once (429), other callers are not affected.
+    let mut env = s.env.clone();
+    env.insert("CAIRN_QUERY_MAX_ROWS_TO_READ".into(), "10".into());
+    env.insert("CAIRN_QUERY_MAX_CONCURRENT_PER_CALLER".into(), "1".into());
+    let tight = Service::start("query", &env).await?;
+    tight.wait_ready(Duration::from_secs(60)).await?;
+    let trend_url = tight.url(&format!("/api/v1/projects/{}/query/trends", s.a.project_id));
+    let body = json!({"series": [{"math": "unique_users"}], "date_from": "-30d"});
+    let (status, v) = call("POST", &trend_url, Some(&s.a.access_token), Some(&body)).await?;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"], json!("too_expensive"));
+    let http = reqwest::Client::new();
+    let sends = (0..20).map(|_| {
+        let (http, url, token, body) = (http.clone(), trend_url.clone(), s.a.access_token.clone(), body.clone());
+        tokio::spawn(async move {
+            http.post(url).bearer_auth(token).json(&body).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(sends).await.into_iter().map(|r| r.unwrap_or(0)).collect();
+    assert!(statuses.iter().all(|s| *s == 422 || *s == 429), "{statuses:?}");
+    assert!(statuses.contains(&429), "one caller, one slot: {statuses:?}");
+    let other = format!("/api/v1/projects/{}/event-names", s.b.project_id);
+    let (status, _) = call("GET", &tight.url(&other), Some(&s.b.access_token), None).await?;
+    assert_ne!(status, 429, "another caller has its own slots");
     Ok(())
 }

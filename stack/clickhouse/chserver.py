@@ -131,6 +131,9 @@ def insert_error_counts(session):
     return out
 
 
+READ_ONLY_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.IGNORECASE)
+
+
 def as_clickhouse_error(exc):
     text = str(exc)
     m = ERROR_CODE.search(text)
@@ -356,6 +359,14 @@ class Handler(BaseHTTPRequestHandler):
         m = HAS_FORMAT.search(sql)
         if m:
             fmt = m.group(0).split()[1].rstrip(";")
+
+        # `readonly` cannot be set on a pooled session and reset afterwards (readonly mode
+        # forbids changing it back), so it is enforced here: a real server refuses anything but
+        # reading in a query that carries readonly=1 or 2.
+        settings = dict(settings)
+        readonly = settings.pop("readonly", "0")
+        if readonly not in ("0", "") and not READ_ONLY_STATEMENT.match(sql):
+            raise ClickHouseError(164, "Code: 164. DB::Exception: Cannot execute query in readonly mode. (READONLY)")
 
         def go(session):
             applied = []

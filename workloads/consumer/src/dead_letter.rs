@@ -12,9 +12,9 @@ use cairn_common::config::KafkaConfig;
 use cairn_common::kafka::client_config;
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use sha2::{Digest, Sha256};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sha2::{Digest, Sha256};
 
 use crate::batch::DeadLetter;
 

@@ -148,11 +148,19 @@ impl Pipeline {
             let age = (time::OffsetDateTime::now_utc() - oldest).as_seconds_f64();
             self.metrics.freshness_seconds.observe(age.max(0.0));
         }
-        tracing::debug!(rows = b.rows.len(), dead_letters = b.dead_letters.len() + refused.len(), "batch stored and committed");
+        tracing::debug!(
+            rows = b.rows.len(),
+            dead_letters = b.dead_letters.len() + refused.len(),
+            "batch stored and committed"
+        );
         Ok(())
     }
 
-    async fn send_dead_letters(&mut self, letters: &[DeadLetter], stop: &CancellationToken) -> Result<(), PipelineError> {
+    async fn send_dead_letters(
+        &mut self,
+        letters: &[DeadLetter],
+        stop: &CancellationToken,
+    ) -> Result<(), PipelineError> {
         if letters.is_empty() {
             return Ok(());
         }
@@ -171,7 +179,10 @@ impl Pipeline {
                 Err(e) if refused_for_content(&e) && matches!(letters, std::borrow::Cow::Borrowed(_)) => {
                     // Too large (or otherwise refused as it is): once more, truncated.
                     tracing::warn!(error = %e, "Kafka refused a dead letter as it is; sending it truncated");
-                    self.metrics.dead_letter_failures.get_or_create(&crate::metrics::OutcomeLabels { outcome: "truncated" }).inc();
+                    self.metrics
+                        .dead_letter_failures
+                        .get_or_create(&crate::metrics::OutcomeLabels { outcome: "truncated" })
+                        .inc();
                     letters = std::borrow::Cow::Owned(letters.iter().map(DeadLetter::truncated).collect());
                 }
                 Err(e) if refused_for_content(&e) || started.elapsed() >= self.dead_letter_timeout => {

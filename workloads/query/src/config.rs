@@ -23,6 +23,15 @@ pub struct Limits {
     pub max_rows: usize,
     /// `CAIRN_QUERY_MAX_FILTERS`: property filters in one request (default 30).
     pub max_filters: usize,
+    /// `CAIRN_QUERY_MAX_MEMORY_BYTES`: memory one ClickHouse statement may use (default 4 GiB;
+    /// ClickHouse's `max_memory_usage`).
+    pub max_memory_bytes: u64,
+    /// `CAIRN_QUERY_MAX_ROWS_TO_READ`: rows one statement may read (default 2 billion;
+    /// `max_rows_to_read`).
+    pub max_rows_to_read: u64,
+    /// `CAIRN_QUERY_MAX_CONCURRENT_PER_CALLER`: analyses one user or key may run at once (default
+    /// 4; 429 beyond).
+    pub max_concurrent_per_caller: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +43,9 @@ impl Default for Limits {
             max_breakdown: 50,
             max_rows: 1000,
             max_filters: 30,
+            max_memory_bytes: 4 << 30,
+            max_rows_to_read: 2_000_000_000,
+            max_concurrent_per_caller: 4,
         }
     }
 }
@@ -74,6 +86,13 @@ impl QueryConfig {
                 max_breakdown: env_parse("CAIRN_QUERY_MAX_BREAKDOWN", d.max_breakdown)?,
                 max_rows: env_parse("CAIRN_QUERY_MAX_ROWS", d.max_rows)?,
                 max_filters: env_parse("CAIRN_QUERY_MAX_FILTERS", d.max_filters)?,
+                max_memory_bytes: env_parse("CAIRN_QUERY_MAX_MEMORY_BYTES", d.max_memory_bytes)?,
+                max_rows_to_read: env_parse("CAIRN_QUERY_MAX_ROWS_TO_READ", d.max_rows_to_read)?,
+                max_concurrent_per_caller: env_parse(
+                    "CAIRN_QUERY_MAX_CONCURRENT_PER_CALLER",
+                    d.max_concurrent_per_caller,
+                )?
+                .max(1),
             },
             clickhouse: ClickHouseConfig::from_env()?,
             postgres: PostgresConfig::from_env()?,

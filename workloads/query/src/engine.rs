@@ -26,7 +26,14 @@ impl Engine {
         T: RowOwned + RowRead,
     {
         let secs = self.timeout.as_secs_f64().ceil().max(1.0) as u64;
-        let mut q = sql.query(&self.ch).with_setting("max_execution_time", secs.to_string());
+        // What one statement may cost, and that it may only read (readonly=2 still lets these
+        // settings be given): a statement cannot starve the server or write, whatever it is.
+        let mut q = sql
+            .query(&self.ch)
+            .with_setting("max_execution_time", secs.to_string())
+            .with_setting("max_memory_usage", self.limits.max_memory_bytes.to_string())
+            .with_setting("max_rows_to_read", self.limits.max_rows_to_read.to_string())
+            .with_setting("readonly", "2");
         if self.source.read_final {
             // Duplicates of an event share its timestamp, hence its (monthly) partition: FINAL
             // never needs to merge across partitions, and skips partitions already merged to

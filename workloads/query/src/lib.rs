@@ -80,6 +80,7 @@ pub async fn run(cfg: QueryConfig, auth: AuthClientConfig) -> Result<(), Box<dyn
         pg,
         auth: AuthClient::new(auth.clone())?,
         metrics,
+        slots: caller::CallerSlots::new(cfg.limits.max_concurrent_per_caller),
     });
     let dashboard = match dashboard::dir_from_env() {
         Some(dir) => {

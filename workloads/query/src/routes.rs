@@ -53,11 +53,16 @@ pub struct AppState {
     pub pg: PgPool,
     pub auth: AuthClient,
     pub metrics: Arc<QueryMetrics>,
+    pub slots: crate::caller::CallerSlots,
 }
 
 impl HasAuth for Arc<AppState> {
     fn auth(&self) -> &AuthClient {
         &self.auth
+    }
+
+    fn slots(&self) -> Option<&crate::caller::CallerSlots> {
+        Some(&self.slots)
     }
 }
 

@@ -157,6 +157,18 @@ pub fn clickhouse_error(e: clickhouse::error::Error) -> ApiError {
     if text.contains("TIMEOUT_EXCEEDED") || text.contains("Code: 159") {
         return ApiError::timeout("the query exceeded its time limit; narrow the date range or add filters");
     }
+    // MEMORY_LIMIT_EXCEEDED (241), TOO_MANY_ROWS (158), TOO_MANY_ROWS_OR_BYTES (396): over the
+    // per-statement limits.
+    if ["MEMORY_LIMIT_EXCEEDED", "Code: 241", "TOO_MANY_ROWS", "Code: 158", "Code: 396"]
+        .iter()
+        .any(|m| text.contains(m))
+    {
+        return ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "too_expensive",
+            "the query needs more memory or rows than one query may use; narrow the date range or add filters",
+        );
+    }
     match e {
         clickhouse::error::Error::Network(_) => {
             tracing::warn!(error = %text, "ClickHouse unreachable");
