@@ -31,6 +31,16 @@ function backend() {
       return json(204);
     }
     if (c.path === '/api/v1/personal-keys') return json(200, []);
+    if (c.path === '/api/v1/organizations/1/members' && c.method === 'POST') {
+      const b = c.body as { email: string; role: string };
+      return json(202, {
+        invitation: { id: 7, organization_id: 1, email: b.email, role: b.role, invited_by: 1, created_at: 't', expires_at: 't' },
+        token: 'cinv_secret-once',
+      });
+    }
+    if (c.path === '/api/v1/invitations/accept' && c.method === 'POST') {
+      return json(200, { user_id: 1, email: 'dana@example.com', name: 'Dana', role: 'member', joined_at: 't' });
+    }
     if (c.path === '/api/v1/organizations/1/members') return json(200, members);
     if (c.path === '/api/v1/organizations/1/members/2' && c.method === 'PATCH') {
       members[1] = { ...members[1]!, role: (c.body as { role: string }).role };
@@ -84,5 +94,21 @@ describe('SettingsPage', () => {
     await user.selectOptions(screen.getByLabelText('Role of sam@example.com'), 'member');
     await waitFor(() => expect(calls.some((c) => c.method === 'PATCH')).toBe(true));
     expect(calls.find((c) => c.method === 'PATCH')).toMatchObject({ path: '/api/v1/organizations/1/members/2', body: { role: 'member' } });
+  });
+
+  it('invites by email, shows the code once, and joins with a code', async () => {
+    setTokens({ access_token: 'a', refresh_token: 'r', token_type: 'Bearer', expires_in: 900 });
+    const { calls } = backend();
+    const user = userEvent.setup();
+    renderAt(withAuth(<SettingsPage />));
+    await screen.findByRole('table', { name: 'Members' });
+    await user.type(screen.getByLabelText('Email to invite'), 'lee@example.com');
+    await user.click(screen.getByRole('button', { name: 'Invite' }));
+    expect(await screen.findByTestId('invitation-token')).toHaveTextContent('cinv_secret-once');
+    expect(calls.find((c) => c.method === 'POST' && c.path.endsWith('/members'))!.body).toEqual({ email: 'lee@example.com', role: 'member' });
+    await user.type(screen.getByLabelText('Invitation code'), 'cinv_from-someone');
+    await user.click(screen.getByRole('button', { name: 'Join' }));
+    expect(await screen.findByText('You joined as member.')).toBeInTheDocument();
+    expect(calls.find((c) => c.path === '/api/v1/invitations/accept')!.body).toEqual({ token: 'cinv_from-someone' });
   });
 });

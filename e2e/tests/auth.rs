@@ -89,6 +89,16 @@ impl Auth {
         Answer { status, body, headers }
     }
 
+    /// An admin of `org` invites `email`; the invitee (signed in with that email) accepts.
+    async fn invite_and_accept(&self, org: i64, admin: &str, email: &str, role: &str, invitee: &str) -> Answer {
+        let invited = self
+            .post(&format!("/api/v1/organizations/{org}/members"), Some(admin), json!({"email": email, "role": role}))
+            .await;
+        assert_eq!(invited.status, 202, "{invited:?}");
+        let token = invited.body["token"].as_str().unwrap().to_string();
+        self.post("/api/v1/invitations/accept", Some(invitee), json!({"token": token})).await
+    }
+
     async fn get(&self, path: &str, token: &str) -> Answer {
         self.call(Method::GET, path, Some(token), None).await
     }
@@ -322,6 +332,75 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_session() {
     // Other sessions of the user are not affected.
     let l = auth.post("/api/v1/login", None, json!({"email": "rotate@example.com", "password": PASSWORD})).await;
     assert_eq!(auth.get("/api/v1/me", &token(&l.body)).await.status, 200);
+
+    // Any token the session used before, not only the last one, revokes it.
+    let t1 = l.body["refresh_token"].as_str().unwrap().to_string();
+    let mut current = auth.post("/api/v1/token/refresh", None, json!({"refresh_token": t1})).await;
+    for _ in 0..3 {
+        let t = current.body["refresh_token"].as_str().unwrap().to_string();
+        current = auth.post("/api/v1/token/refresh", None, json!({"refresh_token": t})).await;
+        assert_eq!(current.status, 200);
+    }
+    let live = token(&current.body);
+    assert_eq!(auth.get("/api/v1/me", &live).await.status, 200);
+    assert_eq!(auth.post("/api/v1/token/refresh", None, json!({"refresh_token": t1})).await.status, 401);
+    assert_eq!(auth.get("/api/v1/me", &live).await.status, 401, "a token four rotations old revoked the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_at_their_absolute_age_and_everywhere_on_request() {
+    let auth = Auth::start(&[("CAIRN_AUTH_SESSION_MAX_AGE_SECS", "3")]).await;
+    let s = auth.signup("aging@example.com").await;
+    let r1 = s["refresh_token"].as_str().unwrap().to_string();
+    let a = auth.post("/api/v1/token/refresh", None, json!({"refresh_token": r1})).await;
+    assert_eq!(a.status, 200);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    // However recently refreshed, the session ends 3 s after sign-in.
+    assert_eq!(auth.get("/api/v1/me", &token(&a.body)).await.status, 401);
+    let r2 = a.body["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(auth.post("/api/v1/token/refresh", None, json!({"refresh_token": r2})).await.status, 401);
+
+    let auth = Auth::start(&[]).await;
+    let s = auth.signup("everywhere@example.com").await;
+    let login = || auth.post("/api/v1/login", None, json!({"email": "everywhere@example.com", "password": PASSWORD}));
+    let (l1, l2) = (login().await, login().await);
+    // A password change: the current password is required, other sessions end, this one stays.
+    let wrong = auth
+        .post(
+            "/api/v1/password",
+            Some(&token(&l1.body)),
+            json!({"current_password": "nope", "new_password": "Another-Lake-43"}),
+        )
+        .await;
+    assert_eq!((wrong.status, wrong.body["field"].as_str()), (400, Some("current_password")), "{wrong:?}");
+    let weak = auth
+        .post(
+            "/api/v1/password",
+            Some(&token(&l1.body)),
+            json!({"current_password": PASSWORD, "new_password": "password123"}),
+        )
+        .await;
+    assert_eq!((weak.status, weak.body["field"].as_str()), (400, Some("new_password")), "{weak:?}");
+    let changed = auth
+        .post(
+            "/api/v1/password",
+            Some(&token(&l1.body)),
+            json!({"current_password": PASSWORD, "new_password": "Another-Lake-43"}),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{changed:?}");
+    assert_eq!(auth.get("/api/v1/me", &token(&l1.body)).await.status, 200, "this session stays");
+    assert_eq!(auth.get("/api/v1/me", &token(&l2.body)).await.status, 401, "the others end");
+    assert_eq!(auth.get("/api/v1/me", &token(&s)).await.status, 401);
+    assert_eq!(login().await.status, 401, "the old password no longer works");
+    let l3 = auth
+        .post("/api/v1/login", None, json!({"email": "everywhere@example.com", "password": "Another-Lake-43"}))
+        .await;
+    assert_eq!(l3.status, 200);
+    // Log out everywhere: every session ends, this one too.
+    assert_eq!(auth.call(Method::POST, "/api/v1/logout/all", Some(&token(&l3.body)), None).await.status, 204);
+    assert_eq!(auth.get("/api/v1/me", &token(&l3.body)).await.status, 401);
+    assert_eq!(auth.get("/api/v1/me", &token(&l1.body)).await.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,14 +459,8 @@ async fn personal_keys_carry_only_their_projects_and_scopes() {
     assert_eq!(p2.status, 201, "{p2:?}");
     let p2 = id(&p2.body);
     // A is a viewer in B's organisation.
-    let added = auth
-        .post(
-            &format!("/api/v1/organizations/{}/members", id(&b["organization"])),
-            Some(&tb),
-            json!({"email": "keys-a@example.com", "role": "viewer"}),
-        )
-        .await;
-    assert_eq!(added.status, 201, "{added:?}");
+    let added = auth.invite_and_accept(id(&b["organization"]), &tb, "keys-a@example.com", "viewer", &ta).await;
+    assert_eq!(added.status, 200, "{added:?}");
     let pb = id(&b["project"]);
 
     let k = auth
@@ -556,15 +629,35 @@ async fn organisations_are_isolated_and_roles_enforced() {
         404
     );
 
-    // B joins as a viewer: reads work, writes are 403.
-    let added = auth
+    // B is invited as a viewer: nothing changes until B accepts.
+    let invited = auth
         .post(
             &format!("/api/v1/organizations/{org}/members"),
             Some(&ta),
             json!({"email": "ORG-B@example.com", "role": "viewer"}),
         )
         .await;
-    assert_eq!((added.status, added.body["role"].as_str()), (201, Some("viewer")), "{added:?}");
+    assert_eq!(invited.status, 202, "{invited:?}");
+    assert_eq!(auth.get(&format!("/api/v1/organizations/{org}"), &tb).await.status, 404, "no silent membership");
+    let pending = auth.get(&format!("/api/v1/organizations/{org}/invitations"), &ta).await;
+    assert_eq!(pending.body.as_array().unwrap().len(), 1, "{pending:?}");
+    assert!(pending.body[0].get("token").is_none(), "the token is never shown again");
+    let invitation_token = invited.body["token"].as_str().unwrap().to_string();
+    // Someone else cannot use it; B can, once.
+    let stranger = auth.signup("org-c@example.com").await;
+    let r = auth.post("/api/v1/invitations/accept", Some(&token(&stranger)), json!({"token": invitation_token})).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let added = auth.post("/api/v1/invitations/accept", Some(&tb), json!({"token": invitation_token})).await;
+    assert_eq!((added.status, added.body["role"].as_str()), (200, Some("viewer")), "{added:?}");
+    let again = auth.post("/api/v1/invitations/accept", Some(&tb), json!({"token": invitation_token})).await;
+    assert_eq!(again.status, 404, "used once");
+    assert!(auth
+        .get(&format!("/api/v1/organizations/{org}/invitations"), &ta)
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .is_empty());
     assert_eq!(auth.get(&format!("/api/v1/organizations/{org}"), &tb).await.body["role"], "viewer");
     assert_eq!(auth.get(&format!("/api/v1/projects/{project}"), &tb).await.status, 200);
     assert_eq!(auth.get(&format!("/api/v1/projects/{project}/write-keys"), &tb).await.status, 200);
@@ -623,23 +716,19 @@ async fn organisations_are_isolated_and_roles_enforced() {
     let bad_role = auth.patch(&format!("/api/v1/organizations/{org}/members/{ub}"), &ta, json!({"role": "root"})).await;
     assert_eq!((bad_role.status, bad_role.body["field"].as_str()), (400, Some("role")));
 
-    // Members by email: unknown users and duplicates.
-    let r = auth
-        .post(
-            &format!("/api/v1/organizations/{org}/members"),
-            Some(&ta),
-            json!({"email": "ghost@example.com", "role": "member"}),
-        )
-        .await;
-    assert_eq!(r.status, 404, "{r:?}");
-    let r = auth
-        .post(
-            &format!("/api/v1/organizations/{org}/members"),
-            Some(&ta),
-            json!({"email": "org-b@example.com", "role": "member"}),
-        )
-        .await;
-    assert_eq!(r.status, 409, "{r:?}");
+    // Inviting says nothing about who has an account: an unknown email and a member alike get 202.
+    for email in ["ghost@example.com", "org-b@example.com"] {
+        let r = auth
+            .post(&format!("/api/v1/organizations/{org}/members"), Some(&ta), json!({"email": email, "role": "member"}))
+            .await;
+        assert_eq!(r.status, 202, "{email}: {r:?}");
+        assert_eq!(r.body.as_object().unwrap().keys().collect::<Vec<_>>(), ["invitation", "token"]);
+    }
+    // Withdrawn invitations cannot be accepted.
+    let pending = auth.get(&format!("/api/v1/organizations/{org}/invitations"), &ta).await;
+    let ghost = pending.body.as_array().unwrap().iter().find(|i| i["email"] == "ghost@example.com").unwrap().clone();
+    assert_eq!(auth.delete(&format!("/api/v1/organizations/{org}/invitations/{}", id(&ghost)), &ta).await.status, 204);
+    assert_eq!(auth.delete(&format!("/api/v1/organizations/{org}/invitations/{}", id(&ghost)), &ta).await.status, 404);
 
     // The last owner can neither leave nor be demoted.
     let r = auth.delete(&format!("/api/v1/organizations/{org}/members/{ua}"), &ta).await;

@@ -28,8 +28,26 @@ export const listOrganizations = () => api<Organization[]>('/api/v1/organization
 
 export const listMembers = (orgId: number) => api<Member[]>(`/api/v1/organizations/${orgId}/members`);
 
-export const addMember = (orgId: number, email: string, role: Role) =>
-  api<Member>(`/api/v1/organizations/${orgId}/members`, { method: 'POST', body: { email, role } });
+export interface Invitation {
+  id: number;
+  organization_id: number;
+  email: string;
+  role: Role;
+  invited_by: number | null;
+  created_at: string;
+  expires_at: string;
+}
+
+/** Invites an email: the answer carries the one-time token to pass on (shown only here). */
+export const inviteMember = (orgId: number, email: string, role: Role) =>
+  api<{ invitation: Invitation; token: string }>(`/api/v1/organizations/${orgId}/members`, {
+    method: 'POST',
+    body: { email, role },
+  });
+
+/** The signed-in user accepts an invitation sent to their email. */
+export const acceptInvitation = (token: string) =>
+  api<Member>('/api/v1/invitations/accept', { method: 'POST', body: { token } });
 
 export const updateMember = (orgId: number, userId: number, role: Role) =>
   api<Member>(`/api/v1/organizations/${orgId}/members/${userId}`, { method: 'PATCH', body: { role } });

@@ -307,6 +307,40 @@ function PersonalKeysSection() {
   );
 }
 
+function JoinSection() {
+  const queryClient = useQueryClient();
+  const [token, setToken] = useState('');
+  const join = useMutation({
+    mutationFn: () => authApi.acceptInvitation(token.trim()),
+    onSuccess: () => {
+      setToken('');
+      void queryClient.invalidateQueries();
+    },
+  });
+  return (
+    <Section title="Join an organisation" id="settings-join">
+      <form
+        className="inline-form"
+        aria-label="Join an organisation"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (token.trim()) join.mutate();
+        }}
+      >
+        <div className="field">
+          <label htmlFor="invitation-token">Invitation code</label>
+          <input id="invitation-token" value={token} onChange={(e) => setToken(e.target.value)} />
+        </div>
+        <button type="submit" className="btn" disabled={!token.trim() || join.isPending}>
+          Join
+        </button>
+        <FormError error={join.error} />
+      </form>
+      {join.data ? <p role="status">You joined as {join.data.role}.</p> : null}
+    </Section>
+  );
+}
+
 function MembersSection() {
   const project = useProject();
   const { me } = useAuth();
@@ -319,9 +353,11 @@ function MembersSection() {
   const [role, setRole] = useState<Role>('member');
   const [removing, setRemoving] = useState<Member | null>(null);
   const refresh = () => void queryClient.invalidateQueries({ queryKey: key });
+  const [invited, setInvited] = useState<{ email: string; token: string } | null>(null);
   const add = useMutation({
-    mutationFn: () => authApi.addMember(orgId, email.trim(), role),
-    onSuccess: () => {
+    mutationFn: () => authApi.inviteMember(orgId, email.trim(), role),
+    onSuccess: (r) => {
+      setInvited({ email: r.invitation.email, token: r.token });
       setEmail('');
       refresh();
     },
@@ -339,14 +375,14 @@ function MembersSection() {
       {org ? <p className="muted">Your role: {org.role}. Admins and owners manage members; only owners grant or take away the owner role.</p> : null}
       <form
         className="inline-form"
-        aria-label="Add a member"
+        aria-label="Invite a member"
         onSubmit={(e) => {
           e.preventDefault();
           if (email.trim()) add.mutate();
         }}
       >
         <div className="field">
-          <label htmlFor="member-email">Email of an existing user</label>
+          <label htmlFor="member-email">Email to invite</label>
           <input id="member-email" type="email" value={email} onChange={(e) => setEmail(e.target.value)} />
         </div>
         <div className="field">
@@ -360,10 +396,16 @@ function MembersSection() {
           </select>
         </div>
         <button type="submit" className="btn btn-primary" disabled={!email.trim() || add.isPending}>
-          Add member
+          Invite
         </button>
         <FormError error={add.error} />
       </form>
+      {invited ? (
+        <p role="status" className="muted">
+          Invitation for {invited.email} created. Give them this code, shown only once; they join with it under
+          “Join an organisation” once signed in with that email: <code data-testid="invitation-token">{invited.token}</code>
+        </p>
+      ) : null}
       <FormError error={change.error} />
       <ListView query={members} items={(data) => data} empty={<Empty title="No members" />}>
         {(data) => (
@@ -439,6 +481,7 @@ export function SettingsPage() {
       <WriteKeysSection />
       <PersonalKeysSection />
       <MembersSection />
+      <JoinSection />
     </div>
   );
 }

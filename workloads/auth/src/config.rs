@@ -22,6 +22,11 @@ pub struct AuthConfig {
     pub access_ttl: Duration,
     /// `CAIRN_AUTH_REFRESH_TTL_SECS`: lifetime of a session without refresh (default 30 days).
     pub refresh_ttl: Duration,
+    /// `CAIRN_AUTH_SESSION_MAX_AGE_SECS`: a session ends this long after sign-in, however often
+    /// it is refreshed (default 90 days).
+    pub session_max_age: Duration,
+    /// `CAIRN_AUTH_INVITATION_TTL_SECS`: how long an invitation can be accepted (default 7 days).
+    pub invitation_ttl: Duration,
     /// `CAIRN_INTERNAL_TOKEN`: required as `Authorization: Bearer` on `/internal/*` when set.
     pub internal_token: Option<String>,
     /// `CAIRN_AUTH_LOGIN_PER_EMAIL_PER_MINUTE`: login attempts per email (default 5; 0: no limit).
@@ -51,6 +56,8 @@ impl std::fmt::Debug for AuthConfig {
             .field("token_secret", &self.token_secret.as_ref().map(|_| "***"))
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
+            .field("session_max_age", &self.session_max_age)
+            .field("invitation_ttl", &self.invitation_ttl)
             .field("internal_token", &self.internal_token.as_ref().map(|_| "***"))
             .field("login_per_email_per_minute", &self.login_per_email_per_minute)
             .field("login_per_ip_per_minute", &self.login_per_ip_per_minute)
@@ -91,6 +98,10 @@ impl AuthConfig {
             token_secret,
             access_ttl: Duration::from_secs(access_secs),
             refresh_ttl: Duration::from_secs(refresh_secs),
+            session_max_age: Duration::from_secs(
+                env_parse("CAIRN_AUTH_SESSION_MAX_AGE_SECS", 90 * 24 * 3600u64)?.max(1),
+            ),
+            invitation_ttl: Duration::from_secs(env_parse("CAIRN_AUTH_INVITATION_TTL_SECS", 7 * 24 * 3600u64)?.max(1)),
             internal_token: env_opt("CAIRN_INTERNAL_TOKEN"),
             login_per_email_per_minute: env_parse("CAIRN_AUTH_LOGIN_PER_EMAIL_PER_MINUTE", 5u32)?,
             login_per_ip_per_minute: env_parse("CAIRN_AUTH_LOGIN_PER_IP_PER_MINUTE", 30u32)?,

@@ -50,10 +50,12 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 /// True while the session exists, belongs to the user, and is neither revoked nor expired.
 pub async fn session_is_live(state: &AppState, sid: Uuid, user_id: i64) -> Result<bool, ApiError> {
     let live: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()",
+        "SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()
+           AND created_at > now() - $3::interval",
     )
     .bind(sid)
     .bind(user_id)
+    .bind(format!("{} seconds", state.session_max_age.as_secs()))
     .fetch_optional(&state.db)
     .await
     .db()?;

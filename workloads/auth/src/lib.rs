@@ -89,6 +89,8 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
         db,
         signer: TokenSigner::new(&secret, cfg.access_ttl),
         refresh_ttl: cfg.refresh_ttl,
+        session_max_age: cfg.session_max_age,
+        invitation_ttl: cfg.invitation_ttl,
         limiter: LoginLimiter::new(cfg.login_per_email_per_minute, cfg.login_per_ip_per_minute),
         metrics,
         internal_token: cfg.internal_token.clone(),

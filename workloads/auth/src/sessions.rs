@@ -1,9 +1,11 @@
 //! Login sessions: creation (signup, login), refresh-token rotation with reuse detection, and
 //! revocation (logout).
 //!
-//! A refresh token is used once: each refresh replaces its digest and keeps the previous one.
-//! Presenting that previous token again means two parties hold the session's tokens (one of them
-//! stole it), so the whole session is revoked and both must sign in again.
+//! A refresh token is used once: each refresh replaces its digest and records the one it
+//! replaced (`used_refresh_tokens`). Presenting any used token again means two parties hold the
+//! session's tokens (one of them stole it), so the whole session is revoked and both must sign in
+//! again. A session also ends `CAIRN_AUTH_SESSION_MAX_AGE_SECS` after it began, however often it
+//! is refreshed.
 
 use std::time::SystemTime;
 
@@ -35,6 +37,10 @@ fn refresh_interval(state: &AppState) -> String {
     format!("{} seconds", state.refresh_ttl.as_secs())
 }
 
+fn max_age_interval(state: &AppState) -> String {
+    format!("{} seconds", state.session_max_age.as_secs())
+}
+
 /// Starts a session for `user_id` (inside the caller's transaction or on a connection).
 pub async fn create(conn: &mut PgConnection, state: &AppState, user_id: i64, user_agent: &str) -> ApiResult<TokenPair> {
     let sid = Uuid::new_v4();
@@ -60,34 +66,49 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> ApiResult<TokenPa
     let invalid = || ApiError::unauthorized("the refresh token is invalid, expired or revoked; sign in again");
     let presented = digest_hex(refresh_token);
     let next = new_refresh_token();
+    let mut tx = state.db.begin().await.db()?;
     let rotated: Option<(Uuid, i64)> = sqlx::query_as(
         "UPDATE sessions SET previous_refresh_hash = refresh_hash, refresh_hash = $2, refreshed_at = now(),
-                expires_at = now() + $3::interval
+                expires_at = LEAST(now() + $3::interval, created_at + $4::interval)
          WHERE refresh_hash = $1 AND revoked_at IS NULL AND expires_at > now()
+           AND created_at > now() - $4::interval
          RETURNING id, user_id",
     )
     .bind(&presented)
     .bind(digest_hex(&next))
     .bind(refresh_interval(state))
-    .fetch_optional(&state.db)
+    .bind(max_age_interval(state))
+    .fetch_optional(&mut *tx)
     .await
     .db()?;
     if let Some((sid, user_id)) = rotated {
+        sqlx::query("INSERT INTO used_refresh_tokens (hash, session_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(&presented)
+            .bind(sid)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
         state.metrics.refresh("rotated");
         return pair(state, user_id, sid, next);
     }
+    // Any token this session used before (or the one before the current, as recorded by
+    // sessions that predate the history table): someone else holds the session's tokens.
     let reused: Option<(Uuid, i64)> = sqlx::query_as(
         "UPDATE sessions SET revoked_at = COALESCE(revoked_at, now())
-         WHERE previous_refresh_hash = $1 RETURNING id, user_id",
+         WHERE id = (SELECT session_id FROM used_refresh_tokens WHERE hash = $1)
+            OR previous_refresh_hash = $1
+         RETURNING id, user_id",
     )
     .bind(&presented)
-    .fetch_optional(&state.db)
+    .fetch_optional(&mut *tx)
     .await
     .db()?;
+    tx.commit().await.db()?;
     match reused {
         Some((sid, user_id)) => {
             state.metrics.refresh("reuse_detected");
-            tracing::warn!(session = %sid, user_id, "a rotated refresh token was presented again; session revoked");
+            tracing::warn!(session = %sid, user_id, "an already used refresh token was presented again; session revoked");
         }
         None => state.metrics.refresh("invalid"),
     }
@@ -102,4 +123,19 @@ pub async fn revoke(state: &AppState, sid: Uuid) -> ApiResult<()> {
         .await
         .db()?;
     Ok(())
+}
+
+/// Ends every session of `user_id` (but `keep`, when given): "log out everywhere", and what a
+/// password change does to the other sessions.
+pub async fn revoke_all(state: &AppState, user_id: i64, keep: Option<Uuid>) -> ApiResult<u64> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = now()
+         WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2)",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .execute(&state.db)
+    .await
+    .db()?;
+    Ok(done.rows_affected())
 }

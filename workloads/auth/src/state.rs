@@ -14,6 +14,10 @@ pub struct AppState {
     pub db: PgPool,
     pub signer: TokenSigner,
     pub refresh_ttl: Duration,
+    /// A session ends this long after it began, however often it is refreshed.
+    pub session_max_age: Duration,
+    /// How long an invitation can be accepted.
+    pub invitation_ttl: Duration,
     pub limiter: LoginLimiter,
     pub metrics: Arc<AuthMetrics>,
     /// `CAIRN_INTERNAL_TOKEN`.

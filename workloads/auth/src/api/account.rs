@@ -1,4 +1,5 @@
-//! Accounts: signup, login, token refresh, logout, and who am I.
+//! Accounts: signup, login, token refresh, logout (of one session or all), password change, and
+//! who am I.
 
 use std::sync::Arc;
 
@@ -33,6 +34,13 @@ pub struct SignupRequest {
 pub struct LoginRequest {
     email: String,
     password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +192,48 @@ pub async fn refresh(
 pub async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<StatusCode> {
     sessions::revoke(&state, caller.session_id).await?;
     tracing::info!(user_id = caller.user_id, session = %caller.session_id, "logged out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/logout/all`: ends every session of the caller, this one included.
+pub async fn logout_all(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<StatusCode> {
+    let ended = sessions::revoke_all(&state, caller.user_id, None).await?;
+    tracing::info!(user_id = caller.user_id, sessions = ended, "logged out everywhere");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/password`: changes the caller's password (the current one is required) and ends
+/// every other session of theirs.
+pub async fn change_password(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    client: Client,
+    JsonBody(req): JsonBody<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    state.limiter.check_ip(client.ip).map_err(rate_limited)?;
+    let (email, hash): (String, String) = sqlx::query_as("SELECT email, password_hash FROM users WHERE id = $1")
+        .bind(caller.user_id)
+        .fetch_optional(&state.db)
+        .await
+        .db()?
+        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    state.limiter.check_email(&email).map_err(rate_limited)?;
+    let current = req.current_password;
+    let matches = hashing(&state, move |m| password::verify_with(&current, &hash, m)).await?;
+    if !matches {
+        return Err(ApiError::invalid("current_password", "is not the account's password"));
+    }
+    password::check_policy(&req.new_password, &email).map_err(|w| ApiError::invalid("new_password", w.to_string()))?;
+    let new = req.new_password;
+    let new_hash = hashing(&state, move |m| password::hash_with(&new, m)).await?.map_err(ApiError::internal)?;
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
+        .bind(caller.user_id)
+        .bind(new_hash)
+        .execute(&state.db)
+        .await
+        .db()?;
+    let ended = sessions::revoke_all(&state, caller.user_id, Some(caller.session_id)).await?;
+    tracing::info!(user_id = caller.user_id, other_sessions_ended = ended, "password changed");
     Ok(StatusCode::NO_CONTENT)
 }
 

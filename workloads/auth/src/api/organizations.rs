@@ -3,7 +3,9 @@
 //! Rules: any member reads; admins and owners rename the organisation and manage members; only
 //! owners grant or take away the owner role and delete the organisation; an organisation always
 //! keeps at least one owner (409). Anyone may leave an organisation (unless they are its last
-//! owner). Members are existing users added by email; invitations are not part of this API.
+//! owner). People join by invitation: an admin invites an email and gets a one-time token to
+//! pass on; the person with that email accepts it once signed in. Inviting answers the same
+//! whether or not the email has an account, and nobody becomes a member without accepting.
 
 use std::sync::Arc;
 
@@ -207,8 +209,9 @@ async fn member(state: &AppState, org_id: i64, user_id: i64) -> ApiResult<Member
         .ok_or_else(|| ApiError::not_found("member"))
 }
 
-/// `POST /api/v1/organizations/{id}/members` (admin+; owner to add an owner): adds an existing
-/// user by email.
+/// `POST /api/v1/organizations/{id}/members` (admin+; owner to invite an owner): invites an
+/// email. Answers 202 with the invitation and its one-time token (shown once; only its digest is
+/// kept) — the same whatever the email, so it tells nothing about who has an account.
 pub async fn add_member(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -216,31 +219,123 @@ pub async fn add_member(
     JsonBody(req): JsonBody<AddMember>,
 ) -> ApiResult<Response> {
     let role = org_role(&state.db, id, caller.user_id).await?;
-    require(role, Role::Admin, "adding members")?;
+    require(role, Role::Admin, "inviting members")?;
     if req.role == Role::Owner {
-        require(role, Role::Owner, "granting the owner role")?;
+        require(role, Role::Owner, "inviting an owner")?;
     }
-    let user: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
-        .bind(&req.email)
-        .fetch_optional(&state.db)
-        .await
-        .db()?;
-    let user_id = user.ok_or_else(|| {
-        ApiError::not_found("user").with_field("email").with_message("no user has this email; they must sign up first")
-    })?;
-    let inserted = sqlx::query(
-        "INSERT INTO memberships (organization_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
+    validate::email("email", &req.email)?;
+    let token = format!("cinv_{}", crate::tokens::new_refresh_token());
+    let invitation: Invitation = sqlx::query_as(&format!(
+        "INSERT INTO invitations (organization_id, email, role, token_hash, invited_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, now() + $6::interval) RETURNING {INVITATION_COLUMNS}"
+    ))
     .bind(id)
-    .bind(user_id)
+    .bind(req.email.trim())
     .bind(req.role.as_str())
-    .execute(&state.db)
+    .bind(crate::tokens::digest_hex(&token))
+    .bind(caller.user_id)
+    .bind(format!("{} seconds", state.invitation_ttl.as_secs()))
+    .fetch_one(&state.db)
     .await
     .db()?;
-    if inserted.rows_affected() == 0 {
-        return Err(ApiError::conflict("this user is already a member").with_field("email"));
+    tracing::info!(organization = id, invitation = invitation.id, "invitation created");
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"invitation": invitation, "token": token}))).into_response())
+}
+
+/// An invitation as its organisation's admins see it (never its token).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct Invitation {
+    pub id: i64,
+    pub organization_id: i64,
+    pub email: String,
+    pub role: String,
+    pub invited_by: Option<i64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: time::OffsetDateTime,
+}
+
+const INVITATION_COLUMNS: &str = "id, organization_id, email, role, invited_by, created_at, expires_at";
+
+/// `GET /api/v1/organizations/{id}/invitations` (admin+): invitations not yet accepted or expired.
+pub async fn list_invitations(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<Invitation>>> {
+    let role = org_role(&state.db, id, caller.user_id).await?;
+    require(role, Role::Admin, "listing invitations")?;
+    let list: Vec<Invitation> = sqlx::query_as(&format!(
+        "SELECT {INVITATION_COLUMNS} FROM invitations
+         WHERE organization_id = $1 AND accepted_at IS NULL AND expires_at > now() ORDER BY id"
+    ))
+    .bind(id)
+    .fetch_all(&state.db)
+    .await
+    .db()?;
+    Ok(Json(list))
+}
+
+/// `DELETE /api/v1/organizations/{id}/invitations/{invitation_id}` (admin+): withdraws one.
+pub async fn revoke_invitation(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((id, invitation)): Path<(i64, i64)>,
+) -> ApiResult<StatusCode> {
+    let role = org_role(&state.db, id, caller.user_id).await?;
+    require(role, Role::Admin, "withdrawing invitations")?;
+    let done = sqlx::query("DELETE FROM invitations WHERE id = $1 AND organization_id = $2 AND accepted_at IS NULL")
+        .bind(invitation)
+        .bind(id)
+        .execute(&state.db)
+        .await
+        .db()?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found("invitation"));
     }
-    Ok((StatusCode::CREATED, Json(member(&state, id, user_id).await?)).into_response())
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitation {
+    token: String,
+}
+
+/// `POST /api/v1/invitations/accept`: the signed-in caller accepts an invitation sent to their
+/// email; they become a member with its role (an existing membership is kept as it is). An
+/// unknown, expired, used or someone else's invitation answers the same 404.
+pub async fn accept_invitation(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(req): JsonBody<AcceptInvitation>,
+) -> ApiResult<Json<Member>> {
+    let not_found = || ApiError::not_found("invitation").with_field("token");
+    let mut tx = state.db.begin().await.db()?;
+    let found: Option<(i64, i64, String)> = sqlx::query_as(
+        "UPDATE invitations i SET accepted_at = now(), accepted_by = $2
+         FROM users u
+         WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > now()
+           AND u.id = $2 AND lower(u.email) = lower(i.email)
+         RETURNING i.id, i.organization_id, i.role",
+    )
+    .bind(crate::tokens::digest_hex(req.token.trim()))
+    .bind(caller.user_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .db()?;
+    let (invitation, org_id, role) = found.ok_or_else(not_found)?;
+    sqlx::query("INSERT INTO memberships (organization_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(org_id)
+        .bind(caller.user_id)
+        .bind(&role)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    tx.commit().await.db()?;
+    tracing::info!(organization = org_id, invitation, user_id = caller.user_id, "invitation accepted");
+    Ok(Json(member(&state, org_id, caller.user_id).await?))
 }
 
 /// `PATCH /api/v1/organizations/{id}/members/{user_id}` (admin+; owner when an owner is
@@ -302,15 +397,4 @@ pub async fn remove_member(
         .db()?;
     tx.commit().await.db()?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-trait WithMessage {
-    fn with_message(self, message: &str) -> Self;
-}
-
-impl WithMessage for ApiError {
-    fn with_message(mut self, message: &str) -> Self {
-        self.message = message.to_string();
-        self
-    }
 }
