@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status test test-unit deps deps-data lint fmt bench-capture bench-operator bench-query crds images e2e e2e-kind
+.PHONY: help up down status test test-unit deps deps-data lint fmt fuzz bench-capture bench-operator bench-query crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ test: deps ## every test; starts (and afterwards stops) the Kafka and ClickHouse
 
 test-unit: ## unit tests only (no services)
 	$(CARGO) test --workspace --lib --bins
+
+FUZZ_CASES ?= 200000
+fuzz: ## the property-based fuzz tests (capture's decoding, query's parsing, auth's tokens) for longer: FUZZ_CASES per property
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p cairn-capture -p cairn-query -p cairn-auth --test fuzz -- --nocapture
 
 lint: ## formatting and clippy
 	$(CARGO) fmt --all -- --check

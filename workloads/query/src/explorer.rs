@@ -59,7 +59,8 @@ fn encode_cursor(ts: i64, uuid: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{ts}:{uuid}"))
 }
 
-fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
+/// A cursor as `events` pages answer it; anything else is 400.
+pub fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
     let bad = || ApiError::invalid("cursor", "not a cursor returned by this API");
     let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
