@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, migrate};
+use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, migrate_deferring_backfills};
 use cairn_common::config::{ClickHouseConfig, KafkaConfig};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -134,6 +134,8 @@ pub struct Context {
     /// Every platform the controller watches (for shared-use checks and upgrade ordering).
     pub platforms: Store<AnalyticsPlatform>,
     pub upgrades: UpgradeSlot,
+    /// Backfills running apart from reconciles.
+    pub backfills: crate::backfills::Backfills,
 }
 
 /// Runs the controller until `stop`.
@@ -172,6 +174,7 @@ pub async fn run(
         leadership,
         platforms: reader.clone(),
         upgrades: UpgradeSlot::default(),
+        backfills: Default::default(),
     });
     let stream = watcher(platforms, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -655,15 +658,17 @@ async fn reconcile_clickhouse(
 ) -> (DependencyState, Option<ClickHouseStatus>) {
     use cairn_common::clickhouse::MigrationError;
     let schema = async {
-        let status = migrate(cfg).await?;
+        // Copies of stored data are deferred: they run apart (backfills.rs), never in here.
+        let status = migrate_deferring_backfills(cfg).await?;
         apply_event_ttl(&clickhouse_client(cfg), cfg.event_ttl_days).await?;
         claims::register(cfg, claim)
             .await
             .map_err(|source| MigrationError::ClickHouse { doing: "registering the platform", source })?;
-        Ok::<_, MigrationError>(status)
+        let backfills = ctx.backfills.drive(cfg, &ctx.leadership, &ctx.metrics, &now()).await?;
+        Ok::<_, MigrationError>((status, backfills))
     };
     match tokio::time::timeout(ctx.settings.dependency_timeout, schema).await {
-        Ok(Ok(s)) => {
+        Ok(Ok((s, backfills))) => {
             if !s.applied_now.is_empty() {
                 publish(
                     ctx,
@@ -674,9 +679,18 @@ async fn reconcile_clickhouse(
                 )
                 .await;
             }
+            let mut message = format!("schema version {} in database {}", s.version, cfg.database);
+            for b in &backfills {
+                message.push_str(&format!(
+                    "; backfill of {} (migration {}) {}",
+                    b.name,
+                    b.migration,
+                    b.state.to_lowercase()
+                ));
+            }
             (
-                DependencyState::Ready(format!("schema version {} in database {}", s.version, cfg.database)),
-                Some(ClickHouseStatus { schema_version: s.version, database: cfg.database.clone() }),
+                DependencyState::Ready(message),
+                Some(ClickHouseStatus { schema_version: s.version, database: cfg.database.clone(), backfills }),
             )
         }
         Ok(Err(e)) => {
@@ -916,8 +930,10 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
         managed: managed_status,
         ..Default::default()
     };
+    let backfilling = status.clickhouse.as_ref().is_some_and(|c| !c.backfills.is_empty());
     let ready = write_status(ctx, ap, &api, &previous, observed, status, Some(&version)).await?;
-    Ok(Action::requeue(if ready && version.waiting_for.is_none() { ctx.settings.resync } else { ctx.settings.retry }))
+    let settled = ready && version.waiting_for.is_none() && !backfilling;
+    Ok(Action::requeue(if settled { ctx.settings.resync } else { ctx.settings.retry }))
 }
 
 /// Writes the status when it changed, publishes an Event when the phase changed, and returns
@@ -959,7 +975,13 @@ async fn write_status(
         if !ctx.leadership.is_leader() {
             return Err(Error::NotLeader);
         }
-        api.patch_status(&ap.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await?;
+        // A merge patch keeps what it does not mention: fields the new status no longer has
+        // (a finished backfill, a target version reached) must be removed with explicit nulls.
+        let patch = merge_patch(
+            &serde_json::to_value(previous).map_err(|e| Error::Cleanup(e.to_string()))?,
+            &serde_json::to_value(&status).map_err(|e| Error::Cleanup(e.to_string()))?,
+        );
+        api.patch_status(&ap.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": patch}))).await?;
     }
     if previous.phase.as_deref() != Some(phase.as_str()) {
         let degraded = status.conditions.iter().find(|c| c.type_ == crate::status::DEGRADED);
@@ -1138,10 +1160,48 @@ async fn give_up_cleanup(ctx: &Context, ap: &AnalyticsPlatform, ns: &str, secret
     }
 }
 
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`: `new`'s values, with `null` for
+/// every key `old` has and `new` lacks, recursively through objects.
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in n {
+                out.insert(k.clone(), o.get(k).map(|ov| merge_patch(ov, v)).unwrap_or_else(|| v.clone()));
+            }
+            for k in o.keys() {
+                if !n.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            Value::Object(out)
+        }
+        (_, n) => n.clone(),
+    }
+}
+
 fn now() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patches_remove_what_is_gone() {
+        let old = json!({"phase": "Ready", "targetVersion": "2", "clickhouse": {"schemaVersion": 3, "backfills": [1]}});
+        let new = json!({"phase": "Ready", "clickhouse": {"schemaVersion": 3}});
+        assert_eq!(
+            merge_patch(&old, &new),
+            json!({"phase": "Ready", "targetVersion": null, "clickhouse": {"schemaVersion": 3, "backfills": null}})
+        );
+        assert_eq!(merge_patch(&json!({"a": [1, 2]}), &json!({"a": [3]})), json!({"a": [3]}), "arrays are replaced");
+    }
 }

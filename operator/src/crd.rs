@@ -383,6 +383,31 @@ pub struct ClickHouseStatus {
     /// The highest migration applied.
     pub schema_version: u32,
     pub database: String,
+    /// Copies of stored data that migrations asked for, run apart from reconciles; listed until
+    /// done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backfills: Vec<BackfillStatus>,
+}
+
+/// A backfill not done yet.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillStatus {
+    /// The migration that asked for it.
+    pub migration: u32,
+    pub name: String,
+    /// Pending (not started, or waiting: disk, a retry), Running or Failed.
+    pub state: String,
+    /// When it started (RFC 3339), while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Rows read so far and rows to read, as ClickHouse reports them while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_read: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

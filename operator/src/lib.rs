@@ -3,6 +3,7 @@
 //! reconciler), [`resources`] (builders of the owned objects), [`status`] (conditions), [`topic`]
 //! (Kafka topics), [`leader`] (leader election), [`metrics`]; `bin/crdgen.rs` writes the CRD.
 
+pub mod backfills;
 pub mod children;
 pub mod claims;
 pub mod controller;

@@ -33,6 +33,8 @@ pub struct OperatorMetrics {
     pub duration: Histogram,
     pub phase: Family<PhaseLabels, Gauge>,
     pub leader: Gauge,
+    /// Backfills this replica started (a copy is never sent while it runs).
+    pub backfills_started: Counter,
 }
 
 impl OperatorMetrics {
@@ -43,12 +45,18 @@ impl OperatorMetrics {
             duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             phase: Family::default(),
             leader: Gauge::default(),
+            backfills_started: Counter::default(),
         };
         registry.register("cairn_operator_reconciles", "Reconciles by result", m.reconciles.clone());
         registry.register("cairn_operator_reconcile_errors", "Reconcile errors by reason", m.errors.clone());
         registry.register("cairn_operator_reconcile_duration_seconds", "Time of one reconcile", m.duration.clone());
         registry.register("cairn_operator_platform_phase", "1 for each platform's current phase", m.phase.clone());
         registry.register("cairn_operator_leader", "1 while this replica leads", m.leader.clone());
+        registry.register(
+            "cairn_operator_backfills_started",
+            "Backfills (copies of stored data that migrations ask for) started by this replica",
+            m.backfills_started.clone(),
+        );
         m
     }
 

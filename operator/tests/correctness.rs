@@ -651,3 +651,67 @@ async fn a_stalled_leader_stops_acting_when_its_lease_expires() {
     let seen = seen.lock().unwrap().clone();
     assert!(seen.iter().all(|r| *r == 3), "capture's replicas went through {seen:?} after the old leader woke");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backfill_runs_apart_from_reconciles_once_and_survives_a_restart() {
+    use cairn_common::clickhouse::{migrate_with, MIGRATIONS};
+    use cairn_common::config::ClickHouseConfig;
+    let env = setup().await;
+    // A database at migration 1 holding millions of events: migration 2's copy of them into
+    // events_by_person takes a while.
+    let database = unique("op");
+    let cfg = ClickHouseConfig {
+        url: env.ch.url(),
+        database: database.clone(),
+        user: "default".into(),
+        password: None,
+        lz4: false,
+        event_ttl_days: 0,
+    };
+    migrate_with(&cfg, &MIGRATIONS[..1]).await.unwrap();
+    let db = env.ch.db(&database);
+    db.rows(
+        "INSERT INTO events (uuid, project_id, event, distinct_id, properties, timestamp, received_at) \
+         SELECT generateUUIDv4(), 1, 'e', toString(number % 100000), '{}', \
+                toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 5000000), now64(3) \
+         FROM numbers(15000000)",
+    )
+    .await
+    .unwrap();
+    let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
+    api.create(
+        &PostParams::default(),
+        &platform("fill", &env.kafka.brokers(), &env.ch.url(), &unique("op_events"), &database),
+    )
+    .await
+    .unwrap();
+    // The schema is applied and the platform is Ready while the copy still runs.
+    let mut operator = env.operator;
+    wait_until("the backfill to run", Duration::from_secs(60), || async {
+        let ap = api.get("fill").await.unwrap();
+        ap.status.and_then(|s| s.clickhouse).is_some_and(|c| {
+            c.schema_version == MIGRATIONS.len() as u32 && c.backfills.iter().any(|b| b.state == "Running")
+        })
+    })
+    .await
+    .unwrap();
+    // Reconciles go on every 2 s while it runs; none sends the copy again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(operator.metric("cairn_operator_backfills_started_total").await.unwrap(), 1.0);
+    let reconciles = operator.metric("cairn_operator_reconcile_duration_seconds_count").await.unwrap();
+    let quick = operator.metric("cairn_operator_reconcile_duration_seconds_bucket{le=\"2.56\"}").await.unwrap();
+    assert!(reconciles >= 2.0 && quick == reconciles, "{quick} of {reconciles} reconciles under 2.56 s");
+    // The operator restarts mid-copy: the copy is finished (again, harmlessly) by the next one.
+    operator.kill9();
+    let next = support::start_operator(&env.kube, &env.ns, &[]).await;
+    wait_until("the backfill to be done", Duration::from_secs(240), || async {
+        let ap = api.get("fill").await.unwrap();
+        ap.status.and_then(|s| s.clickhouse).is_some_and(|c| c.backfills.is_empty())
+    })
+    .await
+    .unwrap();
+    let events = db.scalar("SELECT count() FROM events FINAL").await.unwrap();
+    let copied = db.scalar("SELECT count() FROM events_by_person FINAL").await.unwrap();
+    assert_eq!((events, copied), (15_000_000, 15_000_000));
+    drop(next);
+}

@@ -134,6 +134,10 @@ def insert_error_counts(session):
 READ_ONLY_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.IGNORECASE)
 
 
+RUNNING_IDS = set()
+RUNNING_LOCK = threading.Lock()
+
+
 def as_clickhouse_error(exc):
     text = str(exc)
     m = ERROR_CODE.search(text)
@@ -256,6 +260,27 @@ class Handler(BaseHTTPRequestHandler):
                 pass
 
     def execute(self, query, params, read_body):
+        # A query id names one running query, as on a real server: a second query with the id of
+        # one still running is refused (QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING), which is how
+        # Cairn's operator keeps a backfill from running twice.
+        query_id = params.get("query_id")
+        if query_id:
+            with RUNNING_LOCK:
+                if query_id in RUNNING_IDS:
+                    raise ClickHouseError(
+                        216,
+                        f"Code: 216. DB::Exception: Query with id = {query_id} is already running. "
+                        "(QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING)",
+                    )
+                RUNNING_IDS.add(query_id)
+            try:
+                return self.execute_one(query, params, read_body)
+            finally:
+                with RUNNING_LOCK:
+                    RUNNING_IDS.discard(query_id)
+        return self.execute_one(query, params, read_body)
+
+    def execute_one(self, query, params, read_body):
         settings = {}
         query_params = {}
         for k, v in params.items():

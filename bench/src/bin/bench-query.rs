@@ -93,6 +93,7 @@ async fn main() -> Result<()> {
     let engine = Engine {
         ch: cairn_common::clickhouse::client(&ch_cfg),
         source: EventsSource { read_final: true },
+        by_person: Default::default(),
         limits: Limits::default(),
         timeout: Duration::from_secs(60),
     };

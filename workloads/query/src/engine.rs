@@ -1,6 +1,8 @@
 //! What every analysis needs: the ClickHouse client, where the events are read from, the
 //! request limits and the time limit, and one way to run a statement.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_common::http::ApiError;
@@ -16,6 +18,51 @@ pub struct Engine {
     pub source: EventsSource,
     pub limits: Limits,
     pub timeout: Duration,
+    /// Whether `events_by_person` holds every event (false while its backfill runs).
+    pub by_person: ByPersonReady,
+}
+
+/// Whether `events_by_person` may be read: its migration's copy of the events stored before it
+/// (a backfill the operator runs apart) is done. Until then funnels read `events`, so their
+/// answers never miss the older events.
+#[derive(Clone, Debug)]
+pub struct ByPersonReady(Arc<AtomicBool>);
+
+impl Default for ByPersonReady {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl ByPersonReady {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    /// Asks ClickHouse whether the copy is pending (`cairn_backfills`).
+    pub async fn refresh(&self, ch: &clickhouse::Client) -> Result<bool, clickhouse::error::Error> {
+        let exists: u64 = ch
+            .query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = ?")
+            .bind(cairn_common::clickhouse::BACKFILLS_TABLE)
+            .fetch_one()
+            .await?;
+        let pending: u64 = if exists == 0 {
+            0
+        } else {
+            ch.query(&format!(
+                "SELECT count() FROM {} FINAL WHERE name = 'events_by_person' AND state != 'done'",
+                cairn_common::clickhouse::BACKFILLS_TABLE
+            ))
+            .fetch_one()
+            .await?
+        };
+        self.set(pending == 0);
+        Ok(pending == 0)
+    }
 }
 
 impl Engine {

@@ -302,7 +302,10 @@ fn statement(
     }
     // A funnel without property filters or breakdown needs events, names and times only: it reads
     // `events_by_person`, where a person's events lie together and the person is a number already.
-    let by_person = bd.is_none() && req.filters.is_empty() && req.steps.iter().all(|s| s.filters.is_empty());
+    let by_person = engine.by_person.get()
+        && bd.is_none()
+        && req.filters.is_empty()
+        && req.steps.iter().all(|s| s.filters.is_empty());
     let (table, person) = if by_person {
         (EVENTS_BY_PERSON_TABLE, "person")
     } else {
@@ -446,6 +449,7 @@ mod tests {
         let engine = Engine {
             ch: clickhouse::Client::default(),
             source: crate::sql::EventsSource { read_final: true },
+            by_person: Default::default(),
             limits: crate::config::Limits::default(),
             timeout: std::time::Duration::from_secs(10),
         };

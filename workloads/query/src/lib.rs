@@ -69,6 +69,21 @@ pub async fn run(cfg: QueryConfig, auth: AuthClientConfig) -> Result<(), Box<dyn
 
     let ch = cairn_common::clickhouse::client(&cfg.clickhouse);
     spawn_readiness(health.clone(), shutdown.clone(), ch.clone(), pg.clone());
+    // Funnels read events_by_person only once its backfill is done (asked every 30 s).
+    let by_person = engine::ByPersonReady::default();
+    by_person.set(false);
+    {
+        let (by_person, ch, stop) = (by_person.clone(), ch.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                match by_person.refresh(&ch).await {
+                    Ok(ready) => tracing::debug!(ready, "events_by_person readiness"),
+                    Err(e) => tracing::debug!(error = %e, "cannot tell whether events_by_person is complete"),
+                }
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(30)) => {} }
+            }
+        });
+    }
 
     let state = Arc::new(AppState {
         engine: Engine {
@@ -76,6 +91,7 @@ pub async fn run(cfg: QueryConfig, auth: AuthClientConfig) -> Result<(), Box<dyn
             source: EventsSource { read_final: cfg.read_final },
             limits: cfg.limits.clone(),
             timeout: cfg.timeout,
+            by_person: by_person.clone(),
         },
         pg,
         auth: AuthClient::new(auth.clone())?,

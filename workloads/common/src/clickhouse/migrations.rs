@@ -40,6 +40,45 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 const MIGRATIONS_TABLE: &str = "cairn_schema_migrations";
+/// Backfills (statements that copy data already stored, `INSERT … SELECT`) that a run deferred:
+/// see [`Backfills::Deferred`].
+pub const BACKFILLS_TABLE: &str = "cairn_backfills";
+
+/// What a migration run does with its backfills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backfills {
+    /// Run them as part of the migration (a service migrating at start: the local stack).
+    Inline,
+    /// Record them in `cairn_backfills` and return: the schema is in place at once, the copy is
+    /// run apart (the operator: a copy of a large table must never run inside a reconcile).
+    Deferred,
+}
+
+/// A backfill statement: an `INSERT … SELECT` (it copies what is stored).
+pub fn is_backfill(statement: &str) -> bool {
+    let code: String = statement
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("--") && !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let upper = code.to_ascii_uppercase();
+    upper.starts_with("INSERT INTO") && upper.contains(" SELECT ")
+}
+
+/// A deferred backfill, as `cairn_backfills` records it.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize, serde::Serialize)]
+pub struct Backfill {
+    pub version: u32,
+    pub idx: u32,
+    pub name: String,
+    pub statement: String,
+    /// Deterministic per database and statement: ClickHouse refuses a second query with the same
+    /// id while one runs, so two runners never copy at once.
+    pub query_id: String,
+    /// `pending` or `done`.
+    pub state: String,
+}
 
 /// Why migrating failed.
 #[derive(Debug, Error)]
@@ -91,7 +130,20 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<SchemaStatus, MigrationEr
     migrate_with(cfg, MIGRATIONS).await
 }
 
+/// [`migrate`], recording backfills instead of running them (see [`Backfills::Deferred`]).
+pub async fn migrate_deferring_backfills(cfg: &ClickHouseConfig) -> Result<SchemaStatus, MigrationError> {
+    migrate_with_backfills(cfg, MIGRATIONS, Backfills::Deferred).await
+}
+
 pub async fn migrate_with(cfg: &ClickHouseConfig, migrations: &[Migration]) -> Result<SchemaStatus, MigrationError> {
+    migrate_with_backfills(cfg, migrations, Backfills::Inline).await
+}
+
+pub async fn migrate_with_backfills(
+    cfg: &ClickHouseConfig,
+    migrations: &[Migration],
+    backfills: Backfills,
+) -> Result<SchemaStatus, MigrationError> {
     let server = server_client(cfg);
     server
         .query(&format!("CREATE DATABASE IF NOT EXISTS {}", quote_identifier(&cfg.database)))
@@ -137,7 +189,11 @@ pub async fn migrate_with(cfg: &ClickHouseConfig, migrations: &[Migration]) -> R
             }
             continue;
         }
-        for statement in split_statements(m.sql) {
+        for (idx, statement) in split_statements(m.sql).into_iter().enumerate() {
+            if backfills == Backfills::Deferred && is_backfill(&statement) {
+                record_backfill(&db, cfg, m, idx as u32, &statement).await?;
+                continue;
+            }
             db.query(&statement).execute().await.map_err(|source| MigrationError::Statement {
                 version: m.version,
                 name: m.name,
@@ -155,6 +211,110 @@ pub async fn migrate_with(cfg: &ClickHouseConfig, migrations: &[Migration]) -> R
         applied_now.push(m.version);
     }
     Ok(SchemaStatus { version: known, applied_now })
+}
+
+async fn ensure_backfills_table(db: &Client) -> Result<(), MigrationError> {
+    db.query(&format!(
+        "CREATE TABLE IF NOT EXISTS {BACKFILLS_TABLE} (\
+           version UInt32, idx UInt32, name String, statement String, query_id String, \
+           state LowCardinality(String), updated_at DateTime64(3, 'UTC') DEFAULT now64(3)\
+         ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (version, idx)"
+    ))
+    .execute()
+    .await
+    .map_err(|source| MigrationError::ClickHouse { doing: "creating the backfills table", source })
+}
+
+async fn record_backfill(
+    db: &Client,
+    cfg: &ClickHouseConfig,
+    m: &Migration,
+    idx: u32,
+    statement: &str,
+) -> Result<(), MigrationError> {
+    ensure_backfills_table(db).await?;
+    let b = Backfill {
+        version: m.version,
+        idx,
+        name: m.name.to_string(),
+        statement: statement.to_string(),
+        query_id: format!("cairn-backfill-{}-{}-{}", cfg.database, m.version, idx),
+        state: "pending".into(),
+    };
+    write_backfill(db, &b).await?;
+    tracing::info!(version = m.version, name = m.name, database = %cfg.database, "backfill deferred");
+    Ok(())
+}
+
+async fn write_backfill(db: &Client, b: &Backfill) -> Result<(), MigrationError> {
+    db.query(&format!(
+        "INSERT INTO {BACKFILLS_TABLE} (version, idx, name, statement, query_id, state) VALUES (?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(b.version)
+    .bind(b.idx)
+    .bind(b.name.as_str())
+    .bind(b.statement.as_str())
+    .bind(b.query_id.as_str())
+    .bind(b.state.as_str())
+    .execute()
+    .await
+    .map_err(|source| MigrationError::ClickHouse { doing: "recording a backfill", source })
+}
+
+/// The backfills not done yet, in order (none when nothing was ever deferred).
+pub async fn pending_backfills(client: &Client) -> Result<Vec<Backfill>, MigrationError> {
+    let exists: u64 = client
+        .query("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = ?")
+        .bind(BACKFILLS_TABLE)
+        .fetch_one()
+        .await
+        .map_err(|source| MigrationError::ClickHouse { doing: "looking for backfills", source })?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    client
+        .query(&format!(
+            "SELECT version, idx, name, statement, query_id, state FROM {BACKFILLS_TABLE} FINAL \
+             WHERE state != 'done' ORDER BY version, idx"
+        ))
+        .fetch_all()
+        .await
+        .map_err(|source| MigrationError::ClickHouse { doing: "reading backfills", source })
+}
+
+/// Runs a deferred backfill under its query id (ClickHouse refuses the same id while it runs:
+/// `QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING`), then records it done. A copy repeated after a crash
+/// is harmless: the target collapses duplicates like any redelivery.
+pub async fn run_backfill(client: &Client, b: &Backfill, timeout: std::time::Duration) -> Result<(), MigrationError> {
+    let secs = timeout.as_secs().max(1).to_string();
+    client
+        .clone()
+        .with_setting("query_id", b.query_id.as_str())
+        .with_setting("max_execution_time", secs)
+        .query(&b.statement)
+        .execute()
+        .await
+        .map_err(|source| MigrationError::Statement { version: b.version, name: "backfill", source })?;
+    let done = Backfill { state: "done".into(), ..b.clone() };
+    write_backfill(client, &done).await?;
+    tracing::info!(version = b.version, name = %b.name, "backfill done");
+    Ok(())
+}
+
+/// Whether a statement with `query_id` runs now, and how far it is: (rows read, rows to read).
+pub async fn backfill_progress(client: &Client, query_id: &str) -> Result<Option<(u64, u64)>, MigrationError> {
+    #[derive(clickhouse::Row, Deserialize)]
+    struct Progress {
+        read_rows: u64,
+        total_rows_approx: u64,
+    }
+    let row: Option<Progress> = client
+        .query("SELECT read_rows, total_rows_approx FROM system.processes WHERE query_id = ? LIMIT 1")
+        .bind(query_id)
+        .fetch_optional()
+        .await
+        .map_err(|source| MigrationError::ClickHouse { doing: "reading a backfill's progress", source })?;
+    Ok(row.map(|p| (p.read_rows, p.total_rows_approx)))
 }
 
 /// Sets the events' retention, in `events` and in its copy `events_by_person`: `days` > 0 keeps
@@ -284,6 +444,15 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].starts_with("CREATE TABLE a (x String DEFAULT ';')"));
         assert!(got[1].starts_with("SELECT `we;ird`"));
+    }
+
+    #[test]
+    fn backfills_are_the_copies_of_stored_data() {
+        let statements = split_statements(MIGRATIONS[1].sql);
+        let backfills: Vec<bool> = statements.iter().map(|s| is_backfill(s)).collect();
+        assert_eq!(backfills, [false, false, true], "events_by_person: table, view, copy");
+        assert!(!is_backfill("CREATE MATERIALIZED VIEW v TO t AS SELECT a FROM e"));
+        assert!(!is_backfill("INSERT INTO t VALUES (1)"));
     }
 
     #[test]

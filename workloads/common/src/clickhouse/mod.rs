@@ -6,7 +6,9 @@ mod migrations;
 
 pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
 pub use migrations::{
-    apply_event_ttl, migrate, migrate_with, split_statements, Migration, MigrationError, SchemaStatus, MIGRATIONS,
+    apply_event_ttl, backfill_progress, is_backfill, migrate, migrate_deferring_backfills, migrate_with,
+    migrate_with_backfills, pending_backfills, run_backfill, split_statements, Backfill, Backfills, Migration,
+    MigrationError, SchemaStatus, BACKFILLS_TABLE, MIGRATIONS,
 };
 
 use crate::config::ClickHouseConfig;
