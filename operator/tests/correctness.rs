@@ -699,8 +699,9 @@ async fn a_long_backfill_runs_apart_from_reconciles_once_and_survives_a_restart(
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(operator.metric("cairn_operator_backfills_started_total").await.unwrap(), 1.0);
     let reconciles = operator.metric("cairn_operator_reconcile_duration_seconds_count").await.unwrap();
-    let quick = operator.metric("cairn_operator_reconcile_duration_seconds_bucket{le=\"2.56\"}").await.unwrap();
-    assert!(reconciles >= 2.0 && quick == reconciles, "{quick} of {reconciles} reconciles under 2.56 s");
+    // (The copy of 15 million rows takes tens of seconds; no reconcile waited for it.)
+    let quick = operator.metric("cairn_operator_reconcile_duration_seconds_bucket{le=\"5.12\"}").await.unwrap();
+    assert!(reconciles >= 2.0 && quick == reconciles, "{quick} of {reconciles} reconciles under 5.12 s");
     // The operator restarts mid-copy: the copy is finished (again, harmlessly) by the next one.
     operator.kill9();
     let next = support::start_operator(&env.kube, &env.ns, &[]).await;
