@@ -894,7 +894,10 @@ case "${1:-}" in
   status) status ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_OUT"; echo "export PATH=$BIN:\$PATH"
        echo "export CONTAINER_RUNTIME_ENDPOINT=unix://$SOCK"   # for crictl
-       echo "export CAIRN_NODE_IP=$(node_ip) CAIRN_NODE_INGRESS=http://$(node_ip):$INGRESS_PORT" ;;
+       echo "export CAIRN_NODE_IP=$(node_ip) CAIRN_NODE_INGRESS=http://$(node_ip):$INGRESS_PORT"
+       # A busybox image on the node (sh, nc, wget), for probes from inside the cluster.
+       echo "export CAIRN_NODE_PROBE_IMAGE=${BUSYBOX_IMAGE%:*}:$(busybox_version)"
+       echo "export CAIRN_NODE_NETWORK_POLICY=$NETWORK_POLICY" ;;
   logs) shift; logs "$@" ;;
   load) shift; with_lock node-load load "$@" ;;
   smoke) smoke ;;

@@ -64,6 +64,9 @@ struct Cluster {
     ingress: String,
     ingress_class: Option<String>,
     helm_home: PathBuf,
+    /// An image with sh and nc on the cluster, when its NetworkPolicies are enforced: the test
+    /// then probes the platform's policies from a pod outside it.
+    probe_image: Option<String>,
 }
 
 impl Cluster {
@@ -82,6 +85,7 @@ impl Cluster {
                     ingress,
                     ingress_class: std::env::var("CAIRN_E2E_INGRESS_CLASS").ok(),
                     helm_home,
+                    probe_image: std::env::var("CAIRN_E2E_PROBE_IMAGE").ok(),
                 })
             }
             _ => {
@@ -96,6 +100,10 @@ impl Cluster {
                     ingress: get("CAIRN_NODE_INGRESS")?.trim_start_matches("http://").trim_end_matches('/').to_string(),
                     ingress_class: env.get("CAIRN_NODE_INGRESS_CLASS").cloned(),
                     helm_home,
+                    probe_image: env
+                        .get("CAIRN_NODE_PROBE_IMAGE")
+                        .filter(|_| env.get("CAIRN_NODE_NETWORK_POLICY").map(String::as_str) == Some("1"))
+                        .cloned(),
                 })
             }
         }
@@ -213,6 +221,47 @@ impl Cluster {
 }
 
 /// `stack/node.sh env`'s `export K=V` lines.
+/// From a pod in another namespace, which of the platform's Services accept a TCP connection.
+async fn probe_from_outside(cluster: &Cluster, image: &str) -> Result<BTreeMap<String, bool>> {
+    let ns = "cairn-e2e-outside";
+    let targets = [("capture", 80), ("query", 80), ("auth", 80), ("kafka", 9092), ("clickhouse", 8123), ("postgres", 5432)];
+    let script: String = targets
+        .iter()
+        .map(|(name, port)| {
+            format!(
+                "if nc -w 3 {PLATFORM}-{name}.{NAMESPACE}.svc.cluster.local {port} </dev/null >/dev/null 2>&1; \
+                 then echo '{name} open'; else echo '{name} closed'; fi; "
+            )
+        })
+        .collect::<String>()
+        + "echo probes-done; sleep 3600";
+    cluster.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
+    cluster.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": ns},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65534},
+            "containers": [{"name": "probe", "image": image, "imagePullPolicy": "Never",
+                            "command": ["/bin/sh", "-c", script], "resources": {"limits": {"memory": "32Mi"}}}]
+        }
+    }))?;
+    let mut out = String::new();
+    wait_until("the probes from outside", Duration::from_secs(120), || {
+        let logs = cluster.kubectl(&["-n", ns, "logs", "probe"]).unwrap_or_default();
+        let done = logs.contains("probes-done");
+        out = logs;
+        async move { done }
+    })
+    .await?;
+    let _ = cluster.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, state)| (name.to_string(), state == "open"))
+        .collect())
+}
+
 fn node_env() -> Result<BTreeMap<String, String>> {
     let text = run("stack/node.sh env", script("node.sh").arg("env"))?;
     Ok(text
@@ -554,6 +603,28 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     println!("{}", send_with_sdk("web", &ep, &key, "e2e_web", 25)?.trim());
     wait_count(&ep, &token, project, "e2e_web", 25, Duration::from_secs(120)).await?;
     t.mark("web SDK events (Chromium) visible", t0);
+
+    // The platform's NetworkPolicies, enforced on the node (kube-router): everything above
+    // crossed only allowed paths; from a pod outside the platform, capture and query answer, and
+    // auth (its internal API) and the managed dependencies do not.
+    if let Some(image) = &cluster.probe_image {
+        let t0 = Instant::now();
+        let reached = probe_from_outside(cluster, image).await?;
+        let expect = [
+            ("capture", true),
+            ("query", true),
+            ("auth", false),
+            ("kafka", false),
+            ("clickhouse", false),
+            ("postgres", false),
+        ];
+        for (target, open) in expect {
+            if reached.get(target) != Some(&open) {
+                bail!("network policy: {target} reachable={:?} from outside, expected {open} ({reached:?})", reached.get(target));
+            }
+        }
+        t.mark("network policies enforced (probed from outside)", t0);
+    }
 
     // Scale: consumer 1 → 2, partitions 4 → 6; reflected in the Deployment and in Kafka.
     let t0 = Instant::now();
