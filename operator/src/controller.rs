@@ -449,9 +449,16 @@ async fn ensure_credentials(
     {
         children.guard()?;
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ap.namespace().unwrap_or_default());
-        let patch = json!({"apiVersion": "v1", "kind": "Secret", "metadata": wanted});
+        // A merge patch: it replaces the owner list whoever set it (credentials created by an
+        // earlier operator version carry an owner reference its create made, which server-side
+        // apply would not take away).
+        let owners = wanted.owner_references.clone().unwrap_or_default();
+        let patch = json!({"metadata": {
+            "ownerReferences": owners,
+            "annotations": {CREDENTIALS_OF_ANNOTATION: platform_key(ap)}
+        }});
         return api
-            .patch(&generated_secret_name(ap), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .patch(&generated_secret_name(ap), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|source| ChildError::Kube { kind: "Secret".into(), name: generated_secret_name(ap), source });
     }
