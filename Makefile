@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status test test-unit deps deps-data lint fmt fuzz bench-capture bench-operator bench-query crds images e2e e2e-kind
+.PHONY: help up down status toolchain test build-tests test-unit deps deps-data lint fmt fuzz bench-capture bench-operator bench-query crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,8 +20,10 @@ down: ## stop what `make up` started (data is kept in .stack/)
 status: ## what the local stack is running
 	@stack/postgres.sh status; stack/kafka.sh status; stack/clickhouse.sh status; stack/services.sh status
 
-deps: ## install build prerequisites, Kafka's jars, the ClickHouse engine, the Kubernetes control plane and node, and the SDKs' test tools
+toolchain: ## the C toolchain and headers the Rust build needs (Debian packages)
 	@stack/toolchain.sh
+
+deps: toolchain ## install build prerequisites, Kafka's jars, the ClickHouse engine, the Kubernetes control plane and node, and the SDKs' test tools
 	@stack/kafka.sh install
 	@stack/clickhouse.sh install
 	@stack/kube.sh install
@@ -34,12 +36,18 @@ deps-data: ## only what the data plane's benchmarks need: build prerequisites, K
 	@stack/kafka.sh install
 	@stack/clickhouse.sh install
 
-test: deps ## every test; starts (and afterwards stops) the Kafka and ClickHouse it needs
-	$(CARGO) build --workspace --bins
+# The tools (mostly Go builds, at the lowest priority) and the Rust build run side by side: on a
+# fresh machine each leaves idle time (downloads, links, one-crate tails) that the other fills.
+test: ## every test; starts (and afterwards stops) the Kafka and ClickHouse it needs
+	@$(MAKE) --no-print-directory -j2 deps build-tests
 	@set -o pipefail; status=0; \
 	  $(CARGO) test --workspace --no-fail-fast || status=$$?; \
 	  stack/test-stack.sh stop >/dev/null 2>&1 || true; \
 	  exit $$status
+
+build-tests: toolchain ## build every binary and test (what `make test` runs them from)
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast --no-run
 
 test-unit: ## unit tests only (no services)
 	$(CARGO) test --workspace --lib --bins

