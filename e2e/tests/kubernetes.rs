@@ -224,7 +224,8 @@ impl Cluster {
 /// From a pod in another namespace, which of the platform's Services accept a TCP connection.
 async fn probe_from_outside(cluster: &Cluster, image: &str) -> Result<BTreeMap<String, bool>> {
     let ns = "cairn-e2e-outside";
-    let targets = [("capture", 80), ("query", 80), ("auth", 80), ("kafka", 9092), ("clickhouse", 8123), ("postgres", 5432)];
+    let targets =
+        [("capture", 80), ("query", 80), ("auth", 80), ("kafka", 9092), ("clickhouse", 8123), ("postgres", 5432)];
     let script: String = targets
         .iter()
         .map(|(name, port)| {
@@ -255,11 +256,7 @@ async fn probe_from_outside(cluster: &Cluster, image: &str) -> Result<BTreeMap<S
     })
     .await?;
     let _ = cluster.kubectl(&["delete", "namespace", ns, "--wait=false"]);
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(name, state)| (name.to_string(), state == "open"))
-        .collect())
+    Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(name, state)| (name.to_string(), state == "open")).collect())
 }
 
 fn node_env() -> Result<BTreeMap<String, String>> {
@@ -620,7 +617,10 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
         ];
         for (target, open) in expect {
             if reached.get(target) != Some(&open) {
-                bail!("network policy: {target} reachable={:?} from outside, expected {open} ({reached:?})", reached.get(target));
+                bail!(
+                    "network policy: {target} reachable={:?} from outside, expected {open} ({reached:?})",
+                    reached.get(target)
+                );
             }
         }
         t.mark("network policies enforced (probed from outside)", t0);

@@ -496,7 +496,9 @@ fn split(data: Bytes, limits: Limits) -> Result<Payload, PayloadError> {
                         return Err(PayloadError::EventTooLarge { index: 0, limit: limits.max_event_bytes });
                     }
                     let start = trimmed.as_ptr() as usize - base;
-                    (vec![start..start + trimmed.len()], false, key, sent_at)
+                    // One event: a list of one span (the whole event's text).
+                    let spans: Vec<std::ops::Range<usize>> = std::iter::once(start..start + trimmed.len()).collect();
+                    (spans, false, key, sent_at)
                 }
             }
         }
