@@ -33,9 +33,10 @@
 #                                      (e.g. IP:192.0.2.2), used when the certificate is first made
 #   CAIRN_KUBE_APISERVER_EXTRA_ARGS    more kube-apiserver flags (split on spaces)
 #
-# Builds run at the lowest priority on one core (nice -n 19, go build -p 1, GOMAXPROCS=1):
-# the machine has two cores and a developer may be compiling at the same time. A first install
-# takes a while (kube-apiserver and kube-controller-manager are large); later ones are instant.
+# Builds run at the lowest priority on every core (nice -n 19; CAIRN_GO_JOBS sets how many): a
+# developer compiling at the same time goes first, and on a fresh machine `make test` waits for
+# them. A first install takes a while (kube-apiserver and kube-controller-manager are large);
+# later ones are instant.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KUBE_DIR="$CAIRN_ROOT/stack/kube"
@@ -87,19 +88,19 @@ install() {
     kx+=" -X $p.gitTreeState=clean -X $p.buildDate=$now"
   done
   go_build etcd "$ETCD_VERSION" \
-    sh -c "cd '$KUBE_DIR/etcd' && go build -p 1 -ldflags='-s -w' -o '$BIN/etcd' ."
+    sh -c "cd '$KUBE_DIR/etcd' && go build -ldflags='-s -w' -o '$BIN/etcd' ."
   go_build kube-apiserver "$KUBE_VERSION" \
-    sh -c "cd '$KUBE_DIR/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kube-apiserver' k8s.io/kubernetes/cmd/kube-apiserver"
+    sh -c "cd '$KUBE_DIR/k8s' && go build -ldflags='-s -w $kx' -o '$BIN/kube-apiserver' k8s.io/kubernetes/cmd/kube-apiserver"
   go_build kube-controller-manager "$KUBE_VERSION" \
-    sh -c "cd '$KUBE_DIR/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kube-controller-manager' k8s.io/kubernetes/cmd/kube-controller-manager"
+    sh -c "cd '$KUBE_DIR/k8s' && go build -ldflags='-s -w $kx' -o '$BIN/kube-controller-manager' k8s.io/kubernetes/cmd/kube-controller-manager"
   go_build kube-scheduler "$KUBE_VERSION" \
-    sh -c "cd '$KUBE_DIR/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kube-scheduler' k8s.io/kubernetes/cmd/kube-scheduler"
+    sh -c "cd '$KUBE_DIR/k8s' && go build -ldflags='-s -w $kx' -o '$BIN/kube-scheduler' k8s.io/kubernetes/cmd/kube-scheduler"
   go_build kubectl "$KUBE_VERSION" \
-    sh -c "cd '$KUBE_DIR/k8s' && go build -p 1 -ldflags='-s -w $kx' -o '$BIN/kubectl' k8s.io/kubernetes/cmd/kubectl"
+    sh -c "cd '$KUBE_DIR/k8s' && go build -ldflags='-s -w $kx' -o '$BIN/kubectl' k8s.io/kubernetes/cmd/kubectl"
   go_build kwok "$KWOK_VERSION" \
-    sh -c "cd / && GOBIN='$BIN' go install -p 1 -ldflags='-s -w' sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    sh -c "cd / && GOBIN='$BIN' go install -ldflags='-s -w' sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   go_build helm "$HELM_VERSION" \
-    sh -c "cd / && GOBIN='$BIN' go install -p 1 -ldflags='-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION' helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    sh -c "cd / && GOBIN='$BIN' go install -ldflags='-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION' helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
 # ---------------------------------------------------------------------------------------------

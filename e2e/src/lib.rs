@@ -202,6 +202,15 @@ impl TestClickHouse {
         run_script("clickhouse.sh", "stop", &self.env(Some("KILL")))
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) to the server's process: `STOP` freezes it with its
+    /// sockets open, so connections are accepted by the kernel and never answered.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = std::fs::read_to_string(self.dir.join("chserver.pid")).context("the ClickHouse pid file")?;
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.trim()).status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} {} failed", pid.trim());
+        Ok(())
+    }
+
     /// A client for one database of this server.
     pub fn db(&self, database: &str) -> ChQuery {
         ChQuery { url: self.url(), database: database.to_string(), http: reqwest::Client::new() }

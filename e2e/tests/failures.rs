@@ -1,6 +1,7 @@
 //! Failures on the real services: a consumer killed mid-stream, Kafka stopped under capture,
-//! ClickHouse stopped under the consumer, poison records, and a graceful shutdown. In every case
-//! each event that capture acknowledged ends up in ClickHouse exactly once.
+//! ClickHouse stopped (and frozen) under the consumer, poison records, a graceful shutdown, and a
+//! consume loop stuck past its liveness deadline. In every case each event that capture
+//! acknowledged ends up in ClickHouse exactly once.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -285,4 +286,93 @@ async fn sigterm_finishes_the_batch_commits_and_exits() {
         .sum();
     assert_eq!(committed_total, end_total);
     assert_exactly_once(&db, &acked, Duration::from_secs(10)).await;
+}
+
+/// `/healthz`'s status and body.
+async fn healthz(service: &Service) -> (u16, Value) {
+    let resp = reqwest::get(service.url("/healthz")).await.expect("/healthz answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_consume_loop_fails_liveness_and_recovers() {
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::dedicated("frozen").unwrap();
+    let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
+    // The loop's deadline far below the insert timeout (60 s): an insert into a frozen ClickHouse
+    // holds the loop past its deadline, as a wedged loop would.
+    p.set("CAIRN_CONSUMER_LIVENESS_DEADLINE_MS", "3000");
+    let consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    let http = reqwest::Client::new();
+    let db = ch.db(&p.database);
+    let mut acked = HashSet::new();
+
+    let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
+    assert_eq!(status, 200);
+    acked.extend(uuids);
+    assert_exactly_once(&db, &acked, Duration::from_secs(60)).await;
+    // Idle for longer than the deadline: an idle loop is not a stuck one.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(healthz(&consumer).await.0, 200, "an idle consumer is alive");
+
+    // ClickHouse frozen: it accepts connections and never answers.
+    ch.signal("STOP").unwrap();
+    let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
+    assert_eq!(status, 200);
+    acked.extend(uuids);
+    wait_until("liveness failing while the loop is stuck in an insert", Duration::from_secs(30), || async {
+        healthz(&consumer).await.0 == 503
+    })
+    .await
+    .unwrap();
+    let (_, body) = healthz(&consumer).await;
+    assert_eq!(body["stalled"][0]["component"], "consume loop", "{body}");
+    assert_eq!(body["stalled"][0]["deadline_ms"], 3000, "{body}");
+
+    ch.signal("CONT").unwrap();
+    assert_exactly_once(&db, &acked, Duration::from_secs(90)).await;
+    wait_until("liveness back once the loop turns", Duration::from_secs(30), || async {
+        healthz(&consumer).await.0 == 200
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_that_never_answers_is_abandoned_and_retried() {
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::dedicated("frozen_retry").unwrap();
+    let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
+    p.set("CAIRN_CONSUMER_INSERT_TIMEOUT_MS", "1500").set("CAIRN_CONSUMER_LIVENESS_DEADLINE_MS", "10000");
+    let consumer = p.consumer().await.unwrap();
+    let capture = p.capture().await.unwrap();
+    let http = reqwest::Client::new();
+    let db = ch.db(&p.database);
+    let mut acked = HashSet::new();
+    let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
+    assert_eq!(status, 200);
+    acked.extend(uuids);
+    assert_exactly_once(&db, &acked, Duration::from_secs(60)).await;
+
+    ch.signal("STOP").unwrap();
+    let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
+    assert_eq!(status, 200);
+    acked.extend(uuids);
+    // The insert times out and is retried: counted as a failure, ClickHouse not ready, the loop
+    // alive (a frozen dependency is a readiness matter, not a reason to restart the consumer).
+    wait_until("an insert abandoned after its timeout", Duration::from_secs(30), || async {
+        consumer.metric("cairn_consumer_insert_failures_total").await.unwrap_or(0.0) >= 1.0
+    })
+    .await
+    .unwrap();
+    let ready = reqwest::get(consumer.url("/readyz")).await.unwrap().status().as_u16();
+    assert_eq!(ready, 503, "ClickHouse frozen: not ready");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(healthz(&consumer).await.0, 200, "retrying is progress: alive");
+
+    ch.signal("CONT").unwrap();
+    assert_exactly_once(&db, &acked, Duration::from_secs(90)).await;
+    consumer.wait_ready(Duration::from_secs(30)).await.unwrap();
 }

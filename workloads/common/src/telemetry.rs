@@ -2,11 +2,20 @@
 //!
 //! Every service calls [`init_tracing`] first, registers its metrics in one
 //! [`prometheus_client::registry::Registry`], reports the state of its dependencies through a
-//! [`Health`], and serves [`admin_router`]: `/metrics`, `/healthz` (the process is alive) and
-//! `/readyz` (every dependency check passes; 503 with the failing ones otherwise).
+//! [`Health`], and serves [`admin_router`]: `/metrics`, `/healthz` (every long-running component
+//! reported in time; 503 naming the stalled ones otherwise) and `/readyz` (every dependency check
+//! passes; 503 with the failing ones otherwise).
+//!
+//! Liveness is a promise with a deadline, as in PostHog's health registry: a component (the
+//! consumer's loop, say) registers with [`Health::liveness`] and calls [`Heartbeat::beat`] at
+//! every turn; it is then healthy until the deadline after its last beat. A loop that is stuck —
+//! awaiting something that never answers, deadlocked, spinning in one turn — stops beating, and
+//! the kubelet restarts the pod. A dependency being down is not a stall: loops that retry beat on
+//! every attempt, and readiness, not liveness, says the dependency is missing.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -40,10 +49,51 @@ pub struct CheckState {
     pub detail: String,
 }
 
-/// Readiness of a service: a set of named checks, each ready or not. Cheap to clone.
+/// Readiness of a service (a set of named checks, each ready or not) and the liveness of its
+/// long-running components. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     checks: Arc<RwLock<BTreeMap<&'static str, CheckState>>>,
+    components: Arc<Mutex<BTreeMap<&'static str, Component>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Component {
+    deadline: Duration,
+    healthy_until: Instant,
+}
+
+/// A long-running component's promise to report again within its deadline (see the module
+/// docs). Cheap to clone; dropping it does not unregister the component.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    name: &'static str,
+    deadline: Duration,
+    components: Arc<Mutex<BTreeMap<&'static str, Component>>>,
+}
+
+impl Heartbeat {
+    /// The component is making progress: healthy until `deadline` from now.
+    pub fn beat(&self) {
+        if let Ok(mut c) = self.components.lock() {
+            c.insert(self.name, Component { deadline: self.deadline, healthy_until: Instant::now() + self.deadline });
+        }
+    }
+
+    /// How often a loop should beat at least when nothing else wakes it (a quarter of the
+    /// deadline), so that an idle component never looks stalled.
+    pub fn interval(&self) -> Duration {
+        (self.deadline / 4).max(Duration::from_millis(10))
+    }
+}
+
+/// A component that missed its deadline, as `/healthz` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stalled {
+    pub component: &'static str,
+    /// The component's deadline and how long ago it last reported, in milliseconds.
+    pub deadline_ms: u64,
+    pub since_last_beat_ms: u64,
 }
 
 impl Health {
@@ -84,6 +134,32 @@ impl Health {
 
     fn snapshot(&self) -> BTreeMap<&'static str, CheckState> {
         self.checks.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Registers a long-running component that promises to [`Heartbeat::beat`] at least once per
+    /// `deadline`; it is healthy for its first `deadline` from now.
+    pub fn liveness(&self, name: &'static str, deadline: Duration) -> Heartbeat {
+        let h = Heartbeat { name, deadline, components: Arc::clone(&self.components) };
+        h.beat();
+        h
+    }
+
+    /// The components whose deadline has passed since their last beat. A poisoned lock (a
+    /// thread panicked while holding it) counts as a stall of everything.
+    pub fn stalled(&self) -> Vec<Stalled> {
+        let now = Instant::now();
+        match self.components.lock() {
+            Ok(c) => c
+                .iter()
+                .filter(|(_, s)| now > s.healthy_until)
+                .map(|(name, s)| Stalled {
+                    component: name,
+                    deadline_ms: s.deadline.as_millis() as u64,
+                    since_last_beat_ms: (now + s.deadline - s.healthy_until).as_millis() as u64,
+                })
+                .collect(),
+            Err(_) => vec![Stalled { component: "health registry", deadline_ms: 0, since_last_beat_ms: 0 }],
+        }
     }
 }
 
@@ -141,8 +217,21 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok"}))
+async fn healthz(State(state): State<AdminState>) -> Response {
+    let stalled = state.health.stalled();
+    if stalled.is_empty() {
+        return Json(serde_json::json!({"status": "ok"})).into_response();
+    }
+    for s in &stalled {
+        tracing::error!(
+            component = s.component,
+            deadline_ms = s.deadline_ms,
+            since_last_beat_ms = s.since_last_beat_ms,
+            "component stalled: liveness fails"
+        );
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "stalled", "stalled": stalled})))
+        .into_response()
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
@@ -171,5 +260,40 @@ mod tests {
         assert!(h.is_ready());
         h.set("kafka", false, "all brokers down");
         assert!(!h.is_ready());
+    }
+
+    #[test]
+    fn a_component_that_stops_beating_is_stalled() {
+        let h = Health::new();
+        assert!(h.stalled().is_empty(), "no components: alive");
+        let loop_a = h.liveness("a", Duration::from_millis(50));
+        let loop_b = h.liveness("b", Duration::from_secs(60));
+        assert!(h.stalled().is_empty(), "healthy for the first deadline");
+        std::thread::sleep(Duration::from_millis(80));
+        let stalled = h.stalled();
+        assert_eq!(stalled.len(), 1, "{stalled:?}");
+        assert_eq!(stalled[0].component, "a");
+        assert_eq!(stalled[0].deadline_ms, 50);
+        assert!(stalled[0].since_last_beat_ms >= 80, "{stalled:?}");
+        loop_a.beat();
+        loop_b.beat();
+        assert!(h.stalled().is_empty(), "a beat makes it healthy again");
+        assert_eq!(loop_a.interval(), Duration::from_micros(12_500));
+    }
+
+    #[tokio::test]
+    async fn healthz_is_503_naming_the_stalled_component() {
+        use tower::ServiceExt;
+        let h = Health::new();
+        let _beat = h.liveness("pipeline", Duration::from_millis(20));
+        let app = admin_router(Arc::new(Registry::default()), h.clone());
+        let get = || axum::http::Request::get("/healthz").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(app.clone().oneshot(get()).await.unwrap().status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let resp = app.oneshot(get()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["stalled"][0]["component"], "pipeline");
     }
 }

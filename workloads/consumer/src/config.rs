@@ -32,6 +32,14 @@ pub struct ConsumerConfig {
     pub max_poll_interval: Duration,
     /// `CAIRN_CONSUMER_SESSION_TIMEOUT_MS`: how soon the group notices a dead consumer.
     pub session_timeout: Duration,
+    /// `CAIRN_CONSUMER_INSERT_TIMEOUT_MS`: how long one insert may take before it is abandoned
+    /// and retried with the same deduplication token (default 60 s): a ClickHouse that accepts
+    /// the connection and never answers must not hold the loop forever.
+    pub insert_timeout: Duration,
+    /// `CAIRN_CONSUMER_LIVENESS_DEADLINE_MS`: `/healthz` fails when the consume loop has not
+    /// turned for this long (default 180 s, longer than an insert timeout plus the longest retry
+    /// pause): the loop is stuck, and the pod is restarted.
+    pub liveness_deadline: Duration,
     /// `CAIRN_CONSUMER_MIGRATE`: apply ClickHouse migrations and the TTL at start (default true).
     pub migrate: bool,
     /// `CAIRN_KAFKA_CREATE_TOPICS` and `CAIRN_KAFKA_TOPIC_PARTITIONS`, as for capture.
@@ -61,6 +69,8 @@ impl ConsumerConfig {
             shutdown_grace: env_millis("CAIRN_CONSUMER_SHUTDOWN_GRACE_MS", 20_000)?,
             max_poll_interval: env_millis("CAIRN_CONSUMER_MAX_POLL_INTERVAL_MS", 600_000)?,
             session_timeout: env_millis("CAIRN_CONSUMER_SESSION_TIMEOUT_MS", 10_000)?,
+            insert_timeout: env_millis("CAIRN_CONSUMER_INSERT_TIMEOUT_MS", 60_000)?,
+            liveness_deadline: env_millis("CAIRN_CONSUMER_LIVENESS_DEADLINE_MS", 180_000)?,
             migrate: env_bool("CAIRN_CONSUMER_MIGRATE", true)?,
             create_topics: env_bool("CAIRN_KAFKA_CREATE_TOPICS", true)?,
             topic_partitions: env_parse("CAIRN_KAFKA_TOPIC_PARTITIONS", 4i32)?,

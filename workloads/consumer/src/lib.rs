@@ -98,9 +98,16 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
     }
     lag::spawn_lag_reporter(Arc::clone(&consumer), Arc::clone(&metrics), Duration::from_secs(10), shutdown.clone());
 
+    let heartbeat = health.liveness("consume loop", cfg.liveness_deadline);
     let pipeline = Pipeline {
         consumer: Arc::clone(&consumer),
-        writer: Writer { client: ch, health: health.clone(), backoff: Backoff::new(cfg.retry_initial, cfg.retry_max) },
+        writer: Writer {
+            client: ch,
+            health: health.clone(),
+            backoff: Backoff::new(cfg.retry_initial, cfg.retry_max),
+            timeout: cfg.insert_timeout,
+            heartbeat: heartbeat.clone(),
+        },
         dead_letters: DeadLetterProducer::new(&cfg.kafka)?,
         metrics,
         batch_max_events: cfg.batch_max_events,
@@ -109,6 +116,7 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
         dead_letter_timeout: cfg.dead_letter_timeout,
         shutdown_grace: cfg.shutdown_grace,
         retry: Backoff::new(cfg.retry_initial, cfg.retry_max),
+        heartbeat,
     };
     let result = pipeline.run(shutdown.clone()).await;
     consumer.unsubscribe();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_common::kafka::is_connectivity_error;
-use cairn_common::telemetry::Health;
+use cairn_common::telemetry::{Health, Heartbeat};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -68,6 +68,8 @@ pub struct Pipeline {
     pub dead_letter_timeout: Duration,
     pub shutdown_grace: Duration,
     pub retry: Backoff,
+    /// Liveness: beats at every turn of the loop and every retry.
+    pub heartbeat: Heartbeat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +84,9 @@ impl Pipeline {
     /// Consumes until `stop`; then makes the current batch durable, commits it and returns.
     pub async fn run(mut self, stop: CancellationToken) -> Result<(), PipelineError> {
         let mut batch = Batch::new();
+        let beat_every = self.heartbeat.interval();
         loop {
+            self.heartbeat.beat();
             let deadline = batch.started().map(|s| s + self.batch_max_age);
             tokio::select! {
                 biased;
@@ -109,7 +113,9 @@ impl Pipeline {
                         tracing::warn!(error = %e, "kafka consume error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                }
+                },
+                // Idle (no records, no batch): the loop still turns, so it is not stalled.
+                _ = tokio::time::sleep(beat_every) => {}
             }
         }
     }
@@ -168,6 +174,7 @@ impl Pipeline {
         let mut give_up_at: Option<Instant> = None;
         let started = Instant::now();
         loop {
+            self.heartbeat.beat();
             match self.dead_letters.send(&letters).await {
                 Ok(()) => {
                     for l in letters.iter() {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_common::clickhouse::{EventRow, EVENTS_TABLE};
-use cairn_common::telemetry::Health;
+use cairn_common::telemetry::{Health, Heartbeat};
 use clickhouse::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +43,10 @@ pub struct Writer {
     pub client: Client,
     pub health: Health,
     pub backoff: Backoff,
+    /// One insert's limit; then it is abandoned and retried (same token: deduplicated).
+    pub timeout: Duration,
+    /// The consume loop's liveness: every attempt is progress, an outage is not a stall.
+    pub heartbeat: Heartbeat,
 }
 
 /// Why a batch was not inserted.
@@ -147,8 +151,13 @@ impl Writer {
     ) -> Result<Option<String>, WriteError> {
         let mut give_up_at: Option<Instant> = None;
         loop {
+            self.heartbeat.beat();
             let started = Instant::now();
-            match self.try_insert(rows, token).await {
+            let attempt = match tokio::time::timeout(self.timeout, self.try_insert(rows, token)).await {
+                Ok(result) => result,
+                Err(_) => Err(clickhouse::error::Error::TimedOut),
+            };
+            match attempt {
                 Ok(()) => {
                     metrics.insert_seconds.observe(started.elapsed().as_secs_f64());
                     self.health.set(CLICKHOUSE_CHECK, true, "inserting");
