@@ -79,7 +79,11 @@ async fn run() -> anyhow::Result<()> {
     let elector = LeaderElector::new(client.clone(), &lease_namespace, LEASE_NAME, &identity, LEASE_DURATION);
     let leadership = Leadership::elected();
     let mut running: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
+    // Liveness: the loop turns at least every RETRY_EVERY; a call to the API server that hangs
+    // for four leases means this replica can neither lead nor step down cleanly: restart it.
+    let heartbeat = health.liveness("leader election", LEASE_DURATION * 4);
     while !shutdown.is_cancelled() {
+        heartbeat.beat();
         let sent = Instant::now();
         match elector.try_acquire_or_renew().await {
             Ok(true) => {

@@ -122,7 +122,7 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
 /// Applies the migrations, retrying while PostgreSQL cannot be reached; readiness waits for it.
 fn spawn_migrations(db: sqlx::PgPool, health: Health, stop: CancellationToken) {
     tokio::spawn(async move {
-        let mut pause = Duration::from_millis(500);
+        let mut backoff = cairn_common::retry::Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         loop {
             match migrate(&db).await {
                 Ok(()) => {
@@ -131,8 +131,9 @@ fn spawn_migrations(db: sqlx::PgPool, health: Health, stop: CancellationToken) {
                 }
                 Err(e) => health.set("migrations", false, e.to_string()),
             }
-            tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(pause) => {} }
-            pause = (pause * 2).min(Duration::from_secs(10));
+            if !backoff.wait(&stop).await {
+                return;
+            }
         }
     });
 }

@@ -104,17 +104,15 @@ pub fn ensure_topics_in_background(
     stop: tokio_util::sync::CancellationToken,
 ) {
     tokio::spawn(async move {
-        let mut wait = Duration::from_millis(200);
+        let mut backoff = crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             match ensure_topics(&cfg, &topics).await {
                 Ok(()) => return,
                 Err(e) => tracing::warn!(error = %e, "cannot ensure Kafka topics yet"),
             }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.wait(&stop).await {
+                return;
             }
-            wait = (wait * 2).min(Duration::from_secs(5));
         }
     });
 }

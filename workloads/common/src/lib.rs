@@ -21,6 +21,7 @@ pub mod event;
 pub mod http;
 pub mod kafka;
 pub mod postgres;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

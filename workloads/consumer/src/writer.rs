@@ -1,10 +1,11 @@
-//! Inserting a batch into ClickHouse: retried with exponential backoff while ClickHouse is
+//! Inserting a batch into ClickHouse: retried with exponential backoff (full jitter) while ClickHouse is
 //! unavailable; split in halves when ClickHouse refuses the rows themselves, until the rows it
 //! refuses are alone and can go to the dead-letter topic (everything else is inserted).
 
 use std::time::{Duration, Instant};
 
 use cairn_common::clickhouse::{EventRow, EVENTS_TABLE};
+pub use cairn_common::retry::Backoff;
 use cairn_common::telemetry::{Health, Heartbeat};
 use clickhouse::Client;
 use tokio_util::sync::CancellationToken;
@@ -13,31 +14,6 @@ use crate::metrics::ConsumerMetrics;
 
 /// The readiness check that ClickHouse reports into.
 pub const CLICKHOUSE_CHECK: &str = "clickhouse";
-
-/// Exponential backoff between `initial` and `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    initial: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { next: initial, initial, max }
-    }
-
-    /// The pause before the next attempt; each call doubles the following one, up to `max`.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
 
 pub struct Writer {
     pub client: Client,
@@ -224,16 +200,5 @@ mod tests {
         );
         assert!(!refuses_the_rows(&full), "too many parts passes: retry");
         assert!(!refuses_the_rows(&clickhouse::error::Error::TimedOut));
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
-        assert_eq!(b.next_delay(), Duration::from_millis(200));
-        assert_eq!(b.next_delay(), Duration::from_millis(350));
-        assert_eq!(b.next_delay(), Duration::from_millis(350));
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
     }
 }
