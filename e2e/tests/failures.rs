@@ -295,46 +295,68 @@ async fn healthz(service: &Service) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// A consumer and capture on a dedicated ClickHouse (to freeze), with `settings`, after a first
+/// batch is stored.
+struct OnDedicatedClickHouse {
+    ch: TestClickHouse,
+    consumer: Service,
+    capture: Service,
+    db: ChQuery,
+    http: reqwest::Client,
+    acked: HashSet<Uuid>,
+    _kafka: TestKafka,
+}
+
+impl OnDedicatedClickHouse {
+    async fn start(name: &str, settings: &[(&str, &str)]) -> Self {
+        let kafka = TestKafka::shared().unwrap();
+        let ch = TestClickHouse::dedicated(name).unwrap();
+        let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
+        for (k, v) in settings {
+            p.set(k, *v);
+        }
+        let consumer = p.consumer().await.unwrap();
+        let capture = p.capture().await.unwrap();
+        let db = ch.db(&p.database);
+        let mut s =
+            Self { ch, consumer, capture, db, http: reqwest::Client::new(), acked: HashSet::new(), _kafka: kafka };
+        s.send().await;
+        assert_exactly_once(&s.db, &s.acked, Duration::from_secs(60)).await;
+        s
+    }
+
+    async fn send(&mut self) {
+        let (status, uuids) = send_batch(&self.http, &self.capture, "phc_k", 20).await;
+        assert_eq!(status, 200);
+        self.acked.extend(uuids);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_consume_loop_fails_liveness_and_recovers() {
-    let kafka = TestKafka::shared().unwrap();
-    let ch = TestClickHouse::dedicated("frozen").unwrap();
-    let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
     // The loop's deadline far below the insert timeout (60 s): an insert into a frozen ClickHouse
     // holds the loop past its deadline, as a wedged loop would.
-    p.set("CAIRN_CONSUMER_LIVENESS_DEADLINE_MS", "3000");
-    let consumer = p.consumer().await.unwrap();
-    let capture = p.capture().await.unwrap();
-    let http = reqwest::Client::new();
-    let db = ch.db(&p.database);
-    let mut acked = HashSet::new();
-
-    let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
-    assert_eq!(status, 200);
-    acked.extend(uuids);
-    assert_exactly_once(&db, &acked, Duration::from_secs(60)).await;
+    let mut t = OnDedicatedClickHouse::start("frozen", &[("CAIRN_CONSUMER_LIVENESS_DEADLINE_MS", "3000")]).await;
     // Idle for longer than the deadline: an idle loop is not a stuck one.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(healthz(&consumer).await.0, 200, "an idle consumer is alive");
+    assert_eq!(healthz(&t.consumer).await.0, 200, "an idle consumer is alive");
 
     // ClickHouse frozen: it accepts connections and never answers.
-    ch.signal("STOP").unwrap();
-    let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
-    assert_eq!(status, 200);
-    acked.extend(uuids);
+    t.ch.signal("STOP").unwrap();
+    t.send().await;
     wait_until("liveness failing while the loop is stuck in an insert", Duration::from_secs(30), || async {
-        healthz(&consumer).await.0 == 503
+        healthz(&t.consumer).await.0 == 503
     })
     .await
     .unwrap();
-    let (_, body) = healthz(&consumer).await;
+    let (_, body) = healthz(&t.consumer).await;
     assert_eq!(body["stalled"][0]["component"], "consume loop", "{body}");
     assert_eq!(body["stalled"][0]["deadline_ms"], 3000, "{body}");
 
-    ch.signal("CONT").unwrap();
-    assert_exactly_once(&db, &acked, Duration::from_secs(90)).await;
+    t.ch.signal("CONT").unwrap();
+    assert_exactly_once(&t.db, &t.acked, Duration::from_secs(90)).await;
     wait_until("liveness back once the loop turns", Duration::from_secs(30), || async {
-        healthz(&consumer).await.0 == 200
+        healthz(&t.consumer).await.0 == 200
     })
     .await
     .unwrap();
@@ -342,37 +364,26 @@ async fn a_stuck_consume_loop_fails_liveness_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_that_never_answers_is_abandoned_and_retried() {
-    let kafka = TestKafka::shared().unwrap();
-    let ch = TestClickHouse::dedicated("frozen_retry").unwrap();
-    let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
-    p.set("CAIRN_CONSUMER_INSERT_TIMEOUT_MS", "1500").set("CAIRN_CONSUMER_LIVENESS_DEADLINE_MS", "10000");
-    let consumer = p.consumer().await.unwrap();
-    let capture = p.capture().await.unwrap();
-    let http = reqwest::Client::new();
-    let db = ch.db(&p.database);
-    let mut acked = HashSet::new();
-    let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
-    assert_eq!(status, 200);
-    acked.extend(uuids);
-    assert_exactly_once(&db, &acked, Duration::from_secs(60)).await;
-
-    ch.signal("STOP").unwrap();
-    let (status, uuids) = send_batch(&http, &capture, "phc_k", 20).await;
-    assert_eq!(status, 200);
-    acked.extend(uuids);
+    let mut t = OnDedicatedClickHouse::start(
+        "frozen_retry",
+        &[("CAIRN_CONSUMER_INSERT_TIMEOUT_MS", "1500"), ("CAIRN_CONSUMER_LIVENESS_DEADLINE_MS", "10000")],
+    )
+    .await;
+    t.ch.signal("STOP").unwrap();
+    t.send().await;
     // The insert times out and is retried: counted as a failure, ClickHouse not ready, the loop
     // alive (a frozen dependency is a readiness matter, not a reason to restart the consumer).
     wait_until("an insert abandoned after its timeout", Duration::from_secs(30), || async {
-        consumer.metric("cairn_consumer_insert_failures_total").await.unwrap_or(0.0) >= 1.0
+        t.consumer.metric("cairn_consumer_insert_failures_total").await.unwrap_or(0.0) >= 1.0
     })
     .await
     .unwrap();
-    let ready = reqwest::get(consumer.url("/readyz")).await.unwrap().status().as_u16();
+    let ready = reqwest::get(t.consumer.url("/readyz")).await.unwrap().status().as_u16();
     assert_eq!(ready, 503, "ClickHouse frozen: not ready");
     tokio::time::sleep(Duration::from_secs(12)).await;
-    assert_eq!(healthz(&consumer).await.0, 200, "retrying is progress: alive");
+    assert_eq!(healthz(&t.consumer).await.0, 200, "retrying is progress: alive");
 
-    ch.signal("CONT").unwrap();
-    assert_exactly_once(&db, &acked, Duration::from_secs(90)).await;
-    consumer.wait_ready(Duration::from_secs(30)).await.unwrap();
+    t.ch.signal("CONT").unwrap();
+    assert_exactly_once(&t.db, &t.acked, Duration::from_secs(90)).await;
+    t.consumer.wait_ready(Duration::from_secs(30)).await.unwrap();
 }
