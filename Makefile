@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status toolchain test build-tests test-unit deps deps-data lint fmt fuzz bench-capture bench-operator bench-query crds images e2e e2e-kind
+.PHONY: help up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,26 @@ build-tests: toolchain ## build every binary and test (what `make test` runs the
 
 test-unit: ## unit tests only (no services)
 	$(CARGO) test --workspace --lib --bins
+
+# One area at a time (each starts the services it needs, like `make test`; none of them needs the
+# tools of the others' areas to be installed beyond what `make deps` provides).
+test-dataplane: ## capture, consumer and ClickHouse: ingest, failures, hostile clients, schema, fuzz
+	$(CARGO) build -p cairn-capture -p cairn-consumer --bins
+	$(CARGO) test -p cairn-common -p cairn-capture -p cairn-consumer
+	$(CARGO) test -p cairn-e2e --test ingest --test failures --test hostile --test clickhouse_schema
+
+test-api: ## auth, query, the dashboard and the SDKs against the real services
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p cairn-auth -p cairn-query
+	$(CARGO) test -p cairn-e2e --test auth --test auth_capture --test query --test dashboard --test sdks
+
+test-operator: ## the operator on the local control plane (real kube-apiserver, kwok) and its Helm chart
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p cairn-operator
+
+test-kubernetes: ## the whole platform on the real node (same as `make e2e`)
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture
 
 FUZZ_CASES ?= 200000
 fuzz: ## the property-based fuzz tests (capture's decoding, query's parsing, auth's tokens) for longer: FUZZ_CASES per property
