@@ -38,8 +38,9 @@ deps-data: ## only what the data plane's benchmarks need: build prerequisites, K
 
 # The tools (mostly Go builds, at the lowest priority) and the Rust build run side by side: on a
 # fresh machine each leaves idle time (downloads, links, one-crate tails) that the other fills.
+# -j3: cargo takes make's free job slots (jobserver), so it keeps two jobs while deps runs.
 test: ## every test; starts (and afterwards stops) the Kafka and ClickHouse it needs
-	@$(MAKE) --no-print-directory -j2 deps build-tests
+	@$(MAKE) --no-print-directory -j3 deps build-tests
 	@set -o pipefail; status=0; \
 	  $(CARGO) test --workspace --no-fail-fast || status=$$?; \
 	  stack/test-stack.sh stop >/dev/null 2>&1 || true; \
