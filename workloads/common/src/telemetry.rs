@@ -14,7 +14,8 @@
 //! every attempt, and readiness, not liveness, says the dependency is missing.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -57,27 +58,36 @@ pub struct Health {
     components: Arc<Mutex<BTreeMap<&'static str, Component>>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// A component's deadline and its last beat (nanoseconds since [`epoch`]), which the component
+/// writes without a lock: the consumer beats once per record.
+#[derive(Debug, Clone)]
 struct Component {
     deadline: Duration,
-    healthy_until: Instant,
+    last_beat: Arc<AtomicU64>,
+}
+
+/// The instant that beats are counted from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn since_epoch(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A long-running component's promise to report again within its deadline (see the module
 /// docs). Cheap to clone; dropping it does not unregister the component.
 #[derive(Debug, Clone)]
 pub struct Heartbeat {
-    name: &'static str,
     deadline: Duration,
-    components: Arc<Mutex<BTreeMap<&'static str, Component>>>,
+    last_beat: Arc<AtomicU64>,
 }
 
 impl Heartbeat {
     /// The component is making progress: healthy until `deadline` from now.
     pub fn beat(&self) {
-        if let Ok(mut c) = self.components.lock() {
-            c.insert(self.name, Component { deadline: self.deadline, healthy_until: Instant::now() + self.deadline });
-        }
+        self.last_beat.store(since_epoch(Instant::now()), Ordering::Relaxed);
     }
 
     /// How often a loop should beat at least when nothing else wakes it (a quarter of the
@@ -139,23 +149,27 @@ impl Health {
     /// Registers a long-running component that promises to [`Heartbeat::beat`] at least once per
     /// `deadline`; it is healthy for its first `deadline` from now.
     pub fn liveness(&self, name: &'static str, deadline: Duration) -> Heartbeat {
-        let h = Heartbeat { name, deadline, components: Arc::clone(&self.components) };
-        h.beat();
-        h
+        let last_beat = Arc::new(AtomicU64::new(since_epoch(Instant::now())));
+        if let Ok(mut c) = self.components.lock() {
+            c.insert(name, Component { deadline, last_beat: Arc::clone(&last_beat) });
+        }
+        Heartbeat { deadline, last_beat }
     }
 
     /// The components whose deadline has passed since their last beat. A poisoned lock (a
     /// thread panicked while holding it) counts as a stall of everything.
     pub fn stalled(&self) -> Vec<Stalled> {
-        let now = Instant::now();
+        let now = since_epoch(Instant::now());
         match self.components.lock() {
             Ok(c) => c
                 .iter()
-                .filter(|(_, s)| now > s.healthy_until)
-                .map(|(name, s)| Stalled {
-                    component: name,
-                    deadline_ms: s.deadline.as_millis() as u64,
-                    since_last_beat_ms: (now + s.deadline - s.healthy_until).as_millis() as u64,
+                .filter_map(|(name, s)| {
+                    let since = Duration::from_nanos(now.saturating_sub(s.last_beat.load(Ordering::Relaxed)));
+                    (since > s.deadline).then(|| Stalled {
+                        component: name,
+                        deadline_ms: s.deadline.as_millis() as u64,
+                        since_last_beat_ms: since.as_millis() as u64,
+                    })
                 })
                 .collect(),
             Err(_) => vec![Stalled { component: "health registry", deadline_ms: 0, since_last_beat_ms: 0 }],
