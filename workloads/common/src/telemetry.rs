@@ -165,7 +165,7 @@ impl Health {
                 .iter()
                 .filter_map(|(name, s)| {
                     let since = Duration::from_nanos(now.saturating_sub(s.last_beat.load(Ordering::Relaxed)));
-                    (since > s.deadline).then(|| Stalled {
+                    (since > s.deadline).then_some(Stalled {
                         component: name,
                         deadline_ms: s.deadline.as_millis() as u64,
                         since_last_beat_ms: since.as_millis() as u64,
