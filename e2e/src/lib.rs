@@ -268,7 +268,6 @@ pub struct ChQuery {
 }
 
 impl ChQuery {
-    /// Runs `sql` and returns its rows (JSONEachRow).
     /// Inserts `rows` (JSON objects) into `table` with `FORMAT JSONEachRow`.
     pub async fn insert_json(&self, table: &str, rows: &[Value]) -> Result<()> {
         let mut body = String::new();
@@ -294,6 +293,7 @@ impl ChQuery {
         Ok(())
     }
 
+    /// Runs `sql` and returns its rows (JSONEachRow).
     pub async fn rows(&self, sql: &str) -> Result<Vec<Value>> {
         let resp = self
             .http

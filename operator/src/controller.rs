@@ -50,6 +50,7 @@ use crate::crd::{
 };
 use crate::leader::Leadership;
 use crate::metrics::OperatorMetrics;
+use crate::query_user;
 use crate::resources::config::{
     clickhouse_url, config_hash, config_map, credentials_meta, dead_letter_topic, generated_secret,
     generated_secret_name, kafka_bootstrap, platform_key, referenced_secrets, CREDENTIALS_OF_ANNOTATION,
@@ -440,6 +441,27 @@ async fn ensure_credentials(
             s
         }
     };
+    // Keys that credentials made by an earlier operator version lack are added (never replaced).
+    let missing: BTreeMap<String, String> = generated_secret(ap)?
+        .string_data
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !secret.data.as_ref().is_some_and(|d| d.contains_key(k)))
+        .collect();
+    let secret = if missing.is_empty() {
+        secret
+    } else {
+        children.guard()?;
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ap.namespace().unwrap_or_default());
+        let keys: Vec<&String> = missing.keys().collect();
+        tracing::info!(?keys, "adding keys to the generated credentials");
+        // A resourceVersion precondition: a concurrent writer makes this fail and retry, never
+        // lose its keys to ours.
+        let patch = json!({"metadata": {"resourceVersion": secret.resource_version()}, "stringData": missing});
+        api.patch(&generated_secret_name(ap), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| ChildError::Kube { kind: "Secret".into(), name: generated_secret_name(ap), source })?
+    };
     // The owner reference as the policy says (Delete: owned; Retain: kept when the platform goes).
     let wanted = credentials_meta(ap);
     let owned = crate::children::controlled_by(&secret.metadata, children.uid());
@@ -661,6 +683,7 @@ async fn reconcile_clickhouse(
     ap: &AnalyticsPlatform,
     cfg: &ClickHouseConfig,
     claim: &Claim,
+    query_password: Option<&str>,
     previous: &AnalyticsPlatformStatus,
 ) -> (DependencyState, Option<ClickHouseStatus>) {
     use cairn_common::clickhouse::MigrationError;
@@ -672,10 +695,22 @@ async fn reconcile_clickhouse(
             .await
             .map_err(|source| MigrationError::ClickHouse { doing: "registering the platform", source })?;
         let backfills = ctx.backfills.drive(cfg, &ctx.leadership, &ctx.metrics, &now()).await?;
-        Ok::<_, MigrationError>((status, backfills))
+        // The query service's read-only account. Not having it is no reason to stop: query then
+        // keeps the platform's account (its statements still run with readonly = 2).
+        let query_user = match query_password {
+            Some(password) => {
+                let user = query_user::user_name(ap);
+                match query_user::ensure(cfg, &user, password).await {
+                    Ok(()) => Ok(user),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => Err(format!("the generated credentials have no {}", query_user::PASSWORD_KEY)),
+        };
+        Ok::<_, MigrationError>((status, backfills, query_user))
     };
     match tokio::time::timeout(ctx.settings.dependency_timeout, schema).await {
-        Ok(Ok((s, backfills))) => {
+        Ok(Ok((s, backfills, query_user))) => {
             if !s.applied_now.is_empty() {
                 publish(
                     ctx,
@@ -695,9 +730,26 @@ async fn reconcile_clickhouse(
                     b.state.to_lowercase()
                 ));
             }
+            match &query_user {
+                Ok(user) => message.push_str(&format!("; query reads as {user}")),
+                Err(e) => {
+                    let note = format!("query uses the platform's account: cannot make its read-only account: {e}");
+                    // Once when it stops working (or never did), not on every reconcile.
+                    if previous.clickhouse.as_ref().is_none_or(|c| c.query_user.is_some()) {
+                        publish(ctx, ap, EventType::Warning, "QueryAccountUnavailable", note.clone()).await;
+                    }
+                    tracing::warn!(error = %e, "cannot make the query service's read-only ClickHouse account");
+                    message.push_str(&format!("; {note}"));
+                }
+            }
             (
                 DependencyState::Ready(message),
-                Some(ClickHouseStatus { schema_version: s.version, database: cfg.database.clone(), backfills }),
+                Some(ClickHouseStatus {
+                    schema_version: s.version,
+                    database: cfg.database.clone(),
+                    backfills,
+                    query_user: query_user.ok(),
+                }),
             )
         }
         Ok(Err(e)) => {
@@ -880,7 +932,10 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
     let kafka_cfg = kafka_config(ap, &secrets);
     let (kafka, kafka_status) = reconcile_kafka(ctx, ap, &kafka_cfg, &previous).await;
     let ch_cfg = clickhouse_config(ap, &secrets);
-    let (clickhouse, clickhouse_status) = reconcile_clickhouse(ctx, ap, &ch_cfg, &claim_of(ap, &uid), &previous).await;
+    let query_password = secret_value(secrets.generated.as_ref(), query_user::PASSWORD_KEY);
+    let (clickhouse, clickhouse_status) =
+        reconcile_clickhouse(ctx, ap, &ch_cfg, &claim_of(ap, &uid), query_password.as_deref(), &previous).await;
+    let clickhouse_query_user = clickhouse_status.as_ref().and_then(|c| c.query_user.clone());
 
     // 4. The workloads, rolled whenever what their pods read changes.
     let hash = config.as_ref().map(|cm| config_hash(&cm.data.clone().unwrap_or_default(), &secrets.versions(ap)));
@@ -893,6 +948,7 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
             config_hash: hash,
             version: &version.apply,
             progress_deadline_seconds: i32::try_from(ctx.settings.progress_deadline.as_secs()).unwrap_or(i32::MAX),
+            clickhouse_query_user: clickhouse_query_user.as_deref(),
         };
         for (i, w) in Workload::ALL.iter().enumerate() {
             let applied = apply_workload(&children, &mut report, ap, *w, &inputs).await;
@@ -1034,6 +1090,14 @@ async fn cleanup(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action, Error>
     let claim = claim_of(ap, &uid);
     let external_kafka = ap.spec.kafka.managed.is_none();
     let external_ch = ap.spec.clickhouse.managed.is_none();
+    // The query service's account goes with the platform whatever the policy (retained data
+    // gets a new one when a platform uses it again); best effort and briefly, like the claim.
+    if ap.status.as_ref().and_then(|s| s.clickhouse.as_ref()).is_some_and(|c| c.query_user.is_some()) {
+        let user = query_user::user_name(ap);
+        if !matches!(tokio::time::timeout(Duration::from_secs(5), query_user::drop(&ch, &user)).await, Ok(Ok(()))) {
+            tracing::debug!(platform = %ap.name_any(), %user, "could not drop the query service's account");
+        }
+    }
 
     if ap.spec.deletion_policy == DeletionPolicy::Retain || !(external_kafka || external_ch) {
         // The data stays; only the claim goes, best effort and briefly (a managed ClickHouse may

@@ -387,6 +387,10 @@ pub struct ClickHouseStatus {
     /// done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backfills: Vec<BackfillStatus>,
+    /// The read-only account the query service uses (`SELECT` on the database, nothing else);
+    /// absent while the operator could not make it, and query uses the platform's account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_user: Option<String>,
 }
 
 /// A backfill not done yet.

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+pub mod query_user;
 pub mod resources;
 pub mod rollout;
 pub mod status;

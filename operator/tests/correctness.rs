@@ -716,3 +716,111 @@ async fn a_long_backfill_runs_apart_from_reconciles_once_and_survives_a_restart(
     assert_eq!((events, copied), (15_000_000, 15_000_000));
     drop(next);
 }
+
+/// The query service reads ClickHouse through an account of its own that can read the platform's
+/// database and do nothing else; credentials made by an earlier operator version get its
+/// password added; a rotated password takes effect; the account goes with the platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_reads_clickhouse_through_a_read_only_account_of_its_own() {
+    // A short resync: Secrets are not watched, a rotation is seen at the next resync.
+    let env = setup_with(&[("CAIRN_OPERATOR_RESYNC_SECS", "3")]).await;
+    let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.ns);
+    let (topic, database) = (unique("op_events"), unique("op"));
+    // Credentials as an earlier operator version made them: no query password.
+    let old: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "reader-credentials", "annotations": {"cairn.dev/credentials-of": format!("{}/reader", env.ns)}},
+        "stringData": {"clickhouse-password": "a", "postgres-password": "b", "auth-token-key": "c", "internal-token": "d"}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &old).await.unwrap();
+    let mut ap = platform("reader", &env.kafka.brokers(), &env.ch.url(), &topic, &database);
+    ap.spec.deletion_policy = DeletionPolicy::Delete;
+    api.create(&PostParams::default(), &ap).await.unwrap();
+    let ready = wait_phase(&api, "reader", "Ready", Duration::from_secs(120)).await;
+    let user = format!("cairn_query.{}.reader", env.ns);
+    assert_eq!(ready.status.and_then(|s| s.clickhouse).and_then(|c| c.query_user), Some(user.clone()));
+
+    // The key was added, the others kept.
+    let data = secrets.get("reader-credentials").await.unwrap().data.unwrap();
+    assert_eq!(data["internal-token"].0, b"d", "existing keys are never replaced");
+    let password = String::from_utf8(data["clickhouse-query-password"].0.clone()).unwrap();
+    assert!(password.len() >= 32);
+
+    // Query's pods read it.
+    wait_until("query's Deployment to use the account", Duration::from_secs(60), || async {
+        let d = deployments.get("reader-query").await.unwrap();
+        let env = d.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap_or_default();
+        let user_ok =
+            env.iter().any(|e| e.name == "CAIRN_CLICKHOUSE_USER" && e.value.as_deref() == Some(user.as_str()));
+        let password_ok = env.iter().any(|e| {
+            e.name == "CAIRN_CLICKHOUSE_PASSWORD"
+                && e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).map(|k| k.key.as_str())
+                    == Some("clickhouse-query-password")
+        });
+        user_ok && password_ok
+    })
+    .await
+    .unwrap();
+
+    // It reads the platform's database and nothing else.
+    let as_query = |password: &str| {
+        clickhouse::Client::default()
+            .with_url(env.ch.url())
+            .with_user(&user)
+            .with_password(password)
+            .with_database(&database)
+    };
+    let reader = as_query(&password);
+    let n: u64 = reader.query("SELECT count() FROM events").fetch_one().await.unwrap();
+    assert_eq!(n, 0);
+    let other = unique("op_other");
+    env.ch.db("default").rows(&format!("CREATE DATABASE {other}")).await.unwrap();
+    env.ch
+        .db("default")
+        .rows(&format!("CREATE TABLE {other}.t (a UInt8) ENGINE = MergeTree ORDER BY a"))
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO events (uuid, project_id, event, distinct_id, timestamp) SELECT generateUUIDv4(), 1, 'x', 'y', now64(3)".to_string(),
+        "ALTER TABLE events DELETE WHERE 1".to_string(),
+        "DROP TABLE events".to_string(),
+        "CREATE TABLE mine (a UInt8) ENGINE = Memory".to_string(),
+        format!("SELECT count() FROM {other}.t"),
+        format!("CREATE USER IF NOT EXISTS `sneaky` IDENTIFIED WITH sha256_hash BY '{}' SALT 's'", "0".repeat(64)),
+    ] {
+        let refused = reader.query(&sql).execute().await;
+        assert!(refused.is_err(), "the query account could run: {sql}");
+    }
+    assert!(as_query("wrong").query("SELECT 1").execute().await.is_err(), "a wrong password is refused");
+
+    // A rotated password takes effect.
+    let rotated = "rotated-query-password-0123456789abcdef";
+    secrets
+        .patch(
+            "reader-credentials",
+            &PatchParams::default(),
+            &merge(json!({"stringData": {"clickhouse-query-password": rotated}})),
+        )
+        .await
+        .unwrap();
+    wait_until("the rotated password to work", Duration::from_secs(60), || async {
+        as_query(rotated).query("SELECT count() FROM events").fetch_one::<u64>().await.is_ok()
+    })
+    .await
+    .unwrap();
+    assert!(as_query(&password).query("SELECT 1").execute().await.is_err(), "the old password is refused");
+
+    // The account goes with the platform.
+    let users = || async { env.ch.db("default").rows("SHOW USERS").await.unwrap() };
+    let named = |rows: Vec<serde_json::Value>| rows.iter().any(|u| u["name"] == user.as_str());
+    assert!(named(users().await), "{:?}", users().await);
+    api.delete("reader", &DeleteParams::default()).await.unwrap();
+    wait_until("the platform to be gone", Duration::from_secs(60), || async {
+        api.get_opt("reader").await.map(|a| a.is_none()).unwrap_or(false)
+    })
+    .await
+    .unwrap();
+    assert!(!named(users().await), "{:?}", users().await);
+}

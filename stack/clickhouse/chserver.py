@@ -14,7 +14,16 @@ crate) talk to it exactly as they talk to a real ClickHouse server in production
 * A ``multipart/form-data`` body carrying the ``query`` and ``param_NAME`` fields (how the Rust
   crate sends queries with parameters, as ClickHouse accepts them).
 * Credentials through ``X-ClickHouse-User``/``X-ClickHouse-Key``, Basic auth or ``user``/``password``
-  parameters, checked when ``--password`` is given.
+  parameters: the server's own account (``--user``/``--password``; not checked without a password)
+  and the accounts made with ClickHouse's access statements (below), always checked.
+* Access management, the subset Cairn's operator uses to give the query service a read-only
+  account (the embedded engine runs every statement as its one user and has no writable access
+  storage, so these are kept here, in ``<data>.access.json``): ``CREATE USER [IF NOT EXISTS]`` and
+  ``ALTER USER`` with ``IDENTIFIED WITH sha256_hash BY '<hex>' SALT '<salt>'`` and an optional
+  ``SETTINGS readonly = N``; ``GRANT SELECT ON <db>.* TO <user>``; ``DROP USER [IF EXISTS]``; ``SHOW USERS``. Such an
+  account's statements run with its ``readonly`` (it cannot lower it), and a statement that names a
+  database it has no grant on is refused with ACCESS_DENIED (a textual check: real ClickHouse checks
+  grants on the analysed query).
 * Errors as HTTP 500 (401 for authentication) with ``X-ClickHouse-Exception-Code`` and ClickHouse's
   ``Code: N. DB::Exception: ...`` text.
 
@@ -24,6 +33,8 @@ sessions on that directory serves requests in parallel.
 
 import argparse
 import base64
+import hashlib
+import hmac
 import json
 import os
 import queue
@@ -137,6 +148,122 @@ READ_ONLY_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|E
 RUNNING_IDS = set()
 RUNNING_LOCK = threading.Lock()
 
+NAME = r"(`(?:[^`]|``)+`|[A-Za-z_][A-Za-z0-9_]*)"
+IDENTIFIED = r"IDENTIFIED\s+WITH\s+sha256_hash\s+BY\s+'([0-9a-fA-F]{64})'\s+SALT\s+'([^'\\]*)'"
+USER_SETTINGS = r"(?:\s+SETTINGS\s+readonly\s*=\s*([012]))?"
+CREATE_USER = re.compile(rf"^\s*CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?{NAME}\s+{IDENTIFIED}{USER_SETTINGS}\s*;?\s*\Z", re.I)
+ALTER_USER = re.compile(rf"^\s*ALTER\s+USER\s+(IF\s+EXISTS\s+)?{NAME}\s+{IDENTIFIED}{USER_SETTINGS}\s*;?\s*\Z", re.I)
+GRANT_SELECT = re.compile(rf"^\s*GRANT\s+SELECT\s+ON\s+{NAME}\.\*\s+TO\s+{NAME}\s*;?\s*\Z", re.I)
+DROP_USER = re.compile(rf"^\s*DROP\s+USER\s+(IF\s+EXISTS\s+)?{NAME}\s*;?\s*\Z", re.I)
+ACCESS_STATEMENT = re.compile(r"^\s*(CREATE\s+USER|ALTER\s+USER|DROP\s+USER|GRANT|REVOKE|CREATE\s+ROLE|SET\s+ROLE|SHOW\s+USERS)\b", re.I)
+SHOW_USERS = re.compile(r"^\s*SHOW\s+USERS\s*;?\s*\Z", re.I)
+
+
+def unquote_name(name):
+    if name.startswith("`"):
+        return name[1:-1].replace("``", "`")
+    return name
+
+
+class AccessStore:
+    """The accounts made with access statements: name -> {hash, salt, readonly, databases}."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.users = {}
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.users = json.load(f)
+
+    def _save(self):
+        if not self.path:
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.users, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def get(self, name):
+        with self.lock:
+            u = self.users.get(name)
+            return dict(u) if u else None
+
+    def execute(self, sql, fmt="TabSeparated"):
+        """Runs an access statement and returns its answer; None when `sql` is not one."""
+        if not ACCESS_STATEMENT.match(sql):
+            return None
+        with self.lock:
+            if SHOW_USERS.match(sql):
+                if fmt.startswith("JSONEachRow"):
+                    return "".join(json.dumps({"name": n}) + "\n" for n in sorted(self.users)).encode()
+                return "".join(f"{n}\n" for n in sorted(self.users)).encode()
+            m = CREATE_USER.match(sql)
+            if m:
+                name = unquote_name(m.group(2))
+                if name in self.users:
+                    if m.group(1):
+                        return b""
+                    raise ClickHouseError(
+                        493, f"Code: 493. DB::Exception: user `{name}`: cannot insert because user `{name}` already exists "
+                        "in local_directory. (ACCESS_ENTITY_ALREADY_EXISTS)")
+                self.users[name] = {"hash": m.group(3).lower(), "salt": m.group(4),
+                                    "readonly": int(m.group(5) or 0), "databases": []}
+                self._save()
+                return b""
+            m = ALTER_USER.match(sql)
+            if m:
+                name = unquote_name(m.group(2))
+                if name not in self.users:
+                    if m.group(1):
+                        return b""
+                    raise ClickHouseError(
+                        192, f"Code: 192. DB::Exception: There is no user `{name}` in user directories. (UNKNOWN_USER)")
+                u = self.users[name]
+                u.update({"hash": m.group(3).lower(), "salt": m.group(4)})
+                if m.group(5) is not None:
+                    u["readonly"] = int(m.group(5))
+                self._save()
+                return b""
+            m = GRANT_SELECT.match(sql)
+            if m:
+                db, name = unquote_name(m.group(1)), unquote_name(m.group(2))
+                if name not in self.users:
+                    raise ClickHouseError(
+                        511, f"Code: 511. DB::Exception: There is no role `{name}` in user directories. (UNKNOWN_ROLE)")
+                if db not in self.users[name]["databases"]:
+                    self.users[name]["databases"].append(db)
+                    self._save()
+                return b""
+            m = DROP_USER.match(sql)
+            if m:
+                name = unquote_name(m.group(2))
+                if name not in self.users:
+                    if m.group(1):
+                        return b""
+                    raise ClickHouseError(
+                        192, f"Code: 192. DB::Exception: There is no user `{name}` in user directories. (UNKNOWN_USER)")
+                del self.users[name]
+                self._save()
+                return b""
+        raise ClickHouseError(
+            48, "Code: 48. DB::Exception: this form of access statement is not implemented by the test bed's "
+            "server (chserver.py). (NOT_IMPLEMENTED)")
+
+
+def names_other_database(sql, allowed, databases):
+    """The first database in `databases` (other than `allowed` and the system ones) that `sql` names
+    as `db.` or `` `db`. ``, if any."""
+    for db in databases:
+        if db in allowed or db.lower() in ("system", "information_schema"):
+            continue
+        pattern = r"(?<![A-Za-z0-9_`.])(" + re.escape(db) + r"|`" + re.escape(db.replace("`", "``")) + r"`)\s*\."
+        if re.search(pattern, sql):
+            return db
+    return None
+
 
 def as_clickhouse_error(exc):
     text = str(exc)
@@ -152,6 +279,8 @@ class Handler(BaseHTTPRequestHandler):
     pool = None
     user = "default"
     password = None
+    access = AccessStore(None)
+    account = None
 
     def log_message(self, fmt, *args):  # quiet by default; errors are logged explicitly
         pass
@@ -204,8 +333,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- auth ---------------------------------------------------------------------------------
     def check_auth(self, params):
-        if self.password is None:
-            return
+        """The account the request runs as: None for the server's own, else the access store's
+        entry (with its name)."""
         user = self.headers.get("X-ClickHouse-User") or params.get("user")
         key = self.headers.get("X-ClickHouse-Key") or params.get("password")
         auth = self.headers.get("Authorization", "")
@@ -214,13 +343,20 @@ class Handler(BaseHTTPRequestHandler):
                 user, _, key = base64.b64decode(auth[6:]).decode().partition(":")
             except Exception:  # noqa: BLE001 - malformed header means no credentials
                 pass
-        if (user or "default") != self.user or (key or "") != self.password:
-            raise ClickHouseError(
-                516,
-                f"Code: 516. DB::Exception: {user or 'default'}: Authentication failed: password is incorrect, "
-                "or there is no user with such name. (AUTHENTICATION_FAILED)",
-                status=401,
-            )
+        account = self.access.get(user) if user and user != self.user else None
+        if account is not None:
+            digest = hashlib.sha256(((key or "") + account["salt"]).encode()).hexdigest()
+            if hmac.compare_digest(digest, account["hash"]):
+                account["name"] = user
+                return account
+        elif self.password is None or ((user or "default") == self.user and hmac.compare_digest(key or "", self.password)):
+            return None
+        raise ClickHouseError(
+            516,
+            f"Code: 516. DB::Exception: {user or 'default'}: Authentication failed: password is incorrect, "
+            "or there is no user with such name. (AUTHENTICATION_FAILED)",
+            status=401,
+        )
 
     # ---- methods ------------------------------------------------------------------------------
     def do_HEAD(self):
@@ -242,7 +378,7 @@ class Handler(BaseHTTPRequestHandler):
             if url.path not in ("/", ""):
                 self.drain(read_body)
                 raise ClickHouseError(1002, f"Code: 1002. DB::Exception: no handler for {url.path}", status=404)
-            self.check_auth(params)
+            self.account = self.check_auth(params)
             query = params.get("query", "")
             if not query and not read_body:
                 return self.reply(200, b"Ok.\n")
@@ -339,7 +475,42 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.pool.release(entry)
 
+    def check_account(self, database, settings, sql):
+        """What an access-store account may not do: lower its readonly, write when read-only,
+        manage access, or touch a database it has no grant on."""
+        account = getattr(self, "account", None)
+        if account is None:
+            return settings
+        name = account["name"]
+        settings = dict(settings)
+        if account["readonly"]:
+            asked = settings.get("readonly", "")
+            if asked not in ("", str(account["readonly"])) and (not asked.isdigit() or int(asked) < account["readonly"]):
+                raise ClickHouseError(
+                    164, "Code: 164. DB::Exception: Cannot modify 'readonly' setting in readonly mode. (READONLY)")
+            settings["readonly"] = str(account["readonly"])
+        if ACCESS_STATEMENT.match(sql):
+            raise ClickHouseError(
+                497, f"Code: 497. DB::Exception: {name}: Not enough privileges. To execute this query, it's necessary "
+                "to have the grant ACCESS MANAGEMENT ON *.*. (ACCESS_DENIED)")
+        allowed = set(account["databases"])
+        denied = None
+        if database and database not in allowed and database.lower() not in ("system", "information_schema", "default"):
+            denied = database
+        if denied is None:
+            names = self.with_session(None, lambda s: str(s.query("SELECT name FROM system.databases", "TSVRaw")))
+            denied = names_other_database(sql, allowed, names.splitlines())
+        if denied is not None:
+            raise ClickHouseError(
+                497, f"Code: 497. DB::Exception: {name}: Not enough privileges. To execute this query, it's necessary "
+                f"to have the grant SELECT ON {denied}.*. (ACCESS_DENIED)")
+        return settings
+
     def run_insert(self, database, settings, head, fmt, chunks):
+        settings = self.check_account(database, settings, head)
+        if settings.get("readonly", "0") not in ("0", ""):
+            raise ClickHouseError(164, "Code: 164. DB::Exception: Cannot execute query in readonly mode. (READONLY)")
+        settings.pop("readonly", None)
         if settings:
             head += " SETTINGS " + ", ".join(f"{k} = {quote_setting(v)}" for k, v in settings.items())
         started = time.monotonic()
@@ -388,7 +559,10 @@ class Handler(BaseHTTPRequestHandler):
         # `readonly` cannot be set on a pooled session and reset afterwards (readonly mode
         # forbids changing it back), so it is enforced here: a real server refuses anything but
         # reading in a query that carries readonly=1 or 2.
-        settings = dict(settings)
+        settings = self.check_account(database, settings, sql)
+        answer = self.access.execute(sql, fmt) if getattr(self, "account", None) is None else None
+        if answer is not None:
+            return self.reply(200, answer, headers={"X-ClickHouse-Summary": json.dumps({"read_rows": "0"})})
         readonly = settings.pop("readonly", "0")
         if readonly not in ("0", "") and not READ_ONLY_STATEMENT.match(sql):
             raise ClickHouseError(164, "Code: 164. DB::Exception: Cannot execute query in readonly mode. (READONLY)")
@@ -438,6 +612,7 @@ def main():
     Handler.pool = pool
     Handler.user = args.user
     Handler.password = args.password or None
+    Handler.access = AccessStore(os.path.normpath(args.data) + ".access.json")
 
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True

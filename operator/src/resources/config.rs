@@ -173,6 +173,7 @@ pub fn generated_secret(ap: &AnalyticsPlatform) -> Result<Secret, BuildError> {
         "type": "Opaque",
         "stringData": {
             "clickhouse-password": random(),
+            (crate::query_user::PASSWORD_KEY): random(),
             "postgres-password": random(),
             "auth-token-key": random(),
             "internal-token": random(),

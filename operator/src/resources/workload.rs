@@ -91,6 +91,8 @@ pub struct PodInputs<'a> {
     pub version: &'a str,
     /// Seconds without progress after which a rollout counts as failed (`ProgressDeadlineExceeded`).
     pub progress_deadline_seconds: i32,
+    /// The query service's read-only ClickHouse account, once the operator has made it.
+    pub clickhouse_query_user: Option<&'a str>,
 }
 
 /// Cairn's image of `version` for a workload.
@@ -101,7 +103,7 @@ pub fn image_for(w: Workload, version: &str) -> String {
 /// The environment a workload's container gets, in order: the variables every Cairn service
 /// reads (from the platform's ConfigMap and credential Secrets), the workload's own, then the
 /// spec's `env` (last, so it can override).
-fn env(ap: &AnalyticsPlatform, w: Workload) -> Result<Vec<Value>, BuildError> {
+fn env(ap: &AnalyticsPlatform, w: Workload, inputs: &PodInputs<'_>) -> Result<Vec<Value>, BuildError> {
     let mut env = vec![
         json!({"name": format!("CAIRN_{}_ADDR", w.name().to_ascii_uppercase()), "value": format!("0.0.0.0:{}", w.port())}),
     ];
@@ -131,7 +133,18 @@ fn env(ap: &AnalyticsPlatform, w: Workload) -> Result<Vec<Value>, BuildError> {
         // Through auth's Service, whose port is SERVICE_PORT (the pod's is Workload::port).
         env.push(json!({"name": "CAIRN_AUTH_URL", "value": format!("http://{}:{SERVICE_PORT}", super::child_name(ap, "auth"))}));
     }
-    env.extend(env_from_secrets(ap));
+    match (w, inputs.clickhouse_query_user) {
+        (Workload::Query, Some(user)) => {
+            // Query reads ClickHouse through its own read-only account (query_user.rs).
+            env.extend(env_from_secrets(ap).into_iter().filter(|e| {
+                !matches!(e["name"].as_str(), Some("CAIRN_CLICKHOUSE_USER" | "CAIRN_CLICKHOUSE_PASSWORD"))
+            }));
+            env.push(json!({"name": "CAIRN_CLICKHOUSE_USER", "value": user}));
+            env.push(json!({"name": "CAIRN_CLICKHOUSE_PASSWORD", "valueFrom": {"secretKeyRef": {
+                "name": super::config::generated_secret_name(ap), "key": crate::query_user::PASSWORD_KEY}}}));
+        }
+        _ => env.extend(env_from_secrets(ap)),
+    }
     for e in &w.spec(ap).env {
         env.push(to_json("Deployment", &deployment_name(ap, w), e)?);
     }
@@ -177,7 +190,7 @@ pub fn deployment(
                     "imagePullPolicy": "IfNotPresent",
                     "ports": ports,
                     "envFrom": [{"configMapRef": {"name": config_map_name(ap)}}],
-                    "env": env(ap, w)?,
+                    "env": env(ap, w, inputs)?,
                     "resources": resources,
                     "livenessProbe": probe("/healthz", 10, 3),
                     "readinessProbe": probe("/readyz", 5, 2),
@@ -286,7 +299,38 @@ mod tests {
         config_hash: "abc",
         version: "0.1.0",
         progress_deadline_seconds: 600,
+        clickhouse_query_user: None,
     };
+
+    fn env_of(d: &Deployment) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+        d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].env.clone().unwrap()
+    }
+
+    #[test]
+    fn query_reads_clickhouse_through_its_read_only_account_once_it_exists() {
+        let ap = platform();
+        let user = "cairn_query.ns.demo";
+        let inputs = PodInputs { clickhouse_query_user: Some(user), ..INPUTS };
+        let query = env_of(&deployment(&ap, Workload::Query, &inputs, Some(1)).unwrap());
+        let named = |env: &[k8s_openapi::api::core::v1::EnvVar], n: &str| {
+            env.iter().filter(|e| e.name == n).cloned().collect::<Vec<_>>()
+        };
+        let users = named(&query, "CAIRN_CLICKHOUSE_USER");
+        assert_eq!(users.len(), 1, "one entry per name (server-side apply keys env by name): {query:?}");
+        assert_eq!(users[0].value.as_deref(), Some(user));
+        let passwords = named(&query, "CAIRN_CLICKHOUSE_PASSWORD");
+        assert_eq!(passwords.len(), 1);
+        let key = passwords[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((key.name.as_str(), key.key.as_str()), ("demo-credentials", crate::query_user::PASSWORD_KEY));
+        // The other workloads keep the platform's account; so does query before the account exists.
+        for (w, i) in [(Workload::Consumer, &inputs), (Workload::Query, &INPUTS)] {
+            let env = env_of(&deployment(&ap, w, i, Some(1)).unwrap());
+            assert!(
+                named(&env, "CAIRN_CLICKHOUSE_USER").iter().all(|e| e.value.as_deref() != Some(user)),
+                "{w:?}: {env:?}"
+            );
+        }
+    }
 
     #[test]
     fn deployment_is_secure_probed_owned_and_configured() {
