@@ -106,12 +106,7 @@ e2e: deps ## the whole platform on a real Kubernetes node here: images, helm ins
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture
 
-e2e-kind: ## the operator tests and the Kubernetes e2e on a kind cluster (needs Docker and kind)
-	@command -v kind >/dev/null || { echo "kind is not installed (go install sigs.k8s.io/kind@v0.33.0)"; exit 1; }
-	kind get clusters | grep -qx cairn-e2e || kind create cluster --name cairn-e2e --wait 120s
-	kind get kubeconfig --name cairn-e2e > .stack/kind-kubeconfig
+e2e-kind: ## the Kubernetes e2e on a kind cluster: Docker's, or podman's with a node image assembled here (stack/kind.sh)
+	@stack/kind.sh install
 	$(CARGO) build --workspace --bins
-	CAIRN_TEST_KUBECONFIG=$(CURDIR)/.stack/kind-kubeconfig $(CARGO) test -p cairn-operator --test platform --test helm
-	CAIRN_E2E_CLUSTER=kind CAIRN_TEST_KUBECONFIG=$(CURDIR)/.stack/kind-kubeconfig \
-	  CAIRN_E2E_INGRESS=$${CAIRN_E2E_INGRESS:?set CAIRN_E2E_INGRESS to the kind ingress ip:port} \
-	  $(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture
+	CAIRN_E2E_CLUSTER=kind $(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture

@@ -10,8 +10,9 @@
 //! - `node` (default): `stack/node.sh` brings up etcd, kube-apiserver, kube-controller-manager,
 //!   kube-scheduler, containerd + runc, kubelet, kube-proxy (iptables), CoreDNS and Traefik (the
 //!   default IngressClass) on this machine, and stops them afterwards;
-//! - `kind`: an existing kind cluster (`make e2e-kind`): CAIRN_TEST_KUBECONFIG, images loaded
-//!   with `kind load image-archive`, the ingress at CAIRN_E2E_INGRESS (ip:port);
+//! - `kind`: `stack/kind.sh` creates a kind cluster (Docker, or podman with a node image
+//!   assembled here), images are loaded with `kind load image-archive`, the Ingress is Traefik
+//!   on the control-plane node; the cluster is deleted afterwards;
 //! - `skip`: the test passes without doing anything (say why you set it).
 //!
 //! Timings (cluster up, platform Ready, first event visible) are printed; when a step fails,
@@ -74,23 +75,24 @@ impl Cluster {
         let helm_home = test_stack_dir().join("helm-e2e");
         match std::env::var("CAIRN_E2E_CLUSTER").as_deref().unwrap_or("node") {
             "kind" => {
-                let kubeconfig =
-                    PathBuf::from(std::env::var("CAIRN_TEST_KUBECONFIG").context("CAIRN_TEST_KUBECONFIG")?);
-                let ingress = std::env::var("CAIRN_E2E_INGRESS")
-                    .context("CAIRN_E2E_INGRESS (ip:port of the kind cluster's ingress)")?;
+                run("stack/kind.sh start", script("kind.sh").arg("start"))?;
+                let env = script_env("kind.sh")?;
+                let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("stack/kind.sh env printed no {k}"));
+                let path = get("PATH")?;
                 Ok(Self {
                     kind: Kind::Kind,
-                    kubeconfig,
-                    bin: PathBuf::new(),
-                    ingress,
-                    ingress_class: std::env::var("CAIRN_E2E_INGRESS_CLASS").ok(),
+                    kubeconfig: PathBuf::from(get("KUBECONFIG")?),
+                    bin: PathBuf::from(path.split(':').next().unwrap_or_default()),
+                    ingress: get("CAIRN_KIND_INGRESS")?,
+                    ingress_class: env.get("CAIRN_KIND_INGRESS_CLASS").cloned(),
                     helm_home,
-                    probe_image: std::env::var("CAIRN_E2E_PROBE_IMAGE").ok(),
+                    // kind's pod network here enforces no NetworkPolicy (stack/kind.sh).
+                    probe_image: None,
                 })
             }
             _ => {
                 run("stack/node.sh start", script("node.sh").arg("start"))?;
-                let env = node_env()?;
+                let env = script_env("node.sh")?;
                 let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("stack/node.sh env printed no {k}"));
                 let path = get("PATH")?;
                 Ok(Self {
@@ -161,12 +163,7 @@ impl Cluster {
                 run("stack/node.sh load", script("node.sh").arg("load").args(archives))?;
             }
             Kind::Kind => {
-                for a in archives {
-                    run(
-                        "kind load image-archive",
-                        Command::new("kind").args(["load", "image-archive", "--name", "cairn-e2e"]).arg(a),
-                    )?;
-                }
+                run("stack/kind.sh load", script("kind.sh").arg("load").args(archives))?;
             }
         }
         Ok(())
@@ -213,8 +210,13 @@ impl Cluster {
             .kubectl(&["get", "all,analyticsplatforms,ingress,events", "-A", "-o", "wide"])
             .unwrap_or_else(|e| e.to_string());
         let _ = std::fs::write(dir.join("cluster.txt"), describe);
-        if self.kind == Kind::Node {
-            let _ = run("stack/node.sh logs", script("node.sh").arg("logs").arg(dir));
+        match self.kind {
+            Kind::Node => {
+                let _ = run("stack/node.sh logs", script("node.sh").arg("logs").arg(dir));
+            }
+            Kind::Kind => {
+                let _ = run("kind export logs", script("kind.sh").args(["kind", "export", "logs"]).arg(dir.join("kind")));
+            }
         }
         eprintln!("logs kept in {}", dir.display());
     }
@@ -259,8 +261,8 @@ async fn probe_from_outside(cluster: &Cluster, image: &str) -> Result<BTreeMap<S
     Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(name, state)| (name.to_string(), state == "open")).collect())
 }
 
-fn node_env() -> Result<BTreeMap<String, String>> {
-    let text = run("stack/node.sh env", script("node.sh").arg("env"))?;
+fn script_env(name: &str) -> Result<BTreeMap<String, String>> {
+    let text = run(&format!("stack/{name} env"), script(name).arg("env"))?;
     Ok(text
         .lines()
         .flat_map(|l| {
@@ -474,8 +476,12 @@ async fn the_platform_runs_on_a_real_kubernetes_node() {
     }
     // Best effort: leave no platform behind for the next run (the node itself is stopped below).
     let _ = cluster.kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false"]);
-    if cluster.kind == Kind::Node && std::env::var("CAIRN_E2E_KEEP_NODE").is_err() {
-        if let Err(e) = run("stack/node.sh stop", script("node.sh").arg("stop")) {
+    if std::env::var("CAIRN_E2E_KEEP_NODE").is_err() {
+        let stop = match cluster.kind {
+            Kind::Node => run("stack/node.sh stop", script("node.sh").arg("stop")),
+            Kind::Kind => run("stack/kind.sh stop", script("kind.sh").arg("stop")),
+        };
+        if let Err(e) = stop {
             eprintln!("{e}");
         }
     }
@@ -559,6 +565,19 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
         if ready != "1" {
             bail!("managed {d}: {ready:?} ready replicas");
         }
+    }
+    // Query reads ClickHouse as its own read-only account (every analysis below goes through it).
+    let account = format!("cairn_query.{NAMESPACE}.{PLATFORM}");
+    let status_user = cluster.jsonpath(
+        &["-n", NAMESPACE, "get", "analyticsplatform", PLATFORM],
+        "{.status.clickhouse.queryUser}",
+    );
+    let env_user = cluster.jsonpath(
+        &["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-query")],
+        "{.spec.template.spec.containers[0].env[?(@.name==\"CAIRN_CLICKHOUSE_USER\")].value}",
+    );
+    if status_user != account || env_user != account {
+        bail!("query's ClickHouse account: status says {status_user:?}, the Deployment {env_user:?}, want {account:?}");
     }
     t.mark("kubectl apply → platform Ready", t0);
 

@@ -169,6 +169,12 @@ pub fn clickhouse_error(e: clickhouse::error::Error) -> ApiError {
             "the query needs more memory or rows than one query may use; narrow the date range or add filters",
         );
     }
+    // AUTHENTICATION_FAILED (516) / REQUIRED_PASSWORD (194): query's account is being rotated
+    // (the operator altered it and this pod still has the old password until it is replaced).
+    if ["AUTHENTICATION_FAILED", "Code: 516", "REQUIRED_PASSWORD", "Code: 194"].iter().any(|m| text.contains(m)) {
+        tracing::warn!(error = %text, "ClickHouse refused query's credentials");
+        return ApiError::unavailable("the events store refused this service's credentials; try again shortly");
+    }
     match e {
         clickhouse::error::Error::Network(_) => {
             tracing::warn!(error = %text, "ClickHouse unreachable");
@@ -181,6 +187,17 @@ pub fn clickhouse_error(e: clickhouse::error::Error) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_credentials_are_retryable_not_internal() {
+        let e = clickhouse::error::Error::BadResponse(
+            "Code: 516. DB::Exception: cairn_query.ns.p: Authentication failed. (AUTHENTICATION_FAILED)".into(),
+        );
+        let r = clickhouse_error(e);
+        assert_eq!(r.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let e = clickhouse::error::Error::BadResponse("Code: 60. DB::Exception: Unknown table".into());
+        assert_eq!(clickhouse_error(e).status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn request_values_become_parameters_never_text() {
