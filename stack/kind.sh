@@ -25,8 +25,9 @@
 # one node that is both control plane and worker). kind's own pod network (kindnetd) is an image
 # that cannot be built here, so the network is set up by this script the way kindnetd does it:
 # each node gets a ptp CNI configuration for the pod range the controller manager gave it, and a
-# route to every other node's pod range through that node's address. It enforces no
-# NetworkPolicy (kindnetd's policy support is in that image too): stack/node.sh's node does.
+# route to every other node's pod range through that node's address. NetworkPolicies are
+# enforced by kube-router's firewall (a DaemonSet; stack/node.sh's node uses the same), unless
+# CAIRN_KIND_NETWORK_POLICY=0; with Docker, by kindnetd.
 #
 # The Ingress controller is Traefik (the same as stack/node.sh's node), on the host network of
 # the control-plane node, port 18080, which kind maps to 127.0.0.1:$CAIRN_KIND_INGRESS_PORT
@@ -40,6 +41,7 @@ KUBE_VERSION="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$CAIR
 [ -n "$KUBE_VERSION" ] || die "no k8s.io/kubernetes version in stack/kube/k8s/go.mod"
 ETCD_VERSION="$(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\)$/\1/p' "$CAIRN_ROOT/stack/kube/etcd/go.mod")"
 COREDNS_VERSION="$(sed -n 's/^require github.com\/coredns\/coredns \(v[0-9.]*\)$/\1/p' "$NODE_SRC/coredns/go.mod")"
+KUBE_ROUTER_VERSION="$(sed -n 's/^require github.com\/cloudnativelabs\/kube-router\/v2 \(v[0-9.]*\)$/\1/p' "$NODE_SRC/kube-router/go.mod")"
 LOCAL_PATH_VERSION="v0.0.30"         # github.com/rancher/local-path-provisioner (kind's provisioner)
 DEBIAN_SUITE="bookworm"              # the host's: its containerd (1.6) and runc are the ones tested here
 
@@ -57,6 +59,9 @@ CLUSTER="$CAIRN_KIND_CLUSTER"
 KUBECONFIG_OUT="$KSTATE/$CLUSTER.kubeconfig"
 NODE_INGRESS_PORT=18080
 POD_SUBNET="10.244.0.0/16"
+SERVICE_SUBNET="10.96.0.0/16"        # kind's default
+# NetworkPolicies are enforced unless CAIRN_KIND_NETWORK_POLICY=0.
+NETWORK_POLICY="${CAIRN_KIND_NETWORK_POLICY:-1}"
 REPO="cairn.local/kind"              # every image built here is named under it
 
 # Image names: the control plane's are what kubeadm derives from imageRepository (set in the
@@ -120,6 +125,17 @@ stage_with_libs() {
   done
 }
 
+# stage_iptables ROOT [FILE…]: Debian's iptables (nft variant) and FILEs into ROOT, with libraries.
+stage_iptables() {
+  local root="$1"; shift
+  stage_with_libs "$root" /usr/sbin/xtables-nft-multi /usr/lib/x86_64-linux-gnu/xtables/*.so "$@"
+  local t
+  for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+    ln -sf xtables-nft-multi "$root/usr/sbin/$t"
+  done
+  find "$root" -exec touch -h -d @0 {} +
+}
+
 # kind_image NAME IMAGE ROOT [DOCKERFILE]: an image of the files under ROOT (by default
 # stack/kind/images/image.Dockerfile) as the OCI archive $KD/images/NAME.tar, unless made from the
 # same files already.
@@ -160,17 +176,15 @@ component_images() {
     kind_image "$n" "$REPO/$n:$KUBE_VERSION" "$(binary_root "$n")"
   done
   kind_image etcd "$REPO/etcd:${ETCD_VERSION#v}" "$(binary_root etcd)"
-  # kube-proxy (iptables mode) runs iptables-restore, iptables-save and conntrack: Debian's, with
-  # their libraries and xtables extensions, in the nft variant (the host's kernel has nftables).
+  # kube-proxy (iptables mode) runs iptables-restore, iptables-save and conntrack; kube-router's
+  # firewall iptables and ipset: Debian's, with their libraries and xtables extensions, in the
+  # nft variant like the node's own (the kernel has nftables).
   root="$(binary_root kube-proxy)"
-  stage_with_libs "$root" /usr/sbin/xtables-nft-multi /usr/sbin/conntrack \
-    /usr/lib/x86_64-linux-gnu/xtables/*.so
-  local t
-  for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
-    ln -sf xtables-nft-multi "$root/usr/sbin/$t"
-  done
-  find "$root" -exec touch -h -d @0 {} +
+  stage_iptables "$root" /usr/sbin/conntrack
   kind_image kube-proxy "$REPO/kube-proxy:$KUBE_VERSION" "$root"
+  root="$(binary_root kube-router)"
+  stage_iptables "$root" /usr/sbin/ipset
+  kind_image kube-router "$REPO/kube-router:$KUBE_ROUTER_VERSION" "$root"
   root="$(binary_root coredns)"
   mv "$root/usr/local/bin/coredns" "$root/coredns"; rm -r "$root/usr"
   kind_image coredns "$REPO/coredns:$COREDNS_VERSION" "$root" "$KIND_SRC/images/coredns.Dockerfile"
@@ -297,6 +311,9 @@ node_image() {
     cairn-kind-build "$image" >/dev/null
   podman rm -f cairn-kind-build >/dev/null
   podman rmi -f "$NODE_IMAGE_NAME:build" >/dev/null 2>&1 || true
+  # Earlier node images (about 1 GB each in podman's storage) go.
+  podman images --format '{{.Repository}}:{{.Tag}}' "$NODE_IMAGE_NAME" | grep -vxF "$image" \
+    | xargs -r podman rmi >/dev/null 2>&1 || true
   rm -f "$archive.tmp"
   podman save --format oci-archive -o "$archive.tmp" "$image" >/dev/null && mv "$archive.tmp" "$archive"
   echo "$image" > "$KD/.node-image"
@@ -310,10 +327,11 @@ install() {
   BIN="$KD/bin" go_build kind "$KIND_VERSION" \
     sh -c "cd / && GOBIN='$KD/bin' go install sigs.k8s.io/kind@$KIND_VERSION"
   BIN="$b"
+  # Traefik, busybox (the probe and the provisioner's helper), and for the assembled node kubelet,
+  # kube-proxy, CoreDNS, kube-router, pause: stack/node.sh's builds (one place for them).
+  bash "$CAIRN_ROOT/stack/node.sh" install
   [ "$(provider)" = docker ] && return 0
   apt_install podman debootstrap jq
-  # kubelet, kube-proxy, CoreDNS, Traefik, pause, busybox: stack/node.sh's (one place for them).
-  bash "$CAIRN_ROOT/stack/node.sh" install
   local kv="${KUBE_VERSION#v}" now; now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   local kx=""
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -455,13 +473,21 @@ start() {
   kind_cmd get kubeconfig --name "$CLUSTER" > "$KUBECONFIG_OUT"
   local t_created; t_created="$(date +%s)"
   [ "$(provider)" = podman ] && pod_network
-  [ "$(provider)" = podman ] || kind_cmd load image-archive --name "$CLUSTER" "$NODE_IMAGES/traefik.tar" >/dev/null
+  [ "$(provider)" = podman ] || load "$NODE_IMAGES/traefik.tar" "$NODE_IMAGES/busybox.tar"
   ingress
+  if [ "$(provider)" = podman ] && [ "$NETWORK_POLICY" = 1 ]; then
+    sed -e "s|@IMAGE@|$REPO/kube-router:$KUBE_ROUTER_VERSION|" -e "s|@SERVICE_CIDR@|$SERVICE_SUBNET|" \
+        "$KIND_SRC/kube-router.yaml" | kubectl_ apply -f - >/dev/null
+  fi
   kubectl_ wait --for=condition=Ready nodes --all --timeout=180s >/dev/null || die "the nodes did not become Ready"
   kubectl_ -n kube-system rollout status deployment/coredns --timeout=180s >/dev/null || die "CoreDNS did not become ready"
   kubectl_ -n local-path-storage rollout status deployment/local-path-provisioner --timeout=180s >/dev/null \
     || die "the local-path provisioner did not become ready"
   kubectl_ -n cairn-ingress rollout status deployment/traefik --timeout=180s >/dev/null || die "Traefik did not become ready"
+  if [ "$(provider)" = podman ] && [ "$NETWORK_POLICY" = 1 ]; then
+    kubectl_ -n kube-system rollout status daemonset/kube-router --timeout=180s >/dev/null \
+      || die "kube-router (the NetworkPolicy enforcer) did not become ready"
+  fi
   wait_for "the ingress at 127.0.0.1:$CAIRN_KIND_INGRESS_PORT" 60 \
     curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$CAIRN_KIND_INGRESS_PORT/" || die "the ingress is not reachable"
   log "kind cluster $CLUSTER ready in $(( $(date +%s) - t0 ))s (cluster created in $((t_created - t0))s)"
@@ -481,6 +507,8 @@ env_() {
   echo "export PATH=$BIN:$KD/bin:\$PATH"
   echo "export CAIRN_KIND_CLUSTER=$CLUSTER CAIRN_KIND_INGRESS=127.0.0.1:$CAIRN_KIND_INGRESS_PORT"
   echo "export CAIRN_KIND_INGRESS_CLASS=traefik"
+  # NetworkPolicies: kube-router's firewall on the assembled node, kindnetd's with Docker.
+  echo "export CAIRN_KIND_NETWORK_POLICY=$NETWORK_POLICY CAIRN_KIND_PROBE_IMAGE=$(archive_name "$NODE_IMAGES/busybox.tar")"
 }
 
 load() {

@@ -86,8 +86,10 @@ impl Cluster {
                     ingress: get("CAIRN_KIND_INGRESS")?,
                     ingress_class: env.get("CAIRN_KIND_INGRESS_CLASS").cloned(),
                     helm_home,
-                    // kind's pod network here enforces no NetworkPolicy (stack/kind.sh).
-                    probe_image: None,
+                    probe_image: env
+                        .get("CAIRN_KIND_PROBE_IMAGE")
+                        .filter(|_| env.get("CAIRN_KIND_NETWORK_POLICY").map(String::as_str) == Some("1"))
+                        .cloned(),
                 })
             }
             _ => {
