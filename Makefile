@@ -23,11 +23,11 @@ status: ## what the local stack is running
 toolchain: ## the C toolchain and headers the Rust build needs (Debian packages)
 	@stack/toolchain.sh
 
-deps: toolchain ## install build prerequisites, Kafka's jars, the ClickHouse engine, the Kubernetes control plane and node, and the SDKs' test tools
+deps: toolchain ## install build prerequisites, Kafka's jars, the ClickHouse engine, the Kubernetes control plane, kind and its node image, and the SDKs' test tools
 	@stack/kafka.sh install
 	@stack/clickhouse.sh install
 	@stack/kube.sh install
-	@stack/node.sh install
+	@stack/kind.sh install
 	@stack/sdks.sh install
 	@stack/dashboard.sh install
 
@@ -69,7 +69,7 @@ test-operator: ## the operator on the local control plane (real kube-apiserver, 
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p cairn-operator
 
-test-kubernetes: ## the whole platform on the real node (same as `make e2e`)
+test-kubernetes: ## the whole platform on a kind cluster (same as `make e2e`)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture
 
@@ -102,11 +102,11 @@ crds: ## regenerate crds/analyticsplatform.yaml from operator/src/crd.rs
 images: ## build Cairn's images (workloads, operator, managed Kafka/PostgreSQL/ClickHouse) as OCI archives in .stack/images
 	@stack/images.sh build
 
-e2e: deps ## the whole platform on a real Kubernetes node here: images, helm install, apply, SDKs through the Ingress
+e2e: deps ## the whole platform on a kind cluster: images, helm install, apply, SDKs through the Ingress, NetworkPolicies, day 2
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture
 
-e2e-kind: ## the Kubernetes e2e on a kind cluster: Docker's, or podman's with a node image assembled here (stack/kind.sh)
+e2e-kind: ## the same, installing only kind's part: with Docker (kind's node image) or podman (a node image assembled here)
 	@stack/kind.sh install
 	$(CARGO) build --workspace --bins
-	CAIRN_E2E_CLUSTER=kind $(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture
+	$(CARGO) test -p cairn-e2e --test kubernetes -- --nocapture

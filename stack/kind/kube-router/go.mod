@@ -1,9 +1,9 @@
-// Builds kube-router's network policy controller (stack/node.sh install): the node's enforcer of
+// Builds kube-router's network policy controller (stack/kind.sh install): the kind cluster's enforcer of
 // NetworkPolicies, run with only its firewall on (no routing, no service proxy; kube-proxy stays).
 // v2.1.0 is the release the Go module proxy serves here. The requirements below are what
 // `go mod tidy` chose for cmd/kube-router; kube-router's docker dependency has no go.mod, so some
 // modules resolve newer than kube-router's own go.mod lists.
-module cairn.local/stack/node/kube-router
+module cairn.local/stack/kind/kube-router
 
 go 1.26.0
 

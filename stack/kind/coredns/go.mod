@@ -1,7 +1,7 @@
-// Builds CoreDNS (stack/node.sh install) with only the plugins a cluster DNS needs: CoreDNS's own
+// Builds CoreDNS (stack/kind.sh install) with only the plugins a cluster DNS needs: CoreDNS's own
 // main links every plugin, including the AWS, Azure and Google Cloud DNS SDKs, which would make
 // the build several times longer on this machine.
-module cairn.local/stack/node/coredns
+module cairn.local/stack/kind/coredns
 
 go 1.25.0
 

@@ -1,0 +1,3 @@
+module cairn.local/stack/kind/pause
+
+go 1.24.0

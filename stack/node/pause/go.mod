@@ -1,3 +1,0 @@
-module cairn.local/stack/node/pause
-
-go 1.24.0
