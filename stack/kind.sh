@@ -406,8 +406,11 @@ cluster_config() {
   local workers="" i
   for ((i = 0; i < CAIRN_KIND_WORKERS; i++)); do workers+="
 - role: worker"; done
-  local patches=""
-  if [ "$(provider)" = podman ] || [ -n "${CAIRN_KIND_LOCAL_IMAGES:-}" ]; then
+  local patches="" cni=""
+  if [ "$(provider)" = podman ]; then
+    # kindnetd is an image that cannot be built here: pod_network does its work.
+    cni="
+  disableDefaultCNI: true"
     # The images built here, named under $REPO (kubeadm derives the control plane's from
     # imageRepository, CoreDNS's and etcd's from their own settings).
     patches="kubeadmConfigPatches:
@@ -425,8 +428,7 @@ cluster_config() {
   cat <<YAML
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
-networking:
-  disableDefaultCNI: true
+networking:$cni
   podSubnet: $POD_SUBNET
 $patches
 nodes:

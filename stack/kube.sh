@@ -21,18 +21,6 @@
 # CAIRN_KUBE_KCM_PORT, CAIRN_KUBE_SCHEDULER_PORT, CAIRN_KUBE_KWOK_PORT). The fake node is named
 # CAIRN_KUBE_NODE_NAME (default kwok-node-0) and has no taint, so every Pod can land on it.
 #
-# Switches for a control plane that real kubelets and pods use (stack/node.sh); the defaults keep
-# everything on loopback with kwok:
-#   CAIRN_KUBE_KWOK=0                  start no kwok and register no fake node
-#   CAIRN_KUBE_BIND_ADDRESS            the apiserver's listen address (default 127.0.0.1)
-#   CAIRN_KUBE_ADVERTISE_ADDRESS       the address the apiserver publishes as the endpoint of the
-#                                      `kubernetes` Service (default 127.0.0.1: then the Service
-#                                      has no endpoint, as pods could not reach loopback anyway;
-#                                      any other address turns on the lease endpoint reconciler)
-#   CAIRN_KUBE_APISERVER_SANS          extra subjectAltNames for the apiserver's certificate
-#                                      (e.g. IP:192.0.2.2), used when the certificate is first made
-#   CAIRN_KUBE_APISERVER_EXTRA_ARGS    more kube-apiserver flags (split on spaces)
-#
 # Builds run at the lowest priority on every core (nice -n 19; CAIRN_GO_JOBS sets how many): a
 # developer compiling at the same time goes first, and on a fresh machine `make test` waits for
 # them. A first install takes a while (kube-apiserver and kube-controller-manager are large);
@@ -66,12 +54,6 @@ SCHED_PORT="$CAIRN_KUBE_SCHEDULER_PORT"
 KWOK_PORT="$CAIRN_KUBE_KWOK_PORT"
 NODE_NAME="${CAIRN_KUBE_NODE_NAME:-kwok-node-0}"
 SERVICE_CIDR="10.96.0.0/16"
-KWOK_ON="${CAIRN_KUBE_KWOK:-1}"
-API_BIND="${CAIRN_KUBE_BIND_ADDRESS:-127.0.0.1}"
-API_ADVERTISE="${CAIRN_KUBE_ADVERTISE_ADDRESS:-127.0.0.1}"
-API_RECONCILER=none
-[ "$API_ADVERTISE" = 127.0.0.1 ] || API_RECONCILER=lease
-read -r -a API_EXTRA_ARGS <<< "${CAIRN_KUBE_APISERVER_EXTRA_ARGS:-}"
 
 # ---------------------------------------------------------------------------------------------
 # install
@@ -152,7 +134,7 @@ make_pki() {
   fi
   CA=front-proxy-ca issue front-proxy-client "/CN=front-proxy-client"
   issue apiserver "/CN=kube-apiserver" \
-    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local${CAIRN_KUBE_APISERVER_SANS:+,$CAIRN_KUBE_APISERVER_SANS}"
+    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   # The apiserver's client certificate towards kubelets (kwok's fake kubelet endpoint).
   issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
   issue admin "/O=system:masters/CN=cairn-admin"
@@ -197,8 +179,8 @@ start() {
 
   daemon_launch kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address "$API_BIND" --secure-port "$API_PORT" --advertise-address "$API_ADVERTISE" \
-    --endpoint-reconciler-type "$API_RECONCILER" \
+    --bind-address 127.0.0.1 --secure-port "$API_PORT" --advertise-address 127.0.0.1 \
+    --endpoint-reconciler-type none \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
     --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
@@ -210,7 +192,7 @@ start() {
     --requestheader-extra-headers-prefix X-Remote-Extra- \
     --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
     --authorization-mode Node,RBAC --allow-privileged=true \
-    --profiling=false --v=1 ${API_EXTRA_ARGS[@]+"${API_EXTRA_ARGS[@]}"}
+    --profiling=false --v=1
   daemon_ready kube-apiserver 180 "${KUBECTL[@]}" get --raw /readyz
 
   daemon_launch kube-controller-manager "$BIN/kube-controller-manager" \
@@ -229,7 +211,7 @@ start() {
     --authorization-kubeconfig "$INSTANCE/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --cert-dir "$INSTANCE/scheduler-certs" \
     --leader-elect=false --profiling=false --v=1
-  [ "$KWOK_ON" = 0 ] || daemon_launch kwok "$BIN/kwok" \
+  daemon_launch kwok "$BIN/kwok" \
     --kubeconfig "$INSTANCE/kwok.kubeconfig" --config "$KUBE_DIR/kwok.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --node-ip 127.0.0.1 --node-name localhost --node-port "$KWOK_PORT" \
@@ -238,12 +220,6 @@ start() {
     --cidr 10.244.0.0/16 --node-lease-duration-seconds 40
   daemon_ready kube-controller-manager 120 healthz "https://127.0.0.1:$KCM_PORT/healthz"
   daemon_ready kube-scheduler 120 healthz "https://127.0.0.1:$SCHED_PORT/healthz"
-  if [ "$KWOK_ON" = 0 ]; then
-    daemon_ready kube-controller-manager 60 "${KUBECTL[@]}" -n default get serviceaccount default
-    log "kubernetes $KUBE_VERSION control plane ready in $(( $(date +%s) - t0 ))s: https://$API_ADVERTISE:$API_PORT (no kwok)"
-    echo "$KUBECONFIG_OUT"
-    return 0
-  fi
   daemon_ready kwok 120 healthz "https://127.0.0.1:$KWOK_PORT/healthz"
 
   # The fake node: kwok manages the Nodes that carry its annotation. No taint, so that every Pod

@@ -113,7 +113,7 @@ npm_ci() {
 
 # go_build NAME VERSION CMD...: runs a Go build of NAME into $BIN (set by the caller; unless VERSION
 # of it is built already, per the stamp $BIN/.NAME.version) at the lowest priority, logging to
-# $BIN/../NAME-build.log and timing it. Used by stack/kube.sh and stack/node.sh. The build uses
+# $BIN/../NAME-build.log and timing it. Used by stack/kube.sh and stack/kind.sh. The build uses
 # every core (GO_JOBS): nice 19 lets anything else on the machine go first, and on a fresh machine
 # the builds are what `make test` waits for.
 GO_JOBS="${CAIRN_GO_JOBS:-$(nproc)}"
@@ -156,7 +156,7 @@ wheel_binary() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# long-running components (stack/kube.sh, stack/node.sh): pid files and logs in $INSTANCE
+# long-running components (stack/kube.sh): pid files and logs in $INSTANCE
 
 # spawn PIDFILE LOGFILE CMD...: starts CMD in the background, appending its output to LOGFILE,
 # and writes its pid to PIDFILE. It runs in a process group of its own (a Ctrl-C or hang-up in
