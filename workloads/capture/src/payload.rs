@@ -117,7 +117,12 @@ impl Payload {
     /// the request's `max_values`).
     pub fn event(&self, index: usize, budget: &mut Budget) -> Result<Value, PayloadError> {
         let span = self.spans.get(index).cloned().unwrap_or(0..0);
-        let mut de = serde_json::Deserializer::from_slice(&self.data[span]);
+        // The whole body was checked to be UTF-8 (`split`) and a span starts and ends at a JSON
+        // value's edges, so this check cannot fail; it runs at memory speed, and parsing from a
+        // `str` then skips serde_json's UTF-8 check of every string (the per-string check and
+        // parsing from bytes cost capture 4-5 % of its CPU in the batch benchmark).
+        let text = std::str::from_utf8(&self.data[span]).map_err(|e| PayloadError::InvalidJson(format!("not UTF-8: {e}")))?;
+        let mut de = serde_json::Deserializer::from_str(text);
         let value = Budgeted(budget).deserialize(&mut de).map_err(|e| budget.explain(e))?;
         de.end().map_err(|e| PayloadError::InvalidJson(e.to_string()))?;
         Ok(value)
@@ -462,7 +467,9 @@ fn split(data: Bytes, limits: Limits) -> Result<Payload, PayloadError> {
             })
             .collect()
     };
-    let mut de = serde_json::Deserializer::from_slice(&data);
+    // JSON is UTF-8: checked once for the whole body, so that both passes parse from a `str`.
+    let text = std::str::from_utf8(&data).map_err(|e| PayloadError::InvalidJson(format!("not UTF-8: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let (spans, is_batch, key, sent_at) = match trimmed[0] {
         b'[' => {
             let raws = EventSpans { max: limits.max_events }.deserialize(&mut de).map_err(|e| json_error(e, limits))?;
