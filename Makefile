@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query crds images e2e e2e-kind
+.PHONY: help docs up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -77,9 +77,10 @@ FUZZ_CASES ?= 200000
 fuzz: ## the property-based fuzz tests (capture's decoding, query's parsing, auth's tokens) for longer: FUZZ_CASES per property
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p cairn-capture -p cairn-query -p cairn-auth --test fuzz -- --nocapture
 
-lint: ## formatting and clippy
+lint: ## formatting, clippy and ShellCheck
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@stack/lint.sh
 
 fmt: ## format the code
 	$(CARGO) fmt --all
@@ -95,6 +96,9 @@ bench-query: deps-data ## query latency over 10 million events: trend, breakdown
 bench-operator: deps ## operator figures on the local control plane: apply→Ready, idle reconciles, memory, 50 platforms
 	$(CARGO) build --release -p cairn-operator --bin cairn-operator
 	$(CARGO) run --release -p cairn-bench --bin bench-operator
+
+docs: ## regenerate what is generated from the code: docs/OPERATIONS.md's settings tables, schemas/kafka-event.schema.json
+	CAIRN_WRITE_DOCS=1 $(CARGO) test -p cairn-common --lib -- operations_doc_tables_are_current checked_in_kafka_record_schema_is_current
 
 crds: ## regenerate crds/analyticsplatform.yaml from operator/src/crd.rs
 	$(CARGO) run -q -p cairn-operator --bin crdgen > crds/analyticsplatform.yaml

@@ -85,7 +85,8 @@ provider() {
 
 # podman's settings for kind nodes, in a file of our own (no system configuration is edited):
 # this machine has no CAP_SYS_RESOURCE, so podman's default rlimits cannot be set ("setrlimit …
-# operation not permitted"); crun cannot run on its hybrid cgroup layout, runc can; there is no
+# operation not permitted"); crun cannot run on its hybrid cgroup layout, runc can (installed
+# beside podman, which alone brings crun); there is no
 # systemd to manage cgroups or collect events.
 podman_env() {
   mkdir -p "$KD"
@@ -195,13 +196,13 @@ component_images() {
   stage_iptables "$root" /usr/sbin/ipset
   kind_image kube-router "$REPO/kube-router:$KUBE_ROUTER_VERSION" "$root"
   root="$(binary_root coredns)"
-  mv "$root/usr/local/bin/coredns" "$root/coredns"; rm -r "$root/usr"
+  mv "$root/usr/local/bin/coredns" "$root/coredns"; rm -r "${root:?}/usr"
   kind_image coredns "$REPO/coredns:$COREDNS_VERSION" "$root" "$KIND_SRC/images/coredns.Dockerfile"
   kind_image local-path-provisioner "$LOCAL_PATH_IMAGE" "$(binary_root local-path-provisioner)"
   kind_image local-path-helper "$REPO/local-path-helper:$(busybox_version)" "$(busybox_root)" \
     "$KIND_SRC/images/local-path-helper.Dockerfile"
   root="$(binary_root pause)"
-  mv "$root/usr/local/bin/pause" "$root/pause"; rm -r "$root/usr"
+  mv "$root/usr/local/bin/pause" "$root/pause"; rm -r "${root:?}/usr"
   kind_image pause "$PAUSE_IMAGE" "$root" "$KIND_SRC/images/pause.Dockerfile"
 }
 
@@ -265,7 +266,7 @@ node_image() {
   mkdir -p "$dir/etc/systemd/system/containerd.service.d"
   printf '[Service]\nOOMScoreAdjust=0\n' > "$dir/etc/systemd/system/containerd.service.d/10-cairn.conf"
   (
-    cd "$dir"
+    cd "$dir" || exit 1
     find lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup.service" -delete
     rm -f lib/systemd/system/multi-user.target.wants/* etc/systemd/system/*.wants/* \
       lib/systemd/system/local-fs.target.wants/* lib/systemd/system/sockets.target.wants/*udev* \
@@ -338,10 +339,10 @@ install() {
   # into kube-proxy's and kube-router's images), unzip (Traefik's wheel), jq.
   apt_install buildah busybox-static iptables conntrack ipset jq unzip curl openssl
   mkdir -p "$KD/bin" "$IMAGES"
-  local b="$BIN"
+  local saved_bin="$BIN"
   BIN="$KD/bin" go_build kind "$KIND_VERSION" \
     sh -c "cd / && GOBIN='$KD/bin' go install sigs.k8s.io/kind@$KIND_VERSION"
-  BIN="$b"
+  BIN="$saved_bin"
   # etcd, the control plane, kubectl and helm: stack/kube.sh's (one place for them).
   bash "$CAIRN_ROOT/stack/kube.sh" install
   # Traefik (the Ingress) and busybox (the e2e's NetworkPolicy probe) run on every provider.
@@ -353,7 +354,7 @@ install() {
   kind_image busybox "$REPO/busybox:$(busybox_version)" "$(busybox_root)" "$KIND_SRC/images/busybox.Dockerfile"
   [ "$(provider)" = docker ] && return 0
 
-  apt_install podman debootstrap
+  apt_install podman runc debootstrap
   local kv="${KUBE_VERSION#v}" now; now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   local kx=""
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -441,7 +442,7 @@ YAML
 # The pod network, as kindnetd makes it: on each node a ptp configuration for its pod range, and
 # routes to the other nodes' ranges through their addresses.
 pod_network() {
-  local node cidr ip other ocidr oip
+  local node cidr other ocidr oip
   local -A cidrs ips
   for node in $(nodes); do
     wait_for "pod range of $node" 120 sh -c "'$BIN/kubectl' --kubeconfig '$KUBECONFIG_OUT' get node '$node' -o jsonpath='{.spec.podCIDR}' | grep -q ."
@@ -449,7 +450,7 @@ pod_network() {
     ips[$node]="$(kubectl_ get node "$node" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')"
   done
   for node in "${!cidrs[@]}"; do
-    cidr="${cidrs[$node]}"; ip="${ips[$node]}"
+    cidr="${cidrs[$node]}"
     "$(provider)" exec -i "$node" sh -c 'mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-cairn-ptp.conflist.tmp && mv /etc/cni/net.d/10-cairn-ptp.conflist.tmp /etc/cni/net.d/10-cairn-ptp.conflist' <<JSON
 {
   "cniVersion": "0.3.1",

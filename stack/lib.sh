@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for Cairn's local stack scripts. Source it; do not run it.
 #
 # Everything the stack runs keeps its state under $CAIRN_STACK_DIR (default: <repo>/.stack, which

@@ -796,7 +796,7 @@ async fn the_internal_token_is_required_when_configured() {
     let client = |token: &str| {
         AuthClient::new(AuthClientConfig {
             url: format!("http://{}", auth.service.addr),
-            internal_token: Some(token.to_string()),
+            internal_token: Some(token.to_string().into()),
             cache_ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
             stale_for: Duration::from_secs(600),

@@ -519,10 +519,8 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     }
     // Query reads ClickHouse as its own read-only account (every analysis below goes through it).
     let account = format!("cairn_query.{NAMESPACE}.{PLATFORM}");
-    let status_user = cluster.jsonpath(
-        &["-n", NAMESPACE, "get", "analyticsplatform", PLATFORM],
-        "{.status.clickhouse.queryUser}",
-    );
+    let status_user =
+        cluster.jsonpath(&["-n", NAMESPACE, "get", "analyticsplatform", PLATFORM], "{.status.clickhouse.queryUser}");
     let env_user = cluster.jsonpath(
         &["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-query")],
         "{.spec.template.spec.containers[0].env[?(@.name==\"CAIRN_CLICKHOUSE_USER\")].value}",

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, migrate_deferring_backfills};
-use cairn_common::config::{ClickHouseConfig, KafkaConfig};
+use cairn_common::config::{ClickHouseConfig, ConfigError, KafkaConfig, SecretString, Source};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -124,6 +124,49 @@ pub struct Settings {
     pub operator_namespace: Option<String>,
     /// The Cairn version platforms without `spec.version` run.
     pub default_version: String,
+}
+
+/// The operator process's own configuration (declared in `cairn_common::config::catalogue`).
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub addr: std::net::SocketAddr,
+    pub settings: Settings,
+    /// This replica's name in leader election.
+    pub identity: String,
+    /// Where the leader Lease lives.
+    pub lease_namespace: String,
+    pub leader_election: bool,
+}
+
+impl OperatorConfig {
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
+        use cairn_common::config::catalogue::*;
+        let settings = Settings {
+            resync: OPERATOR_RESYNC_SECS.secs(env)?,
+            retry: OPERATOR_RETRY_SECS.secs(env)?,
+            namespace: WATCH_NAMESPACE.opt(env),
+            dependency_timeout: OPERATOR_DEPENDENCY_TIMEOUT_SECS.secs(env)?,
+            progress_deadline: OPERATOR_PROGRESS_DEADLINE_SECS.secs(env)?,
+            cleanup_timeout: OPERATOR_CLEANUP_TIMEOUT_SECS.secs(env)?,
+            operator_namespace: POD_NAMESPACE.opt(env),
+            default_version: OPERATOR_DEFAULT_VERSION
+                .opt(env)
+                .unwrap_or_else(|| crate::resources::OPERATOR_VERSION.to_string()),
+        };
+        let lease_namespace = settings
+            .operator_namespace
+            .clone()
+            .or_else(|| settings.namespace.clone())
+            .unwrap_or_else(|| "default".into());
+        Ok(Self {
+            addr: OPERATOR_ADDR.parse(env)?,
+            identity: POD_NAME.opt(env).unwrap_or_else(|| format!("cairn-operator-{}", std::process::id())),
+            lease_namespace,
+            leader_election: OPERATOR_LEADER_ELECTION.bool(env)?,
+            settings,
+        })
+    }
 }
 
 pub struct Context {
@@ -318,7 +361,7 @@ fn kafka_config(ap: &AnalyticsPlatform, secrets: &Secrets) -> KafkaConfig {
         if let Some(name) = &e.sasl_secret_ref {
             let s = secrets.named(name);
             cfg.sasl_username = secret_value(s, "username");
-            cfg.sasl_password = secret_value(s, "password");
+            cfg.sasl_password = secret_value(s, "password").map(SecretString::from);
             cfg.sasl_mechanism = secret_value(s, "mechanism").or(Some("SCRAM-SHA-512".into()));
         }
     }
@@ -341,7 +384,7 @@ fn clickhouse_config(ap: &AnalyticsPlatform, secrets: &Secrets) -> ClickHouseCon
         url: clickhouse_url(ap),
         database: ap.spec.clickhouse.database.clone(),
         user,
-        password,
+        password: password.map(SecretString::from),
         lz4: false,
         event_ttl_days: ap.spec.event_ttl_days,
     }

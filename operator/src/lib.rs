@@ -37,6 +37,34 @@ mod tests {
         assert!(on_disk == crd_yaml(), "crds/analyticsplatform.yaml is stale: run `make crds`");
     }
 
+    /// The operator reads exactly its declared settings, and its Helm chart sets only those.
+    #[test]
+    fn operator_settings_are_declared_and_the_chart_uses_their_names() {
+        use cairn_common::config::{catalogue, NoEnv, Recording, Service};
+        let rec = Recording::new(NoEnv);
+        controller::OperatorConfig::from_source(&rec).unwrap();
+        let mut expected: std::collections::BTreeSet<&str> =
+            catalogue::ALL.iter().filter(|s| s.readers.contains(&Service::Operator)).map(|s| s.name).collect();
+        for logging in [catalogue::LOG.name, catalogue::RUST_LOG.name, catalogue::LOG_FORMAT.name] {
+            expected.remove(logging);
+        }
+        assert_eq!(rec.read(), expected);
+        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/cairn-operator/templates/deployment.yaml");
+        let chart = std::fs::read_to_string(chart).unwrap();
+        let env_names: Vec<&str> = chart
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- name: "))
+            .filter(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        assert!(env_names.len() >= 5, "{env_names:?}");
+        for name in env_names {
+            assert!(
+                catalogue::ALL.iter().any(|s| s.name == name && s.readers.contains(&Service::Operator)),
+                "the chart sets {name}, which the operator does not read"
+            );
+        }
+    }
+
     #[test]
     fn crd_has_cel_rules_printer_columns_and_status() {
         let yaml = crd_yaml();

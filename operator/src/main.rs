@@ -1,21 +1,14 @@
 //! The cairn-operator binary: leader election, then the controller, with metrics and probes.
 //!
-//! Environment: `WATCH_NAMESPACE` (empty: all namespaces), `POD_NAMESPACE` (where the leader
-//! Lease lives), `POD_NAME` (the replica's identity), `CAIRN_OPERATOR_ADDR` (metrics and probes,
-//! default 0.0.0.0:8080), `CAIRN_OPERATOR_RESYNC_SECS` (300), `CAIRN_OPERATOR_RETRY_SECS` (10),
-//! `CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS` (30), `CAIRN_OPERATOR_LEADER_ELECTION` (true),
-//! `CAIRN_OPERATOR_PROGRESS_DEADLINE_SECS` (600: a rollout without progress this long fails),
-//! `CAIRN_OPERATOR_CLEANUP_TIMEOUT_SECS` (600: how long deletion retries cleaning external state),
-//! `CAIRN_OPERATOR_DEFAULT_VERSION` (the operator's own: the Cairn version of platforms without
-//! `spec.version`).
+//! Environment: the operator's settings in `cairn_common::config::catalogue` (`WATCH_NAMESPACE`,
+//! `POD_NAMESPACE`, `POD_NAME`, `CAIRN_OPERATOR_*`), listed in docs/OPERATIONS.md.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_common::config::{env_bool, env_opt, env_parse, env_string};
+use cairn_common::config::ProcessEnv;
 use cairn_common::telemetry::{admin_router, init_tracing, Health};
-use cairn_operator::controller::{self, Settings};
+use cairn_operator::controller::{self, OperatorConfig};
 use cairn_operator::leader::{LeaderElector, Leadership};
 use cairn_operator::metrics::OperatorMetrics;
 use prometheus_client::registry::Registry;
@@ -38,23 +31,8 @@ async fn main() {
 
 async fn run() -> anyhow::Result<()> {
     let shutdown = cairn_common::shutdown::on_signal();
-    let addr: SocketAddr = env_string("CAIRN_OPERATOR_ADDR", "0.0.0.0:8080").parse()?;
-    let settings = Settings {
-        resync: Duration::from_secs(env_parse("CAIRN_OPERATOR_RESYNC_SECS", 300u64)?),
-        retry: Duration::from_secs(env_parse("CAIRN_OPERATOR_RETRY_SECS", 10u64)?),
-        namespace: env_opt("WATCH_NAMESPACE"),
-        dependency_timeout: Duration::from_secs(env_parse("CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS", 30u64)?),
-        progress_deadline: Duration::from_secs(env_parse("CAIRN_OPERATOR_PROGRESS_DEADLINE_SECS", 600u64)?),
-        cleanup_timeout: Duration::from_secs(env_parse("CAIRN_OPERATOR_CLEANUP_TIMEOUT_SECS", 600u64)?),
-        operator_namespace: env_opt("POD_NAMESPACE"),
-        default_version: env_opt("CAIRN_OPERATOR_DEFAULT_VERSION")
-            .unwrap_or_else(|| cairn_operator::resources::OPERATOR_VERSION.to_string()),
-    };
-    let identity = env_opt("POD_NAME").unwrap_or_else(|| format!("cairn-operator-{}", std::process::id()));
-    let lease_namespace =
-        env_opt("POD_NAMESPACE").or_else(|| settings.namespace.clone()).unwrap_or_else(|| "default".into());
-    let elect = env_bool("CAIRN_OPERATOR_LEADER_ELECTION", true)?;
-
+    let OperatorConfig { addr, settings, identity, lease_namespace, leader_election: elect } =
+        OperatorConfig::from_source(&ProcessEnv)?;
     let client = kube::Client::try_default().await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(OperatorMetrics::register(&mut registry));

@@ -24,6 +24,9 @@ crate) talk to it exactly as they talk to a real ClickHouse server in production
   account's statements run with its ``readonly`` (it cannot lower it), and a statement that names a
   database it has no grant on is refused with ACCESS_DENIED (a textual check: real ClickHouse checks
   grants on the analysed query).
+* Not spoken: ClickHouse's block compression of request and response bodies (the ``compress`` and
+  ``decompress`` parameters, ``CAIRN_CLICKHOUSE_COMPRESSION=lz4``); the parameters are accepted and
+  ignored, so a compressed insert fails. Cairn uses compression only against real servers.
 * Errors as HTTP 500 (401 for authentication) with ``X-ClickHouse-Exception-Code`` and ClickHouse's
   ``Code: N. DB::Exception: ...`` text.
 

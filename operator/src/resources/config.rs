@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use cairn_common::config::catalogue;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -47,16 +48,16 @@ pub fn dead_letter_topic(ap: &AnalyticsPlatform) -> String {
 
 pub fn config_map(ap: &AnalyticsPlatform) -> Result<ConfigMap, BuildError> {
     let mut data = json!({
-        "CAIRN_KAFKA_BROKERS": kafka_bootstrap(ap),
-        "CAIRN_KAFKA_TOPIC": ap.spec.kafka.topic.name,
-        "CAIRN_KAFKA_DEAD_LETTER_TOPIC": dead_letter_topic(ap),
-        "CAIRN_CLICKHOUSE_URL": clickhouse_url(ap),
-        "CAIRN_CLICKHOUSE_DATABASE": ap.spec.clickhouse.database,
-        "CAIRN_EVENT_TTL_DAYS": ap.spec.event_ttl_days.to_string(),
-        "CAIRN_LOG_FORMAT": "json",
+        catalogue::KAFKA_BROKERS.name: kafka_bootstrap(ap),
+        catalogue::KAFKA_TOPIC.name: ap.spec.kafka.topic.name,
+        catalogue::KAFKA_DEAD_LETTER_TOPIC.name: dead_letter_topic(ap),
+        catalogue::CLICKHOUSE_URL.name: clickhouse_url(ap),
+        catalogue::CLICKHOUSE_DATABASE.name: ap.spec.clickhouse.database,
+        catalogue::EVENT_TTL_DAYS.name: ap.spec.event_ttl_days.to_string(),
+        catalogue::LOG_FORMAT.name: "json",
     });
     if let Some(p) = ap.spec.kafka.external.as_ref().and_then(|e| e.security_protocol.clone()) {
-        data["CAIRN_KAFKA_SECURITY_PROTOCOL"] = json!(p);
+        data[catalogue::KAFKA_SECURITY_PROTOCOL.name] = json!(p);
     }
     let value = json!({
         "apiVersion": "v1",
@@ -112,28 +113,33 @@ fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> Value {
 /// Environment variables read from Secrets: ClickHouse and Kafka credentials, the Postgres URL,
 /// the token that guards the auth service's internal API.
 pub fn env_from_secrets(ap: &AnalyticsPlatform) -> Vec<Value> {
-    let mut env = vec![secret_env("CAIRN_INTERNAL_TOKEN", &generated_secret_name(ap), "internal-token", false)];
+    let mut env = vec![secret_env(catalogue::INTERNAL_TOKEN.name, &generated_secret_name(ap), "internal-token", false)];
     match (&ap.spec.clickhouse.external, &ap.spec.clickhouse.managed) {
         (Some(e), _) => {
             if let Some(s) = &e.credentials_secret_ref {
-                env.push(secret_env("CAIRN_CLICKHOUSE_USER", s, "username", true));
-                env.push(secret_env("CAIRN_CLICKHOUSE_PASSWORD", s, "password", true));
+                env.push(secret_env(catalogue::CLICKHOUSE_USER.name, s, "username", true));
+                env.push(secret_env(catalogue::CLICKHOUSE_PASSWORD.name, s, "password", true));
             }
         }
         (None, Some(_)) => {
-            env.push(json!({"name": "CAIRN_CLICKHOUSE_USER", "value": "cairn"}));
-            env.push(secret_env("CAIRN_CLICKHOUSE_PASSWORD", &generated_secret_name(ap), "clickhouse-password", false));
+            env.push(json!({"name": catalogue::CLICKHOUSE_USER.name, "value": "cairn"}));
+            env.push(secret_env(
+                catalogue::CLICKHOUSE_PASSWORD.name,
+                &generated_secret_name(ap),
+                "clickhouse-password",
+                false,
+            ));
         }
         (None, None) => {}
     }
     if let Some(s) = ap.spec.kafka.external.as_ref().and_then(|e| e.sasl_secret_ref.as_ref()) {
-        env.push(secret_env("CAIRN_KAFKA_SASL_USERNAME", s, "username", false));
-        env.push(secret_env("CAIRN_KAFKA_SASL_PASSWORD", s, "password", false));
-        env.push(secret_env("CAIRN_KAFKA_SASL_MECHANISM", s, "mechanism", true));
+        env.push(secret_env(catalogue::KAFKA_SASL_USERNAME.name, s, "username", false));
+        env.push(secret_env(catalogue::KAFKA_SASL_PASSWORD.name, s, "password", false));
+        env.push(secret_env(catalogue::KAFKA_SASL_MECHANISM.name, s, "mechanism", true));
     }
     if let Some(pg) = &ap.spec.postgres {
         match (&pg.url_secret_ref, &pg.managed) {
-            (Some(s), _) => env.push(secret_env("CAIRN_POSTGRES_URL", s, "url", false)),
+            (Some(s), _) => env.push(secret_env(catalogue::POSTGRES_URL.name, s, "url", false)),
             (None, Some(_)) => env.extend(managed_postgres_url_env(ap)),
             (None, None) => {}
         }

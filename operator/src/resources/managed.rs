@@ -2,6 +2,7 @@
 //! trials): a single-node Kafka in KRaft mode, a ClickHouse server and PostgreSQL, each a
 //! one-replica StatefulSet with a Service. Production points `external` at real clusters.
 
+use cairn_common::config::catalogue;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Service};
 use kube::ResourceExt;
@@ -35,11 +36,15 @@ pub fn managed_clickhouse_url(ap: &AnalyticsPlatform) -> String {
     format!("http://{}:8123", service_host(ap, "clickhouse"))
 }
 
+/// A variable of the pod only for Kubernetes to substitute into `CAIRN_POSTGRES_URL` (no
+/// service reads it).
+pub const POSTGRES_PASSWORD_HELPER: &str = "CAIRN_POSTGRES_PASSWORD";
+
 /// `CAIRN_POSTGRES_URL` for managed PostgreSQL, assembled from the generated password.
 pub fn managed_postgres_url_env(ap: &AnalyticsPlatform) -> Vec<Value> {
     vec![
-        json!({"name": "CAIRN_POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": generated_secret_name(ap), "key": "postgres-password"}}}),
-        json!({"name": "CAIRN_POSTGRES_URL", "value": format!("postgres://cairn:$(CAIRN_POSTGRES_PASSWORD)@{}:5432/cairn", service_host(ap, "postgres"))}),
+        json!({"name": POSTGRES_PASSWORD_HELPER, "valueFrom": {"secretKeyRef": {"name": generated_secret_name(ap), "key": "postgres-password"}}}),
+        json!({"name": catalogue::POSTGRES_URL.name, "value": format!("postgres://cairn:$({POSTGRES_PASSWORD_HELPER})@{}:5432/cairn", service_host(ap, "postgres"))}),
     ]
 }
 

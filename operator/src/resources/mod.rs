@@ -60,6 +60,17 @@ pub enum Workload {
 impl Workload {
     pub const ALL: [Workload; 4] = [Workload::Capture, Workload::Consumer, Workload::Query, Workload::Auth];
 
+    /// The service, as the settings catalogue names its readers.
+    pub fn service(self) -> cairn_common::config::Service {
+        use cairn_common::config::Service;
+        match self {
+            Workload::Capture => Service::Capture,
+            Workload::Consumer => Service::Consumer,
+            Workload::Query => Service::Query,
+            Workload::Auth => Service::Auth,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Workload::Capture => "capture",

@@ -3,6 +3,7 @@
 //! Pods run as non-root with a read-only root filesystem, no privilege escalation and no
 //! capabilities, and are probed on `/healthz` (liveness) and `/readyz` (readiness).
 
+use cairn_common::config::{catalogue, Setting};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
@@ -100,51 +101,71 @@ pub fn image_for(w: Workload, version: &str) -> String {
     format!("ghcr.io/cairn-analytics/cairn-{}:{version}", w.name())
 }
 
+/// Whether `w` reads the variable `name` (per the settings catalogue; the helper that Kubernetes
+/// substitutes into `CAIRN_POSTGRES_URL` goes wherever that URL goes).
+fn reads(w: Workload, name: &str) -> bool {
+    let name = if name == super::managed::POSTGRES_PASSWORD_HELPER { catalogue::POSTGRES_URL.name } else { name };
+    catalogue::ALL.iter().any(|s| s.name == name && s.readers.contains(&w.service()))
+}
+
+/// The setting that says where a workload listens.
+fn listen_setting(w: Workload) -> &'static Setting {
+    match w {
+        Workload::Capture => &catalogue::CAPTURE_ADDR,
+        Workload::Consumer => &catalogue::CONSUMER_ADDR,
+        Workload::Query => &catalogue::QUERY_ADDR,
+        Workload::Auth => &catalogue::AUTH_ADDR,
+    }
+}
+
 /// The environment a workload's container gets, in order: the variables every Cairn service
 /// reads (from the platform's ConfigMap and credential Secrets), the workload's own, then the
 /// spec's `env` (last, so it can override).
 fn env(ap: &AnalyticsPlatform, w: Workload, inputs: &PodInputs<'_>) -> Result<Vec<Value>, BuildError> {
-    let mut env = vec![
-        json!({"name": format!("CAIRN_{}_ADDR", w.name().to_ascii_uppercase()), "value": format!("0.0.0.0:{}", w.port())}),
-    ];
+    let mut env = vec![json!({"name": listen_setting(w).name, "value": format!("0.0.0.0:{}", w.port())})];
     if has_admin_port(w) {
         // Metrics and readiness (with its dependency details) off the API port, which the
         // Ingress reaches.
-        env.push(json!({"name": "CAIRN_ADMIN_ADDR", "value": format!("0.0.0.0:{ADMIN_PORT}")}));
+        env.push(json!({"name": catalogue::ADMIN_ADDR.name, "value": format!("0.0.0.0:{ADMIN_PORT}")}));
     }
     match w {
         Workload::Capture => {
             // The topic is managed by the operator, not created by the workloads.
-            env.push(json!({"name": "CAIRN_KAFKA_CREATE_TOPICS", "value": "false"}));
+            env.push(json!({"name": catalogue::KAFKA_CREATE_TOPICS.name, "value": "false"}));
         }
         Workload::Consumer => {
-            env.push(json!({"name": "CAIRN_KAFKA_CREATE_TOPICS", "value": "false"}));
+            env.push(json!({"name": catalogue::KAFKA_CREATE_TOPICS.name, "value": "false"}));
             // The operator applies migrations before rolling workloads out.
-            env.push(json!({"name": "CAIRN_CONSUMER_MIGRATE", "value": "false"}));
-            env.push(json!({"name": "CAIRN_CONSUMER_GROUP", "value": format!("cairn-{}", ap.metadata.name.as_deref().unwrap_or("platform"))}));
+            env.push(json!({"name": catalogue::CONSUMER_MIGRATE.name, "value": "false"}));
+            env.push(json!({"name": catalogue::CONSUMER_GROUP.name, "value": format!("cairn-{}", ap.metadata.name.as_deref().unwrap_or("platform"))}));
         }
         Workload::Query => {}
         Workload::Auth => {
-            env.push(json!({"name": "CAIRN_AUTH_TOKEN_SECRET", "valueFrom": {"secretKeyRef": {"name": super::config::generated_secret_name(ap), "key": "auth-token-key"}}}));
+            env.push(json!({"name": catalogue::AUTH_TOKEN_SECRET.name, "valueFrom": {"secretKeyRef": {"name": super::config::generated_secret_name(ap), "key": "auth-token-key"}}}));
         }
     }
     if matches!(w, Workload::Capture | Workload::Query) {
         // Capture resolves write keys, query authenticates callers, through auth's Service.
         // Through auth's Service, whose port is SERVICE_PORT (the pod's is Workload::port).
-        env.push(json!({"name": "CAIRN_AUTH_URL", "value": format!("http://{}:{SERVICE_PORT}", super::child_name(ap, "auth"))}));
+        env.push(json!({"name": catalogue::AUTH_URL.name, "value": format!("http://{}:{SERVICE_PORT}", super::child_name(ap, "auth"))}));
     }
     match (w, inputs.clickhouse_query_user) {
         (Workload::Query, Some(user)) => {
             // Query reads ClickHouse through its own read-only account (query_user.rs).
             env.extend(env_from_secrets(ap).into_iter().filter(|e| {
-                !matches!(e["name"].as_str(), Some("CAIRN_CLICKHOUSE_USER" | "CAIRN_CLICKHOUSE_PASSWORD"))
+                !e["name"]
+                    .as_str()
+                    .is_some_and(|n| n == catalogue::CLICKHOUSE_USER.name || n == catalogue::CLICKHOUSE_PASSWORD.name)
             }));
-            env.push(json!({"name": "CAIRN_CLICKHOUSE_USER", "value": user}));
-            env.push(json!({"name": "CAIRN_CLICKHOUSE_PASSWORD", "valueFrom": {"secretKeyRef": {
+            env.push(json!({"name": catalogue::CLICKHOUSE_USER.name, "value": user}));
+            env.push(json!({"name": catalogue::CLICKHOUSE_PASSWORD.name, "valueFrom": {"secretKeyRef": {
                 "name": super::config::generated_secret_name(ap), "key": crate::query_user::PASSWORD_KEY}}}));
         }
         _ => env.extend(env_from_secrets(ap)),
     }
+    // Least privilege: a pod gets only the credentials its service reads (capture never sees
+    // ClickHouse's or PostgreSQL's, auth never Kafka's).
+    env.retain(|e| e["name"].as_str().is_some_and(|name| reads(w, name)));
     for e in &w.spec(ap).env {
         env.push(to_json("Deployment", &deployment_name(ap, w), e)?);
     }
@@ -332,6 +353,56 @@ mod tests {
         }
     }
 
+    /// The names the operator renders are the catalogue's, and each pod gets only what its service
+    /// reads: the names cannot drift from what the services read, and no pod holds another's
+    /// credentials.
+    #[test]
+    fn rendered_env_is_declared_and_read_by_its_pod() {
+        use crate::crd::{ExternalKafka, ManagedService, PostgresSpec};
+        let mut external = platform();
+        external.spec.kafka.external = Some(ExternalKafka {
+            bootstrap_servers: "kafka:9093".into(),
+            security_protocol: Some("sasl_ssl".into()),
+            sasl_secret_ref: Some("kafka-creds".into()),
+        });
+        external.spec.postgres = Some(PostgresSpec { url_secret_ref: Some("pg".into()), ..Default::default() });
+        let mut managed = platform();
+        managed.spec.clickhouse.external = None;
+        managed.spec.clickhouse.managed = Some(ManagedService::default());
+        managed.spec.postgres = Some(PostgresSpec { managed: Some(ManagedService::default()), ..Default::default() });
+        let query_user = PodInputs { clickhouse_query_user: Some("cairn_query"), ..INPUTS };
+        for ap in [&external, &managed] {
+            let cm = super::super::config::config_map(ap).unwrap();
+            for key in cm.data.unwrap().keys() {
+                assert!(catalogue::ALL.iter().any(|s| s.name == key), "the ConfigMap sets undeclared {key}");
+            }
+            for inputs in [&INPUTS, &query_user] {
+                for w in Workload::ALL {
+                    let d = deployment(ap, w, inputs, Some(1)).unwrap();
+                    let env = d.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+                    for e in &env {
+                        assert!(reads(w, &e.name), "{w:?} gets {} (declared and read by it?)", e.name);
+                    }
+                    let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+                    match w {
+                        Workload::Capture | Workload::Auth => {
+                            assert!(!names.iter().any(|n| n.starts_with("CAIRN_CLICKHOUSE_")), "{w:?}: {names:?}")
+                        }
+                        Workload::Consumer => assert!(names.contains(&"CAIRN_CLICKHOUSE_PASSWORD"), "{names:?}"),
+                        Workload::Query => assert!(names.contains(&"CAIRN_POSTGRES_URL"), "{names:?}"),
+                    }
+                    if w == Workload::Capture || w == Workload::Consumer {
+                        assert!(!names.contains(&"CAIRN_POSTGRES_URL"), "{w:?}: {names:?}");
+                    }
+                    if ap.spec.kafka.external.as_ref().and_then(|k| k.sasl_secret_ref.as_ref()).is_some() {
+                        let sasl = names.contains(&"CAIRN_KAFKA_SASL_PASSWORD");
+                        assert_eq!(sasl, matches!(w, Workload::Capture | Workload::Consumer), "{w:?}: {names:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn deployment_is_secure_probed_owned_and_configured() {
         let ap = platform();
@@ -370,7 +441,13 @@ mod tests {
             "secrets come from the Secret"
         );
         assert!(
-            env.iter().any(|e| e.name == "CAIRN_CLICKHOUSE_PASSWORD" && e.value_from.is_some()),
+            !env.iter().any(|e| e.name.starts_with("CAIRN_CLICKHOUSE_")),
+            "capture never holds ClickHouse's credentials"
+        );
+        let consumer = deployment(&ap, Workload::Consumer, &INPUTS, Some(DEFAULT_REPLICAS)).unwrap();
+        let consumer_env = consumer.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+        assert!(
+            consumer_env.iter().any(|e| e.name == "CAIRN_CLICKHOUSE_PASSWORD" && e.value_from.is_some()),
             "credentials come from the Secret, not the ConfigMap"
         );
         assert_eq!(c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap().name, "demo-config");

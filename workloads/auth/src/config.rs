@@ -3,21 +3,23 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_common::config::{env_addr, env_opt, env_parse, ConfigError};
+use cairn_common::config::catalogue::*;
+use cairn_common::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
 use cairn_common::postgres::PostgresConfig;
-use cairn_common::server::{admin_addr_from_env, ServerLimits, TrustedProxies};
+use cairn_common::server::{admin_addr_from_source, ServerLimits, TrustedProxies};
 
 /// The shortest accepted `CAIRN_AUTH_TOKEN_SECRET`, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-#[derive(Clone)]
+/// `Debug` never shows the secrets (they are [`SecretString`]s).
+#[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// `CAIRN_AUTH_ADDR`: where to listen (default `127.0.0.1:18002`).
     pub addr: SocketAddr,
     pub postgres: PostgresConfig,
     /// `CAIRN_AUTH_TOKEN_SECRET`: the HMAC key of access tokens. Unset: a random key per process
     /// (tokens do not survive a restart and do not work across replicas).
-    pub token_secret: Option<Vec<u8>>,
+    pub token_secret: Option<SecretString>,
     /// `CAIRN_AUTH_ACCESS_TTL_SECS`: lifetime of an access token (default 900).
     pub access_ttl: Duration,
     /// `CAIRN_AUTH_REFRESH_TTL_SECS`: lifetime of a session without refresh (default 30 days).
@@ -28,7 +30,7 @@ pub struct AuthConfig {
     /// `CAIRN_AUTH_INVITATION_TTL_SECS`: how long an invitation can be accepted (default 7 days).
     pub invitation_ttl: Duration,
     /// `CAIRN_INTERNAL_TOKEN`: required as `Authorization: Bearer` on `/internal/*` when set.
-    pub internal_token: Option<String>,
+    pub internal_token: Option<SecretString>,
     /// `CAIRN_AUTH_LOGIN_PER_EMAIL_PER_MINUTE`: login attempts per email (default 5; 0: no limit).
     pub login_per_email_per_minute: u32,
     /// `CAIRN_AUTH_LOGIN_PER_IP_PER_MINUTE`: login and signup attempts per client address
@@ -47,68 +49,89 @@ pub struct AuthConfig {
     pub admin_addr: Option<SocketAddr>,
 }
 
-impl std::fmt::Debug for AuthConfig {
-    // Secrets are never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("addr", &self.addr)
-            .field("postgres", &self.postgres)
-            .field("token_secret", &self.token_secret.as_ref().map(|_| "***"))
-            .field("access_ttl", &self.access_ttl)
-            .field("refresh_ttl", &self.refresh_ttl)
-            .field("session_max_age", &self.session_max_age)
-            .field("invitation_ttl", &self.invitation_ttl)
-            .field("internal_token", &self.internal_token.as_ref().map(|_| "***"))
-            .field("login_per_email_per_minute", &self.login_per_email_per_minute)
-            .field("login_per_ip_per_minute", &self.login_per_ip_per_minute)
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("hash_concurrency", &self.hash_concurrency)
-            .field("server", &self.server)
-            .field("admin_addr", &self.admin_addr)
-            .finish()
-    }
-}
-
 impl AuthConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let token_secret = env_opt("CAIRN_AUTH_TOKEN_SECRET").map(String::into_bytes);
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
+        let token_secret = AUTH_TOKEN_SECRET.secret_value(env);
         if let Some(secret) = &token_secret {
-            if secret.len() < MIN_SECRET_BYTES {
-                return Err(ConfigError::Invalid {
-                    name: "CAIRN_AUTH_TOKEN_SECRET".into(),
-                    value: "***".into(),
-                    reason: format!("must be at least {MIN_SECRET_BYTES} bytes (e.g. openssl rand -hex 32)"),
-                });
+            if secret.expose_secret().len() < MIN_SECRET_BYTES {
+                return Err(AUTH_TOKEN_SECRET
+                    .invalid("", format!("must be at least {MIN_SECRET_BYTES} bytes (e.g. openssl rand -hex 32)")));
             }
         }
-        let access_secs: u64 = env_parse("CAIRN_AUTH_ACCESS_TTL_SECS", 900u64)?;
-        let refresh_secs: u64 = env_parse("CAIRN_AUTH_REFRESH_TTL_SECS", 30 * 24 * 3600u64)?;
-        for (name, v) in [("CAIRN_AUTH_ACCESS_TTL_SECS", access_secs), ("CAIRN_AUTH_REFRESH_TTL_SECS", refresh_secs)] {
-            if v == 0 {
-                return Err(ConfigError::Invalid {
-                    name: name.into(),
-                    value: "0".into(),
-                    reason: "must be positive".into(),
-                });
+        let access_ttl = AUTH_ACCESS_TTL_SECS.secs(env)?;
+        let refresh_ttl = AUTH_REFRESH_TTL_SECS.secs(env)?;
+        for (setting, v) in [(&AUTH_ACCESS_TTL_SECS, access_ttl), (&AUTH_REFRESH_TTL_SECS, refresh_ttl)] {
+            if v.is_zero() {
+                return Err(setting.invalid("0", "must be positive"));
             }
         }
         Ok(Self {
-            addr: env_addr("CAIRN_AUTH_ADDR", "127.0.0.1:18002")?,
-            postgres: PostgresConfig::from_env()?,
+            addr: AUTH_ADDR.parse(env)?,
+            postgres: PostgresConfig::from_source(env)?,
             token_secret,
-            access_ttl: Duration::from_secs(access_secs),
-            refresh_ttl: Duration::from_secs(refresh_secs),
-            session_max_age: Duration::from_secs(
-                env_parse("CAIRN_AUTH_SESSION_MAX_AGE_SECS", 90 * 24 * 3600u64)?.max(1),
-            ),
-            invitation_ttl: Duration::from_secs(env_parse("CAIRN_AUTH_INVITATION_TTL_SECS", 7 * 24 * 3600u64)?.max(1)),
-            internal_token: env_opt("CAIRN_INTERNAL_TOKEN"),
-            login_per_email_per_minute: env_parse("CAIRN_AUTH_LOGIN_PER_EMAIL_PER_MINUTE", 5u32)?,
-            login_per_ip_per_minute: env_parse("CAIRN_AUTH_LOGIN_PER_IP_PER_MINUTE", 30u32)?,
-            trusted_proxies: TrustedProxies::from_env()?,
-            hash_concurrency: env_parse("CAIRN_AUTH_HASH_CONCURRENCY", 4usize)?.max(1),
-            server: ServerLimits::from_env()?,
-            admin_addr: admin_addr_from_env()?,
+            access_ttl,
+            refresh_ttl,
+            session_max_age: AUTH_SESSION_MAX_AGE_SECS.secs(env)?.max(Duration::from_secs(1)),
+            invitation_ttl: AUTH_INVITATION_TTL_SECS.secs(env)?.max(Duration::from_secs(1)),
+            internal_token: INTERNAL_TOKEN.secret_value(env),
+            login_per_email_per_minute: AUTH_LOGIN_PER_EMAIL_PER_MINUTE.parse(env)?,
+            login_per_ip_per_minute: AUTH_LOGIN_PER_IP_PER_MINUTE.parse(env)?,
+            trusted_proxies: TrustedProxies::from_source(env)?,
+            hash_concurrency: AUTH_HASH_CONCURRENCY.parse::<usize>(env)?.max(1),
+            server: ServerLimits::from_source(env)?,
+            admin_addr: admin_addr_from_source(env)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use cairn_common::config::{NoEnv, Recording, Service};
+
+    use super::*;
+
+    #[test]
+    fn reads_its_declared_settings_and_no_others() {
+        let rec = Recording::new(NoEnv);
+        AuthConfig::from_source(&rec).unwrap();
+        let mut expected: BTreeSet<&str> =
+            ALL.iter().filter(|s| s.readers.contains(&Service::Auth)).map(|s| s.name).collect();
+        for logging in [LOG.name, RUST_LOG.name, LOG_FORMAT.name] {
+            expected.remove(logging);
+        }
+        assert_eq!(rec.read(), expected);
+    }
+
+    #[test]
+    fn secrets_are_checked_and_never_printed() {
+        let env = |secret: &str| -> BTreeMap<&'static str, String> {
+            [
+                (AUTH_TOKEN_SECRET.name, secret.to_string()),
+                (INTERNAL_TOKEN.name, "internal-s3cret".to_string()),
+                (POSTGRES_URL.name, "postgres://cairn:pg-s3cret@db/cairn".to_string()),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let err = AuthConfig::from_source(&env("short-s3cret")).unwrap_err().to_string();
+        assert!(err.contains("CAIRN_AUTH_TOKEN_SECRET") && !err.contains("short-s3cret"), "{err}");
+        let cfg = AuthConfig::from_source(&env(&"k".repeat(40))).unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("kkkk") && !shown.contains("internal-s3cret") && !shown.contains("pg-s3cret"),
+            "{shown}"
+        );
+        let err = AuthConfig::from_source(
+            &[(AUTH_ACCESS_TTL_SECS.name, "0".to_string())].into_iter().collect::<BTreeMap<_, _>>(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CAIRN_AUTH_ACCESS_TTL_SECS"), "{err}");
     }
 }

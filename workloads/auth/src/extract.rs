@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cairn_common::config::ExposeSecret;
 use cairn_common::http::ApiError;
 use cairn_common::server::{client_address, TrustedProxies};
 use uuid::Uuid;
@@ -96,7 +97,7 @@ pub use cairn_common::auth_client::INTERNAL_UNAUTHORIZED;
 /// Guards `/internal/*`: when `CAIRN_INTERNAL_TOKEN` is set, it must be the bearer credential.
 pub async fn require_internal_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Some(expected) = &state.internal_token {
-        let ok = bearer(request.headers()).is_some_and(|given| constant_time_eq(given, expected));
+        let ok = bearer(request.headers()).is_some_and(|given| constant_time_eq(given, expected.expose_secret()));
         if !ok {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,

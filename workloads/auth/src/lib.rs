@@ -55,7 +55,7 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
     let health = Health::new();
 
     let secret = match &cfg.token_secret {
-        Some(s) => s.clone(),
+        Some(s) => cairn_common::config::ExposeSecret::expose_secret(s).as_bytes().to_vec(),
         None => {
             tracing::warn!(
                 "CAIRN_AUTH_TOKEN_SECRET is not set: using a random key for this process only; access tokens \
@@ -112,7 +112,7 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
 
     let app = router::router(state);
     let admin = admin_router(Arc::new(registry), health);
-    tracing::info!(addr = %cfg.addr, postgres = %cairn_common::postgres::redact_url(&cfg.postgres.url), "auth listening");
+    tracing::info!(addr = %cfg.addr, postgres = %cfg.postgres.redacted_url(), "auth listening");
     cairn_common::server::serve_service(cfg.addr, app, admin, cfg.admin_addr, cfg.server.clone(), shutdown.clone())
         .await?;
     tracing::info!("auth stopped");

@@ -21,7 +21,7 @@ pub struct AppState {
     pub limiter: LoginLimiter,
     pub metrics: Arc<AuthMetrics>,
     /// `CAIRN_INTERNAL_TOKEN`.
-    pub internal_token: Option<String>,
+    pub internal_token: Option<cairn_common::config::SecretString>,
     /// Whose `X-Forwarded-For` names the client.
     pub trusted_proxies: cairn_common::server::TrustedProxies,
     /// Password hashing, with bounded concurrency and memory.

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cairn_common::auth_client::AuthClientConfig;
-use cairn_common::config::{env_bool, env_millis, env_opt, env_parse, env_string, ConfigError, KafkaConfig};
-use cairn_common::server::{ServerLimits, TrustedProxies};
+use cairn_common::config::catalogue::*;
+use cairn_common::config::{ConfigError, KafkaConfig, ProcessEnv, SecretString, Source};
+use cairn_common::server::{admin_addr_from_source, ServerLimits, TrustedProxies};
 
 /// Room for what capture adds to an event in its Kafka record (uuid, project, receipt time, the
 /// normalised fields) and the record's key.
@@ -49,7 +50,7 @@ pub struct CaptureConfig {
     pub rate_limit_burst: u32,
     /// `CAIRN_CAPTURE_API_KEYS`: `key=project_id` pairs, comma-separated, resolved before asking
     /// the auth service (bootstrap and development keys).
-    pub api_keys: String,
+    pub api_keys: SecretString,
     /// The auth service that resolves write keys, when `CAIRN_AUTH_URL` is set
     /// (`CAIRN_AUTH_CACHE_TTL_SECS`, `CAIRN_INTERNAL_TOKEN`).
     pub auth: Option<AuthClientConfig>,
@@ -68,50 +69,81 @@ pub struct CaptureConfig {
 
 impl CaptureConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let addr_text = env_string("CAIRN_CAPTURE_ADDR", "127.0.0.1:18000");
-        let addr = addr_text.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-            name: "CAIRN_CAPTURE_ADDR".into(),
-            value: addr_text.clone(),
-            reason: e.to_string(),
-        })?;
-        let kafka = KafkaConfig::from_env()?;
-        let max_event_bytes: usize = env_parse("CAIRN_CAPTURE_MAX_EVENT_BYTES", 1024 * 1024)?;
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
+        let kafka = KafkaConfig::from_source(env)?;
+        let max_event_bytes: usize = CAPTURE_MAX_EVENT_BYTES.parse(env)?;
         // An event and what capture adds to it (uuid, project, times) must fit in a record.
         if max_event_bytes.saturating_add(RECORD_OVERHEAD) > kafka.message_max_bytes {
-            return Err(ConfigError::Invalid {
-                name: "CAIRN_CAPTURE_MAX_EVENT_BYTES".into(),
-                value: max_event_bytes.to_string(),
-                reason: format!(
-                    "must leave {RECORD_OVERHEAD} bytes below CAIRN_KAFKA_MESSAGE_MAX_BYTES ({}), or events could never be stored",
-                    kafka.message_max_bytes
+            return Err(CAPTURE_MAX_EVENT_BYTES.invalid(
+                &max_event_bytes.to_string(),
+                format!(
+                    "must leave {RECORD_OVERHEAD} bytes below {} ({}), or events could never be stored",
+                    KAFKA_MESSAGE_MAX_BYTES.name, kafka.message_max_bytes
                 ),
-            });
+            ));
         }
         Ok(Self {
-            addr,
+            addr: CAPTURE_ADDR.parse(env)?,
             max_event_bytes,
-            max_events: env_parse("CAIRN_CAPTURE_MAX_EVENTS_PER_REQUEST", 10_000usize)?.max(1),
-            max_values: env_parse("CAIRN_CAPTURE_MAX_JSON_VALUES", 1_000_000usize)?.max(1),
-            memory_budget_bytes: env_parse("CAIRN_CAPTURE_MEMORY_BUDGET_MB", 256usize)?.max(1) << 20,
-            unknown_keys_per_minute: env_parse("CAIRN_CAPTURE_UNKNOWN_KEYS_PER_MINUTE", 60u32)?,
-            unknown_keys_burst: env_parse("CAIRN_CAPTURE_UNKNOWN_KEYS_BURST", 30u32)?,
-            trusted_proxies: TrustedProxies::from_env()?,
-            server: ServerLimits::from_env()?,
-            admin_addr: cairn_common::server::admin_addr_from_env()?,
-            max_batch_bytes: env_parse("CAIRN_CAPTURE_MAX_BATCH_BYTES", 20 * 1024 * 1024)?,
-            max_future: time::Duration::seconds(env_parse("CAIRN_CAPTURE_MAX_FUTURE_SECS", 23 * 3600i64)?),
-            rate_limit_per_second: env_parse("CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND", 100_000u32)?,
-            rate_limit_burst: env_parse("CAIRN_CAPTURE_RATE_LIMIT_BURST", 200_000u32)?,
-            api_keys: env_string("CAIRN_CAPTURE_API_KEYS", ""),
-            auth: match env_opt("CAIRN_AUTH_URL") {
-                Some(_) => Some(AuthClientConfig::from_env()?),
-                None => None,
+            max_events: CAPTURE_MAX_EVENTS_PER_REQUEST.parse::<usize>(env)?.max(1),
+            max_values: CAPTURE_MAX_JSON_VALUES.parse::<usize>(env)?.max(1),
+            memory_budget_bytes: CAPTURE_MEMORY_BUDGET_MB.parse::<usize>(env)?.max(1) << 20,
+            unknown_keys_per_minute: CAPTURE_UNKNOWN_KEYS_PER_MINUTE.parse(env)?,
+            unknown_keys_burst: CAPTURE_UNKNOWN_KEYS_BURST.parse(env)?,
+            trusted_proxies: TrustedProxies::from_source(env)?,
+            server: ServerLimits::from_source(env)?,
+            admin_addr: admin_addr_from_source(env)?,
+            max_batch_bytes: CAPTURE_MAX_BATCH_BYTES.parse(env)?,
+            max_future: time::Duration::seconds(CAPTURE_MAX_FUTURE_SECS.parse(env)?),
+            rate_limit_per_second: CAPTURE_RATE_LIMIT_PER_SECOND.parse(env)?,
+            rate_limit_burst: CAPTURE_RATE_LIMIT_BURST.parse(env)?,
+            api_keys: CAPTURE_API_KEYS.secret_value(env).unwrap_or_else(|| SecretString::from("")),
+            // Without CAIRN_AUTH_URL, capture knows only its static keys.
+            auth: match AUTH_URL.is_set(env) {
+                true => Some(AuthClientConfig::from_source(env)?),
+                false => None,
             },
-            ack_timeout: env_millis("CAIRN_CAPTURE_ACK_TIMEOUT_MS", 10_000)?,
-            linger: env_millis("CAIRN_CAPTURE_LINGER_MS", 2)?,
-            create_topics: env_bool("CAIRN_KAFKA_CREATE_TOPICS", true)?,
-            topic_partitions: env_parse("CAIRN_KAFKA_TOPIC_PARTITIONS", 4i32)?,
+            ack_timeout: CAPTURE_ACK_TIMEOUT_MS.millis(env)?,
+            linger: CAPTURE_LINGER_MS.millis(env)?,
+            create_topics: KAFKA_CREATE_TOPICS.bool(env)?,
+            topic_partitions: KAFKA_TOPIC_PARTITIONS.parse(env)?,
             kafka,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use cairn_common::config::{Recording, Service};
+
+    use super::*;
+
+    #[test]
+    fn reads_its_declared_settings_and_no_others() {
+        let env: BTreeMap<&'static str, String> = [(AUTH_URL.name, "http://auth".to_string())].into_iter().collect();
+        let rec = Recording::new(env);
+        let cfg = CaptureConfig::from_source(&rec).unwrap();
+        assert!(cfg.auth.is_some());
+        let declared: Vec<&str> =
+            ALL.iter().filter(|s| s.readers.contains(&Service::Capture)).map(|s| s.name).collect();
+        let mut expected: std::collections::BTreeSet<&str> = declared.into_iter().collect();
+        // Read before the configuration, by telemetry.
+        for logging in [LOG.name, RUST_LOG.name, LOG_FORMAT.name] {
+            expected.remove(logging);
+        }
+        assert_eq!(rec.read(), expected);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let env: BTreeMap<&'static str, String> =
+            [(CAPTURE_API_KEYS.name, "phc_s3cret=1".to_string())].into_iter().collect();
+        let cfg = CaptureConfig::from_source(&env).unwrap();
+        assert!(!format!("{cfg:?}").contains("phc_s3cret"));
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use cairn_common::auth_client::AuthClient;
+use cairn_common::config::ExposeSecret;
 use cairn_common::kafka::{ensure_topics_in_background, TopicSpec};
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
@@ -40,7 +41,7 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(CaptureMetrics::register(&mut registry));
     let health = Health::new();
 
-    let fixed = StaticKeys::parse(&cfg.api_keys)?;
+    let fixed = StaticKeys::parse(cfg.api_keys.expose_secret())?;
     if !fixed.is_empty() {
         tracing::info!(keys = fixed.len(), "loaded API keys from configuration");
     }

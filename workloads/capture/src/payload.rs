@@ -121,7 +121,8 @@ impl Payload {
         // value's edges, so this check cannot fail; it runs at memory speed, and parsing from a
         // `str` then skips serde_json's UTF-8 check of every string (the per-string check and
         // parsing from bytes cost capture 4-5 % of its CPU in the batch benchmark).
-        let text = std::str::from_utf8(&self.data[span]).map_err(|e| PayloadError::InvalidJson(format!("not UTF-8: {e}")))?;
+        let text =
+            std::str::from_utf8(&self.data[span]).map_err(|e| PayloadError::InvalidJson(format!("not UTF-8: {e}")))?;
         let mut de = serde_json::Deserializer::from_str(text);
         let value = Budgeted(budget).deserialize(&mut de).map_err(|e| budget.explain(e))?;
         de.end().map_err(|e| PayloadError::InvalidJson(e.to_string()))?;

@@ -25,6 +25,7 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use cairn_common::event::{validate_event, CapturedEvent, FieldError, ValidationContext};
 use cairn_common::server::{client_address, TrustedProxies};
+use cairn_common::trace::RequestId;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -72,12 +73,14 @@ async fn ingest(
     path: MatchedPath,
     Query(query): Query<HashMap<String, String>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let client = peer.map(|Extension(ConnectInfo(p))| client_address(&headers, p.ip(), &app.trusted_proxies));
-    let response = match handle(&app, &query, &headers, client, body).await {
+    let request_id = request_id.as_ref().map(|Extension(id)| id.as_str());
+    let response = match handle(&app, &query, &headers, client, request_id, body).await {
         Ok(accepted) => {
             app.metrics.count_events("accepted", accepted);
             (StatusCode::OK, Json(json!({"status": 1, "accepted": accepted}))).into_response()
@@ -104,6 +107,7 @@ async fn handle(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     client: Option<IpAddr>,
+    request_id: Option<&str>,
     body: Body,
 ) -> Result<usize, (CaptureError, usize)> {
     // Memory is reserved before each large allocation: the body, the decoded body, the values.
@@ -181,7 +185,7 @@ async fn handle(
         max_future: app.max_future,
     };
     let events = validate_all(built, payload.is_batch, &ctx).map_err(|e| (e, n))?;
-    app.sink.send(events).await.map_err(|e| (e.into(), n))?;
+    app.sink.send(events, request_id).await.map_err(|e| (e.into(), n))?;
     Ok(n)
 }
 

@@ -19,9 +19,11 @@ use cairn_common::config::KafkaConfig;
 use cairn_common::event::CapturedEvent;
 use cairn_common::kafka::{client_config, is_connectivity_error, probe_topic};
 use cairn_common::telemetry::{spawn_probe, Health};
+use cairn_common::trace;
 use futures::future::join_all;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -50,8 +52,9 @@ pub enum SinkError {
 /// Something that durably accepts validated events.
 #[async_trait]
 pub trait EventSink: Send + Sync + 'static {
-    /// Returns once every event is durable, or an error if any may not be.
-    async fn send(&self, events: Vec<CapturedEvent>) -> Result<(), SinkError>;
+    /// Returns once every event is durable, or an error if any may not be. `request_id` names
+    /// the request that brought them (carried on each record, see `cairn_common::trace`).
+    async fn send(&self, events: Vec<CapturedEvent>, request_id: Option<&str>) -> Result<(), SinkError>;
 }
 
 /// Turns librdkafka's client-level errors into readiness.
@@ -136,7 +139,7 @@ impl KafkaSink {
 
 #[async_trait]
 impl EventSink for KafkaSink {
-    async fn send(&self, events: Vec<CapturedEvent>) -> Result<(), SinkError> {
+    async fn send(&self, events: Vec<CapturedEvent>, request_id: Option<&str>) -> Result<(), SinkError> {
         if !self.health.check(KAFKA_CHECK) {
             return Err(SinkError::Unavailable("the cluster is not reachable".into()));
         }
@@ -157,7 +160,11 @@ impl EventSink for KafkaSink {
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(records.len());
         for (index, (key, payload)) in records.iter().enumerate() {
-            let record = FutureRecord::to(&self.topic).key(key).payload(payload);
+            let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
+            if let Some(id) = request_id {
+                record =
+                    record.headers(OwnedHeaders::new().insert(Header { key: trace::KAFKA_HEADER, value: Some(id) }));
+            }
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((e, _)) => {

@@ -55,7 +55,7 @@ struct Accept;
 
 #[async_trait]
 impl EventSink for Accept {
-    async fn send(&self, _events: Vec<CapturedEvent>) -> Result<(), SinkError> {
+    async fn send(&self, _events: Vec<CapturedEvent>, _request_id: Option<&str>) -> Result<(), SinkError> {
         Ok(())
     }
 }

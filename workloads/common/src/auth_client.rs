@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::config::{env_opt, env_parse, env_string, ConfigError};
+use crate::config::catalogue::{AUTH_CACHE_SIZE, AUTH_CACHE_TTL_SECS, AUTH_URL, INTERNAL_TOKEN};
+use crate::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
 
 /// A member's role in an organisation, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -183,13 +184,13 @@ pub const INTERNAL_UNAUTHORIZED: &str = "internal_unauthorized";
 /// The longest `cache_ttl` accepted: a revoked credential must stop working within a minute.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(60);
 
-/// How a service reaches the auth service.
-#[derive(Clone)]
+/// How a service reaches the auth service (`Debug` never shows the internal token).
+#[derive(Debug, Clone)]
 pub struct AuthClientConfig {
     /// `CAIRN_AUTH_URL`: the auth service's base URL (default `http://127.0.0.1:18002`).
     pub url: String,
     /// `CAIRN_INTERNAL_TOKEN`: sent as `Authorization: Bearer` to the internal endpoints.
-    pub internal_token: Option<String>,
+    pub internal_token: Option<SecretString>,
     /// `CAIRN_AUTH_CACHE_TTL_SECS`: how long a positive answer is trusted (default 30, at most 60).
     pub cache_ttl: Duration,
     /// How long "unknown credential" is remembered (5 s).
@@ -203,38 +204,26 @@ pub struct AuthClientConfig {
     pub timeout: Duration,
 }
 
-impl std::fmt::Debug for AuthClientConfig {
-    // The internal token is a secret: never print it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthClientConfig")
-            .field("url", &self.url)
-            .field("internal_token", &self.internal_token.as_ref().map(|_| "***"))
-            .field("cache_ttl", &self.cache_ttl)
-            .field("negative_ttl", &self.negative_ttl)
-            .field("stale_for", &self.stale_for)
-            .field("max_entries", &self.max_entries)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
 impl AuthClientConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let ttl_secs: u64 = env_parse("CAIRN_AUTH_CACHE_TTL_SECS", 30u64)?;
-        if Duration::from_secs(ttl_secs) > MAX_CACHE_TTL {
-            return Err(ConfigError::Invalid {
-                name: "CAIRN_AUTH_CACHE_TTL_SECS".into(),
-                value: ttl_secs.to_string(),
-                reason: "at most 60: a revoked key or session must stop working within a minute".into(),
-            });
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
+        let cache_ttl = AUTH_CACHE_TTL_SECS.secs(env)?;
+        if cache_ttl > MAX_CACHE_TTL {
+            return Err(AUTH_CACHE_TTL_SECS.invalid(
+                &cache_ttl.as_secs().to_string(),
+                "at most 60: a revoked key or session must stop working within a minute",
+            ));
         }
         Ok(Self {
-            url: env_string("CAIRN_AUTH_URL", "http://127.0.0.1:18002"),
-            internal_token: env_opt("CAIRN_INTERNAL_TOKEN"),
-            cache_ttl: Duration::from_secs(ttl_secs),
+            url: AUTH_URL.string(env),
+            internal_token: INTERNAL_TOKEN.secret_value(env),
+            cache_ttl,
             negative_ttl: Duration::from_secs(5),
             stale_for: Duration::from_secs(600),
-            max_entries: env_parse("CAIRN_AUTH_CACHE_SIZE", 100_000usize)?,
+            max_entries: AUTH_CACHE_SIZE.parse(env)?,
             timeout: Duration::from_secs(2),
         })
     }
@@ -245,7 +234,7 @@ impl AuthClientConfig {
 pub struct AuthClient {
     http: reqwest::Client,
     base: String,
-    internal_token: Option<String>,
+    internal_token: Option<SecretString>,
     principals: Arc<Cache<Principal>>,
     write_keys: Arc<Cache<ResolvedWriteKey>>,
 }
@@ -291,6 +280,7 @@ impl AuthClient {
 
     /// Who `credential` (an access token or a personal key) is: `Ok(None)` when it is invalid,
     /// expired or revoked.
+    #[tracing::instrument(name = "auth.authenticate", skip_all)]
     pub async fn authenticate(&self, credential: &str) -> Result<Option<Principal>, AuthClientError> {
         let digest = digest(credential);
         let hard_expiry = token_expiry(credential);
@@ -302,6 +292,7 @@ impl AuthClient {
     }
 
     /// The project of a write key: `Ok(None)` when it is unknown or revoked.
+    #[tracing::instrument(name = "auth.resolve_write_key", skip_all)]
     pub async fn resolve_write_key(&self, key: &str) -> Result<Option<ResolvedWriteKey>, AuthClientError> {
         let digest = digest(key);
         let body = ResolveRequest { key };
@@ -320,7 +311,7 @@ impl AuthClient {
     ) -> Result<Option<T>, AuthClientError> {
         let mut req = self.http.post(format!("{}{}", self.base, path)).json(body);
         if let Some(token) = &self.internal_token {
-            req = req.bearer_auth(token);
+            req = req.bearer_auth(token.expose_secret());
         }
         let resp = req.send().await.map_err(|e| AuthClientError::Unavailable(e.without_url().to_string()))?;
         let status = resp.status().as_u16();
@@ -640,15 +631,15 @@ mod tests {
 
     #[test]
     fn the_cache_ttl_is_capped_at_a_minute() {
-        std::env::set_var("CAIRN_AUTH_CACHE_TTL_SECS", "61");
-        assert!(AuthClientConfig::from_env().is_err());
-        std::env::set_var("CAIRN_AUTH_CACHE_TTL_SECS", "60");
-        std::env::set_var("CAIRN_INTERNAL_TOKEN", "s3cret-internal");
-        let cfg = AuthClientConfig::from_env().unwrap();
+        let env = |ttl: &str| -> std::collections::BTreeMap<&'static str, String> {
+            [("CAIRN_AUTH_CACHE_TTL_SECS", ttl.to_string()), ("CAIRN_INTERNAL_TOKEN", "s3cret-internal".to_string())]
+                .into_iter()
+                .collect()
+        };
+        assert!(AuthClientConfig::from_source(&env("61")).is_err());
+        let cfg = AuthClientConfig::from_source(&env("60")).unwrap();
         assert_eq!(cfg.cache_ttl, Duration::from_secs(60));
-        std::env::remove_var("CAIRN_AUTH_CACHE_TTL_SECS");
-        std::env::remove_var("CAIRN_INTERNAL_TOKEN");
-        assert_eq!(cfg.internal_token.as_deref(), Some("s3cret-internal"));
+        assert_eq!(cfg.internal_token.as_ref().map(|t| t.expose_secret()), Some("s3cret-internal"));
         assert!(!format!("{cfg:?}").contains("s3cret"), "no secrets in Debug");
     }
 }

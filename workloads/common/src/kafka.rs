@@ -3,7 +3,7 @@
 
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaConfig;
+use crate::config::{ExposeSecret, KafkaConfig};
 
 /// A client configuration with the brokers and security settings filled in.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
@@ -21,7 +21,7 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         c.set("sasl.username", u);
     }
     if let Some(p) = &cfg.sasl_password {
-        c.set("sasl.password", p);
+        c.set("sasl.password", p.expose_secret());
     }
     if let Some(ca) = &cfg.ssl_ca_location {
         c.set("ssl.ca.location", ca);

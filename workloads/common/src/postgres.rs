@@ -11,7 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use thiserror::Error;
 
-use crate::config::{env_parse, env_string, ConfigError};
+use crate::config::catalogue::{POSTGRES_MAX_CONNECTIONS, POSTGRES_MIGRATE, POSTGRES_URL};
+use crate::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
 
 /// The embedded migrations of `schemas/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../schemas/postgres");
@@ -20,7 +21,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../schemas/pos
 #[derive(Clone)]
 pub struct PostgresConfig {
     /// `CAIRN_POSTGRES_URL`: a libpq-style URL, e.g. `postgres://user:pass@host:5432/cairn`.
-    pub url: String,
+    pub url: SecretString,
     /// `CAIRN_POSTGRES_MAX_CONNECTIONS`.
     pub max_connections: u32,
     /// `CAIRN_POSTGRES_MIGRATE`: apply the migrations at start (default true).
@@ -31,7 +32,7 @@ impl std::fmt::Debug for PostgresConfig {
     // The URL may carry a password: never print it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &redact_url(self.url.expose_secret()))
             .field("max_connections", &self.max_connections)
             .field("migrate_on_start", &self.migrate_on_start)
             .finish()
@@ -40,11 +41,20 @@ impl std::fmt::Debug for PostgresConfig {
 
 impl PostgresConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            url: env_string("CAIRN_POSTGRES_URL", "postgres://postgres@127.0.0.1:55432/cairn"),
-            max_connections: env_parse("CAIRN_POSTGRES_MAX_CONNECTIONS", 10u32)?,
-            migrate_on_start: crate::config::env_bool("CAIRN_POSTGRES_MIGRATE", true)?,
+            url: SecretString::from(POSTGRES_URL.string(env)),
+            max_connections: POSTGRES_MAX_CONNECTIONS.parse(env)?,
+            migrate_on_start: POSTGRES_MIGRATE.bool(env)?,
         })
+    }
+
+    /// The URL with any password replaced, for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose_secret())
     }
 }
 
@@ -74,7 +84,7 @@ pub enum PostgresError {
 
 /// A pool that connects lazily: a service starts (and reports not-ready) while PostgreSQL is down.
 pub fn pool(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
-    let options: PgConnectOptions = config.url.parse().map_err(PostgresError::InvalidUrl)?;
+    let options: PgConnectOptions = config.url.expose_secret().parse().map_err(PostgresError::InvalidUrl)?;
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(5))

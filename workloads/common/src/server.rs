@@ -33,7 +33,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::config::{env_millis, env_parse, env_string, ConfigError};
+use crate::config::catalogue::{
+    ADMIN_ADDR, HTTP_HEADER_TIMEOUT_MS, HTTP_MAX_CONNECTIONS, HTTP_REQUEST_TIMEOUT_MS, TRUSTED_PROXIES,
+};
+use crate::config::{ConfigError, ProcessEnv, Source};
 
 /// Serves a service: `app` on `addr`, and the admin endpoints (`/metrics`, `/healthz`,
 /// `/readyz`) on `admin_addr` when one is given (`CAIRN_ADMIN_ADDR`: what the operator sets in a
@@ -47,6 +50,8 @@ pub async fn serve_service(
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // Every API request gets an id and a span (not the probes and scrapes of the admin routes).
+    let app = app.layer(axum::middleware::from_fn(crate::trace::trace_requests));
     let app = match admin_addr {
         Some(admin_addr) => {
             let listener = TcpListener::bind(admin_addr).await?;
@@ -66,14 +71,12 @@ pub async fn serve_service(
 
 /// `CAIRN_ADMIN_ADDR`, if set.
 pub fn admin_addr_from_env() -> Result<Option<SocketAddr>, ConfigError> {
-    match crate::config::env_opt("CAIRN_ADMIN_ADDR") {
-        None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-            name: "CAIRN_ADMIN_ADDR".into(),
-            value: v,
-            reason: e.to_string(),
-        }),
-    }
+    admin_addr_from_source(&ProcessEnv)
+}
+
+/// `CAIRN_ADMIN_ADDR`, if set.
+pub fn admin_addr_from_source(env: &dyn Source) -> Result<Option<SocketAddr>, ConfigError> {
+    ADMIN_ADDR.parse_opt(env)
 }
 
 /// What one listener allows.
@@ -90,21 +93,23 @@ pub struct ServerLimits {
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
+        match Self::from_source(&crate::config::NoEnv) {
+            Ok(limits) => limits,
+            Err(e) => unreachable!("the catalogue's defaults parse (tested): {e}"),
         }
     }
 }
 
 impl ServerLimits {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let d = Self::default();
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            max_connections: env_parse("CAIRN_HTTP_MAX_CONNECTIONS", d.max_connections)?.max(1),
-            header_timeout: env_millis("CAIRN_HTTP_HEADER_TIMEOUT_MS", d.header_timeout.as_millis() as u64)?,
-            request_timeout: env_millis("CAIRN_HTTP_REQUEST_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?,
+            max_connections: HTTP_MAX_CONNECTIONS.parse::<usize>(env)?.max(1),
+            header_timeout: HTTP_HEADER_TIMEOUT_MS.millis(env)?,
+            request_timeout: HTTP_REQUEST_TIMEOUT_MS.millis(env)?,
         })
     }
 }
@@ -230,8 +235,11 @@ impl TrustedProxies {
 
     /// `CAIRN_TRUSTED_PROXIES` (default: loopback and private addresses).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let spec = env_string("CAIRN_TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES);
-        Ok(Self::parse("CAIRN_TRUSTED_PROXIES", &spec)?)
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
+        Ok(Self::parse(TRUSTED_PROXIES.name, &TRUSTED_PROXIES.string(env))?)
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {

@@ -30,16 +30,25 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global tracing subscriber: JSON lines on stdout, filtered by `CAIRN_LOG` (or
 /// `RUST_LOG`), `info` by default. `CAIRN_LOG_FORMAT=text` gives human-readable lines instead.
 pub fn init_tracing(service: &'static str) {
-    let filter = std::env::var("CAIRN_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,rdkafka=warn".to_string());
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let text = std::env::var("CAIRN_LOG_FORMAT").map(|f| f == "text").unwrap_or(false);
+    use crate::config::catalogue::{LOG, LOG_FORMAT, RUST_LOG};
+    let env = &crate::config::ProcessEnv;
+    let spec = LOG.value(env).or_else(|| RUST_LOG.value(env)).unwrap_or_else(|| LOG.string(env));
+    let (filter, bad_filter) = match EnvFilter::try_new(&spec) {
+        Ok(f) => (f, None),
+        Err(e) => (EnvFilter::new("info"), Some(e)),
+    };
+    let text = LOG_FORMAT.string(env).trim().eq_ignore_ascii_case("text");
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
-    let result =
-        if text { builder.try_init() } else { builder.json().flatten_event(true).with_current_span(false).try_init() };
+    let result = if text {
+        builder.try_init()
+    } else {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    };
     if result.is_ok() {
         tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
+        if let Some(e) = bad_filter {
+            tracing::warn!(filter = %spec, error = %e, "the log filter (CAIRN_LOG or RUST_LOG) is invalid; logging at info");
+        }
     }
 }
 

@@ -16,6 +16,8 @@ pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub reason: String,
+    /// The capture request that brought the record (its `cairn-request-id` header), if known.
+    pub request_id: Option<String>,
 }
 
 /// Where a record came from.
@@ -70,6 +72,7 @@ impl Batch {
                 key: key.map(<[u8]>::to_vec),
                 payload: payload.map(<[u8]>::to_vec),
                 reason,
+                request_id: None,
             }),
         }
     }

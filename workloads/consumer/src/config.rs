@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_common::config::{env_bool, env_millis, env_parse, env_string, ClickHouseConfig, ConfigError, KafkaConfig};
+use cairn_common::config::catalogue::*;
+use cairn_common::config::{ClickHouseConfig, ConfigError, KafkaConfig, ProcessEnv, Source};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -51,31 +52,58 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let addr_text = env_string("CAIRN_CONSUMER_ADDR", "127.0.0.1:18001");
-        let addr = addr_text.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-            name: "CAIRN_CONSUMER_ADDR".into(),
-            value: addr_text.clone(),
-            reason: e.to_string(),
-        })?;
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            addr,
-            group: env_string("CAIRN_CONSUMER_GROUP", "cairn-consumer"),
-            batch_max_events: env_parse("CAIRN_CONSUMER_BATCH_MAX_EVENTS", 10_000usize)?.max(1),
-            batch_max_bytes: env_parse("CAIRN_CONSUMER_BATCH_MAX_BYTES", 64usize << 20)?.max(1),
-            batch_max_age: env_millis("CAIRN_CONSUMER_BATCH_MAX_AGE_MS", 500)?,
-            dead_letter_timeout: env_millis("CAIRN_CONSUMER_DEAD_LETTER_TIMEOUT_MS", 300_000)?,
-            retry_initial: env_millis("CAIRN_CONSUMER_RETRY_INITIAL_MS", 100)?,
-            retry_max: env_millis("CAIRN_CONSUMER_RETRY_MAX_MS", 10_000)?,
-            shutdown_grace: env_millis("CAIRN_CONSUMER_SHUTDOWN_GRACE_MS", 20_000)?,
-            max_poll_interval: env_millis("CAIRN_CONSUMER_MAX_POLL_INTERVAL_MS", 600_000)?,
-            session_timeout: env_millis("CAIRN_CONSUMER_SESSION_TIMEOUT_MS", 10_000)?,
-            insert_timeout: env_millis("CAIRN_CONSUMER_INSERT_TIMEOUT_MS", 60_000)?,
-            liveness_deadline: env_millis("CAIRN_CONSUMER_LIVENESS_DEADLINE_MS", 180_000)?,
-            migrate: env_bool("CAIRN_CONSUMER_MIGRATE", true)?,
-            create_topics: env_bool("CAIRN_KAFKA_CREATE_TOPICS", true)?,
-            topic_partitions: env_parse("CAIRN_KAFKA_TOPIC_PARTITIONS", 4i32)?,
-            kafka: KafkaConfig::from_env()?,
-            clickhouse: ClickHouseConfig::from_env()?,
+            addr: CONSUMER_ADDR.parse(env)?,
+            group: CONSUMER_GROUP.string(env),
+            batch_max_events: CONSUMER_BATCH_MAX_EVENTS.parse::<usize>(env)?.max(1),
+            batch_max_bytes: CONSUMER_BATCH_MAX_BYTES.parse::<usize>(env)?.max(1),
+            batch_max_age: CONSUMER_BATCH_MAX_AGE_MS.millis(env)?,
+            dead_letter_timeout: CONSUMER_DEAD_LETTER_TIMEOUT_MS.millis(env)?,
+            retry_initial: CONSUMER_RETRY_INITIAL_MS.millis(env)?,
+            retry_max: CONSUMER_RETRY_MAX_MS.millis(env)?,
+            shutdown_grace: CONSUMER_SHUTDOWN_GRACE_MS.millis(env)?,
+            max_poll_interval: CONSUMER_MAX_POLL_INTERVAL_MS.millis(env)?,
+            session_timeout: CONSUMER_SESSION_TIMEOUT_MS.millis(env)?,
+            insert_timeout: CONSUMER_INSERT_TIMEOUT_MS.millis(env)?,
+            liveness_deadline: CONSUMER_LIVENESS_DEADLINE_MS.millis(env)?,
+            migrate: CONSUMER_MIGRATE.bool(env)?,
+            create_topics: KAFKA_CREATE_TOPICS.bool(env)?,
+            topic_partitions: KAFKA_TOPIC_PARTITIONS.parse(env)?,
+            kafka: KafkaConfig::from_source(env)?,
+            clickhouse: ClickHouseConfig::from_source(env)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use cairn_common::config::{NoEnv, Recording, Service};
+
+    use super::*;
+
+    #[test]
+    fn reads_its_declared_settings_and_no_others() {
+        let rec = Recording::new(NoEnv);
+        ConsumerConfig::from_source(&rec).unwrap();
+        let mut expected: BTreeSet<&str> =
+            ALL.iter().filter(|s| s.readers.contains(&Service::Consumer)).map(|s| s.name).collect();
+        for logging in [LOG.name, RUST_LOG.name, LOG_FORMAT.name] {
+            expected.remove(logging);
+        }
+        assert_eq!(rec.read(), expected);
+    }
+
+    #[test]
+    fn rejects_a_bad_value_by_name() {
+        let env: BTreeMap<&'static str, String> =
+            [(CONSUMER_BATCH_MAX_AGE_MS.name, "soon".to_string())].into_iter().collect();
+        let err = ConsumerConfig::from_source(&env).unwrap_err().to_string();
+        assert!(err.contains("CAIRN_CONSUMER_BATCH_MAX_AGE_MS"), "{err}");
     }
 }

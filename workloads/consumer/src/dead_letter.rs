@@ -81,6 +81,12 @@ impl DeadLetterProducer {
                 .insert(Header { key: "cairn-dlq-topic", value: Some(l.topic.as_bytes()) })
                 .insert(Header { key: "cairn-dlq-partition", value: Some(partition.as_bytes()) })
                 .insert(Header { key: "cairn-dlq-offset", value: Some(offset.as_bytes()) });
+            let headers = match &l.request_id {
+                Some(id) => {
+                    headers.insert(Header { key: cairn_common::trace::KAFKA_HEADER, value: Some(id.as_bytes()) })
+                }
+                None => headers,
+            };
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
             if let Some(k) = &l.key {
                 record = record.key(k.as_slice());

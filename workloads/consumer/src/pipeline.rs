@@ -11,7 +11,7 @@ use cairn_common::telemetry::{Health, Heartbeat};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -100,11 +100,18 @@ impl Pipeline {
                 }
                 message = self.consumer.recv() => match message {
                     Ok(m) => {
+                        let dead_before = batch.dead_letters.len();
                         batch.push(
                             Origin { topic: m.topic(), partition: m.partition(), offset: m.offset() },
                             m.key(),
                             m.payload(),
                         );
+                        if batch.dead_letters.len() > dead_before {
+                            // Only a dead letter looks at headers: which request brought it.
+                            if let Some(letter) = batch.dead_letters.last_mut() {
+                                letter.request_id = request_id_of(&m);
+                            }
+                        }
                         if batch.len() >= self.batch_max_events || batch.bytes >= self.batch_max_bytes {
                             self.flush(&mut batch, &stop).await?;
                         }
@@ -141,6 +148,7 @@ impl Pipeline {
                     key: Some(cairn_common::event::kafka_key(row.project_id, &row.distinct_id).into_bytes()),
                     payload: row.to_record().ok(),
                     reason: format!("ClickHouse refused the row: {reason}"),
+                    request_id: None,
                 })
             })
             .collect();
@@ -178,7 +186,7 @@ impl Pipeline {
             match self.dead_letters.send(&letters).await {
                 Ok(()) => {
                     for l in letters.iter() {
-                        tracing::warn!(topic = %l.topic, partition = l.partition, offset = l.offset, reason = %l.reason, "record sent to the dead-letter topic");
+                        tracing::warn!(topic = %l.topic, partition = l.partition, offset = l.offset, reason = %l.reason, request_id = l.request_id.as_deref(), "record sent to the dead-letter topic");
                     }
                     self.retry.reset();
                     return Ok(());
@@ -194,7 +202,7 @@ impl Pipeline {
                 }
                 Err(e) if refused_for_content(&e) || started.elapsed() >= self.dead_letter_timeout => {
                     for l in letters.iter() {
-                        tracing::error!(error = %e, topic = %l.topic, partition = l.partition, offset = l.offset, reason = %l.reason, "a dead letter cannot be written; dropping it so that consumption goes on");
+                        tracing::error!(error = %e, topic = %l.topic, partition = l.partition, offset = l.offset, reason = %l.reason, request_id = l.request_id.as_deref(), "a dead letter cannot be written; dropping it so that consumption goes on");
                     }
                     self.metrics
                         .dead_letter_failures
@@ -240,4 +248,11 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The `cairn-request-id` header of a record (see `cairn_common::trace`).
+fn request_id_of<M: Message>(m: &M) -> Option<String> {
+    let headers = m.headers()?;
+    let header = headers.iter().find(|h| h.key == cairn_common::trace::KAFKA_HEADER)?;
+    header.value.and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string)
 }

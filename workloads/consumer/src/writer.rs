@@ -81,6 +81,7 @@ impl Writer {
     /// than because it is unavailable, are isolated by splitting the batch in halves (each half
     /// with a token derived from the batch's, so a redelivered batch splits and deduplicates the
     /// same way) and returned; every other row is inserted.
+    #[tracing::instrument(name = "insert", skip_all, fields(rows = rows.len(), token = %token))]
     pub async fn insert(
         &mut self,
         rows: &[EventRow],

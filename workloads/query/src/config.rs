@@ -3,8 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_common::config::{env_addr, env_bool, env_millis, env_parse, ClickHouseConfig, ConfigError};
+use std::path::PathBuf;
+
+use cairn_common::auth_client::AuthClientConfig;
+use cairn_common::config::catalogue::*;
+use cairn_common::config::{ClickHouseConfig, ConfigError, NoEnv, ProcessEnv, Source};
 use cairn_common::postgres::PostgresConfig;
+use cairn_common::server::{admin_addr_from_source, ServerLimits};
 
 /// What one request may ask for. Each limit answers 400 naming the field when exceeded.
 #[derive(Debug, Clone)]
@@ -35,18 +40,28 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The catalogue's defaults.
     fn default() -> Self {
-        Self {
-            max_range_days: 732,
-            max_buckets: 1000,
-            max_series: 10,
-            max_breakdown: 50,
-            max_rows: 1000,
-            max_filters: 30,
-            max_memory_bytes: 4 << 30,
-            max_rows_to_read: 2_000_000_000,
-            max_concurrent_per_caller: 4,
+        match Self::from_source(&NoEnv) {
+            Ok(limits) => limits,
+            Err(e) => unreachable!("the catalogue's defaults parse (tested): {e}"),
         }
+    }
+}
+
+impl Limits {
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_range_days: QUERY_MAX_RANGE_DAYS.parse(env)?,
+            max_buckets: QUERY_MAX_BUCKETS.parse(env)?,
+            max_series: QUERY_MAX_SERIES.parse(env)?,
+            max_breakdown: QUERY_MAX_BREAKDOWN.parse(env)?,
+            max_rows: QUERY_MAX_ROWS.parse(env)?,
+            max_filters: QUERY_MAX_FILTERS.parse(env)?,
+            max_memory_bytes: QUERY_MAX_MEMORY_BYTES.parse(env)?,
+            max_rows_to_read: QUERY_MAX_ROWS_TO_READ.parse(env)?,
+            max_concurrent_per_caller: QUERY_MAX_CONCURRENT_PER_CALLER.parse::<usize>(env)?.max(1),
+        })
     }
 }
 
@@ -62,47 +77,72 @@ pub struct QueryConfig {
     pub limits: Limits,
     pub clickhouse: ClickHouseConfig,
     pub postgres: PostgresConfig,
+    /// The auth service (`CAIRN_AUTH_URL`, its cache and the internal token).
+    pub auth: AuthClientConfig,
     /// `CAIRN_HTTP_*`: the listener's limits.
-    pub server: cairn_common::server::ServerLimits,
+    pub server: ServerLimits,
     /// `CAIRN_ADMIN_ADDR`: serve `/metrics`, `/healthz` and `/readyz` there instead of on `addr`
     /// (the Ingress sends `/` to query, so in a cluster they must not be on the API port).
     pub admin_addr: Option<SocketAddr>,
     /// `CAIRN_QUERY_CORS_ORIGINS`: origins (comma-separated) whose pages may call the API from a
     /// browser; empty (the default) allows none but the dashboard's own origin.
     pub cors_origins: Vec<String>,
+    /// `CAIRN_DASHBOARD_DIR`: serve the dashboard's built files at `/`.
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl QueryConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let d = Limits::default();
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            addr: env_addr("CAIRN_QUERY_ADDR", "127.0.0.1:18003")?,
-            timeout: env_millis("CAIRN_QUERY_TIMEOUT_MS", 30_000)?,
-            read_final: env_bool("CAIRN_QUERY_FINAL", true)?,
-            limits: Limits {
-                max_range_days: env_parse("CAIRN_QUERY_MAX_RANGE_DAYS", d.max_range_days)?,
-                max_buckets: env_parse("CAIRN_QUERY_MAX_BUCKETS", d.max_buckets)?,
-                max_series: env_parse("CAIRN_QUERY_MAX_SERIES", d.max_series)?,
-                max_breakdown: env_parse("CAIRN_QUERY_MAX_BREAKDOWN", d.max_breakdown)?,
-                max_rows: env_parse("CAIRN_QUERY_MAX_ROWS", d.max_rows)?,
-                max_filters: env_parse("CAIRN_QUERY_MAX_FILTERS", d.max_filters)?,
-                max_memory_bytes: env_parse("CAIRN_QUERY_MAX_MEMORY_BYTES", d.max_memory_bytes)?,
-                max_rows_to_read: env_parse("CAIRN_QUERY_MAX_ROWS_TO_READ", d.max_rows_to_read)?,
-                max_concurrent_per_caller: env_parse(
-                    "CAIRN_QUERY_MAX_CONCURRENT_PER_CALLER",
-                    d.max_concurrent_per_caller,
-                )?
-                .max(1),
-            },
-            clickhouse: ClickHouseConfig::from_env()?,
-            postgres: PostgresConfig::from_env()?,
-            server: cairn_common::server::ServerLimits::from_env()?,
-            admin_addr: cairn_common::server::admin_addr_from_env()?,
-            cors_origins: cairn_common::config::env_string("CAIRN_QUERY_CORS_ORIGINS", "")
+            addr: QUERY_ADDR.parse(env)?,
+            timeout: QUERY_TIMEOUT_MS.millis(env)?,
+            read_final: QUERY_FINAL.bool(env)?,
+            limits: Limits::from_source(env)?,
+            clickhouse: ClickHouseConfig::from_source(env)?,
+            postgres: PostgresConfig::from_source(env)?,
+            auth: AuthClientConfig::from_source(env)?,
+            server: ServerLimits::from_source(env)?,
+            admin_addr: admin_addr_from_source(env)?,
+            cors_origins: QUERY_CORS_ORIGINS
+                .string(env)
                 .split(',')
                 .map(|o| o.trim().trim_end_matches('/').to_string())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            dashboard_dir: DASHBOARD_DIR.opt(env).map(PathBuf::from),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use cairn_common::config::{Recording, Service};
+
+    use super::*;
+
+    #[test]
+    fn reads_its_declared_settings_and_no_others() {
+        let rec = Recording::new(NoEnv);
+        QueryConfig::from_source(&rec).unwrap();
+        let mut expected: BTreeSet<&str> =
+            ALL.iter().filter(|s| s.readers.contains(&Service::Query)).map(|s| s.name).collect();
+        for logging in [LOG.name, RUST_LOG.name, LOG_FORMAT.name] {
+            expected.remove(logging);
+        }
+        assert_eq!(rec.read(), expected);
+    }
+
+    #[test]
+    fn the_default_limits_are_the_catalogues() {
+        let l = Limits::default();
+        assert_eq!((l.max_range_days, l.max_buckets, l.max_series, l.max_breakdown), (732, 1000, 10, 50));
+        assert_eq!((l.max_rows, l.max_filters, l.max_concurrent_per_caller), (1000, 30, 4));
+        assert_eq!((l.max_memory_bytes, l.max_rows_to_read), (4 << 30, 2_000_000_000));
     }
 }

@@ -9,7 +9,7 @@
 //! from this origin only (inline styles are allowed: the chart library sets them).
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response};
@@ -59,11 +59,6 @@ impl Dashboard {
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         Ok(res)
     }
-}
-
-/// `CAIRN_DASHBOARD_DIR`, if set.
-pub fn dir_from_env() -> Option<PathBuf> {
-    cairn_common::config::env_opt("CAIRN_DASHBOARD_DIR").map(PathBuf::from)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, Method};
-use cairn_common::auth_client::{AuthClient, AuthClientConfig};
+use cairn_common::auth_client::AuthClient;
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -43,7 +43,7 @@ use crate::routes::AppState;
 use crate::sql::EventsSource;
 
 /// Runs the service until SIGTERM/SIGINT.
-pub async fn run(cfg: QueryConfig, auth: AuthClientConfig) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = cairn_common::shutdown::on_signal();
     let mut registry = Registry::default();
     let metrics = Arc::new(QueryMetrics::register(&mut registry));
@@ -94,18 +94,18 @@ pub async fn run(cfg: QueryConfig, auth: AuthClientConfig) -> Result<(), Box<dyn
             by_person: by_person.clone(),
         },
         pg,
-        auth: AuthClient::new(auth.clone())?,
+        auth: AuthClient::new(cfg.auth.clone())?,
         metrics,
         slots: caller::CallerSlots::new(cfg.limits.max_concurrent_per_caller),
     });
-    let dashboard = match dashboard::dir_from_env() {
+    let dashboard = match &cfg.dashboard_dir {
         Some(dir) => {
             tracing::info!(dir = %dir.display(), "serving the dashboard at /");
-            Some(dashboard::Dashboard::new(&dir)?)
+            Some(dashboard::Dashboard::new(dir)?)
         }
         None => None,
     };
-    let unrouted = Unrouted { gateway: gateway::Gateway::new(&auth.url)?, dashboard };
+    let unrouted = Unrouted { gateway: gateway::Gateway::new(&cfg.auth.url)?, dashboard };
     let fallback = axum::Router::new().fallback(answer_unrouted).with_state(unrouted);
     // The dashboard is served from the same origin; other pages may call the API only from the
     // configured origins, with their bearer token (never cookies: the API does not use them).

@@ -13,6 +13,8 @@ pub use migrations::{
 
 use crate::config::ClickHouseConfig;
 
+use crate::config::ExposeSecret;
+
 /// A client for the configured server and database.
 pub fn client(cfg: &ClickHouseConfig) -> clickhouse::Client {
     server_client(cfg).with_database(&cfg.database)
@@ -26,7 +28,7 @@ pub fn server_client(cfg: &ClickHouseConfig) -> clickhouse::Client {
         clickhouse::Compression::None
     });
     if let Some(p) = &cfg.password {
-        c = c.with_password(p);
+        c = c.with_password(p.expose_secret());
     }
     c
 }

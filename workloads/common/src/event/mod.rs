@@ -9,6 +9,7 @@ mod validate;
 
 pub use validate::{validate_event, FieldError, ValidationContext, MAX_DISTINCT_ID_CHARS, MAX_EVENT_NAME_CHARS};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -22,7 +23,11 @@ pub const CAPTURE_ROUTES: &[&str] = &["/capture", "/batch", "/e", "/i/v0/e", "/t
 pub type ProjectId = u64;
 
 /// A validated event, as written to Kafka by capture and read back by the consumer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its JSON schema, `schemas/kafka-event.schema.json`, is generated from this type
+/// ([`kafka_record_schema`]; `make docs` writes it, a test fails when it is stale).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Cairn events topic record", description = KAFKA_RECORD_DESCRIPTION)]
 pub struct CapturedEvent {
     /// The event's identity: the client's when it sent one, else a UUIDv7 assigned by capture.
     /// Storage deduplicates on it, so a redelivered record is never counted twice.
@@ -30,17 +35,36 @@ pub struct CapturedEvent {
     /// The project, resolved from the API key.
     pub project_id: ProjectId,
     /// The event name, e.g. `$pageview` or `signed_up`.
+    #[schemars(length(min = 1, max = 200))]
     pub event: String,
     /// Who did it.
+    #[schemars(length(min = 1, max = 200))]
     pub distinct_id: String,
-    /// Free-form properties (a JSON object).
+    /// Free-form properties (a JSON object); PostHog's `$set` and `$set_once` are kept here under
+    /// those keys.
     pub properties: Map<String, Value>,
-    /// When it happened, after clock-skew correction.
+    /// When it happened (RFC 3339, UTC, millisecond precision), after clock-skew correction.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub timestamp: OffsetDateTime,
-    /// When capture received it.
+    /// When capture received it (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub received_at: OffsetDateTime,
+}
+
+/// What the schema of the events topic's records says about them as a whole.
+pub const KAFKA_RECORD_DESCRIPTION: &str = "The value of every record that capture writes to the events topic (CAIRN_KAFKA_TOPIC), UTF-8 JSON. The record key is \"<project_id>:<distinct_id>\", so one person's events stay in order on one partition. Readers must ignore unknown fields: fields may be added, never removed or retyped. Records that do not match go to the dead-letter topic (CAIRN_KAFKA_DEAD_LETTER_TOPIC) with headers cairn-dlq-reason, cairn-dlq-topic, cairn-dlq-partition and cairn-dlq-offset. Capture sets the header cairn-request-id on each record: the id of the HTTP request that brought it (answered to the client in X-Request-Id); dead letters keep it.";
+
+/// The JSON schema of the events topic's records, as `schemas/kafka-event.schema.json` holds it.
+pub fn kafka_record_schema() -> String {
+    let mut schema = schemars::schema_for!(CapturedEvent);
+    schema.insert("$id".into(), "https://cairn.dev/schemas/kafka-event.schema.json".into());
+    // Readers must ignore unknown fields: fields may be added, never removed or retyped.
+    schema.insert("additionalProperties".into(), true.into());
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 impl CapturedEvent {
@@ -82,5 +106,26 @@ mod tests {
         let back: CapturedEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(back, event);
         assert_eq!(event.kafka_key(), "7:user-1");
+    }
+
+    /// The checked-in schema of the events topic is what the type generates: run `make docs`
+    /// after changing [`CapturedEvent`].
+    #[test]
+    fn checked_in_kafka_record_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/kafka-event.schema.json");
+        let generated = kafka_record_schema();
+        if std::env::var_os("CAIRN_WRITE_DOCS").is_some() {
+            std::fs::write(path, &generated).unwrap();
+            return;
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(on_disk == generated, "schemas/kafka-event.schema.json is stale: run `make docs`");
+        let schema: Value = serde_json::from_str(&generated).unwrap();
+        let required: Vec<&str> = schema["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(required, ["uuid", "project_id", "event", "distinct_id", "properties", "timestamp", "received_at"]);
+        assert_eq!(schema["properties"]["timestamp"]["format"], "date-time");
+        assert_eq!(schema["properties"]["uuid"]["format"], "uuid");
+        assert_eq!(schema["properties"]["event"]["maxLength"], MAX_EVENT_NAME_CHARS as u64);
+        assert_eq!(schema["properties"]["distinct_id"]["maxLength"], MAX_DISTINCT_ID_CHARS as u64);
     }
 }
