@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use cairn_common::auth_client::{AuthClient, AuthClientConfig, Permission};
+use cairn_auth_client::{AuthClient, AuthClientConfig, Permission};
 use cairn_e2e::{bin_dir, wait_until, Service, TestPostgres};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -852,7 +852,7 @@ async fn migrations_twice_are_a_no_op_and_secrets_stay_out_of_logs() {
     assert_eq!(second.get("/api/v1/me", &token(&s)).await.status, 200);
     let db = second.sql().await;
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&db).await.unwrap();
-    assert_eq!(applied as usize, cairn_common::postgres::MIGRATOR.iter().count());
+    assert_eq!(applied as usize, cairn_postgres::MIGRATOR.iter().count());
 
     let text = std::fs::read_to_string(log).unwrap() + &std::fs::read_to_string(&second.service.log).unwrap();
     for secret in

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use cairn_common::config::catalogue::*;
 use cairn_common::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
-use cairn_common::postgres::PostgresConfig;
 use cairn_common::server::{admin_addr_from_source, ServerLimits, TrustedProxies};
+use cairn_postgres::PostgresConfig;
 
 /// The shortest accepted `CAIRN_AUTH_TOKEN_SECRET`, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;

@@ -3,14 +3,14 @@
 //! Access rule: a resource of an organisation the caller does not belong to answers 404 (its
 //! existence is not revealed); a member whose role is too low gets 403.
 
-use cairn_common::auth_client::Role;
+use cairn_auth_client::Role;
 use cairn_common::http::ApiError;
 use sqlx::PgPool;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// A database error as the caller sees it (503 when PostgreSQL cannot be reached, else 500).
-pub use cairn_common::postgres::api_error as db_error;
+pub use cairn_postgres::api_error as db_error;
 
 /// True when `e` is a unique-constraint violation.
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {

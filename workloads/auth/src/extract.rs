@@ -92,7 +92,7 @@ impl FromRequestParts<Arc<AppState>> for Client {
 
 /// The error code of a refused internal token: unlike `unauthorized` (the credential being
 /// checked is invalid), it tells the calling service that its own configuration is wrong.
-pub use cairn_common::auth_client::INTERNAL_UNAUTHORIZED;
+pub use cairn_auth_client::INTERNAL_UNAUTHORIZED;
 
 /// Guards `/internal/*`: when `CAIRN_INTERNAL_TOKEN` is set, it must be the bearer credential.
 pub async fn require_internal_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {

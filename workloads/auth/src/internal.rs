@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use cairn_common::auth_client::{Permission, Principal, PrincipalKind, ResolvedWriteKey};
+use cairn_auth_client::{Permission, Principal, PrincipalKind, ResolvedWriteKey};
 use cairn_common::http::{ApiError, JsonBody};
 use serde::Deserialize;
 

@@ -2,7 +2,7 @@
 //!
 //! The public API (`/api/v1`, [`api`]) is what people and the dashboard use; the internal API
 //! (`/internal/v1`, [`internal`]) answers capture (write key → project) and query (credential →
-//! [`cairn_common::auth_client::Principal`]). Layout: [`router`] (every route, metrics),
+//! [`cairn_auth_client::Principal`]). Layout: [`router`] (every route, metrics),
 //! [`extract`] (who is calling), [`sessions`] (login sessions, refresh rotation), [`password`],
 //! [`tokens`] (access and refresh tokens), [`keys`] (API keys), [`permissions`], [`limits`]
 //! (login rate limits), [`validate`], [`db`] (errors, membership checks), [`model`].
@@ -28,8 +28,8 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_common::postgres::{migrate, ping, pool};
 use cairn_common::telemetry::{admin_router, Health};
+use cairn_postgres::{migrate, ping, pool};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 

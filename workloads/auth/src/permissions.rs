@@ -1,7 +1,7 @@
 //! What a principal may do: each role's permissions in its organisation's projects, narrowed for
 //! a personal key to the key's scopes and projects.
 
-use cairn_common::auth_client::{Permission, ProjectGrant, Role};
+use cairn_auth_client::{Permission, ProjectGrant, Role};
 
 /// A project the user can see through a membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_common::auth_client::AuthClientConfig;
+use cairn_auth_client::AuthClientConfig;
 use cairn_common::config::catalogue::*;
 use cairn_common::config::{ConfigError, KafkaConfig, ProcessEnv, SecretString, Source};
 use cairn_common::server::{admin_addr_from_source, ServerLimits, TrustedProxies};

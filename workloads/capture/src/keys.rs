@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use cairn_common::auth_client::{AuthClient, AuthClientError};
+use cairn_auth_client::{AuthClient, AuthClientError};
 use cairn_common::event::ProjectId;
 use thiserror::Error;
 
@@ -117,7 +117,7 @@ impl KeyResolver for LayeredKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_common::auth_client::AuthClientConfig;
+    use cairn_auth_client::AuthClientConfig;
     use std::time::Duration;
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
-use cairn_common::auth_client::AuthClient;
+use cairn_auth_client::AuthClient;
 use cairn_common::config::ExposeSecret;
 use cairn_common::kafka::{ensure_topics_in_background, TopicSpec};
 use cairn_common::telemetry::{admin_router, Health};

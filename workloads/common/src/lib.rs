@@ -1,4 +1,7 @@
-//! `cairn-common`: the pieces every Cairn workload shares, written once.
+//! `cairn-common`: the pieces every Cairn workload and the operator share, written once. What only
+//! some services need lives beside them: `cairn-auth-client` (the auth service's internal API and
+//! its caching client, for capture and query) and `cairn-postgres` (the pool and the migrations,
+//! for auth and query), so the operator, capture and the consumer link neither sqlx nor reqwest.
 //!
 //! - [`event`]: the event model (what capture writes to Kafka and the consumer reads back) and its
 //!   validation.
@@ -10,18 +13,16 @@
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token.
 //! - [`kafka`]: librdkafka client configuration shared by producers and consumers.
 //! - [`clickhouse`]: the ClickHouse client, the events table's row type and the migration runner.
-//! - [`postgres`]: the PostgreSQL pool and the embedded migrations of `schemas/postgres`.
+//! - [`retry`]: the one backoff with full jitter, cancellable.
+//! - [`server`]: the HTTP listener with its bounds (connections, header and request timeouts),
+//!   the admin endpoints, trusted proxies.
 //! - [`trace`]: request ids and request spans (answered in `X-Request-Id`, carried to Kafka).
-//! - [`auth_client`]: the auth service's internal API as its callers (capture, query) use it:
-//!   principals, roles, permissions, and a caching client.
 
-pub mod auth_client;
 pub mod clickhouse;
 pub mod config;
 pub mod event;
 pub mod http;
 pub mod kafka;
-pub mod postgres;
 pub mod retry;
 pub mod server;
 pub mod shutdown;

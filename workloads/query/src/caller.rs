@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use cairn_common::auth_client::{AuthClient, Permission, Principal};
+use cairn_auth_client::{AuthClient, Permission, Principal};
 use cairn_common::http::ApiError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 

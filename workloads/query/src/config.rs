@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use cairn_common::auth_client::AuthClientConfig;
+use cairn_auth_client::AuthClientConfig;
 use cairn_common::config::catalogue::*;
 use cairn_common::config::{ClickHouseConfig, ConfigError, NoEnv, ProcessEnv, Source};
-use cairn_common::postgres::PostgresConfig;
 use cairn_common::server::{admin_addr_from_source, ServerLimits};
+use cairn_postgres::PostgresConfig;
 
 /// What one request may ask for. Each limit answers 400 naming the field when exceeded.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! in a grid), per project, in PostgreSQL. Every statement names the project it is scoped to.
 
 use cairn_common::http::ApiError;
-use cairn_common::postgres::api_error as db_error;
+use cairn_postgres::api_error as db_error;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, Method};
-use cairn_common::auth_client::AuthClient;
+use cairn_auth_client::AuthClient;
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -49,14 +49,14 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(QueryMetrics::register(&mut registry));
     let health = Health::new();
 
-    let pg = cairn_common::postgres::pool(&cfg.postgres)?;
+    let pg = cairn_postgres::pool(&cfg.postgres)?;
     if cfg.postgres.migrate_on_start {
         // Auth usually applies the schema first; either service may, the lock makes it once.
         let pg = pg.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
-                match cairn_common::postgres::migrate(&pg).await {
+                match cairn_postgres::migrate(&pg).await {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "PostgreSQL migrations not applied yet; retrying")
@@ -166,7 +166,7 @@ fn spawn_readiness(
                 Ok(()) => health.set("clickhouse", true, "ok"),
                 Err(e) => health.set("clickhouse", false, e.to_string()),
             }
-            match cairn_common::postgres::ping(&pg).await {
+            match cairn_postgres::ping(&pg).await {
                 Ok(()) => health.set("postgres", true, "ok"),
                 Err(e) => health.set("postgres", false, e.to_string()),
             }

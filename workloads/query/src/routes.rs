@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_common::auth_client::{AuthClient, Permission};
+use cairn_auth_client::{AuthClient, Permission};
 use cairn_common::http::{ApiError, JsonBody};
 use jiff::Timestamp;
 use serde_json::Value;

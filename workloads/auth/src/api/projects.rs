@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cairn_common::auth_client::Role;
+use cairn_auth_client::Role;
 use cairn_common::http::{ApiError, JsonBody};
 use serde::Deserialize;
 use serde_json::json;

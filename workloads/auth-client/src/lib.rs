@@ -8,9 +8,13 @@
 //! answer is served for up to `stale_for` after it was fetched, so a short auth outage does not
 //! stop ingestion or queries; with nothing usable cached the call fails with
 //! [`AuthClientError::Unavailable`]. An access token is never cached past its own expiry.
+//!
+//! The cache is moka's (bounded by `CAIRN_AUTH_CACHE_SIZE`, TinyLFU admission, so a flood of
+//! unknown keys cannot push out the keys in use). Concurrent lookups of one credential are merged:
+//! one calls the auth service, the others wait for its answer; after a failed call, callers of
+//! that credential get the stale answer (or the error) for a second without calling again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -18,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::config::catalogue::{AUTH_CACHE_SIZE, AUTH_CACHE_TTL_SECS, AUTH_URL, INTERNAL_TOKEN};
-use crate::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
+use cairn_common::config::catalogue::{AUTH_CACHE_SIZE, AUTH_CACHE_TTL_SECS, AUTH_URL, INTERNAL_TOKEN};
+use cairn_common::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
 
 /// A member's role in an organisation, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -169,7 +173,7 @@ pub struct ResolvedWriteKey {
     pub key_id: i64,
 }
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum AuthClientError {
     #[error("the auth service is unavailable: {0}")]
     Unavailable(String),
@@ -369,73 +373,84 @@ struct CachePolicy {
     max_entries: usize,
 }
 
+/// After a failed call, how long callers of the same credential get the stale answer (or the
+/// error) without asking again: a queue of requests does not wait out one timeout each, and a
+/// struggling auth service is not hammered.
+const FAILURE_HOLD: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 struct Entry<V> {
-    value: Option<V>,
+    /// The last answer the auth service gave (`Some(None)`: an unknown credential), if any.
+    answer: Option<Option<V>>,
     /// Trusted without asking until then.
     fresh_until: Instant,
-    /// Served while the auth service is unreachable until then (positive answers only).
+    /// A positive answer is served while the auth service is unreachable until then.
     stale_until: Instant,
+    /// The last call failed: until the instant, callers get the stale answer or this error.
+    failed: Option<(Instant, AuthClientError)>,
 }
 
-/// A bounded map from credential digest to answer.
-struct Cache<V> {
-    policy: CachePolicy,
-    entries: Mutex<HashMap<Digest32, Entry<V>>>,
-}
-
-enum Lookup<V> {
-    Fresh(Option<V>),
-    /// Expired, but usable if the auth service cannot be reached.
-    Stale(V),
-    Miss,
-}
-
-impl<V: Clone> Cache<V> {
-    fn new(policy: CachePolicy) -> Self {
-        Self { policy, entries: Mutex::new(HashMap::new()) }
-    }
-
-    fn lookup(&self, key: &Digest32, now: Instant) -> Lookup<V> {
-        let Ok(entries) = self.entries.lock() else { return Lookup::Miss };
-        match entries.get(key) {
-            Some(e) if now < e.fresh_until => Lookup::Fresh(e.value.clone()),
-            Some(Entry { value: Some(v), stale_until, .. }) if now < *stale_until => Lookup::Stale(v.clone()),
-            _ => Lookup::Miss,
-        }
-    }
-
-    /// Records an answer fetched at `now`; `hard_expiry` caps how long it may be used at all.
-    fn store(&self, key: Digest32, value: Option<V>, now: Instant, hard_expiry: Option<Instant>) {
+impl<V: Clone> Entry<V> {
+    fn answered(value: Option<V>, now: Instant, hard_expiry: Option<Instant>, policy: &CachePolicy) -> Self {
         let (ttl, stale) = match value {
-            Some(_) => (self.policy.ttl, self.policy.stale_for.max(self.policy.ttl)),
-            None => (self.policy.negative_ttl, self.policy.negative_ttl),
+            Some(_) => (policy.ttl, policy.stale_for.max(policy.ttl)),
+            None => (policy.negative_ttl, policy.negative_ttl),
         };
         let cap = |t: Instant| hard_expiry.map_or(t, |h| t.min(h));
-        let entry = Entry { value, fresh_until: cap(now + ttl), stale_until: cap(now + stale) };
-        let Ok(mut entries) = self.entries.lock() else { return };
-        if entries.len() >= self.policy.max_entries && !entries.contains_key(&key) {
-            entries.retain(|_, e| now < e.stale_until.max(e.fresh_until));
-            // Still full of live entries: drop an arbitrary tenth rather than grow without bound.
-            if entries.len() >= self.policy.max_entries {
-                let drop_n = (self.policy.max_entries / 10).max(1);
-                let victims: Vec<Digest32> = entries.keys().take(drop_n).copied().collect();
-                for v in victims {
-                    entries.remove(&v);
-                }
-            }
-        }
-        entries.insert(key, entry);
+        Entry { answer: Some(value), fresh_until: cap(now + ttl), stale_until: cap(now + stale), failed: None }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    fn failed(previous: Option<Entry<V>>, now: Instant, error: AuthClientError) -> Self {
+        let mut e = previous.unwrap_or(Entry { answer: None, fresh_until: now, stale_until: now, failed: None });
+        e.failed = Some((now + FAILURE_HOLD, error));
+        e
+    }
+
+    /// What a caller gets at `now` without asking: a fresh answer, or within a failure hold the
+    /// stale answer or the error. `None`: ask.
+    fn settled(&self, now: Instant) -> Option<Result<Option<V>, AuthClientError>> {
+        if let (true, Some(answer)) = (now < self.fresh_until, &self.answer) {
+            return Some(Ok(answer.clone()));
+        }
+        match &self.failed {
+            Some((until, error)) if now < *until => Some(self.stale_or(now, error)),
+            _ => None,
+        }
+    }
+
+    fn stale_or(&self, now: Instant, error: &AuthClientError) -> Result<Option<V>, AuthClientError> {
+        match &self.answer {
+            Some(Some(v)) if now < self.stale_until => {
+                tracing::warn!(error = %error, "auth service unreachable; serving a cached answer");
+                Ok(Some(v.clone()))
+            }
+            _ => Err(error.clone()),
+        }
     }
 }
 
-/// The cached answer for `key`, or `fetch`'s (then cached), or on a fetch error a stale positive
-/// answer, or the error.
+/// A bounded map from credential digest to answer: moka's, whose TinyLFU admission keeps the
+/// credentials in use when a flood of unknown ones passes through.
+struct Cache<V> {
+    policy: CachePolicy,
+    entries: moka::future::Cache<Digest32, Entry<V>>,
+}
+
+impl<V: Clone + Send + Sync + 'static> Cache<V> {
+    fn new(policy: CachePolicy) -> Self {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(policy.max_entries.max(1) as u64)
+            // Nothing is usable after its stale limit: let moka drop it.
+            .time_to_live(policy.stale_for.max(policy.ttl).max(policy.negative_ttl) + FAILURE_HOLD)
+            .build();
+        Self { policy, entries }
+    }
+}
+
+/// The answer for `key`: from the cache while fresh, else from `fetch`. Concurrent callers of one
+/// credential are merged: one calls the auth service, the others wait for its answer. When the
+/// call fails, a positive answer younger than `stale_for` is served instead of the error.
+/// `hard_expiry` (a token's own expiry) caps how long an answer may be used at all.
 async fn cached<V, F, Fut>(
     cache: &Cache<V>,
     key: Digest32,
@@ -444,7 +459,7 @@ async fn cached<V, F, Fut>(
     fetch: F,
 ) -> Result<Option<V>, AuthClientError>
 where
-    V: Clone,
+    V: Clone + Send + Sync + 'static,
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Option<V>, AuthClientError>>,
 {
@@ -456,24 +471,34 @@ where
         // An expired access token: no need to ask.
         return Ok(None);
     }
-    let stale = match cache.lookup(&key, now) {
-        Lookup::Fresh(v) => return Ok(v),
-        Lookup::Stale(v) => Some(v),
-        Lookup::Miss => None,
-    };
-    match fetch().await {
-        Ok(v) => {
-            cache.store(key, v.clone(), now, hard_expiry);
-            Ok(v)
-        }
-        Err(e) => match stale {
-            Some(v) => {
-                tracing::warn!(error = %e, "auth service unreachable; serving a cached answer");
-                Ok(Some(v))
-            }
-            None => Err(e),
-        },
+    if let Some(settled) = cache.entries.get(&key).await.and_then(|e| e.settled(now)) {
+        return settled;
     }
+    let policy = cache.policy;
+    // One call per credential at a time (moka runs computations on one key one after another):
+    // a caller that queued behind it finds the answer and does not ask again.
+    let outcome = cache
+        .entries
+        .entry(key)
+        .and_compute_with(|current| async move {
+            let current = current.map(moka::Entry::into_value);
+            if current.as_ref().is_some_and(|e| e.settled(now).is_some()) {
+                return moka::ops::compute::Op::Nop;
+            }
+            match fetch().await {
+                Ok(v) => moka::ops::compute::Op::Put(Entry::answered(v, now, hard_expiry, &policy)),
+                Err(e) => moka::ops::compute::Op::Put(Entry::failed(current, now, e)),
+            }
+        })
+        .await;
+    use moka::ops::compute::CompResult;
+    let entry = match outcome {
+        CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => e.into_value(),
+        CompResult::StillNone(_) | CompResult::Removed(_) => {
+            return Err(AuthClientError::Unavailable("the credential cache lost its answer".into()))
+        }
+    };
+    entry.settled(now).unwrap_or_else(|| Err(AuthClientError::Unavailable("no answer from the auth service".into())))
 }
 
 #[cfg(test)]
@@ -575,7 +600,37 @@ mod tests {
         for n in 0..50u8 {
             get(&c, key(n), t0, Ok(Some(i64::from(n)))).await.0.unwrap();
         }
-        assert!(c.len() <= 10, "{}", c.len());
+        c.entries.run_pending_tasks().await;
+        assert!(c.entries.entry_count() <= 10, "{}", c.entries.entry_count());
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_of_one_credential_ask_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let c = Cache::new(policy());
+        let t0 = Instant::now();
+        let calls = AtomicUsize::new(0);
+        let lookups = (0..20).map(|_| {
+            cached(&c, key(9), t0, None, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Some(42))
+            })
+        });
+        let answers = futures::future::join_all(lookups).await;
+        assert!(answers.iter().all(|a| matches!(a, Ok(Some(42)))), "{answers:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "twenty concurrent misses, one call");
+        // An outage: callers within the hold get the stale answer without a call each.
+        let later = t0 + Duration::from_secs(31);
+        let failing = (0..5).map(|_| {
+            cached(&c, key(9), later, None, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(AuthClientError::Unavailable("down".into()))
+            })
+        });
+        let answers = futures::future::join_all(failing).await;
+        assert!(answers.iter().all(|a| matches!(a, Ok(Some(42)))), "{answers:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one failed call, the others held");
     }
 
     #[test]

@@ -11,8 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use thiserror::Error;
 
-use crate::config::catalogue::{POSTGRES_MAX_CONNECTIONS, POSTGRES_MIGRATE, POSTGRES_URL};
-use crate::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
+use cairn_common::config::catalogue::{POSTGRES_MAX_CONNECTIONS, POSTGRES_MIGRATE, POSTGRES_URL};
+use cairn_common::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
 
 /// The embedded migrations of `schemas/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../schemas/postgres");
@@ -100,13 +100,13 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PostgresError> {
 
 /// A database error as an API caller sees it: 503 when PostgreSQL cannot be reached, 500
 /// otherwise (the detail goes to the log, not to the caller).
-pub fn api_error(e: sqlx::Error) -> crate::http::ApiError {
+pub fn api_error(e: sqlx::Error) -> cairn_common::http::ApiError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             tracing::warn!(error = %e, "PostgreSQL unavailable");
-            crate::http::ApiError::unavailable("the database is unavailable; retry shortly")
+            cairn_common::http::ApiError::unavailable("the database is unavailable; retry shortly")
         }
-        other => crate::http::ApiError::internal(format!("PostgreSQL: {other}")),
+        other => cairn_common::http::ApiError::internal(format!("PostgreSQL: {other}")),
     }
 }
 
