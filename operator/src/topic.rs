@@ -1,6 +1,7 @@
 //! The Kafka topics of a platform (events and dead letters): created when missing, grown when the
 //! spec grows, never shrunk, their settings kept as the spec says, deleted only by the Delete
-//! policy.
+//! policy. This module holds the policy (replication, settings, size limits); the Kafka calls are
+//! `cairn_common::kafka::topics`, the same code path the services create topics with.
 //!
 //! Durability by default: a new topic gets a replication factor of 3 (or the cluster's broker count
 //! when smaller) and `min.insync.replicas` = RF − 1, so that with capture's acks=all an
@@ -9,86 +10,23 @@
 //! single broker gets `retention.bytes` (and a `segment.bytes` to match) derived from its volume,
 //! so that its disk cannot fill: Kafka drops the oldest segments first.
 
-use std::time::Duration;
-
 use cairn_common::config::KafkaConfig;
-use cairn_common::kafka::{client_config, incremental_alter_topic_config};
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use thiserror::Error;
+use cairn_common::kafka::topics::{self, Converge, DesiredTopic, Replication};
+pub use cairn_common::kafka::topics::{TopicError, TopicShape};
 
 use crate::crd::TopicSpec;
 
-#[derive(Debug, Error)]
-pub enum TopicError {
-    #[error("Kafka is unreachable: {0}")]
-    Unreachable(String),
-    #[error("topic {topic} has {actual} partitions; the spec asks for {wanted}, and partitions cannot shrink")]
-    CannotShrink { topic: String, actual: i32, wanted: i32 },
-    #[error("Kafka refused {action} on topic {topic}: {detail}")]
-    Refused { action: &'static str, topic: String, detail: String },
-    #[error("the topic needs a replication factor of {wanted} but the cluster has {brokers} broker(s)")]
-    TooFewBrokers { wanted: i32, brokers: usize },
-}
-
-impl TopicError {
-    /// The condition reason for this failure.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            TopicError::Unreachable(_) => "KafkaUnreachable",
-            TopicError::CannotShrink { .. } => "PartitionsCannotShrink",
-            TopicError::Refused { .. } => "KafkaRefused",
-            TopicError::TooFewBrokers { .. } => "KafkaTooFewBrokers",
-        }
-    }
-}
-
-type Admin = AdminClient<DefaultClientContext>;
-
-fn admin(cfg: &KafkaConfig) -> Result<Admin, TopicError> {
-    client_config(cfg).set("socket.timeout.ms", "10000").create().map_err(|e| TopicError::Unreachable(e.to_string()))
-}
-
-fn opts() -> AdminOptions {
-    AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))).request_timeout(Some(Duration::from_secs(20)))
-}
-
-/// A topic as it is: partitions and replication factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TopicShape {
-    pub partitions: i32,
-    pub replication_factor: i32,
-}
-
-/// The named topics as they are (None for a topic that does not exist), and the cluster's broker
-/// count.
-async fn describe_topics(admin: &Admin, topics: &[String]) -> Result<(Vec<Option<TopicShape>>, usize), TopicError> {
-    let mut out = Vec::new();
-    let mut brokers = 0;
-    for t in topics {
-        // librdkafka's metadata call blocks; keep the runtime's other tasks moving meanwhile.
-        let md = tokio::task::block_in_place(|| admin.inner().fetch_metadata(Some(t), Duration::from_secs(10)))
-            .map_err(|e| TopicError::Unreachable(e.to_string()))?;
-        brokers = brokers.max(md.brokers().len());
-        let shape = md.topics().iter().find(|m| m.name() == t).and_then(|m| {
-            if m.error().is_some() || m.partitions().is_empty() {
-                None
-            } else {
-                Some(TopicShape {
-                    partitions: m.partitions().len() as i32,
-                    replication_factor: m.partitions().iter().map(|p| p.replicas().len() as i32).max().unwrap_or(0),
-                })
-            }
-        });
-        out.push(shape);
-    }
-    Ok((out, brokers))
-}
-
 /// The replication factor of a new topic: the spec's, else 3 or the broker count when smaller.
+pub fn replication(spec: &TopicSpec) -> Replication {
+    match spec.replication_factor {
+        Some(n) => Replication::Fixed(n),
+        None => Replication::AtMost(3),
+    }
+}
+
+/// [`replication`] on a cluster of `brokers` brokers.
 pub fn replication_factor(spec: &TopicSpec, brokers: usize) -> i32 {
-    spec.replication_factor.unwrap_or_else(|| (brokers as i32).clamp(1, 3))
+    replication(spec).for_brokers(brokers)
 }
 
 /// `min.insync.replicas` for a topic with `rf` replicas: the spec's (at most `rf`), else rf − 1, at least 1.
@@ -123,42 +61,6 @@ pub fn topic_settings(spec: &TopicSpec, rf: i32, volume_bytes: Option<u64>) -> V
     out
 }
 
-fn refused(action: &'static str, topic: &str, e: impl std::fmt::Display) -> TopicError {
-    TopicError::Refused { action, topic: topic.to_string(), detail: e.to_string() }
-}
-
-fn check(
-    action: &'static str,
-    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
-    ok: &[RDKafkaErrorCode],
-) -> Result<(), TopicError> {
-    for r in results {
-        if let Err((topic, code)) = r {
-            if !ok.contains(&code) {
-                return Err(refused(action, &topic, format!("{code:?}")));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn kafka_err<'a>(action: &'static str, topic: &'a str) -> impl Fn(KafkaError) -> TopicError + 'a {
-    move |e| {
-        if matches!(
-            e.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::AllBrokersDown
-                    | RDKafkaErrorCode::BrokerTransportFailure
-                    | RDKafkaErrorCode::OperationTimedOut
-            )
-        ) {
-            TopicError::Unreachable(e.to_string())
-        } else {
-            refused(action, topic, e)
-        }
-    }
-}
-
 /// Makes the events and dead-letter topics match the spec. `volume_bytes` is the managed broker's
 /// data volume (None for an external cluster). Returns the events topic as it is afterwards.
 pub async fn reconcile_topics(
@@ -167,85 +69,19 @@ pub async fn reconcile_topics(
     dead_letter: &str,
     volume_bytes: Option<u64>,
 ) -> Result<TopicShape, TopicError> {
-    let admin = admin(cfg)?;
-    let names = vec![spec.name.clone(), dead_letter.to_string()];
-    let (shapes, brokers) = describe_topics(&admin, &names).await?;
-    let rf = replication_factor(spec, brokers);
-
-    let missing: Vec<&String> = names.iter().zip(&shapes).filter(|(_, s)| s.is_none()).map(|(n, _)| n).collect();
-    if !missing.is_empty() {
-        if rf as usize > brokers {
-            return Err(TopicError::TooFewBrokers { wanted: rf, brokers });
-        }
-        let settings = topic_settings(spec, rf, volume_bytes);
-        let new: Vec<NewTopic> = missing
-            .iter()
-            .map(|n| {
-                settings
-                    .iter()
-                    .fold(NewTopic::new(n, spec.partitions, TopicReplication::Fixed(rf)), |t, (k, v)| t.set(k, v))
-            })
-            .collect();
-        let results = admin.create_topics(new.iter(), &opts()).await.map_err(kafka_err("create", &spec.name))?;
-        check("create", results, &[RDKafkaErrorCode::TopicAlreadyExists])?;
-        for t in &missing {
-            tracing::info!(topic = %t, partitions = spec.partitions, replication_factor = rf, "created Kafka topic");
-        }
-    }
-
-    let mut grow = Vec::new();
-    for (name, shape) in names.iter().zip(&shapes) {
-        if let Some(actual) = shape.map(|s| s.partitions) {
-            if actual > spec.partitions && name == &spec.name {
-                return Err(TopicError::CannotShrink { topic: name.clone(), actual, wanted: spec.partitions });
-            }
-            if actual < spec.partitions {
-                grow.push(NewPartitions::new(name, spec.partitions as usize));
-            }
-        }
-    }
-    if !grow.is_empty() {
-        let results =
-            admin.create_partitions(grow.iter(), &opts()).await.map_err(kafka_err("grow partitions", &spec.name))?;
-        check("grow partitions", results, &[])?;
-        tracing::info!(topic = %spec.name, partitions = spec.partitions, "grew Kafka topic partitions");
-    }
-
-    // Settings: describe, and change only the entries that differ, one by one (incrementally).
-    for (name, shape) in names.iter().zip(&shapes) {
-        let topic_rf = shape.map(|s| s.replication_factor).unwrap_or(rf);
-        let wanted = topic_settings(spec, topic_rf, volume_bytes);
-        let described = admin
-            .describe_configs([&ResourceSpecifier::Topic(name)], &opts())
-            .await
-            .map_err(kafka_err("describe", name))?;
-        let current = described.into_iter().next().and_then(Result::ok);
-        let differ: Vec<(&str, String)> = wanted
-            .into_iter()
-            .filter(|(k, v)| {
-                current.as_ref().and_then(|c| c.get(k)).and_then(|e| e.value.as_deref()) != Some(v.as_str())
-            })
-            .collect();
-        if differ.is_empty() {
-            continue;
-        }
-        tokio::task::block_in_place(|| {
-            incremental_alter_topic_config(admin.inner(), name, &differ, Duration::from_secs(20))
-        })
-        .map_err(|e| refused("change settings", name, e))?;
-        tracing::info!(topic = %name, settings = ?differ, "changed Kafka topic settings");
-    }
-
-    let (after, _) = describe_topics(&admin, &names[..1]).await?;
-    Ok(after.first().copied().flatten().unwrap_or(TopicShape { partitions: spec.partitions, replication_factor: rf }))
+    let replication = replication(spec);
+    let desired = [
+        DesiredTopic { name: spec.name.clone(), partitions: spec.partitions, replication, refuse_shrink: true },
+        DesiredTopic { name: dead_letter.to_string(), partitions: spec.partitions, replication, refuse_shrink: false },
+    ];
+    let shapes =
+        topics::converge(cfg, &desired, Converge::Fully, |_, rf| topic_settings(spec, rf, volume_bytes)).await?;
+    shapes.first().copied().ok_or_else(|| TopicError::Unreachable("no answer about the events topic".into()))
 }
 
 /// Deletes the platform's topics (deletion policy Delete).
 pub async fn delete_topics(cfg: &KafkaConfig, names: &[String]) -> Result<(), TopicError> {
-    let admin = admin(cfg)?;
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let results = admin.delete_topics(&refs, &opts()).await.map_err(kafka_err("delete", &names.join(",")))?;
-    check("delete", results, &[RDKafkaErrorCode::UnknownTopicOrPartition])
+    topics::delete(cfg, names).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ use std::time::Duration;
 use axum::http::Method;
 use cairn_auth_client::AuthClient;
 use cairn_common::config::ExposeSecret;
-use cairn_common::kafka::{ensure_topics_in_background, TopicSpec};
+use cairn_common::kafka::ensure_topics_in_background;
+use cairn_common::kafka::topics::{DesiredTopic, Replication};
 use cairn_common::telemetry::{admin_router, Health};
 use prometheus_client::registry::Registry;
 use tower_http::cors::{Any, CorsLayer};
@@ -61,11 +62,11 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
     let keys = LayeredKeys { fixed, auth };
 
     if cfg.create_topics {
-        let topic = TopicSpec {
+        let topic = DesiredTopic {
             name: cfg.kafka.topic.clone(),
             partitions: cfg.topic_partitions,
-            replication: 1,
-            retention_ms: None,
+            replication: Replication::Fixed(1),
+            refuse_shrink: false,
         };
         ensure_topics_in_background(cfg.kafka.clone(), vec![topic], shutdown.clone());
     }

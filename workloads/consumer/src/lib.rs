@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, migrate};
-use cairn_common::kafka::{client_config, ensure_topics_in_background, probe_topic, TopicSpec};
+use cairn_common::kafka::topics::{DesiredTopic, Replication};
+use cairn_common::kafka::{client_config, ensure_topics_in_background, probe_topic};
 use cairn_common::telemetry::{admin_router, spawn_probe, Health};
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::Consumer;
@@ -50,11 +51,11 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
     tracing::info!(addr = %cfg.addr, "consumer admin endpoints listening");
 
     if cfg.create_topics {
-        let spec = |name: &str| TopicSpec {
+        let spec = |name: &str| DesiredTopic {
             name: name.to_string(),
             partitions: cfg.topic_partitions,
-            replication: 1,
-            retention_ms: None,
+            replication: Replication::Fixed(1),
+            refuse_shrink: false,
         };
         ensure_topics_in_background(
             cfg.kafka.clone(),

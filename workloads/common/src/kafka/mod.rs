@@ -1,5 +1,8 @@
 //! librdkafka client configuration shared by capture's producer, the consumer and the operator's
-//! admin client: brokers and security settings come from [`KafkaConfig`] in one place.
+//! admin client: brokers and security settings come from [`KafkaConfig`] in one place; and topic
+//! administration ([`topics`]), one code path for the services and the operator.
+
+pub mod topics;
 
 use rdkafka::ClientConfig;
 
@@ -33,81 +36,25 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use thiserror::Error;
 
-/// Why a Kafka administrative call failed.
-#[derive(Debug, Error)]
-pub enum KafkaAdminError {
-    #[error("cannot create a Kafka admin client: {0}")]
-    Client(#[source] KafkaError),
-    #[error("Kafka refused to create topic {topic}: {source}")]
-    CreateTopic {
-        topic: String,
-        #[source]
-        source: KafkaError,
-    },
-    #[error("Kafka refused to create topic {topic}: {code:?}")]
-    CreateTopicCode { topic: String, code: RDKafkaErrorCode },
-}
-
-/// A topic that should exist.
-#[derive(Debug, Clone)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: i32,
-    pub replication: i32,
-    /// `retention.ms`; None keeps the broker's default.
-    pub retention_ms: Option<i64>,
-}
-
-/// Creates each topic that does not exist yet (an existing topic is left as it is).
-pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<(), KafkaAdminError> {
-    let admin: AdminClient<_> = client_config(cfg).create().map_err(KafkaAdminError::Client)?;
-    let retention: Vec<Option<String>> = topics.iter().map(|t| t.retention_ms.map(|r| r.to_string())).collect();
-    let max_message = cfg.message_max_bytes.to_string();
-    let new_topics: Vec<NewTopic> = topics
-        .iter()
-        .zip(&retention)
-        .map(|(t, r)| {
-            let nt = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication))
-                .set("max.message.bytes", &max_message);
-            match r {
-                Some(r) => nt.set("retention.ms", r),
-                None => nt,
-            }
-        })
-        .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results =
-        admin.create_topics(new_topics.iter(), &opts).await.map_err(|source| KafkaAdminError::CreateTopic {
-            topic: topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
-            source,
-        })?;
-    for r in results {
-        match r {
-            Ok(topic) => tracing::info!(%topic, "created Kafka topic"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(KafkaAdminError::CreateTopicCode { topic, code }),
-        }
-    }
-    Ok(())
-}
-
-/// Creates missing topics in the background, retrying with backoff until it succeeds or `stop`
-/// (Kafka may still be starting when a service starts).
+/// Creates the topics that do not exist yet in the background (an existing topic is left as it
+/// is), each with `max.message.bytes` set to the shared record limit; retries with backoff until
+/// it succeeds or `stop` (Kafka may still be starting when a service starts).
 pub fn ensure_topics_in_background(
     cfg: KafkaConfig,
-    topics: Vec<TopicSpec>,
+    topics: Vec<topics::DesiredTopic>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     tokio::spawn(async move {
         let mut backoff = crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let max_message = cfg.message_max_bytes.to_string();
         loop {
-            match ensure_topics(&cfg, &topics).await {
-                Ok(()) => return,
+            let settings = |_: &topics::DesiredTopic, _: i32| vec![("max.message.bytes", max_message.clone())];
+            match topics::converge(&cfg, &topics, topics::Converge::CreateMissing, settings).await {
+                Ok(_) => return,
                 Err(e) => tracing::warn!(error = %e, "cannot ensure Kafka topics yet"),
             }
             if !backoff.wait(&stop).await {
