@@ -104,6 +104,9 @@ async fn kafka_down_means_503_and_capture_recovers_without_restart() {
     let ch = TestClickHouse::shared().unwrap();
     let mut p = Pipeline::new(&kafka, &ch, "phc_k=1");
     p.set("CAIRN_CAPTURE_ACK_TIMEOUT_MS", "3000");
+    // The producer's liveness deadline, shorter than the outage: a broker that is down is not a
+    // wedged producer (its messages fail and leave the queue), so capture must stay alive.
+    p.set("CAIRN_CAPTURE_LIVENESS_DEADLINE_MS", "5500");
     let _consumer = p.consumer().await.unwrap();
     let capture = p.capture().await.unwrap();
     let http = reqwest::Client::new();
@@ -135,6 +138,8 @@ async fn kafka_down_means_503_and_capture_recovers_without_restart() {
     assert!(refused > 0, "capture answered 503 while Kafka was down");
     let ready = reqwest::get(capture.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503, "readiness reports Kafka");
+    let (live, body) = healthz(&capture).await;
+    assert_eq!(live, 200, "Kafka down for longer than the producer's deadline is not a stall: {body}");
 
     kafka.start().unwrap();
     wait_until("capture accepting again", Duration::from_secs(60), || {

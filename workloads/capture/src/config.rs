@@ -59,6 +59,9 @@ pub struct CaptureConfig {
     pub ack_timeout: Duration,
     /// `CAIRN_CAPTURE_LINGER_MS`: how long the producer waits to fill a batch (default 2 ms).
     pub linger: Duration,
+    /// `CAIRN_CAPTURE_LIVENESS_DEADLINE_MS`: `/healthz` fails when the producer holds messages
+    /// and resolves none for this long (default 60 s; longer than the ack timeout).
+    pub liveness_deadline: Duration,
     /// `CAIRN_KAFKA_CREATE_TOPICS`: create the events topic at start when it is missing
     /// (default true; the operator manages topics itself and turns this off).
     pub create_topics: bool,
@@ -85,6 +88,17 @@ impl CaptureConfig {
                 ),
             ));
         }
+        let ack_timeout = CAPTURE_ACK_TIMEOUT_MS.millis(env)?;
+        let liveness_deadline = CAPTURE_LIVENESS_DEADLINE_MS.millis(env)?;
+        if liveness_deadline <= ack_timeout + std::time::Duration::from_secs(2) {
+            return Err(CAPTURE_LIVENESS_DEADLINE_MS.invalid(
+                &liveness_deadline.as_millis().to_string(),
+                format!(
+                    "must be longer than {} plus 2 s, or a slow acknowledgement would restart capture",
+                    CAPTURE_ACK_TIMEOUT_MS.name
+                ),
+            ));
+        }
         Ok(Self {
             addr: CAPTURE_ADDR.parse(env)?,
             max_event_bytes,
@@ -106,8 +120,9 @@ impl CaptureConfig {
                 true => Some(AuthClientConfig::from_source(env)?),
                 false => None,
             },
-            ack_timeout: CAPTURE_ACK_TIMEOUT_MS.millis(env)?,
+            ack_timeout,
             linger: CAPTURE_LINGER_MS.millis(env)?,
+            liveness_deadline,
             create_topics: KAFKA_CREATE_TOPICS.bool(env)?,
             topic_partitions: KAFKA_TOPIC_PARTITIONS.parse(env)?,
             kafka,
@@ -137,6 +152,18 @@ mod tests {
             expected.remove(logging);
         }
         assert_eq!(rec.read(), expected);
+    }
+
+    #[test]
+    fn the_liveness_deadline_outlasts_the_ack_timeout() {
+        let env: BTreeMap<&'static str, String> = [
+            (CAPTURE_ACK_TIMEOUT_MS.name, "30000".to_string()),
+            (CAPTURE_LIVENESS_DEADLINE_MS.name, "20000".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let err = CaptureConfig::from_source(&env).unwrap_err().to_string();
+        assert!(err.contains("CAIRN_CAPTURE_LIVENESS_DEADLINE_MS"), "{err}");
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
 
     let sink = Arc::new(KafkaSink::new(&cfg.kafka, cfg.ack_timeout, cfg.linger, health.clone(), metrics.clone())?);
     sink.spawn_health_probe(shutdown.clone());
+    sink.spawn_liveness(cfg.liveness_deadline, shutdown.clone());
 
     let state = Arc::new(AppState {
         keys: Arc::new(keys),

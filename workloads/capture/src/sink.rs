@@ -85,6 +85,8 @@ pub struct KafkaSink {
     ack_timeout: Duration,
     health: Health,
     metrics: Arc<CaptureMetrics>,
+    /// Requests whose deliveries all resolved (acknowledged or failed): the liveness signal.
+    resolved: std::sync::atomic::AtomicU64,
 }
 
 impl KafkaSink {
@@ -117,6 +119,7 @@ impl KafkaSink {
             ack_timeout,
             health,
             metrics,
+            resolved: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -126,6 +129,31 @@ impl KafkaSink {
         spawn_probe(self.health.clone(), KAFKA_CHECK, stop, move || {
             probe_topic(sink.producer.client(), &sink.topic, Duration::from_secs(2))
                 .map(|n| format!("topic {} has {n} partitions", sink.topic))
+        });
+    }
+
+    /// Liveness of the producer: a component with `deadline` that beats while the producer makes
+    /// progress (its queue empties or shrinks). Every queued message resolves within the ack
+    /// timeout — delivered, or failed when the brokers are away — so a queue that holds messages
+    /// and never shrinks for `deadline` means librdkafka is wedged: `/healthz` fails and the pod
+    /// is restarted. A broker that is down is not a stall (messages fail and leave the queue);
+    /// readiness says Kafka is missing.
+    pub fn spawn_liveness(self: &Arc<Self>, deadline: Duration, stop: CancellationToken) {
+        let heartbeat = self.health.liveness("kafka producer", deadline);
+        let sink = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut progress = Progress::default();
+            let every = (deadline / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+            loop {
+                let resolved = sink.resolved.load(std::sync::atomic::Ordering::Relaxed);
+                if progress.observe(sink.producer.in_flight_count().max(0) as u64, resolved) {
+                    heartbeat.beat();
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
         });
     }
 
@@ -184,6 +212,7 @@ impl EventSink for KafkaSink {
         let all = tokio::time::timeout(self.ack_timeout + Duration::from_secs(2), join_all(deliveries))
             .await
             .map_err(|_| SinkError::Timeout(self.ack_timeout))?;
+        self.resolved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for (index, result) in all.into_iter().enumerate() {
             match result {
                 Ok(Ok(_)) => {}
@@ -202,5 +231,43 @@ impl EventSink for KafkaSink {
         }
         self.metrics.kafka_ack_seconds.observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+/// Whether a producer is making progress, from samples of its queue's length and of the number
+/// of requests whose deliveries all resolved: an empty queue, a shorter one than at the last
+/// sample, or a request resolved since then is progress; a queue that holds messages while nothing
+/// resolves is not.
+#[derive(Debug, Default)]
+pub struct Progress {
+    last_in_flight: Option<u64>,
+    last_resolved: u64,
+}
+
+impl Progress {
+    /// Records a sample; true when it shows progress.
+    pub fn observe(&mut self, in_flight: u64, resolved: u64) -> bool {
+        let moved =
+            in_flight == 0 || self.last_in_flight.is_some_and(|last| in_flight < last) || resolved > self.last_resolved;
+        self.last_in_flight = Some(in_flight);
+        self.last_resolved = resolved;
+        moved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_queue_that_never_shrinks_is_stuck() {
+        let mut p = Progress::default();
+        assert!(p.observe(0, 0), "idle");
+        assert!(!p.observe(5, 0), "messages queued: not yet progress");
+        assert!(p.observe(3, 0), "shrinking");
+        assert!(!p.observe(3, 0) && !p.observe(7, 0), "held or growing, nothing resolved");
+        assert!(p.observe(9, 1), "growing under load while requests resolve");
+        assert!(!p.observe(9, 1));
+        assert!(p.observe(6, 1) && p.observe(0, 1));
     }
 }

@@ -91,6 +91,7 @@ catalogue! {
     CAPTURE_RATE_LIMIT_BURST = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_RATE_LIMIT_BURST", "200000", "events a key may send at once; a request with more events is refused with 413 (it could never fit), not charged the burst");
     CAPTURE_ACK_TIMEOUT_MS = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_ACK_TIMEOUT_MS", "10000", "wait for Kafka's acknowledgement before 503");
     CAPTURE_LINGER_MS = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_LINGER_MS", "2", "producer batching delay");
+    CAPTURE_LIVENESS_DEADLINE_MS = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_LIVENESS_DEADLINE_MS", "60000", "`/healthz` fails when the Kafka producer holds messages and resolves none for this long (every message resolves within the ack timeout, delivered or failed, so this means the producer is wedged); longer than the ack timeout");
 
     // Consumer.
     CONSUMER_ADDR = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_ADDR", "127.0.0.1:18001", "`/metrics`, `/healthz`, `/readyz`");
