@@ -179,6 +179,18 @@ impl TestClickHouse {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// How Cairn's code reaches `database` on this server (the default account, no compression).
+    pub fn config(&self, database: &str) -> cairn_common::config::ClickHouseConfig {
+        cairn_common::config::ClickHouseConfig {
+            url: self.url(),
+            database: database.to_string(),
+            user: "default".into(),
+            password: None,
+            lz4: false,
+            event_ttl_days: 0,
+        }
+    }
+
     fn env(&self, signal: Option<&str>) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("CLICKHOUSE_INSTANCE_DIR", self.dir.display().to_string()),

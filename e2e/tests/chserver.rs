@@ -11,26 +11,14 @@
 //! use.
 
 use cairn_common::clickhouse::{client, EventRow};
-use cairn_common::config::ClickHouseConfig;
 use cairn_e2e::{unique, TestClickHouse};
 use clickhouse::Row;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-fn config(ch: &TestClickHouse, database: &str) -> ClickHouseConfig {
-    ClickHouseConfig {
-        url: ch.url(),
-        database: database.to_string(),
-        user: "default".into(),
-        password: None,
-        lz4: false,
-        event_ttl_days: 0,
-    }
-}
-
 async fn fresh_database(ch: &TestClickHouse) -> String {
     let database = unique("chserver");
-    let c = client(&config(ch, "default"));
+    let c = client(&ch.config("default"));
     c.query(&format!("CREATE DATABASE {database}")).execute().await.unwrap();
     c.query(&format!(
         "CREATE TABLE {database}.events (uuid UUID, project_id UInt64, event String, distinct_id String, \
@@ -67,7 +55,7 @@ fn code(e: &clickhouse::error::Error) -> Option<u32> {
 async fn rowbinary_inserts_and_typed_reads_round_trip() {
     let ch = TestClickHouse::shared().unwrap();
     let database = fresh_database(&ch).await;
-    let c = client(&config(&ch, &database));
+    let c = client(&ch.config(&database));
     // Several inserts, one large enough to span many HTTP chunks.
     for (batch, size) in [(0u64, 1), (1, 2_000), (2, 10)] {
         let rows: Vec<EventRow> = (batch * 10_000..batch * 10_000 + size).map(row).collect();
@@ -89,7 +77,7 @@ async fn rowbinary_inserts_and_typed_reads_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameters_are_bound_by_the_server_never_spliced() {
     let ch = TestClickHouse::shared().unwrap();
-    let c = client(&config(&ch, "default"));
+    let c = client(&ch.config("default"));
     #[derive(Row, Deserialize)]
     struct Echo {
         s: String,
@@ -117,7 +105,7 @@ async fn parameters_are_bound_by_the_server_never_spliced() {
 async fn settings_apply_per_request_and_errors_carry_clickhouse_codes() {
     let ch = TestClickHouse::shared().unwrap();
     let database = fresh_database(&ch).await;
-    let c = client(&config(&ch, &database));
+    let c = client(&ch.config(&database));
     let mut insert = c.insert::<EventRow>("events").await.unwrap();
     for i in 0..100 {
         insert.write(&row(i)).await.unwrap();
@@ -145,7 +133,7 @@ async fn settings_apply_per_request_and_errors_carry_clickhouse_codes() {
 async fn a_repeated_insert_with_the_same_token_is_stored_once() {
     let ch = TestClickHouse::shared().unwrap();
     let database = fresh_database(&ch).await;
-    let c = client(&config(&ch, &database));
+    let c = client(&ch.config(&database));
     let rows: Vec<EventRow> = (0..50).map(row).collect();
     for token in ["batch-1", "batch-1", "batch-2"] {
         let c = c.clone().with_setting("insert_deduplication_token", token);
@@ -164,7 +152,7 @@ async fn accounts_are_checked_and_readonly_accounts_cannot_write() {
     use sha2::{Digest, Sha256};
     let ch = TestClickHouse::shared().unwrap();
     let database = fresh_database(&ch).await;
-    let admin = client(&config(&ch, &database));
+    let admin = client(&ch.config(&database));
     let user = unique("reader").to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     let (password, salt) = ("correct horse", "s4lt");
     let hash = hex::encode(Sha256::digest(format!("{password}{salt}")));
@@ -176,7 +164,7 @@ async fn accounts_are_checked_and_readonly_accounts_cannot_write() {
         .await
         .unwrap();
     admin.query(&format!("GRANT SELECT ON {database}.* TO {user}")).execute().await.unwrap();
-    let as_user = |pw: &str| client(&config(&ch, &database)).with_user(&user).with_password(pw);
+    let as_user = |pw: &str| client(&ch.config(&database)).with_user(&user).with_password(pw);
     assert_eq!(as_user(password).query("SELECT count() FROM events").fetch_one::<u64>().await.unwrap(), 0);
     let err = as_user("wrong").query("SELECT 1").fetch_one::<u8>().await.unwrap_err();
     assert_eq!(code(&err), Some(516), "AUTHENTICATION_FAILED: {err}");

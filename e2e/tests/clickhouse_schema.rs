@@ -2,25 +2,13 @@
 //! applied migration that changed, and the retention TTL applied and removed.
 
 use cairn_common::clickhouse::{apply_event_ttl, client, migrate, migrate_with, Migration, MigrationError, MIGRATIONS};
-use cairn_common::config::ClickHouseConfig;
 use cairn_e2e::{unique, TestClickHouse};
-
-fn config(ch: &TestClickHouse, database: &str) -> ClickHouseConfig {
-    ClickHouseConfig {
-        url: ch.url(),
-        database: database.to_string(),
-        user: "default".into(),
-        password: None,
-        lz4: false,
-        event_ttl_days: 0,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_once_and_are_recorded() {
     let ch = TestClickHouse::shared().unwrap();
     let database = unique("schema");
-    let cfg = config(&ch, &database);
+    let cfg = ch.config(&database);
 
     let first = migrate(&cfg).await.unwrap();
     assert_eq!(first.version, MIGRATIONS.len() as u32);
@@ -62,7 +50,7 @@ async fn migrations_apply_once_and_are_recorded() {
 async fn a_changed_applied_migration_is_refused() {
     let ch = TestClickHouse::shared().unwrap();
     let database = unique("schema");
-    let cfg = config(&ch, &database);
+    let cfg = ch.config(&database);
     migrate(&cfg).await.unwrap();
     let mut changed = MIGRATIONS.to_vec();
     changed[0] =
@@ -89,7 +77,7 @@ async fn a_changed_applied_migration_is_refused() {
 async fn the_events_ttl_follows_configuration() {
     let ch = TestClickHouse::shared().unwrap();
     let database = unique("schema");
-    let cfg = config(&ch, &database);
+    let cfg = ch.config(&database);
     migrate(&cfg).await.unwrap();
     let c = client(&cfg);
     let db = ch.db(&database);
@@ -125,7 +113,7 @@ async fn the_events_ttl_follows_configuration() {
 async fn events_by_person_mirrors_events() {
     let ch = TestClickHouse::shared().unwrap();
     let database = unique("schema");
-    let cfg = config(&ch, &database);
+    let cfg = ch.config(&database);
     migrate_with(&cfg, &MIGRATIONS[..1]).await.unwrap();
     let db = ch.db(&database);
     let row = |uuid: &str, user: &str, ts: &str| {

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
-use cairn_common::config::ClickHouseConfig;
 use cairn_e2e::{call, sign_up, unique, wait_until, Account, ChQuery, Service, TestClickHouse, TestPostgres};
 use serde_json::{json, Value};
 
@@ -71,14 +70,7 @@ async fn setup(query_env: &[(&str, &str)]) -> Result<Setup> {
     let pg_url = pg.fresh_database("query").await?;
     let clickhouse = TestClickHouse::shared()?;
     let database = unique("query");
-    let ch_cfg = ClickHouseConfig {
-        url: clickhouse.url(),
-        database: database.clone(),
-        user: "default".into(),
-        password: None,
-        lz4: false,
-        event_ttl_days: 0,
-    };
+    let ch_cfg = clickhouse.config(&database);
     cairn_common::clickhouse::migrate(&ch_cfg).await?;
 
     let mut env: HashMap<String, String> = HashMap::new();

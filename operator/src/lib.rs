@@ -40,15 +40,10 @@ mod tests {
     /// The operator reads exactly its declared settings, and its Helm chart sets only those.
     #[test]
     fn operator_settings_are_declared_and_the_chart_uses_their_names() {
-        use cairn_common::config::{catalogue, NoEnv, Recording, Service};
+        use cairn_common::config::{catalogue, read_by_configuration, NoEnv, Recording, Service};
         let rec = Recording::new(NoEnv);
         controller::OperatorConfig::from_source(&rec).unwrap();
-        let mut expected: std::collections::BTreeSet<&str> =
-            catalogue::ALL.iter().filter(|s| s.readers.contains(&Service::Operator)).map(|s| s.name).collect();
-        for logging in [catalogue::LOG.name, catalogue::RUST_LOG.name, catalogue::LOG_FORMAT.name] {
-            expected.remove(logging);
-        }
-        assert_eq!(rec.read(), expected);
+        assert_eq!(rec.read(), read_by_configuration(Service::Operator));
         let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/cairn-operator/templates/deployment.yaml");
         let chart = std::fs::read_to_string(chart).unwrap();
         let env_names: Vec<&str> = chart

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use cairn_common::config::catalogue::{AUTH_CACHE_SIZE, AUTH_CACHE_TTL_SECS, AUTH_URL, INTERNAL_TOKEN};
-use cairn_common::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
+use cairn_common::config::{ConfigError, ExposeSecret, SecretString, Source};
 
 /// A member's role in an organisation, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -209,10 +209,6 @@ pub struct AuthClientConfig {
 }
 
 impl AuthClientConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         let cache_ttl = AUTH_CACHE_TTL_SECS.secs(env)?;
         if cache_ttl > MAX_CACHE_TTL {

@@ -90,9 +90,9 @@ impl AuthConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
 
-    use cairn_common::config::{NoEnv, Recording, Service};
+    use cairn_common::config::{read_by_configuration, NoEnv, Recording, Service};
 
     use super::*;
 
@@ -100,12 +100,7 @@ mod tests {
     fn reads_its_declared_settings_and_no_others() {
         let rec = Recording::new(NoEnv);
         AuthConfig::from_source(&rec).unwrap();
-        let mut expected: BTreeSet<&str> =
-            ALL.iter().filter(|s| s.readers.contains(&Service::Auth)).map(|s| s.name).collect();
-        for logging in [LOG.name, RUST_LOG.name, LOG_FORMAT.name] {
-            expected.remove(logging);
-        }
-        assert_eq!(rec.read(), expected);
+        assert_eq!(rec.read(), read_by_configuration(Service::Auth));
     }
 
     #[test]

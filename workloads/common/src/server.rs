@@ -36,7 +36,7 @@ use tower::ServiceExt;
 use crate::config::catalogue::{
     ADMIN_ADDR, HTTP_HEADER_TIMEOUT_MS, HTTP_MAX_CONNECTIONS, HTTP_REQUEST_TIMEOUT_MS, TRUSTED_PROXIES,
 };
-use crate::config::{ConfigError, ProcessEnv, Source};
+use crate::config::{ConfigError, Source};
 
 /// Serves a service: `app` on `addr`, and the admin endpoints (`/metrics`, `/healthz`,
 /// `/readyz`) on `admin_addr` when one is given (`CAIRN_ADMIN_ADDR`: what the operator sets in a
@@ -70,11 +70,6 @@ pub async fn serve_service(
 }
 
 /// `CAIRN_ADMIN_ADDR`, if set.
-pub fn admin_addr_from_env() -> Result<Option<SocketAddr>, ConfigError> {
-    admin_addr_from_source(&ProcessEnv)
-}
-
-/// `CAIRN_ADMIN_ADDR`, if set.
 pub fn admin_addr_from_source(env: &dyn Source) -> Result<Option<SocketAddr>, ConfigError> {
     ADMIN_ADDR.parse_opt(env)
 }
@@ -101,10 +96,6 @@ impl Default for ServerLimits {
 }
 
 impl ServerLimits {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
             max_connections: HTTP_MAX_CONNECTIONS.parse::<usize>(env)?.max(1),
@@ -234,10 +225,6 @@ impl TrustedProxies {
     }
 
     /// `CAIRN_TRUSTED_PROXIES` (default: loopback and private addresses).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self::parse(TRUSTED_PROXIES.name, &TRUSTED_PROXIES.string(env))?)
     }

@@ -81,9 +81,9 @@ impl ConsumerConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
 
-    use cairn_common::config::{NoEnv, Recording, Service};
+    use cairn_common::config::{read_by_configuration, NoEnv, Recording, Service};
 
     use super::*;
 
@@ -91,12 +91,7 @@ mod tests {
     fn reads_its_declared_settings_and_no_others() {
         let rec = Recording::new(NoEnv);
         ConsumerConfig::from_source(&rec).unwrap();
-        let mut expected: BTreeSet<&str> =
-            ALL.iter().filter(|s| s.readers.contains(&Service::Consumer)).map(|s| s.name).collect();
-        for logging in [LOG.name, RUST_LOG.name, LOG_FORMAT.name] {
-            expected.remove(logging);
-        }
-        assert_eq!(rec.read(), expected);
+        assert_eq!(rec.read(), read_by_configuration(Service::Consumer));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use thiserror::Error;
 
 use cairn_common::config::catalogue::{POSTGRES_MAX_CONNECTIONS, POSTGRES_MIGRATE, POSTGRES_URL};
-use cairn_common::config::{ConfigError, ExposeSecret, ProcessEnv, SecretString, Source};
+use cairn_common::config::{ConfigError, ExposeSecret, SecretString, Source};
 
 /// The embedded migrations of `schemas/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../schemas/postgres");
@@ -40,10 +40,6 @@ impl std::fmt::Debug for PostgresConfig {
 }
 
 impl PostgresConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
             url: SecretString::from(POSTGRES_URL.string(env)),

@@ -120,9 +120,8 @@ impl QueryConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
 
-    use cairn_common::config::{Recording, Service};
+    use cairn_common::config::{read_by_configuration, Recording, Service};
 
     use super::*;
 
@@ -130,12 +129,7 @@ mod tests {
     fn reads_its_declared_settings_and_no_others() {
         let rec = Recording::new(NoEnv);
         QueryConfig::from_source(&rec).unwrap();
-        let mut expected: BTreeSet<&str> =
-            ALL.iter().filter(|s| s.readers.contains(&Service::Query)).map(|s| s.name).collect();
-        for logging in [LOG.name, RUST_LOG.name, LOG_FORMAT.name] {
-            expected.remove(logging);
-        }
-        assert_eq!(rec.read(), expected);
+        assert_eq!(rec.read(), read_by_configuration(Service::Query));
     }
 
     #[test]

@@ -175,33 +175,33 @@ impl Setting {
     }
 
     /// The set value (unset and blank are the same), without the default.
-    pub fn value(&'static self, env: &dyn Source) -> Option<String> {
+    pub fn value(&self, env: &dyn Source) -> Option<String> {
         env.value(self.name).filter(|v| !v.trim().is_empty())
     }
 
     /// Whether the variable is set (to something not blank).
-    pub fn is_set(&'static self, env: &dyn Source) -> bool {
+    pub fn is_set(&self, env: &dyn Source) -> bool {
         self.value(env).is_some()
     }
 
     /// The set value or the default; `None` when neither exists.
-    pub fn opt(&'static self, env: &dyn Source) -> Option<String> {
+    pub fn opt(&self, env: &dyn Source) -> Option<String> {
         self.value(env).or_else(|| self.default.map(str::to_string))
     }
 
     /// The set value or the default; empty when neither exists.
-    pub fn string(&'static self, env: &dyn Source) -> String {
+    pub fn string(&self, env: &dyn Source) -> String {
         self.opt(env).unwrap_or_default()
     }
 
     /// A secret setting's value (set or default), held so that it is never printed.
-    pub fn secret_value(&'static self, env: &dyn Source) -> Option<SecretString> {
+    pub fn secret_value(&self, env: &dyn Source) -> Option<SecretString> {
         self.opt(env).map(SecretString::from)
     }
 
     /// The set value or the default, parsed. A setting without a default that is unset is an
     /// error naming it.
-    pub fn parse<T>(&'static self, env: &dyn Source) -> Result<T, ConfigError>
+    pub fn parse<T>(&self, env: &dyn Source) -> Result<T, ConfigError>
     where
         T: FromStr,
         T::Err: std::fmt::Display,
@@ -213,7 +213,7 @@ impl Setting {
     }
 
     /// The set value or the default, parsed; `None` when neither exists.
-    pub fn parse_opt<T>(&'static self, env: &dyn Source) -> Result<Option<T>, ConfigError>
+    pub fn parse_opt<T>(&self, env: &dyn Source) -> Result<Option<T>, ConfigError>
     where
         T: FromStr,
         T::Err: std::fmt::Display,
@@ -225,7 +225,7 @@ impl Setting {
     }
 
     /// A boolean (`true/false/1/0/yes/no/on/off`).
-    pub fn bool(&'static self, env: &dyn Source) -> Result<bool, ConfigError> {
+    pub fn bool(&self, env: &dyn Source) -> Result<bool, ConfigError> {
         let v = self.string(env);
         match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
@@ -235,17 +235,17 @@ impl Setting {
     }
 
     /// A duration given in milliseconds.
-    pub fn millis(&'static self, env: &dyn Source) -> Result<Duration, ConfigError> {
+    pub fn millis(&self, env: &dyn Source) -> Result<Duration, ConfigError> {
         self.parse::<u64>(env).map(Duration::from_millis)
     }
 
     /// A duration given in seconds.
-    pub fn secs(&'static self, env: &dyn Source) -> Result<Duration, ConfigError> {
+    pub fn secs(&self, env: &dyn Source) -> Result<Duration, ConfigError> {
         self.parse::<u64>(env).map(Duration::from_secs)
     }
 
     /// The error for an unusable `value` of this setting (a secret's value is not repeated).
-    pub fn invalid(&'static self, value: &str, reason: impl Into<String>) -> ConfigError {
+    pub fn invalid(&self, value: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             name: self.name.to_string(),
             value: if self.secret { "***".to_string() } else { value.to_string() },
@@ -262,6 +262,18 @@ impl Setting {
             (None, None) => "unset".to_string(),
         }
     }
+}
+
+/// The settings `service`'s configuration reads: those declared for it, less the logging ones
+/// that telemetry reads before any configuration is loaded.
+pub fn read_by_configuration(service: Service) -> BTreeSet<&'static str> {
+    use catalogue::{LOG, LOG_FORMAT, RUST_LOG};
+    let logging = [LOG.name, RUST_LOG.name, LOG_FORMAT.name];
+    catalogue::ALL
+        .iter()
+        .filter(|s| s.readers.contains(&service) && !logging.contains(&s.name))
+        .map(|s| s.name)
+        .collect()
 }
 
 /// The settings of one section of docs/OPERATIONS.md, as a Markdown table.
@@ -326,10 +338,6 @@ pub struct KafkaConfig {
 pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 impl KafkaConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         use catalogue::*;
         Ok(Self {
@@ -363,10 +371,6 @@ pub struct ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
         use catalogue::*;
         let compression = CLICKHOUSE_COMPRESSION.string(env);
@@ -419,7 +423,7 @@ mod tests {
             assert!(!s.doc.contains('|') && !s.shown_default().contains('|'), "{}: a | breaks the table", s.name);
         }
         let none = env(&[]);
-        assert!(KafkaConfig::from_source(&none).is_ok());
+        assert_eq!(KafkaConfig::from_source(&none).unwrap().message_max_bytes, DEFAULT_MESSAGE_MAX_BYTES);
         assert!(ClickHouseConfig::from_source(&none).is_ok());
     }
 

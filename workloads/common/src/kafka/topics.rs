@@ -201,7 +201,8 @@ where
         }
     }
     if mode == Converge::CreateMissing {
-        return after(&admin, desired, brokers).await;
+        // Nothing else changes: the topics are as described, the new ones as created.
+        return Ok(as_wanted_where_unknown(desired, &shapes, brokers));
     }
 
     let mut grow = Vec::new();
@@ -256,13 +257,18 @@ where
 async fn after(admin: &Admin, desired: &[DesiredTopic], brokers: usize) -> Result<Vec<TopicShape>, TopicError> {
     let names: Vec<&str> = desired.iter().map(|d| d.name.as_str()).collect();
     let (shapes, _) = describe(admin, &names).await?;
-    Ok(desired
+    Ok(as_wanted_where_unknown(desired, &shapes, brokers))
+}
+
+/// `shapes`, with a topic not (yet) visible taken to be as wanted.
+fn as_wanted_where_unknown(desired: &[DesiredTopic], shapes: &[Option<TopicShape>], brokers: usize) -> Vec<TopicShape> {
+    desired
         .iter()
         .zip(shapes)
         .map(|(d, s)| {
             s.unwrap_or(TopicShape { partitions: d.partitions, replication_factor: d.replication.for_brokers(brokers) })
         })
-        .collect())
+        .collect()
 }
 
 /// Deletes topics (a missing one is not an error).
