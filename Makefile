@@ -97,8 +97,8 @@ bench-operator: deps ## operator figures on the local control plane: apply→Rea
 	$(CARGO) build --release -p cairn-operator --bin cairn-operator
 	$(CARGO) run --release -p cairn-bench --bin bench-operator
 
-docs: ## regenerate what is generated from the code: docs/OPERATIONS.md's settings tables, schemas/kafka-event.schema.json
-	CAIRN_WRITE_DOCS=1 $(CARGO) test -p cairn-common --lib -- operations_doc_tables_are_current checked_in_kafka_record_schema_is_current
+docs: ## regenerate what is generated from the code: docs/OPERATIONS.md's settings tables, schemas/kafka-event.schema.json and schemas/event.schema.json
+	CAIRN_WRITE_DOCS=1 $(CARGO) test -p cairn-common --lib -- operations_doc_tables_are_current checked_in_kafka_record_schema_is_current checked_in_client_event_schema_is_current
 
 crds: ## regenerate crds/analyticsplatform.yaml from operator/src/crd.rs
 	$(CARGO) run -q -p cairn-operator --bin crdgen > crds/analyticsplatform.yaml

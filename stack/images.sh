@@ -22,6 +22,10 @@
 # buildah keeps its storage (and so its layer cache) in $CAIRN_TOOLS_DIR/buildah, outside the
 # clone; RUN steps use chroot isolation (runc's would need a network namespace per step).
 #
+# CAIRN_IMAGES_PROFILE=dev puts the debug build's binaries (what `make test` has already built) in
+# Cairn's images instead of a release build: the Kubernetes e2e does, to test the same code
+# without a second, optimised build of it (minutes on two cores); `make images` builds release.
+#
 # Image references are $CAIRN_IMAGE_REGISTRY/cairn-<name>:$CAIRN_IMAGE_TAG (default
 # ghcr.io/cairn-analytics and the workspace version), the names the operator and the Helm chart
 # use by default, so a node that has the images imported needs no registry.
@@ -34,6 +38,11 @@ OUT="${CAIRN_IMAGES_DIR:-$CAIRN_STACK_DIR/images}"
 ALL=(capture consumer query auth operator kafka postgres clickhouse)
 RUST=(capture consumer query auth operator)
 CARGO_TARGET="${CARGO_TARGET_DIR:-$CAIRN_ROOT/target}"
+case "${CAIRN_IMAGES_PROFILE:-release}" in
+  release) PROFILE_ARGS=(--release); PROFILE_DIR=release ;;
+  dev) PROFILE_ARGS=(); PROFILE_DIR=debug ;;
+  *) die "CAIRN_IMAGES_PROFILE must be release or dev, not ${CAIRN_IMAGES_PROFILE}" ;;
+esac
 
 RUNTIME_BASE="localhost/cairn/distroless-cc:bookworm"
 DEBIAN_BASE="localhost/cairn/debian:bookworm-slim"
@@ -121,12 +130,12 @@ build_debian_base() {
 # link_or_copy SRC DST: a hard link where the file system allows, a copy otherwise.
 link_or_copy() { ln -f "$1" "$2" 2>/dev/null || cp -f "$1" "$2"; }
 
-# Cairn's binaries (release, debug info stripped: the host's copies keep their line tables for
-# profiling) and the dashboard's build.
+# Cairn's binaries (release, or the debug build with CAIRN_IMAGES_PROFILE=dev; debug info
+# stripped: the host's copies keep their line tables for profiling) and the dashboard's build.
 prepare_rust_context() {
   local ctx="$OUT/context/cairn" pkgs=() n
   for n in "${RUST[@]}"; do pkgs+=(-p "cairn-$n"); done
-  log "cargo build --release (${RUST[*]})"
+  log "cargo build ${PROFILE_ARGS[*]} (${RUST[*]})"
   (
     # As if run from a shell, also when a test that cargo started runs this script: the variables
     # cargo sets for a test process (CARGO_PKG_*, LD_LIBRARY_PATH, RUSTUP_TOOLCHAIN, …) would
@@ -137,12 +146,12 @@ prepare_rust_context() {
         CARGO|CARGO_*|RUSTUP_TOOLCHAIN|RUSTUP_TOOLCHAIN_SOURCE|RUST_RECURSION_COUNT|LD_LIBRARY_PATH) unset "$v" ;;
       esac
     done
-    cd "$CAIRN_ROOT" && cargo build --release --locked --bins "${pkgs[@]}"
-  ) || die "cargo build --release failed"
+    cd "$CAIRN_ROOT" && cargo build "${PROFILE_ARGS[@]}" --locked --bins "${pkgs[@]}"
+  ) || die "cargo build ${PROFILE_ARGS[*]} failed"
   "$CAIRN_ROOT/stack/dashboard.sh" build >/dev/null || die "building the dashboard failed"
   rm -rf "$ctx"; mkdir -p "$ctx/bin"
   for n in "${RUST[@]}"; do
-    objcopy --strip-debug "$CARGO_TARGET/release/cairn-$n" "$ctx/bin/cairn-$n" || die "no release binary cairn-$n"
+    objcopy --strip-debug "$CARGO_TARGET/$PROFILE_DIR/cairn-$n" "$ctx/bin/cairn-$n" || die "no $PROFILE_DIR binary cairn-$n"
   done
   cp -r "$CAIRN_ROOT/dashboard/dist" "$ctx/dashboard"
 }

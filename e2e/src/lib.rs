@@ -377,10 +377,11 @@ impl Service {
         let file = std::fs::File::create(&log)?;
         let bin = bin_dir().join(format!("cairn-{name}"));
         let child = Command::new(&bin)
-            .envs(env)
-            .env(&addr_var, &addr)
+            // Defaults a test's `env` may override.
             .env("CAIRN_LOG_FORMAT", "text")
             .env("CAIRN_LOG", "info,cairn_consumer=debug,rdkafka=warn")
+            .envs(env)
+            .env(&addr_var, &addr)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

@@ -77,6 +77,28 @@ pub struct AnalyticsPlatformSpec {
     pub postgres: Option<PostgresSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+    /// Where the workloads send their traces; without it they export none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingSpec>,
+}
+
+/// Trace export from the platform's workloads to an OpenTelemetry collector (OTLP/HTTP). Export
+/// headers (a collector's API key) go in a workload's `env` as `OTEL_EXPORTER_OTLP_HEADERS` from a
+/// Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingSpec {
+    /// The base URL of the collector's OTLP/HTTP receiver, e.g.
+    /// `http://otel-collector.observability:4318`; spans go to `<url>/v1/traces`. Plain http
+    /// (a collector in the cluster forwards over TLS); the workloads' NetworkPolicies allow its
+    /// port.
+    #[x_kube(validation = Rule::new("self.matches('^http://[^/?#@]+(/.*)?$')").message("otlpEndpoint must be an http:// URL with a host"))]
+    pub otlp_endpoint: String,
+    /// The share (0 to 1) of traces starting in Cairn that are recorded; a caller's sampled
+    /// `traceparent` is always followed. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sample_ratio: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

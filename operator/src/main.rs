@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_common::config::ProcessEnv;
-use cairn_common::telemetry::{admin_router, init_tracing, Health};
+use cairn_common::telemetry::{admin_router, init_or_exit, Health};
 use cairn_operator::controller::{self, OperatorConfig};
 use cairn_operator::leader::{LeaderElector, Leadership};
 use cairn_operator::metrics::OperatorMetrics;
@@ -22,11 +22,13 @@ const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() {
-    init_tracing("cairn-operator");
+    let telemetry = init_or_exit("cairn-operator");
     if let Err(e) = run().await {
         tracing::error!(error = %e, "operator failed");
+        telemetry.shutdown();
         std::process::exit(1);
     }
+    telemetry.shutdown();
 }
 
 async fn run() -> anyhow::Result<()> {

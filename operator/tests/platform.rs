@@ -173,6 +173,29 @@ async fn invalid_specs_are_refused_and_unreachable_kafka_degrades() {
     let err = api.create(&PostParams::default(), &both).await.unwrap_err();
     assert!(err.to_string().contains("exactly one of kafka.external and kafka.managed"), "{err}");
 
+    for (endpoint, refused) in
+        [("https://collector:4318", true), ("collector:4318", true), ("http://collector:4318", false)]
+    {
+        let mut traced = platform("traced", &env.kafka.brokers(), &env.ch.url(), &topic, &database);
+        traced.spec.paused = true;
+        traced.spec.tracing = Some(serde_json::from_value(json!({"otlpEndpoint": endpoint})).unwrap());
+        match api.create(&PostParams::default(), &traced).await {
+            Err(err) => {
+                assert!(refused, "{endpoint}: {err}");
+                assert!(err.to_string().contains("otlpEndpoint must be an http:// URL with a host"), "{err}");
+            }
+            Ok(_) => {
+                assert!(!refused, "{endpoint} was accepted");
+                api.delete("traced", &Default::default()).await.unwrap();
+            }
+        }
+    }
+    let mut over =
+        serde_json::to_value(platform("ratio", &env.kafka.brokers(), &env.ch.url(), &topic, &database)).unwrap();
+    over["spec"]["tracing"] = json!({"otlpEndpoint": "http://c:4318", "sampleRatio": 1.5});
+    let err = api.create(&PostParams::default(), &serde_json::from_value(over).unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("sampleRatio"), "{err}");
+
     let mut negative =
         serde_json::to_value(platform("neg", &env.kafka.brokers(), &env.ch.url(), &topic, &database)).unwrap();
     negative["spec"]["capture"]["replicas"] = json!(-1);

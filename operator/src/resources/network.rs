@@ -14,7 +14,8 @@
 //! and, for egress, each workload reaches DNS and only the dependencies it uses: capture → Kafka,
 //! auth; consumer → Kafka, ClickHouse; query → ClickHouse, PostgreSQL, auth; auth → PostgreSQL.
 //! A managed dependency is reached by its pods' labels; an external one by its ports, at any
-//! address (its address may be a name that resolves anywhere).
+//! address (its address may be a name that resolves anywhere). With `spec.tracing`, every
+//! workload also reaches the trace collector's port, at any address.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -70,6 +71,12 @@ pub fn bootstrap_ports(servers: &str) -> Vec<i32> {
 }
 
 /// The port of a URL (`http://h:8123`, `postgres://u:p@h:5432/db`), or the scheme's default.
+/// The port of an OTLP/HTTP endpoint (`http://host[:port]/…`): its own, else http's 80.
+pub fn otlp_port(url: &str) -> i32 {
+    let with_port = url.strip_prefix("http://").map(|rest| format!("x://{rest}"));
+    with_port.as_deref().and_then(url_port).unwrap_or(80)
+}
+
 pub fn url_port(url: &str) -> Option<i32> {
     let (scheme, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?']).next()?;
@@ -155,6 +162,9 @@ pub fn network_policies(
     let clickhouse = dependency_egress(ap, "clickhouse", ch_managed, 8123, &external.clickhouse);
     let postgres = pg.map(|_| dependency_egress(ap, "postgres", pg_managed, 5432, &external.postgres));
     let auth = json!({"to": [pods(ap, &["auth"])], "ports": tcp(&[port])});
+    // The trace collector, by its port at any address (like an external dependency).
+    let collector =
+        ap.spec.tracing.as_ref().map(|t| dependency_egress(ap, "collector", false, 0, &[otlp_port(&t.otlp_endpoint)]));
     let admin = super::workload::ADMIN_PORT;
     // The API port from anywhere; the admin port (metrics, probes) from anywhere too: scrapers
     // live in other namespaces, and the kubelet probes from the node.
@@ -164,6 +174,7 @@ pub fn network_policies(
     let workload = |w: Workload, ingress: Value, egress: Vec<Value>| {
         let mut rules = vec![dns.clone(), cluster_dns.clone()];
         rules.extend(egress);
+        rules.extend(collector.clone());
         policy(
             ap,
             w.name(),
@@ -244,6 +255,24 @@ mod tests {
         assert_eq!(egress[2]["ports"][0]["port"], 9092, "external Kafka by port");
         assert_eq!(egress[3]["ports"][0]["port"], 8000, "auth");
         assert_eq!(service_account(&ap).unwrap().automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn with_tracing_every_workload_reaches_the_collector_port() {
+        let mut ap = platform();
+        ap.spec.tracing = Some(crate::crd::TracingSpec {
+            otlp_endpoint: "http://otel-collector.observability:4318".into(),
+            sample_ratio: None,
+        });
+        let ext = ExternalPorts { kafka: vec![9092], clickhouse: vec![8123], postgres: vec![] };
+        let p = network_policies(&ap, &OperatorPeer::default(), &ext).unwrap();
+        for part in ["capture", "consumer", "query", "auth"] {
+            let egress = serde_json::to_value(find(&p, part).spec.clone().unwrap().egress.unwrap()).unwrap();
+            let last = egress.as_array().unwrap().last().unwrap().clone();
+            assert_eq!(last["ports"], json!([{"protocol": "TCP", "port": 4318}]), "{part}");
+        }
+        assert_eq!(otlp_port("http://collector/"), 80);
+        assert_eq!(otlp_port("http://[fd00::1]:55681/otlp"), 55681);
     }
 
     #[test]

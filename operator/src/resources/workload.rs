@@ -163,6 +163,12 @@ fn env(ap: &AnalyticsPlatform, w: Workload, inputs: &PodInputs<'_>) -> Result<Ve
         }
         _ => env.extend(env_from_secrets(ap)),
     }
+    if let Some(t) = &ap.spec.tracing {
+        env.push(json!({"name": catalogue::OTEL_EXPORTER_OTLP_ENDPOINT.name, "value": t.otlp_endpoint}));
+        if let Some(ratio) = t.sample_ratio {
+            env.push(json!({"name": catalogue::OTEL_TRACES_SAMPLER_ARG.name, "value": ratio.to_string()}));
+        }
+    }
     // Least privilege: a pod gets only the credentials its service reads (capture never sees
     // ClickHouse's or PostgreSQL's, auth never Kafka's).
     env.retain(|e| e["name"].as_str().is_some_and(|name| reads(w, name)));
@@ -370,6 +376,10 @@ mod tests {
         managed.spec.clickhouse.external = None;
         managed.spec.clickhouse.managed = Some(ManagedService::default());
         managed.spec.postgres = Some(PostgresSpec { managed: Some(ManagedService::default()), ..Default::default() });
+        managed.spec.tracing = Some(crate::crd::TracingSpec {
+            otlp_endpoint: "http://otel-collector.observability:4318".into(),
+            sample_ratio: Some(0.1),
+        });
         let query_user = PodInputs { clickhouse_query_user: Some("cairn_query"), ..INPUTS };
         for ap in [&external, &managed] {
             let cm = super::super::config::config_map(ap).unwrap();
@@ -390,6 +400,16 @@ mod tests {
                         }
                         Workload::Consumer => assert!(names.contains(&"CAIRN_CLICKHOUSE_PASSWORD"), "{names:?}"),
                         Workload::Query => assert!(names.contains(&"CAIRN_POSTGRES_URL"), "{names:?}"),
+                    }
+                    let value = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+                    if ap.spec.tracing.is_some() {
+                        assert_eq!(
+                            value("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+                            Some("http://otel-collector.observability:4318")
+                        );
+                        assert_eq!(value("OTEL_TRACES_SAMPLER_ARG").as_deref(), Some("0.1"));
+                    } else {
+                        assert!(!names.iter().any(|n| n.starts_with("OTEL_")), "{w:?}: {names:?}");
                     }
                     if w == Workload::Capture || w == Workload::Consumer {
                         assert!(!names.contains(&"CAIRN_POSTGRES_URL"), "{w:?}: {names:?}");

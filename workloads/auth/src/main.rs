@@ -2,11 +2,11 @@
 //! migrations and exits.
 
 use cairn_auth::config::AuthConfig;
-use cairn_common::telemetry::init_tracing;
+use cairn_common::telemetry::init_or_exit;
 
 #[tokio::main]
 async fn main() {
-    init_tracing("cairn-auth");
+    let telemetry = init_or_exit("cairn-auth");
     let command = std::env::args().nth(1);
     let result = match (command.as_deref(), AuthConfig::from_env()) {
         (_, Err(e)) => Err(e.into()),
@@ -19,6 +19,8 @@ async fn main() {
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "auth failed");
+        telemetry.shutdown();
         std::process::exit(1);
     }
+    telemetry.shutdown();
 }

@@ -186,12 +186,20 @@ impl EventSink for KafkaSink {
             return Err(SinkError::QueueFull);
         }
         let started = Instant::now();
+        // The request's trace, for the consumer's batch span to link to (only when exporting).
+        let traceparent = trace::current_traceparent();
         let mut deliveries = Vec::with_capacity(records.len());
         for (index, (key, payload)) in records.iter().enumerate() {
             let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
-            if let Some(id) = request_id {
-                record =
-                    record.headers(OwnedHeaders::new().insert(Header { key: trace::KAFKA_HEADER, value: Some(id) }));
+            if request_id.is_some() || traceparent.is_some() {
+                let mut headers = OwnedHeaders::new_with_capacity(2);
+                if let Some(id) = request_id {
+                    headers = headers.insert(Header { key: trace::KAFKA_HEADER, value: Some(id) });
+                }
+                if let Some(tp) = &traceparent {
+                    headers = headers.insert(Header { key: trace::TRACEPARENT, value: Some(tp) });
+                }
+                record = record.headers(headers);
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),

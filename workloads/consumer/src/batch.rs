@@ -41,6 +41,9 @@ pub struct Batch {
     started: Option<Instant>,
     /// The earliest capture time among the rows, for freshness.
     pub oldest_received: Option<time::OffsetDateTime>,
+    /// The traces that produced the records (their `traceparent` headers, when spans are
+    /// exported), at most [`cairn_common::trace::MAX_LINKS`], for the batch span's links.
+    pub links: Vec<cairn_common::trace::SpanContext>,
 }
 
 impl Batch {
@@ -74,6 +77,18 @@ impl Batch {
                 reason,
                 request_id: None,
             }),
+        }
+    }
+
+    /// Remembers the trace a record came from (consecutive records of one request share it).
+    pub fn link(&mut self, traceparent: Option<&[u8]>) {
+        if self.links.len() >= cairn_common::trace::MAX_LINKS {
+            return;
+        }
+        if let Some(sc) = traceparent.and_then(cairn_common::trace::span_context_of) {
+            if self.links.last() != Some(&sc) {
+                self.links.push(sc);
+            }
         }
     }
 

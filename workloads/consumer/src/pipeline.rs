@@ -14,6 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::batch::{Batch, DeadLetter, Origin};
 use crate::dead_letter::{refused_for_content, DeadLetterProducer};
@@ -106,6 +107,9 @@ impl Pipeline {
                             m.key(),
                             m.payload(),
                         );
+                        if cairn_common::telemetry::exporting() {
+                            batch.link(header_of(&m, cairn_common::trace::TRACEPARENT));
+                        }
                         if batch.dead_letters.len() > dead_before {
                             // Only a dead letter looks at headers: which request brought it.
                             if let Some(letter) = batch.dead_letters.last_mut() {
@@ -131,7 +135,21 @@ impl Pipeline {
         if batch.is_empty() {
             return Ok(());
         }
-        let b = std::mem::take(batch);
+        let mut b = std::mem::take(batch);
+        let span = tracing::info_span!(
+            "batch",
+            records = b.len(),
+            rows = b.rows.len(),
+            traces = b.links.len(),
+            trace_id = tracing::field::Empty,
+        );
+        cairn_common::trace::link(&span, std::mem::take(&mut b.links));
+        cairn_common::trace::record_trace_id(&span);
+        self.store(b, stop).instrument(span).await
+    }
+
+    /// Stores a batch (dead letters, rows, refused rows) and commits its offsets.
+    async fn store(&mut self, b: Batch, stop: &CancellationToken) -> Result<(), PipelineError> {
         self.send_dead_letters(&b.dead_letters, stop).await?;
         let inserted = self.writer.insert(&b.rows, &b.dedup_token(), stop, self.shutdown_grace, &self.metrics).await?;
         // Rows ClickHouse refused for their content: to the dead-letter topic, as records.
@@ -252,7 +270,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// The `cairn-request-id` header of a record (see `cairn_common::trace`).
 fn request_id_of<M: Message>(m: &M) -> Option<String> {
+    header_of(m, cairn_common::trace::KAFKA_HEADER).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string)
+}
+
+/// The value of a record's header `key`.
+fn header_of<'m, M: Message>(m: &'m M, key: &str) -> Option<&'m [u8]> {
     let headers = m.headers()?;
-    let header = headers.iter().find(|h| h.key == cairn_common::trace::KAFKA_HEADER)?;
-    header.value.and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string)
+    headers.iter().find(|h| h.key == key)?.value
 }

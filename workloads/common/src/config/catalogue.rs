@@ -67,14 +67,24 @@ catalogue! {
     CLICKHOUSE_PASSWORD = unset(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_PASSWORD", "none", "its password").secret();
     CLICKHOUSE_COMPRESSION = s(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_COMPRESSION", "none", "`lz4` for a real ClickHouse server over a network");
     EVENT_TTL_DAYS = s(Shared, CONSUMER_QUERY, "CAIRN_EVENT_TTL_DAYS", "0", "events retention, applied as the table's TTL; `0` keeps events forever");
-    LOG = s(Shared, EVERYONE, "CAIRN_LOG", "info,rdkafka=warn", "log filter (tracing `EnvFilter` syntax)");
-    RUST_LOG = unset(Shared, EVERYONE, "RUST_LOG", "unset", "the log filter when `CAIRN_LOG` is unset");
-    LOG_FORMAT = s(Shared, EVERYONE, "CAIRN_LOG_FORMAT", "json", "`text` for human-readable logs");
     HTTP_MAX_CONNECTIONS = s(Shared, API, "CAIRN_HTTP_MAX_CONNECTIONS", "1024", "open connections per listener; beyond, the listener stops accepting until one closes");
     HTTP_HEADER_TIMEOUT_MS = s(Shared, API, "CAIRN_HTTP_HEADER_TIMEOUT_MS", "10000", "time to send a request's head, also while a kept-alive connection is idle: a silent or dribbling client is closed");
     HTTP_REQUEST_TIMEOUT_MS = s(Shared, API, "CAIRN_HTTP_REQUEST_TIMEOUT_MS", "60000", "time to send the body and be answered (408 beyond)");
     ADMIN_ADDR = unset(Shared, API, "CAIRN_ADMIN_ADDR", "unset", "serve `/metrics`, `/healthz`, `/readyz` on this address instead of the API's (the operator sets `0.0.0.0:9000` in pods so the Ingress never exposes them)");
     TRUSTED_PROXIES = Setting { shown_default: Some("loopback and private ranges"), ..s(Shared, &[Capture, Auth], "CAIRN_TRUSTED_PROXIES", crate::server::DEFAULT_TRUSTED_PROXIES, "addresses (CIDRs) whose `X-Forwarded-For` is believed; the client is the rightmost entry that is not a trusted proxy, so a client cannot choose its address by writing the header") };
+
+    // Telemetry: logs and traces (read before any other configuration, by every binary).
+    LOG = s(Telemetry, EVERYONE, "CAIRN_LOG", "info,rdkafka=warn", "log filter (tracing `EnvFilter` syntax); spans below its level are neither logged nor exported");
+    RUST_LOG = unset(Telemetry, EVERYONE, "RUST_LOG", "unset", "the log filter when `CAIRN_LOG` is unset");
+    LOG_FORMAT = s(Telemetry, EVERYONE, "CAIRN_LOG_FORMAT", "json", "`text` for human-readable logs");
+    OTEL_EXPORTER_OTLP_ENDPOINT = unset(Telemetry, EVERYONE, "OTEL_EXPORTER_OTLP_ENDPOINT", "unset: no traces are exported", "base URL of an OpenTelemetry collector's OTLP/HTTP receiver (protobuf), e.g. `http://otel-collector.observability:4318`; spans are sent to `<url>/v1/traces`. `http` only: run a collector beside Cairn to forward over TLS");
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = unset(Telemetry, EVERYONE, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "unset", "the full URL spans are sent to, instead of the one derived from `OTEL_EXPORTER_OTLP_ENDPOINT`");
+    OTEL_EXPORTER_OTLP_HEADERS = unset(Telemetry, EVERYONE, "OTEL_EXPORTER_OTLP_HEADERS", "unset", "`name=value,…` sent with every export (a collector's API key, say)").secret();
+    OTEL_EXPORTER_OTLP_TIMEOUT = s(Telemetry, EVERYONE, "OTEL_EXPORTER_OTLP_TIMEOUT", "10000", "milliseconds an export may take; spans of an export that fails are dropped, never retried into memory");
+    OTEL_SERVICE_NAME = unset(Telemetry, EVERYONE, "OTEL_SERVICE_NAME", "the binary's name (`cairn-capture`, …)", "the `service.name` of the spans");
+    OTEL_TRACES_SAMPLER_ARG = s(Telemetry, EVERYONE, "OTEL_TRACES_SAMPLER_ARG", "1.0", "the share (0 to 1) of the traces that start here which are recorded; a caller's `traceparent` decides for its own trace (parent-based sampling, as OpenTelemetry's default)");
+    OTEL_BSP_SCHEDULE_DELAY = s(Telemetry, EVERYONE, "OTEL_BSP_SCHEDULE_DELAY", "5000", "milliseconds between exports");
+    OTEL_BSP_MAX_QUEUE_SIZE = s(Telemetry, EVERYONE, "OTEL_BSP_MAX_QUEUE_SIZE", "2048", "finished spans held for export; when the collector is slow or down, newer spans are dropped rather than held (memory stays bounded)");
 
     // Capture.
     CAPTURE_ADDR = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_ADDR", "127.0.0.1:18000", "listen address (`0.0.0.0:8000` in a pod)");

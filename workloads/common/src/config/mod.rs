@@ -53,6 +53,7 @@ impl Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Section {
     Shared,
+    Telemetry,
     CaptureSection,
     ConsumerSection,
     Postgres,
@@ -63,8 +64,9 @@ pub enum Section {
 }
 
 impl Section {
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::Shared,
+        Section::Telemetry,
         Section::CaptureSection,
         Section::ConsumerSection,
         Section::Postgres,
@@ -78,6 +80,7 @@ impl Section {
     pub fn key(self) -> &'static str {
         match self {
             Section::Shared => "shared",
+            Section::Telemetry => "telemetry",
             Section::CaptureSection => "capture",
             Section::ConsumerSection => "consumer",
             Section::Postgres => "postgres",
@@ -264,14 +267,12 @@ impl Setting {
     }
 }
 
-/// The settings `service`'s configuration reads: those declared for it, less the logging ones
-/// that telemetry reads before any configuration is loaded.
+/// The settings `service`'s configuration reads: those declared for it, less the telemetry ones
+/// (logs and traces), which [`crate::telemetry`] reads before any configuration is loaded.
 pub fn read_by_configuration(service: Service) -> BTreeSet<&'static str> {
-    use catalogue::{LOG, LOG_FORMAT, RUST_LOG};
-    let logging = [LOG.name, RUST_LOG.name, LOG_FORMAT.name];
     catalogue::ALL
         .iter()
-        .filter(|s| s.readers.contains(&service) && !logging.contains(&s.name))
+        .filter(|s| s.readers.contains(&service) && s.section != Section::Telemetry)
         .map(|s| s.name)
         .collect()
 }

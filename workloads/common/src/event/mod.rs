@@ -2,12 +2,15 @@
 //!
 //! [`CapturedEvent`] is the canonical form of an event once capture has validated it: it is the
 //! value of every record on the events topic (JSON, documented in `schemas/kafka-event.schema.json`)
-//! and what the consumer turns into a ClickHouse row. [`validate`] turns what a client sent into
-//! that form, or into a list of [`FieldError`]s.
+//! and what the consumer turns into a ClickHouse row. [`validate`] turns what a client sent (the
+//! contract: [`ClientEvent`], `schemas/event.schema.json`) into that form, or into a list of
+//! [`FieldError`]s.
 
 mod validate;
+mod wire;
 
 pub use validate::{validate_event, FieldError, ValidationContext, MAX_DISTINCT_ID_CHARS, MAX_EVENT_NAME_CHARS};
+pub use wire::{client_event_schema, ClientEvent, DistinctId, CLIENT_EVENT_DESCRIPTION};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -54,7 +57,7 @@ pub struct CapturedEvent {
 }
 
 /// What the schema of the events topic's records says about them as a whole.
-pub const KAFKA_RECORD_DESCRIPTION: &str = "The value of every record that capture writes to the events topic (CAIRN_KAFKA_TOPIC), UTF-8 JSON. The record key is \"<project_id>:<distinct_id>\", so one person's events stay in order on one partition. Readers must ignore unknown fields: fields may be added, never removed or retyped. Records that do not match go to the dead-letter topic (CAIRN_KAFKA_DEAD_LETTER_TOPIC) with headers cairn-dlq-reason, cairn-dlq-topic, cairn-dlq-partition and cairn-dlq-offset. Capture sets the header cairn-request-id on each record: the id of the HTTP request that brought it (answered to the client in X-Request-Id); dead letters keep it.";
+pub const KAFKA_RECORD_DESCRIPTION: &str = "The value of every record that capture writes to the events topic (CAIRN_KAFKA_TOPIC), UTF-8 JSON. The record key is \"<project_id>:<distinct_id>\", so one person's events stay in order on one partition. Readers must ignore unknown fields: fields may be added, never removed or retyped. Records that do not match go to the dead-letter topic (CAIRN_KAFKA_DEAD_LETTER_TOPIC) with headers cairn-dlq-reason, cairn-dlq-topic, cairn-dlq-partition and cairn-dlq-offset. Capture sets the header cairn-request-id on each record: the id of the HTTP request that brought it (answered to the client in X-Request-Id); dead letters keep it. When traces are exported, capture also sets traceparent (W3C trace context of that request).";
 
 /// The JSON schema of the events topic's records, as `schemas/kafka-event.schema.json` holds it.
 pub fn kafka_record_schema() -> String {
