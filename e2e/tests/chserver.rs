@@ -3,7 +3,8 @@
 //! change to the stand-in that would make tests pass where a real server behaves differently (or
 //! the reverse) fails here first. Each feature: RowBinary inserts and typed reads, server-side
 //! parameters, per-request settings, insert deduplication tokens, ClickHouse's error codes, and
-//! accounts with their passwords and `readonly`.
+//! accounts with their passwords and `readonly`. And one function Cairn computes on both sides:
+//! `cityHash64` (a person's id, `cairn_persons::id_hash`).
 //!
 //! Not covered, because the stand-in does not speak it: ClickHouse's block compression of bodies
 //! (`CAIRN_CLICKHOUSE_COMPRESSION=lz4`, the crate's `compress`/`decompress` parameters). It is
@@ -173,4 +174,30 @@ async fn accounts_are_checked_and_readonly_accounts_cannot_write() {
     let err = as_user(password).query("SELECT count() FROM system.one, default.no_grant").execute().await.unwrap_err();
     assert!(matches!(code(&err), Some(497 | 60 | 81)), "no grant on another database: {err}");
     admin.query(&format!("DROP USER IF EXISTS {user}")).execute().await.unwrap();
+}
+
+/// `cairn_persons::id_hash` is ClickHouse's `cityHash64`, for every length the algorithm treats
+/// differently (0–16, 17–32, 33–64, and the 64-byte blocks beyond), any bytes (UTF-8 included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_id_hash_is_clickhouse_city_hash_64() {
+    let ch = TestClickHouse::shared().unwrap();
+    let c = client(&ch.config("default"));
+    let alphabet: Vec<char> = "abcXYZ019-_.@ é✓\'\"".chars().collect();
+    let ids: Vec<String> =
+        (0..300usize).map(|len| (0..len).map(|i| alphabet[(i * 7 + len * 13) % alphabet.len()]).collect()).collect();
+    #[derive(Row, Deserialize)]
+    struct Hashed {
+        s: String,
+        h: u64,
+    }
+    let rows = c
+        .query("SELECT s, cityHash64(s) AS h FROM (SELECT arrayJoin({ids:Array(String)}) AS s)")
+        .param("ids", ids.clone())
+        .fetch_all::<Hashed>()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ids.len());
+    for r in rows {
+        assert_eq!(cairn_persons::id_hash(&r.s), r.h, "cityHash64 of {} bytes", r.s.len());
+    }
 }
