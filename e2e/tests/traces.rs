@@ -216,6 +216,57 @@ async fn a_collector_that_is_down_costs_capture_nothing() {
     }
 }
 
+/// The request id of every record on `topic` (None for a record without the header).
+fn request_ids_on(brokers: &str, topic: &str, expected: usize) -> Vec<Option<String>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", cairn_e2e::unique("probe"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < expected && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let id = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == cairn_common::trace::KAFKA_HEADER)
+                    .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            });
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// Every record carries the id of the request that brought it, unless
+/// `CAIRN_CAPTURE_RECORD_HEADERS=false` (which saves capture the per-record header work).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_carry_their_request_id_unless_turned_off() {
+    let kafka = TestKafka::shared().unwrap();
+    let ch = TestClickHouse::shared().unwrap();
+    for (headers, expected) in [("true", Some("req-headers-on".to_string())), ("false", None)] {
+        let mut p = Pipeline::new(&kafka, &ch, "phc_hdr=7");
+        p.set("CAIRN_CAPTURE_RECORD_HEADERS", headers);
+        let capture = p.capture().await.unwrap();
+        let batch: Vec<_> = (0..5).map(|i| json!({"event": "h", "distinct_id": format!("u{i}")})).collect();
+        let r = reqwest::Client::new()
+            .post(capture.url("/batch"))
+            .header("x-request-id", "req-headers-on")
+            .json(&json!({"api_key": "phc_hdr", "batch": batch}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let ids = request_ids_on(&kafka.brokers(), &p.topic, 5);
+        assert_eq!(ids, vec![expected.clone(); 5], "CAIRN_CAPTURE_RECORD_HEADERS={headers}");
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -62,6 +62,8 @@ pub struct CaptureConfig {
     /// `CAIRN_CAPTURE_LIVENESS_DEADLINE_MS`: `/healthz` fails when the producer holds messages
     /// and resolves none for this long (default 60 s; longer than the ack timeout).
     pub liveness_deadline: Duration,
+    /// `CAIRN_CAPTURE_RECORD_HEADERS`: the request id (and trace context) on every record.
+    pub record_headers: bool,
     /// `CAIRN_KAFKA_CREATE_TOPICS`: create the events topic at start when it is missing
     /// (default true; the operator manages topics itself and turns this off).
     pub create_topics: bool,
@@ -123,6 +125,7 @@ impl CaptureConfig {
             ack_timeout,
             linger: CAPTURE_LINGER_MS.millis(env)?,
             liveness_deadline,
+            record_headers: CAPTURE_RECORD_HEADERS.bool(env)?,
             create_topics: KAFKA_CREATE_TOPICS.bool(env)?,
             topic_partitions: KAFKA_TOPIC_PARTITIONS.parse(env)?,
             kafka,

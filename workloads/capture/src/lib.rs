@@ -71,7 +71,14 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
         ensure_topics_in_background(cfg.kafka.clone(), vec![topic], shutdown.clone());
     }
 
-    let sink = Arc::new(KafkaSink::new(&cfg.kafka, cfg.ack_timeout, cfg.linger, health.clone(), metrics.clone())?);
+    let sink = Arc::new(KafkaSink::new(
+        &cfg.kafka,
+        cfg.ack_timeout,
+        cfg.linger,
+        cfg.record_headers,
+        health.clone(),
+        metrics.clone(),
+    )?);
     sink.spawn_health_probe(shutdown.clone());
     sink.spawn_liveness(cfg.liveness_deadline, shutdown.clone());
 

@@ -87,6 +87,8 @@ pub struct KafkaSink {
     metrics: Arc<CaptureMetrics>,
     /// Requests whose deliveries all resolved (acknowledged or failed): the liveness signal.
     resolved: std::sync::atomic::AtomicU64,
+    /// Whether records carry the request id and trace context (`CAIRN_CAPTURE_RECORD_HEADERS`).
+    record_headers: bool,
 }
 
 impl KafkaSink {
@@ -94,6 +96,7 @@ impl KafkaSink {
         cfg: &KafkaConfig,
         ack_timeout: Duration,
         linger: Duration,
+        record_headers: bool,
         health: Health,
         metrics: Arc<CaptureMetrics>,
     ) -> Result<Self, KafkaError> {
@@ -120,6 +123,7 @@ impl KafkaSink {
             health,
             metrics,
             resolved: std::sync::atomic::AtomicU64::new(0),
+            record_headers,
         })
     }
 
@@ -186,8 +190,11 @@ impl EventSink for KafkaSink {
             return Err(SinkError::QueueFull);
         }
         let started = Instant::now();
-        // The request's trace, for the consumer's batch span to link to (only when exporting).
-        let traceparent = trace::current_traceparent();
+        // The request's id and trace (the latter only when exporting), for dead letters and the
+        // consumer's batch span. Headers cost librdkafka work per record (measured: 0.7 µs of
+        // capture CPU per event), which CAIRN_CAPTURE_RECORD_HEADERS=false saves.
+        let (request_id, traceparent) =
+            if self.record_headers { (request_id, trace::current_traceparent()) } else { (None, None) };
         let mut deliveries = Vec::with_capacity(records.len());
         for (index, (key, payload)) in records.iter().enumerate() {
             let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
