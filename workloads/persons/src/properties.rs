@@ -165,4 +165,25 @@ mod tests {
         let props = fold(&[property_ops(&user), property_ops(&anon)].concat());
         assert_eq!(props.get("landing"), Some(&json!("/blog")));
     }
+
+    #[test]
+    fn what_posthog_sdks_send_at_the_top_level_reaches_the_fold() {
+        use cairn_common::event::{validate_event, ValidationContext};
+        let ctx = ValidationContext {
+            project_id: 1,
+            now: datetime!(2026-12-01 10:00 UTC),
+            sent_at: None,
+            max_future: time::Duration::hours(23),
+        };
+        let first = json!({"event": "$identify", "distinct_id": "u", "timestamp": "2026-12-01T09:00:00Z",
+            "$set": {"plan": "pro", "seats": 2}, "$set_once": {"source": "ad"}});
+        let second = json!({"event": "$set", "distinct_id": "u", "timestamp": "2026-12-01T09:30:00Z",
+            "$unset": ["seats"]});
+        let ops: Vec<PropertyOp> = [first, second]
+            .into_iter()
+            .map(|raw| validate_event(None, raw, &ctx).unwrap())
+            .flat_map(|e| property_ops(&e))
+            .collect();
+        assert_eq!(Value::Object(fold(&ops)), json!({"plan": "pro", "source": "ad"}));
+    }
 }

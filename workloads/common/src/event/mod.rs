@@ -10,7 +10,7 @@ mod validate;
 mod wire;
 
 pub use validate::{validate_event, FieldError, ValidationContext, MAX_DISTINCT_ID_CHARS, MAX_EVENT_NAME_CHARS};
-pub use wire::{client_event_schema, ClientEvent, DistinctId, CLIENT_EVENT_DESCRIPTION};
+pub use wire::{client_event_schema, ClientEvent, DistinctId, Unset, CLIENT_EVENT_DESCRIPTION};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Validation: what a client sent → a [`CapturedEvent`], or the list of what is wrong with it.
 //!
 //! Accepts Cairn's own shape (`event`, `distinct_id`, `properties`, `timestamp`, `uuid`) and
-//! PostHog's (distinct_id inside `properties`, `$set`/`$set_once` at the top level, `offset` in
+//! PostHog's (distinct_id inside `properties`, `$set`/`$set_once`/`$unset` at the top level, `offset` in
 //! milliseconds, a numeric distinct_id), so existing PostHog SDKs work unchanged.
 
 use serde::Serialize;
@@ -192,6 +192,17 @@ pub fn validate_event(
             Some(_) => errors.push(err(key, "must be a JSON object")),
         }
     }
+    // And the person properties to remove: a list of names, or an object whose keys are removed.
+    match obj.remove("$unset") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(names)) if names.iter().all(Value::is_string) => {
+            properties.insert("$unset".to_string(), Value::Array(names));
+        }
+        Some(v @ Value::Object(_)) => {
+            properties.insert("$unset".to_string(), v);
+        }
+        Some(_) => errors.push(err("$unset", "must be a list of property names or a JSON object")),
+    }
     // The write key is not event data.
     properties.remove("token");
     properties.remove("api_key");
@@ -298,6 +309,20 @@ mod tests {
         assert_eq!(e.distinct_id, "p1");
         assert_eq!(e.properties["$set"]["email"], "a@b.c");
         assert!(!e.properties.contains_key("token"));
+    }
+
+    #[test]
+    fn a_top_level_unset_is_kept_with_the_person_properties() {
+        let raw = json!({"event": "$set", "distinct_id": "p1", "$unset": ["plan", "trial"]});
+        let e = validate_event(None, raw, &ctx()).unwrap();
+        assert_eq!(e.properties["$unset"], json!(["plan", "trial"]));
+        let raw = json!({"event": "$set", "distinct_id": "p1", "$unset": {"plan": true}});
+        assert_eq!(validate_event(None, raw, &ctx()).unwrap().properties["$unset"], json!({"plan": true}));
+        for bad in [json!("plan"), json!([1, 2])] {
+            let raw = json!({"event": "$set", "distinct_id": "p1", "$unset": bad});
+            let errors = validate_event(None, raw, &ctx()).unwrap_err();
+            assert_eq!(errors[0].field, "$unset", "{errors:?}");
+        }
     }
 
     #[test]

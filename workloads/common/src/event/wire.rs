@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{MAX_DISTINCT_ID_CHARS, MAX_EVENT_NAME_CHARS};
 
 /// What the schema says about events and request bodies as a whole.
-pub const CLIENT_EVENT_DESCRIPTION: &str = "One event as a client sends it to capture. PostHog's SDK shapes are accepted too: distinct_id inside properties, the key as properties.token, $set/$set_once at the top level, offset in milliseconds. A request body is one event, an array of events, or an envelope {\"api_key\"|\"token\", \"sent_at\", \"batch\": [events]}; the key may also be given as ?api_key= or in properties.token. Unknown top-level fields are ignored.";
+pub const CLIENT_EVENT_DESCRIPTION: &str = "One event as a client sends it to capture. PostHog's SDK shapes are accepted too: distinct_id inside properties, the key as properties.token, $set/$set_once/$unset at the top level, offset in milliseconds. A request body is one event, an array of events, or an envelope {\"api_key\"|\"token\", \"sent_at\", \"batch\": [events]}; the key may also be given as ?api_key= or in properties.token. Unknown top-level fields are ignored.";
 
 /// One event as a client sends it (see [`CLIENT_EVENT_DESCRIPTION`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -56,6 +56,18 @@ pub struct ClientEvent {
     /// Person properties to set once (PostHog); kept in properties under `$set_once`.
     #[serde(default, rename = "$set_once", skip_serializing_if = "Option::is_none")]
     pub set_once: Option<Map<String, Value>>,
+    /// Person properties to remove: their names, or an object whose keys are removed; kept in
+    /// properties under `$unset`.
+    #[serde(default, rename = "$unset", skip_serializing_if = "Option::is_none")]
+    pub unset: Option<Unset>,
+}
+
+/// What `$unset` names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Unset {
+    Names(Vec<String>),
+    Keys(Map<String, Value>),
 }
 
 /// A distinct id: text, or a number (stored as its text).
@@ -100,7 +112,7 @@ mod tests {
         assert_eq!(schema["required"], serde_json::json!(["event"]));
         assert_eq!(schema["properties"]["event"]["maxLength"], MAX_EVENT_NAME_CHARS as u64);
         assert_eq!(schema["properties"]["timestamp"]["format"], "date-time");
-        assert!(schema["properties"]["$set"].is_object() && schema["properties"]["$set_once"].is_object());
+        assert!(["$set", "$set_once", "$unset"].iter().all(|k| schema["properties"][k].is_object()));
     }
 
     fn ctx(now: OffsetDateTime) -> ValidationContext {
@@ -119,6 +131,7 @@ mod tests {
             token: None,
             set: None,
             set_once: None,
+            unset: None,
         }
     }
 
@@ -147,6 +160,7 @@ mod tests {
             ClientEvent { timestamp: Some("1970-01-01T00:00:00Z".into()), ..base() },
             ClientEvent { offset: Some(1500), ..base() },
             ClientEvent { uuid: Some(Uuid::from_u128(7)), ..base() },
+            ClientEvent { unset: Some(Unset::Names(vec!["plan".into()])), ..base() },
             ClientEvent {
                 set: Some(set.clone()),
                 set_once: Some(set),
@@ -174,6 +188,9 @@ mod tests {
             }
             if let Some(u) = case.uuid {
                 assert_eq!(got.uuid, u);
+            }
+            if let Some(unset) = &case.unset {
+                assert_eq!(got.properties.get("$unset"), Some(&serde_json::to_value(unset).unwrap()));
             }
             if let Some(set) = &case.set {
                 assert_eq!(got.properties.get("$set"), Some(&Value::Object(set.clone())));
