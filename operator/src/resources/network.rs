@@ -71,27 +71,30 @@ pub fn bootstrap_ports(servers: &str) -> Vec<i32> {
 }
 
 /// The port of a URL (`http://h:8123`, `postgres://u:p@h:5432/db`), or the scheme's default.
-/// The port of an OTLP/HTTP endpoint (`http://host[:port]/…`): its own, else http's 80.
-pub fn otlp_port(url: &str) -> i32 {
-    let with_port = url.strip_prefix("http://").map(|rest| format!("x://{rest}"));
-    with_port.as_deref().and_then(url_port).unwrap_or(80)
-}
-
 pub fn url_port(url: &str) -> Option<i32> {
     let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?']).next()?;
-    let host_port = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-    let explicit = if host_port.starts_with('[') {
-        host_port.rsplit_once("]:").and_then(|(_, p)| p.parse().ok())
-    } else {
-        host_port.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
-    };
-    explicit.or(match scheme {
+    explicit_port(rest).or(match scheme {
         "http" => Some(8123),
         "https" => Some(8443),
         "postgres" | "postgresql" => Some(5432),
         _ => None,
     })
+}
+
+/// The port of an OTLP/HTTP endpoint (`http://host[:port]/…`): its own, else http's 80.
+pub fn otlp_port(url: &str) -> i32 {
+    url.split_once("://").and_then(|(_, rest)| explicit_port(rest)).unwrap_or(80)
+}
+
+/// The port a URL names after its scheme (`[user@]host:port/…`, IPv6 hosts in brackets).
+fn explicit_port(rest: &str) -> Option<i32> {
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    if host_port.starts_with('[') {
+        host_port.rsplit_once("]:").and_then(|(_, p)| p.parse().ok())
+    } else {
+        host_port.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+    }
 }
 
 fn instance(ap: &AnalyticsPlatform) -> String {
@@ -132,11 +135,16 @@ fn dependency_egress(ap: &AnalyticsPlatform, component: &str, managed: bool, por
     if managed {
         json!({"to": [pods(ap, &[component])], "ports": tcp(&[port])})
     } else {
-        json!({
-            "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}, {"namespaceSelector": {}}],
-            "ports": tcp(external)
-        })
+        anywhere_on(external)
     }
+}
+
+/// An egress rule to these ports at any address (a name may resolve anywhere).
+fn anywhere_on(ports: &[i32]) -> Value {
+    json!({
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}, {"namespaceSelector": {}}],
+        "ports": tcp(ports)
+    })
 }
 
 /// The names of the policies, for deleting those a platform no longer has.
@@ -163,8 +171,7 @@ pub fn network_policies(
     let postgres = pg.map(|_| dependency_egress(ap, "postgres", pg_managed, 5432, &external.postgres));
     let auth = json!({"to": [pods(ap, &["auth"])], "ports": tcp(&[port])});
     // The trace collector, by its port at any address (like an external dependency).
-    let collector =
-        ap.spec.tracing.as_ref().map(|t| dependency_egress(ap, "collector", false, 0, &[otlp_port(&t.otlp_endpoint)]));
+    let collector = ap.spec.tracing.as_ref().map(|t| anywhere_on(&[otlp_port(&t.otlp_endpoint)]));
     let admin = super::workload::ADMIN_PORT;
     // The API port from anywhere; the admin port (metrics, probes) from anywhere too: scrapers
     // live in other namespaces, and the kubelet probes from the node.
