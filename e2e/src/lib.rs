@@ -504,7 +504,15 @@ impl Pipeline {
         env.insert("CAIRN_CONSUMER_BATCH_MAX_AGE_MS".into(), "200".into());
         env.insert("CAIRN_CONSUMER_SESSION_TIMEOUT_MS".into(), "6000".into());
         env.insert("CAIRN_CONSUMER_RETRY_MAX_MS".into(), "1000".into());
+        // Persons need PostgreSQL: tests that want them say where ([`Pipeline::persons`]).
+        env.insert("CAIRN_CONSUMER_PERSONS".into(), "false".into());
         Self { topic, database, group, env }
+    }
+
+    /// Runs the consumer's persons pipeline against the PostgreSQL database at `url` (whose
+    /// schema the caller applies, as auth and query do in a deployment).
+    pub fn persons(&mut self, url: &str) -> &mut Self {
+        self.set("CAIRN_CONSUMER_PERSONS", "true").set("CAIRN_POSTGRES_URL", url)
     }
 
     pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {

@@ -9,10 +9,10 @@
 //! | auth          | capture and query of the same platform; admin from anywhere | 8000; 9000 |
 //! | kafka         | capture, consumer; the operator                    | 9092 |
 //! | clickhouse    | consumer, query; the operator                      | 8123 |
-//! | postgres      | query, auth                                        | 5432 |
+//! | postgres      | consumer, query, auth                              | 5432 |
 //!
 //! and, for egress, each workload reaches DNS and only the dependencies it uses: capture → Kafka,
-//! auth; consumer → Kafka, ClickHouse; query → ClickHouse, PostgreSQL, auth; auth → PostgreSQL.
+//! auth; consumer → Kafka, ClickHouse, PostgreSQL; query → ClickHouse, PostgreSQL, auth; auth → PostgreSQL.
 //! A managed dependency is reached by its pods' labels; an external one by its ports, at any
 //! address (its address may be a name that resolves anywhere). With `spec.tracing`, every
 //! workload also reaches the trace collector's port, at any address.
@@ -190,7 +190,10 @@ pub fn network_policies(
         )
     };
     out.push(workload(Workload::Capture, anyone.clone(), vec![kafka.clone(), auth.clone()])?);
-    out.push(workload(Workload::Consumer, anyone.clone(), vec![kafka, clickhouse.clone()])?);
+    // The consumer's persons pipeline decides identity events in PostgreSQL.
+    let mut consumer_egress = vec![kafka, clickhouse.clone()];
+    consumer_egress.extend(postgres.clone());
+    out.push(workload(Workload::Consumer, anyone.clone(), consumer_egress)?);
     let mut query_egress = vec![clickhouse];
     query_egress.extend(postgres.clone());
     query_egress.push(auth);
@@ -227,7 +230,7 @@ pub fn network_policies(
         out.push(dependency("clickhouse", &["consumer", "query"], 8123, true)?);
     }
     if pg_managed {
-        out.push(dependency("postgres", &["query", "auth"], 5432, false)?);
+        out.push(dependency("postgres", &["consumer", "query", "auth"], 5432, false)?);
     }
     Ok(out)
 }

@@ -138,6 +138,10 @@ fn env(ap: &AnalyticsPlatform, w: Workload, inputs: &PodInputs<'_>) -> Result<Ve
             // The operator applies migrations before rolling workloads out.
             env.push(json!({"name": catalogue::CONSUMER_MIGRATE.name, "value": "false"}));
             env.push(json!({"name": catalogue::CONSUMER_GROUP.name, "value": format!("cairn-{}", ap.metadata.name.as_deref().unwrap_or("platform"))}));
+            // Persons are decided in PostgreSQL: without it, every distinct id is its own person.
+            env.push(
+                json!({"name": catalogue::CONSUMER_PERSONS.name, "value": ap.spec.postgres.is_some().to_string()}),
+            );
         }
         Workload::Query => {}
         Workload::Auth => {
@@ -411,8 +415,14 @@ mod tests {
                     } else {
                         assert!(!names.iter().any(|n| n.starts_with("OTEL_")), "{w:?}: {names:?}");
                     }
-                    if w == Workload::Capture || w == Workload::Consumer {
+                    if w == Workload::Capture {
                         assert!(!names.contains(&"CAIRN_POSTGRES_URL"), "{w:?}: {names:?}");
+                    }
+                    if w == Workload::Consumer {
+                        // The persons pipeline: PostgreSQL's URL exactly when the platform has one.
+                        let persons = ap.spec.postgres.is_some();
+                        assert_eq!(names.contains(&"CAIRN_POSTGRES_URL"), persons, "{names:?}");
+                        assert_eq!(value("CAIRN_CONSUMER_PERSONS").as_deref(), Some(persons.to_string().as_str()));
                     }
                     if ap.spec.kafka.external.as_ref().and_then(|k| k.sasl_secret_ref.as_ref()).is_some() {
                         let sasl = names.contains(&"CAIRN_KAFKA_SASL_PASSWORD");

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cairn_common::config::catalogue::*;
-use cairn_common::config::{ClickHouseConfig, ConfigError, KafkaConfig, ProcessEnv, Source};
+use cairn_common::config::{ClickHouseConfig, ConfigError, KafkaConfig, ProcessEnv, SecretString, Source};
+use cairn_postgres::PostgresConfig;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -48,6 +49,11 @@ pub struct ConsumerConfig {
     pub topic_partitions: i32,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
+    /// `CAIRN_CONSUMER_PERSONS`: run the persons pipeline (then `postgres` says where).
+    pub persons: bool,
+    /// `CAIRN_POSTGRES_URL` and `CAIRN_POSTGRES_MAX_CONNECTIONS` (the persons pipeline's; auth
+    /// and query apply the schema).
+    pub postgres: PostgresConfig,
 }
 
 impl ConsumerConfig {
@@ -75,6 +81,12 @@ impl ConsumerConfig {
             topic_partitions: KAFKA_TOPIC_PARTITIONS.parse(env)?,
             kafka: KafkaConfig::from_source(env)?,
             clickhouse: ClickHouseConfig::from_source(env)?,
+            persons: CONSUMER_PERSONS.bool(env)?,
+            postgres: PostgresConfig {
+                url: SecretString::from(POSTGRES_URL.string(env)),
+                max_connections: POSTGRES_MAX_CONNECTIONS.parse(env)?,
+                migrate_on_start: false,
+            },
         })
     }
 }

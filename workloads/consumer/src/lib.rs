@@ -8,6 +8,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod lag;
 pub mod metrics;
+pub mod persons;
 pub mod pipeline;
 pub mod writer;
 
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 use crate::dead_letter::DeadLetterProducer;
 use crate::metrics::ConsumerMetrics;
+use crate::persons::{PersonsMetrics, PersonsPipeline, POSTGRES_CHECK};
 use crate::pipeline::{ConsumerHealthContext, EventConsumer, Pipeline, KAFKA_CHECK};
 use crate::writer::{Backoff, Writer, CLICKHOUSE_CHECK};
 
@@ -34,9 +36,13 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
 
     let mut registry = Registry::default();
     let metrics = Arc::new(ConsumerMetrics::register(&mut registry));
+    let persons_metrics = Arc::new(PersonsMetrics::register(&mut registry));
     let health = Health::new();
     health.register(KAFKA_CHECK);
     health.register(CLICKHOUSE_CHECK);
+    if cfg.persons {
+        health.register(POSTGRES_CHECK);
+    }
 
     // Liveness and metrics are served from the start, readiness follows the dependencies.
     let admin = admin_router(Arc::new(registry), health.clone());
@@ -71,24 +77,33 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
     }
     health.set(CLICKHOUSE_CHECK, true, "schema up to date");
 
-    let consumer: EventConsumer = client_config(&cfg.kafka)
-        .set("group.id", &cfg.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
-        .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 3).max(100).to_string())
-        .set("max.poll.interval.ms", cfg.max_poll_interval.as_millis().to_string())
-        .set("topic.metadata.refresh.interval.ms", "5000")
-        // Fewer, fuller fetches: the broker answers once 256 KB are there or 100 ms have passed,
-        // instead of once per few records (which costs the broker a core at 40k events/s).
-        .set("fetch.min.bytes", "262144")
-        .set("fetch.wait.max.ms", "100")
-        .create_with_context(ConsumerHealthContext { health: health.clone() })?;
+    let consumer = events_consumer(&cfg, &cfg.group, &health)?;
     consumer.subscribe(&[&cfg.kafka.topic])?;
     let consumer = Arc::new(consumer);
     tracing::info!(topic = %cfg.kafka.topic, group = %cfg.group, brokers = %cfg.kafka.brokers, "consuming");
+
+    let persons_task = if cfg.persons {
+        let group = persons::group_of(&cfg.group);
+        let persons_consumer = events_consumer(&cfg, &group, &health)?;
+        persons_consumer.subscribe(&[&cfg.kafka.topic])?;
+        tracing::info!(group = %group, postgres = %cfg.postgres.redacted_url(), "deciding identity events");
+        let pipeline = PersonsPipeline {
+            consumer: Arc::new(persons_consumer),
+            pool: cairn_postgres::pool(&cfg.postgres)?,
+            clickhouse: ch.clone(),
+            health: health.clone(),
+            metrics: persons_metrics,
+            batch_max_records: cfg.batch_max_events,
+            batch_max_age: cfg.batch_max_age,
+            shutdown_grace: cfg.shutdown_grace,
+            retry: Backoff::new(cfg.retry_initial, cfg.retry_max),
+            heartbeat: health.liveness("persons loop", cfg.liveness_deadline),
+        };
+        let stop = shutdown.clone();
+        Some(tokio::spawn(async move { pipeline.run(stop).await }))
+    } else {
+        None
+    };
 
     {
         let c = Arc::clone(&consumer);
@@ -121,11 +136,44 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
     };
     let result = pipeline.run(shutdown.clone()).await;
     consumer.unsubscribe();
+    // The events pipeline returns on shutdown (or on an error, which ends the process: the
+    // persons pipeline stops with it).
+    shutdown.cancel();
+    if let Some(task) = persons_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "persons pipeline stopped unfinished"),
+            Err(e) => tracing::error!(error = %e, "persons pipeline panicked"),
+        }
+    }
     admin_stop.cancel();
     let _ = admin_task.await;
     result?;
     tracing::info!("consumer stopped");
     Ok(())
+}
+
+/// A consumer of the events topic in `group`, committing by hand.
+fn events_consumer(
+    cfg: &ConsumerConfig,
+    group: &str,
+    health: &Health,
+) -> Result<EventConsumer, rdkafka::error::KafkaError> {
+    client_config(&cfg.kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
+        .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 3).max(100).to_string())
+        .set("max.poll.interval.ms", cfg.max_poll_interval.as_millis().to_string())
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        // Fewer, fuller fetches: the broker answers once 256 KB are there or 100 ms have passed,
+        // instead of once per few records (which costs the broker a core at 40k events/s).
+        .set("fetch.min.bytes", "262144")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(ConsumerHealthContext { health: health.clone() })
 }
 
 /// Applies migrations and the TTL, retrying while ClickHouse is unreachable. False if a shutdown

@@ -15,9 +15,12 @@
 //! - [`properties`]: the `$set`, `$set_once` and `$unset` operations an event carries, and their
 //!   fold in event-time order, so that replays and late events converge to the same properties
 //!   whatever order they arrive in.
+//! - [`store`]: the decisions kept in PostgreSQL, one project at a time, each recorded by its
+//!   event, and the moved ids handed to ClickHouse through an outbox.
 
 pub mod identity;
 pub mod ids;
 pub mod properties;
+pub mod store;
 
 pub use ids::{id_hash, is_illegal, PersonId};

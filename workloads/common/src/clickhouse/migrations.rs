@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "timestamp_codec",
         sql: include_str!("../../../../schemas/clickhouse/0003_timestamp_codec.sql"),
     },
+    Migration {
+        version: 4,
+        name: "person_overrides",
+        sql: include_str!("../../../../schemas/clickhouse/0004_person_overrides.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "cairn_schema_migrations";

@@ -3,6 +3,7 @@
 
 mod events;
 mod migrations;
+mod persons;
 
 pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
 pub use migrations::{
@@ -10,6 +11,7 @@ pub use migrations::{
     migrate_with_backfills, pending_backfills, run_backfill, split_statements, Backfill, Backfills, Migration,
     MigrationError, SchemaStatus, BACKFILLS_TABLE, MIGRATIONS,
 };
+pub use persons::{PersonOverrideRow, PERSON_OVERRIDES_TABLE};
 
 use crate::config::ClickHouseConfig;
 

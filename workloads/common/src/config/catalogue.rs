@@ -14,6 +14,7 @@ const CAPTURE_CONSUMER: &[Service] = &[Capture, Consumer];
 const CONSUMER_QUERY: &[Service] = &[Consumer, Query];
 const API: &[Service] = &[Capture, Query, Auth];
 const AUTH_QUERY: &[Service] = &[Auth, Query];
+const POSTGRES_USERS: &[Service] = &[Consumer, Auth, Query];
 const EVERYONE: &[Service] = &[Capture, Consumer, Query, Auth, Operator];
 
 macro_rules! catalogue {
@@ -118,11 +119,12 @@ catalogue! {
     CONSUMER_SHUTDOWN_GRACE_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_SHUTDOWN_GRACE_MS", "20000", "how long SIGTERM may keep retrying the last batch");
     CONSUMER_SESSION_TIMEOUT_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_SESSION_TIMEOUT_MS", "10000", "how soon the group notices a dead consumer");
     CONSUMER_MAX_POLL_INTERVAL_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_MAX_POLL_INTERVAL_MS", "600000", "a consumer retrying longer than this leaves the group");
+    CONSUMER_PERSONS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_PERSONS", "true", "decide identity events (`$identify`, `$create_alias`, `$merge_dangerously`) in PostgreSQL, in a second consumer group (`<CAIRN_CONSUMER_GROUP>-persons`), and copy the distinct ids they move to ClickHouse's `person_overrides`; `false` counts every distinct id as its own person");
     CONSUMER_MIGRATE = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_MIGRATE", "true", "apply ClickHouse migrations and the TTL at start");
 
     // PostgreSQL.
-    POSTGRES_URL = s(Postgres, AUTH_QUERY, "CAIRN_POSTGRES_URL", "postgres://postgres@127.0.0.1:55432/cairn", "the database (a Secret in a cluster; never logged with its password)").secret();
-    POSTGRES_MAX_CONNECTIONS = s(Postgres, AUTH_QUERY, "CAIRN_POSTGRES_MAX_CONNECTIONS", "10", "pool size per process");
+    POSTGRES_URL = s(Postgres, POSTGRES_USERS, "CAIRN_POSTGRES_URL", "postgres://postgres@127.0.0.1:55432/cairn", "the database (a Secret in a cluster; never logged with its password)").secret();
+    POSTGRES_MAX_CONNECTIONS = s(Postgres, POSTGRES_USERS, "CAIRN_POSTGRES_MAX_CONNECTIONS", "10", "pool size per process");
     POSTGRES_MIGRATE = s(Postgres, AUTH_QUERY, "CAIRN_POSTGRES_MIGRATE", "true", "apply `schemas/postgres` at start (an advisory lock makes replicas apply it once; `cairn-auth migrate` applies it and exits)");
 
     // Auth.

@@ -1,0 +1,18 @@
+//! The person overrides table's row (`schemas/clickhouse/0004_person_overrides.sql`).
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+/// The distinct ids that belong to a person other than their own, as the persons worker copies
+/// them from PostgreSQL.
+pub const PERSON_OVERRIDES_TABLE: &str = "person_overrides";
+
+/// One distinct id's person: `id_hash` is `cityHash64(distinct_id)`; of the rows of one
+/// (project, id), the highest `version` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct PersonOverrideRow {
+    pub project_id: u64,
+    pub id_hash: u64,
+    pub person_id: u64,
+    pub version: u64,
+}
