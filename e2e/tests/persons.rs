@@ -258,3 +258,250 @@ async fn decisions_wait_in_the_outbox_while_clickhouse_is_down() -> Result<()> {
     assert_eq!(waiting, 0);
     Ok(())
 }
+
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+
+fn iso_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn day_text(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.date().to_string()
+}
+
+/// One event of the journeys: who (the person, as the reference knows it), under which id, what,
+/// and when.
+#[derive(Clone)]
+struct Journey {
+    person: usize,
+    id: String,
+    event: &'static str,
+    ts: i64,
+    props: Value,
+}
+
+impl Journey {
+    fn body(&self) -> Value {
+        json!({"event": self.event, "distinct_id": self.id, "properties": self.props, "timestamp": iso_ms(self.ts), "uuid": Uuid::now_v7()})
+    }
+}
+
+/// 30 people over a week: a third browse anonymously, then log in ($identify) and buy as
+/// themselves; a third never browse anonymously; a third are aliased ($create_alias) and go on
+/// under both ids. Returns the events before and after the identity events, and the late ones
+/// (anonymous events sent after the login that made them the user's, dated before it).
+fn journeys(base: i64) -> (Vec<Journey>, Vec<Journey>, Vec<Journey>) {
+    let (mut before, mut after, mut late) = (Vec::new(), Vec::new(), Vec::new());
+    let j = |person: usize, id: String, event: &'static str, ts: i64, props: Value| Journey {
+        person,
+        id,
+        event,
+        ts,
+        props,
+    };
+    for i in 0..30 {
+        let (anon, user) = (format!("anon-{i}"), format!("user-{i}"));
+        let d0 = base + (i as i64 % 5) * DAY + 10 * HOUR;
+        match i % 3 {
+            0 => {
+                before.push(j(i, anon.clone(), "pageview", d0, json!({})));
+                before.push(j(i, anon.clone(), "view_item", d0 + HOUR, json!({})));
+                after.push(j(i, user.clone(), "$identify", d0 + 2 * HOUR, json!({"$anon_distinct_id": anon})));
+                after.push(j(i, user.clone(), "purchase", d0 + 3 * HOUR, json!({})));
+                after.push(j(i, user.clone(), "pageview", d0 + DAY + HOUR, json!({})));
+                late.push(j(i, anon.clone(), "pageview", d0 + 30 * 60_000, json!({})));
+                late.push(j(i, anon, "pageview", d0 + DAY + 2 * HOUR, json!({})));
+            }
+            1 => {
+                before.push(j(i, user.clone(), "pageview", d0, json!({})));
+                before.push(j(i, user.clone(), "view_item", d0 + HOUR, json!({})));
+                if i % 2 == 1 {
+                    before.push(j(i, user.clone(), "purchase", d0 + 3 * HOUR, json!({})));
+                }
+                before.push(j(i, user, "pageview", d0 + 2 * DAY, json!({})));
+            }
+            _ => {
+                before.push(j(i, anon.clone(), "pageview", d0, json!({})));
+                after.push(j(i, anon.clone(), "$create_alias", d0 + HOUR, json!({"alias": user})));
+                after.push(j(i, user.clone(), "view_item", d0 + 2 * HOUR, json!({})));
+                after.push(j(i, anon.clone(), "purchase", d0 + 4 * HOUR, json!({})));
+                after.push(j(i, user, "pageview", d0 + DAY, json!({})));
+            }
+        }
+    }
+    (before, after, late)
+}
+
+/// The furthest step each person reaches of pageview → view_item → purchase within `window`
+/// (steps in order, each after the previous, all within the window of the first).
+fn funnel_reference(events: &[&Journey], key: impl Fn(&Journey) -> String, window: i64) -> Vec<u64> {
+    let steps = ["pageview", "view_item", "purchase"];
+    let mut by: BTreeMap<String, Vec<(i64, usize)>> = BTreeMap::new();
+    for e in events {
+        if let Some(s) = steps.iter().position(|s| *s == e.event) {
+            by.entry(key(e)).or_default().push((e.ts, s));
+        }
+    }
+    let mut counts = vec![0u64; 3];
+    for evs in by.values_mut() {
+        evs.sort();
+        let mut best = 0;
+        for &(start, s) in evs.iter() {
+            if s != 0 {
+                continue;
+            }
+            let (mut level, mut last) = (1, start);
+            for step in 1..3 {
+                match evs.iter().find(|&&(t, s)| s == step && t > last && t <= start + window) {
+                    Some(&(t, _)) => {
+                        level = step + 1;
+                        last = t;
+                    }
+                    None => break,
+                }
+            }
+            best = best.max(level);
+        }
+        for c in counts.iter_mut().take(best) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyses_count_persons_across_anonymous_and_identified_ids() -> Result<()> {
+    use cairn_e2e::{call, sign_up, unique};
+    use std::collections::{BTreeSet, HashMap};
+
+    let kafka = TestKafka::shared()?;
+    let ch = TestClickHouse::shared()?;
+    let pg = TestPostgres::shared()?;
+    let url = pg.fresh_database("persons_query").await?;
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("CAIRN_POSTGRES_URL".into(), url.clone());
+    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
+    env.insert("CAIRN_INTERNAL_TOKEN".into(), "persons-internal-token".into());
+    let auth = Service::start("auth", &env).await?;
+    auth.wait_ready(Duration::from_secs(60)).await?;
+    let account = sign_up(&auth, &format!("{}@persons.example", unique("pat"))).await?;
+    let pool = PgPool::connect(&url).await?;
+
+    let mut p = Pipeline::new(&kafka, &ch, &format!("phc_pq={}", account.project_id));
+    p.persons(&url);
+    let _consumer = p.consumer().await?;
+    let capture = p.capture().await?;
+    env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
+    env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
+    env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), p.database.clone());
+    let query = Service::start("query", &env).await?;
+    query.wait_ready(Duration::from_secs(60)).await?;
+    let db = ch.db(&p.database);
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let base = now.div_euclid(DAY) * DAY - 10 * DAY;
+    let (before, after, late) = journeys(base);
+    let body = |v: &[Journey]| v.iter().map(Journey::body).collect::<Vec<_>>();
+    send(&capture, "phc_pq", &body(&before)).await?;
+    step(&capture, &pool, "phc_pq", &body(&after)).await?;
+    // Late anonymous events, dated before the login that made them the user's.
+    send(&capture, "phc_pq", &body(&late)).await?;
+    let all: Vec<&Journey> = before.iter().chain(&after).chain(&late).collect();
+    let total = all.len() as u64;
+    let project = account.project_id;
+    wait_until("every event and override stored", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move {
+            let events =
+                db.scalar(&format!("SELECT count() FROM events FINAL WHERE project_id = {project}")).await.unwrap_or(0);
+            let overrides = db.scalar("SELECT count() FROM person_overrides FINAL").await.unwrap_or(0);
+            events == total && overrides == 20
+        }
+    })
+    .await?;
+
+    let person = |e: &Journey| e.person.to_string();
+    let by_id = |e: &Journey| e.id.clone();
+    let ask = |path: &'static str, body: Value| {
+        let (url, token) =
+            (query.url(&format!("/api/v1/projects/{project}/query/{path}")), account.access_token.clone());
+        async move {
+            let (status, v) = call("POST", &url, Some(&token), Some(&body)).await?;
+            anyhow::ensure!(status == 200, "{path}: {status} {v}");
+            Ok::<Value, anyhow::Error>(v)
+        }
+    };
+    let (from, to) = (day_text(base), day_text(base + 6 * DAY));
+    let days = |key: &dyn Fn(&Journey) -> String, event: &str| -> Vec<BTreeSet<String>> {
+        let mut out = vec![BTreeSet::new(); 7];
+        for e in all.iter().filter(|e| e.event == event) {
+            out[((e.ts - base) / DAY) as usize].insert(key(e));
+        }
+        out
+    };
+
+    // Trends: unique users per day are persons; events per person too.
+    let v = ask(
+        "trends",
+        json!({"series": [{"event": "pageview", "math": "unique_users"}, {"event": "pageview", "math": "per_user_max"}],
+               "date_from": from, "date_to": to, "interval": "day", "timezone": "UTC"}),
+    )
+    .await?;
+    let uniques: Vec<f64> = days(&person, "pageview").iter().map(|d| d.len() as f64).collect();
+    let by_ids: Vec<f64> = days(&by_id, "pageview").iter().map(|d| d.len() as f64).collect();
+    assert_ne!(uniques, by_ids, "the data must tell persons from ids");
+    let got = |r: &Value| {
+        r["data"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>()).unwrap_or_default()
+    };
+    assert_eq!(got(&v["results"][0]), uniques, "{v}");
+    let mut per_day_max = vec![0f64; 7];
+    for (d, m) in per_day_max.iter_mut().enumerate() {
+        let mut c: BTreeMap<String, f64> = BTreeMap::new();
+        for e in all.iter().filter(|e| e.event == "pageview" && ((e.ts - base) / DAY) as usize == d) {
+            *c.entry(person(e)).or_default() += 1.0;
+        }
+        *m = c.values().cloned().fold(0.0, f64::max);
+    }
+    assert_eq!(got(&v["results"][1]), per_day_max, "{v}");
+
+    // Funnels: the anonymous steps and the identified purchase are one person's walk; from both
+    // tables (events_by_person without filters, events with one).
+    let want = funnel_reference(&all, person, DAY);
+    assert_ne!(want, funnel_reference(&all, by_id, DAY), "the data must tell persons from ids");
+    for filters in [json!([]), json!([{"key": "missing", "operator": "is_not_set"}])] {
+        let v = ask(
+            "funnels",
+            json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}],
+                   "date_from": from, "date_to": to, "timezone": "UTC", "filters": filters,
+                   "conversion_window": {"value": 1, "unit": "day"}}),
+        )
+        .await?;
+        let counts: Vec<u64> =
+            v["steps"].as_array().map(|s| s.iter().filter_map(|s| s["count"].as_u64()).collect()).unwrap_or_default();
+        assert_eq!(counts, want, "{v}");
+    }
+
+    // Retention: a person's pageview days, whichever id they were under.
+    let v = ask(
+        "retention",
+        json!({"target_event": {"event": "pageview"}, "returning_event": {"event": "pageview"}, "period": "day",
+               "periods": 7, "date_to": to, "timezone": "UTC"}),
+    )
+    .await?;
+    let active = days(&person, "pageview");
+    for (c, cohort) in v["cohorts"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+        let want: Vec<u64> = (0..7 - c)
+            .map(|k| active[c].iter().filter(|p| k == 0 || active[c + k].contains(*p)).count() as u64)
+            .collect();
+        assert_eq!(cohort["size"].as_u64(), Some(active[c].len() as u64), "cohort {c}: {v}");
+        let values: Vec<u64> =
+            cohort["values"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+        assert_eq!(values, want, "cohort {c}: {v}");
+    }
+    Ok(())
+}

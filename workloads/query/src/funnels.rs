@@ -7,8 +7,9 @@
 //!
 //! ClickHouse computes every user's walk ([`walk_sql`]) and sends one row per user who did the
 //! first step: the walk's level and step times (and breakdown value); counts, rates and times to
-//! convert are summarised here. Users are told apart by their distinct_id's 64-bit hash (the
-//! `person` column of `events_by_person`, which funnels without property filters read).
+//! convert are summarised here. A user is a person: each event's distinct id's 64-bit hash (the
+//! `person` column of `events_by_person`, which funnels without property filters read) mapped
+//! through the project's person overrides ([`crate::persons`]).
 
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::filters::{all_conditions, event_condition, PropertyFilter};
+use crate::persons;
 use crate::sql::Sql;
 use crate::timerange::{label, resolve, TimeRange};
 use crate::trends::{breakdown_expr, Breakdown, OTHER_VALUE};
@@ -312,9 +314,14 @@ fn statement(
         // A user is their distinct_id's 64-bit hash (as in the table's sort and sample keys).
         (EVENTS_TABLE, "cityHash64(distinct_id)")
     };
+    // Each event's person: its distinct id's hash through the project's overrides.
+    sql.push(" FROM (SELECT ").push(&persons::person_of("e.pid")).push(" AS person, e.mask AS mask, e.v AS v");
+    if bd.is_some() {
+        sql.push(", e.bd AS bd");
+    }
     sql.push(" FROM (SELECT ")
         .push(person)
-        .push(" AS person, toUInt32(")
+        .push(" AS pid, toUInt32(")
         .push(&mask)
         .push(") AS mask, bitOr(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(timestamp) - ")
         .push(&from)
@@ -341,6 +348,8 @@ fn statement(
             sql.push(" AND mask > 0");
         }
     }
+    sql.push(") AS e");
+    persons::join_overrides(&mut sql, project_id, "e.pid");
     sql.push(") GROUP BY person HAVING level > 0)");
     Ok(sql)
 }
@@ -469,11 +478,11 @@ mod tests {
         assert!(!sql.text().contains(evil));
         assert!(sql.text().starts_with("SELECT level, times, bd FROM (SELECT arraySort(groupArray(v)) AS ev"));
         // Property filters and a breakdown need the properties: `events`, users by distinct_id.
-        assert!(sql.text().contains(" FROM (SELECT cityHash64(distinct_id) AS person, "));
+        assert!(sql.text().contains(" FROM (SELECT cityHash64(distinct_id) AS pid, "));
         assert!(sql.text().contains(" FROM events FINAL WHERE project_id = {p"));
         assert!(sql.text().ends_with("GROUP BY person HAVING level > 0)"));
         // A step's filters: rows that serve no step are dropped before grouping.
-        assert!(sql.text().contains(" AND mask > 0)"));
+        assert!(sql.text().contains(" AND mask > 0) AS e LEFT JOIN (SELECT id_hash, argMax(person_id, version)"));
 
         // Without them: the copy ordered by person.
         let plain: FunnelsRequest = serde_json::from_value(serde_json::json!({
@@ -482,7 +491,7 @@ mod tests {
         .unwrap();
         let sql = statement(&engine, 7, &plain, &range, 86_400_000).unwrap();
         assert!(!sql.text().contains(evil));
-        assert!(sql.text().contains(" FROM (SELECT person AS person, "));
+        assert!(sql.text().contains(" FROM (SELECT person AS pid, "));
         assert!(sql.text().contains(" FROM events_by_person FINAL WHERE project_id = {p"));
         assert!(!sql.text().contains("distinct_id"));
         // The step names already select the rows: no mask in the WHERE.

@@ -5,6 +5,7 @@
 //! - [`routes`]: the HTTP API and its route list.
 //! - [`caller`]: credentials → principal → per-project permission.
 //! - [`trends`], [`funnels`], [`retention`], [`explorer`]: the analyses.
+//! - [`persons`]: distinct ids resolved to persons (every analysis counts persons).
 //! - [`filters`], [`formula`], [`timerange`]: property filters, formulas, dates and buckets.
 //! - [`sql`], [`engine`]: statements with bound parameters only, run with a time limit.
 //! - [`insights`]: insights and dashboards in PostgreSQL.
@@ -21,6 +22,7 @@ pub mod funnels;
 pub mod gateway;
 pub mod insights;
 pub mod metrics;
+pub mod persons;
 pub mod retention;
 pub mod routes;
 pub mod sql;

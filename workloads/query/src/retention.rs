@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::filters::{all_conditions, event_condition, PropertyFilter};
+use crate::persons;
 use crate::sql::Sql;
 use crate::timerange::{label, point, timezone, Interval};
 
@@ -106,7 +107,7 @@ pub struct RetentionResponse {
 #[derive(Row, Deserialize)]
 struct UserPeriods {
     #[allow(dead_code)]
-    distinct_id: String,
+    person: u64,
     first_period: i32,
     starts: Vec<i32>,
     returns: Vec<i32>,
@@ -196,7 +197,11 @@ pub async fn run(
     let first_time = req.retention_type == RetentionType::FirstTime;
     let start_ms = starts[0].timestamp().as_millisecond();
     let start = sql.millis(start_ms);
-    sql.push("SELECT distinct_id, minIf(p, is_target) AS first_period, groupUniqArrayIf(p, is_target AND in_range) AS starts, groupUniqArrayIf(p, is_return AND in_range) AS returns FROM (SELECT distinct_id, ")
+    // Per distinct id (its hash) first, then per person: the ids' periods united.
+    sql.push("SELECT ")
+        .push(&persons::person_of("u.h"))
+        .push(" AS person, minIf(u.first_period, u.targets > 0) AS first_period, groupUniqArrayArray(u.starts) AS starts, groupUniqArrayArray(u.returns) AS returns FROM (")
+        .push("SELECT cityHash64(distinct_id) AS h, minIf(p, is_target) AS first_period, groupUniqArrayIf(p, is_target AND in_range) AS starts, groupUniqArrayIf(p, is_return AND in_range) AS returns, countIf(is_target) AS targets FROM (SELECT distinct_id, ")
         .push(&p)
         .push(" AS p, (")
         .push(&target_event)
@@ -213,9 +218,9 @@ pub async fn run(
     let lower = if first_time { None } else { Some(start_ms) };
     engine.source.scoped(&mut sql, project_id, lower, Some(end.timestamp().as_millisecond()));
     let shared = all_conditions(&mut sql, &req.filters, "filters", engine.limits.max_filters)?;
-    sql.push(" AND (")
-        .push(&shared)
-        .push(") AND (is_target OR (is_return AND in_range))) GROUP BY distinct_id HAVING countIf(is_target) > 0");
+    sql.push(" AND (").push(&shared).push(") AND (is_target OR (is_return AND in_range))) GROUP BY h) AS u");
+    persons::join_overrides(&mut sql, project_id, "u.h");
+    sql.push(" GROUP BY person HAVING sum(u.targets) > 0");
 
     let rows: Vec<UserPeriods> = engine.fetch_all(&sql).await?;
     let users: Vec<(Option<usize>, Vec<usize>, Vec<usize>)> = rows

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::filters::{all_conditions, event_condition, prop_nullable, prop_number, PropertyFilter};
 use crate::formula;
+use crate::persons;
 use crate::sql::Sql;
 use crate::timerange::{label, resolve, Interval};
 
@@ -25,7 +26,7 @@ pub enum Math {
     /// Number of events.
     #[default]
     Total,
-    /// Distinct users (`distinct_id`).
+    /// Distinct persons (a distinct id's person: see `persons`).
     #[serde(alias = "dau")]
     UniqueUsers,
     /// A numeric property (`math_property`) aggregated over the events.
@@ -70,7 +71,7 @@ impl Math {
         )
     }
 
-    /// The aggregate applied to `x` (a property's value, or a user's event count).
+    /// The aggregate applied to `x` (a property's value, a person's event count, or the person).
     fn aggregate(self, x: &str) -> String {
         let f = match self {
             Math::Sum => "sum",
@@ -82,7 +83,8 @@ impl Math {
             Math::P95 | Math::PerUserP95 => "quantileExactInclusive(0.95)",
             Math::P99 | Math::PerUserP99 => "quantileExactInclusive(0.99)",
             Math::Total => return "toFloat64(count())".into(),
-            Math::UniqueUsers => return "toFloat64(uniqExact(distinct_id))".into(),
+            // `x`: the person (see `series_sql`).
+            Math::UniqueUsers => return format!("toFloat64(uniqExact({x}))"),
         };
         format!("toFloat64(ifNull({f}({x}), 0))")
     }
@@ -416,12 +418,26 @@ fn series_sql(
         }
         _ => "''".to_string(),
     };
-    if s.math.per_user() {
-        sql.push("SELECT b, bd, ").push(&s.math.aggregate("c")).push(" AS v FROM (SELECT ");
-        sql.push(&bucket).push(" AS b, ").push(&bd).push(" AS bd, distinct_id, count() AS c");
+    if s.math.per_user() || s.math == Math::UniqueUsers {
+        // Per distinct id first (its hash, with its event count), then per person: each id's
+        // person through the project's overrides.
+        let person = persons::person_of("e.h");
+        if s.math == Math::UniqueUsers {
+            sql.push("SELECT e.b AS b, e.bd AS bd, ").push(&s.math.aggregate(&person)).push(" AS v FROM (SELECT ");
+        } else {
+            sql.push("SELECT b, bd, ").push(&s.math.aggregate("c")).push(" AS v FROM (SELECT e.b AS b, e.bd AS bd, ");
+            sql.push(&person).push(" AS person, sum(e.c) AS c FROM (SELECT ");
+        }
+        sql.push(&bucket).push(" AS b, ").push(&bd).push(" AS bd, cityHash64(distinct_id) AS h, count() AS c");
         engine.source.scoped(&mut sql, project_id, Some(bounds.0), Some(bounds.1));
         let cond = series_condition(&mut sql, req, i, engine.limits.max_filters)?;
-        sql.push(" AND ").push(&cond).push(" GROUP BY b, bd, distinct_id) GROUP BY b, bd");
+        sql.push(" AND ").push(&cond).push(" GROUP BY b, bd, h) AS e");
+        persons::join_overrides(&mut sql, project_id, "e.h");
+        if s.math == Math::UniqueUsers {
+            sql.push(" GROUP BY b, bd");
+        } else {
+            sql.push(" GROUP BY b, bd, person) GROUP BY b, bd");
+        }
     } else {
         let value = match (&s.math_property, s.math.needs_property()) {
             (Some(p), true) => prop_number(&mut sql, p),
