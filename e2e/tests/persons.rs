@@ -505,3 +505,217 @@ async fn analyses_count_persons_across_anonymous_and_identified_ids() -> Result<
     }
     Ok(())
 }
+
+/// Sent events with their uuids and times, for the reference fold.
+struct Sent {
+    id: String,
+    event: &'static str,
+    ts: i64,
+    uuid: Uuid,
+    props: Value,
+}
+
+impl Sent {
+    fn body(&self) -> Value {
+        json!({"event": self.event, "distinct_id": self.id, "properties": self.props, "timestamp": iso_ms(self.ts), "uuid": self.uuid})
+    }
+
+    fn captured(&self) -> cairn_common::event::CapturedEvent {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.ts) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        cairn_common::event::CapturedEvent {
+            uuid: self.uuid,
+            project_id: 0,
+            event: self.event.to_string(),
+            distinct_id: self.id.clone(),
+            properties: self.props.as_object().cloned().unwrap_or_default(),
+            timestamp: t,
+            received_at: t,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_properties_filter_and_break_down_analyses() -> Result<()> {
+    use cairn_e2e::{call, sign_up, unique};
+    use std::collections::HashMap;
+
+    let kafka = TestKafka::shared()?;
+    let ch = TestClickHouse::shared()?;
+    let pg = TestPostgres::shared()?;
+    let url = pg.fresh_database("persons_props").await?;
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("CAIRN_POSTGRES_URL".into(), url.clone());
+    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
+    env.insert("CAIRN_INTERNAL_TOKEN".into(), "persons-internal-token".into());
+    let auth = Service::start("auth", &env).await?;
+    auth.wait_ready(Duration::from_secs(60)).await?;
+    let account = sign_up(&auth, &format!("{}@persons.example", unique("pp"))).await?;
+    let pool = PgPool::connect(&url).await?;
+    let mut p = Pipeline::new(&kafka, &ch, &format!("phc_pp={}", account.project_id));
+    p.persons(&url);
+    let _consumer = p.consumer().await?;
+    let capture = p.capture().await?;
+    env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
+    env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
+    env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), p.database.clone());
+    let query = Service::start("query", &env).await?;
+    query.wait_ready(Duration::from_secs(60)).await?;
+    let db = ch.db(&p.database);
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let base = now.div_euclid(DAY) * DAY - 10 * DAY;
+    let s =
+        |id: String, event: &'static str, ts: i64, props: Value| Sent { id, event, ts, uuid: Uuid::now_v7(), props };
+    // Sent in this order: later operations first, so that arrival order and event time differ.
+    let (mut first, mut identify, mut second) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..24 {
+        let (anon, user) = (format!("anon-{i}"), format!("user-{i}"));
+        let d0 = base + (i as i64 % 4) * DAY + 10 * HOUR;
+        let plan = if i % 3 == 0 { "pro" } else { "free" };
+        if i % 4 == 0 {
+            first.push(s(user.clone(), "upgraded", d0 + 3 * HOUR, json!({"$set": {"plan": "enterprise"}})));
+        }
+        if i % 5 == 0 {
+            first.push(s(user.clone(), "downgraded", d0 + 4 * HOUR, json!({"$unset": ["plan"]})));
+        }
+        first.push(s(user.clone(), "pageview", d0 + 5 * HOUR, json!({"$set_once": {"referrer": "late"}})));
+        second.push(s(anon.clone(), "pageview", d0, json!({"$set_once": {"referrer": format!("ref-{}", i % 3)}})));
+        second.push(s(user.clone(), "signed_in", d0 + 2 * HOUR, json!({"$set": {"plan": plan}})));
+        second.push(s(anon.clone(), "pageview", d0 + DAY, json!({})));
+        if i % 2 == 0 {
+            identify.push(s(
+                user.clone(),
+                "$identify",
+                d0 + HOUR,
+                json!({"$anon_distinct_id": anon, "$set": {"email": format!("{user}@example.com")}}),
+            ));
+        }
+    }
+    send(&capture, "phc_pp", &first.iter().map(Sent::body).collect::<Vec<_>>()).await?;
+    step(&capture, &pool, "phc_pp", &identify.iter().map(Sent::body).collect::<Vec<_>>()).await?;
+    send(&capture, "phc_pp", &second.iter().map(Sent::body).collect::<Vec<_>>()).await?;
+    let all: Vec<&Sent> = first.iter().chain(&identify).chain(&second).collect();
+    let total = all.len() as u64;
+    let project = account.project_id;
+    wait_until("every event stored", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move {
+            db.scalar(&format!("SELECT count() FROM events FINAL WHERE project_id = {project}")).await.unwrap_or(0)
+                == total
+        }
+    })
+    .await?;
+
+    // The reference: each person's ids (the identified ones joined their anonymous id), and their
+    // properties folded by cairn-persons from every operation of every id.
+    let person_of = |id: &str| -> String {
+        let n: usize = id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if n % 2 == 0 {
+            format!("user-{n}")
+        } else {
+            id.to_string()
+        }
+    };
+    let mut ops: BTreeMap<String, Vec<cairn_persons::properties::PropertyOp>> = BTreeMap::new();
+    for e in &all {
+        ops.entry(person_of(&e.id)).or_default().extend(cairn_persons::properties::property_ops(&e.captured()));
+    }
+    let props: BTreeMap<String, serde_json::Map<String, Value>> =
+        ops.iter().map(|(p, o)| (p.clone(), cairn_persons::properties::fold(o))).collect();
+    let prop = |e: &Sent, key: &str| -> Option<String> {
+        props
+            .get(&person_of(&e.id))
+            .and_then(|m| m.get(key))
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+    };
+    let ask = |path: &'static str, body: Value| {
+        let (url, token) =
+            (query.url(&format!("/api/v1/projects/{project}/query/{path}")), account.access_token.clone());
+        async move {
+            let (status, v) = call("POST", &url, Some(&token), Some(&body)).await?;
+            anyhow::ensure!(status == 200, "{path}: {status} {v}");
+            Ok::<Value, anyhow::Error>(v)
+        }
+    };
+    let (from, to) = (day_text(base), day_text(base + 6 * DAY));
+    let in_range = |e: &&&Sent| e.ts >= base && e.ts < base + 7 * DAY;
+
+    // A person filter: pageviews of persons whose plan is pro; and whose referrer is ref-0.
+    for (key, value) in [("plan", "pro"), ("referrer", "ref-0"), ("referrer", "late"), ("email", "user-4@example.com")]
+    {
+        let v = ask(
+            "trends",
+            json!({"series": [{"event": "pageview"}], "date_from": from, "date_to": to, "interval": "day", "timezone": "UTC",
+                   "filters": [{"key": key, "value": value, "type": "person"}]}),
+        )
+        .await?;
+        let want = all
+            .iter()
+            .filter(in_range)
+            .filter(|e| e.event == "pageview" && prop(e, key).as_deref() == Some(value))
+            .count();
+        assert_eq!(v["results"][0]["total"].as_f64(), Some(want as f64), "{key} = {value}: {v}");
+        assert!(want > 0, "{key} = {value} must match something");
+    }
+    // is_not_set matches persons without the property (those with no properties at all too).
+    let v = ask(
+        "trends",
+        json!({"series": [{}], "date_from": from, "date_to": to, "interval": "day", "timezone": "UTC",
+               "filters": [{"key": "plan", "operator": "is_not_set", "type": "person"}]}),
+    )
+    .await?;
+    let want = all.iter().filter(in_range).filter(|e| prop(e, "plan").is_none()).count();
+    assert_eq!(v["results"][0]["total"].as_f64(), Some(want as f64), "{v}");
+
+    // A breakdown by the person's plan, counting unique persons.
+    let v = ask(
+        "trends",
+        json!({"series": [{"math": "unique_users"}], "date_from": from, "date_to": to, "interval": "day", "timezone": "UTC",
+               "breakdown": {"property": "plan", "type": "person"}}),
+    )
+    .await?;
+    let mut want: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for e in all.iter().filter(in_range) {
+        want.entry(prop(e, "plan").unwrap_or_else(|| "$none".into())).or_default().insert(person_of(&e.id));
+    }
+    let got: BTreeMap<String, f64> = v["results"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|r| {
+                    (
+                        r["breakdown_value"].as_str().unwrap_or("").to_string(),
+                        r["aggregated_value"].as_f64().unwrap_or(-1.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let want: BTreeMap<String, f64> = want.into_iter().map(|(k, v)| (k, v.len() as f64)).collect();
+    assert_eq!(got, want, "{v}");
+
+    // A funnel of persons whose referrer was ref-1 (first step by the anonymous id, second by the
+    // user id after login).
+    let v = ask(
+        "funnels",
+        json!({"steps": [{"event": "pageview"}, {"event": "signed_in"}], "date_from": from, "date_to": to, "timezone": "UTC",
+               "conversion_window": {"value": 1, "unit": "day"}, "filters": [{"key": "referrer", "value": "ref-1", "type": "person"}]}),
+    )
+    .await?;
+    let persons: std::collections::BTreeSet<String> =
+        all.iter().filter(|e| prop(e, "referrer").as_deref() == Some("ref-1")).map(|e| person_of(&e.id)).collect();
+    let converted = persons
+        .iter()
+        .filter(|p| {
+            let ts = |name: &str| {
+                all.iter().filter(|e| &person_of(&e.id) == *p && e.event == name).map(|e| e.ts).collect::<Vec<_>>()
+            };
+            ts("pageview").iter().any(|&a| ts("signed_in").iter().any(|&b| b > a && b <= a + DAY))
+        })
+        .count() as u64;
+    let counts: Vec<u64> =
+        v["steps"].as_array().map(|s| s.iter().filter_map(|s| s["count"].as_u64()).collect()).unwrap_or_default();
+    assert_eq!(counts, vec![persons.len() as u64, converted], "{v}");
+    Ok(())
+}

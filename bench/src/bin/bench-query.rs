@@ -20,8 +20,18 @@ use cairn_query::engine::Engine;
 use cairn_query::sql::EventsSource;
 use serde_json::{json, Value};
 
-async fn load(ch: &TestClickHouse, database: &str, total: u64, project_a: i64, project_b: i64) -> Result<()> {
+async fn load(
+    ch: &TestClickHouse,
+    database: &str,
+    total: u64,
+    project_a: i64,
+    project_b: i64,
+    persons_share: u64,
+) -> Result<()> {
     let db = ch.db(database);
+    // `persons_share` % of the users browse anonymously first: about half of their events (the
+    // earlier half of the month) are under `anon<N>`, which their identity event later made
+    // theirs — in `person_overrides`, as the persons pipeline leaves it.
     let chunk = 1_000_000u64;
     let mut done = 0;
     while done < total {
@@ -31,7 +41,8 @@ async fn load(ch: &TestClickHouse, database: &str, total: u64, project_a: i64, p
             "INSERT INTO events (uuid, project_id, event, distinct_id, properties, timestamp, received_at) \
              SELECT generateUUIDv4(number), if(number % 10 = 9, {project_b}, {project_a}), \
                     arrayElement(['pageview','pageview','pageview','pageview','view_item','view_item','click','signup','purchase','logout'], 1 + cityHash64(number, 1) % 10), \
-                    concat('user', toString(cityHash64(number, 2) % 100000)), \
+                    if(cityHash64(number, 2) % 100000 % 100 < {persons_share} AND t < now64(3) - toIntervalDay(15), \
+                       concat('anon', toString(cityHash64(number, 2) % 100000)), concat('user', toString(cityHash64(number, 2) % 100000))), \
                     concat('{{\"browser\":\"', arrayElement(['Chrome','Chrome','Chrome','Firefox','Safari','Edge'], 1 + cityHash64(number, 3) % 6), \
                            '\",\"amount\":', toString(cityHash64(number, 4) % 100), \
                            ',\"path\":\"/p', toString(number % 50), '\"}}'), \
@@ -41,6 +52,14 @@ async fn load(ch: &TestClickHouse, database: &str, total: u64, project_a: i64, p
         db.rows(&sql).await?;
         done += n;
         println!("  loaded {done} events");
+    }
+    for project in [project_a, project_b] {
+        db.rows(&format!(
+            "INSERT INTO person_overrides (project_id, id_hash, person_id, version) \
+             SELECT {project}, cityHash64(concat('anon', toString(number))), cityHash64(concat('user', toString(number))), 1 \
+             FROM numbers(100000) WHERE number % 100 < {persons_share}"
+        ))
+        .await?;
     }
     // Both the events and their copy by person (funnels read it), as background merges would.
     db.rows("OPTIMIZE TABLE events FINAL").await?;
@@ -57,6 +76,7 @@ struct Figures {
 #[tokio::main]
 async fn main() -> Result<()> {
     let total = env_or("EVENTS", 10_000_000);
+    let persons_share = env_or("PERSONS_SHARE", 30);
     let runs = env_or("RUNS", 20) as usize;
     println!("machine: {}", machine());
     println!("starting a private ClickHouse server and loading {total} events ...");
@@ -82,7 +102,7 @@ async fn main() -> Result<()> {
     let a = sign_up(&auth, &format!("{}@bench.example", unique("a"))).await?;
     let b = sign_up(&auth, &format!("{}@bench.example", unique("b"))).await?;
     let started = Instant::now();
-    load(&ch, &database, total, a.project_id, b.project_id).await?;
+    load(&ch, &database, total, a.project_id, b.project_id, persons_share).await?;
     println!("loaded and merged in {:.1} s", started.elapsed().as_secs_f64());
 
     env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
@@ -100,13 +120,16 @@ async fn main() -> Result<()> {
     let project = a.project_id as u64;
 
     let trend = json!({"series": [{"event": "pageview"}], "date_from": "-30d", "interval": "day"});
+    let trend_persons =
+        json!({"series": [{"event": "pageview", "math": "unique_users"}], "date_from": "-30d", "interval": "day"});
     let breakdown = json!({"series": [{"event": "pageview"}], "date_from": "-30d", "interval": "day", "breakdown": {"property": "browser", "limit": 5}});
     let funnel = json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}], "date_from": "-30d", "conversion_window": {"value": 1, "unit": "day"}});
     let funnel_by_browser = json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}], "date_from": "-30d", "conversion_window": {"value": 1, "unit": "day"}, "breakdown": {"property": "browser", "limit": 5}});
     let funnel_strict = json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}], "date_from": "-30d", "conversion_window": {"value": 1, "unit": "day"}, "order": "strict"});
     let retention = json!({"target_event": {"event": "signup"}, "returning_event": {"event": "pageview"}, "period": "day", "periods": 14});
-    let cases: [(&'static str, &str, Value); 6] = [
+    let cases: [(&'static str, &str, Value); 7] = [
         ("30-day daily trend", "trends", trend),
+        ("30-day daily unique persons", "trends", trend_persons),
         ("30-day trend, breakdown by browser", "trends", breakdown),
         ("3-step funnel, 30 days", "funnels", funnel),
         ("3-step funnel, breakdown by browser", "funnels", funnel_by_browser),
@@ -168,7 +191,7 @@ async fn main() -> Result<()> {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!();
     println!(
-        "{total} events (100,000 users, 30 days; {} in the queried project), {runs} runs each:",
+        "{total} events (100,000 users, {persons_share} % of them anonymous for their first 15 days then identified, 30 days; {} in the queried project), {runs} runs each:",
         total - total / 10
     );
     println!();

@@ -130,6 +130,9 @@ pub async fn events(
 ) -> Result<EventsPage, ApiError> {
     let limit = page_limit(p.limit, engine, 100)?;
     let filters = filters_param(p.properties.as_deref())?;
+    if crate::filters::uses_person(&filters) {
+        return Err(ApiError::invalid("properties", "the events list filters by event properties only"));
+    }
     let mut sql = Sql::new();
     // Aliases differ from the columns: an alias would shadow its column in WHERE and ORDER BY.
     scoped_select(

@@ -1,4 +1,6 @@
-//! Property filters and property expressions over the events' JSON `properties`.
+//! Property filters and property expressions over the events' JSON `properties`, or over their
+//! persons' properties (`"type": "person"`: the `person_properties` a statement joins in, see
+//! [`crate::persons::join_person_properties`]).
 //!
 //! A property's value is compared as text: a string as itself, any other JSON value as its JSON
 //! text (`42`, `true`). Numeric comparisons read the value as a number (a number, or a string
@@ -31,8 +33,27 @@ pub enum Operator {
     IsNotSet,
 }
 
+/// Whose property: the event's, or its person's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PropertyKind {
+    #[default]
+    Event,
+    Person,
+}
+
+impl PropertyKind {
+    /// The JSON column the property is read from.
+    pub fn column(self) -> &'static str {
+        match self {
+            PropertyKind::Event => "properties",
+            PropertyKind::Person => crate::persons::PERSON_PROPERTIES,
+        }
+    }
+}
+
 /// `{"key": "browser", "operator": "exact", "value": "Chrome"}`; `value` may be a list for
-/// `exact` and `is_not` (any of).
+/// `exact` and `is_not` (any of); `"type": "person"` compares the person's property.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PropertyFilter {
@@ -41,6 +62,13 @@ pub struct PropertyFilter {
     pub operator: Operator,
     #[serde(default)]
     pub value: Option<Value>,
+    #[serde(default, rename = "type")]
+    pub kind: PropertyKind,
+}
+
+/// Whether any of `filters` reads a person's properties.
+pub fn uses_person(filters: &[PropertyFilter]) -> bool {
+    filters.iter().any(|f| f.kind == PropertyKind::Person)
 }
 
 /// Longest property key or compared value accepted.
@@ -56,19 +84,28 @@ fn check_key(field: &str, key: &str) -> Result<(), ApiError> {
 /// The property's value as text, NULL when missing or JSON null (see the module's doc). One
 /// parse of the JSON per row.
 pub fn prop_nullable(sql: &mut Sql, key: &str) -> String {
+    prop_nullable_of(sql, PropertyKind::Event, key)
+}
+
+/// [`prop_nullable`] of the event's or the person's property.
+pub fn prop_nullable_of(sql: &mut Sql, kind: PropertyKind, key: &str) -> String {
     let k = sql.str(key);
-    format!("JSONExtract(properties, {k}, 'Nullable(String)')")
+    format!("JSONExtract({}, {k}, 'Nullable(String)')", kind.column())
 }
 
 /// The property's value as text, empty when missing.
-pub fn prop_text(sql: &mut Sql, key: &str) -> String {
-    let v = prop_nullable(sql, key);
+fn prop_text_of(sql: &mut Sql, kind: PropertyKind, key: &str) -> String {
+    let v = prop_nullable_of(sql, kind, key);
     format!("ifNull({v}, '')")
 }
 
-/// The property's value as a number, NULL when missing or not numeric.
+/// The event property's value as a number, NULL when missing or not numeric.
 pub fn prop_number(sql: &mut Sql, key: &str) -> String {
-    let text = prop_text(sql, key);
+    prop_number_of(sql, PropertyKind::Event, key)
+}
+
+fn prop_number_of(sql: &mut Sql, kind: PropertyKind, key: &str) -> String {
+    let text = prop_text_of(sql, kind, key);
     format!("toFloat64OrNull({text})")
 }
 
@@ -110,7 +147,7 @@ impl PropertyFilter {
                     }
                     v => vec![scalar_text(&value_field, v)?],
                 };
-                let text = prop_nullable(sql, &self.key);
+                let text = prop_nullable_of(sql, self.kind, &self.key);
                 let list = sql.strs(values);
                 // has(list, NULL) is 0: a missing property equals nothing and differs from all.
                 if self.operator == Operator::Exact {
@@ -121,7 +158,7 @@ impl PropertyFilter {
             }
             Operator::Contains | Operator::NotContains => {
                 let needle = scalar_text(&value_field, need_value()?)?;
-                let text = prop_text(sql, &self.key);
+                let text = prop_text_of(sql, self.kind, &self.key);
                 let p = sql.str(needle);
                 let op = if self.operator == Operator::Contains { ">" } else { "=" };
                 format!("positionCaseInsensitiveUTF8({text}, {p}) {op} 0")
@@ -134,7 +171,7 @@ impl PropertyFilter {
                 }
                 .filter(|n| n.is_finite())
                 .ok_or_else(|| ApiError::invalid(&value_field, "expected a number"))?;
-                let num = prop_number(sql, &self.key);
+                let num = prop_number_of(sql, self.kind, &self.key);
                 let p = sql.f64(n);
                 let op = match self.operator {
                     Operator::Gt => ">",
@@ -145,7 +182,7 @@ impl PropertyFilter {
                 format!("ifNull({num} {op} {p}, 0)")
             }
             Operator::IsSet | Operator::IsNotSet => {
-                let v = prop_nullable(sql, &self.key);
+                let v = prop_nullable_of(sql, self.kind, &self.key);
                 let set = format!("isNotNull({v})");
                 if self.operator == Operator::IsSet {
                     set

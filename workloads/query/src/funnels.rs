@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
-use crate::filters::{all_conditions, event_condition, PropertyFilter};
+use crate::filters::{all_conditions, event_condition, uses_person, PropertyFilter, PropertyKind};
 use crate::persons;
 use crate::sql::Sql;
 use crate::timerange::{label, resolve, TimeRange};
@@ -285,7 +285,10 @@ fn statement(
         bits.push(format!("bitShiftLeft(toUInt32(({event}) AND ({own})), {i})"));
     }
     let mask = bits.join(" + ");
-    let bd = req.breakdown.as_ref().map(|b| breakdown_expr(&mut sql, &b.property));
+    let bd = req.breakdown.as_ref().map(|b| breakdown_expr(&mut sql, b));
+    let person_properties = uses_person(&req.filters)
+        || req.steps.iter().any(|s| uses_person(&s.filters))
+        || req.breakdown.as_ref().is_some_and(|b| b.kind == PropertyKind::Person);
     let from = sql.i64(range.from_ms());
     let window = sql.u64((window_ms as u64) << MASK_BITS);
     sql.push("SELECT level, times, bd FROM (SELECT arraySort(groupArray(v)) AS ev, ")
@@ -332,7 +335,14 @@ fn statement(
         // Only a first-step event can start a walk: the others' properties are not parsed.
         sql.push(", if(bitTest(mask, 0), ").push(bd).push(", '') AS bd");
     }
-    engine.source.scoped_in(&mut sql, table, project_id, Some(range.from_ms()), Some(range.to_ms()));
+    engine.source.scoped_with(
+        &mut sql,
+        table,
+        project_id,
+        Some(range.from_ms()),
+        Some(range.to_ms()),
+        person_properties,
+    );
     let shared = all_conditions(&mut sql, &req.filters, "filters", engine.limits.max_filters)?;
     sql.push(" AND (").push(&shared).push(")");
     if !strict {

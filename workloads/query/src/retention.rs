@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use cairn_common::clickhouse::EVENTS_TABLE;
 use cairn_common::http::ApiError;
 use clickhouse::Row;
 use jiff::tz::TimeZone;
@@ -14,7 +15,7 @@ use jiff::{Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
-use crate::filters::{all_conditions, event_condition, PropertyFilter};
+use crate::filters::{all_conditions, event_condition, uses_person, PropertyFilter};
 use crate::persons;
 use crate::sql::Sql;
 use crate::timerange::{label, point, timezone, Interval};
@@ -216,7 +217,16 @@ pub async fn run(
         .push(" AS in_range");
     // First-time retention looks at all history for each user's first target event.
     let lower = if first_time { None } else { Some(start_ms) };
-    engine.source.scoped(&mut sql, project_id, lower, Some(end.timestamp().as_millisecond()));
+    let person_properties =
+        uses_person(&req.filters) || uses_person(&req.target_event.filters) || uses_person(&ret.filters);
+    engine.source.scoped_with(
+        &mut sql,
+        EVENTS_TABLE,
+        project_id,
+        lower,
+        Some(end.timestamp().as_millisecond()),
+        person_properties,
+    );
     let shared = all_conditions(&mut sql, &req.filters, "filters", engine.limits.max_filters)?;
     sql.push(" AND (").push(&shared).push(") AND (is_target OR (is_return AND in_range))) GROUP BY h) AS u");
     persons::join_overrides(&mut sql, project_id, "u.h");

@@ -117,10 +117,27 @@ impl EventsSource {
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) {
+        self.scoped_with(sql, table, project_id, from_ms, to_ms, false)
+    }
+
+    /// The same, with each event's person's properties joined in (`person_properties`, for
+    /// `"type": "person"` filters and breakdowns) when `person_properties` is true.
+    pub fn scoped_with(
+        &self,
+        sql: &mut Sql,
+        table: &'static str,
+        project_id: u64,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        person_properties: bool,
+    ) {
         let project = sql.u64(project_id);
         sql.push(" FROM ").push(table);
         if self.read_final {
             sql.push(" FINAL");
+        }
+        if person_properties {
+            crate::persons::join_person_properties(sql, project_id);
         }
         sql.push(" WHERE project_id = ").push(&project);
         if let Some(from) = from_ms {

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "person_overrides",
         sql: include_str!("../../../../schemas/clickhouse/0004_person_overrides.sql"),
     },
+    Migration {
+        version: 5,
+        name: "person_property_ops",
+        sql: include_str!("../../../../schemas/clickhouse/0005_person_property_ops.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "cairn_schema_migrations";

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 /// them from PostgreSQL.
 pub const PERSON_OVERRIDES_TABLE: &str = "person_overrides";
 
+/// Every `$set`, `$set_once` and `$unset` of every event, one row per key
+/// (`schemas/clickhouse/0005_person_property_ops.sql`; filled by a materialized view on `events`).
+pub const PERSON_PROPERTY_OPS_TABLE: &str = "person_property_ops";
+
 /// One distinct id's person: `id_hash` is `cityHash64(distinct_id)`; of the rows of one
 /// (project, id), the highest `version` holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Row, Serialize, Deserialize)]
