@@ -15,6 +15,8 @@ const TrendsPage = lazy(() => import('./pages/TrendsPage').then((m) => ({ defaul
 const FunnelsPage = lazy(() => import('./pages/FunnelsPage').then((m) => ({ default: m.FunnelsPage })));
 const RetentionPage = lazy(() => import('./pages/RetentionPage').then((m) => ({ default: m.RetentionPage })));
 const EventsPage = lazy(() => import('./pages/EventsPage').then((m) => ({ default: m.EventsPage })));
+const PersonsPage = lazy(() => import('./pages/PersonsPage').then((m) => ({ default: m.PersonsPage })));
+const PersonPage = lazy(() => import('./pages/PersonPage').then((m) => ({ default: m.PersonPage })));
 const DashboardsPage = lazy(() => import('./pages/DashboardsPage').then((m) => ({ default: m.DashboardsPage })));
 const DashboardPage = lazy(() => import('./pages/DashboardPage').then((m) => ({ default: m.DashboardPage })));
 const InsightsPage = lazy(() => import('./pages/InsightsPage').then((m) => ({ default: m.InsightsPage })));
@@ -59,6 +61,8 @@ export function AppRoutes() {
         <Route path="funnels" element={<FunnelsPage />} />
         <Route path="retention" element={<RetentionPage />} />
         <Route path="events" element={<EventsPage />} />
+        <Route path="persons" element={<PersonsPage />} />
+        <Route path="persons/:personId" element={<PersonPage />} />
         <Route path="dashboards" element={<DashboardsPage />} />
         <Route path="dashboards/:dashboardId" element={<DashboardPage />} />
         <Route path="insights" element={<InsightsPage />} />

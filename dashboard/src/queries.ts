@@ -109,6 +109,7 @@ export function sanitizeFilters(x: unknown): PropertyFilter[] | undefined {
     if (typeof f.operator === 'string' && OPERATOR_VALUES.has(f.operator)) pf.operator = f.operator as FilterOperator;
     if (isScalar(f.value) || f.value === null) pf.value = f.value;
     else if (Array.isArray(f.value)) pf.value = f.value.filter(isScalar);
+    if (f.type === 'person' || f.type === 'event') pf.type = f.type;
     out.push(pf);
   }
   return out;
@@ -118,6 +119,7 @@ function sanitizeBreakdown(x: unknown): Breakdown | null | undefined {
   if (x === null) return null;
   if (!isObj(x) || typeof x.property !== 'string' || !x.property) return undefined;
   const b: Breakdown = { property: x.property };
+  if (x.type === 'person' || x.type === 'event') b.type = x.type;
   if (typeof x.limit === 'number' && Number.isInteger(x.limit)) b.limit = x.limit;
   return b;
 }

@@ -717,5 +717,54 @@ async fn person_properties_filter_and_break_down_analyses() -> Result<()> {
     let counts: Vec<u64> =
         v["steps"].as_array().map(|s| s.iter().filter_map(|s| s["count"].as_u64()).collect()).unwrap_or_default();
     assert_eq!(counts, vec![persons.len() as u64, converted], "{v}");
+
+    // The persons API: every person with their ids and the reference's properties.
+    let get = |path: String| {
+        let (url, token) = (query.url(&format!("/api/v1/projects/{project}{path}")), account.access_token.clone());
+        async move {
+            let (status, v) = call("GET", &url, Some(&token), None).await?;
+            anyhow::ensure!(status == 200, "{status} {v}");
+            Ok::<Value, anyhow::Error>(v)
+        }
+    };
+    let mut want: BTreeMap<Vec<String>, Value> = BTreeMap::new();
+    for e in &all {
+        let person = person_of(&e.id);
+        let mut ids: Vec<String> = all.iter().filter(|x| person_of(&x.id) == person).map(|x| x.id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        want.insert(ids, Value::Object(props.get(&person).cloned().unwrap_or_default()));
+    }
+    let mut got: BTreeMap<Vec<String>, Value> = BTreeMap::new();
+    let mut offset = 0;
+    loop {
+        let page = get(format!("/persons?limit=10&offset={offset}")).await?;
+        for p in page["results"].as_array().cloned().unwrap_or_default() {
+            let ids: Vec<String> = serde_json::from_value(p["distinct_ids"].clone())?;
+            got.insert(ids, p["properties"].clone());
+        }
+        match page["next_offset"].as_u64() {
+            Some(n) => offset = n as usize,
+            None => break,
+        }
+    }
+    assert_eq!(got, want);
+    // Search and lookup by a distinct id; one person with their events.
+    let found = get("/persons?search=USER-4%40example".into()).await?;
+    assert_eq!(found["results"][0]["distinct_ids"], json!(["anon-4", "user-4"]), "{found}");
+    let by_id = get("/persons?distinct_id=anon-4".into()).await?;
+    let id = by_id["results"][0]["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(id, id_hash("user-4").to_string());
+    let one = get(format!("/persons/{id}")).await?;
+    let theirs = all.iter().filter(|e| person_of(&e.id) == "user-4").count();
+    assert_eq!(one["event_count"].as_u64(), Some(theirs as u64), "{one}");
+    assert_eq!(one["recent_events"].as_array().map(Vec::len), Some(theirs), "{one}");
+    assert_eq!(one["properties"], want[&vec!["anon-4".to_string(), "user-4".to_string()]]);
+    let url = query.url(&format!("/api/v1/projects/{project}/persons/12345"));
+    let (status, _) = call("GET", &url, Some(&account.access_token), None).await?;
+    assert_eq!(status, 404);
+    let url = query.url(&format!("/api/v1/projects/{project}/persons/not-a-number"));
+    let (status, v) = call("GET", &url, Some(&account.access_token), None).await?;
+    assert_eq!((status, v["field"].as_str()), (400, Some("person_id")), "{v}");
     Ok(())
 }

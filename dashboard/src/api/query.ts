@@ -6,6 +6,9 @@ import type {
   FunnelsRequest,
   FunnelsResponse,
   NameCounts,
+  PersonDetail,
+  PersonsListParams,
+  PersonsPage,
   RetentionRequest,
   RetentionResponse,
   TrendsRequest,
@@ -45,3 +48,12 @@ export const listPropertyKeys = (projectId: number, event?: string | null, signa
 
 export const listPropertyValues = (projectId: number, key: string, event?: string | null, signal?: AbortSignal) =>
   api<NameCounts>(`${base(projectId)}/property-values`, { query: { key, event: event ?? undefined, limit: 200 }, signal });
+
+export const listPersons = (projectId: number, p: PersonsListParams, signal?: AbortSignal) =>
+  api<PersonsPage>(`${base(projectId)}/persons`, {
+    query: { search: p.search || undefined, distinct_id: p.distinct_id, limit: p.limit, offset: p.offset },
+    signal,
+  });
+
+export const getPerson = (projectId: number, personId: string, signal?: AbortSignal) =>
+  api<PersonDetail>(`${base(projectId)}/persons/${encodeURIComponent(personId)}`, { signal });

@@ -160,14 +160,19 @@ export type FilterOperator =
 
 export type FilterScalar = string | number | boolean;
 
+/** Whose property: the event's, or its person's. */
+export type PropertyKind = 'event' | 'person';
+
 export interface PropertyFilter {
   key: string;
   operator?: FilterOperator;
   value?: FilterScalar | FilterScalar[] | null;
+  type?: PropertyKind;
 }
 
 export interface Breakdown {
   property: string;
+  type?: PropertyKind;
   limit?: number | null;
 }
 
@@ -430,4 +435,33 @@ export interface Dashboard {
 export interface DashboardList {
   results: Dashboard[];
   total: number;
+}
+
+// ── persons ──────────────────────────────────────────────────────────────────────────────────
+
+/** A person: distinct ids joined by $identify/$create_alias, with properties from $set and co. */
+export interface Person {
+  /** A 64-bit number as a decimal string. */
+  id: string;
+  distinct_ids: string[];
+  properties: Record<string, unknown>;
+  first_seen: string;
+  last_seen: string;
+}
+
+export interface PersonsPage {
+  results: Person[];
+  next_offset: number | null;
+}
+
+export interface PersonsListParams {
+  search?: string;
+  distinct_id?: string;
+  limit?: number;
+  offset?: number;
+}
+
+export interface PersonDetail extends Person {
+  event_count: number;
+  recent_events: EventItem[];
 }

@@ -8,6 +8,7 @@ const NAV: { to: string; label: string }[] = [
   { to: 'funnels', label: 'Funnels' },
   { to: 'retention', label: 'Retention' },
   { to: 'events', label: 'Events' },
+  { to: 'persons', label: 'Persons' },
   { to: 'dashboards', label: 'Dashboards' },
   { to: 'insights', label: 'Saved insights' },
   { to: 'settings', label: 'Settings' },

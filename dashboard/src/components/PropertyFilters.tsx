@@ -1,5 +1,5 @@
 import { useId } from 'react';
-import type { FilterOperator, FilterScalar, PropertyFilter } from '../api/types';
+import type { FilterOperator, FilterScalar, PropertyFilter, PropertyKind } from '../api/types';
 import { OPERATORS, operatorIsNumeric, operatorTakesValue } from '../queries';
 import { PropertyKeyPicker, PropertyValuePicker } from './Pickers';
 
@@ -22,6 +22,7 @@ function valueText(v: PropertyFilter['value']): string {
 /** A filter with a new operator: its value dropped, kept, or read as a number as the operator needs. */
 export function withOperator(f: PropertyFilter, operator: FilterOperator): PropertyFilter {
   const next: PropertyFilter = { key: f.key, operator };
+  if (f.type) next.type = f.type;
   if (operatorTakesValue(operator)) {
     const v = f.value;
     next.value = Array.isArray(v) && !operatorIsNumeric(operator) ? v : filterValue(operator, valueText(v));
@@ -51,6 +52,22 @@ export function PropertyFilters({ value, onChange, event, label = 'Filters', add
         const op = f.operator ?? 'exact';
         return (
           <div className="filter-row" key={i} role="group" aria-label={`${label}: filter ${i + 1}`}>
+            <div className="field">
+              <label className="visually-hidden" htmlFor={`${base}-kind-${i}`}>{`Filter ${i + 1} applies to`}</label>
+              <select
+                id={`${base}-kind-${i}`}
+                value={f.type ?? 'event'}
+                onChange={(e) => {
+                  const kind = e.target.value as PropertyKind;
+                  const next: PropertyFilter = { ...f, type: kind };
+                  if (kind === 'event') delete next.type;
+                  update(i, next);
+                }}
+              >
+                <option value="event">Event</option>
+                <option value="person">Person</option>
+              </select>
+            </div>
             <PropertyKeyPicker
               label={`Filter ${i + 1} property`}
               hideLabel

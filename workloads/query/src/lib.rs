@@ -5,7 +5,8 @@
 //! - [`routes`]: the HTTP API and its route list.
 //! - [`caller`]: credentials → principal → per-project permission.
 //! - [`trends`], [`funnels`], [`retention`], [`explorer`]: the analyses.
-//! - [`persons`]: distinct ids resolved to persons (every analysis counts persons).
+//! - [`persons`]: distinct ids resolved to persons (every analysis counts persons);
+//!   [`persons_api`]: the persons list and one person.
 //! - [`filters`], [`formula`], [`timerange`]: property filters, formulas, dates and buckets.
 //! - [`sql`], [`engine`]: statements with bound parameters only, run with a time limit.
 //! - [`insights`]: insights and dashboards in PostgreSQL.
@@ -23,6 +24,7 @@ pub mod gateway;
 pub mod insights;
 pub mod metrics;
 pub mod persons;
+pub mod persons_api;
 pub mod retention;
 pub mod routes;
 pub mod sql;

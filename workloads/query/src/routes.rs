@@ -22,6 +22,7 @@ use crate::explorer::{self, EventsParams, Picker, PickerParams};
 use crate::funnels::{self, FunnelsRequest};
 use crate::insights::{self, DashboardInput, DashboardPatch, InsightInput, InsightPatch, InsightQuery, Page};
 use crate::metrics::{QueryMetrics, RouteLabels, RouteOnly};
+use crate::persons_api;
 use crate::retention::{self, RetentionRequest};
 use crate::trends::{self, TrendsRequest};
 
@@ -31,6 +32,8 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{project_id}/query/funnels"),
     ("post", "/api/v1/projects/{project_id}/query/retention"),
     ("get", "/api/v1/projects/{project_id}/events"),
+    ("get", "/api/v1/projects/{project_id}/persons"),
+    ("get", "/api/v1/projects/{project_id}/persons/{person_id}"),
     ("get", "/api/v1/projects/{project_id}/persons/{distinct_id}/events"),
     ("get", "/api/v1/projects/{project_id}/event-names"),
     ("get", "/api/v1/projects/{project_id}/property-keys"),
@@ -133,6 +136,26 @@ async fn person_events_handler(
         params.date_from = Some("-365d".into());
     }
     explorer::events(&s.engine, project, &params, Timestamp::now()).await.map(Json)
+}
+
+async fn persons_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    req: Request,
+) -> ApiResult<persons_api::PersonsPage> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    let params: persons_api::PersonsParams = query_params(req.uri().query())?;
+    persons_api::list(&s.engine, project, &params).await.map(Json)
+}
+
+async fn person_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, person_id)): Path<(String, String)>,
+) -> ApiResult<persons_api::PersonDetail> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    persons_api::get(&s.engine, project, &person_id).await.map(Json)
 }
 
 async fn picker(
@@ -306,7 +329,11 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         .route(&format!("{p}/query/funnels"), post(funnels_handler))
         .route(&format!("{p}/query/retention"), post(retention_handler))
         .route(&format!("{p}/events"), get(events_handler))
-        .route(&format!("{p}/persons/{{distinct_id}}/events"), get(person_events_handler))
+        .route(&format!("{p}/persons"), get(persons_handler))
+        // One segment, two names in the documentation: a person id alone, a distinct id before
+        // `/events` (the router takes one name per position).
+        .route(&format!("{p}/persons/{{id}}"), get(person_handler))
+        .route(&format!("{p}/persons/{{id}}/events"), get(person_events_handler))
         .route(&format!("{p}/event-names"), get(event_names))
         .route(&format!("{p}/property-keys"), get(property_keys))
         .route(&format!("{p}/property-values"), get(property_values))

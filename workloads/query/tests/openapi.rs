@@ -15,12 +15,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_query::explorer::{EventsPage, EventsParams, NameCounts, PickerParams};
-use cairn_query::filters::{Operator, PropertyFilter};
+use cairn_query::filters::{Operator, PropertyFilter, PropertyKind};
 use cairn_query::funnels::{ConversionWindow, FunnelOrder, FunnelStep, FunnelsRequest, FunnelsResponse, WindowUnit};
 use cairn_query::insights::{
     parse_query, Dashboard, DashboardInput, DashboardPatch, Insight, InsightInput, InsightPatch, InsightQuery, List,
     Page, TileInput,
 };
+use cairn_query::persons_api::{PersonDetail, PersonsPage, PersonsParams};
 use cairn_query::retention::{EventSpec, Period, RetentionRequest, RetentionResponse, RetentionType};
 use cairn_query::routes::QUERY_ROUTES;
 use cairn_query::timerange::{self, Interval};
@@ -389,6 +390,7 @@ fn query_parameters_are_exactly_those_the_handlers_read() {
     expected.insert("list_property_values", fields_of::<PickerParams>());
     expected.insert("list_insights", fields_of::<Page>());
     expected.insert("list_dashboards", fields_of::<Page>());
+    expected.insert("list_persons", fields_of::<PersonsParams>());
     let ops = operations(&doc);
     for id in expected.keys() {
         assert!(ops.iter().any(|o| o.id() == *id), "no operation {id}");
@@ -410,6 +412,7 @@ fn enums_are_exactly_what_serde_accepts_and_answers() {
         ("MathInput", accepted::<Math>(), Some(default_of::<Math>())),
         ("Math", answered::<Math>(), None),
         ("FilterOperator", accepted::<Operator>(), Some(default_of::<Operator>())),
+        ("PropertyKind", accepted::<PropertyKind>(), Some(default_of::<PropertyKind>())),
         ("Interval", accepted::<Interval>(), Some(default_of::<Interval>())),
         ("FunnelOrder", accepted::<FunnelOrder>(), Some(default_of::<FunnelOrder>())),
         ("WindowUnit", accepted::<WindowUnit>(), None),
@@ -601,6 +604,8 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("RetentionResponse", round_trips::<RetentionResponse>),
         ("EventsPage", round_trips::<EventsPage>),
         ("NameCounts", round_trips::<NameCounts>),
+        ("PersonsPage", round_trips::<PersonsPage>),
+        ("PersonDetail", round_trips::<PersonDetail>),
         ("Insight", round_trips::<Insight>),
         ("InsightList", round_trips::<List<Insight>>),
         ("Dashboard", round_trips::<Dashboard>),

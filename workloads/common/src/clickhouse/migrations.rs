@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "person_property_ops",
         sql: include_str!("../../../../schemas/clickhouse/0005_person_property_ops.sql"),
     },
+    Migration {
+        version: 6,
+        name: "distinct_id_activity",
+        sql: include_str!("../../../../schemas/clickhouse/0006_distinct_id_activity.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "cairn_schema_migrations";

@@ -11,7 +11,7 @@ pub use migrations::{
     migrate_with_backfills, pending_backfills, run_backfill, split_statements, Backfill, Backfills, Migration,
     MigrationError, SchemaStatus, BACKFILLS_TABLE, MIGRATIONS,
 };
-pub use persons::{PersonOverrideRow, PERSON_OVERRIDES_TABLE, PERSON_PROPERTY_OPS_TABLE};
+pub use persons::{PersonOverrideRow, DISTINCT_ID_ACTIVITY_TABLE, PERSON_OVERRIDES_TABLE, PERSON_PROPERTY_OPS_TABLE};
 
 use crate::config::ClickHouseConfig;
 

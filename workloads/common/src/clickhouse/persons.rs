@@ -11,6 +11,10 @@ pub const PERSON_OVERRIDES_TABLE: &str = "person_overrides";
 /// (`schemas/clickhouse/0005_person_property_ops.sql`; filled by a materialized view on `events`).
 pub const PERSON_PROPERTY_OPS_TABLE: &str = "person_property_ops";
 
+/// Each distinct id with when it was first and last seen
+/// (`schemas/clickhouse/0006_distinct_id_activity.sql`; filled by a materialized view on `events`).
+pub const DISTINCT_ID_ACTIVITY_TABLE: &str = "distinct_id_activity";
+
 /// One distinct id's person: `id_hash` is `cityHash64(distinct_id)`; of the rows of one
 /// (project, id), the highest `version` holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Row, Serialize, Deserialize)]

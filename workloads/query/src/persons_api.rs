@@ -1,0 +1,245 @@
+//! The persons API: the project's persons (newest activity first, searchable), and one person
+//! with their properties, distinct ids and recent events.
+//!
+//! A person is listed by the id analyses count them by (`cityHash64` of the distinct id that
+//! started them, as a decimal string: JavaScript numbers cannot hold it), with every distinct id
+//! that is theirs (`distinct_id_activity` grouped through `person_overrides`) and their
+//! properties (folded from `person_property_ops`, see [`crate::persons`]).
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use cairn_common::clickhouse::{DISTINCT_ID_ACTIVITY_TABLE, EVENTS_TABLE};
+use cairn_common::http::ApiError;
+
+use crate::engine::Engine;
+use crate::explorer::EventItem;
+use crate::persons::{join_overrides, person_of, persons_with_properties};
+use crate::sql::Sql;
+
+/// Query-string parameters of the persons list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonsParams {
+    /// Persons one of whose distinct ids, or whose properties, contain this (case-insensitive).
+    pub search: Option<String>,
+    /// The person of this distinct id (exactly).
+    pub distinct_id: Option<String>,
+    pub limit: Option<usize>,
+    /// The `next_offset` of the previous page.
+    pub offset: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Person {
+    /// The person's id, a 64-bit number as a decimal string.
+    pub id: String,
+    pub distinct_ids: Vec<String>,
+    pub properties: Value,
+    /// RFC 3339, UTC.
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PersonsPage {
+    pub results: Vec<Person>,
+    /// Pass as `offset` for the next page; absent on the last page.
+    pub next_offset: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PersonDetail {
+    #[serde(flatten)]
+    pub person: Person,
+    /// Every event of every distinct id of the person.
+    pub event_count: u64,
+    /// The latest events (at most 50), newest first.
+    pub recent_events: Vec<EventItem>,
+}
+
+#[derive(Row, Deserialize)]
+struct PersonRow {
+    id: u64,
+    distinct_ids: Vec<String>,
+    properties: String,
+    first_seen: i64,
+    last_seen: i64,
+}
+
+#[derive(Row, Deserialize)]
+struct EventRowOut {
+    event_uuid: String,
+    event_name: String,
+    distinct_id: String,
+    properties: String,
+    ts: i64,
+}
+
+/// Deepest page of the list.
+const MAX_OFFSET: usize = 10_000;
+/// Events shown with a person.
+const RECENT_EVENTS: usize = 50;
+
+fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// JSON text from ClickHouse as a value (an object when empty: a person without properties).
+fn json_object(text: &str) -> Value {
+    if text.is_empty() {
+        return Value::Object(Default::default());
+    }
+    serde_json::from_str(text).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "person properties are not JSON");
+        Value::Object(Default::default())
+    })
+}
+
+impl From<PersonRow> for Person {
+    fn from(r: PersonRow) -> Self {
+        let mut ids = r.distinct_ids;
+        ids.sort();
+        Person {
+            id: r.id.to_string(),
+            distinct_ids: ids,
+            properties: json_object(&r.properties),
+            first_seen: iso(r.first_seen),
+            last_seen: iso(r.last_seen),
+        }
+    }
+}
+
+/// `SELECT id, distinct_ids, properties, first_seen, last_seen FROM (every person) WHERE 1`: the
+/// caller adds conditions, order and limit.
+fn persons_select(sql: &mut Sql, project_id: u64) {
+    let project = sql.u64(project_id);
+    let with_properties = persons_with_properties(sql, project_id);
+    sql.push("SELECT a.person AS id, a.ids AS distinct_ids, ifNull(pp.properties, '') AS properties, ")
+        .push("toUnixTimestamp64Milli(a.first_seen) AS first_seen, toUnixTimestamp64Milli(a.last_seen) AS last_seen FROM (SELECT ")
+        .push(&person_of("d.id_hash"))
+        .push(" AS person, groupArray(d.distinct_id) AS ids, min(d.first_seen) AS first_seen, max(d.last_seen) AS last_seen FROM ")
+        .push("(SELECT id_hash, any(distinct_id) AS distinct_id, min(first_seen) AS first_seen, max(last_seen) AS last_seen FROM ")
+        .push(DISTINCT_ID_ACTIVITY_TABLE)
+        .push(" WHERE project_id = ")
+        .push(&project)
+        .push(" GROUP BY id_hash) AS d");
+    join_overrides(sql, project_id, "d.id_hash");
+    sql.push(" GROUP BY person) AS a LEFT JOIN ").push(&with_properties).push(" AS pp ON a.person = pp.person WHERE 1");
+}
+
+fn text_param<'a>(field: &str, v: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) if v.len() > 400 => Err(ApiError::invalid(field, "at most 400 characters")),
+        other => Ok(other),
+    }
+}
+
+/// The persons list.
+pub async fn list(engine: &Engine, project_id: u64, p: &PersonsParams) -> Result<PersonsPage, ApiError> {
+    let limit = match p.limit {
+        None => 50.min(engine.limits.max_rows),
+        Some(0) => return Err(ApiError::invalid("limit", "at least 1")),
+        Some(l) if l > engine.limits.max_rows.min(1000) => {
+            return Err(ApiError::invalid("limit", format!("at most {}", engine.limits.max_rows.min(1000))))
+        }
+        Some(l) => l,
+    };
+    let offset = p.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::invalid("offset", format!("at most {MAX_OFFSET}; search to narrow the list")));
+    }
+    let mut sql = Sql::new();
+    persons_select(&mut sql, project_id);
+    if let Some(d) = text_param("distinct_id", p.distinct_id.as_deref())? {
+        let d = sql.str(d);
+        sql.push(" AND has(a.ids, ").push(&d).push(")");
+    }
+    if let Some(q) = text_param("search", p.search.as_deref())? {
+        let q = sql.str(q);
+        sql.push(" AND (positionCaseInsensitiveUTF8(arrayStringConcat(a.ids, ' '), ")
+            .push(&q)
+            .push(") > 0 OR positionCaseInsensitiveUTF8(ifNull(pp.properties, ''), ")
+            .push(&q)
+            .push(") > 0)");
+    }
+    sql.push(" ORDER BY last_seen DESC, id LIMIT ")
+        .push(&(limit + 1).to_string())
+        .push(" OFFSET ")
+        .push(&offset.to_string());
+    let rows: Vec<PersonRow> = engine.fetch_all(&sql).await?;
+    let more = rows.len() > limit;
+    Ok(PersonsPage {
+        results: rows.into_iter().take(limit).map(Person::from).collect(),
+        next_offset: more.then_some(offset + limit),
+    })
+}
+
+/// One person, by id (404 when the project has no such person).
+pub async fn get(engine: &Engine, project_id: u64, person_id: &str) -> Result<PersonDetail, ApiError> {
+    let id: u64 = person_id
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::invalid("person_id", "a person id is a 64-bit number in decimal"))?;
+    let mut sql = Sql::new();
+    persons_select(&mut sql, project_id);
+    let p = sql.u64(id);
+    sql.push(" AND a.person = ").push(&p);
+    let rows: Vec<PersonRow> = engine.fetch_all(&sql).await?;
+    let row = rows.into_iter().next().ok_or_else(|| ApiError::not_found("no such person in this project"))?;
+    let person = Person::from(row);
+
+    // Their events: every distinct id's, by its hash (the events' sort key has it).
+    let ids = person.distinct_ids.clone();
+    let mut sql = Sql::new();
+    let ids_p = sql.strs(ids.clone());
+    sql.push("SELECT count() AS n");
+    engine.source.scoped(&mut sql, project_id, None, None);
+    sql.push(" AND cityHash64(distinct_id) IN (SELECT cityHash64(arrayJoin(").push(&ids_p).push(")))");
+    let counts: Vec<CountRow> = engine.fetch_all(&sql).await?;
+    let event_count = counts.first().map_or(0, |c| c.n);
+
+    let mut sql = Sql::new();
+    let ids_p = sql.strs(ids);
+    sql.push("SELECT toString(uuid) AS event_uuid, toString(event) AS event_name, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts");
+    engine.source.scoped_in(&mut sql, EVENTS_TABLE, project_id, None, None);
+    sql.push(" AND cityHash64(distinct_id) IN (SELECT cityHash64(arrayJoin(")
+        .push(&ids_p)
+        .push("))) ORDER BY timestamp DESC, uuid DESC LIMIT ")
+        .push(&RECENT_EVENTS.to_string());
+    let events: Vec<EventRowOut> = engine.fetch_all(&sql).await?;
+    let recent_events = events
+        .into_iter()
+        .map(|r| EventItem {
+            uuid: r.event_uuid,
+            event: r.event_name,
+            distinct_id: r.distinct_id,
+            properties: json_object(&r.properties),
+            timestamp: iso(r.ts),
+        })
+        .collect();
+    Ok(PersonDetail { person, event_count, recent_events })
+}
+
+#[derive(Row, Deserialize)]
+struct CountRow {
+    n: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_binds_what_the_caller_gives() {
+        let evil = "x') OR 1=1 --";
+        let mut sql = Sql::new();
+        persons_select(&mut sql, 7);
+        let q = sql.str(evil);
+        sql.push(" AND has(a.ids, ").push(&q).push(")");
+        assert!(!sql.text().contains(evil));
+        assert!(sql.text().contains("FROM distinct_id_activity WHERE project_id = {p"));
+        assert!(sql.text().contains("LEFT JOIN (SELECT id_hash, argMax(person_id, version)"));
+    }
+}
