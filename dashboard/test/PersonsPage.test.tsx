@@ -73,6 +73,23 @@ describe('PersonPage', () => {
     expect(rows[1]).toHaveTextContent('anon-4');
   });
 
+  it('deletes a person after confirmation', async () => {
+    const detail: PersonDetail = { ...person(5), event_count: 3, recent_events: [] };
+    const { calls } = stubFetch(async (c) => {
+      if (c.path !== `/api/v1/projects/3/persons/${detail.id}`) return json(200, { results: [], next_offset: null });
+      if (c.method === 'DELETE') return json(202, { id: 1, person_id: detail.id, distinct_ids: detail.distinct_ids, status: 'pending', requested_by: 1, requested_at: '2026-12-04T10:00:00Z', finished_at: null, attempts: 0, last_error: null });
+      return json(200, detail);
+    });
+    const user = userEvent.setup();
+    const { router } = renderAt(<PersonPage />, { url: `/project/3/persons/${detail.id}`, path: '/project/:projectId/persons/:personId?' });
+    await user.click(await screen.findByRole('button', { name: 'Delete person' }));
+    const dialog = screen.getByRole('alertdialog', { name: 'Delete this person?' });
+    expect(dialog).toHaveTextContent('anon-5, user-5 (3 events)');
+    await user.click(screen.getByRole('button', { name: 'Delete person and events' }));
+    await waitFor(() => expect(router.state.location.pathname).toBe('/project/3/persons'));
+    expect(calls.filter((c) => c.method === 'DELETE')).toHaveLength(1);
+  });
+
   it('shows a missing person as not found', async () => {
     stubFetch(async () => json(404, { error: 'not_found', message: 'no such person in this project' }));
     renderAt(<PersonPage />, { url: '/project/3/persons/1', path: '/project/:projectId/persons/:personId' });

@@ -768,3 +768,148 @@ async fn person_properties_filter_and_break_down_analyses() -> Result<()> {
     assert_eq!((status, v["field"].as_str()), (400, Some("person_id")), "{v}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_person_leaves_every_answer_at_once_and_clickhouse_after_the_job() -> Result<()> {
+    use cairn_e2e::{call, sign_up, unique};
+    use std::collections::{BTreeSet, HashMap};
+
+    let kafka = TestKafka::shared()?;
+    let ch = TestClickHouse::shared()?;
+    let pg = TestPostgres::shared()?;
+    let url = pg.fresh_database("persons_delete").await?;
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("CAIRN_POSTGRES_URL".into(), url.clone());
+    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
+    env.insert("CAIRN_INTERNAL_TOKEN".into(), "persons-internal-token".into());
+    let auth = Service::start("auth", &env).await?;
+    auth.wait_ready(Duration::from_secs(60)).await?;
+    let account = sign_up(&auth, &format!("{}@persons.example", unique("del"))).await?;
+    let pool = PgPool::connect(&url).await?;
+    let mut p = Pipeline::new(&kafka, &ch, &format!("phc_del={}", account.project_id));
+    p.persons(&url);
+    let consumer = p.consumer().await?;
+    let capture = p.capture().await?;
+    env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
+    env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
+    env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), p.database.clone());
+    let query = Service::start("query", &env).await?;
+    query.wait_ready(Duration::from_secs(60)).await?;
+    let db = ch.db(&p.database);
+    let project = account.project_id;
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let base = now.div_euclid(DAY) * DAY - 10 * DAY;
+    let (mut before, after, late) = journeys(base);
+    // The deleted person also has properties.
+    before.push(Journey {
+        person: 0,
+        id: "user-0".into(),
+        event: "signed_in",
+        ts: base + 10 * HOUR,
+        props: json!({"$set": {"email": "zero@example.com"}}),
+    });
+    let body = |v: &[Journey]| v.iter().map(Journey::body).collect::<Vec<_>>();
+    send(&capture, "phc_del", &body(&before)).await?;
+    step(&capture, &pool, "phc_del", &body(&after)).await?;
+    send(&capture, "phc_del", &body(&late)).await?;
+    let all: Vec<&Journey> = before.iter().chain(&after).chain(&late).collect();
+    let total = all.len() as u64;
+    wait_until("every event and override stored", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move {
+            db.scalar(&format!("SELECT count() FROM events FINAL WHERE project_id = {project}")).await.unwrap_or(0)
+                == total
+                && db.scalar("SELECT count() FROM person_overrides FINAL").await.unwrap_or(0) == 20
+        }
+    })
+    .await?;
+
+    let call_json = |method: &'static str, path: String, token: String| {
+        let url = query.url(&format!("/api/v1/projects/{project}{path}"));
+        async move { call(method, &url, Some(&token), None).await }
+    };
+    let token = account.access_token.clone();
+    let person = id_hash("user-0").to_string();
+    // A key with query:read only may not delete.
+    let (status, key) = call(
+        "POST",
+        &auth.url("/api/v1/personal-keys"),
+        Some(&token),
+        Some(&json!({"name": "reader", "scopes": ["query:read"]})),
+    )
+    .await?;
+    anyhow::ensure!(status == 201, "{status} {key}");
+    let reader = key["key"].as_str().unwrap_or_default().to_string();
+    let (status, _) = call_json("DELETE", format!("/persons/{person}"), reader).await?;
+    assert_eq!(status, 403);
+
+    let (status, job) = call_json("DELETE", format!("/persons/{person}"), token.clone()).await?;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["distinct_ids"], json!(["anon-0", "user-0"]), "{job}");
+    assert_eq!(job["status"], "pending");
+
+    // At once (whether the job has run yet or not): no analysis counts the person.
+    let kept: Vec<&Journey> = all.iter().copied().filter(|e| e.person != 0).collect();
+    let (from, to) = (day_text(base), day_text(base + 6 * DAY));
+    let v = call(
+        "POST",
+        &query.url(&format!("/api/v1/projects/{project}/query/trends")),
+        Some(&token),
+        Some(&json!({"series": [{}, {"event": "pageview", "math": "unique_users"}], "date_from": from, "date_to": to, "interval": "day", "timezone": "UTC"})),
+    )
+    .await?
+    .1;
+    assert_eq!(v["results"][0]["total"].as_f64(), Some(kept.len() as f64), "{v}");
+    let mut per_day = vec![BTreeSet::new(); 7];
+    for e in kept.iter().filter(|e| e.event == "pageview") {
+        per_day[((e.ts - base) / DAY) as usize].insert(e.person);
+    }
+    let uniques: Vec<f64> = per_day.iter().map(|d| d.len() as f64).collect();
+    let got: Vec<f64> =
+        v["results"][1]["data"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+    assert_eq!(got, uniques, "{v}");
+    let v = call(
+        "POST",
+        &query.url(&format!("/api/v1/projects/{project}/query/funnels")),
+        Some(&token),
+        Some(&json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}], "date_from": from, "date_to": to, "timezone": "UTC", "conversion_window": {"value": 1, "unit": "day"}})),
+    )
+    .await?
+    .1;
+    let counts: Vec<u64> =
+        v["steps"].as_array().map(|s| s.iter().filter_map(|s| s["count"].as_u64()).collect()).unwrap_or_default();
+    assert_eq!(counts, funnel_reference(&kept, |e| e.person.to_string(), DAY), "{v}");
+    let (status, _) = call_json("GET", format!("/persons/{person}"), token.clone()).await?;
+    assert_eq!(status, 404, "a person being deleted is not listed");
+
+    // The job: done, and nothing of the person left in ClickHouse or PostgreSQL.
+    wait_until("the deletion done", Duration::from_secs(60), || {
+        let f = call_json("GET", "/person-deletions".into(), token.clone());
+        async move { f.await.map(|(_, v)| v["results"][0]["status"] == "done").unwrap_or(false) }
+    })
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", consumer.log_tail()))?;
+    let ids = "cityHash64('anon-0'), cityHash64('user-0')";
+    for (table, hash) in [
+        ("events", "cityHash64(distinct_id)"),
+        ("events_by_person", "person"),
+        ("person_property_ops", "id_hash"),
+        ("distinct_id_activity", "id_hash"),
+        ("person_overrides", "id_hash"),
+    ] {
+        let n = db
+            .scalar(&format!("SELECT count() FROM {table} WHERE project_id = {project} AND {hash} IN ({ids})"))
+            .await?;
+        assert_eq!(n, 0, "{table} still holds the person's rows");
+    }
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM person_distinct_ids WHERE distinct_id IN ('anon-0', 'user-0')")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(left, 0);
+    let events = db.scalar(&format!("SELECT count() FROM events FINAL WHERE project_id = {project}")).await?;
+    assert_eq!(events, kept.len() as u64, "the other persons' events are all there");
+    assert!(consumer.metric("cairn_person_deletions_done_total").await? >= 1.0);
+    Ok(())
+}

@@ -113,7 +113,7 @@ async fn main() -> Result<()> {
     query.wait_ready(Duration::from_secs(60)).await?;
     let engine = Engine {
         ch: cairn_common::clickhouse::client(&ch_cfg),
-        source: EventsSource { read_final: true },
+        source: EventsSource::new(true),
         by_person: Default::default(),
         limits: Limits::default(),
         timeout: Duration::from_secs(60),

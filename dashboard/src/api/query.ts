@@ -6,6 +6,7 @@ import type {
   FunnelsRequest,
   FunnelsResponse,
   NameCounts,
+  PersonDeletion,
   PersonDetail,
   PersonsListParams,
   PersonsPage,
@@ -57,3 +58,6 @@ export const listPersons = (projectId: number, p: PersonsListParams, signal?: Ab
 
 export const getPerson = (projectId: number, personId: string, signal?: AbortSignal) =>
   api<PersonDetail>(`${base(projectId)}/persons/${encodeURIComponent(personId)}`, { signal });
+
+export const deletePerson = (projectId: number, personId: string) =>
+  api<PersonDeletion>(`${base(projectId)}/persons/${encodeURIComponent(personId)}`, { method: 'DELETE' });

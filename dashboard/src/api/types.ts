@@ -14,7 +14,7 @@ export interface ErrorBody {
 
 export type Role = 'owner' | 'admin' | 'member' | 'viewer';
 export const ROLES: Role[] = ['owner', 'admin', 'member', 'viewer'];
-export type Permission = 'query:read' | 'insights:write';
+export type Permission = 'query:read' | 'insights:write' | 'persons:delete';
 
 export interface TokenPair {
   access_token: string;
@@ -464,4 +464,17 @@ export interface PersonsListParams {
 export interface PersonDetail extends Person {
   event_count: number;
   recent_events: EventItem[];
+}
+
+/** A person deletion job (GDPR/CCPA): pending (left out of every answer) until its rows are removed. */
+export interface PersonDeletion {
+  id: number;
+  person_id: string;
+  distinct_ids: string[];
+  status: 'pending' | 'done';
+  requested_by: number | null;
+  requested_at: string;
+  finished_at: string | null;
+  attempts: number;
+  last_error: string | null;
 }

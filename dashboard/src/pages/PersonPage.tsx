@@ -1,9 +1,10 @@
-import { Fragment } from 'react';
-import { useQuery } from '@tanstack/react-query';
-import { Link, useParams } from 'react-router';
-import { getPerson } from '../api/query';
+import { Fragment, useState } from 'react';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { Link, useNavigate, useParams } from 'react-router';
+import { deletePerson, getPerson } from '../api/query';
+import { ConfirmDialog } from '../components/Modal';
 import { PageHeader } from '../components/PageHeader';
-import { Empty, ErrorState, Loading } from '../components/States';
+import { Empty, ErrorState, FormError, Loading } from '../components/States';
 import { formatNumber, formatTimestamp } from '../format';
 import { useProject } from '../project';
 import { personName } from './PersonsPage';
@@ -17,6 +18,16 @@ export function PersonPage() {
   const person = useQuery({
     queryKey: ['person', project.id, personId],
     queryFn: ({ signal }) => getPerson(project.id, personId, signal),
+  });
+  const queryClient = useQueryClient();
+  const navigate = useNavigate();
+  const [confirming, setConfirming] = useState(false);
+  const remove = useMutation({
+    mutationFn: () => deletePerson(project.id, personId),
+    onSuccess: () => {
+      void queryClient.invalidateQueries({ queryKey: ['persons', project.id] });
+      navigate(`/project/${project.id}/persons?deleted=1`);
+    },
   });
   const back = (
     <Link className="btn btn-small" to={`/project/${project.id}/persons`}>
@@ -36,7 +47,23 @@ export function PersonPage() {
   const properties = Object.entries(p.properties ?? {}).sort(([a], [b]) => a.localeCompare(b));
   return (
     <div className="page page-person">
-      <PageHeader title={personName(p)}>{back}</PageHeader>
+      <PageHeader title={personName(p)}>
+        {back}
+        <button type="button" className="btn btn-danger btn-small" onClick={() => setConfirming(true)}>
+          Delete person
+        </button>
+      </PageHeader>
+      {confirming ? (
+        <ConfirmDialog
+          title="Delete this person?"
+          message={`Every event of ${p.distinct_ids.join(', ')} (${formatNumber(p.event_count)} events) and the person’s properties are deleted. Analyses stop counting them at once; this cannot be undone.`}
+          confirmLabel="Delete person and events"
+          onConfirm={() => remove.mutate()}
+          onCancel={() => setConfirming(false)}
+          busy={remove.isPending}
+          error={remove.error ? <FormError error={remove.error} /> : null}
+        />
+      ) : null}
       <section aria-label="Summary" className="person-summary">
         <dl className="props">
           <dt>Person ID</dt>

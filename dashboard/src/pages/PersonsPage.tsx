@@ -44,6 +44,11 @@ export function PersonsPage() {
   return (
     <div className="page page-persons">
       <PageHeader title="Persons" />
+      {params.get('deleted') ? (
+        <p className="notice" role="status">
+          The person is being deleted: analyses no longer count their events, which are removed within seconds.
+        </p>
+      ) : null}
       <form className="editor editor-inline" role="search" aria-label="Search persons" onSubmit={(e) => e.preventDefault()}>
         <div className="field">
           <label htmlFor="persons-search">Search</label>

@@ -67,7 +67,8 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         match self {
             Role::Viewer => &[Permission::QueryRead],
-            Role::Member | Role::Admin | Role::Owner => &[Permission::QueryRead, Permission::InsightsWrite],
+            Role::Member => &[Permission::QueryRead, Permission::InsightsWrite],
+            Role::Admin | Role::Owner => &[Permission::QueryRead, Permission::InsightsWrite, Permission::PersonsDelete],
         }
     }
 }
@@ -97,15 +98,19 @@ pub enum Permission {
     /// Create, change and delete insights and dashboards.
     #[serde(rename = "insights:write")]
     InsightsWrite,
+    /// Delete persons with all their events (deletion on request); owners and admins.
+    #[serde(rename = "persons:delete")]
+    PersonsDelete,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 2] = [Permission::QueryRead, Permission::InsightsWrite];
+    pub const ALL: [Permission; 3] = [Permission::QueryRead, Permission::InsightsWrite, Permission::PersonsDelete];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::QueryRead => "query:read",
             Permission::InsightsWrite => "insights:write",
+            Permission::PersonsDelete => "persons:delete",
         }
     }
 }
@@ -116,7 +121,7 @@ impl std::str::FromStr for Permission {
         Permission::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown scope {s:?}; expected query:read or insights:write"))
+            .ok_or_else(|| format!("unknown scope {s:?}; expected query:read, insights:write or persons:delete"))
     }
 }
 

@@ -49,10 +49,12 @@ mod tests {
 
     #[test]
     fn sessions_get_their_roles_permissions() {
-        let ms = [m(1, 10, Role::Owner), m(2, 10, Role::Owner), m(3, 20, Role::Viewer)];
+        let ms = [m(1, 10, Role::Owner), m(2, 10, Role::Member), m(3, 20, Role::Viewer)];
         let g = grants(&ms, None);
         assert_eq!(g.len(), 3);
-        assert_eq!(g[0].permissions, vec![QueryRead, InsightsWrite]);
+        // Deleting persons with their events is for owners and admins.
+        assert_eq!(g[0].permissions, vec![QueryRead, InsightsWrite, PersonsDelete]);
+        assert_eq!(g[1].permissions, vec![QueryRead, InsightsWrite]);
         assert_eq!(g[2].permissions, vec![QueryRead]);
         assert_eq!((g[2].organization_id, g[2].role), (20, Role::Viewer));
     }

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod config;
 pub mod dead_letter;
+pub mod deletions;
 pub mod lag;
 pub mod metrics;
 pub mod persons;
@@ -37,6 +38,7 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
     let mut registry = Registry::default();
     let metrics = Arc::new(ConsumerMetrics::register(&mut registry));
     let persons_metrics = Arc::new(PersonsMetrics::register(&mut registry));
+    let deletion_metrics = Arc::new(deletions::DeletionMetrics::register(&mut registry));
     let health = Health::new();
     health.register(KAFKA_CHECK);
     health.register(CLICKHOUSE_CHECK);
@@ -87,9 +89,19 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
         let persons_consumer = events_consumer(&cfg, &group, &health)?;
         persons_consumer.subscribe(&[&cfg.kafka.topic])?;
         tracing::info!(group = %group, postgres = %cfg.postgres.redacted_url(), "deciding identity events");
+        let pool = cairn_postgres::pool(&cfg.postgres)?;
+        // Person deletions run beside it, with the same PostgreSQL.
+        let worker = deletions::DeletionWorker {
+            pool: pool.clone(),
+            clickhouse: ch.clone(),
+            metrics: deletion_metrics,
+            heartbeat: health.liveness("person deletions", cfg.liveness_deadline),
+            retry: Backoff::new(cfg.retry_initial, cfg.retry_max),
+        };
+        tokio::spawn(worker.run(shutdown.clone()));
         let pipeline = PersonsPipeline {
             consumer: Arc::new(persons_consumer),
-            pool: cairn_postgres::pool(&cfg.postgres)?,
+            pool,
             clickhouse: ch.clone(),
             health: health.clone(),
             metrics: persons_metrics,

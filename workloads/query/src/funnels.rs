@@ -467,7 +467,7 @@ mod tests {
     fn the_statement_binds_every_request_value() {
         let engine = Engine {
             ch: clickhouse::Client::default(),
-            source: crate::sql::EventsSource { read_final: true },
+            source: crate::sql::EventsSource::new(true),
             by_person: Default::default(),
             limits: crate::config::Limits::default(),
             timeout: std::time::Duration::from_secs(10),

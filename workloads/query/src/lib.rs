@@ -15,6 +15,7 @@
 pub mod caller;
 pub mod config;
 pub mod dashboard;
+pub mod deletions;
 pub mod engine;
 pub mod explorer;
 pub mod filters;
@@ -92,7 +93,7 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
     let state = Arc::new(AppState {
         engine: Engine {
             ch,
-            source: EventsSource { read_final: cfg.read_final },
+            source: EventsSource::new(cfg.read_final),
             limits: cfg.limits.clone(),
             timeout: cfg.timeout,
             by_person: by_person.clone(),

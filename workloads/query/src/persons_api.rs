@@ -16,7 +16,7 @@ use cairn_common::http::ApiError;
 use crate::engine::Engine;
 use crate::explorer::EventItem;
 use crate::persons::{join_overrides, person_of, persons_with_properties};
-use crate::sql::Sql;
+use crate::sql::{EventsSource, Sql};
 
 /// Query-string parameters of the persons list.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -113,7 +113,7 @@ impl From<PersonRow> for Person {
 
 /// `SELECT id, distinct_ids, properties, first_seen, last_seen FROM (every person) WHERE 1`: the
 /// caller adds conditions, order and limit.
-fn persons_select(sql: &mut Sql, project_id: u64) {
+fn persons_select(sql: &mut Sql, source: &EventsSource, project_id: u64) {
     let project = sql.u64(project_id);
     let with_properties = persons_with_properties(sql, project_id);
     sql.push("SELECT a.person AS id, a.ids AS distinct_ids, ifNull(pp.properties, '') AS properties, ")
@@ -123,8 +123,10 @@ fn persons_select(sql: &mut Sql, project_id: u64) {
         .push("(SELECT id_hash, any(distinct_id) AS distinct_id, min(first_seen) AS first_seen, max(last_seen) AS last_seen FROM ")
         .push(DISTINCT_ID_ACTIVITY_TABLE)
         .push(" WHERE project_id = ")
-        .push(&project)
-        .push(" GROUP BY id_hash) AS d");
+        .push(&project);
+    // Persons being deleted are not listed.
+    source.exclude(sql, "id_hash");
+    sql.push(" GROUP BY id_hash) AS d");
     join_overrides(sql, project_id, "d.id_hash");
     sql.push(" GROUP BY person) AS a LEFT JOIN ").push(&with_properties).push(" AS pp ON a.person = pp.person WHERE 1");
 }
@@ -151,7 +153,7 @@ pub async fn list(engine: &Engine, project_id: u64, p: &PersonsParams) -> Result
         return Err(ApiError::invalid("offset", format!("at most {MAX_OFFSET}; search to narrow the list")));
     }
     let mut sql = Sql::new();
-    persons_select(&mut sql, project_id);
+    persons_select(&mut sql, &engine.source, project_id);
     if let Some(d) = text_param("distinct_id", p.distinct_id.as_deref())? {
         let d = sql.str(d);
         sql.push(" AND has(a.ids, ").push(&d).push(")");
@@ -183,7 +185,7 @@ pub async fn get(engine: &Engine, project_id: u64, person_id: &str) -> Result<Pe
         .parse()
         .map_err(|_| ApiError::invalid("person_id", "a person id is a 64-bit number in decimal"))?;
     let mut sql = Sql::new();
-    persons_select(&mut sql, project_id);
+    persons_select(&mut sql, &engine.source, project_id);
     let p = sql.u64(id);
     sql.push(" AND a.person = ").push(&p);
     let rows: Vec<PersonRow> = engine.fetch_all(&sql).await?;
@@ -235,7 +237,7 @@ mod tests {
     fn the_list_binds_what_the_caller_gives() {
         let evil = "x') OR 1=1 --";
         let mut sql = Sql::new();
-        persons_select(&mut sql, 7);
+        persons_select(&mut sql, &EventsSource::new(true), 7);
         let q = sql.str(evil);
         sql.push(" AND has(a.ids, ").push(&q).push(")");
         assert!(!sql.text().contains(evil));

@@ -17,6 +17,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::caller::{path_id, Caller, HasAuth};
+use crate::deletions;
 use crate::engine::Engine;
 use crate::explorer::{self, EventsParams, Picker, PickerParams};
 use crate::funnels::{self, FunnelsRequest};
@@ -34,6 +35,8 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{project_id}/events"),
     ("get", "/api/v1/projects/{project_id}/persons"),
     ("get", "/api/v1/projects/{project_id}/persons/{person_id}"),
+    ("delete", "/api/v1/projects/{project_id}/persons/{person_id}"),
+    ("get", "/api/v1/projects/{project_id}/person-deletions"),
     ("get", "/api/v1/projects/{project_id}/persons/{distinct_id}/events"),
     ("get", "/api/v1/projects/{project_id}/event-names"),
     ("get", "/api/v1/projects/{project_id}/property-keys"),
@@ -79,7 +82,9 @@ async fn trends_handler(
     JsonBody(req): JsonBody<TrendsRequest>,
 ) -> ApiResult<trends::TrendsResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
-    trends::run(&s.engine, project, &req, Timestamp::now()).await.map(Json)
+    trends::run(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &req, Timestamp::now())
+        .await
+        .map(Json)
 }
 
 async fn funnels_handler(
@@ -89,7 +94,9 @@ async fn funnels_handler(
     JsonBody(req): JsonBody<FunnelsRequest>,
 ) -> ApiResult<funnels::FunnelsResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
-    funnels::run(&s.engine, project, &req, Timestamp::now()).await.map(Json)
+    funnels::run(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &req, Timestamp::now())
+        .await
+        .map(Json)
 }
 
 async fn retention_handler(
@@ -99,7 +106,9 @@ async fn retention_handler(
     JsonBody(req): JsonBody<RetentionRequest>,
 ) -> ApiResult<retention::RetentionResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
-    retention::run(&s.engine, project, &req, Timestamp::now()).await.map(Json)
+    retention::run(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &req, Timestamp::now())
+        .await
+        .map(Json)
 }
 
 /// Query strings refused with the parameter named.
@@ -120,7 +129,9 @@ async fn events_handler(
 ) -> ApiResult<explorer::EventsPage> {
     let project = caller.project(&project, Permission::QueryRead)?;
     let params: EventsParams = query_params(req.uri().query())?;
-    explorer::events(&s.engine, project, &params, Timestamp::now()).await.map(Json)
+    explorer::events(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &params, Timestamp::now())
+        .await
+        .map(Json)
 }
 
 async fn person_events_handler(
@@ -135,7 +146,9 @@ async fn person_events_handler(
     if params.date_from.is_none() {
         params.date_from = Some("-365d".into());
     }
-    explorer::events(&s.engine, project, &params, Timestamp::now()).await.map(Json)
+    explorer::events(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &params, Timestamp::now())
+        .await
+        .map(Json)
 }
 
 async fn persons_handler(
@@ -146,7 +159,7 @@ async fn persons_handler(
 ) -> ApiResult<persons_api::PersonsPage> {
     let project = caller.project(&project, Permission::QueryRead)?;
     let params: persons_api::PersonsParams = query_params(req.uri().query())?;
-    persons_api::list(&s.engine, project, &params).await.map(Json)
+    persons_api::list(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &params).await.map(Json)
 }
 
 async fn person_handler(
@@ -155,7 +168,28 @@ async fn person_handler(
     Path((project, person_id)): Path<(String, String)>,
 ) -> ApiResult<persons_api::PersonDetail> {
     let project = caller.project(&project, Permission::QueryRead)?;
-    persons_api::get(&s.engine, project, &person_id).await.map(Json)
+    persons_api::get(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &person_id).await.map(Json)
+}
+
+/// Deletes a person with all their events: 202 with the tracked job.
+async fn delete_person_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, person_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<deletions::PersonDeletion>), ApiError> {
+    let project = caller.project(&project, Permission::PersonsDelete)?;
+    let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
+    let job = deletions::request(&engine, &s.pg, project, &person_id, caller.user_id()).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+async fn person_deletions_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> ApiResult<deletions::PersonDeletions> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    deletions::list(&s.pg, project).await.map(Json)
 }
 
 async fn picker(
@@ -167,7 +201,9 @@ async fn picker(
 ) -> ApiResult<explorer::NameCounts> {
     let project = caller.project(&project, Permission::QueryRead)?;
     let params: PickerParams = query_params(req.uri().query())?;
-    explorer::picker(&s.engine, project, what, &params, Timestamp::now()).await.map(Json)
+    explorer::picker(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, what, &params, Timestamp::now())
+        .await
+        .map(Json)
 }
 
 async fn event_names(
@@ -252,10 +288,11 @@ async fn insight_result(State(s): S, caller: Caller, Path((project, id)): Path<(
     let project = caller.project(&project, Permission::QueryRead)?;
     let insight = insights::get_insight(&s.pg, project as i64, path_id(&id, "insight_id")?).await?;
     let now = Timestamp::now();
+    let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let result = match insights::parse_query(&insight.query)? {
-        InsightQuery::Trends(q) => serde_json::to_value(trends::run(&s.engine, project, &q, now).await?),
-        InsightQuery::Funnels(q) => serde_json::to_value(funnels::run(&s.engine, project, &q, now).await?),
-        InsightQuery::Retention(q) => serde_json::to_value(retention::run(&s.engine, project, &q, now).await?),
+        InsightQuery::Trends(q) => serde_json::to_value(trends::run(&engine, project, &q, now).await?),
+        InsightQuery::Funnels(q) => serde_json::to_value(funnels::run(&engine, project, &q, now).await?),
+        InsightQuery::Retention(q) => serde_json::to_value(retention::run(&engine, project, &q, now).await?),
     };
     result.map(Json).map_err(ApiError::internal)
 }
@@ -332,7 +369,8 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         .route(&format!("{p}/persons"), get(persons_handler))
         // One segment, two names in the documentation: a person id alone, a distinct id before
         // `/events` (the router takes one name per position).
-        .route(&format!("{p}/persons/{{id}}"), get(person_handler))
+        .route(&format!("{p}/persons/{{id}}"), get(person_handler).delete(delete_person_handler))
+        .route(&format!("{p}/person-deletions"), get(person_deletions_handler))
         .route(&format!("{p}/persons/{{id}}/events"), get(person_events_handler))
         .route(&format!("{p}/event-names"), get(event_names))
         .route(&format!("{p}/property-keys"), get(property_keys))

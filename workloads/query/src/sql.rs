@@ -21,6 +21,7 @@ pub enum Param {
     I64(i64),
     F64(f64),
     Strs(Vec<String>),
+    U64s(Vec<u64>),
 }
 
 /// A statement being built, with its parameters.
@@ -70,6 +71,11 @@ impl Sql {
         self.bind("Array(String)", Param::Strs(values))
     }
 
+    /// An `Array(UInt64)` parameter's placeholder.
+    pub fn u64s(&mut self, values: Vec<u64>) -> String {
+        self.bind("Array(UInt64)", Param::U64s(values))
+    }
+
     /// A point in time (milliseconds since the epoch) as a `DateTime64(3, 'UTC')` expression.
     pub fn millis(&mut self, ms: i64) -> String {
         let p = self.i64(ms);
@@ -98,9 +104,25 @@ impl Sql {
 #[derive(Debug, Clone)]
 pub struct EventsSource {
     pub read_final: bool,
+    /// The hashes of distinct ids whose events are being deleted (a pending person deletion):
+    /// every statement leaves them out.
+    pub excluded: std::sync::Arc<[u64]>,
 }
 
 impl EventsSource {
+    pub fn new(read_final: bool) -> Self {
+        Self { read_final, excluded: std::sync::Arc::from(Vec::new()) }
+    }
+
+    /// ` AND <the id's hash> NOT IN (the excluded ids)` when there are any; `hash` is the
+    /// distinct id's hash in the table read (`cityHash64(distinct_id)`, or a column holding it).
+    pub fn exclude(&self, sql: &mut Sql, hash: &str) {
+        if !self.excluded.is_empty() {
+            let ids = sql.u64s(self.excluded.to_vec());
+            sql.push(" AND ").push(hash).push(" NOT IN ").push(&ids);
+        }
+    }
+
     /// `FROM events [FINAL] WHERE project_id = {p:UInt64} AND timestamp >= … AND timestamp < …`:
     /// the start of every statement over events. The range is `[from_ms, to_ms)`.
     pub fn scoped(&self, sql: &mut Sql, project_id: u64, from_ms: Option<i64>, to_ms: Option<i64>) {
@@ -148,6 +170,8 @@ impl EventsSource {
             let p = sql.millis(to);
             sql.push(" AND timestamp < ").push(&p);
         }
+        // `events_by_person` holds the hash as `person`.
+        self.exclude(sql, if table == EVENTS_TABLE { "cityHash64(distinct_id)" } else { "person" });
     }
 }
 
@@ -219,7 +243,7 @@ mod tests {
     #[test]
     fn request_values_become_parameters_never_text() {
         let mut sql = Sql::new();
-        let source = EventsSource { read_final: true };
+        let source = EventsSource::new(true);
         sql.push("SELECT count()");
         source.scoped(&mut sql, 7, Some(1000), Some(2000));
         let evil = "x' OR 1=1 --";

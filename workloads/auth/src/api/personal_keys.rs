@@ -53,7 +53,10 @@ pub async fn create(
 ) -> ApiResult<Response> {
     validate::name("name", &req.name, true)?;
     if req.scopes.is_empty() {
-        return Err(ApiError::invalid("scopes", "must name at least one of query:read, insights:write"));
+        return Err(ApiError::invalid(
+            "scopes",
+            "must name at least one of query:read, insights:write, persons:delete",
+        ));
     }
     let mut scopes: Vec<&str> = req.scopes.iter().map(|p| p.as_str()).collect();
     scopes.sort_unstable();

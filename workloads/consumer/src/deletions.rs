@@ -1,0 +1,193 @@
+//! Person deletions (GDPR/CCPA), run by the consumer: the jobs the query service records in
+//! PostgreSQL's `person_deletions` remove every row of the person's distinct ids from ClickHouse —
+//! `events`, `events_by_person`, `person_property_ops`, `distinct_id_activity` and
+//! `person_overrides` — with lightweight deletes (rows are masked at once and dropped by the next
+//! merges: no rewrite of a large table), then the person's rows in PostgreSQL, then the job is
+//! marked done. The query service leaves the ids' events out of every answer from the request
+//! on, so the job's duration is not visible to analyses.
+//!
+//! One job at a time per consumer (`FOR UPDATE SKIP LOCKED`: replicas take different jobs); a
+//! failure is recorded on the job (`attempts`, `last_error`) and retried with backoff, and a
+//! restart resumes pending jobs. Deleting again what is gone is harmless, so a job interrupted
+//! between its statements is simply run again.
+
+use std::time::Duration;
+
+use cairn_common::clickhouse::{
+    DISTINCT_ID_ACTIVITY_TABLE, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE, PERSON_OVERRIDES_TABLE, PERSON_PROPERTY_OPS_TABLE,
+};
+use cairn_common::retry::Backoff;
+use cairn_common::telemetry::Heartbeat;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// How often pending jobs are looked for.
+const POLL: Duration = Duration::from_secs(2);
+/// How long one table's delete may take before it is abandoned (and the job retried).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The tables that hold distinct ids' rows, and the column holding an id's hash.
+const TABLES: [(&str, &str); 5] = [
+    (EVENTS_TABLE, "cityHash64(distinct_id)"),
+    (EVENTS_BY_PERSON_TABLE, "person"),
+    (PERSON_PROPERTY_OPS_TABLE, "id_hash"),
+    (DISTINCT_ID_ACTIVITY_TABLE, "id_hash"),
+    (PERSON_OVERRIDES_TABLE, "id_hash"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeletionError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("ClickHouse refused deleting from {table}: {source}")]
+    ClickHouse { table: &'static str, source: clickhouse::error::Error },
+    #[error("deleting from {table} took longer than {STATEMENT_TIMEOUT:?}")]
+    Timeout { table: &'static str },
+}
+
+pub struct DeletionMetrics {
+    pub done: Counter,
+    pub failures: Counter,
+}
+
+impl DeletionMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self { done: Counter::default(), failures: Counter::default() };
+        registry.register("cairn_person_deletions_done", "Person deletion jobs completed", m.done.clone());
+        registry.register(
+            "cairn_person_deletions_failures",
+            "Person deletion attempts that failed and will be retried",
+            m.failures.clone(),
+        );
+        m
+    }
+}
+
+pub struct DeletionWorker {
+    pub pool: PgPool,
+    pub clickhouse: clickhouse::Client,
+    pub metrics: std::sync::Arc<DeletionMetrics>,
+    pub heartbeat: Heartbeat,
+    pub retry: Backoff,
+}
+
+impl DeletionWorker {
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            self.heartbeat.beat();
+            let pause = match self.run_pending(&stop).await {
+                Ok(()) => {
+                    self.retry.reset();
+                    POLL
+                }
+                Err(e) => {
+                    self.metrics.failures.inc();
+                    let delay = self.retry.next_delay().max(POLL);
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "person deletion failed; retrying");
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Runs pending jobs until there are none (or a shutdown).
+    async fn run_pending(&mut self, stop: &CancellationToken) -> Result<(), DeletionError> {
+        while !stop.is_cancelled() {
+            self.heartbeat.beat();
+            let mut tx = self.pool.begin().await?;
+            let job: Option<(i64, i64, i64, Vec<String>)> = sqlx::query_as(
+                "SELECT id, project_id, person_id, distinct_ids FROM person_deletions WHERE status = 'pending' \
+                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((id, project, person, ids)) = job else {
+                return Ok(());
+            };
+            match self.delete(project, person, &ids, &mut tx).await {
+                Ok(()) => {
+                    sqlx::query(
+                        "UPDATE person_deletions SET status = 'done', finished_at = now(), attempts = attempts + 1, \
+                         last_error = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    self.metrics.done.inc();
+                    tracing::info!(deletion = id, project_id = project, ids = ids.len(), "person deleted");
+                }
+                Err(e) => {
+                    tx.rollback().await?;
+                    sqlx::query("UPDATE person_deletions SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(e.to_string())
+                        .execute(&self.pool)
+                        .await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        project: i64,
+        person: i64,
+        ids: &[String],
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), DeletionError> {
+        let hashes: Vec<u64> = ids.iter().map(|id| cairn_persons::id_hash(id)).collect();
+        for (table, hash) in TABLES {
+            let statement = self
+                .clickhouse
+                .query(&format!("DELETE FROM {table} WHERE project_id = ? AND {hash} IN ?"))
+                .bind(project as u64)
+                .bind(&hashes)
+                .with_setting("lightweight_deletes_sync", "2")
+                .execute();
+            // A delete on a large table takes a while: the loop is alive while it runs (liveness
+            // beats), and a statement that never ends is abandoned and retried.
+            let statement = tokio::time::timeout(STATEMENT_TIMEOUT, statement);
+            tokio::pin!(statement);
+            let mut beat = tokio::time::interval(Duration::from_secs(5));
+            let result = loop {
+                tokio::select! {
+                    r = &mut statement => break r,
+                    _ = beat.tick() => self.heartbeat.beat(),
+                }
+            };
+            match result {
+                Ok(r) => r.map_err(|source| DeletionError::ClickHouse { table, source })?,
+                Err(_) => return Err(DeletionError::Timeout { table }),
+            }
+        }
+        // PostgreSQL: the ids, the person, and the decisions that named them.
+        sqlx::query("DELETE FROM person_distinct_ids WHERE project_id = $1 AND distinct_id = ANY($2)")
+            .bind(project)
+            .bind(ids)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM persons p WHERE p.project_id = $1 AND p.id = $2 AND NOT EXISTS \
+             (SELECT 1 FROM person_distinct_ids d WHERE d.project_id = p.project_id AND d.person_id = p.id)",
+        )
+        .bind(project)
+        .bind(person)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM identity_decisions WHERE project_id = $1 AND (target = ANY($2) OR source = ANY($2))")
+            .bind(project)
+            .bind(ids)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
