@@ -90,6 +90,37 @@ describe('PersonPage', () => {
     expect(calls.filter((c) => c.method === 'DELETE')).toHaveLength(1);
   });
 
+  it('exports a person as a JSON download', async () => {
+    const detail: PersonDetail = { ...person(6), event_count: 1, recent_events: [] };
+    const doc = { person: person(6), events: [] };
+    stubFetch(async (c) => {
+      if (c.path === `/api/v1/projects/3/persons/${detail.id}/export`) return json(200, doc);
+      if (c.path === `/api/v1/projects/3/persons/${detail.id}`) return json(200, detail);
+      return undefined;
+    });
+    const created: Blob[] = [];
+    class DownloadURL extends URL {
+      static override createObjectURL(b: Blob) {
+        created.push(b);
+        return 'blob:x';
+      }
+      static override revokeObjectURL() {}
+    }
+    vi.stubGlobal('URL', DownloadURL);
+    const click = vi.spyOn(HTMLAnchorElement.prototype, 'click').mockImplementation(() => {});
+    const user = userEvent.setup();
+    renderAt(<PersonPage />, { url: `/project/3/persons/${detail.id}`, path: '/project/:projectId/persons/:personId' });
+    await user.click(await screen.findByRole('button', { name: 'Export JSON' }));
+    await waitFor(() => expect(click).toHaveBeenCalled());
+    const text = await new Promise<string>((resolve) => {
+      const r = new FileReader();
+      r.onload = () => resolve(String(r.result));
+      r.readAsText(created[0]!);
+    });
+    expect(JSON.parse(text)).toEqual(doc);
+    click.mockRestore();
+  });
+
   it('shows a missing person as not found', async () => {
     stubFetch(async () => json(404, { error: 'not_found', message: 'no such person in this project' }));
     renderAt(<PersonPage />, { url: '/project/3/persons/1', path: '/project/:projectId/persons/:personId' });

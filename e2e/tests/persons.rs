@@ -760,6 +760,20 @@ async fn person_properties_filter_and_break_down_analyses() -> Result<()> {
     assert_eq!(one["event_count"].as_u64(), Some(theirs as u64), "{one}");
     assert_eq!(one["recent_events"].as_array().map(Vec::len), Some(theirs), "{one}");
     assert_eq!(one["properties"], want[&vec!["anon-4".to_string(), "user-4".to_string()]]);
+    // The export: the person and every event of both ids, oldest first.
+    let url = query.url(&format!("/api/v1/projects/{project}/persons/{id}/export"));
+    let resp = reqwest::Client::new().get(&url).bearer_auth(&account.access_token).send().await?;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-disposition"].to_str()?.contains(&format!("person-{id}.json")));
+    let export: Value = resp.json().await?;
+    assert_eq!(export["person"]["distinct_ids"], json!(["anon-4", "user-4"]));
+    assert_eq!(export["person"]["properties"], one["properties"]);
+    let events = export["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), theirs, "{export}");
+    let times: Vec<String> = events.iter().map(|e| e["timestamp"].as_str().unwrap_or("").to_string()).collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "oldest first");
     let url = query.url(&format!("/api/v1/projects/{project}/persons/12345"));
     let (status, _) = call("GET", &url, Some(&account.access_token), None).await?;
     assert_eq!(status, 404);

@@ -6,7 +6,7 @@
 //!   sending to Cairn unchanged).
 //! - sdks/web: vitest (unit tests), the package build (ESM, CommonJS, declarations, browser
 //!   bundle), then a real Chromium driven by playwright-core (the web SDK's browser bundle and
-//!   PostHog's posthog-js sending from a page).
+//!   PostHog's posthog-js sending from a page; its identify and alias calls end as one person).
 //!
 //! Every suite reads the same variables: CAIRN_CAPTURE_URL, CAIRN_API_KEY, CAIRN_PROJECT_ID,
 //! CAIRN_CLICKHOUSE_URL, CAIRN_CLICKHOUSE_DATABASE. `stack/sdks.sh install` provides Chromium,
@@ -14,7 +14,7 @@
 
 use std::process::{Command, Stdio};
 
-use cairn_e2e::{repo_root, tools_dir, Pipeline, Service, TestClickHouse, TestKafka};
+use cairn_e2e::{repo_root, tools_dir, Pipeline, Service, TestClickHouse, TestKafka, TestPostgres};
 
 struct Suite {
     _capture: Service,
@@ -25,7 +25,13 @@ struct Suite {
 async fn pipeline(key: &str, project: u64) -> Suite {
     let kafka = TestKafka::shared().unwrap();
     let ch = TestClickHouse::shared().unwrap();
-    let p = Pipeline::new(&kafka, &ch, &format!("{key}={project}"));
+    // Persons too: the SDKs' identity calls must end as one person.
+    let pg = TestPostgres::shared().unwrap();
+    let url = pg.fresh_database("sdks").await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    cairn_postgres::migrate(&pool).await.unwrap();
+    let mut p = Pipeline::new(&kafka, &ch, &format!("{key}={project}"));
+    p.persons(&url);
     let consumer = p.consumer().await.unwrap();
     let capture = p.capture().await.unwrap();
     let env = vec![

@@ -50,6 +50,13 @@ impl Backfills {
     ) -> Result<Vec<BackfillStatus>, MigrationError> {
         let ch = client(cfg);
         let pending = pending_backfills(&ch).await?;
+        // One copy at a time, in migration order: each reads the whole events table, and two at
+        // once would double the load on ClickHouse for no sooner end.
+        let mut busy = self
+            .runs
+            .lock()
+            .map(|r| pending.iter().any(|b| matches!(r.get(&b.query_id), Some(Run::Running { .. }))))
+            .unwrap_or(true);
         let mut out = Vec::new();
         for b in pending {
             let run = self.runs.lock().ok().and_then(|r| r.get(&b.query_id).cloned());
@@ -71,7 +78,12 @@ impl Backfills {
                 _ if !leadership.is_leader() => {
                     status.state = "Pending".into();
                 }
+                _ if busy => {
+                    status.state = "Pending".into();
+                    status.message = Some("waits for the copy before it".into());
+                }
                 _ => {
+                    busy = true;
                     metrics.backfills_started.inc();
                     self.start(ch.clone(), b.clone(), now.to_string());
                     status.state = "Running".into();

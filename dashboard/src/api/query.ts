@@ -61,3 +61,7 @@ export const getPerson = (projectId: number, personId: string, signal?: AbortSig
 
 export const deletePerson = (projectId: number, personId: string) =>
   api<PersonDeletion>(`${base(projectId)}/persons/${encodeURIComponent(personId)}`, { method: 'DELETE' });
+
+/** Everything stored about a person (their properties and every event), as the API's JSON document. */
+export const exportPerson = (projectId: number, personId: string) =>
+  api<unknown>(`${base(projectId)}/persons/${encodeURIComponent(personId)}/export`);

@@ -1,7 +1,7 @@
 import { Fragment, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, useNavigate, useParams } from 'react-router';
-import { deletePerson, getPerson } from '../api/query';
+import { deletePerson, exportPerson, getPerson } from '../api/query';
 import { ConfirmDialog } from '../components/Modal';
 import { PageHeader } from '../components/PageHeader';
 import { Empty, ErrorState, FormError, Loading } from '../components/States';
@@ -22,6 +22,18 @@ export function PersonPage() {
   const queryClient = useQueryClient();
   const navigate = useNavigate();
   const [confirming, setConfirming] = useState(false);
+  const download = useMutation({
+    mutationFn: () => exportPerson(project.id, personId),
+    onSuccess: (doc) => {
+      const blob = new Blob([JSON.stringify(doc, null, 2)], { type: 'application/json' });
+      const url = URL.createObjectURL(blob);
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = `person-${personId}.json`;
+      a.click();
+      URL.revokeObjectURL(url);
+    },
+  });
   const remove = useMutation({
     mutationFn: () => deletePerson(project.id, personId),
     onSuccess: () => {
@@ -49,10 +61,14 @@ export function PersonPage() {
     <div className="page page-person">
       <PageHeader title={personName(p)}>
         {back}
+        <button type="button" className="btn btn-small" onClick={() => download.mutate()} disabled={download.isPending}>
+          {download.isPending ? 'Exporting…' : 'Export JSON'}
+        </button>
         <button type="button" className="btn btn-danger btn-small" onClick={() => setConfirming(true)}>
           Delete person
         </button>
       </PageHeader>
+      {download.error ? <FormError error={download.error} /> : null}
       {confirming ? (
         <ConfirmDialog
           title="Delete this person?"

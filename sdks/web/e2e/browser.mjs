@@ -44,6 +44,23 @@ async function rows(where) {
   });
 }
 
+/** Polls a statement until `ok(rows)` holds (60 s at most); returns whether it did. */
+async function waitSql(what, sql, ok, timeoutMs = 60_000) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < timeoutMs) {
+    const res = await fetch(`${CH}/?database=${encodeURIComponent(DB)}`, { method: 'POST', body: `${sql} FORMAT JSONEachRow` });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`ClickHouse: ${res.status} ${text}`);
+    if (ok(text.split('\n').filter(Boolean).map((l) => JSON.parse(l)))) {
+      console.log(`  ✓ ${what} after ${Date.now() - t0} ms`);
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  console.log(`  ✗ ${what}: not within ${timeoutMs} ms`);
+  return false;
+}
+
 /** Polls until `where` matches `n` rows (the consumer batches for a moment); returns them. */
 async function waitRows(what, where, n, timeoutMs = 60_000) {
   const t0 = Date.now();
@@ -300,6 +317,17 @@ await scenario("PostHog's posthog-js sends to Cairn unchanged", async () => {
   const [identify] = await waitRows('posthog-js $identify', `event = '$identify' AND distinct_id = 'posthog-user-1'`, 1);
   assert.equal(identify.properties.$anon_distinct_id, anon);
   await waitRows('posthog-js $pageview', `event = '$pageview' AND distinct_id = '${anon}'`, 1);
+  // identify then alias: the anonymous id, the user id and the alias are one person (the user's):
+  // Cairn's persons pipeline moves the other two to it.
+  await p.evaluate(() => window.posthog.alias('posthog-alias-1'));
+  await waitRows('posthog-js $create_alias', `event = '$create_alias' AND distinct_id = 'posthog-user-1'`, 1);
+  const moved = await waitSql(
+    'the anonymous id and the alias joined the user',
+    `SELECT count() AS n FROM (SELECT id_hash, argMax(person_id, version) AS p FROM person_overrides WHERE project_id = ${PROJECT}
+       AND id_hash IN (cityHash64('${anon}'), cityHash64('posthog-alias-1')) GROUP BY id_hash) WHERE p = cityHash64('posthog-user-1')`,
+    (r) => Number(r[0]?.n) === 2,
+  );
+  assert.ok(moved);
   await context.close();
 });
 

@@ -245,3 +245,97 @@ mod tests {
         assert!(sql.text().contains("LEFT JOIN (SELECT id_hash, argMax(person_id, version)"));
     }
 }
+
+/// Events per statement of an export.
+const EXPORT_PAGE: usize = 10_000;
+
+/// Everything stored about a person (GDPR/CCPA access and portability), as one JSON document:
+/// `{"person": {id, distinct_ids, properties, first_seen, last_seen}, "events": [every event of
+/// every id, oldest first]}`. Streamed: the events are read in pages of 10,000 (each page one
+/// bounded statement, resuming after the last event's time and uuid), so memory does not grow with
+/// the person's history.
+pub async fn export(engine: &Engine, project_id: u64, person_id: &str) -> Result<axum::response::Response, ApiError> {
+    let detail = get(engine, project_id, person_id).await?;
+    let head = serde_json::to_string(&serde_json::json!({ "person": detail.person }))
+        .map_err(|e| ApiError::internal(format!("encoding a person: {e}")))?;
+    // `{"person":{…}` then `,"events":[` … `]}`.
+    let head = head
+        .strip_suffix('}')
+        .ok_or_else(|| ApiError::internal("a person encoded as something else than an object"))?;
+    let head = format!("{head},\"events\":[");
+    let ids = detail.person.distinct_ids.clone();
+    let (engine, id) = (engine.clone(), detail.person.id.clone());
+    struct Page {
+        after: Option<(i64, String)>,
+        first: bool,
+        done: bool,
+    }
+    let pages = futures::stream::unfold(Page { after: None, first: true, done: false }, move |mut state| {
+        let (engine, ids, id) = (engine.clone(), ids.clone(), id.clone());
+        async move {
+            if state.done {
+                return None;
+            }
+            let mut sql = Sql::new();
+            let ids_p = sql.strs(ids);
+            sql.push("SELECT toString(uuid) AS event_uuid, toString(event) AS event_name, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts");
+            engine.source.scoped_in(&mut sql, EVENTS_TABLE, project_id, None, None);
+            sql.push(" AND cityHash64(distinct_id) IN (SELECT cityHash64(arrayJoin(").push(&ids_p).push(")))");
+            if let Some((ts, uuid)) = &state.after {
+                let t = sql.millis(*ts);
+                let u = sql.str(uuid.clone());
+                sql.push(" AND (timestamp > ")
+                    .push(&t)
+                    .push(" OR (timestamp = ")
+                    .push(&t)
+                    .push(" AND uuid > toUUID(")
+                    .push(&u)
+                    .push(")))");
+            }
+            sql.push(" ORDER BY timestamp, uuid LIMIT ").push(&EXPORT_PAGE.to_string());
+            let rows: Vec<EventRowOut> = match engine.fetch_all(&sql).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // The status is sent already: end the body early, which the client sees as
+                    // a truncated document (invalid JSON), never as a complete one.
+                    tracing::error!(person = %id, error = %e.message, "person export failed midway");
+                    return Some((Err(std::io::Error::other(e.message)), Page { done: true, ..state }));
+                }
+            };
+            let mut chunk = String::new();
+            for r in &rows {
+                if !state.first {
+                    chunk.push(',');
+                }
+                state.first = false;
+                let item = EventItem {
+                    uuid: r.event_uuid.clone(),
+                    event: r.event_name.clone(),
+                    distinct_id: r.distinct_id.clone(),
+                    properties: json_object(&r.properties),
+                    timestamp: iso(r.ts),
+                };
+                match serde_json::to_string(&item) {
+                    Ok(text) => chunk.push_str(&text),
+                    Err(e) => return Some((Err(std::io::Error::other(e)), Page { done: true, ..state })),
+                }
+            }
+            state.after = rows.last().map(|r| (r.ts, r.event_uuid.clone()));
+            if rows.len() < EXPORT_PAGE {
+                chunk.push_str("]}");
+                state.done = true;
+            }
+            Some((Ok(bytes::Bytes::from(chunk)), state))
+        }
+    });
+    let body =
+        futures::StreamExt::chain(futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))]), pages);
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .header(
+            axum::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"person-{}.json\"", detail.person.id),
+        )
+        .body(axum::body::Body::from_stream(body))
+        .map_err(|e| ApiError::internal(format!("building the export: {e}")))
+}

@@ -36,6 +36,7 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{project_id}/persons"),
     ("get", "/api/v1/projects/{project_id}/persons/{person_id}"),
     ("delete", "/api/v1/projects/{project_id}/persons/{person_id}"),
+    ("get", "/api/v1/projects/{project_id}/persons/{person_id}/export"),
     ("get", "/api/v1/projects/{project_id}/person-deletions"),
     ("get", "/api/v1/projects/{project_id}/persons/{distinct_id}/events"),
     ("get", "/api/v1/projects/{project_id}/event-names"),
@@ -181,6 +182,17 @@ async fn delete_person_handler(
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let job = deletions::request(&engine, &s.pg, project, &person_id, caller.user_id()).await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// Everything stored about a person, as a JSON document (streamed).
+async fn export_person_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, person_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
+    persons_api::export(&engine, project, &person_id).await
 }
 
 async fn person_deletions_handler(
@@ -370,6 +382,7 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         // One segment, two names in the documentation: a person id alone, a distinct id before
         // `/events` (the router takes one name per position).
         .route(&format!("{p}/persons/{{id}}"), get(person_handler).delete(delete_person_handler))
+        .route(&format!("{p}/persons/{{id}}/export"), get(export_person_handler))
         .route(&format!("{p}/person-deletions"), get(person_deletions_handler))
         .route(&format!("{p}/persons/{{id}}/events"), get(person_events_handler))
         .route(&format!("{p}/event-names"), get(event_names))
