@@ -229,23 +229,6 @@ struct CountRow {
     n: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_list_binds_what_the_caller_gives() {
-        let evil = "x') OR 1=1 --";
-        let mut sql = Sql::new();
-        persons_select(&mut sql, &EventsSource::new(true), 7);
-        let q = sql.str(evil);
-        sql.push(" AND has(a.ids, ").push(&q).push(")");
-        assert!(!sql.text().contains(evil));
-        assert!(sql.text().contains("FROM distinct_id_activity WHERE project_id = {p"));
-        assert!(sql.text().contains("LEFT JOIN (SELECT id_hash, argMax(person_id, version)"));
-    }
-}
-
 /// Events per statement of an export.
 const EXPORT_PAGE: usize = 10_000;
 
@@ -338,4 +321,21 @@ pub async fn export(engine: &Engine, project_id: u64, person_id: &str) -> Result
         )
         .body(axum::body::Body::from_stream(body))
         .map_err(|e| ApiError::internal(format!("building the export: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_binds_what_the_caller_gives() {
+        let evil = "x') OR 1=1 --";
+        let mut sql = Sql::new();
+        persons_select(&mut sql, &EventsSource::new(true), 7);
+        let q = sql.str(evil);
+        sql.push(" AND has(a.ids, ").push(&q).push(")");
+        assert!(!sql.text().contains(evil));
+        assert!(sql.text().contains("FROM distinct_id_activity WHERE project_id = {p"));
+        assert!(sql.text().contains("LEFT JOIN (SELECT id_hash, argMax(person_id, version)"));
+    }
 }
