@@ -927,3 +927,101 @@ async fn a_deleted_person_leaves_every_answer_at_once_and_clickhouse_after_the_j
     assert!(consumer.metric("cairn_person_deletions_done_total").await? >= 1.0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_project_deletes_its_events_and_persons_and_catches_stragglers() -> Result<()> {
+    use cairn_e2e::{sign_up, unique};
+    use std::collections::HashMap;
+
+    let kafka = TestKafka::shared()?;
+    let ch = TestClickHouse::shared()?;
+    let pg = TestPostgres::shared()?;
+    let url = pg.fresh_database("project_delete").await?;
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("CAIRN_POSTGRES_URL".into(), url.clone());
+    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
+    env.insert("CAIRN_INTERNAL_TOKEN".into(), "persons-internal-token".into());
+    let auth = Service::start("auth", &env).await?;
+    auth.wait_ready(Duration::from_secs(60)).await?;
+    let account = sign_up(&auth, &format!("{}@persons.example", unique("proj"))).await?;
+    let pool = PgPool::connect(&url).await?;
+    let project = account.project_id;
+    // A second project (a static key, not in PostgreSQL) whose events must all stay.
+    let mut p = Pipeline::new(&kafka, &ch, &format!("phc_gone={project},phc_kept=999999"));
+    p.persons(&url).set("CAIRN_CONSUMER_PROJECT_DELETION_REPEAT_MS", "10000");
+    let consumer = p.consumer().await?;
+    let capture = p.capture().await?;
+    let db = ch.db(&p.database);
+
+    let batch = |n: usize| -> Vec<Value> {
+        let mut v: Vec<Value> =
+            (0..n).map(|i| ev("pageview", &format!("anon-{i}"), json!({"$set": {"plan": "pro"}}))).collect();
+        v.push(ev("$identify", "user-0", json!({"$anon_distinct_id": "anon-0"})));
+        v
+    };
+    send(&capture, "phc_gone", &batch(30)).await?;
+    send(&capture, "phc_kept", &batch(20)).await?;
+    let count = |project: i64, table: &'static str| {
+        let db = db.clone();
+        async move {
+            db.scalar(&format!("SELECT count() FROM {table} WHERE project_id = {project}")).await.unwrap_or(u64::MAX)
+        }
+    };
+    wait_until("both projects stored, with persons", Duration::from_secs(60), || async {
+        count(project, "events").await == 31
+            && count(999_999, "events").await == 21
+            && count(project, "person_overrides").await == 1
+            && count(project, "person_property_ops").await == 30
+    })
+    .await?;
+
+    let (status, body) =
+        cairn_e2e::call("DELETE", &auth.url(&format!("/api/v1/projects/{project}")), Some(&account.access_token), None)
+            .await?;
+    assert_eq!(status, 204, "{body}");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM project_deletions WHERE project_id = $1")
+        .bind(project)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(jobs, 1, "the trigger records the job");
+    let tables = ["events", "events_by_person", "person_property_ops", "distinct_id_activity", "person_overrides"];
+    let passes = || async {
+        sqlx::query_scalar::<_, i32>("SELECT passes FROM project_deletions WHERE project_id = $1")
+            .bind(project)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0)
+    };
+    wait_until("the first pass", Duration::from_secs(60), || async { passes().await >= 1 })
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", consumer.log_tail()))?;
+    for t in tables {
+        assert_eq!(count(project, t).await, 0, "{t} after the first pass");
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM person_distinct_ids WHERE project_id = $1")
+        .bind(project)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(left, 0);
+    // A straggler: capture still held the key (here, a static one), or Kafka still held events.
+    send(&capture, "phc_gone", &batch(4)).await?;
+    wait_until("the stragglers stored", Duration::from_secs(30), || async {
+        count(project, "events").await == 5 && count(project, "person_overrides").await == 1
+    })
+    .await?;
+    assert!(passes().await < 2, "the second pass is 10 s after the first");
+    wait_until("the second pass", Duration::from_secs(60), || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM project_deletions WHERE project_id = $1")
+            .bind(project)
+            .fetch_one(&pool)
+            .await
+            .map(|s| s == "done")
+            .unwrap_or(false)
+    })
+    .await?;
+    for t in tables {
+        assert_eq!(count(project, t).await, 0, "{t} after the second pass");
+    }
+    assert_eq!(count(999_999, "events").await, 21, "the other project's events are all there");
+    Ok(())
+}

@@ -49,8 +49,11 @@ pub struct ConsumerConfig {
     pub topic_partitions: i32,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
-    /// `CAIRN_CONSUMER_PERSONS`: run the persons pipeline (then `postgres` says where).
+    /// `CAIRN_CONSUMER_PERSONS`: run the persons pipeline and the deletion jobs (then `postgres`
+    /// says where).
     pub persons: bool,
+    /// `CAIRN_CONSUMER_PROJECT_DELETION_REPEAT_MS`: the delay before a deleted project's second pass.
+    pub project_deletion_repeat: Duration,
     /// `CAIRN_POSTGRES_URL` and `CAIRN_POSTGRES_MAX_CONNECTIONS` (the persons pipeline's; auth
     /// and query apply the schema).
     pub postgres: PostgresConfig,
@@ -82,6 +85,7 @@ impl ConsumerConfig {
             kafka: KafkaConfig::from_source(env)?,
             clickhouse: ClickHouseConfig::from_source(env)?,
             persons: CONSUMER_PERSONS.bool(env)?,
+            project_deletion_repeat: CONSUMER_PROJECT_DELETION_REPEAT_MS.millis(env)?,
             postgres: PostgresConfig {
                 url: SecretString::from(POSTGRES_URL.string(env)),
                 max_connections: POSTGRES_MAX_CONNECTIONS.parse(env)?,

@@ -1,10 +1,15 @@
-//! Person deletions (GDPR/CCPA), run by the consumer: the jobs the query service records in
+//! Person and project deletions (GDPR/CCPA), run by the consumer. Persons: the jobs the query service records in
 //! PostgreSQL's `person_deletions` remove every row of the person's distinct ids from ClickHouse —
 //! `events`, `events_by_person`, `person_property_ops`, `distinct_id_activity` and
 //! `person_overrides` — with lightweight deletes (rows are masked at once and dropped by the next
 //! merges: no rewrite of a large table), then the person's rows in PostgreSQL, then the job is
 //! marked done. The query service leaves the ids' events out of every answer from the request
 //! on, so the job's duration is not visible to analyses.
+//!
+//! Projects: a deleted project's job (`project_deletions`, recorded by a trigger whichever way the
+//! project row went) removes the project's rows from the same tables and its persons from
+//! PostgreSQL, twice: the second pass takes what capture accepted within its key cache or Kafka
+//! still held at the first.
 //!
 //! One job at a time per consumer (`FOR UPDATE SKIP LOCKED`: replicas take different jobs); a
 //! failure is recorded on the job (`attempts`, `last_error`) and retried with backoff, and a
@@ -71,13 +76,19 @@ pub struct DeletionWorker {
     pub metrics: std::sync::Arc<DeletionMetrics>,
     pub heartbeat: Heartbeat,
     pub retry: Backoff,
+    /// The delay before a deleted project's second pass.
+    pub project_repeat: Duration,
 }
 
 impl DeletionWorker {
     pub async fn run(mut self, stop: CancellationToken) {
         loop {
             self.heartbeat.beat();
-            let pause = match self.run_pending(&stop).await {
+            let result = match self.run_pending(&stop).await {
+                Ok(()) => self.run_projects(&stop).await,
+                Err(e) => Err(e),
+            };
+            let pause = match result {
                 Ok(()) => {
                     self.retry.reset();
                     POLL
@@ -137,6 +148,102 @@ impl DeletionWorker {
         Ok(())
     }
 
+    /// Runs the due passes of deleted projects' jobs until there are none (or a shutdown).
+    async fn run_projects(&mut self, stop: &CancellationToken) -> Result<(), DeletionError> {
+        while !stop.is_cancelled() {
+            self.heartbeat.beat();
+            let mut tx = self.pool.begin().await?;
+            let job: Option<(i64, i64, i32)> = sqlx::query_as(
+                "SELECT id, project_id, passes FROM project_deletions WHERE status = 'pending' AND not_before <= now() \
+                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((id, project, passes)) = job else {
+                return Ok(());
+            };
+            let result = async {
+                for (table, _) in TABLES {
+                    self.clickhouse_delete(table, "project_id = ?", |q| q.bind(project as u64)).await?;
+                }
+                for statement in [
+                    "DELETE FROM person_distinct_ids WHERE project_id = $1",
+                    "DELETE FROM persons WHERE project_id = $1",
+                    "DELETE FROM identity_decisions WHERE project_id = $1",
+                    "DELETE FROM person_overrides_outbox WHERE project_id = $1",
+                ] {
+                    sqlx::query(statement).bind(project).execute(&mut *tx).await?;
+                }
+                Ok::<(), DeletionError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    let last = passes + 1 >= 2;
+                    sqlx::query(
+                        "UPDATE project_deletions SET passes = passes + 1, attempts = attempts + 1, last_error = NULL, \
+                         status = CASE WHEN $2 THEN 'done' ELSE 'pending' END, \
+                         finished_at = CASE WHEN $2 THEN now() ELSE NULL END, \
+                         not_before = now() + make_interval(secs => $3) WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(last)
+                    .bind(self.project_repeat.as_secs_f64())
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    if last {
+                        self.metrics.done.inc();
+                    }
+                    tracing::info!(
+                        deletion = id,
+                        project_id = project,
+                        pass = passes + 1,
+                        "deleted project's rows removed"
+                    );
+                }
+                Err(e) => {
+                    tx.rollback().await?;
+                    sqlx::query("UPDATE project_deletions SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(e.to_string())
+                        .execute(&self.pool)
+                        .await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `DELETE FROM {table} WHERE {condition}` (its `?` bound by `bind`), waited for, with
+    /// liveness beats while it runs and a time limit.
+    async fn clickhouse_delete(
+        &self,
+        table: &'static str,
+        condition: &str,
+        bind: impl FnOnce(clickhouse::query::Query) -> clickhouse::query::Query,
+    ) -> Result<(), DeletionError> {
+        let statement = bind(self.clickhouse.query(&format!("DELETE FROM {table} WHERE {condition}")))
+            .with_setting("lightweight_deletes_sync", "2")
+            .execute();
+        // A delete on a large table takes a while: the loop is alive while it runs (liveness
+        // beats), and a statement that never ends is abandoned and retried.
+        let statement = tokio::time::timeout(STATEMENT_TIMEOUT, statement);
+        tokio::pin!(statement);
+        let mut beat = tokio::time::interval(Duration::from_secs(5));
+        let result = loop {
+            tokio::select! {
+                r = &mut statement => break r,
+                _ = beat.tick() => self.heartbeat.beat(),
+            }
+        };
+        match result {
+            Ok(r) => r.map_err(|source| DeletionError::ClickHouse { table, source }),
+            Err(_) => Err(DeletionError::Timeout { table }),
+        }
+    }
+
     async fn delete(
         &self,
         project: i64,
@@ -146,28 +253,10 @@ impl DeletionWorker {
     ) -> Result<(), DeletionError> {
         let hashes: Vec<u64> = ids.iter().map(|id| cairn_persons::id_hash(id)).collect();
         for (table, hash) in TABLES {
-            let statement = self
-                .clickhouse
-                .query(&format!("DELETE FROM {table} WHERE project_id = ? AND {hash} IN ?"))
-                .bind(project as u64)
-                .bind(&hashes)
-                .with_setting("lightweight_deletes_sync", "2")
-                .execute();
-            // A delete on a large table takes a while: the loop is alive while it runs (liveness
-            // beats), and a statement that never ends is abandoned and retried.
-            let statement = tokio::time::timeout(STATEMENT_TIMEOUT, statement);
-            tokio::pin!(statement);
-            let mut beat = tokio::time::interval(Duration::from_secs(5));
-            let result = loop {
-                tokio::select! {
-                    r = &mut statement => break r,
-                    _ = beat.tick() => self.heartbeat.beat(),
-                }
-            };
-            match result {
-                Ok(r) => r.map_err(|source| DeletionError::ClickHouse { table, source })?,
-                Err(_) => return Err(DeletionError::Timeout { table }),
-            }
+            self.clickhouse_delete(table, &format!("project_id = ? AND {hash} IN ?"), |q| {
+                q.bind(project as u64).bind(&hashes)
+            })
+            .await?;
         }
         // PostgreSQL: the ids, the person, and the decisions that named them.
         sqlx::query("DELETE FROM person_distinct_ids WHERE project_id = $1 AND distinct_id = ANY($2)")

@@ -97,6 +97,7 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
             metrics: deletion_metrics,
             heartbeat: health.liveness("person deletions", cfg.liveness_deadline),
             retry: Backoff::new(cfg.retry_initial, cfg.retry_max),
+            project_repeat: cfg.project_deletion_repeat,
         };
         tokio::spawn(worker.run(shutdown.clone()));
         let pipeline = PersonsPipeline {

@@ -120,6 +120,7 @@ catalogue! {
     CONSUMER_SESSION_TIMEOUT_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_SESSION_TIMEOUT_MS", "10000", "how soon the group notices a dead consumer");
     CONSUMER_MAX_POLL_INTERVAL_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_MAX_POLL_INTERVAL_MS", "600000", "a consumer retrying longer than this leaves the group");
     CONSUMER_PERSONS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_PERSONS", "true", "decide identity events (`$identify`, `$create_alias`, `$merge_dangerously`) in PostgreSQL, in a second consumer group (`<CAIRN_CONSUMER_GROUP>-persons`), and copy the distinct ids they move to ClickHouse's `person_overrides`; `false`: identity events wait in Kafka, undecided (decisions made so far stay)");
+    CONSUMER_PROJECT_DELETION_REPEAT_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_PROJECT_DELETION_REPEAT_MS", "300000", "a deleted project's rows are deleted twice, this long apart: the second pass takes what capture accepted within its key cache or Kafka still held at the first");
     CONSUMER_MIGRATE = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_MIGRATE", "true", "apply ClickHouse migrations and the TTL at start");
 
     // PostgreSQL.
