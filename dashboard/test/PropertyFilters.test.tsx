@@ -3,7 +3,7 @@ import { screen, waitFor } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { PropertyFilter } from '../src/api/types';
-import { filterValue, PropertyFilters, withOperator } from '../src/components/PropertyFilters';
+import { BreakdownKind, filterValue, PropertyFilters, withOperator } from '../src/components/PropertyFilters';
 import { completeFilters } from '../src/queries';
 import { json, renderAt, stubFetch } from './helpers';
 
@@ -60,6 +60,27 @@ describe('PropertyFilters', () => {
 
     await user.selectOptions(screen.getByLabelText('Filter 1 operator'), 'is_not');
     expect(last(onChange)).toEqual([{ key: '$browser', operator: 'is_not', value: 'Chrome' }]);
+  });
+
+  it("filters by the person's property when asked, and keeps that through operator changes", async () => {
+    pickers();
+    const onChange = vi.fn();
+    const user = userEvent.setup();
+    renderAt(<Harness initial={[{ key: 'plan', operator: 'exact', value: 'pro' }]} onChange={onChange} />);
+    await user.selectOptions(screen.getByLabelText('Filter 1 applies to'), 'person');
+    expect(last(onChange)).toEqual([{ key: 'plan', operator: 'exact', value: 'pro', type: 'person' }]);
+    await user.selectOptions(screen.getByLabelText('Filter 1 operator'), 'is_set');
+    expect(last(onChange)).toEqual([{ key: 'plan', operator: 'is_set', type: 'person' }]);
+    await user.selectOptions(screen.getByLabelText('Filter 1 applies to'), 'event');
+    expect(last(onChange)).toEqual([{ key: 'plan', operator: 'is_set' }]);
+  });
+
+  it("reads a breakdown of the person's property", async () => {
+    const onChange = vi.fn();
+    const user = userEvent.setup();
+    renderAt(<BreakdownKind value={undefined} onChange={onChange} />);
+    await user.selectOptions(screen.getByLabelText('Breakdown property of'), 'person');
+    expect(onChange).toHaveBeenLastCalledWith('person');
   });
 
   it('reads numbers for numeric operators and drops the value for is_set', async () => {

@@ -108,3 +108,19 @@ export function PropertyFilters({ value, onChange, event, label = 'Filters', add
     </div>
   );
 }
+
+/** Whose property a breakdown reads: the event's or its person's. */
+export function BreakdownKind({ value, onChange }: { value: PropertyKind | undefined; onChange: (kind: PropertyKind) => void }) {
+  const id = useId();
+  return (
+    <div className="field">
+      <label className="visually-hidden" htmlFor={id}>
+        Breakdown property of
+      </label>
+      <select id={id} value={value ?? 'event'} onChange={(e) => onChange(e.target.value as PropertyKind)}>
+        <option value="event">of the event</option>
+        <option value="person">of the person</option>
+      </select>
+    </div>
+  );
+}

@@ -6,7 +6,7 @@ import { ComboInput } from '../components/ComboInput';
 import { DateRangePicker } from '../components/DateRangePicker';
 import { InsightHeader } from '../components/InsightHeader';
 import { EventPicker, PropertyKeyPicker } from '../components/Pickers';
-import { PropertyFilters } from '../components/PropertyFilters';
+import { BreakdownKind, PropertyFilters } from '../components/PropertyFilters';
 import { Results } from '../components/Results';
 import { Empty } from '../components/States';
 import { defaultFunnels, funnelsRequest, sanitizeFunnels } from '../queries';
@@ -126,6 +126,15 @@ export function FunnelsPage() {
             placeholder="None"
             onChange={(property) => set({ breakdown: property ? { ...(q.breakdown ?? {}), property } : null })}
           />
+          {q.breakdown ? (
+            <BreakdownKind
+              value={q.breakdown.type}
+              onChange={(kind) => {
+                const { type: _old, ...rest } = q.breakdown!;
+                set({ breakdown: kind === 'person' ? { ...rest, type: kind } : rest });
+              }}
+            />
+          ) : null}
           {q.breakdown ? (
             <button type="button" className="btn btn-small" onClick={() => set({ breakdown: null })}>
               Remove breakdown

@@ -7,7 +7,7 @@ import { ComboInput } from '../components/ComboInput';
 import { DateRangePicker } from '../components/DateRangePicker';
 import { InsightHeader } from '../components/InsightHeader';
 import { EventPicker, PropertyKeyPicker } from '../components/Pickers';
-import { PropertyFilters } from '../components/PropertyFilters';
+import { BreakdownKind, PropertyFilters } from '../components/PropertyFilters';
 import { Results } from '../components/Results';
 import { Empty } from '../components/States';
 import { defaultTrends, INTERVALS, MATHS, mathNeedsProperty, sanitizeTrends, trendsRequest } from '../queries';
@@ -163,6 +163,15 @@ export function TrendsPage() {
             placeholder="None"
             onChange={(property) => set({ breakdown: property ? { ...(q.breakdown ?? {}), property } : null })}
           />
+          {q.breakdown ? (
+            <BreakdownKind
+              value={q.breakdown.type}
+              onChange={(kind) => {
+                const { type: _old, ...rest } = q.breakdown!;
+                set({ breakdown: kind === 'person' ? { ...rest, type: kind } : rest });
+              }}
+            />
+          ) : null}
           {q.breakdown ? (
             <button type="button" className="btn btn-small" onClick={() => set({ breakdown: null })}>
               Remove breakdown
