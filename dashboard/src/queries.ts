@@ -109,7 +109,7 @@ export function sanitizeFilters(x: unknown): PropertyFilter[] | undefined {
     if (typeof f.operator === 'string' && OPERATOR_VALUES.has(f.operator)) pf.operator = f.operator as FilterOperator;
     if (isScalar(f.value) || f.value === null) pf.value = f.value;
     else if (Array.isArray(f.value)) pf.value = f.value.filter(isScalar);
-    if (f.type === 'person' || f.type === 'event') pf.type = f.type;
+    if (f.type === 'person' || f.type === 'event' || f.type === 'cohort') pf.type = f.type;
     out.push(pf);
   }
   return out;

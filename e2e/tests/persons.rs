@@ -1025,3 +1025,138 @@ async fn deleting_a_project_deletes_its_events_and_persons_and_catches_straggler
     assert_eq!(count(999_999, "events").await, 21, "the other project's events are all there");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohorts_by_property_behaviour_and_list_filter_analyses() -> Result<()> {
+    use cairn_e2e::{call, sign_up, unique};
+    use std::collections::HashMap;
+
+    let kafka = TestKafka::shared()?;
+    let ch = TestClickHouse::shared()?;
+    let pg = TestPostgres::shared()?;
+    let url = pg.fresh_database("cohorts").await?;
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("CAIRN_POSTGRES_URL".into(), url.clone());
+    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
+    env.insert("CAIRN_INTERNAL_TOKEN".into(), "persons-internal-token".into());
+    let auth = Service::start("auth", &env).await?;
+    auth.wait_ready(Duration::from_secs(60)).await?;
+    let account = sign_up(&auth, &format!("{}@persons.example", unique("coh"))).await?;
+    let pool = PgPool::connect(&url).await?;
+    let project = account.project_id;
+    let mut p = Pipeline::new(&kafka, &ch, &format!("phc_coh={project}"));
+    p.persons(&url);
+    let _consumer = p.consumer().await?;
+    let capture = p.capture().await?;
+    env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
+    env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
+    env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), p.database.clone());
+    let query = Service::start("query", &env).await?;
+    query.wait_ready(Duration::from_secs(60)).await?;
+    let db = ch.db(&p.database);
+
+    // 20 people: two pageviews each as anon-i; the even ones log in ($identify with a plan, "pro"
+    // when i % 3 == 0); user-i buys i % 4 times in the last days, and i % 5 == 0 three times 40
+    // days ago (outside a 30-day behaviour).
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let at = |hours_ago: i64| json!(iso_ms(now - hours_ago * HOUR));
+    let (mut first, mut identify) = (Vec::new(), Vec::new());
+    for i in 0..20 {
+        let (anon, user) = (format!("anon-{i}"), format!("user-{i}"));
+        for h in [30, 29] {
+            let mut e = ev("pageview", &anon, json!({}));
+            e["timestamp"] = at(h);
+            first.push(e);
+        }
+        for k in 0..(i % 4) {
+            let mut e = ev("purchase", &user, json!({}));
+            e["timestamp"] = at(20 + k as i64);
+            first.push(e);
+        }
+        if i % 5 == 0 {
+            for k in 0..3 {
+                let mut e = ev("purchase", &user, json!({}));
+                e["timestamp"] = at(40 * 24 + k);
+                first.push(e);
+            }
+        }
+        if i % 2 == 0 {
+            let plan = if i % 3 == 0 { "pro" } else { "free" };
+            let mut e = ev("$identify", &user, json!({"$anon_distinct_id": anon, "$set": {"plan": plan}}));
+            e["timestamp"] = at(25);
+            identify.push(e);
+        }
+    }
+    send(&capture, "phc_coh", &first).await?;
+    step(&capture, &pool, "phc_coh", &identify).await?;
+    let total = (first.len() + identify.len()) as u64;
+    wait_until("every event and override stored", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move {
+            db.scalar(&format!("SELECT count() FROM events FINAL WHERE project_id = {project}")).await.unwrap_or(0)
+                == total
+                && db.scalar("SELECT count() FROM person_overrides FINAL").await.unwrap_or(0) == 10
+        }
+    })
+    .await?;
+
+    let token = account.access_token.clone();
+    let api = |method: &'static str, path: String, body: Option<Value>| {
+        let (url, token) = (query.url(&format!("/api/v1/projects/{project}{path}")), token.clone());
+        async move { call(method, &url, Some(&token), body.as_ref()).await }
+    };
+    let mut ids = BTreeMap::new();
+    for (name, body, size) in [
+        ("pro", json!({"name": "Pro", "properties": [{"key": "plan", "value": "pro"}]}), 4),
+        (
+            "buyers",
+            json!({"name": "Repeat buyers", "behaviour": [{"event": "purchase", "min_count": 2, "days": 30}]}),
+            10,
+        ),
+        (
+            "both",
+            json!({"name": "Pro repeat buyers", "properties": [{"key": "plan", "value": "pro"}], "behaviour": [{"event": "purchase", "min_count": 2, "days": 30}]}),
+            2,
+        ),
+        ("list", json!({"name": "From a CSV", "distinct_ids": ["anon-2", "user-3", "nobody"]}), 2),
+    ] {
+        let (status, c) = api("POST", "/cohorts".into(), Some(body)).await?;
+        assert_eq!(status, 201, "{c}");
+        let id = c["id"].as_i64().unwrap_or(0);
+        let (status, c) = api("POST", format!("/cohorts/{id}/compute"), None).await?;
+        assert_eq!((status, c["size"].as_i64()), (200, Some(size)), "{name}: {c}");
+        ids.insert(name, id);
+    }
+    let (status, list) = api("GET", "/cohorts".into(), None).await?;
+    assert_eq!((status, list["results"].as_array().map(Vec::len)), (200, Some(4)));
+
+    // Analyses filtered by a cohort: anon-2's pageviews are user-2's person's (in the list).
+    let trend = |filters: Value, math: &'static str| {
+        api(
+            "POST",
+            "/query/trends".into(),
+            Some(
+                json!({"series": [{"event": "pageview", "math": math}], "date_from": "-7d", "interval": "day", "filters": filters}),
+            ),
+        )
+    };
+    let (_, v) = trend(json!([{"type": "cohort", "key": "id", "value": ids["list"]}]), "total").await?;
+    assert_eq!(v["results"][0]["aggregated_value"].as_f64(), Some(2.0), "{v}");
+    let (_, v) =
+        trend(json!([{"type": "cohort", "key": "id", "value": ids["list"], "operator": "is_not"}]), "total").await?;
+    assert_eq!(v["results"][0]["aggregated_value"].as_f64(), Some(38.0), "{v}");
+    // Repeat buyers who viewed pages: the identified ones (2, 6, 10, 14, 18); the odd buyers'
+    // pageviews are their anonymous persons'.
+    let (_, v) = trend(json!([{"type": "cohort", "key": "id", "value": ids["buyers"]}]), "unique_users").await?;
+    assert_eq!(v["results"][0]["aggregated_value"].as_f64(), Some(5.0), "{v}");
+    let (status, v) = trend(json!([{"type": "cohort", "key": "id", "value": 999_999}]), "total").await?;
+    assert_eq!((status, v["field"].as_str()), (400, Some("filters")), "{v}");
+    let (status, v) =
+        trend(json!([{"type": "cohort", "key": "id", "value": ids["pro"], "operator": "is_set"}]), "total").await?;
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = api("DELETE", format!("/cohorts/{}", ids["both"]), None).await?;
+    assert_eq!(status, 204);
+    let (status, _) = api("GET", format!("/cohorts/{}", ids["both"]), None).await?;
+    assert_eq!(status, 404);
+    Ok(())
+}

@@ -160,8 +160,8 @@ export type FilterOperator =
 
 export type FilterScalar = string | number | boolean;
 
-/** Whose property: the event's, or its person's. */
-export type PropertyKind = 'event' | 'person';
+/** Whose property: the event's, or its person's; `cohort`: {key: 'id', value: <cohort id>}. */
+export type PropertyKind = 'event' | 'person' | 'cohort';
 
 export interface PropertyFilter {
   key: string;

@@ -66,6 +66,7 @@ export function PropertyFilters({ value, onChange, event, label = 'Filters', add
               >
                 <option value="event">Event</option>
                 <option value="person">Person</option>
+                <option value="cohort">Cohort (id)</option>
               </select>
             </div>
             <PropertyKeyPicker

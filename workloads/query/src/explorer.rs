@@ -130,7 +130,7 @@ pub async fn events(
 ) -> Result<EventsPage, ApiError> {
     let limit = page_limit(p.limit, engine, 100)?;
     let filters = filters_param(p.properties.as_deref())?;
-    if crate::filters::uses_person(&filters) {
+    if filters.iter().any(|f| f.kind != crate::filters::PropertyKind::Event) {
         return Err(ApiError::invalid("properties", "the events list filters by event properties only"));
     }
     let mut sql = Sql::new();

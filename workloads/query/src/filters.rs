@@ -40,13 +40,16 @@ pub enum PropertyKind {
     #[default]
     Event,
     Person,
+    /// `{"type": "cohort", "key": "id", "value": <cohort id>}`: the events of the cohort's persons
+    /// (`exact`) or of everyone else (`is_not`).
+    Cohort,
 }
 
 impl PropertyKind {
     /// The JSON column the property is read from.
     pub fn column(self) -> &'static str {
         match self {
-            PropertyKind::Event => "properties",
+            PropertyKind::Event | PropertyKind::Cohort => "properties",
             PropertyKind::Person => crate::persons::PERSON_PROPERTIES,
         }
     }
@@ -64,6 +67,9 @@ pub struct PropertyFilter {
     pub value: Option<Value>,
     #[serde(default, rename = "type")]
     pub kind: PropertyKind,
+    /// A cohort filter's cohort, loaded before the statement is built (`cohorts::resolve`).
+    #[serde(skip)]
+    pub cohort: Option<std::sync::Arc<crate::cohorts::CohortSpec>>,
 }
 
 /// Whether any of `filters` reads a person's properties.
@@ -133,6 +139,18 @@ impl PropertyFilter {
                 .filter(|v| !v.is_null())
                 .ok_or_else(|| ApiError::invalid(&value_field, "this operator needs a value"))
         };
+        if self.kind == PropertyKind::Cohort {
+            let spec = self
+                .cohort
+                .as_ref()
+                .ok_or_else(|| ApiError::invalid(&value_field, "no such cohort in this project"))?;
+            let ids = crate::cohorts::ids_sql(sql, spec)?;
+            return match self.operator {
+                Operator::Exact => Ok(format!("cityHash64(distinct_id) IN {ids}")),
+                Operator::IsNot => Ok(format!("cityHash64(distinct_id) NOT IN {ids}")),
+                _ => Err(ApiError::invalid(format!("{field}.operator"), "a cohort filter is exact (in it) or is_not")),
+            };
+        }
         Ok(match self.operator {
             Operator::Exact | Operator::IsNot => {
                 let values: Vec<String> = match need_value()? {

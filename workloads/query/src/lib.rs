@@ -13,6 +13,7 @@
 //! - [`gateway`]: the rest of `/api/` forwarded to the auth service (one public API).
 
 pub mod caller;
+pub mod cohorts;
 pub mod config;
 pub mod dashboard;
 pub mod deletions;
@@ -103,6 +104,20 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
         metrics,
         slots: caller::CallerSlots::new(cfg.limits.max_concurrent_per_caller),
     });
+    // Cohort sizes older than an hour are counted again, a few at a time.
+    {
+        let (state, stop) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(600)) => {} }
+                match cohorts::refresh_stale(&state.engine, &state.pg, Duration::from_secs(3600), 20).await {
+                    Ok(n) if n > 0 => tracing::info!(cohorts = n, "cohort sizes recomputed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e.message, "cannot recompute cohort sizes"),
+                }
+            }
+        });
+    }
     let dashboard = match &cfg.dashboard_dir {
         Some(dir) => {
             tracing::info!(dir = %dir.display(), "serving the dashboard at /");

@@ -17,6 +17,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::caller::{path_id, Caller, HasAuth};
+use crate::cohorts;
 use crate::deletions;
 use crate::engine::Engine;
 use crate::explorer::{self, EventsParams, Picker, PickerParams};
@@ -38,6 +39,11 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/projects/{project_id}/persons/{person_id}"),
     ("get", "/api/v1/projects/{project_id}/persons/{person_id}/export"),
     ("get", "/api/v1/projects/{project_id}/person-deletions"),
+    ("get", "/api/v1/projects/{project_id}/cohorts"),
+    ("post", "/api/v1/projects/{project_id}/cohorts"),
+    ("get", "/api/v1/projects/{project_id}/cohorts/{cohort_id}"),
+    ("delete", "/api/v1/projects/{project_id}/cohorts/{cohort_id}"),
+    ("post", "/api/v1/projects/{project_id}/cohorts/{cohort_id}/compute"),
     ("get", "/api/v1/projects/{project_id}/persons/{distinct_id}/events"),
     ("get", "/api/v1/projects/{project_id}/event-names"),
     ("get", "/api/v1/projects/{project_id}/property-keys"),
@@ -80,9 +86,10 @@ async fn trends_handler(
     State(s): S,
     caller: Caller,
     Path(project): Path<String>,
-    JsonBody(req): JsonBody<TrendsRequest>,
+    JsonBody(mut req): JsonBody<TrendsRequest>,
 ) -> ApiResult<trends::TrendsResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
+    cohorts::resolve(&s.pg, project, &mut req).await?;
     trends::run(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &req, Timestamp::now())
         .await
         .map(Json)
@@ -92,9 +99,10 @@ async fn funnels_handler(
     State(s): S,
     caller: Caller,
     Path(project): Path<String>,
-    JsonBody(req): JsonBody<FunnelsRequest>,
+    JsonBody(mut req): JsonBody<FunnelsRequest>,
 ) -> ApiResult<funnels::FunnelsResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
+    cohorts::resolve(&s.pg, project, &mut req).await?;
     funnels::run(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &req, Timestamp::now())
         .await
         .map(Json)
@@ -104,9 +112,10 @@ async fn retention_handler(
     State(s): S,
     caller: Caller,
     Path(project): Path<String>,
-    JsonBody(req): JsonBody<RetentionRequest>,
+    JsonBody(mut req): JsonBody<RetentionRequest>,
 ) -> ApiResult<retention::RetentionResponse> {
     let project = caller.project(&project, Permission::QueryRead)?;
+    cohorts::resolve(&s.pg, project, &mut req).await?;
     retention::run(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &req, Timestamp::now())
         .await
         .map(Json)
@@ -193,6 +202,51 @@ async fn export_person_handler(
     let project = caller.project(&project, Permission::QueryRead)?;
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     persons_api::export(&engine, project, &person_id).await
+}
+
+async fn list_cohorts(State(s): S, caller: Caller, Path(project): Path<String>) -> ApiResult<cohorts::Cohorts> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    cohorts::list(&s.pg, project).await.map(Json)
+}
+
+async fn create_cohort(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(input): JsonBody<cohorts::CohortInput>,
+) -> Result<(StatusCode, Json<cohorts::Cohort>), ApiError> {
+    let project = caller.project(&project, Permission::InsightsWrite)?;
+    let cohort = cohorts::create(&s.pg, project, caller.user_id(), input).await?;
+    Ok((StatusCode::CREATED, Json(cohort)))
+}
+
+async fn get_cohort(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<cohorts::Cohort> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    cohorts::get(&s.pg, project, path_id(&id, "cohort_id")?).await.map(Json)
+}
+
+async fn delete_cohort(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let project = caller.project(&project, Permission::InsightsWrite)?;
+    cohorts::delete(&s.pg, project, path_id(&id, "cohort_id")?).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+/// Counts the cohort's persons now (and stores the size).
+async fn compute_cohort(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<cohorts::Cohort> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
+    cohorts::compute(&engine, &s.pg, project, path_id(&id, "cohort_id")?).await.map(Json)
 }
 
 async fn person_deletions_handler(
@@ -302,9 +356,18 @@ async fn insight_result(State(s): S, caller: Caller, Path((project, id)): Path<(
     let now = Timestamp::now();
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let result = match insights::parse_query(&insight.query)? {
-        InsightQuery::Trends(q) => serde_json::to_value(trends::run(&engine, project, &q, now).await?),
-        InsightQuery::Funnels(q) => serde_json::to_value(funnels::run(&engine, project, &q, now).await?),
-        InsightQuery::Retention(q) => serde_json::to_value(retention::run(&engine, project, &q, now).await?),
+        InsightQuery::Trends(mut q) => {
+            cohorts::resolve(&s.pg, project, &mut q).await?;
+            serde_json::to_value(trends::run(&engine, project, &q, now).await?)
+        }
+        InsightQuery::Funnels(mut q) => {
+            cohorts::resolve(&s.pg, project, &mut q).await?;
+            serde_json::to_value(funnels::run(&engine, project, &q, now).await?)
+        }
+        InsightQuery::Retention(mut q) => {
+            cohorts::resolve(&s.pg, project, &mut q).await?;
+            serde_json::to_value(retention::run(&engine, project, &q, now).await?)
+        }
     };
     result.map(Json).map_err(ApiError::internal)
 }
@@ -384,6 +447,9 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         .route(&format!("{p}/persons/{{id}}"), get(person_handler).delete(delete_person_handler))
         .route(&format!("{p}/persons/{{id}}/export"), get(export_person_handler))
         .route(&format!("{p}/person-deletions"), get(person_deletions_handler))
+        .route(&format!("{p}/cohorts"), get(list_cohorts).post(create_cohort))
+        .route(&format!("{p}/cohorts/{{cohort_id}}"), get(get_cohort).delete(delete_cohort))
+        .route(&format!("{p}/cohorts/{{cohort_id}}/compute"), post(compute_cohort))
         .route(&format!("{p}/persons/{{id}}/events"), get(person_events_handler))
         .route(&format!("{p}/event-names"), get(event_names))
         .route(&format!("{p}/property-keys"), get(property_keys))

@@ -258,6 +258,9 @@ fn validate(req: &TrendsRequest, engine: &Engine) -> Result<(), ApiError> {
         if b.property.is_empty() {
             return Err(ApiError::invalid("breakdown.property", "the property is empty"));
         }
+        if b.kind == PropertyKind::Cohort {
+            return Err(ApiError::invalid("breakdown.type", "a breakdown reads an event's or a person's property"));
+        }
         if b.limit.is_some_and(|l| l == 0 || l > limits.max_breakdown) {
             return Err(ApiError::invalid("breakdown.limit", format!("between 1 and {}", limits.max_breakdown)));
         }

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cairn_query::cohorts::{Behaviour, Cohort, CohortInput, Cohorts};
 use cairn_query::deletions::{PersonDeletion, PersonDeletions};
 use cairn_query::explorer::{EventsPage, EventsParams, NameCounts, PickerParams};
 use cairn_query::filters::{Operator, PropertyFilter, PropertyKind};
@@ -327,6 +328,8 @@ fn request_schemas_name_exactly_the_fields_serde_accepts() {
         ("Series", fields_of::<Series>()),
         ("Breakdown", fields_of::<Breakdown>()),
         ("PropertyFilter", fields_of::<PropertyFilter>()),
+        ("CohortInput", fields_of::<CohortInput>()),
+        ("Behaviour", fields_of::<Behaviour>()),
         ("FunnelsRequest", fields_of::<FunnelsRequest>()),
         ("FunnelStep", fields_of::<FunnelStep>()),
         ("ConversionWindow", fields_of::<ConversionWindow>()),
@@ -609,6 +612,8 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("PersonDetail", round_trips::<PersonDetail>),
         ("PersonDeletion", round_trips::<PersonDeletion>),
         ("PersonDeletions", round_trips::<PersonDeletions>),
+        ("SavedCohort", round_trips::<Cohort>),
+        ("SavedCohorts", round_trips::<Cohorts>),
         ("Insight", round_trips::<Insight>),
         ("InsightList", round_trips::<List<Insight>>),
         ("Dashboard", round_trips::<Dashboard>),
