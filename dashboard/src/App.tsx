@@ -16,6 +16,7 @@ const FunnelsPage = lazy(() => import('./pages/FunnelsPage').then((m) => ({ defa
 const RetentionPage = lazy(() => import('./pages/RetentionPage').then((m) => ({ default: m.RetentionPage })));
 const EventsPage = lazy(() => import('./pages/EventsPage').then((m) => ({ default: m.EventsPage })));
 const PersonsPage = lazy(() => import('./pages/PersonsPage').then((m) => ({ default: m.PersonsPage })));
+const CohortsPage = lazy(() => import('./pages/CohortsPage').then((m) => ({ default: m.CohortsPage })));
 const PersonPage = lazy(() => import('./pages/PersonPage').then((m) => ({ default: m.PersonPage })));
 const DashboardsPage = lazy(() => import('./pages/DashboardsPage').then((m) => ({ default: m.DashboardsPage })));
 const DashboardPage = lazy(() => import('./pages/DashboardPage').then((m) => ({ default: m.DashboardPage })));
@@ -63,6 +64,7 @@ export function AppRoutes() {
         <Route path="events" element={<EventsPage />} />
         <Route path="persons" element={<PersonsPage />} />
         <Route path="persons/:personId" element={<PersonPage />} />
+        <Route path="cohorts" element={<CohortsPage />} />
         <Route path="dashboards" element={<DashboardsPage />} />
         <Route path="dashboards/:dashboardId" element={<DashboardPage />} />
         <Route path="insights" element={<InsightsPage />} />

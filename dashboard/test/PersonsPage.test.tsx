@@ -40,6 +40,24 @@ describe('PersonsPage', () => {
     expect(screen.queryByRole('link', { name: 'bo@example.com' })).toBeNull();
   });
 
+  it('shows the deletions on request and their state', async () => {
+    stubFetch(async (c) => {
+      if (c.path.endsWith('/person-deletions')) {
+        return json(200, {
+          results: [
+            { id: 2, person_id: '1', distinct_ids: ['anon-1', 'user-1'], status: 'pending', requested_by: 1, requested_at: '2026-12-04T10:00:00Z', finished_at: null, attempts: 0, last_error: null },
+            { id: 1, person_id: '2', distinct_ids: ['user-2'], status: 'done', requested_by: 1, requested_at: '2026-12-03T10:00:00Z', finished_at: '2026-12-03T10:00:03Z', attempts: 1, last_error: null },
+          ],
+        });
+      }
+      return json(200, { results: [person(1)], next_offset: null });
+    });
+    renderAt(<PersonsPage />, { url: '/project/3/persons' });
+    const table = await screen.findByRole('table', { name: 'Person deletions' });
+    expect(table).toHaveTextContent('anon-1, user-1pending (already left out of every answer)');
+    expect(table).toHaveTextContent('user-2deleted');
+  });
+
   it('says when nothing matches', async () => {
     stubFetch(async () => json(200, { results: [], next_offset: null }));
     renderAt(<PersonsPage />, { url: '/project/3/persons?search=nobody' });

@@ -1,6 +1,8 @@
 // Analyses, the events explorer and its pickers (schemas/openapi/query.yaml).
 import { api } from './client';
 import type {
+  SavedCohort,
+  CohortInput,
   EventsListParams,
   EventsPage,
   FunnelsRequest,
@@ -65,3 +67,18 @@ export const deletePerson = (projectId: number, personId: string) =>
 /** Everything stored about a person (their properties and every event), as the API's JSON document. */
 export const exportPerson = (projectId: number, personId: string) =>
   api<unknown>(`${base(projectId)}/persons/${encodeURIComponent(personId)}/export`);
+
+export const listCohorts = (projectId: number, signal?: AbortSignal) =>
+  api<{ results: SavedCohort[] }>(`${base(projectId)}/cohorts`, { signal });
+
+export const createCohort = (projectId: number, input: CohortInput) =>
+  api<SavedCohort>(`${base(projectId)}/cohorts`, { method: 'POST', body: input });
+
+export const computeCohort = (projectId: number, id: number) =>
+  api<SavedCohort>(`${base(projectId)}/cohorts/${id}/compute`, { method: 'POST' });
+
+export const deleteCohort = (projectId: number, id: number) =>
+  api<void>(`${base(projectId)}/cohorts/${id}`, { method: 'DELETE' });
+
+export const listPersonDeletions = (projectId: number, signal?: AbortSignal) =>
+  api<{ results: PersonDeletion[] }>(`${base(projectId)}/person-deletions`, { signal });

@@ -478,3 +478,31 @@ export interface PersonDeletion {
   attempts: number;
   last_error: string | null;
 }
+
+/** "Did `event` at least `min_count` times in the last `days` days." */
+export interface Behaviour {
+  event: string;
+  min_count?: number;
+  days: number;
+}
+
+/** A saved cohort (schemas/openapi/query.yaml: SavedCohort). */
+export interface SavedCohort {
+  id: number;
+  name: string;
+  kind: 'dynamic' | 'static';
+  properties: PropertyFilter[];
+  behaviour: Behaviour[];
+  distinct_id_count: number;
+  size: number | null;
+  size_computed_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface CohortInput {
+  name: string;
+  properties?: PropertyFilter[];
+  behaviour?: Behaviour[];
+  distinct_ids?: string[];
+}

@@ -9,6 +9,7 @@ const NAV: { to: string; label: string }[] = [
   { to: 'retention', label: 'Retention' },
   { to: 'events', label: 'Events' },
   { to: 'persons', label: 'Persons' },
+  { to: 'cohorts', label: 'Cohorts' },
   { to: 'dashboards', label: 'Dashboards' },
   { to: 'insights', label: 'Saved insights' },
   { to: 'settings', label: 'Settings' },

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
-import { useInfiniteQuery } from '@tanstack/react-query';
+import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
 import { Link, useSearchParams } from 'react-router';
-import { listPersons } from '../api/query';
+import { listPersonDeletions, listPersons } from '../api/query';
 import type { Person } from '../api/types';
 import { PageHeader } from '../components/PageHeader';
 import { Empty, ErrorState, Loading } from '../components/States';
@@ -40,6 +40,13 @@ export function PersonsPage() {
     getNextPageParam: (last) => last.next_offset ?? undefined,
   });
   const rows = persons.data?.pages.flatMap((p) => p.results) ?? [];
+  // Deletions on request, with their state (pending ones are refreshed until done).
+  const deletions = useQuery({
+    queryKey: ['person-deletions', project.id],
+    queryFn: ({ signal }) => listPersonDeletions(project.id, signal),
+    refetchInterval: (q) => (q.state.data?.results.some((d) => d.status === 'pending') ? 3000 : false),
+  });
+  const jobs = deletions.data?.results ?? [];
 
   return (
     <div className="page page-persons">
@@ -114,6 +121,37 @@ export function PersonsPage() {
           </>
         )}
       </section>
+      {jobs.length > 0 ? (
+        <section aria-labelledby="deletions-title">
+          <h2 id="deletions-title">Deletions on request</h2>
+          <table className="data-table" aria-label="Person deletions">
+            <thead>
+              <tr>
+                <th scope="col">Requested</th>
+                <th scope="col">Distinct IDs</th>
+                <th scope="col">State</th>
+              </tr>
+            </thead>
+            <tbody>
+              {jobs.slice(0, 20).map((d) => (
+                <tr key={d.id}>
+                  <td className="nowrap">
+                    <time dateTime={d.requested_at}>{formatTimestamp(d.requested_at)}</time>
+                  </td>
+                  <td className="mono ellipsis">{d.distinct_ids.join(', ')}</td>
+                  <td>
+                    {d.status === 'done' && d.finished_at
+                      ? `deleted ${formatTimestamp(d.finished_at)}`
+                      : d.last_error
+                        ? `pending (retrying: ${d.last_error})`
+                        : 'pending (already left out of every answer)'}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      ) : null}
     </div>
   );
 }
