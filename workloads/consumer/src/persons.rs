@@ -31,7 +31,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::pipeline::EventConsumer;
+use crate::pipeline::{sleep_until, EventConsumer};
 
 /// The readiness check PostgreSQL reports into (only when persons are on).
 pub const POSTGRES_CHECK: &str = "postgres";
@@ -263,13 +263,6 @@ enum FlushError {
     Store(#[from] StoreError),
     #[error("cannot copy person overrides to ClickHouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

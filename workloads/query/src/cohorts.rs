@@ -20,8 +20,9 @@ use sqlx::PgPool;
 
 use crate::engine::Engine;
 use crate::filters::{all_conditions, PropertyFilter, PropertyKind};
-use crate::persons::{person_of, persons_with_properties, OVERRIDES, PERSON_PROPERTIES};
+use crate::persons::{overrides, person_of, persons_with_properties, OVERRIDES, PERSON_PROPERTIES};
 use crate::sql::Sql;
+use crate::timerange::rfc3339;
 
 /// "Did `event` at least `min_count` times in the last `days` days."
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,14 +141,6 @@ fn all_persons(sql: &mut Sql, project_id: u64) -> String {
         "(SELECT DISTINCT {} AS person FROM (SELECT DISTINCT id_hash FROM {DISTINCT_ID_ACTIVITY_TABLE} WHERE project_id = {project}) AS d \
          LEFT JOIN {overrides} AS {OVERRIDES} ON d.id_hash = {OVERRIDES}.id_hash)",
         person_of("d.id_hash")
-    )
-}
-
-fn overrides(sql: &mut Sql, project_id: u64) -> String {
-    let project = sql.u64(project_id);
-    format!(
-        "(SELECT id_hash, argMax(person_id, version) AS person_id FROM {} WHERE project_id = {project} GROUP BY id_hash)",
-        cairn_common::clickhouse::PERSON_OVERRIDES_TABLE
     )
 }
 
@@ -313,10 +306,6 @@ pub async fn resolve(pg: &PgPool, project_id: u64, req: &mut impl HasFilters) ->
         f.cohort = Some(Arc::new(spec_of(project_id, row)));
     }
     Ok(())
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 fn to_api(row: CohortRow) -> Cohort {

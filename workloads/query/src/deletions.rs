@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::engine::Engine;
+use crate::timerange::rfc3339;
 
 /// A deletion job, as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,10 +47,6 @@ type Row = (
     i32,
     Option<String>,
 );
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
 
 fn to_api(r: Row) -> PersonDeletion {
     PersonDeletion {
@@ -102,7 +99,7 @@ pub async fn request(
     person_id: &str,
     user_id: i64,
 ) -> Result<PersonDeletion, ApiError> {
-    let person = crate::persons_api::get(engine, project_id, person_id).await?.person;
+    let person = crate::persons_api::find(engine, project_id, person_id).await?;
     let id: u64 = person.id.parse().map_err(|_| ApiError::internal("a person id that is not a number"))?;
     let row: Row = sqlx::query_as(&format!(
         "INSERT INTO person_deletions (project_id, person_id, distinct_ids, requested_by) VALUES ($1, $2, $3, $4) \

@@ -46,13 +46,27 @@ pub struct EventsPage {
     pub next_cursor: Option<String>,
 }
 
+/// An event as the explorer's statements select it (`event_uuid`, `event_name`, `distinct_id`,
+/// `properties`, `ts`).
 #[derive(Row, Deserialize)]
-struct EventRowOut {
-    event_uuid: String,
-    event_name: String,
-    distinct_id: String,
-    properties: String,
-    ts: i64,
+pub(crate) struct EventRowOut {
+    pub event_uuid: String,
+    pub event_name: String,
+    pub distinct_id: String,
+    pub properties: String,
+    pub ts: i64,
+}
+
+impl From<EventRowOut> for EventItem {
+    fn from(r: EventRowOut) -> Self {
+        EventItem {
+            properties: serde_json::from_str(&r.properties).unwrap_or(Value::String(r.properties)),
+            timestamp: iso(r.ts),
+            uuid: r.event_uuid,
+            event: r.event_name,
+            distinct_id: r.distinct_id,
+        }
+    }
 }
 
 fn encode_cursor(ts: i64, uuid: &str) -> String {
@@ -117,7 +131,7 @@ fn scoped_select(
     Ok(())
 }
 
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
 }
 
@@ -172,19 +186,7 @@ pub async fn events(
     } else {
         None
     };
-    Ok(EventsPage {
-        results: rows
-            .into_iter()
-            .map(|r| EventItem {
-                properties: serde_json::from_str(&r.properties).unwrap_or(Value::String(r.properties)),
-                timestamp: iso(r.ts),
-                uuid: r.event_uuid,
-                event: r.event_name,
-                distinct_id: r.distinct_id,
-            })
-            .collect(),
-        next_cursor,
-    })
+    Ok(EventsPage { results: rows.into_iter().map(EventItem::from).collect(), next_cursor })
 }
 
 /// Query-string parameters of the pickers.

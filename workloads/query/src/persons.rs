@@ -40,7 +40,7 @@ pub const PERSON_PROPERTIES: &str = "person_properties";
 
 /// The project's overrides, latest per id: `(SELECT id_hash, argMax(person_id, version) AS
 /// person_id … GROUP BY id_hash)`.
-fn overrides(sql: &mut Sql, project_id: u64) -> String {
+pub(crate) fn overrides(sql: &mut Sql, project_id: u64) -> String {
     let project = sql.u64(project_id);
     format!(
         "(SELECT id_hash, argMax(person_id, version) AS person_id FROM {PERSON_OVERRIDES_TABLE} WHERE project_id = {project} GROUP BY id_hash)"

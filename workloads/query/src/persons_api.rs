@@ -14,7 +14,7 @@ use cairn_common::clickhouse::{DISTINCT_ID_ACTIVITY_TABLE, EVENTS_TABLE};
 use cairn_common::http::ApiError;
 
 use crate::engine::Engine;
-use crate::explorer::EventItem;
+use crate::explorer::{iso, EventItem, EventRowOut};
 use crate::persons::{join_overrides, person_of, persons_with_properties};
 use crate::sql::{EventsSource, Sql};
 
@@ -68,23 +68,10 @@ struct PersonRow {
     last_seen: i64,
 }
 
-#[derive(Row, Deserialize)]
-struct EventRowOut {
-    event_uuid: String,
-    event_name: String,
-    distinct_id: String,
-    properties: String,
-    ts: i64,
-}
-
 /// Deepest page of the list.
 const MAX_OFFSET: usize = 10_000;
 /// Events shown with a person.
 const RECENT_EVENTS: usize = 50;
-
-fn iso(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
-}
 
 /// JSON text from ClickHouse as a value (an object when empty: a person without properties).
 fn json_object(text: &str) -> Value {
@@ -178,8 +165,8 @@ pub async fn list(engine: &Engine, project_id: u64, p: &PersonsParams) -> Result
     })
 }
 
-/// One person, by id (404 when the project has no such person).
-pub async fn get(engine: &Engine, project_id: u64, person_id: &str) -> Result<PersonDetail, ApiError> {
+/// One person, by id, without their events (404 when the project has no such person).
+pub async fn find(engine: &Engine, project_id: u64, person_id: &str) -> Result<Person, ApiError> {
     let id: u64 = person_id
         .trim()
         .parse()
@@ -190,7 +177,12 @@ pub async fn get(engine: &Engine, project_id: u64, person_id: &str) -> Result<Pe
     sql.push(" AND a.person = ").push(&p);
     let rows: Vec<PersonRow> = engine.fetch_all(&sql).await?;
     let row = rows.into_iter().next().ok_or_else(|| ApiError::not_found("no such person in this project"))?;
-    let person = Person::from(row);
+    Ok(Person::from(row))
+}
+
+/// One person with their event count and latest events (404 when the project has no such person).
+pub async fn get(engine: &Engine, project_id: u64, person_id: &str) -> Result<PersonDetail, ApiError> {
+    let person = find(engine, project_id, person_id).await?;
 
     // Their events: every distinct id's, by its hash (the events' sort key has it).
     let ids = person.distinct_ids.clone();
@@ -211,16 +203,7 @@ pub async fn get(engine: &Engine, project_id: u64, person_id: &str) -> Result<Pe
         .push("))) ORDER BY timestamp DESC, uuid DESC LIMIT ")
         .push(&RECENT_EVENTS.to_string());
     let events: Vec<EventRowOut> = engine.fetch_all(&sql).await?;
-    let recent_events = events
-        .into_iter()
-        .map(|r| EventItem {
-            uuid: r.event_uuid,
-            event: r.event_name,
-            distinct_id: r.distinct_id,
-            properties: json_object(&r.properties),
-            timestamp: iso(r.ts),
-        })
-        .collect();
+    let recent_events = events.into_iter().map(EventItem::from).collect();
     Ok(PersonDetail { person, event_count, recent_events })
 }
 
@@ -238,16 +221,16 @@ const EXPORT_PAGE: usize = 10_000;
 /// bounded statement, resuming after the last event's time and uuid), so memory does not grow with
 /// the person's history.
 pub async fn export(engine: &Engine, project_id: u64, person_id: &str) -> Result<axum::response::Response, ApiError> {
-    let detail = get(engine, project_id, person_id).await?;
-    let head = serde_json::to_string(&serde_json::json!({ "person": detail.person }))
+    let person = find(engine, project_id, person_id).await?;
+    let head = serde_json::to_string(&serde_json::json!({ "person": person }))
         .map_err(|e| ApiError::internal(format!("encoding a person: {e}")))?;
     // `{"person":{…}` then `,"events":[` … `]}`.
     let head = head
         .strip_suffix('}')
         .ok_or_else(|| ApiError::internal("a person encoded as something else than an object"))?;
     let head = format!("{head},\"events\":[");
-    let ids = detail.person.distinct_ids.clone();
-    let (engine, id) = (engine.clone(), detail.person.id.clone());
+    let ids = person.distinct_ids.clone();
+    let (engine, id) = (engine.clone(), person.id.clone());
     struct Page {
         after: Option<(i64, String)>,
         first: bool,
@@ -286,25 +269,20 @@ pub async fn export(engine: &Engine, project_id: u64, person_id: &str) -> Result
                 }
             };
             let mut chunk = String::new();
-            for r in &rows {
+            let full = rows.len() == EXPORT_PAGE;
+            state.after = rows.last().map(|r| (r.ts, r.event_uuid.clone()));
+            for r in rows {
                 if !state.first {
                     chunk.push(',');
                 }
                 state.first = false;
-                let item = EventItem {
-                    uuid: r.event_uuid.clone(),
-                    event: r.event_name.clone(),
-                    distinct_id: r.distinct_id.clone(),
-                    properties: json_object(&r.properties),
-                    timestamp: iso(r.ts),
-                };
+                let item = EventItem::from(r);
                 match serde_json::to_string(&item) {
                     Ok(text) => chunk.push_str(&text),
                     Err(e) => return Some((Err(std::io::Error::other(e)), Page { done: true, ..state })),
                 }
             }
-            state.after = rows.last().map(|r| (r.ts, r.event_uuid.clone()));
-            if rows.len() < EXPORT_PAGE {
+            if !full {
                 chunk.push_str("]}");
                 state.done = true;
             }
@@ -315,10 +293,7 @@ pub async fn export(engine: &Engine, project_id: u64, person_id: &str) -> Result
         futures::StreamExt::chain(futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))]), pages);
     axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/json")
-        .header(
-            axum::http::header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"person-{}.json\"", detail.person.id),
-        )
+        .header(axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"person-{}.json\"", person.id))
         .body(axum::body::Body::from_stream(body))
         .map_err(|e| ApiError::internal(format!("building the export: {e}")))
 }
