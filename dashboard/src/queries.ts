@@ -117,6 +117,10 @@ export function sanitizeFilters(x: unknown): PropertyFilter[] | undefined {
 
 function sanitizeBreakdown(x: unknown): Breakdown | null | undefined {
   if (x === null) return null;
+  if (isObj(x) && x.type === 'cohort' && Array.isArray(x.cohorts)) {
+    const cohorts = x.cohorts.filter((c): c is number => typeof c === 'number' && Number.isInteger(c) && c > 0);
+    return cohorts.length ? { type: 'cohort', cohorts } : undefined;
+  }
   if (!isObj(x) || typeof x.property !== 'string' || !x.property) return undefined;
   const b: Breakdown = { property: x.property };
   if (x.type === 'person' || x.type === 'event') b.type = x.type;
@@ -233,6 +237,18 @@ const clean = <T extends object>(o: T): T => {
   return o;
 };
 
+/** A breakdown ready to send: a property named, or at least one cohort chosen. */
+export function breakdownComplete(b: Breakdown | null | undefined): b is Breakdown {
+  if (!b) return false;
+  return b.type === 'cohort' ? (b.cohorts?.length ?? 0) > 0 : !!b.property?.trim();
+}
+
+/** The heading of a breakdown's column: its property, or "Cohort (id)". */
+export function breakdownLabel(b: Breakdown | null | undefined): string | undefined {
+  if (!b) return undefined;
+  return b.type === 'cohort' ? 'Cohort (id)' : b.property;
+}
+
 /** The trends request for the editor's query: filter rows still being edited and an empty formula or breakdown left out. */
 export function trendsRequest(q: TrendsRequest): TrendsRequest {
   return clean({
@@ -240,7 +256,7 @@ export function trendsRequest(q: TrendsRequest): TrendsRequest {
     series: q.series.map((s) => clean({ ...s, filters: completeFilters(s.filters), math_property: mathNeedsProperty(s.math) ? s.math_property : undefined })),
     filters: completeFilters(q.filters),
     formula: q.formula && q.formula.trim() ? q.formula.trim() : undefined,
-    breakdown: q.breakdown && q.breakdown.property.trim() ? q.breakdown : undefined,
+    breakdown: breakdownComplete(q.breakdown) ? q.breakdown : undefined,
   });
 }
 
@@ -249,7 +265,7 @@ export function funnelsRequest(q: FunnelsRequest): FunnelsRequest {
     ...q,
     steps: q.steps.map((s) => clean({ ...s, filters: completeFilters(s.filters) })),
     filters: completeFilters(q.filters),
-    breakdown: q.breakdown && q.breakdown.property.trim() ? q.breakdown : undefined,
+    breakdown: breakdownComplete(q.breakdown) ? q.breakdown : undefined,
   });
 }
 

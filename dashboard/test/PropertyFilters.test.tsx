@@ -2,9 +2,9 @@ import { useState } from 'react';
 import { screen, waitFor } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { PropertyFilter } from '../src/api/types';
-import { BreakdownKind, filterValue, PropertyFilters, withOperator } from '../src/components/PropertyFilters';
-import { completeFilters } from '../src/queries';
+import type { Breakdown, PropertyFilter } from '../src/api/types';
+import { BreakdownEditor, BreakdownKind, filterValue, PropertyFilters, withOperator } from '../src/components/PropertyFilters';
+import { breakdownComplete, completeFilters } from '../src/queries';
 import { json, renderAt, stubFetch } from './helpers';
 
 afterEach(() => vi.unstubAllGlobals());
@@ -81,6 +81,40 @@ describe('PropertyFilters', () => {
     renderAt(<BreakdownKind value={undefined} onChange={onChange} />);
     await user.selectOptions(screen.getByLabelText('Breakdown property of'), 'person');
     expect(onChange).toHaveBeenLastCalledWith('person');
+  });
+
+  it('breaks down by saved cohorts, chosen by name, and back to a property', async () => {
+    stubFetch(async (c) => {
+      if (c.path === '/api/v1/projects/3/cohorts') return json(200, { results: [{ id: 4, name: 'Pro' }, { id: 9, name: 'Repeat buyers' }] });
+      if (c.path === '/api/v1/projects/3/property-keys') return json(200, { results: [{ name: 'plan', count: 3 }] });
+      return undefined;
+    });
+    const onChange = vi.fn();
+    const user = userEvent.setup();
+    function Editor() {
+      const [b, setB] = useState<Breakdown | null>({ property: 'plan', type: 'person' });
+      return (
+        <BreakdownEditor
+          value={b}
+          onChange={(next) => {
+            setB(next);
+            onChange(next);
+          }}
+        />
+      );
+    }
+    renderAt(<Editor />);
+    await user.selectOptions(screen.getByLabelText('Breakdown property of'), 'cohort');
+    expect(onChange).toHaveBeenLastCalledWith({ type: 'cohort', cohorts: [] });
+    expect(breakdownComplete(onChange.mock.calls.at(-1)![0])).toBe(false);
+    await waitFor(() => expect(screen.getByRole('option', { name: 'Repeat buyers' })).toBeTruthy());
+    await user.selectOptions(screen.getByLabelText('Breakdown cohorts'), ['Pro', 'Repeat buyers']);
+    expect(onChange).toHaveBeenLastCalledWith({ type: 'cohort', cohorts: [4, 9] });
+    expect(breakdownComplete(onChange.mock.calls.at(-1)![0])).toBe(true);
+    await user.selectOptions(screen.getByLabelText('Breakdown property of'), 'person');
+    expect(onChange).toHaveBeenLastCalledWith({ property: '', type: 'person' });
+    await user.click(screen.getByRole('button', { name: 'Remove breakdown' }));
+    expect(onChange).toHaveBeenLastCalledWith(null);
   });
 
   it('reads numbers for numeric operators and drops the value for is_set', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { funnelsRequest, retentionRequest, trendsRequest } from '../src/queries';
+import { funnelsRequest, retentionRequest, sanitizeTrends, trendsRequest } from '../src/queries';
 
 describe('requests built from the editors’ queries', () => {
   it('trends: leaves out unfinished filters, an empty formula or breakdown, and a stray math property', () => {
@@ -19,6 +19,18 @@ describe('requests built from the editors’ queries', () => {
         { event: 'b', math: 'sum', math_property: 'amount', filters: [{ key: 'k', operator: 'is_set' }] },
       ],
       filters: [{ key: 'plan', operator: 'exact', value: 'pro' }],
+    });
+  });
+
+  it('keeps a cohort breakdown with cohorts, from the editor and from a link', () => {
+    expect(trendsRequest({ series: [{ event: 'a' }], breakdown: { type: 'cohort', cohorts: [] } })).toEqual({ series: [{ event: 'a' }] });
+    expect(trendsRequest({ series: [{ event: 'a' }], breakdown: { type: 'cohort', cohorts: [4] } })).toEqual({
+      series: [{ event: 'a' }],
+      breakdown: { type: 'cohort', cohorts: [4] },
+    });
+    expect(sanitizeTrends({ series: [{ event: 'a' }], breakdown: { type: 'cohort', cohorts: [4, 'x', -1, 9] } })?.breakdown).toEqual({
+      type: 'cohort',
+      cohorts: [4, 9],
     });
   });
 

@@ -861,3 +861,108 @@ async fn migrations_twice_are_a_no_op_and_secrets_stay_out_of_logs() {
         assert!(!text.contains(secret), "a secret reached the log");
     }
 }
+
+/// The revocation feed: each way of taking a right away writes its row (API calls, a project's
+/// deletion cascading to its keys, a hand-written UPDATE), a held poll wakes on the commit, and a
+/// transaction that commits after a later one (sequence order is not commit order) is still
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_feed_delivers_every_revocation_once_committed() {
+    let auth = Auth::start(&[]).await;
+    let db = auth.sql().await;
+    let s = auth.signup("feed@example.com").await;
+    let t = token(&s);
+    let (org, project) = (id(&s["organization"]), id(&s["project"]));
+    let feed = |body: Value| {
+        let url = auth.service.url("/internal/v1/revocations");
+        let http = auth.http.clone();
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let seqs = |v: &Value| -> Vec<i64> {
+        v["revocations"].as_array().unwrap().iter().map(|r| r["seq"].as_i64().unwrap()).collect()
+    };
+    let kinds = |v: &Value| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = v["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["kind"].as_str().unwrap().to_string(), r["subject"].as_str().unwrap().to_string()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    let head = feed(json!({})).await;
+    assert_eq!(head["revocations"], json!([]));
+    let mut cursor = head["cursor"].as_u64().unwrap();
+
+    // Nothing new: the poll is held for wait_ms.
+    let t0 = Instant::now();
+    let idle = feed(json!({"since": cursor, "wait_ms": 400})).await;
+    assert!(t0.elapsed() >= Duration::from_millis(350), "held {:?}", t0.elapsed());
+    assert_eq!(kinds(&idle), vec![]);
+
+    // A slow transaction revokes a key; a later one revokes another and commits first.
+    let k1 = auth.post(&format!("/api/v1/projects/{project}/write-keys"), Some(&t), json!({"name": "slow"})).await;
+    let k2 = auth.post(&format!("/api/v1/projects/{project}/write-keys"), Some(&t), json!({"name": "fast"})).await;
+    let (k1, k2) = (id(&k1.body), id(&k2.body));
+    let mut slow = db.begin().await.unwrap();
+    sqlx::query("UPDATE write_keys SET revoked_at = now() WHERE id = $1").bind(k1).execute(&mut *slow).await.unwrap();
+    assert_eq!(auth.delete(&format!("/api/v1/projects/{project}/write-keys/{k2}"), &t).await.status, 204);
+    let first = feed(json!({"since": cursor, "wait_ms": 5000})).await;
+    assert_eq!(kinds(&first), vec![("write_key".to_string(), k2.to_string())]);
+    cursor = first["cursor"].as_u64().unwrap();
+    // The held poll wakes when the slow one commits, and delivers its (lower) seq.
+    let waiting = tokio::spawn(feed(json!({"since": cursor, "have": seqs(&first), "wait_ms": 20000})));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    slow.commit().await.unwrap();
+    let late = waiting.await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "woken after {:?}", t0.elapsed());
+    assert!(kinds(&late).contains(&("write_key".to_string(), k1.to_string())), "{late}");
+    assert!(seqs(&late).iter().min() < seqs(&first).iter().min(), "sequence order is not commit order: {late}");
+    let (cursor, have) = (late["cursor"].as_u64().unwrap(), seqs(&late));
+
+    // Every other kind, through the API.
+    let other = auth.signup("feed-member@example.com").await;
+    let added = auth.invite_and_accept(org, &t, "feed-member@example.com", "member", &token(&other)).await;
+    assert_eq!(added.status, 200, "{added:?}");
+    let member = id(&other["user"]);
+    let p2 = auth.post(&format!("/api/v1/organizations/{org}/projects"), Some(&t), json!({"name": "Doomed"})).await;
+    let (p2, p2_key) = (id(&p2.body), id(&p2.body["write_key"]));
+    let pk = auth.post("/api/v1/personal-keys", Some(&t), json!({"name": "ci", "scopes": ["query:read"]})).await;
+    assert_eq!(pk.status, 201, "{pk:?}");
+    let pk = id(&pk.body);
+    let role =
+        auth.patch(&format!("/api/v1/organizations/{org}/members/{member}"), &t, json!({"role": "viewer"})).await;
+    assert_eq!(role.status, 200, "{role:?}");
+    assert_eq!(auth.delete(&format!("/api/v1/projects/{p2}"), &t).await.status, 204);
+    assert_eq!(auth.delete(&format!("/api/v1/personal-keys/{pk}"), &t).await.status, 204);
+    let session: String = sqlx::query_scalar("SELECT id::text FROM sessions WHERE user_id = $1 LIMIT 1")
+        .bind(member)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let out = auth.post("/api/v1/logout", Some(&token(&other)), json!({})).await;
+    assert_eq!(out.status, 204, "{out:?}");
+    let rest = feed(json!({"since": cursor, "have": have})).await;
+    let got = kinds(&rest);
+    let owner = id(&s["user"]);
+    for want in [
+        ("user", member.to_string()),      // joined, then re-roled
+        ("user", owner.to_string()),       // a project made in their organisation
+        ("project", p2.to_string()),       // deleted
+        ("write_key", p2_key.to_string()), // with its project
+        ("personal_key", pk.to_string()),  // revoked
+        ("session", session.clone()),      // logged out
+    ] {
+        assert!(got.contains(&(want.0.to_string(), want.1.clone())), "{want:?} missing from {got:?}");
+    }
+    assert_eq!(rest["reset"], json!(false));
+    let bad = auth.call(Method::POST, "/internal/v1/revocations", None, Some(json!({"since": "abc"}))).await;
+    assert_eq!((bad.status, bad.body["field"].as_str()), (400, Some("since")), "{bad:?}");
+}

@@ -1154,6 +1154,82 @@ async fn cohorts_by_property_behaviour_and_list_filter_analyses() -> Result<()> 
     let (status, v) =
         trend(json!([{"type": "cohort", "key": "id", "value": ids["pro"], "operator": "is_set"}]), "total").await?;
     assert_eq!(status, 400, "{v}");
+
+    // Cohorts as a breakdown: a group per cohort, in the order asked; a person counts in each of
+    // their cohorts (6 and 18 are pro and repeat buyers) and nowhere when in none.
+    let cohorts = json!([ids["pro"], ids["buyers"], ids["list"]]);
+    let (status, v) = api(
+        "POST",
+        "/query/trends".into(),
+        Some(json!({"series": [{"event": "pageview"}, {"event": "pageview", "math": "unique_users"}],
+                    "date_from": "-7d", "interval": "day",
+                    "breakdown": {"type": "cohort", "cohorts": cohorts}})),
+    )
+    .await?;
+    assert_eq!(status, 200, "{v}");
+    let got: BTreeMap<(u64, String), f64> = v["results"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|r| {
+            let key = (r["series"].as_u64().unwrap_or(9), r["breakdown_value"].as_str().unwrap_or("").to_string());
+            (key, r["aggregated_value"].as_f64().unwrap_or(-1.0))
+        })
+        .collect();
+    let (pro, buyers, list) = (ids["pro"].to_string(), ids["buyers"].to_string(), ids["list"].to_string());
+    let want: BTreeMap<(u64, String), f64> = [
+        ((0, pro.clone()), 8.0),
+        ((0, buyers.clone()), 10.0),
+        ((0, list.clone()), 2.0),
+        ((1, pro.clone()), 4.0),
+        ((1, buyers.clone()), 5.0),
+        ((1, list.clone()), 1.0),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want, "{v}");
+    let order: Vec<String> =
+        (0..3).map(|i| v["results"][i]["breakdown_value"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(order, vec![pro.clone(), buyers.clone(), list.clone()], "the cohorts' order");
+    let (status, v) = api(
+        "POST",
+        "/query/funnels".into(),
+        Some(json!({"steps": [{"event": "pageview"}, {"event": "purchase"}], "date_from": "-7d",
+                    "breakdown": {"type": "cohort", "cohorts": cohorts}})),
+    )
+    .await?;
+    assert_eq!(status, 200, "{v}");
+    let got: Vec<(String, Vec<u64>)> = v["breakdown"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|b| {
+            let counts = b["steps"]
+                .as_array()
+                .unwrap_or(&Vec::new())
+                .iter()
+                .map(|s| s["count"].as_u64().unwrap_or(99))
+                .collect();
+            (b["breakdown_value"].as_str().unwrap_or("").to_string(), counts)
+        })
+        .collect();
+    assert_eq!(got, vec![(pro, vec![4, 2]), (buyers, vec![5, 5]), (list, vec![1, 1])], "{v}");
+    for (breakdown, field) in [
+        (json!({"type": "cohort", "cohorts": []}), "breakdown.cohorts"),
+        (json!({"type": "cohort", "cohorts": [999_999]}), "breakdown.cohorts"),
+        (json!({"type": "cohort", "cohorts": [ids["pro"], ids["pro"]]}), "breakdown.cohorts"),
+        (json!({"type": "cohort", "property": "plan", "cohorts": [ids["pro"]]}), "breakdown.property"),
+        (json!({"property": "plan", "cohorts": [ids["pro"]]}), "breakdown.cohorts"),
+    ] {
+        let (status, v) = api(
+            "POST",
+            "/query/trends".into(),
+            Some(json!({"series": [{"event": "pageview"}], "date_from": "-7d", "breakdown": breakdown})),
+        )
+        .await?;
+        assert_eq!((status, v["field"].as_str()), (400, Some(field)), "{breakdown}: {v}");
+    }
+
     let (status, _) = api("DELETE", format!("/cohorts/{}", ids["both"]), None).await?;
     assert_eq!(status, 204);
     let (status, _) = api("GET", format!("/cohorts/{}", ids["both"]), None).await?;

@@ -8,6 +8,8 @@
 //! in strict order) and a 14-day retention table, it measures `RUNS` requests through the service
 //! (HTTP, authentication, JSON) and the same analysis run in-process by the query library (the
 //! same SQL and result shaping, no HTTP): the difference is the service's overhead. Figures are printed, not asserted.
+//! Then (RESOLUTION=0 skips it) it compares person resolution at query time with person ids written
+//! at ingestion, on a copy of the events ([`resolution`]).
 
 use std::time::{Duration, Instant};
 
@@ -223,6 +225,121 @@ async fn main() -> Result<()> {
             ms(d99),
             ms(s50) - ms(d50)
         );
+    }
+    if env_or("RESOLUTION", 1) == 1 {
+        resolution(&ch, &database, a.project_id, runs).await?;
+    }
+    Ok(())
+}
+
+/// Person resolution at query time (Cairn: each event's distinct id hash through the override
+/// table) against the alternative issue 20 names, person ids written on events at ingestion
+/// (PostHog's "persons on events"): with an override table for the merges that came after the
+/// events were written, and after those overrides were squashed into the events. The same
+/// events in one table (`events_resolution`, ordered like `events`) carry the distinct id, the
+/// person id as ingestion would have written it (the anonymous person, for the events before
+/// the login) and the final person; each variant reads only its own columns. ClickHouse alone
+/// (no service), the same rounds interleaved.
+async fn resolution(ch: &TestClickHouse, database: &str, project: i64, runs: usize) -> Result<()> {
+    let db = ch.db(database);
+    println!();
+    println!("person resolution: copying the events with ingestion-time person ids ...");
+    db.rows(
+        "CREATE TABLE events_resolution (uuid UUID, project_id UInt64, event LowCardinality(String), \
+         distinct_id String, timestamp DateTime64(3), person_at_ingestion UInt64, person_squashed UInt64) \
+         ENGINE = MergeTree ORDER BY (project_id, event, toDate(timestamp), cityHash64(distinct_id), uuid)",
+    )
+    .await?;
+    for part in 0..10 {
+        db.rows(&format!(
+            "INSERT INTO events_resolution SELECT e.uuid, e.project_id, e.event, e.distinct_id, e.timestamp, \
+             cityHash64(e.distinct_id), if(o.person_id = 0, cityHash64(e.distinct_id), o.person_id) \
+             FROM events AS e LEFT JOIN (SELECT project_id, id_hash, argMax(person_id, version) AS person_id \
+             FROM person_overrides GROUP BY project_id, id_hash) AS o \
+             ON e.project_id = o.project_id AND cityHash64(e.distinct_id) = o.id_hash \
+             WHERE cityHash64(e.uuid) % 10 = {part}"
+        ))
+        .await?;
+    }
+    db.rows("OPTIMIZE TABLE events_resolution FINAL").await?;
+    let overrides = format!(
+        "(SELECT id_hash, argMax(person_id, version) AS person_id FROM person_overrides WHERE project_id = {project} GROUP BY id_hash)"
+    );
+    let scope = format!("project_id = {project} AND timestamp >= now64(3) - toIntervalDay(30)");
+    // Each variant: how an event's person is read, and what it joins.
+    let variants = [
+        ("query time (Cairn): distinct id hash → overrides", "cityHash64(distinct_id)", true),
+        ("ingestion time, with overrides for later merges", "person_at_ingestion", true),
+        ("ingestion time, overrides squashed into events", "person_squashed", false),
+    ];
+    let person_sql = |key: &str, join: bool, columns: &str, filter: &str| {
+        if join {
+            format!(
+                "SELECT if(o.person_id = 0, e.k, o.person_id) AS person, {columns} FROM \
+                 (SELECT {key} AS k, {columns} FROM events_resolution WHERE {scope} AND {filter}) AS e \
+                 LEFT JOIN {overrides} AS o ON e.k = o.id_hash"
+            )
+        } else {
+            format!("SELECT {key} AS person, {columns} FROM events_resolution WHERE {scope} AND {filter}")
+        }
+    };
+    type Build<'a> = Box<dyn Fn(&str, bool) -> String + 'a>;
+    let analyses: Vec<(&str, Build)> = vec![
+        (
+            "30-day daily unique persons",
+            Box::new(|key, join| {
+                format!(
+                    "SELECT toStartOfDay(timestamp) AS b, uniqExact(person) FROM ({}) GROUP BY b",
+                    person_sql(key, join, "timestamp", "event = 'pageview'")
+                )
+            }),
+        ),
+        (
+            "3-step funnel by person (windowFunnel, 1 day)",
+            Box::new(|key, join| {
+                format!(
+                    "SELECT level, count() FROM (SELECT person, windowFunnel(86400)(toDateTime(timestamp), \
+                     event = 'pageview', event = 'view_item', event = 'purchase') AS level FROM ({}) GROUP BY person) \
+                     GROUP BY level",
+                    person_sql(key, join, "timestamp, event", "event IN ('pageview', 'view_item', 'purchase')")
+                )
+            }),
+        ),
+    ];
+    // The answers must agree between the query-time variant and the squashed one (the ingestion
+    // time one with overrides is the same by construction).
+    for (name, build) in &analyses {
+        let q = build(variants[0].1, variants[0].2) + " ORDER BY 1 FORMAT JSONEachRow";
+        let s = build(variants[2].1, variants[2].2) + " ORDER BY 1 FORMAT JSONEachRow";
+        if db.rows(&q).await? != db.rows(&s).await? {
+            bail!("{name}: the variants disagree");
+        }
+    }
+    let mut times = vec![vec![Vec::new(); variants.len()]; analyses.len()];
+    for round in 0..runs + 2 {
+        for (a, (_, build)) in analyses.iter().enumerate() {
+            for (v, (_, key, join)) in variants.iter().enumerate() {
+                let sql = build(key, *join);
+                let t = Instant::now();
+                db.rows(&sql).await?;
+                if round >= 2 {
+                    times[a][v].push(t.elapsed());
+                }
+            }
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!();
+    println!("person resolution, ClickHouse only, {runs} runs each (p50 / p99 ms):");
+    println!();
+    println!("| analysis | {} |", variants.iter().map(|v| v.0).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}", "---:|".repeat(variants.len()));
+    for (a, (name, _)) in analyses.iter().enumerate() {
+        let cells: Vec<String> = times[a]
+            .iter()
+            .map(|t| format!("{:.1} / {:.1}", ms(percentile(t, 0.5)), ms(percentile(t, 0.99))))
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
     }
     Ok(())
 }

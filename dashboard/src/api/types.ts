@@ -170,10 +170,12 @@ export interface PropertyFilter {
   type?: PropertyKind;
 }
 
+/** A property's values (type event or person), or cohorts (type cohort: a group per cohort id). */
 export interface Breakdown {
-  property: string;
+  property?: string;
   type?: PropertyKind;
   limit?: number | null;
+  cohorts?: number[];
 }
 
 // ── trends ───────────────────────────────────────────────────────────────────────────────────

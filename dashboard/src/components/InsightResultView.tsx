@@ -1,6 +1,6 @@
 import type { FunnelsResponse, InsightQuery, InsightResult, RetentionResponse, TrendsResponse } from '../api/types';
 import { formatBreakdownValue, formatNumber } from '../format';
-import { mathLabel } from '../queries';
+import { mathLabel, breakdownLabel } from '../queries';
 import { FunnelBars, FunnelBreakdownTable } from './charts/FunnelBars';
 import { RetentionTable } from './charts/RetentionTable';
 import { TrendsChart } from './charts/TrendsChart';
@@ -39,7 +39,7 @@ export function InsightResultView({ query, result, chartHeight = 160 }: { query:
       return (
         <>
           <FunnelBars steps={r.steps} compact />
-          <FunnelBreakdownTable result={r} property={query.breakdown?.property} />
+          <FunnelBreakdownTable result={r} property={breakdownLabel(query.breakdown)} />
         </>
       );
     }

@@ -1,5 +1,8 @@
 import { useId } from 'react';
-import type { FilterOperator, FilterScalar, PropertyFilter, PropertyKind } from '../api/types';
+import { useQuery } from '@tanstack/react-query';
+import { listCohorts } from '../api/query';
+import type { Breakdown, FilterOperator, FilterScalar, PropertyFilter, PropertyKind } from '../api/types';
+import { useProject } from '../project';
 import { OPERATORS, operatorIsNumeric, operatorTakesValue } from '../queries';
 import { PropertyKeyPicker, PropertyValuePicker } from './Pickers';
 
@@ -110,7 +113,7 @@ export function PropertyFilters({ value, onChange, event, label = 'Filters', add
   );
 }
 
-/** Whose property a breakdown reads: the event's or its person's. */
+/** What a breakdown reads: the event's property, its person's, or the person's cohorts. */
 export function BreakdownKind({ value, onChange }: { value: PropertyKind | undefined; onChange: (kind: PropertyKind) => void }) {
   const id = useId();
   return (
@@ -121,7 +124,78 @@ export function BreakdownKind({ value, onChange }: { value: PropertyKind | undef
       <select id={id} value={value ?? 'event'} onChange={(e) => onChange(e.target.value as PropertyKind)}>
         <option value="event">of the event</option>
         <option value="person">of the person</option>
+        <option value="cohort">by cohorts</option>
       </select>
     </div>
+  );
+}
+
+/** The project's saved cohorts, to pick a cohort breakdown's groups from (one group per cohort chosen). */
+function CohortChoice({ value, onChange }: { value: number[]; onChange: (ids: number[]) => void }) {
+  const project = useProject();
+  const id = useId();
+  const list = useQuery({ queryKey: ['cohorts', project.id], queryFn: ({ signal }) => listCohorts(project.id, signal) });
+  const cohorts = list.data?.results ?? [];
+  return (
+    <div className="field">
+      <label htmlFor={id}>Breakdown cohorts</label>
+      <select
+        id={id}
+        multiple
+        value={value.map(String)}
+        onChange={(e) => onChange(Array.from(e.target.selectedOptions, (o) => Number(o.value)))}
+      >
+        {cohorts.map((c) => (
+          <option key={c.id} value={c.id}>
+            {c.name}
+          </option>
+        ))}
+      </select>
+      {list.isSuccess && cohorts.length === 0 ? <p className="hint">No cohorts yet: save one on the Cohorts page.</p> : null}
+    </div>
+  );
+}
+
+/** A breakdown: a property (the event's or the person's, from `event`'s keys) or a set of cohorts. */
+export function BreakdownEditor({
+  value,
+  event,
+  onChange,
+}: {
+  value: Breakdown | null | undefined;
+  event?: string | null;
+  onChange: (b: Breakdown | null) => void;
+}) {
+  const kind = value?.type ?? 'event';
+  return (
+    <>
+      {kind === 'cohort' ? (
+        <CohortChoice value={value?.cohorts ?? []} onChange={(cohorts) => onChange({ type: 'cohort', cohorts })} />
+      ) : (
+        <PropertyKeyPicker
+          label="Breakdown by property"
+          value={value?.property ?? ''}
+          event={event ?? undefined}
+          placeholder="None"
+          onChange={(property) => onChange(property ? { ...(value ?? {}), property } : null)}
+        />
+      )}
+      <BreakdownKind
+        value={kind}
+        onChange={(next) => {
+          if (next === 'cohort') return onChange({ type: 'cohort', cohorts: [] });
+          const property = kind === 'cohort' ? '' : (value?.property ?? '');
+          const b: Breakdown = { property };
+          if (value?.limit != null && kind !== 'cohort') b.limit = value.limit;
+          if (next === 'person') b.type = 'person';
+          onChange(b);
+        }}
+      />
+      {value ? (
+        <button type="button" className="btn btn-small" onClick={() => onChange(null)}>
+          Remove breakdown
+        </button>
+      ) : null}
+    </>
   );
 }

@@ -5,11 +5,11 @@ import { FunnelBars, FunnelBreakdownTable } from '../components/charts/FunnelBar
 import { ComboInput } from '../components/ComboInput';
 import { DateRangePicker } from '../components/DateRangePicker';
 import { InsightHeader } from '../components/InsightHeader';
-import { EventPicker, PropertyKeyPicker } from '../components/Pickers';
-import { BreakdownKind, PropertyFilters } from '../components/PropertyFilters';
+import { EventPicker } from '../components/Pickers';
+import { BreakdownEditor, PropertyFilters } from '../components/PropertyFilters';
 import { Results } from '../components/Results';
 import { Empty } from '../components/States';
-import { defaultFunnels, funnelsRequest, sanitizeFunnels } from '../queries';
+import { defaultFunnels, funnelsRequest, sanitizeFunnels, breakdownLabel } from '../queries';
 
 const MIN_STEPS = 2;
 const MAX_STEPS = 10;
@@ -119,27 +119,7 @@ export function FunnelsPage() {
         </fieldset>
         <fieldset className="editor-section editor-inline">
           <legend>Breakdown</legend>
-          <PropertyKeyPicker
-            label="Breakdown by property"
-            value={q.breakdown?.property ?? ''}
-            event={q.steps[0]?.event}
-            placeholder="None"
-            onChange={(property) => set({ breakdown: property ? { ...(q.breakdown ?? {}), property } : null })}
-          />
-          {q.breakdown ? (
-            <BreakdownKind
-              value={q.breakdown.type}
-              onChange={(kind) => {
-                const { type: _old, ...rest } = q.breakdown!;
-                set({ breakdown: kind === 'person' ? { ...rest, type: kind } : rest });
-              }}
-            />
-          ) : null}
-          {q.breakdown ? (
-            <button type="button" className="btn btn-small" onClick={() => set({ breakdown: null })}>
-              Remove breakdown
-            </button>
-          ) : null}
+          <BreakdownEditor value={q.breakdown} event={q.steps[0]?.event} onChange={(breakdown) => set({ breakdown })} />
         </fieldset>
       </form>
       <Results query={result}>
@@ -149,7 +129,7 @@ export function FunnelsPage() {
           ) : (
             <>
               <FunnelBars steps={data.steps} />
-              <FunnelBreakdownTable result={data} property={request.breakdown?.property} />
+              <FunnelBreakdownTable result={data} property={breakdownLabel(request.breakdown)} />
             </>
           )
         }

@@ -7,10 +7,10 @@ import { ComboInput } from '../components/ComboInput';
 import { DateRangePicker } from '../components/DateRangePicker';
 import { InsightHeader } from '../components/InsightHeader';
 import { EventPicker, PropertyKeyPicker } from '../components/Pickers';
-import { BreakdownKind, PropertyFilters } from '../components/PropertyFilters';
+import { BreakdownEditor, PropertyFilters } from '../components/PropertyFilters';
 import { Results } from '../components/Results';
 import { Empty } from '../components/States';
-import { defaultTrends, INTERVALS, MATHS, mathNeedsProperty, sanitizeTrends, trendsRequest } from '../queries';
+import { defaultTrends, INTERVALS, MATHS, mathNeedsProperty, sanitizeTrends, trendsRequest, breakdownLabel } from '../queries';
 
 const MAX_SERIES = 10;
 const letter = (i: number) => String.fromCharCode(65 + i);
@@ -156,27 +156,7 @@ export function TrendsPage() {
         </fieldset>
         <fieldset className="editor-section editor-inline">
           <legend>Breakdown</legend>
-          <PropertyKeyPicker
-            label="Breakdown by property"
-            value={q.breakdown?.property ?? ''}
-            event={q.series.length === 1 ? q.series[0]?.event : undefined}
-            placeholder="None"
-            onChange={(property) => set({ breakdown: property ? { ...(q.breakdown ?? {}), property } : null })}
-          />
-          {q.breakdown ? (
-            <BreakdownKind
-              value={q.breakdown.type}
-              onChange={(kind) => {
-                const { type: _old, ...rest } = q.breakdown!;
-                set({ breakdown: kind === 'person' ? { ...rest, type: kind } : rest });
-              }}
-            />
-          ) : null}
-          {q.breakdown ? (
-            <button type="button" className="btn btn-small" onClick={() => set({ breakdown: null })}>
-              Remove breakdown
-            </button>
-          ) : null}
+          <BreakdownEditor value={q.breakdown} event={q.series.length === 1 ? q.series[0]?.event : undefined} onChange={(breakdown) => set({ breakdown })} />
         </fieldset>
       </form>
       <Results query={result}>
@@ -186,7 +166,7 @@ export function TrendsPage() {
           ) : (
             <>
               <TrendsChart result={data} />
-              <TrendsTable result={data} breakdownProperty={request.breakdown?.property} />
+              <TrendsTable result={data} breakdownProperty={breakdownLabel(request.breakdown)} />
             </>
           )
         }

@@ -9,11 +9,19 @@
 //! stop ingestion or queries; with nothing usable cached the call fails with
 //! [`AuthClientError::Unavailable`]. An access token is never cached past its own expiry.
 //!
+//! Revocations reach the caches at once: [`AuthClient::follow_revocations`] long-polls the auth
+//! service's feed (`POST /internal/v1/revocations`) and drops the entries each revocation names (a
+//! write key, a project, a personal key, a session, a user's rights), typically within
+//! milliseconds of the commit. An answer fetched while a revocation was being applied is used
+//! once and not kept. While the feed cannot be reached, `cache_ttl` still bounds how long a
+//! revoked credential works.
+//!
 //! The cache is moka's (bounded by `CAIRN_AUTH_CACHE_SIZE`, TinyLFU admission, so a flood of
 //! unknown keys cannot push out the keys in use). Concurrent lookups of one credential are merged:
 //! one calls the auth service, the others wait for its answer; after a failed call, callers of
 //! that credential get the stale answer (or the error) for a second without calling again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -178,6 +186,57 @@ pub struct ResolvedWriteKey {
     pub key_id: i64,
 }
 
+/// What a revocation names (`credential_revocations.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationKind {
+    /// A write key (its id) was revoked or deleted.
+    WriteKey,
+    /// A project (its id) was deleted: its write keys, and every grant in it.
+    Project,
+    /// A personal key (its id) was revoked, changed or deleted.
+    PersonalKey,
+    /// A login session (its uuid) was revoked or deleted.
+    Session,
+    /// A user's (their id) rights changed, or the user is gone.
+    User,
+}
+
+impl std::str::FromStr for RevocationKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown revocation kind {s:?}"))
+    }
+}
+
+/// One row of the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub seq: i64,
+    pub kind: RevocationKind,
+    /// The id (or session uuid) it names, as text.
+    pub subject: String,
+}
+
+/// An answer of `POST /internal/v1/revocations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationFeed {
+    /// Where to continue from (`since` of the next call).
+    pub cursor: u64,
+    /// The rows written at or after the previous cursor (their seqs are `have` of the next call).
+    pub revocations: Vec<Revocation>,
+    /// Too much changed to list: drop every cached answer.
+    pub reset: bool,
+}
+
+/// How long the auth service keeps revocations; a follower whose last answer is older (half of
+/// it, for margin) drops its caches and starts again from the head.
+pub const REVOCATIONS_KEPT_FOR: Duration = Duration::from_secs(86_400);
+
+/// How long a poll of the revocation feed is held by the auth service when nothing happens.
+const FEED_WAIT: Duration = Duration::from_secs(20);
+
 #[derive(Debug, Clone, Error)]
 pub enum AuthClientError {
     #[error("the auth service is unavailable: {0}")]
@@ -281,6 +340,107 @@ impl AuthClient {
             principals: Arc::new(Cache::new(policy)),
             write_keys: Arc::new(Cache::new(policy)),
         })
+    }
+
+    /// Follows the auth service's revocation feed until `stop`, dropping the cached answers each
+    /// revocation names. Run it once per client (capture and query spawn it at start).
+    pub async fn follow_revocations(&self, stop: tokio_util::sync::CancellationToken) {
+        // The cursor and the seqs of the last answer; None before the first.
+        let mut position: Option<(u64, Vec<i64>)> = None;
+        let mut last_answer = Instant::now();
+        let mut backoff = cairn_common::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut failing = false;
+        loop {
+            if position.is_some() && last_answer.elapsed() > REVOCATIONS_KEPT_FOR / 2 {
+                tracing::warn!("the revocation feed was out of reach for too long; dropping every cached credential");
+                self.forget_all();
+                position = None;
+            }
+            let answer = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = self.poll_revocations(position.as_ref()) => a,
+            };
+            match answer {
+                Ok(feed) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("the revocation feed is reachable again");
+                    }
+                    backoff.reset();
+                    last_answer = Instant::now();
+                    if position.is_none() || feed.reset {
+                        // Anything cached before the first answer (or past a gap) may be revoked.
+                        self.forget_all();
+                    }
+                    for r in &feed.revocations {
+                        self.apply(r).await;
+                    }
+                    if !feed.revocations.is_empty() {
+                        tracing::debug!(revocations = feed.revocations.len(), "applied revocations");
+                    }
+                    position = Some((feed.cursor, feed.revocations.iter().map(|r| r.seq).collect()));
+                    if feed.reset {
+                        // Over a thousand rows are not yet behind the cursor (a mass revocation
+                        // while an older transaction runs): every poll would reset again at once.
+                        tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
+                    }
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(error = %e, "cannot follow the revocation feed; cached credentials now expire by their TTL only");
+                    }
+                    if !backoff.wait(&stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll_revocations(&self, position: Option<&(u64, Vec<i64>)>) -> Result<RevocationFeed, AuthClientError> {
+        let body = match position {
+            None => serde_json::json!({}),
+            Some((since, have)) => {
+                serde_json::json!({"since": since, "have": have, "wait_ms": FEED_WAIT.as_millis() as u64})
+            }
+        };
+        let url = format!("{}/internal/v1/revocations", self.base);
+        let mut req = self.http.post(url).json(&body).timeout(FEED_WAIT + Duration::from_secs(10));
+        if let Some(token) = &self.internal_token {
+            req = req.bearer_auth(token.expose_secret());
+        }
+        let resp = req.send().await.map_err(|e| AuthClientError::Unavailable(e.without_url().to_string()))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let mut body = resp.text().await.unwrap_or_default();
+            body.truncate(512);
+            return Err(AuthClientError::Unexpected { status, body });
+        }
+        resp.json::<RevocationFeed>()
+            .await
+            .map_err(|e| AuthClientError::Unexpected { status, body: format!("undecodable answer: {e}") })
+    }
+
+    /// Drops the cached answers `r` names.
+    async fn apply(&self, r: &Revocation) {
+        let id = r.subject.parse::<i64>().ok();
+        match r.kind {
+            RevocationKind::WriteKey => self.write_keys.forget(|k| Some(k.key_id) == id).await,
+            RevocationKind::Project => {
+                self.write_keys.forget(|k| Some(k.project_id) == id).await;
+                self.principals.forget(|p| p.projects.iter().any(|g| Some(g.id) == id)).await;
+            }
+            RevocationKind::PersonalKey => self.principals.forget(|p| p.key_id.is_some() && p.key_id == id).await,
+            RevocationKind::Session => {
+                let sid = r.subject.parse::<uuid::Uuid>().ok();
+                self.principals.forget(|p| p.session_id.is_some() && p.session_id == sid).await
+            }
+            RevocationKind::User => self.principals.forget(|p| Some(p.user_id) == id).await,
+        }
+    }
+
+    fn forget_all(&self) {
+        self.write_keys.forget_all();
+        self.principals.forget_all();
     }
 
     /// Who `credential` (an access token or a personal key) is: `Ok(None)` when it is invalid,
@@ -435,6 +595,9 @@ impl<V: Clone> Entry<V> {
 struct Cache<V> {
     policy: CachePolicy,
     entries: moka::future::Cache<Digest32, Entry<V>>,
+    /// Bumped before each revocation is applied: an answer fetched across a bump may predate it,
+    /// and is used once, not kept.
+    generation: AtomicU64,
 }
 
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
@@ -444,7 +607,26 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             // Nothing is usable after its stale limit: let moka drop it.
             .time_to_live(policy.stale_for.max(policy.ttl).max(policy.negative_ttl) + FAILURE_HOLD)
             .build();
-        Self { policy, entries }
+        Self { policy, entries, generation: AtomicU64::new(0) }
+    }
+
+    /// Drops every entry whose answer matches `revoked` (unknown-credential answers stay).
+    async fn forget(&self, revoked: impl Fn(&V) -> bool) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let doomed: Vec<Arc<Digest32>> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| matches!(&entry.answer, Some(Some(v)) if revoked(v)))
+            .map(|(key, _)| key)
+            .collect();
+        for key in doomed {
+            self.entries.invalidate(&*key).await;
+        }
+    }
+
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.invalidate_all();
     }
 }
 
@@ -476,6 +658,9 @@ where
         return settled;
     }
     let policy = cache.policy;
+    // The generation before the call, when this caller made one (u64::MAX: it did not).
+    let fetched_at_generation = AtomicU64::new(u64::MAX);
+    let fetched_at = &fetched_at_generation;
     // One call per credential at a time (moka runs computations on one key one after another):
     // a caller that queued behind it finds the answer and does not ask again.
     let outcome = cache
@@ -486,6 +671,7 @@ where
             if current.as_ref().is_some_and(|e| e.settled(now).is_some()) {
                 return moka::ops::compute::Op::Nop;
             }
+            fetched_at.store(cache.generation.load(Ordering::SeqCst), Ordering::SeqCst);
             match fetch().await {
                 Ok(v) => moka::ops::compute::Op::Put(Entry::answered(v, now, hard_expiry, &policy)),
                 Err(e) => moka::ops::compute::Op::Put(Entry::failed(current, now, e)),
@@ -499,6 +685,12 @@ where
             return Err(AuthClientError::Unavailable("the credential cache lost its answer".into()))
         }
     };
+    let before = fetched_at_generation.load(Ordering::SeqCst);
+    if before != u64::MAX && before != cache.generation.load(Ordering::SeqCst) {
+        // A revocation was applied while the auth service answered: the answer may predate it.
+        // Checked after the insert, so that a revocation applied in between cannot miss it.
+        cache.entries.invalidate(&key).await;
+    }
     entry.settled(now).unwrap_or_else(|| Err(AuthClientError::Unavailable("no answer from the auth service".into())))
 }
 
@@ -532,6 +724,50 @@ mod tests {
         })
         .await;
         (r, called.get())
+    }
+
+    #[tokio::test]
+    async fn a_revocation_drops_only_the_answers_it_names() {
+        let c = Cache::new(policy());
+        let now = Instant::now();
+        for (k, answer) in [(1, Some(1)), (2, Some(2)), (3, None)] {
+            assert!(get(&c, key(k), now, Ok(answer)).await.1);
+        }
+        c.forget(|v| *v == 1).await;
+        assert!(get(&c, key(1), now, Ok(None)).await.1, "the revoked answer is asked again");
+        assert!(!get(&c, key(2), now, Ok(Some(2))).await.1, "another is kept");
+        assert!(!get(&c, key(3), now, Ok(None)).await.1, "an unknown credential stays unknown");
+        c.forget_all();
+        assert!(get(&c, key(2), now, Ok(Some(2))).await.1, "all dropped");
+    }
+
+    #[tokio::test]
+    async fn an_answer_fetched_across_a_revocation_is_used_once_not_kept() {
+        let c = Cache::new(policy());
+        let now = Instant::now();
+        let r = cached(&c, key(1), now, None, || async {
+            // A revocation is applied while the auth service answers.
+            c.forget(|_: &i64| false).await;
+            Ok(Some(7))
+        })
+        .await;
+        assert_eq!(r.ok(), Some(Some(7)), "the caller gets the answer");
+        assert!(get(&c, key(1), now, Ok(Some(7))).await.1, "the next caller asks again");
+        assert!(!get(&c, key(1), now, Ok(Some(7))).await.1, "an undisturbed answer is kept");
+    }
+
+    #[test]
+    fn revocation_kinds_read_as_the_database_writes_them() {
+        for (text, kind) in [
+            ("write_key", RevocationKind::WriteKey),
+            ("project", RevocationKind::Project),
+            ("personal_key", RevocationKind::PersonalKey),
+            ("session", RevocationKind::Session),
+            ("user", RevocationKind::User),
+        ] {
+            assert_eq!(text.parse::<RevocationKind>(), Ok(kind));
+        }
+        assert!("organization".parse::<RevocationKind>().is_err());
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod password;
 pub mod permissions;
+pub mod revocations;
 pub mod router;
 pub mod sessions;
 pub mod state;
@@ -98,7 +99,11 @@ pub async fn run(cfg: AuthConfig) -> Result<(), Box<dyn std::error::Error>> {
         hasher,
         dummy_hash,
         usage: Default::default(),
+        revocations: tokio::sync::watch::Sender::new(0),
+        feed_max_wait: revocations::MAX_WAIT.min(cfg.server.request_timeout / 2),
     });
+    revocations::spawn_listener(state.db.clone(), state.revocations.clone(), shutdown.clone());
+    revocations::spawn_pruning(state.db.clone(), shutdown.clone());
     {
         let state = state.clone();
         let stop = shutdown.clone();

@@ -16,6 +16,7 @@ use crate::api::{account, organizations, personal_keys, projects, write_keys};
 use crate::extract::require_internal_token;
 use crate::internal;
 use crate::metrics::RequestLabels;
+use crate::revocations;
 use crate::state::AppState;
 
 type S = Arc<AppState>;
@@ -83,6 +84,7 @@ pub fn internal_endpoints() -> Vec<Endpoint> {
     vec![
         ep("POST", "/internal/v1/write-keys/resolve", internal::resolve_write_key),
         ep("POST", "/internal/v1/authenticate", internal::authenticate),
+        ep("POST", "/internal/v1/revocations", revocations::feed),
     ]
 }
 

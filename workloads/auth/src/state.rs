@@ -29,6 +29,10 @@ pub struct AppState {
     /// A hash verified when the email is unknown, so a login takes as long either way.
     pub dummy_hash: String,
     pub usage: UsageThrottle,
+    /// Bumped on each `cairn_revocations` notification: wakes the held polls of the revocation feed.
+    pub revocations: tokio::sync::watch::Sender<u64>,
+    /// The longest a revocation poll is held: 25 s, or half of `CAIRN_HTTP_REQUEST_TIMEOUT_MS`.
+    pub feed_max_wait: Duration,
 }
 
 /// Which key's `last_used_at` to touch.

@@ -2,8 +2,9 @@
 //!
 //! Capture asks a [`KeyResolver`] which project a write key belongs to. [`StaticKeys`] answers
 //! from configuration (`CAIRN_CAPTURE_API_KEYS`, for bootstrapping and development);
-//! [`AuthKeys`] asks the auth service (through [`AuthClient`]'s cache: a revoked key stops
-//! working within `CAIRN_AUTH_CACHE_TTL_SECS`, at most 60 s); [`LayeredKeys`] tries the static
+//! [`AuthKeys`] asks the auth service (through [`AuthClient`]'s cache, which the revocation feed
+//! empties of a key as soon as it is revoked; `CAIRN_AUTH_CACHE_TTL_SECS`, at most 60 s, bounds it
+//! while the feed is out of reach); [`LayeredKeys`] tries the static
 //! keys first, then the auth service.
 
 use std::collections::HashMap;

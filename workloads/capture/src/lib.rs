@@ -49,7 +49,11 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
     let auth: Option<Box<dyn KeyResolver>> = match &cfg.auth {
         Some(auth_cfg) => {
             tracing::info!(url = %auth_cfg.url, cache_ttl_secs = auth_cfg.cache_ttl.as_secs(), "resolving write keys through the auth service");
-            Some(Box::new(AuthKeys::new(AuthClient::new(auth_cfg.clone())?)))
+            let client = AuthClient::new(auth_cfg.clone())?;
+            // Revoked keys (and deleted projects' keys) leave the cache as soon as they are revoked.
+            let (follower, stop) = (client.clone(), shutdown.clone());
+            tokio::spawn(async move { follower.follow_revocations(stop).await });
+            Some(Box::new(AuthKeys::new(client)))
         }
         None if fixed.is_empty() => {
             tracing::warn!(

@@ -123,6 +123,32 @@ where
     }
 }
 
+/// A query string (`?a=1&b=x`) as `T`; an absent or empty one is `T::default()`. Unlike
+/// `axum::extract::Query`, a refusal is an [`ApiError`] (JSON, `field: "query"`).
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        query_params(parts.uri.query()).map(QueryParams)
+    }
+}
+
+/// Parses a query string as `T` (see [`QueryParams`]).
+pub fn query_params<T: DeserializeOwned + Default>(q: Option<&str>) -> Result<T, ApiError> {
+    match q {
+        None | Some("") => Ok(T::default()),
+        Some(q) => {
+            serde_urlencoded::from_str(q).map_err(|e| ApiError::invalid("query", format!("bad query string: {e}")))
+        }
+    }
+}
+
 /// Parses JSON, naming the field at fault when it does not fit `T`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {

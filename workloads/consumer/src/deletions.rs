@@ -8,8 +8,8 @@
 //!
 //! Projects: a deleted project's job (`project_deletions`, recorded by a trigger whichever way the
 //! project row went) removes the project's rows from the same tables and its persons from
-//! PostgreSQL, twice: the second pass takes what capture accepted within its key cache or Kafka
-//! still held at the first.
+//! PostgreSQL, twice: the second pass takes what Kafka still held at the first (or what capture
+//! accepted while it could not follow the auth service's revocation feed).
 //!
 //! One job at a time per consumer (`FOR UPDATE SKIP LOCKED`: replicas take different jobs); a
 //! failure is recorded on the job (`attempts`, `last_error`) and retried with backoff, and a

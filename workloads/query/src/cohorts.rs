@@ -217,6 +217,10 @@ pub fn ids_sql(sql: &mut Sql, spec: &CohortSpec) -> Result<String, ApiError> {
 /// Anything that carries property filters (the analyses' requests).
 pub trait HasFilters {
     fn filters_mut(&mut self) -> Vec<&mut PropertyFilter>;
+    /// The breakdown, for the analyses that have one.
+    fn breakdown_mut(&mut self) -> Option<&mut crate::trends::Breakdown> {
+        None
+    }
 }
 
 impl HasFilters for crate::trends::TrendsRequest {
@@ -227,6 +231,10 @@ impl HasFilters for crate::trends::TrendsRequest {
         }
         out
     }
+
+    fn breakdown_mut(&mut self) -> Option<&mut crate::trends::Breakdown> {
+        self.breakdown.as_mut()
+    }
 }
 
 impl HasFilters for crate::funnels::FunnelsRequest {
@@ -236,6 +244,10 @@ impl HasFilters for crate::funnels::FunnelsRequest {
             out.extend(s.filters.iter_mut());
         }
         out
+    }
+
+    fn breakdown_mut(&mut self) -> Option<&mut crate::trends::Breakdown> {
+        self.breakdown.as_mut()
     }
 }
 
@@ -284,9 +296,15 @@ fn spec_of(project_id: u64, row: &CohortRow) -> CohortSpec {
 
 /// Loads the cohorts a request's filters name (400 for one the project does not have).
 pub async fn resolve(pg: &PgPool, project_id: u64, req: &mut impl HasFilters) -> Result<(), ApiError> {
-    let mut filters = req.filters_mut();
-    let wanted: Vec<i64> =
-        filters.iter().filter(|f| f.kind == PropertyKind::Cohort).map(|f| cohort_id(f)).collect::<Result<_, _>>()?;
+    let mut wanted: Vec<i64> = req
+        .filters_mut()
+        .iter()
+        .filter(|f| f.kind == PropertyKind::Cohort)
+        .map(|f| cohort_id(f))
+        .collect::<Result<_, _>>()?;
+    if let Some(b) = req.breakdown_mut().filter(|b| b.kind == PropertyKind::Cohort) {
+        wanted.extend(b.cohorts.iter().copied());
+    }
     if wanted.is_empty() {
         return Ok(());
     }
@@ -297,13 +315,24 @@ pub async fn resolve(pg: &PgPool, project_id: u64, req: &mut impl HasFilters) ->
             .fetch_all(pg)
             .await
             .map_err(cairn_postgres::api_error)?;
-    for f in filters.iter_mut().filter(|f| f.kind == PropertyKind::Cohort) {
+    for f in req.filters_mut().into_iter().filter(|f| f.kind == PropertyKind::Cohort) {
         let id = cohort_id(f)?;
         let row = rows
             .iter()
             .find(|r| r.0 == id)
             .ok_or_else(|| ApiError::invalid("filters", format!("no cohort {id} in this project")))?;
         f.cohort = Some(Arc::new(spec_of(project_id, row)));
+    }
+    if let Some(b) = req.breakdown_mut().filter(|b| b.kind == PropertyKind::Cohort) {
+        b.cohort_specs =
+            b.cohorts
+                .iter()
+                .map(|id| {
+                    rows.iter().find(|r| r.0 == *id).map(|row| Arc::new(spec_of(project_id, row))).ok_or_else(|| {
+                        ApiError::invalid("breakdown.cohorts", format!("no cohort {id} in this project"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
     }
     Ok(())
 }

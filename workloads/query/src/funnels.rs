@@ -258,15 +258,7 @@ fn validate(req: &FunnelsRequest, engine: &Engine) -> Result<i64, ApiError> {
         return Err(ApiError::invalid("conversion_window", "between 1 minute and 366 days"));
     }
     if let Some(b) = &req.breakdown {
-        if b.property.is_empty() {
-            return Err(ApiError::invalid("breakdown.property", "the property is empty"));
-        }
-        if b.kind == PropertyKind::Cohort {
-            return Err(ApiError::invalid("breakdown.type", "a breakdown reads an event's or a person's property"));
-        }
-        if b.limit.is_some_and(|l| l == 0 || l > engine.limits.max_breakdown) {
-            return Err(ApiError::invalid("breakdown.limit", format!("between 1 and {}", engine.limits.max_breakdown)));
-        }
+        b.validate(engine.limits.max_breakdown)?;
     }
     Ok(ms)
 }
@@ -288,7 +280,7 @@ fn statement(
         bits.push(format!("bitShiftLeft(toUInt32(({event}) AND ({own})), {i})"));
     }
     let mask = bits.join(" + ");
-    let bd = req.breakdown.as_ref().map(|b| breakdown_expr(&mut sql, b));
+    let bd = req.breakdown.as_ref().map(|b| breakdown_expr(&mut sql, b)).transpose()?;
     let person_properties = uses_person(&req.filters)
         || req.steps.iter().any(|s| uses_person(&s.filters))
         || req.breakdown.as_ref().is_some_and(|b| b.kind == PropertyKind::Person);
@@ -403,6 +395,22 @@ pub async fn run(
     let steps = summarise(&names, &all);
 
     let breakdown = req.breakdown.as_ref().map(|b| {
+        if let Some(cohorts) = b.cohort_values() {
+            // A walk's value lists its person's cohorts: it counts in each.
+            let mut by_cohort: HashMap<&str, Vec<&Walk>> = HashMap::new();
+            for (w, v) in &walks {
+                for c in v.split(',').filter(|c| !c.is_empty()) {
+                    by_cohort.entry(c).or_default().push(w);
+                }
+            }
+            return cohorts
+                .iter()
+                .map(|c| BreakdownSteps {
+                    breakdown_value: c.clone(),
+                    steps: summarise(&names, by_cohort.get(c.as_str()).map_or(&[][..], Vec::as_slice)),
+                })
+                .collect();
+        }
         let limit = b.limit.unwrap_or(10).min(engine.limits.max_breakdown);
         let mut by_value: HashMap<&str, Vec<&Walk>> = HashMap::new();
         for (w, v) in &walks {

@@ -104,6 +104,11 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
         metrics,
         slots: caller::CallerSlots::new(cfg.limits.max_concurrent_per_caller),
     });
+    // Revoked sessions and keys, deleted projects and changed roles leave the cache at once.
+    {
+        let (auth, stop) = (state.auth.clone(), shutdown.clone());
+        tokio::spawn(async move { auth.follow_revocations(stop).await });
+    }
     // Cohort sizes older than an hour are counted again, a few at a time.
     {
         let (state, stop) = (state.clone(), shutdown.clone());

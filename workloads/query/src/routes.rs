@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_auth_client::{AuthClient, Permission};
-use cairn_common::http::{ApiError, JsonBody};
+use cairn_common::http::{query_params, ApiError, JsonBody};
 use jiff::Timestamp;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -122,15 +122,6 @@ async fn retention_handler(
 }
 
 /// Query strings refused with the parameter named.
-fn query_params<T: serde::de::DeserializeOwned + Default>(q: Option<&str>) -> Result<T, ApiError> {
-    match q {
-        None | Some("") => Ok(T::default()),
-        Some(q) => {
-            serde_urlencoded::from_str(q).map_err(|e| ApiError::invalid("query", format!("bad query string: {e}")))
-        }
-    }
-}
-
 async fn events_handler(
     State(s): S,
     caller: Caller,

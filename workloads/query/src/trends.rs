@@ -111,16 +111,79 @@ pub struct Series {
     pub name: Option<String>,
 }
 
+/// What splits the results: an event's or a person's property (`property`, `type`), or
+/// `{"type": "cohort", "cohorts": [ids]}`: one group per cohort, of the events (funnels: the
+/// walks) of its persons; a person in two cohorts counts in both, one in none is left out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Breakdown {
+    #[serde(default)]
     pub property: String,
-    /// `person`: the person's property (default: the event's).
+    /// `person`: the person's property (default: the event's); `cohort`: by cohort.
     #[serde(default, rename = "type")]
     pub kind: PropertyKind,
     /// How many values to show before the rest become `$other` (default 10).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// A cohort breakdown's cohorts, in the order their groups are shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cohorts: Vec<i64>,
+    /// The cohorts, loaded before the statement is built (`cohorts::resolve`).
+    #[serde(skip)]
+    pub cohort_specs: Vec<std::sync::Arc<crate::cohorts::CohortSpec>>,
+}
+
+impl Breakdown {
+    /// Refuses a breakdown without its property or cohorts, or with too many groups.
+    pub fn validate(&self, max_breakdown: usize) -> Result<(), ApiError> {
+        if self.kind == PropertyKind::Cohort {
+            if self.cohorts.is_empty() {
+                return Err(ApiError::invalid("breakdown.cohorts", "a cohort breakdown lists one or more cohort ids"));
+            }
+            if self.cohorts.len() > max_breakdown {
+                return Err(ApiError::invalid("breakdown.cohorts", format!("at most {max_breakdown} cohorts")));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = self.cohorts.iter().find(|c| !seen.insert(**c)) {
+                return Err(ApiError::invalid("breakdown.cohorts", format!("cohort {dup} is listed twice")));
+            }
+            if !self.property.is_empty() {
+                return Err(ApiError::invalid("breakdown.property", "a cohort breakdown has cohorts, not a property"));
+            }
+            return Ok(());
+        }
+        if self.property.is_empty() {
+            return Err(ApiError::invalid("breakdown.property", "the property is empty"));
+        }
+        if !self.cohorts.is_empty() {
+            return Err(ApiError::invalid("breakdown.cohorts", "only a breakdown of type cohort has cohorts"));
+        }
+        if self.limit.is_some_and(|l| l == 0 || l > max_breakdown) {
+            return Err(ApiError::invalid("breakdown.limit", format!("between 1 and {max_breakdown}")));
+        }
+        Ok(())
+    }
+
+    /// A cohort breakdown's groups: its cohorts' ids as text.
+    pub fn cohort_values(&self) -> Option<Vec<String>> {
+        (self.kind == PropertyKind::Cohort).then(|| self.cohorts.iter().map(i64::to_string).collect())
+    }
+
+    /// For a cohort breakdown, the array of the cohorts (ids as text) the event's person is in.
+    pub fn cohort_memberships(&self, sql: &mut Sql) -> Result<String, ApiError> {
+        let mut parts = Vec::new();
+        for id in &self.cohorts {
+            let spec = self
+                .cohort_specs
+                .iter()
+                .find(|s| s.id == *id)
+                .ok_or_else(|| ApiError::invalid("breakdown.cohorts", format!("no cohort {id} in this project")))?;
+            let ids = crate::cohorts::ids_sql(sql, spec)?;
+            let label = sql.str(id.to_string());
+            parts.push(format!("if(cityHash64(distinct_id) IN {ids}, [{label}], [])"));
+        }
+        Ok(format!("arrayConcat({})", parts.join(", ")))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,10 +264,14 @@ struct TopRow {
     c: u64,
 }
 
-/// The breakdown property's value as an expression (`$none` when missing).
-pub fn breakdown_expr(sql: &mut Sql, b: &Breakdown) -> String {
+/// The breakdown property's value as an expression (`$none` when missing); for a cohort
+/// breakdown, the cohorts the event's person is in, comma-separated.
+pub fn breakdown_expr(sql: &mut Sql, b: &Breakdown) -> Result<String, ApiError> {
+    if b.kind == PropertyKind::Cohort {
+        return Ok(format!("arrayStringConcat({}, ',')", b.cohort_memberships(sql)?));
+    }
     let v = prop_nullable_of(sql, b.kind, &b.property);
-    format!("ifNull({v}, '{NONE_VALUE}')")
+    Ok(format!("ifNull({v}, '{NONE_VALUE}')"))
 }
 
 /// Top breakdown values for events matching `condition` (built by `cond`), and whether there
@@ -220,7 +287,7 @@ pub async fn top_values(
     cond: impl FnOnce(&mut Sql) -> Result<String, ApiError>,
 ) -> Result<(Vec<String>, bool), ApiError> {
     let mut sql = Sql::new();
-    let bd = breakdown_expr(&mut sql, breakdown);
+    let bd = breakdown_expr(&mut sql, breakdown)?;
     sql.push("SELECT ").push(&bd).push(" AS bd, count() AS c");
     engine.source.scoped_with(&mut sql, EVENTS_TABLE, project_id, Some(range.0), Some(range.1), person_properties);
     let c = cond(&mut sql)?;
@@ -255,15 +322,7 @@ fn validate(req: &TrendsRequest, engine: &Engine) -> Result<(), ApiError> {
         }
     }
     if let Some(b) = &req.breakdown {
-        if b.property.is_empty() {
-            return Err(ApiError::invalid("breakdown.property", "the property is empty"));
-        }
-        if b.kind == PropertyKind::Cohort {
-            return Err(ApiError::invalid("breakdown.type", "a breakdown reads an event's or a person's property"));
-        }
-        if b.limit.is_some_and(|l| l == 0 || l > limits.max_breakdown) {
-            return Err(ApiError::invalid("breakdown.limit", format!("between 1 and {}", limits.max_breakdown)));
-        }
+        b.validate(limits.max_breakdown)?;
     }
     Ok(())
 }
@@ -303,7 +362,9 @@ pub async fn run(
 
     // The breakdown's values, shared by every series.
     let mut breakdown_values: Option<(Vec<String>, bool)> = None;
-    if let Some(b) = &req.breakdown {
+    if let Some(values) = req.breakdown.as_ref().and_then(Breakdown::cohort_values) {
+        breakdown_values = Some((values, false));
+    } else if let Some(b) = &req.breakdown {
         let limit = b.limit.unwrap_or(10).min(engine.limits.max_breakdown);
         let found = top_values(engine, project_id, bounds, b, limit, req.uses_person_properties(), |sql| {
             let mut any = Vec::new();
@@ -428,8 +489,12 @@ fn series_sql(
     // Over the whole range, every row falls in one bucket, 0.
     let bucket = if whole_range { "toUInt32(0)".to_string() } else { req.interval.bucket_sql(&tz) };
     let bd = match (&req.breakdown, breakdown) {
+        // One row per cohort the event's person is in (none: the event is left out).
+        (Some(b), Some(_)) if b.kind == PropertyKind::Cohort => {
+            format!("arrayJoin({})", b.cohort_memberships(&mut sql)?)
+        }
         (Some(b), Some((values, more))) => {
-            let expr = breakdown_expr(&mut sql, b);
+            let expr = breakdown_expr(&mut sql, b)?;
             if *more {
                 let top = sql.strs(values.clone());
                 format!("if(has({top}, {expr}), {expr}, '{OTHER_VALUE}')")

@@ -120,7 +120,7 @@ catalogue! {
     CONSUMER_SESSION_TIMEOUT_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_SESSION_TIMEOUT_MS", "10000", "how soon the group notices a dead consumer");
     CONSUMER_MAX_POLL_INTERVAL_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_MAX_POLL_INTERVAL_MS", "600000", "a consumer retrying longer than this leaves the group");
     CONSUMER_PERSONS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_PERSONS", "true", "decide identity events (`$identify`, `$create_alias`, `$merge_dangerously`) in PostgreSQL, in a second consumer group (`<CAIRN_CONSUMER_GROUP>-persons`), and copy the distinct ids they move to ClickHouse's `person_overrides`; `false`: identity events wait in Kafka, undecided (decisions made so far stay)");
-    CONSUMER_PROJECT_DELETION_REPEAT_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_PROJECT_DELETION_REPEAT_MS", "300000", "a deleted project's rows are deleted twice, this long apart: the second pass takes what capture accepted within its key cache or Kafka still held at the first");
+    CONSUMER_PROJECT_DELETION_REPEAT_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_PROJECT_DELETION_REPEAT_MS", "300000", "a deleted project's rows are deleted twice, this long apart: the second pass takes what Kafka still held at the first (or capture accepted while its revocation feed was out of reach)");
     CONSUMER_MIGRATE = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_MIGRATE", "true", "apply ClickHouse migrations and the TTL at start");
 
     // PostgreSQL.
@@ -142,7 +142,7 @@ catalogue! {
 
     // Clients of auth.
     AUTH_URL = Setting { shown_default: Some("unset in capture (static keys only); `http://127.0.0.1:18002` in query"), ..s(AuthClient, &[Capture, Query], "CAIRN_AUTH_URL", "http://127.0.0.1:18002", "the auth service") };
-    AUTH_CACHE_TTL_SECS = s(AuthClient, &[Capture, Query], "CAIRN_AUTH_CACHE_TTL_SECS", "30", "how long a resolved write key or authenticated credential is trusted (at most 60): a revoked key or logged-out session stops working within this time");
+    AUTH_CACHE_TTL_SECS = s(AuthClient, &[Capture, Query], "CAIRN_AUTH_CACHE_TTL_SECS", "30", "how long a resolved write key or authenticated credential is trusted (at most 60). Revocations reach the cache at once through the auth service's revocation feed; this bounds a revoked credential's life only while the feed cannot be followed");
     AUTH_CACHE_SIZE = s(AuthClient, &[Capture, Query], "CAIRN_AUTH_CACHE_SIZE", "100000", "cached credentials per process");
 
     // Query.
