@@ -123,23 +123,8 @@ where
     }
 }
 
-/// A query string (`?a=1&b=x`) as `T`; an absent or empty one is `T::default()`. Unlike
-/// `axum::extract::Query`, a refusal is an [`ApiError`] (JSON, `field: "query"`).
-pub struct QueryParams<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned + Default,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        query_params(parts.uri.query()).map(QueryParams)
-    }
-}
-
-/// Parses a query string as `T` (see [`QueryParams`]).
+/// Parses a query string (`a=1&b=x`) as `T`; an absent or empty one is `T::default()`. A refusal is
+/// an [`ApiError`] (JSON, `field: "query"`), unlike `axum::extract::Query`'s plain text.
 pub fn query_params<T: DeserializeOwned + Default>(q: Option<&str>) -> Result<T, ApiError> {
     match q {
         None | Some("") => Ok(T::default()),
