@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help docs up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query crds images e2e e2e-kind
+.PHONY: help docs up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query demo crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ fmt: ## format the code
 bench-capture: deps-data ## capture throughput, latency and freshness on the local machine (prints figures)
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p cairn-bench --bin bench-capture
+
+demo: ## load a month of sample data into the running stack (`make up` first): events through capture, then insights, a dashboard and cohorts
+	$(CARGO) run --release -q -p cairn-demo
 
 bench-query: deps-data ## query latency over 10 million events: trend, breakdown, funnel, retention (prints figures)
 	$(CARGO) build --release -p cairn-auth -p cairn-query --bins

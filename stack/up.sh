@@ -23,6 +23,7 @@ Cairn is up. State and logs live in $CAIRN_STACK_DIR.
   dashboard    http://127.0.0.1:$CAIRN_QUERY_PORT/   (sign up there; the first project is project 1)
   auth         http://127.0.0.1:$CAIRN_AUTH_PORT   (POST /api/v1/signup, /api/v1/login; users, projects, keys)
   query        http://127.0.0.1:$CAIRN_QUERY_PORT   (/api/v1/projects/{id}/query/trends|funnels|retention, /events)
+  API docs     http://127.0.0.1:$CAIRN_QUERY_PORT/api/docs
   capture      http://127.0.0.1:$CAIRN_CAPTURE_PORT   (POST /capture, /batch, /e, /i/v0/e; write key: ${CAIRN_CAPTURE_API_KEYS:-phc_local_dev})
   consumer     http://127.0.0.1:$CAIRN_CONSUMER_PORT/metrics
   kafka        127.0.0.1:$CAIRN_KAFKA_PORT
@@ -38,5 +39,6 @@ Try it:
   curl -s http://127.0.0.1:$CAIRN_QUERY_PORT/api/v1/projects/1/query/trends -H "Authorization: Bearer \$TOKEN" \\
     -H 'Content-Type: application/json' -d '{"series":[{"event":"hello"}],"date_from":"-7d"}'
 
+Load a month of sample data (and insights, a dashboard, cohorts) to look at: make demo
 Stop everything with: make down
 MSG

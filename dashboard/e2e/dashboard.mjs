@@ -284,6 +284,22 @@ step('settings: create a write key (shown once), then revoke it', async () => {
   await shot('write-key-revoked');
 });
 
+step('API docs: /api/docs renders the three documents; an operation opens with its request body', async () => {
+  const before = logs.length;
+  await page.goto(`${BASE}/api/docs`);
+  await expectText('the query document', page.locator('main h1'), 'Cairn query API (' + ((await (await fetch(`${BASE}/api/openapi/query.json`)).json()).info.version) + ')');
+  const trends = page.locator('details').filter({ has: page.locator('.path', { hasText: /^\/api\/v1\/projects\/\{project_id\}\/query\/trends$/ }) });
+  await trends.locator('summary').click();
+  await until('the trends request body', () => textOf(trends.locator('pre')), (t) => (t ?? '').includes('series') && (t ?? '').includes('breakdown'));
+  await shot('api-docs-query');
+  await page.getByRole('button', { name: 'Accounts and keys' }).click();
+  await until('the auth document', () => textOf(page.locator('main h1')), (t) => (t ?? '').startsWith('Cairn auth API'));
+  await page.getByRole('button', { name: 'Capture' }).click();
+  await until('capture\'s /batch', () => page.locator('.path', { hasText: /^\/batch$/ }).count(), (n) => n > 0);
+  const logged = logs.slice(before);
+  if (logged.length) throw new Failure(`the docs page logged: ${logged.join(' | ')}`);
+});
+
 // ── run ────────────────────────────────────────────────────────────────────────────────────
 
 console.log(`dashboard e2e against ${BASE} (project ${PROJECT}), screenshots in ${SHOTS}`);

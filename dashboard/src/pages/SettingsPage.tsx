@@ -159,7 +159,7 @@ function WriteKeysSection() {
           message={
             <p>
               Revoke <code>{revoking.display_prefix}…</code>
-              {revoking.name ? ` (“${revoking.name}”)` : ''}? Capture refuses it within a minute; SDKs using it stop sending events.
+              {revoking.name ? ` (“${revoking.name}”)` : ''}? Capture refuses it at once; SDKs using it stop sending events.
             </p>
           }
           confirmLabel="Revoke"
@@ -295,7 +295,7 @@ function PersonalKeysSection() {
       {revoking ? (
         <ConfirmDialog
           title="Revoke personal key"
-          message={<p>Revoke “{revoking.name}” ({revoking.display_prefix}…)? Anything using it stops working within a minute.</p>}
+          message={<p>Revoke “{revoking.name}” ({revoking.display_prefix}…)? Anything using it stops working at once.</p>}
           confirmLabel="Revoke"
           busy={revoke.isPending}
           error={<FormError error={revoke.error} />}

@@ -12,6 +12,7 @@
 //! - [`insights`]: insights and dashboards in PostgreSQL.
 //! - [`gateway`]: the rest of `/api/` forwarded to the auth service (one public API).
 
+pub mod apidocs;
 pub mod caller;
 pub mod cohorts;
 pub mod config;

@@ -59,6 +59,9 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{project_id}/dashboards/{dashboard_id}"),
     ("patch", "/api/v1/projects/{project_id}/dashboards/{dashboard_id}"),
     ("delete", "/api/v1/projects/{project_id}/dashboards/{dashboard_id}"),
+    ("get", "/api/docs"),
+    ("get", "/api/docs/viewer.js"),
+    ("get", "/api/openapi/{name}"),
 ];
 
 pub struct AppState {
@@ -453,6 +456,9 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
             &format!("{p}/dashboards/{{dashboard_id}}"),
             get(get_dashboard).patch(update_dashboard).delete(delete_dashboard),
         )
+        .route("/api/docs", get(crate::apidocs::page))
+        .route("/api/docs/viewer.js", get(crate::apidocs::viewer))
+        .route("/api/openapi/{name}", get(crate::apidocs::openapi))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
         .fallback_service(fallback)
