@@ -65,8 +65,8 @@ use crate::resources::network::{
     POLICY_PARTS,
 };
 use crate::resources::workload::{
-    deployment, deployment_name, horizontal_pod_autoscaler, pod_disruption_budget, replicas_plan, service, PodInputs,
-    Replicas,
+    capture_peers_service, deployment, deployment_name, horizontal_pod_autoscaler, pod_disruption_budget,
+    replicas_plan, service, PodInputs, Replicas,
 };
 use crate::resources::{child_name, BuildError, Workload};
 use crate::rollout::{UpgradeSlot, VersionChoice};
@@ -846,7 +846,6 @@ async fn apply_workload(
         }
         None => None,
     };
-    report.note(put(children, service(ap, w)).await);
     report.note(put(children, pod_disruption_budget(ap, w)).await);
     match horizontal_pod_autoscaler(ap, w) {
         Some(hpa) => report.note(put(children, hpa).await).map(|_| ()),
@@ -985,6 +984,13 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
     let version = ctx.upgrades.choose(ap, &ctx.settings.default_version, ctx.platforms.state().iter().map(Arc::as_ref));
     let sa = service_account_name(ap);
     let mut workloads: [WorkloadObservation; 4] = Default::default();
+    // Every Service before any Deployment: a pod that starts before the Service it calls has a
+    // name resolves the bare name outside the cluster (the search domains fail, then the node's
+    // resolver answers), and its HTTP client keeps the connection to whatever answered.
+    for w in Workload::ALL {
+        report.note(put(&children, service(ap, w)).await);
+    }
+    report.note(put(&children, capture_peers_service(ap)).await);
     if let Some(hash) = &hash {
         let inputs = PodInputs {
             service_account: &sa,

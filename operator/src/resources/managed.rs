@@ -24,7 +24,9 @@ pub const POSTGRES_IMAGE: &str = "postgres:17";
 
 /// A managed dependency's Service as `<name>.<namespace>.svc`: the operator reaches it from its
 /// own namespace, and Kafka advertises it to every client, so the short name is not enough.
-fn service_host(ap: &AnalyticsPlatform, component: &str) -> String {
+/// `<platform>-<component>.<namespace>.svc`: a name that cannot fall through to the node's
+/// resolver as a bare word.
+pub fn service_host(ap: &AnalyticsPlatform, component: &str) -> String {
     format!("{}.{}.svc", child_name(ap, component), ap.namespace().unwrap_or_else(|| "default".into()))
 }
 

@@ -132,6 +132,8 @@ fn env(ap: &AnalyticsPlatform, w: Workload, inputs: &PodInputs<'_>) -> Result<Ve
         Workload::Capture => {
             // The topic is managed by the operator, not created by the workloads.
             env.push(json!({"name": catalogue::KAFKA_CREATE_TOPICS.name, "value": "false"}));
+            // The replicas share each key's rate: they count themselves through this name.
+            env.push(json!({"name": catalogue::CAPTURE_PEERS.name, "value": super::managed::service_host(ap, "capture-peers")}));
         }
         Workload::Consumer => {
             env.push(json!({"name": catalogue::KAFKA_CREATE_TOPICS.name, "value": "false"}));
@@ -257,6 +259,28 @@ pub fn service(ap: &AnalyticsPlatform, w: Workload) -> Result<Service, BuildErro
             "type": "ClusterIP",
             "selector": selector_labels(ap, w.name()),
             "ports": service_ports(w)
+        }
+    });
+    build("Service", value)
+}
+
+/// The name of capture's headless Service, which resolves to every ready capture pod.
+pub fn capture_peers_name(ap: &AnalyticsPlatform) -> String {
+    child_name(ap, "capture-peers")
+}
+
+/// A headless Service over the capture pods: each replica counts the addresses its name resolves
+/// to (the ready replicas) and charges every event that many times, so that a key's rate limit
+/// holds for the platform, not for each replica (`CAIRN_CAPTURE_PEERS`).
+pub fn capture_peers_service(ap: &AnalyticsPlatform) -> Result<Service, BuildError> {
+    let value = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_meta(ap, capture_peers_name(ap), Workload::Capture.name()),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(ap, Workload::Capture.name()),
+            "ports": [{"name": HTTP_PORT_NAME, "port": Workload::Capture.port(), "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
         }
     });
     build("Service", value)
@@ -530,6 +554,23 @@ mod tests {
         assert_eq!(sel["app.kubernetes.io/component"], "query");
         let pdb = pod_disruption_budget(&ap, Workload::Query).unwrap();
         assert_eq!(pdb.spec.unwrap().selector.unwrap().match_labels.unwrap(), sel);
+    }
+
+    #[test]
+    fn capture_counts_its_replicas_through_a_headless_service() {
+        let ap = platform();
+        let s = capture_peers_service(&ap).unwrap();
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.selector.unwrap(), service(&ap, Workload::Capture).unwrap().spec.unwrap().selector.unwrap());
+        let d = deployment(&ap, Workload::Capture, &INPUTS, None).unwrap();
+        let env = d.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap_or_default();
+        let peers = env.iter().find(|e| e.name == "CAIRN_CAPTURE_PEERS").and_then(|e| e.value.clone());
+        let ns = ap.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        assert_eq!(peers, s.metadata.name.map(|n| format!("{n}.{ns}.svc")));
+        let d = deployment(&ap, Workload::Query, &INPUTS, None).unwrap();
+        let env = d.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap_or_default();
+        assert!(env.iter().all(|e| e.name != "CAIRN_CAPTURE_PEERS"), "capture's alone");
     }
 
     #[test]

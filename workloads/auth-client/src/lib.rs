@@ -324,7 +324,10 @@ impl AuthClient {
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.timeout.min(Duration::from_secs(1)))
             .timeout(cfg.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // No idle connections kept: answers are cached, so calls are few, and a connection
+            // made before the auth service was up (a Service without endpoints yet, found
+            // answering 404 on a fresh cluster) must not serve the calls after it.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| AuthClientError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
         let policy = CachePolicy {
@@ -451,7 +454,7 @@ impl AuthClient {
         let hard_expiry = token_expiry(credential);
         let body = AuthenticateRequest { credential };
         cached(&self.principals, digest, Instant::now(), hard_expiry, || {
-            self.call("/internal/v1/authenticate", &body, 401)
+            self.call("/internal/v1/authenticate", &body, 401, "unauthorized")
         })
         .await
     }
@@ -462,7 +465,7 @@ impl AuthClient {
         let digest = digest(key);
         let body = ResolveRequest { key };
         cached(&self.write_keys, digest, Instant::now(), None, || {
-            self.call("/internal/v1/write-keys/resolve", &body, 404)
+            self.call("/internal/v1/write-keys/resolve", &body, 404, "not_found")
         })
         .await
     }
@@ -473,6 +476,7 @@ impl AuthClient {
         path: &str,
         body: &B,
         absent_status: u16,
+        absent_code: &str,
     ) -> Result<Option<T>, AuthClientError> {
         let mut req = self.http.post(format!("{}{}", self.base, path)).json(body);
         if let Some(token) = &self.internal_token {
@@ -489,7 +493,10 @@ impl AuthClient {
         }
         let mut body = resp.text().await.unwrap_or_default();
         body.truncate(512);
-        if status == absent_status && !refused_internal_token(&body) {
+        // "Unknown credential" only when the auth service says so: a 404 or 401 from anything
+        // else (a proxy, a server reached by a mistaken name) is an error, not a refusal that
+        // would make capture answer 401 to every event.
+        if status == absent_status && error_code(&body).as_deref() == Some(absent_code) {
             return Ok(None);
         }
         if status >= 500 {
@@ -499,12 +506,11 @@ impl AuthClient {
     }
 }
 
-/// True when an answer says the internal token was refused (CAIRN_INTERNAL_TOKEN differs between
-/// the services): an error to report, not an invalid credential.
-fn refused_internal_token(body: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .is_some_and(|v| v.get("error").and_then(|e| e.as_str()) == Some(INTERNAL_UNAUTHORIZED))
+/// The `error` code of an auth service's answer (`not_found`, `unauthorized`, or
+/// [`INTERNAL_UNAUTHORIZED`] when CAIRN_INTERNAL_TOKEN differs between the services), if the body
+/// is one.
+fn error_code(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body).ok()?.get("error")?.as_str().map(str::to_string)
 }
 
 type Digest32 = [u8; 32];
@@ -870,11 +876,51 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2, "one failed call, the others held");
     }
 
-    #[test]
-    fn a_refused_internal_token_is_not_an_invalid_credential() {
-        assert!(refused_internal_token(r#"{"error":"internal_unauthorized","message":"x"}"#));
-        assert!(!refused_internal_token(r#"{"error":"unauthorized","message":"x"}"#));
-        assert!(!refused_internal_token("not json"));
+    /// A server that answers every request with `status` and `body`, and its URL.
+    async fn answering(status: u16, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = conn.read(&mut buf).await;
+                let head =
+                    format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(format!("{head}{body}").as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    fn client(url: String) -> AuthClient {
+        AuthClient::new(AuthClientConfig {
+            url,
+            internal_token: None,
+            cache_ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+            stale_for: Duration::from_secs(600),
+            max_entries: 10,
+            timeout: Duration::from_secs(2),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_the_auth_service_s_own_refusal_means_an_unknown_credential() {
+        let unknown = client(answering(404, r#"{"error":"not_found","message":"no such write key"}"#).await);
+        assert_eq!(unknown.resolve_write_key("phc_a").await.unwrap(), None);
+        let refused = client(answering(401, r#"{"error":"unauthorized","message":"x"}"#).await);
+        assert_eq!(refused.authenticate("phx_a").await.unwrap(), None);
+        // Something else answering (a proxy, a server reached by a mistaken name), or auth
+        // refusing the internal token: errors, not "this key is invalid".
+        for (status, body) in
+            [(404, ""), (404, "<html>not found</html>"), (401, r#"{"error":"internal_unauthorized"}"#)]
+        {
+            let c = client(answering(status, body).await);
+            assert!(c.resolve_write_key("phc_b").await.is_err(), "{status} {body:?}");
+            assert!(c.authenticate("phx_b").await.is_err(), "{status} {body:?}");
+        }
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct CaptureConfig {
     pub rate_limit_per_second: u32,
     /// `CAIRN_CAPTURE_RATE_LIMIT_BURST`: events a key may send at once above its rate.
     pub rate_limit_burst: u32,
+    /// `CAIRN_CAPTURE_REPLICAS`: replicas sharing each key's rate, when no `peers` name is set.
+    pub replicas: u32,
+    /// `CAIRN_CAPTURE_PEERS`: a name resolving to every capture replica (a headless Service).
+    pub peers: Option<String>,
     /// `CAIRN_CAPTURE_API_KEYS`: `key=project_id` pairs, comma-separated, resolved before asking
     /// the auth service (bootstrap and development keys).
     pub api_keys: SecretString,
@@ -116,6 +120,8 @@ impl CaptureConfig {
             max_future: time::Duration::seconds(CAPTURE_MAX_FUTURE_SECS.parse(env)?),
             rate_limit_per_second: CAPTURE_RATE_LIMIT_PER_SECOND.parse(env)?,
             rate_limit_burst: CAPTURE_RATE_LIMIT_BURST.parse(env)?,
+            replicas: CAPTURE_REPLICAS.parse::<u32>(env)?.max(1),
+            peers: CAPTURE_PEERS.opt(env).filter(|p| !p.trim().is_empty()),
             api_keys: SecretString::from(CAPTURE_API_KEYS.string(env)),
             // Without CAIRN_AUTH_URL, capture knows only its static keys.
             auth: match AUTH_URL.is_set(env) {

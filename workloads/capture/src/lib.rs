@@ -28,7 +28,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::budget::MemoryBudget;
 use crate::config::CaptureConfig;
 use crate::keys::{AuthKeys, KeyResolver, LayeredKeys, StaticKeys};
-use crate::limiter::{KeyRateLimiter, UnknownKeyGate};
+use crate::limiter::{KeyRateLimiter, Replicas, UnknownKeyGate};
 use crate::metrics::CaptureMetrics;
 use crate::payload::Limits;
 use crate::router::{AppState, LIMITER_SWEEP};
@@ -86,10 +86,20 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
     sink.spawn_health_probe(shutdown.clone());
     sink.spawn_liveness(cfg.liveness_deadline, shutdown.clone());
 
+    // Each key's rate is the platform's: the replicas share it.
+    let replicas = Replicas::fixed(cfg.replicas);
+    if let Some(peers) = &cfg.peers {
+        replicas.follow_dns(peers.clone(), Duration::from_secs(10), shutdown.clone());
+    }
+    registry.register(
+        "cairn_capture_rate_limit_replicas",
+        "Capture replicas sharing each key's rate limit (each charges every event this many times)",
+        replicas.gauge(),
+    );
     let state = Arc::new(AppState {
         keys: Arc::new(keys),
         sink: sink.clone(),
-        limiter: KeyRateLimiter::new(cfg.rate_limit_per_second, cfg.rate_limit_burst),
+        limiter: KeyRateLimiter::new(cfg.rate_limit_per_second, cfg.rate_limit_burst, replicas.clone()),
         unknown_keys: UnknownKeyGate::new(
             cfg.unknown_keys_per_minute,
             cfg.unknown_keys_burst,

@@ -1,15 +1,24 @@
 //! Rate limiting: a GCRA bucket per API key, counted in events, not requests; and a bucket per
 //! client address for keys that are not known to be valid, so that guessing keys costs the
 //! guesser, not the auth service.
+//!
+//! A key's rate is the platform's, not each replica's: with N capture replicas behind one
+//! Service, each charges every event N times, so together they let through the configured rate
+//! (with traffic spread evenly; a client whose traffic all lands on one replica gets 1/N of it,
+//! never more than the rate). N is [`Replicas`]: a fixed count (`CAIRN_CAPTURE_REPLICAS`) or the
+//! addresses a headless Service's name resolves to (`CAIRN_CAPTURE_PEERS`, which the operator
+//! sets), looked up again every 10 s.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::AtomicU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Why a request was refused by a rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,33 +29,95 @@ pub enum Limited {
     LargerThanBurst { burst: u32 },
 }
 
+/// How many capture replicas share each key's rate (at least 1); also the gauge
+/// `cairn_capture_rate_limit_replicas`. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Replicas(Gauge<u32, AtomicU32>);
+
+impl Replicas {
+    pub fn fixed(n: u32) -> Self {
+        let r = Self::default();
+        r.set(n);
+        r
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0.get().max(1)
+    }
+
+    pub fn set(&self, n: u32) {
+        self.0.set(n.max(1));
+    }
+
+    /// The gauge, to register.
+    pub fn gauge(&self) -> Gauge<u32, AtomicU32> {
+        self.0.clone()
+    }
+
+    /// Counts the addresses `name` resolves to (a headless Service: one per ready capture pod)
+    /// now and every `every` until `stop`, keeping the last count when a lookup fails.
+    pub fn follow_dns(&self, name: String, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                match tokio::net::lookup_host((name.as_str(), 0)).await {
+                    Ok(addrs) => {
+                        let distinct: std::collections::HashSet<IpAddr> = addrs.map(|a| a.ip()).collect();
+                        let n = u32::try_from(distinct.len()).unwrap_or(u32::MAX).max(1);
+                        if n != this.get() {
+                            tracing::info!(peers = %name, replicas = n, "capture replicas sharing each key's rate");
+                        }
+                        this.set(n);
+                        failing = false;
+                    }
+                    Err(e) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(peers = %name, error = %e, replicas = this.get(), "cannot count the capture replicas; keeping the last count");
+                        }
+                    }
+                }
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(every) => {} }
+            }
+        });
+    }
+}
+
 pub struct KeyRateLimiter {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     burst: NonZeroU32,
+    replicas: Replicas,
 }
 
 impl KeyRateLimiter {
-    /// `per_second` events per second per key, with bursts of `burst`; 0 disables the limit.
-    pub fn new(per_second: u32, burst: u32) -> Self {
+    /// `per_second` events per second per key, with bursts of `burst`, across `replicas`; 0
+    /// disables the limit.
+    pub fn new(per_second: u32, burst: u32, replicas: Replicas) -> Self {
         let burst = NonZeroU32::new(burst.max(per_second).max(1)).unwrap_or(NonZeroU32::MIN);
         let limiter =
             NonZeroU32::new(per_second).map(|rate| RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)));
-        Self { limiter, burst }
+        Self { limiter, burst, replicas }
     }
 
-    /// Takes `events` from the key's bucket: `Ok` when allowed, `Err(Wait)` with how long until
-    /// the request would be, `Err(LargerThanBurst)` for a request no wait would let through.
+    /// The most events one request may carry here: the burst's share of this replica.
+    pub fn burst(&self) -> u32 {
+        self.burst.get() / self.replicas.get()
+    }
+
+    /// Takes `events` (times the replicas) from the key's bucket: `Ok` when allowed, `Err(Wait)`
+    /// with how long until the request would be, `Err(LargerThanBurst)` for a request no wait
+    /// would let through.
     pub fn check(&self, key: &str, events: usize) -> Result<(), Limited> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
-        let n = u32::try_from(events).unwrap_or(u32::MAX);
-        if n > self.burst.get() {
-            return Err(Limited::LargerThanBurst { burst: self.burst.get() });
+        let cost = u32::try_from(events).unwrap_or(u32::MAX).saturating_mul(self.replicas.get());
+        if cost > self.burst.get() {
+            return Err(Limited::LargerThanBurst { burst: self.burst() });
         }
-        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
         match limiter.check_key_n(&key.to_string(), n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(Limited::Wait(not_until.wait_time_from(DefaultClock::default().now()))),
-            Err(_) => Err(Limited::LargerThanBurst { burst: self.burst.get() }),
+            Err(_) => Err(Limited::LargerThanBurst { burst: self.burst() }),
         }
     }
 
@@ -130,8 +201,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn replicas_share_the_rate() {
+        let replicas = Replicas::fixed(4);
+        let l = KeyRateLimiter::new(100, 100, replicas.clone());
+        assert!(l.check("a", 25).is_ok(), "a quarter of the burst");
+        assert!(matches!(l.check("a", 1), Err(Limited::Wait(_))), "this replica's share is spent");
+        assert_eq!(l.check("b", 26), Err(Limited::LargerThanBurst { burst: 25 }));
+        replicas.set(1);
+        assert!(l.check("c", 100).is_ok(), "one replica: the whole burst");
+        replicas.set(0);
+        assert_eq!(replicas.get(), 1, "never fewer than one");
+    }
+
+    #[test]
     fn limits_per_key_and_reports_the_wait() {
-        let l = KeyRateLimiter::new(10, 10);
+        let l = KeyRateLimiter::new(10, 10, Replicas::fixed(1));
         assert!(l.check("a", 10).is_ok());
         let Err(Limited::Wait(wait)) = l.check("a", 5) else { panic!("not limited") };
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
@@ -163,7 +247,7 @@ mod tests {
 
     #[test]
     fn zero_disables() {
-        let l = KeyRateLimiter::new(0, 0);
+        let l = KeyRateLimiter::new(0, 0, Replicas::fixed(1));
         for _ in 0..100 {
             assert!(l.check("a", 1_000_000).is_ok());
         }

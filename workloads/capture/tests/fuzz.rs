@@ -68,7 +68,7 @@ fn state() -> Arc<AppState> {
     Arc::new(AppState {
         keys: Arc::new(StaticKeys::parse("phc_ok=1").unwrap()),
         sink: Arc::new(Accept),
-        limiter: KeyRateLimiter::new(0, 0),
+        limiter: KeyRateLimiter::new(0, 0, cairn_capture::limiter::Replicas::fixed(1)),
         unknown_keys: UnknownKeyGate::new(0, 0, Duration::from_secs(60), 10),
         trusted_proxies: TrustedProxies::default(),
         body_timeout: Duration::from_secs(5),

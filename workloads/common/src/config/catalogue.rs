@@ -100,6 +100,8 @@ catalogue! {
     CAPTURE_MAX_FUTURE_SECS = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_MAX_FUTURE_SECS", "82800", "how far in the future a timestamp may lie");
     CAPTURE_RATE_LIMIT_PER_SECOND = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_RATE_LIMIT_PER_SECOND", "100000", "events per second per key; `0` disables");
     CAPTURE_RATE_LIMIT_BURST = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_RATE_LIMIT_BURST", "200000", "events a key may send at once; a request with more events is refused with 413 (it could never fit), not charged the burst");
+    CAPTURE_REPLICAS = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_REPLICAS", "1", "capture replicas sharing each key's rate and burst (each charges every event this many times), when `CAIRN_CAPTURE_PEERS` is not set");
+    CAPTURE_PEERS = Setting { shown_default: Some("unset"), ..s(CaptureSection, &[Capture], "CAIRN_CAPTURE_PEERS", "", "a name that resolves to every capture replica (a headless Service; the operator sets it): their count, looked up every 10 s, is the replicas sharing each key's rate") };
     CAPTURE_ACK_TIMEOUT_MS = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_ACK_TIMEOUT_MS", "10000", "wait for Kafka's acknowledgement before 503");
     CAPTURE_LINGER_MS = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_LINGER_MS", "2", "producer batching delay");
     CAPTURE_LIVENESS_DEADLINE_MS = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_LIVENESS_DEADLINE_MS", "60000", "`/healthz` fails when the Kafka producer holds messages and resolves none for this long (every message resolves within the ack timeout, delivered or failed, so this means the producer is wedged); longer than the ack timeout");
