@@ -28,7 +28,7 @@ const DAY: i64 = 24 * HOUR;
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Visitors over the period (default 600: about 15,000 events).
+    /// Visitors over the period (default 600: about 11,000 events).
     pub visitors: usize,
     /// Days of history, ending at `now_ms` (default 30).
     pub days: i64,

@@ -41,7 +41,7 @@ async fn main() -> Result<()> {
     let api = env("CAIRN_DEMO_API_URL", &format!("http://127.0.0.1:{}", env("CAIRN_QUERY_PORT", "18003")));
     let capture = env("CAIRN_DEMO_CAPTURE_URL", &format!("http://127.0.0.1:{}", env("CAIRN_CAPTURE_PORT", "18000")));
     let email = env("CAIRN_DEMO_EMAIL", "demo@cairn.example");
-    let password = env("CAIRN_DEMO_PASSWORD", "demo password for cairn 1");
+    let password = env("CAIRN_DEMO_PASSWORD", "trailhead sample data 42");
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let mut opts = Options::new(now_ms);
     opts.visitors = number("CAIRN_DEMO_VISITORS", opts.visitors)?;
