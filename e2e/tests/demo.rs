@@ -25,29 +25,42 @@ fn persons(events: &[Value]) -> usize {
     person.values().collect::<std::collections::BTreeSet<_>>().len()
 }
 
+/// Auth, the consumer (persons on), capture and query on a database of their own.
+struct Stack {
+    auth: Service,
+    capture: Service,
+    query: Service,
+    _consumer: Service,
+}
+
+impl Stack {
+    async fn start(database: &str) -> Result<Stack> {
+        let kafka = TestKafka::shared()?;
+        let ch = TestClickHouse::shared()?;
+        let url = TestPostgres::shared()?.fresh_database(database).await?;
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("CAIRN_POSTGRES_URL".into(), url.clone());
+        env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
+        env.insert("CAIRN_INTERNAL_TOKEN".into(), "demo-internal-token".into());
+        let auth = Service::start("auth", &env).await?;
+        auth.wait_ready(Duration::from_secs(60)).await?;
+        let mut p = Pipeline::new(&kafka, &ch, "");
+        p.persons(&url).set("CAIRN_AUTH_URL", auth.url("")).set("CAIRN_INTERNAL_TOKEN", "demo-internal-token");
+        let consumer = p.consumer().await?;
+        let capture = p.capture().await?;
+        env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
+        env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
+        env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), p.database.clone());
+        let query = Service::start("query", &env).await?;
+        query.wait_ready(Duration::from_secs(60)).await?;
+        Ok(Stack { auth, capture, query, _consumer: consumer })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_data_fills_every_page() -> Result<()> {
-    let kafka = TestKafka::shared()?;
-    let ch = TestClickHouse::shared()?;
-    let pg = TestPostgres::shared()?;
-    let url = pg.fresh_database("demo").await?;
-    let mut env: HashMap<String, String> = HashMap::new();
-    env.insert("CAIRN_POSTGRES_URL".into(), url.clone());
-    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
-    env.insert("CAIRN_INTERNAL_TOKEN".into(), "demo-internal-token".into());
-    let auth = Service::start("auth", &env).await?;
-    auth.wait_ready(Duration::from_secs(60)).await?;
+    let Stack { auth, capture, query, _consumer } = Stack::start("demo").await?;
     let account = sign_up(&auth, &format!("{}@demo.example", unique("demo"))).await?;
-
-    let mut p = Pipeline::new(&kafka, &ch, "");
-    p.persons(&url).set("CAIRN_AUTH_URL", auth.url("")).set("CAIRN_INTERNAL_TOKEN", "demo-internal-token");
-    let _consumer = p.consumer().await?;
-    let capture = p.capture().await?;
-    env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
-    env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
-    env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), p.database.clone());
-    let query = Service::start("query", &env).await?;
-    query.wait_ready(Duration::from_secs(60)).await?;
 
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let mut opts = Options::new(now_ms);
@@ -141,25 +154,7 @@ async fn sample_data_fills_every_page() -> Result<()> {
 /// a write key, sends, waits and saves; the second run adds no insight, dashboard or cohort.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_command_signs_up_loads_and_saves_once() -> Result<()> {
-    let kafka = TestKafka::shared()?;
-    let ch = TestClickHouse::shared()?;
-    let pg = TestPostgres::shared()?;
-    let url = pg.fresh_database("demo_cmd").await?;
-    let mut env: HashMap<String, String> = HashMap::new();
-    env.insert("CAIRN_POSTGRES_URL".into(), url.clone());
-    env.insert("CAIRN_AUTH_TOKEN_SECRET".into(), "a-test-secret-of-enough-length-0123456789".into());
-    env.insert("CAIRN_INTERNAL_TOKEN".into(), "demo-internal-token".into());
-    let auth = Service::start("auth", &env).await?;
-    auth.wait_ready(Duration::from_secs(60)).await?;
-    let mut p = Pipeline::new(&kafka, &ch, "");
-    p.persons(&url).set("CAIRN_AUTH_URL", auth.url("")).set("CAIRN_INTERNAL_TOKEN", "demo-internal-token");
-    let _consumer = p.consumer().await?;
-    let capture = p.capture().await?;
-    env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
-    env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
-    env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), p.database.clone());
-    let query = Service::start("query", &env).await?;
-    query.wait_ready(Duration::from_secs(60)).await?;
+    let Stack { auth: _auth, capture, query, _consumer } = Stack::start("demo_cmd").await?;
 
     // The defaults, as `make demo` runs (the database is this test's own).
     let email = "demo@cairn.example".to_string();

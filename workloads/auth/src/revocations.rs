@@ -40,6 +40,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub const KEPT_FOR: Duration = cairn_auth_client::REVOCATIONS_KEPT_FOR;
 /// The notification channel the triggers signal.
 pub const CHANNEL: &str = "cairn_revocations";
+/// The cursor: the oldest transaction still running (nothing below it can still appear).
+const XMIN: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,8 +89,7 @@ pub async fn feed(
 
 /// The cursor to start from, with nothing to apply (the caller's cache starts empty).
 async fn head(db: &PgPool) -> ApiResult<RevocationFeed> {
-    let cursor: String =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetch_one(db).await.db()?;
+    let cursor: String = sqlx::query_scalar(XMIN).fetch_one(db).await.db()?;
     Ok(RevocationFeed { cursor: parse_xid(&cursor)?, revocations: Vec::new(), reset: false })
 }
 
@@ -98,8 +99,7 @@ async fn page(db: &PgPool, since: u64) -> ApiResult<RevocationFeed> {
     let mut tx = db.begin().await.db()?;
     // One snapshot for the rows and the cursor: a row committed between them is not skipped.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.db()?;
-    let cursor: String =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetch_one(&mut *tx).await.db()?;
+    let cursor: String = sqlx::query_scalar(XMIN).fetch_one(&mut *tx).await.db()?;
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT seq, kind, subject FROM credential_revocations WHERE tx >= $1::text::xid8 ORDER BY seq LIMIT $2",
     )
