@@ -415,7 +415,10 @@ async fn logout_ends_the_session_at_once() {
     assert!(p.body["session_id"].is_string());
     assert_eq!(p.body["projects"][0]["id"], s["project"]["id"]);
     assert_eq!(p.body["projects"][0]["role"], "owner");
-    assert_eq!(p.body["projects"][0]["permissions"], json!(["query:read", "insights:write", "persons:delete"]));
+    assert_eq!(
+        p.body["projects"][0]["permissions"],
+        json!(["query:read", "insights:write", "persons:delete", "events:write"])
+    );
 
     let out = auth.call(Method::POST, "/api/v1/logout", Some(&access), None).await;
     assert_eq!(out.status, 204, "{out:?}");

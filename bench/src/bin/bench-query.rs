@@ -117,6 +117,7 @@ async fn main() -> Result<()> {
         ch: cairn_common::clickhouse::client(&ch_cfg),
         source: EventsSource::new(true),
         by_person: Default::default(),
+        changed: Default::default(),
         limits: Limits::default(),
         timeout: Duration::from_secs(60),
     };

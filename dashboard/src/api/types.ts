@@ -14,7 +14,7 @@ export interface ErrorBody {
 
 export type Role = 'owner' | 'admin' | 'member' | 'viewer';
 export const ROLES: Role[] = ['owner', 'admin', 'member', 'viewer'];
-export type Permission = 'query:read' | 'insights:write' | 'persons:delete';
+export type Permission = 'query:read' | 'insights:write' | 'persons:delete' | 'events:write';
 
 export interface TokenPair {
   access_token: string;

@@ -225,7 +225,7 @@ function PersonalKeysSection() {
         </div>
         <fieldset className="fieldset-inline">
           <legend>Scopes</legend>
-          {(['query:read', 'insights:write'] as Permission[]).map((s) => (
+          {(['query:read', 'insights:write', 'persons:delete', 'events:write'] as Permission[]).map((s) => (
             <span className="field-check" key={s}>
               <input id={`pk-scope-${s}`} type="checkbox" checked={scopes.includes(s)} onChange={(e) => toggleScope(s, e.target.checked)} />
               <label htmlFor={`pk-scope-${s}`}>{s}</label>

@@ -7,12 +7,12 @@
 //! | capture, query| anywhere (the Ingress controller, kubelet probes)  | 8000, admin 9000 |
 //! | consumer      | anywhere (metrics, probes)                         | 8000 |
 //! | auth          | capture and query of the same platform; admin from anywhere | 8000; 9000 |
-//! | kafka         | capture, consumer; the operator                    | 9092 |
+//! | kafka         | capture, consumer, query; the operator             | 9092 |
 //! | clickhouse    | consumer, query; the operator                      | 8123 |
 //! | postgres      | consumer, query, auth                              | 5432 |
 //!
 //! and, for egress, each workload reaches DNS and only the dependencies it uses: capture → Kafka,
-//! auth; consumer → Kafka, ClickHouse, PostgreSQL; query → ClickHouse, PostgreSQL, auth; auth → PostgreSQL.
+//! auth; consumer → Kafka, ClickHouse, PostgreSQL; query → Kafka, ClickHouse, PostgreSQL, auth; auth → PostgreSQL.
 //! A managed dependency is reached by its pods' labels; an external one by its ports, at any
 //! address (its address may be a name that resolves anywhere). With `spec.tracing`, every
 //! workload also reaches the trace collector's port, at any address.
@@ -191,10 +191,11 @@ pub fn network_policies(
     };
     out.push(workload(Workload::Capture, anyone.clone(), vec![kafka.clone(), auth.clone()])?);
     // The consumer's persons pipeline decides identity events in PostgreSQL.
-    let mut consumer_egress = vec![kafka, clickhouse.clone()];
+    let mut consumer_egress = vec![kafka.clone(), clickhouse.clone()];
     consumer_egress.extend(postgres.clone());
     out.push(workload(Workload::Consumer, anyone.clone(), consumer_egress)?);
-    let mut query_egress = vec![clickhouse];
+    // Query produces event updates and deletions to the events topic.
+    let mut query_egress = vec![kafka, clickhouse];
     query_egress.extend(postgres.clone());
     query_egress.push(auth);
     out.push(workload(Workload::Query, anyone, query_egress)?);
@@ -224,7 +225,7 @@ pub fn network_policies(
         )
     };
     if kafka_managed {
-        out.push(dependency("kafka", &["capture", "consumer"], 9092, true)?);
+        out.push(dependency("kafka", &["capture", "consumer", "query"], 9092, true)?);
     }
     if ch_managed {
         out.push(dependency("clickhouse", &["consumer", "query"], 8123, true)?);
@@ -295,7 +296,7 @@ mod tests {
         let kafka = serde_json::to_value(find(&p, "kafka").spec.clone().unwrap()).unwrap();
         assert_eq!(kafka["policyTypes"], json!(["Ingress"]));
         let from = &kafka["ingress"][0]["from"];
-        assert_eq!(from[0]["podSelector"]["matchExpressions"][1]["values"], json!(["capture", "consumer"]));
+        assert_eq!(from[0]["podSelector"]["matchExpressions"][1]["values"], json!(["capture", "consumer", "query"]));
         assert_eq!(from[1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "cairn-system");
         let consumer = serde_json::to_value(find(&p, "consumer").spec.clone().unwrap()).unwrap();
         assert_eq!(consumer["egress"][2]["to"][0]["podSelector"]["matchExpressions"][1]["values"], json!(["kafka"]));

@@ -450,7 +450,12 @@ mod tests {
                     }
                     if ap.spec.kafka.external.as_ref().and_then(|k| k.sasl_secret_ref.as_ref()).is_some() {
                         let sasl = names.contains(&"CAIRN_KAFKA_SASL_PASSWORD");
-                        assert_eq!(sasl, matches!(w, Workload::Capture | Workload::Consumer), "{w:?}: {names:?}");
+                        // Query produces event updates and deletions: it is a Kafka client too.
+                        assert_eq!(
+                            sasl,
+                            matches!(w, Workload::Capture | Workload::Consumer | Workload::Query),
+                            "{w:?}: {names:?}"
+                        );
                     }
                 }
             }

@@ -76,7 +76,9 @@ impl Role {
         match self {
             Role::Viewer => &[Permission::QueryRead],
             Role::Member => &[Permission::QueryRead, Permission::InsightsWrite],
-            Role::Admin | Role::Owner => &[Permission::QueryRead, Permission::InsightsWrite, Permission::PersonsDelete],
+            Role::Admin | Role::Owner => {
+                &[Permission::QueryRead, Permission::InsightsWrite, Permission::PersonsDelete, Permission::EventsWrite]
+            }
         }
     }
 }
@@ -109,16 +111,21 @@ pub enum Permission {
     /// Delete persons with all their events (deletion on request); owners and admins.
     #[serde(rename = "persons:delete")]
     PersonsDelete,
+    /// Update and delete stored events (`PUT`/`DELETE …/events/{uuid}`); owners and admins.
+    #[serde(rename = "events:write")]
+    EventsWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 3] = [Permission::QueryRead, Permission::InsightsWrite, Permission::PersonsDelete];
+    pub const ALL: [Permission; 4] =
+        [Permission::QueryRead, Permission::InsightsWrite, Permission::PersonsDelete, Permission::EventsWrite];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::QueryRead => "query:read",
             Permission::InsightsWrite => "insights:write",
             Permission::PersonsDelete => "persons:delete",
+            Permission::EventsWrite => "events:write",
         }
     }
 }
@@ -126,10 +133,9 @@ impl Permission {
 impl std::str::FromStr for Permission {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Permission::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown scope {s:?}; expected query:read, insights:write or persons:delete"))
+        Permission::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            format!("unknown scope {s:?}; expected query:read, insights:write, persons:delete or events:write")
+        })
     }
 }
 

@@ -53,7 +53,7 @@ mod tests {
         let g = grants(&ms, None);
         assert_eq!(g.len(), 3);
         // Deleting persons with their events is for owners and admins.
-        assert_eq!(g[0].permissions, vec![QueryRead, InsightsWrite, PersonsDelete]);
+        assert_eq!(g[0].permissions, vec![QueryRead, InsightsWrite, PersonsDelete, EventsWrite]);
         assert_eq!(g[1].permissions, vec![QueryRead, InsightsWrite]);
         assert_eq!(g[2].permissions, vec![QueryRead]);
         assert_eq!((g[2].organization_id, g[2].role), (20, Role::Viewer));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use cairn_common::clickhouse::EventRow;
+use cairn_common::clickhouse::{ChangeRecord, EventRow};
 use sha2::{Digest, Sha256};
 
 /// A record that cannot become a row, with why.
@@ -21,7 +21,7 @@ pub struct DeadLetter {
 }
 
 /// Where a record came from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin<'a> {
     pub topic: &'a str,
     pub partition: i32,
@@ -36,6 +36,9 @@ pub struct Batch {
     /// Bytes of the records in the batch (their payloads), for the batch's byte bound.
     pub bytes: usize,
     pub dead_letters: Vec<DeadLetter>,
+    /// Updates and deletions of stored events, in the order they arrived, with where each came
+    /// from (partition, offset): applied after `rows` are inserted.
+    pub changes: Vec<(ChangeRecord, Origin<'static>)>,
     /// (topic, partition) → (first offset, last offset) seen in this batch.
     ranges: BTreeMap<(String, i32), (i64, i64)>,
     started: Option<Instant>,
@@ -60,7 +63,11 @@ impl Batch {
         range.1 = range.1.max(origin.offset);
         self.bytes += payload.map_or(0, <[u8]>::len) + key.map_or(0, <[u8]>::len);
         match decode(payload) {
-            Ok(row) => {
+            Ok(Record::Change(change)) => {
+                let origin = Origin { topic: "", partition: origin.partition, offset: origin.offset };
+                self.changes.push((*change, origin));
+            }
+            Ok(Record::Event(row)) => {
                 self.oldest_received = Some(match self.oldest_received {
                     Some(t) if t <= row.received_at => t,
                     _ => row.received_at,
@@ -94,7 +101,7 @@ impl Batch {
 
     /// Records in the batch.
     pub fn len(&self) -> usize {
-        self.rows.len() + self.dead_letters.len()
+        self.rows.len() + self.dead_letters.len() + self.changes.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -130,9 +137,30 @@ impl Batch {
     }
 }
 
-fn decode(payload: Option<&[u8]>) -> Result<EventRow, String> {
+/// What a record of the events topic holds.
+enum Record {
+    Event(EventRow),
+    Change(Box<ChangeRecord>),
+}
+
+fn decode(payload: Option<&[u8]>) -> Result<Record, String> {
     let payload = payload.ok_or_else(|| "the record has no value".to_string())?;
-    EventRow::from_record(payload).map_err(|e| e.to_string())
+    match EventRow::from_record(payload) {
+        Ok(row) => Ok(Record::Event(row)),
+        Err(e) => {
+            // Not an event: a change says so with its `op` (looked at only off the hot path).
+            #[derive(serde::Deserialize)]
+            struct Probe {
+                op: Option<serde::de::IgnoredAny>,
+            }
+            match serde_json::from_slice::<Probe>(payload) {
+                Ok(Probe { op: Some(_) }) => {
+                    ChangeRecord::from_record(payload).map(|c| Record::Change(Box::new(c))).map_err(|e| e.to_string())
+                }
+                _ => Err(e.to_string()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -186,5 +214,20 @@ mod tests {
         recreated.push(Origin { topic: "t", partition: 0, offset: 6 }, None, Some(b"not json"));
         recreated.push(Origin { topic: "t", partition: 2, offset: 9 }, None, None);
         assert_ne!(recreated.dedup_token(), b.dedup_token(), "offsets alone do not name a batch");
+    }
+
+    #[test]
+    fn changes_are_told_from_events_and_from_garbage() {
+        let mut b = Batch::new();
+        let change = br#"{"op":"delete","uuid":"0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","project_id":1,"distinct_id":"d","requested_at":"2026-01-01T00:00:00Z"}"#;
+        b.push(Origin { topic: "t", partition: 3, offset: 7 }, Some(b"1:d"), Some(change));
+        let bad_change = br#"{"op":"delete","uuid":"0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","project_id":1,"distinct_id":"","requested_at":"2026-01-01T00:00:00Z"}"#;
+        b.push(Origin { topic: "t", partition: 3, offset: 8 }, None, Some(bad_change));
+        assert_eq!(b.changes.len(), 1);
+        assert_eq!((b.changes[0].1.partition, b.changes[0].1.offset), (3, 7));
+        assert_eq!(b.dead_letters.len(), 1);
+        assert!(b.dead_letters[0].reason.contains("change has an empty distinct_id"), "{}", b.dead_letters[0].reason);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.commit_offsets(), vec![("t".to_string(), 3, 9)]);
     }
 }

@@ -19,7 +19,8 @@
 use std::time::Duration;
 
 use cairn_common::clickhouse::{
-    DISTINCT_ID_ACTIVITY_TABLE, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE, PERSON_OVERRIDES_TABLE, PERSON_PROPERTY_OPS_TABLE,
+    DISTINCT_ID_ACTIVITY_TABLE, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE, EVENT_CHANGES_TABLE, PERSON_OVERRIDES_TABLE,
+    PERSON_PROPERTY_OPS_TABLE,
 };
 use cairn_common::retry::Backoff;
 use cairn_common::telemetry::Heartbeat;
@@ -34,8 +35,9 @@ const POLL: Duration = Duration::from_secs(2);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// The tables that hold distinct ids' rows, and the column holding an id's hash.
-const TABLES: [(&str, &str); 5] = [
+const TABLES: [(&str, &str); 6] = [
     (EVENTS_TABLE, "cityHash64(distinct_id)"),
+    (EVENT_CHANGES_TABLE, "cityHash64(distinct_id)"),
     (EVENTS_BY_PERSON_TABLE, "person"),
     (PERSON_PROPERTY_OPS_TABLE, "id_hash"),
     (DISTINCT_ID_ACTIVITY_TABLE, "id_hash"),

@@ -4,6 +4,7 @@
 //! topic, [`lag`] the lag gauge the autoscaler reads.
 
 pub mod batch;
+pub mod changes;
 pub mod config;
 pub mod dead_letter;
 pub mod deletions;

@@ -33,6 +33,8 @@ pub struct ConsumerMetrics {
     pub freshness_seconds: Histogram,
     pub lag: Family<PartitionLabels, Gauge>,
     pub lag_total: Gauge,
+    /// Updates and deletions of stored events, by outcome: `applied`, or why not.
+    pub changes: Family<OutcomeLabels, Counter>,
 }
 
 impl ConsumerMetrics {
@@ -49,6 +51,7 @@ impl ConsumerMetrics {
             freshness_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             lag: Family::default(),
             lag_total: Gauge::default(),
+            changes: Family::default(),
         };
         registry.register("cairn_consumer_events", "Events handled, by outcome", m.events.clone());
         registry.register("cairn_consumer_batches", "Batches made durable and committed", m.batches.clone());
@@ -88,6 +91,11 @@ impl ConsumerMetrics {
             "cairn_consumer_lag_total",
             "Records not yet consumed over every assigned partition",
             m.lag_total.clone(),
+        );
+        registry.register(
+            "cairn_consumer_event_changes",
+            "Updates and deletions of stored events, by outcome (applied, unknown_event, already_applied, deleted)",
+            m.changes.clone(),
         );
         m
     }

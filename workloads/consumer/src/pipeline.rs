@@ -171,6 +171,9 @@ impl Pipeline {
             })
             .collect();
         self.send_dead_letters(&refused, stop).await?;
+        if !b.changes.is_empty() {
+            self.store_changes(&b, stop).await?;
+        }
         self.commit(&b);
         self.metrics.count("inserted", b.rows.len() - refused.len());
         self.metrics.count("dead_lettered", b.dead_letters.len() + refused.len());
@@ -185,6 +188,75 @@ impl Pipeline {
             dead_letters = b.dead_letters.len() + refused.len(),
             "batch stored and committed"
         );
+        Ok(())
+    }
+
+    /// Applies the batch's updates and deletions (after its captures are stored: a change may
+    /// follow its event in the same batch) and appends the new versions.
+    async fn store_changes(&mut self, b: &Batch, stop: &CancellationToken) -> Result<(), PipelineError> {
+        let mut give_up_at: Option<Instant> = None;
+        let versions = loop {
+            self.heartbeat.beat();
+            let read = tokio::time::timeout(
+                self.writer.timeout,
+                crate::changes::versions(&self.writer.client, &b.rows, &b.changes),
+            )
+            .await
+            .unwrap_or(Err(clickhouse::error::Error::TimedOut));
+            match read {
+                Ok(v) => break v,
+                Err(e) => {
+                    self.metrics.insert_failures.inc();
+                    let delay = self.retry.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "reading the versions that changes apply to failed; retrying");
+                    if stop.is_cancelled() {
+                        let deadline = *give_up_at.get_or_insert_with(|| Instant::now() + self.shutdown_grace);
+                        if Instant::now() + delay > deadline {
+                            return Err(WriteError::GaveUp(e.to_string()).into());
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        self.retry.reset();
+        for (uuid, why) in &versions.skipped {
+            tracing::info!(%uuid, why, "an event change made no new version");
+            self.metrics.changes.get_or_create(&crate::metrics::OutcomeLabels { outcome: why }).inc();
+        }
+        let applied = (b.changes.len() - versions.skipped.len()) as u64;
+        if versions.rows.is_empty() {
+            return Ok(());
+        }
+        let token = format!("{}/changes", b.dedup_token());
+        let inserted = self.writer.insert(&versions.rows, &token, stop, self.shutdown_grace, &self.metrics).await?;
+        // A version ClickHouse refuses (it cannot be, but if): its change goes to the dead letters.
+        let refused: Vec<DeadLetter> = inserted
+            .refused
+            .iter()
+            .filter_map(|(i, reason)| {
+                let row = versions.rows.get(*i)?;
+                let (change, origin) = b.changes.iter().rev().find(|(c, _)| c.uuid == row.uuid)?;
+                Some(DeadLetter {
+                    topic: b
+                        .commit_offsets()
+                        .into_iter()
+                        .find(|(_, p, _)| *p == origin.partition)
+                        .map_or_else(|| "(the events topic)".to_string(), |(t, _, _)| t),
+                    partition: origin.partition,
+                    offset: origin.offset,
+                    key: Some(change.kafka_key().into_bytes()),
+                    payload: change.to_record().ok(),
+                    reason: format!("ClickHouse refused the event's new version: {reason}"),
+                    request_id: None,
+                })
+            })
+            .collect();
+        self.send_dead_letters(&refused, stop).await?;
+        self.metrics
+            .changes
+            .get_or_create(&crate::metrics::OutcomeLabels { outcome: "applied" })
+            .inc_by(if refused.is_empty() { applied } else { applied.saturating_sub(refused.len() as u64) });
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_common::clickhouse::{EventRow, EVENTS_TABLE};
+use cairn_common::clickhouse::{ChangeRow, EventRow, EVENTS_TABLE, EVENT_CHANGES_TABLE};
 pub use cairn_common::retry::Backoff;
 use cairn_common::telemetry::{Health, Heartbeat};
 use clickhouse::Client;
@@ -23,6 +23,27 @@ pub struct Writer {
     pub timeout: Duration,
     /// The consume loop's liveness: every attempt is progress, an outage is not a stall.
     pub heartbeat: Heartbeat,
+}
+
+/// A row the consumer inserts: a captured event (into `events`) or a changed event's version
+/// (into `event_changes`).
+pub trait Stored: clickhouse::RowOwned + clickhouse::RowWrite + Send + Sync {
+    const TABLE: &'static str;
+    fn uuid(&self) -> uuid::Uuid;
+}
+
+impl Stored for EventRow {
+    const TABLE: &'static str = EVENTS_TABLE;
+    fn uuid(&self) -> uuid::Uuid {
+        self.uuid
+    }
+}
+
+impl Stored for ChangeRow {
+    const TABLE: &'static str = EVENT_CHANGES_TABLE;
+    fn uuid(&self) -> uuid::Uuid {
+        self.uuid
+    }
 }
 
 /// Why a batch was not inserted.
@@ -82,9 +103,9 @@ impl Writer {
     /// with a token derived from the batch's, so a redelivered batch splits and deduplicates the
     /// same way) and returned; every other row is inserted.
     #[tracing::instrument(name = "insert", skip_all, fields(rows = rows.len(), token = %token))]
-    pub async fn insert(
+    pub async fn insert<T: Stored>(
         &mut self,
-        rows: &[EventRow],
+        rows: &[T],
         token: &str,
         stop: &CancellationToken,
         grace: Duration,
@@ -101,7 +122,7 @@ impl Writer {
                 None => {}
                 Some(refusal) if len == 1 => {
                     metrics.rows_refused.inc();
-                    tracing::warn!(uuid = %rows[start].uuid, reason = %refusal, "ClickHouse refuses this row; it goes to the dead-letter topic");
+                    tracing::warn!(table = T::TABLE, uuid = %rows[start].uuid(), reason = %refusal, "ClickHouse refuses this row; it goes to the dead-letter topic");
                     out.refused.push((start, refusal));
                 }
                 Some(refusal) => {
@@ -118,9 +139,9 @@ impl Writer {
 
     /// One insert, retried while ClickHouse is unavailable. `Some(reason)` when it refuses the
     /// rows themselves.
-    async fn insert_range(
+    async fn insert_range<T: Stored>(
         &mut self,
-        rows: &[EventRow],
+        rows: &[T],
         token: &str,
         stop: &CancellationToken,
         grace: Duration,
@@ -168,7 +189,7 @@ impl Writer {
         }
     }
 
-    async fn try_insert(&self, rows: &[EventRow], token: &str) -> Result<(), clickhouse::error::Error> {
+    async fn try_insert<T: Stored>(&self, rows: &[T], token: &str) -> Result<(), clickhouse::error::Error> {
         // No limit on the partitions (months) one insert may touch: capture accepts any time
         // since 1970, and ClickHouse's default limit of 100 would refuse such a batch on every
         // retry, stopping the consumer for good.
@@ -177,7 +198,7 @@ impl Writer {
             .clone()
             .with_setting("insert_deduplication_token", token)
             .with_setting("max_partitions_per_insert_block", "0");
-        let mut insert = client.insert::<EventRow>(EVENTS_TABLE).await?;
+        let mut insert = client.insert::<T>(T::TABLE).await?;
         for row in rows {
             insert.write(row).await?;
         }

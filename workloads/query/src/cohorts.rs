@@ -183,8 +183,11 @@ pub fn persons_sql(sql: &mut Sql, spec: &CohortSpec) -> Result<String, ApiError>
                 let days = sql.u64(u64::from(b.days));
                 let min = sql.u64(u64::from(b.min_count));
                 let overrides = overrides(sql, project_id);
+                // Events as they are now: changed ones at their latest version, deleted ones not
+                // at all (cohorts are computed now and then: the merge's cost is paid always).
+                let events = crate::sql::EventsSource::merged(sql, EVENTS_TABLE, project_id, None, None, true);
                 parts.push(format!(
-                    "(SELECT {person} AS person FROM (SELECT cityHash64(distinct_id) AS h FROM {EVENTS_TABLE} FINAL \
+                    "(SELECT {person} AS person FROM (SELECT cityHash64(distinct_id) AS h FROM {events} \
                      WHERE project_id = {project} AND event = {event} AND timestamp >= now64(3) - toIntervalDay({days})) AS e \
                      LEFT JOIN {overrides} AS {OVERRIDES} ON e.h = {OVERRIDES}.id_hash GROUP BY person HAVING count() >= {min})",
                     person = person_of("e.h")

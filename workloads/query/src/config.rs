@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use cairn_auth_client::AuthClientConfig;
 use cairn_common::config::catalogue::*;
-use cairn_common::config::{ClickHouseConfig, ConfigError, NoEnv, ProcessEnv, Source};
+use cairn_common::config::{ClickHouseConfig, ConfigError, KafkaConfig, NoEnv, ProcessEnv, Source};
 use cairn_common::server::{admin_addr_from_source, ServerLimits};
 use cairn_postgres::PostgresConfig;
 
@@ -76,6 +76,8 @@ pub struct QueryConfig {
     pub read_final: bool,
     pub limits: Limits,
     pub clickhouse: ClickHouseConfig,
+    /// Kafka: event updates and deletions are produced to the events topic.
+    pub kafka: KafkaConfig,
     pub postgres: PostgresConfig,
     /// The auth service (`CAIRN_AUTH_URL`, its cache and the internal token).
     pub auth: AuthClientConfig,
@@ -103,6 +105,7 @@ impl QueryConfig {
             read_final: QUERY_FINAL.bool(env)?,
             limits: Limits::from_source(env)?,
             clickhouse: ClickHouseConfig::from_source(env)?,
+            kafka: KafkaConfig::from_source(env)?,
             postgres: PostgresConfig::from_source(env)?,
             auth: AuthClientConfig::from_source(env)?,
             server: ServerLimits::from_source(env)?,

@@ -83,11 +83,12 @@ pub async fn pending_hashes(pg: &PgPool, project_id: u64) -> Result<Vec<u64>, Ap
 /// The engine for one project's request: it leaves out the ids being deleted.
 pub async fn engine_for(engine: &Engine, pg: &PgPool, project_id: u64) -> Result<Engine, ApiError> {
     let hashes = pending_hashes(pg, project_id).await?;
-    if hashes.is_empty() {
-        return Ok(engine.clone());
-    }
+    let changes = engine.changed.has_changes(engine, project_id).await?;
     let mut e = engine.clone();
-    e.source.excluded = Arc::from(hashes);
+    e.source.changes = changes;
+    if !hashes.is_empty() {
+        e.source.excluded = Arc::from(hashes);
+    }
     Ok(e)
 }
 

@@ -20,6 +20,8 @@ pub struct Engine {
     pub timeout: Duration,
     /// Whether `events_by_person` holds every event (false while its backfill runs).
     pub by_person: ByPersonReady,
+    /// Which projects have changed events (`event_changes`).
+    pub changed: crate::event_changes::ChangedProjects,
 }
 
 /// Whether `events_by_person` may be read: its migration's copy of the events stored before it

@@ -189,6 +189,64 @@ pub async fn events(
     Ok(EventsPage { results: rows.into_iter().map(EventItem::from).collect(), next_cursor })
 }
 
+/// Query-string parameters of one session's events.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionParams {
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The events of one session (their `$session_id` property), oldest first, in pages.
+pub async fn session_events(
+    engine: &Engine,
+    project_id: u64,
+    session_id: &str,
+    p: &SessionParams,
+    now: Timestamp,
+) -> Result<EventsPage, ApiError> {
+    if session_id.is_empty() || session_id.len() > 400 {
+        return Err(ApiError::invalid("session_id", "1 to 400 characters"));
+    }
+    let limit = page_limit(p.limit, engine, 100)?;
+    let mut sql = Sql::new();
+    scoped_select(
+        engine,
+        project_id,
+        "toString(uuid) AS event_uuid, toString(event) AS event_name, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts",
+        &mut sql,
+        (p.date_from.as_deref(), p.date_to.as_deref()),
+        None,
+        now,
+    )?;
+    let s = sql.str(session_id);
+    sql.push(" AND JSONExtractString(properties, '$session_id') = ").push(&s);
+    if let Some(c) = p.cursor.as_deref().filter(|c| !c.is_empty()) {
+        let (ts, uuid) = decode_cursor(c)?;
+        let t = sql.millis(ts);
+        let u = sql.str(uuid);
+        sql.push(" AND (timestamp > ")
+            .push(&t)
+            .push(" OR (timestamp = ")
+            .push(&t)
+            .push(" AND uuid > toUUID(")
+            .push(&u)
+            .push(")))");
+    }
+    sql.push(" ORDER BY timestamp, uuid LIMIT ").push(&(limit + 1).to_string());
+    let mut rows: Vec<EventRowOut> = engine.fetch_all(&sql).await?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| encode_cursor(r.ts, &r.event_uuid))
+    } else {
+        None
+    };
+    Ok(EventsPage { results: rows.into_iter().map(EventItem::from).collect(), next_cursor })
+}
+
 /// Query-string parameters of the pickers.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

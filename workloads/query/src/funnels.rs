@@ -480,6 +480,7 @@ mod tests {
             ch: clickhouse::Client::default(),
             source: crate::sql::EventsSource::new(true),
             by_person: Default::default(),
+            changed: Default::default(),
             limits: crate::config::Limits::default(),
             timeout: std::time::Duration::from_secs(10),
         };

@@ -19,6 +19,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deletions;
 pub mod engine;
+pub mod event_changes;
 pub mod explorer;
 pub mod filters;
 pub mod formula;
@@ -99,11 +100,15 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
             limits: cfg.limits.clone(),
             timeout: cfg.timeout,
             by_person: by_person.clone(),
+            changed: Default::default(),
         },
         pg,
         auth: AuthClient::new(cfg.auth.clone())?,
         metrics,
         slots: caller::CallerSlots::new(cfg.limits.max_concurrent_per_caller),
+        // Event updates and deletions go to Kafka: a change is acknowledged within the query
+        // timeout, and at most 10 s.
+        changes: event_changes::ChangeProducer::new(&cfg.kafka, cfg.timeout.min(Duration::from_secs(10))),
     });
     // Revoked sessions and keys, deleted projects and changed roles leave the cache at once.
     {

@@ -20,6 +20,7 @@ use crate::caller::{path_id, Caller, HasAuth};
 use crate::cohorts;
 use crate::deletions;
 use crate::engine::Engine;
+use crate::event_changes;
 use crate::explorer::{self, EventsParams, Picker, PickerParams};
 use crate::funnels::{self, FunnelsRequest};
 use crate::insights::{self, DashboardInput, DashboardPatch, InsightInput, InsightPatch, InsightQuery, Page};
@@ -34,6 +35,10 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{project_id}/query/funnels"),
     ("post", "/api/v1/projects/{project_id}/query/retention"),
     ("get", "/api/v1/projects/{project_id}/events"),
+    ("get", "/api/v1/projects/{project_id}/events/{event_id}"),
+    ("put", "/api/v1/projects/{project_id}/events/{event_id}"),
+    ("delete", "/api/v1/projects/{project_id}/events/{event_id}"),
+    ("get", "/api/v1/projects/{project_id}/sessions/{session_id}/events"),
     ("get", "/api/v1/projects/{project_id}/persons"),
     ("get", "/api/v1/projects/{project_id}/persons/{person_id}"),
     ("delete", "/api/v1/projects/{project_id}/persons/{person_id}"),
@@ -70,6 +75,7 @@ pub struct AppState {
     pub auth: AuthClient,
     pub metrics: Arc<QueryMetrics>,
     pub slots: crate::caller::CallerSlots,
+    pub changes: crate::event_changes::ChangeProducer,
 }
 
 impl HasAuth for Arc<AppState> {
@@ -136,6 +142,55 @@ async fn events_handler(
     explorer::events(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &params, Timestamp::now())
         .await
         .map(Json)
+}
+
+/// One event as it is now (its latest version).
+async fn get_event_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, event_id)): Path<(String, String)>,
+) -> ApiResult<event_changes::StoredEvent> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    event_changes::get(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &event_id).await.map(Json)
+}
+
+/// Sets named fields of a stored event: 202 once Kafka holds the change.
+async fn update_event_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, event_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<event_changes::ChangeAccepted>), ApiError> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    let set = event_changes::parse_update(&body, time::OffsetDateTime::now_utc())?;
+    let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
+    let accepted = event_changes::request(&engine, &s.changes, project, &event_id, Some(set)).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Deletes a stored event: 202 once Kafka holds the change.
+async fn delete_event_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, event_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<event_changes::ChangeAccepted>), ApiError> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
+    let accepted = event_changes::request(&engine, &s.changes, project, &event_id, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// The events of one session (`$session_id`), oldest first.
+async fn session_events_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, session_id)): Path<(String, String)>,
+    req: Request,
+) -> ApiResult<explorer::EventsPage> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    let params: explorer::SessionParams = query_params(req.uri().query())?;
+    let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
+    explorer::session_events(&engine, project, &session_id, &params, Timestamp::now()).await.map(Json)
 }
 
 async fn person_events_handler(
@@ -435,6 +490,11 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         .route(&format!("{p}/query/funnels"), post(funnels_handler))
         .route(&format!("{p}/query/retention"), post(retention_handler))
         .route(&format!("{p}/events"), get(events_handler))
+        .route(
+            &format!("{p}/events/{{event_id}}"),
+            get(get_event_handler).put(update_event_handler).delete(delete_event_handler),
+        )
+        .route(&format!("{p}/sessions/{{session_id}}/events"), get(session_events_handler))
         .route(&format!("{p}/persons"), get(persons_handler))
         // One segment, two names in the documentation: a person id alone, a distinct id before
         // `/events` (the router takes one name per position).

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cairn_common::clickhouse::EVENTS_TABLE;
+use cairn_common::clickhouse::{EVENTS_BY_PERSON_TABLE, EVENTS_TABLE, EVENT_CHANGES_TABLE};
 use cairn_common::http::ApiError;
 use serde::Serialize;
 
@@ -107,11 +107,72 @@ pub struct EventsSource {
     /// The hashes of distinct ids whose events are being deleted (a pending person deletion):
     /// every statement leaves them out.
     pub excluded: std::sync::Arc<[u64]>,
+    /// Whether the project has events changed after capture (rows in `event_changes`): reads
+    /// then take the latest versions from there, and leave deleted events out.
+    pub changes: bool,
 }
 
 impl EventsSource {
     pub fn new(read_final: bool) -> Self {
-        Self { read_final, excluded: std::sync::Arc::from(Vec::new()) }
+        Self { read_final, excluded: std::sync::Arc::from(Vec::new()), changes: false }
+    }
+
+    /// What a statement reads `table` (`events` or `events_by_person`) as: the table itself, or,
+    /// when the project has changed events, [`EventsSource::merged`].
+    pub fn relation(
+        &self,
+        sql: &mut Sql,
+        table: &'static str,
+        project_id: u64,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> String {
+        if self.changes {
+            Self::merged(sql, table, project_id, from_ms, to_ms, self.read_final)
+        } else if self.read_final {
+            format!("{table} FINAL")
+        } else {
+            table.to_string()
+        }
+    }
+
+    /// `(SELECT … FROM table WHERE <the project, the range> AND uuid NOT IN <changed uuids> UNION
+    /// ALL SELECT … FROM event_changes FINAL WHERE <the same> AND deleted = 0) AS table`: the
+    /// project's events as they are now — captured events never changed, and the latest version
+    /// of those changed, without deleted ones. Same columns (and name) as `table`.
+    pub fn merged(
+        sql: &mut Sql,
+        table: &'static str,
+        project_id: u64,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        read_final: bool,
+    ) -> String {
+        let p = sql.u64(project_id);
+        let mut range = String::new();
+        if let Some(from) = from_ms {
+            range.push_str(&format!(" AND timestamp >= {}", sql.millis(from)));
+        }
+        if let Some(to) = to_ms {
+            range.push_str(&format!(" AND timestamp < {}", sql.millis(to)));
+        }
+        let (columns, changed) = if table == EVENTS_BY_PERSON_TABLE {
+            (
+                "project_id, person, event, timestamp, uuid",
+                "project_id, cityHash64(distinct_id) AS person, event, timestamp, uuid",
+            )
+        } else {
+            (
+                "uuid, project_id, event, distinct_id, properties, timestamp, received_at",
+                "uuid, project_id, event, distinct_id, properties, timestamp, received_at",
+            )
+        };
+        let fin = if read_final { " FINAL" } else { "" };
+        format!(
+            "(SELECT {columns} FROM {table}{fin} WHERE project_id = {p}{range} AND uuid NOT IN \
+             (SELECT uuid FROM {EVENT_CHANGES_TABLE} WHERE project_id = {p}) UNION ALL SELECT {changed} FROM \
+             {EVENT_CHANGES_TABLE} FINAL WHERE project_id = {p}{range} AND deleted = 0) AS {table}"
+        )
     }
 
     /// ` AND <the id's hash> NOT IN (the excluded ids)` when there are any; `hash` is the
@@ -153,11 +214,9 @@ impl EventsSource {
         to_ms: Option<i64>,
         person_properties: bool,
     ) {
+        let relation = self.relation(sql, table, project_id, from_ms, to_ms);
         let project = sql.u64(project_id);
-        sql.push(" FROM ").push(table);
-        if self.read_final {
-            sql.push(" FINAL");
-        }
+        sql.push(" FROM ").push(&relation);
         if person_properties {
             crate::persons::join_person_properties(sql, project_id);
         }
@@ -258,5 +317,28 @@ mod tests {
         assert!(!sql.text().contains(evil));
         assert_eq!(sql.params()[3].1, Param::Str(evil.into()));
         assert_eq!(sql.params()[0].1, Param::U64(7));
+    }
+
+    #[test]
+    fn a_project_with_changed_events_reads_their_latest_versions() {
+        let mut sql = Sql::new();
+        let source = EventsSource { changes: true, ..EventsSource::new(true) };
+        sql.push("SELECT count()");
+        source.scoped(&mut sql, 7, Some(1000), None);
+        assert_eq!(
+            sql.text(),
+            "SELECT count() FROM (SELECT uuid, project_id, event, distinct_id, properties, timestamp, received_at \
+             FROM events FINAL WHERE project_id = {p0:UInt64} AND timestamp >= fromUnixTimestamp64Milli({p1:Int64}, 'UTC') \
+             AND uuid NOT IN (SELECT uuid FROM event_changes WHERE project_id = {p0:UInt64}) UNION ALL SELECT uuid, \
+             project_id, event, distinct_id, properties, timestamp, received_at FROM event_changes FINAL WHERE \
+             project_id = {p0:UInt64} AND timestamp >= fromUnixTimestamp64Milli({p1:Int64}, 'UTC') AND deleted = 0) \
+             AS events WHERE project_id = {p2:UInt64} AND timestamp >= fromUnixTimestamp64Milli({p3:Int64}, 'UTC')"
+        );
+        let mut sql = Sql::new();
+        source.scoped_in(&mut sql, EVENTS_BY_PERSON_TABLE, 7, None, None);
+        assert!(sql.text().contains(
+            "SELECT project_id, cityHash64(distinct_id) AS person, event, timestamp, uuid FROM event_changes FINAL"
+        ));
+        assert!(sql.text().ends_with(") AS events_by_person WHERE project_id = {p1:UInt64}"), "{}", sql.text());
     }
 }

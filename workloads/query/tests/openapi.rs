@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_query::cohorts::{Behaviour, Cohort, CohortInput, Cohorts};
 use cairn_query::deletions::{PersonDeletion, PersonDeletions};
-use cairn_query::explorer::{EventsPage, EventsParams, NameCounts, PickerParams};
+use cairn_query::event_changes::{parse_update, ChangeAccepted, StoredEvent};
+use cairn_query::explorer::{EventsPage, EventsParams, NameCounts, PickerParams, SessionParams};
 use cairn_query::filters::{Operator, PropertyFilter, PropertyKind};
 use cairn_query::funnels::{ConversionWindow, FunnelOrder, FunnelStep, FunnelsRequest, FunnelsResponse, WindowUnit};
 use cairn_query::insights::{
@@ -398,6 +399,7 @@ fn query_parameters_are_exactly_those_the_handlers_read() {
     expected.insert("list_insights", fields_of::<Page>());
     expected.insert("list_dashboards", fields_of::<Page>());
     expected.insert("list_persons", fields_of::<PersonsParams>());
+    expected.insert("list_session_events", fields_of::<SessionParams>());
     let ops = operations(&doc);
     for id in expected.keys() {
         assert!(ops.iter().any(|o| o.id() == *id), "no operation {id}");
@@ -587,6 +589,13 @@ fn timezone(v: &Value) -> Result<(), String> {
     timerange::timezone(v.as_str()).map(|_| ()).map_err(|e| e.to_string())
 }
 
+fn event_update(v: &Value) -> Result<(), String> {
+    let json: serde_json::Value = serde_yaml::from_value(v.clone()).map_err(|e| e.to_string())?;
+    let now = time::OffsetDateTime::parse("2026-11-26T15:30:00Z", &time::format_description::well_known::Rfc3339)
+        .map_err(|e| e.to_string())?;
+    parse_update(&json, now).map(|_| ()).map_err(|e| e.to_string())
+}
+
 type Checker = fn(&Value) -> Result<(), String>;
 
 #[test]
@@ -604,6 +613,7 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("DashboardPatch", accepts::<DashboardPatch>),
         ("DatePoint", date_point),
         ("Timezone", timezone),
+        ("EventUpdate", event_update),
     ]);
     let responses: BTreeMap<&str, Checker> = BTreeMap::from([
         ("TrendsResponse", round_trips::<TrendsResponse> as Checker),
@@ -621,6 +631,8 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("InsightList", round_trips::<List<Insight>>),
         ("Dashboard", round_trips::<Dashboard>),
         ("DashboardList", round_trips::<List<Dashboard>>),
+        ("StoredEvent", round_trips::<StoredEvent>),
+        ("ChangeAccepted", round_trips::<ChangeAccepted>),
     ]);
     let schemas =
         doc.get("components").and_then(|c| c.get("schemas")).and_then(Value::as_mapping).expect("components.schemas");

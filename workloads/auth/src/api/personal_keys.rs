@@ -55,7 +55,7 @@ pub async fn create(
     if req.scopes.is_empty() {
         return Err(ApiError::invalid(
             "scopes",
-            "must name at least one of query:read, insights:write, persons:delete",
+            "must name at least one of query:read, insights:write, persons:delete, events:write",
         ));
     }
     let mut scopes: Vec<&str> = req.scopes.iter().map(|p| p.as_str()).collect();

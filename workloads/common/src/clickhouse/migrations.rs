@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::{server_client, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
+use super::{server_client, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE, EVENT_CHANGES_TABLE};
 use crate::config::ClickHouseConfig;
 
 /// One schema migration.
@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "distinct_id_activity",
         sql: include_str!("../../../../schemas/clickhouse/0006_distinct_id_activity.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "event_changes",
+        sql: include_str!("../../../../schemas/clickhouse/0007_event_changes.sql"),
     },
 ];
 
@@ -332,10 +337,11 @@ pub async fn backfill_progress(client: &Client, query_id: &str) -> Result<Option
     Ok(row.map(|p| (p.read_rows, p.total_rows_approx)))
 }
 
-/// Sets the events' retention, in `events` and in its copy `events_by_person`: `days` > 0 keeps
-/// events that many days after their timestamp; 0 removes the TTL. Idempotent.
+/// Sets the events' retention, in `events`, in its copy `events_by_person` and in the changed
+/// versions `event_changes`: `days` > 0 keeps events that many days after their timestamp; 0
+/// removes the TTL. Idempotent.
 pub async fn apply_event_ttl(client: &Client, days: u32) -> Result<(), MigrationError> {
-    for table in [EVENTS_TABLE, EVENTS_BY_PERSON_TABLE] {
+    for table in [EVENTS_TABLE, EVENTS_BY_PERSON_TABLE, EVENT_CHANGES_TABLE] {
         apply_table_ttl(client, table, days).await?;
     }
     tracing::info!(days, "set events retention");

@@ -1,10 +1,12 @@
 //! ClickHouse: the client every service builds the same way, the events table's row type, and
 //! the schema migration runner (also used by the operator).
 
+mod changes;
 mod events;
 mod migrations;
 mod persons;
 
+pub use changes::{ChangeError, ChangeOp, ChangeRecord, ChangeRow, ChangeSet, EVENT_CHANGES_TABLE};
 pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
 pub use migrations::{
     apply_event_ttl, backfill_progress, is_backfill, migrate, migrate_deferring_backfills, migrate_with,

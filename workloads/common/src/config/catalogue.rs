@@ -11,6 +11,8 @@ use super::Service::*;
 use super::{Section, Service, Setting};
 
 const CAPTURE_CONSUMER: &[Service] = &[Capture, Consumer];
+/// Kafka's client settings: query produces event updates and deletions.
+const KAFKA_CLIENTS: &[Service] = &[Capture, Consumer, Query];
 const CONSUMER_QUERY: &[Service] = &[Consumer, Query];
 const API: &[Service] = &[Capture, Query, Auth];
 const AUTH_QUERY: &[Service] = &[Auth, Query];
@@ -51,17 +53,17 @@ const fn unset(
 
 catalogue! {
     // Shared.
-    KAFKA_BROKERS = s(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_BROKERS", "127.0.0.1:19092", "bootstrap servers, comma-separated");
-    KAFKA_TOPIC = s(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_TOPIC", "cairn_events", "the events topic");
-    KAFKA_DEAD_LETTER_TOPIC = s(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_DEAD_LETTER_TOPIC", "cairn_events_dead_letter", "records that cannot be decoded as events (poison records)");
-    KAFKA_SECURITY_PROTOCOL = unset(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_SECURITY_PROTOCOL", "(plaintext)", "`ssl`, `sasl_plaintext` or `sasl_ssl`");
-    KAFKA_SASL_MECHANISM = unset(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_SASL_MECHANISM", "unset", "SASL mechanism, e.g. `SCRAM-SHA-512`");
-    KAFKA_SASL_USERNAME = unset(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_SASL_USERNAME", "unset", "SASL user");
-    KAFKA_SASL_PASSWORD = unset(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_SASL_PASSWORD", "unset", "SASL password").secret();
-    KAFKA_SSL_CA_LOCATION = unset(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_SSL_CA_LOCATION", "unset", "CA bundle for TLS");
+    KAFKA_BROKERS = s(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_BROKERS", "127.0.0.1:19092", "bootstrap servers, comma-separated");
+    KAFKA_TOPIC = s(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_TOPIC", "cairn_events", "the events topic");
+    KAFKA_DEAD_LETTER_TOPIC = s(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_DEAD_LETTER_TOPIC", "cairn_events_dead_letter", "records that cannot be decoded as events (poison records)");
+    KAFKA_SECURITY_PROTOCOL = unset(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_SECURITY_PROTOCOL", "(plaintext)", "`ssl`, `sasl_plaintext` or `sasl_ssl`");
+    KAFKA_SASL_MECHANISM = unset(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_SASL_MECHANISM", "unset", "SASL mechanism, e.g. `SCRAM-SHA-512`");
+    KAFKA_SASL_USERNAME = unset(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_SASL_USERNAME", "unset", "SASL user");
+    KAFKA_SASL_PASSWORD = unset(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_SASL_PASSWORD", "unset", "SASL password").secret();
+    KAFKA_SSL_CA_LOCATION = unset(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_SSL_CA_LOCATION", "unset", "CA bundle for TLS");
     KAFKA_CREATE_TOPICS = s(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_CREATE_TOPICS", "true", "create missing topics at start (the operator manages topics and turns this off)");
     KAFKA_TOPIC_PARTITIONS = s(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_TOPIC_PARTITIONS", "4", "partitions of a topic created at start");
-    KAFKA_MESSAGE_MAX_BYTES = s(Shared, CAPTURE_CONSUMER, "CAIRN_KAFKA_MESSAGE_MAX_BYTES", "2097152", "the largest record, the same everywhere: capture's producer, the topics' `max.message.bytes` (set at start and by the operator), the dead-letter producer; capture refuses an event whose record would be larger with 413");
+    KAFKA_MESSAGE_MAX_BYTES = s(Shared, KAFKA_CLIENTS, "CAIRN_KAFKA_MESSAGE_MAX_BYTES", "2097152", "the largest record, the same everywhere: capture's producer, the topics' `max.message.bytes` (set at start and by the operator), the dead-letter producer; capture refuses an event whose record would be larger with 413");
     CLICKHOUSE_URL = s(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_URL", "http://127.0.0.1:18123", "ClickHouse's HTTP interface");
     CLICKHOUSE_DATABASE = s(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_DATABASE", "cairn", "the database of the events table");
     CLICKHOUSE_USER = s(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_USER", "default", "ClickHouse account (query gets a read-only one from the operator)");
