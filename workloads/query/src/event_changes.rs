@@ -15,7 +15,6 @@ use cairn_common::clickhouse::{ChangeOp, ChangeRecord, ChangeRow, ChangeSet, EVE
 use cairn_common::config::KafkaConfig;
 use cairn_common::event::MAX_EVENT_NAME_CHARS;
 use cairn_common::http::ApiError;
-use clickhouse::Row;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,11 +34,22 @@ const MAX_FUTURE: time::Duration = time::Duration::hours(23);
 
 /// Which projects have changed events, for [`crate::sql::EventsSource::changes`]. A project seen
 /// with changes is remembered so (a stale "yes" only costs the merge); a "no" is asked again after
-/// [`NO_CHANGES_TTL`].
+/// [`NO_CHANGES_TTL`]. A project this replica accepted a change for is a "yes" at once, so its
+/// own caller reads its change in analyses as soon as the consumer stored it.
 #[derive(Clone, Debug, Default)]
 pub struct ChangedProjects(Arc<Mutex<HashMap<u64, Option<Instant>>>>);
 
 impl ChangedProjects {
+    /// The project has (or is about to have) changed events.
+    pub fn mark(&self, project_id: u64) {
+        if let Ok(mut known) = self.0.lock() {
+            if known.len() >= MAX_REMEMBERED {
+                known.clear();
+            }
+            known.insert(project_id, None);
+        }
+    }
+
     pub async fn has_changes(&self, engine: &Engine, project_id: u64) -> Result<bool, ApiError> {
         {
             let known = self.0.lock().map_err(|_| ApiError::internal("the changed-projects lock is poisoned"))?;
@@ -91,20 +101,6 @@ pub struct StoredEvent {
 const CHANGE_COLUMNS: &str = "project_id, uuid, version, deleted, event, distinct_id, properties, timestamp, \
                               received_at, changed_at, source_partition, source_offset";
 
-#[derive(Row, Deserialize)]
-struct CapturedRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    uuid: Uuid,
-    project_id: u64,
-    event: String,
-    distinct_id: String,
-    properties: String,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    timestamp: OffsetDateTime,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    received_at: OffsetDateTime,
-}
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
 }
@@ -117,42 +113,20 @@ pub fn parse_event_id(text: &str) -> Result<Uuid, ApiError> {
 /// The latest version of an event: `Ok(None)` when the project has no such event, or it is
 /// deleted, or its person is being deleted.
 async fn latest(engine: &Engine, project_id: u64, uuid: Uuid) -> Result<Option<ChangeRow>, ApiError> {
+    // One round trip: the latest change, else the capture as version 0.
     let mut sql = Sql::new();
     let p = sql.u64(project_id);
     let u = sql.str(uuid.to_string());
+    let fin = if engine.source.read_final { " FINAL" } else { "" };
     sql.push(&format!(
-        "SELECT {CHANGE_COLUMNS} FROM {EVENT_CHANGES_TABLE} FINAL WHERE project_id = {p} AND uuid = toUUID({u}) LIMIT 1"
+        "SELECT {CHANGE_COLUMNS} FROM (SELECT {CHANGE_COLUMNS} FROM {EVENT_CHANGES_TABLE} FINAL \
+         WHERE project_id = {p} AND uuid = toUUID({u}) UNION ALL SELECT project_id, uuid, toUInt64(0) AS version, \
+         toUInt8(0) AS deleted, event, distinct_id, properties, timestamp, received_at, received_at AS changed_at, \
+         toInt32(-1) AS source_partition, toInt64(-1) AS source_offset FROM {EVENTS_TABLE}{fin} \
+         WHERE project_id = {p} AND uuid = toUUID({u})) ORDER BY version DESC LIMIT 1"
     ));
-    let changed: Vec<ChangeRow> = engine.fetch_all(&sql).await?;
-    let row = match changed.into_iter().next() {
-        Some(r) => r,
-        None => {
-            let mut sql = Sql::new();
-            let p = sql.u64(project_id);
-            let u = sql.str(uuid.to_string());
-            let fin = if engine.source.read_final { " FINAL" } else { "" };
-            sql.push(&format!(
-                "SELECT uuid, project_id, event, distinct_id, properties, timestamp, received_at FROM {EVENTS_TABLE}{fin} \
-                 WHERE project_id = {p} AND uuid = toUUID({u}) LIMIT 1"
-            ));
-            let captured: Vec<CapturedRow> = engine.fetch_all(&sql).await?;
-            let Some(c) = captured.into_iter().next() else { return Ok(None) };
-            ChangeRow {
-                project_id: c.project_id,
-                uuid: c.uuid,
-                version: 0,
-                deleted: 0,
-                event: c.event,
-                distinct_id: c.distinct_id,
-                properties: c.properties,
-                timestamp: c.timestamp,
-                received_at: c.received_at,
-                changed_at: c.received_at,
-                source_partition: -1,
-                source_offset: -1,
-            }
-        }
-    };
+    let rows: Vec<ChangeRow> = engine.fetch_all(&sql).await?;
+    let Some(row) = rows.into_iter().next() else { return Ok(None) };
     if row.deleted != 0 {
         return Ok(None);
     }
@@ -358,6 +332,7 @@ pub async fn request(
         requested_at,
     };
     producer.send(&change).await?;
+    engine.changed.mark(project_id);
     tracing::info!(project_id, %uuid, op = ?op, "event change accepted");
     Ok(ChangeAccepted {
         uuid: uuid.to_string(),
