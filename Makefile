@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help docs up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query demo crds images e2e e2e-kind
+.PHONY: help docs up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query bench-changes demo crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -95,6 +95,10 @@ demo: ## load a month of sample data into the running stack (`make up` first): e
 bench-query: deps-data ## query latency over 10 million events: trend, breakdown, funnel, retention (prints figures)
 	$(CARGO) build --release -p cairn-auth -p cairn-query --bins
 	$(CARGO) run --release -p cairn-bench --bin bench-query
+
+bench-changes: deps-data ## the earlier Go pipeline's benchmark, exact: 500k inserts, 200k updates, 200k deletes through the APIs, Kafka and the consumer (prints figures)
+	$(CARGO) build --release -p cairn-auth -p cairn-capture -p cairn-consumer -p cairn-query --bins
+	$(CARGO) run --release -p cairn-bench --bin bench-changes
 
 bench-operator: deps ## operator figures on the local control plane: apply→Ready, idle reconciles, memory, 50 platforms
 	$(CARGO) build --release -p cairn-operator --bin cairn-operator

@@ -89,8 +89,10 @@ pub async fn versions(
             }
         }
         if !missing.is_empty() {
+            // Without FINAL: copies of one event (a redelivery) are identical; the `events_uuid`
+            // bloom filter index finds the granules.
             let stored: Vec<EventRow> = client
-                .query(&format!("SELECT ?fields FROM {EVENTS_TABLE} FINAL WHERE project_id = ? AND uuid IN ?"))
+                .query(&format!("SELECT ?fields FROM {EVENTS_TABLE} WHERE project_id = ? AND uuid IN ?"))
                 .bind(project)
                 .bind(&missing)
                 .fetch_all()
