@@ -60,9 +60,37 @@ describe('EventsPage', () => {
     }
   });
 
-  it('says when there are no events', async () => {
+  it('says when no event matches the filters', async () => {
     stubFetch(async () => json(200, { results: [], next_cursor: null }));
-    renderAt(<EventsPage />, { url: '/project/3/events' });
+    renderAt(<EventsPage />, { url: `/project/3/events${searchFor({ event: 'signup' })}` });
     expect(await screen.findByTestId('empty-state')).toHaveTextContent('No events in the last 30 days match');
+    expect(screen.queryByRole('button', { name: 'Load sample data' })).toBeNull();
+  });
+
+  it('offers sample data in an empty project and links its dashboard once loaded', async () => {
+    const { calls } = stubFetch(async (c) => {
+      if (c.method === 'POST' && c.path === '/api/v1/projects/3/sample-data') {
+        return json(202, { events: 10769, visitors: 600, signed_up: 260, buyers: 169, insight_ids: [1, 2], cohort_ids: [1], dashboard_id: 9 });
+      }
+      return json(200, { results: [], next_cursor: null });
+    });
+    const user = userEvent.setup();
+    renderAt(<EventsPage />, { url: '/project/3/events' });
+    expect(await screen.findByTestId('empty-state')).toHaveTextContent('No events in the last 30 days');
+    await user.click(screen.getByRole('button', { name: 'Load sample data' }));
+    const status = await screen.findByRole('status');
+    expect(status).toHaveTextContent('Loaded 10,769 events of 600 visitors');
+    expect(screen.getByRole('link', { name: /Shop overview/ })).toHaveAttribute('href', '/project/3/dashboards/9');
+    expect(calls.filter((c) => c.method === 'POST')).toHaveLength(1);
+  });
+
+  it('says why sample data was refused', async () => {
+    stubFetch(async (c) =>
+      c.method === 'POST' ? json(403, { error: 'forbidden', message: 'this credential lacks the events:write permission on this project' }) : json(200, { results: [], next_cursor: null }),
+    );
+    const user = userEvent.setup();
+    renderAt(<EventsPage />, { url: '/project/3/events' });
+    await user.click(await screen.findByRole('button', { name: 'Load sample data' }));
+    expect(await screen.findByText(/lacks the events:write permission/)).toBeInTheDocument();
   });
 });

@@ -403,6 +403,23 @@ pub fn insights() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The sample cohorts [`populate`] makes: (name, the cohort's body with its name).
+pub fn cohorts() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Pro and team plans",
+            json!({"name": "Pro and team plans", "properties": [{"key": "plan", "operator": "exact", "value": ["pro", "team"]}]}),
+        ),
+        (
+            "Repeat buyers",
+            json!({"name": "Repeat buyers", "behaviour": [{"event": "purchase", "min_count": 2, "days": 30}]}),
+        ),
+    ]
+}
+
+/// The sample dashboard's name and description (its tiles: every one of [`insights`]).
+pub const DASHBOARD: (&str, &str) = ("Shop overview", "Sample data: a month of a small shop");
+
 /// Saves the sample insights, a dashboard of them and two cohorts in the account's project
 /// (those already there by name are left as they are).
 pub async fn populate(http: &reqwest::Client, account: &Account) -> Result<()> {
@@ -415,15 +432,10 @@ pub async fn populate(http: &reqwest::Client, account: &Account) -> Result<()> {
     };
     let existing = call(http, reqwest::Method::GET, format!("{base}/cohorts"), &account.token, None).await?;
     let have = names(&existing);
-    for (name, body) in [
-        ("Pro and team plans", json!({"properties": [{"key": "plan", "operator": "exact", "value": ["pro", "team"]}]})),
-        ("Repeat buyers", json!({"behaviour": [{"event": "purchase", "min_count": 2, "days": 30}]})),
-    ] {
+    for (name, body) in cohorts() {
         if have.iter().any(|h| h == name) {
             continue;
         }
-        let mut body = body;
-        body["name"] = json!(name);
         let made = call(http, reqwest::Method::POST, format!("{base}/cohorts"), &account.token, Some(body)).await?;
         if let Some(id) = made["id"].as_i64() {
             call(http, reqwest::Method::POST, format!("{base}/cohorts/{id}/compute"), &account.token, None).await?;
@@ -450,16 +462,14 @@ pub async fn populate(http: &reqwest::Client, account: &Account) -> Result<()> {
         ids.push(id);
     }
     let dashboards = call(http, reqwest::Method::GET, format!("{base}/dashboards"), &account.token, None).await?;
-    if !names(&dashboards).iter().any(|n| n == "Shop overview") {
+    if !names(&dashboards).iter().any(|n| n == DASHBOARD.0) {
         let tiles: Vec<Value> = ids.iter().map(|id| json!({"insight_id": id})).collect();
         call(
             http,
             reqwest::Method::POST,
             format!("{base}/dashboards"),
             &account.token,
-            Some(
-                json!({"name": "Shop overview", "description": "Sample data: a month of a small shop", "tiles": tiles}),
-            ),
+            Some(json!({"name": DASHBOARD.0, "description": DASHBOARD.1, "tiles": tiles})),
         )
         .await?;
     }

@@ -51,6 +51,9 @@ impl Stack {
         env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
         env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
         env.insert("CAIRN_CLICKHOUSE_DATABASE".into(), p.database.clone());
+        // Query produces the dashboard's sample data to the events topic.
+        env.insert("CAIRN_KAFKA_BROKERS".into(), kafka.brokers());
+        env.insert("CAIRN_KAFKA_TOPIC".into(), p.topic.clone());
         let query = Service::start("query", &env).await?;
         query.wait_ready(Duration::from_secs(60)).await?;
         Ok(Stack { auth, capture, query, _consumer: consumer })
@@ -201,5 +204,54 @@ async fn the_demo_command_signs_up_loads_and_saves_once() -> Result<()> {
     let doc: Value = reqwest::get(query.url("/api/openapi/auth.json")).await?.json().await?;
     assert!(doc["paths"]["/api/v1/signup"].is_object(), "{}", doc["info"]);
     assert_eq!(reqwest::get(query.url("/api/openapi/nope.json")).await?.status(), 404);
+    Ok(())
+}
+
+/// The dashboard's "Load sample data": the same month of data, through the API, into an empty
+/// project only, once; its insights have answers as soon as the consumer stored the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_project_loads_sample_data_from_the_api() -> Result<()> {
+    let Stack { auth, capture: _capture, query, _consumer } = Stack::start("sample").await?;
+    let account = sign_up(&auth, &format!("{}@sample.example", unique("sample"))).await?;
+    let url = query.url(&format!("/api/v1/projects/{}/sample-data", account.project_id));
+    let (status, key) = call(
+        "POST",
+        &auth.url("/api/v1/personal-keys"),
+        Some(&account.access_token),
+        Some(&json!({"name": "reader", "scopes": ["query:read", "insights:write"]})),
+    )
+    .await?;
+    anyhow::ensure!(status == 201, "{status} {key}");
+    let (status, body) = call("POST", &url, key["key"].as_str(), None).await?;
+    assert_eq!(status, 403, "events:write is needed: {body}");
+
+    let (status, loaded) = call("POST", &url, Some(&account.access_token), None).await?;
+    assert_eq!(status, 202, "{loaded}");
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let expected = generate(&Options::new(now_ms)).1;
+    assert_eq!(loaded["events"].as_u64(), Some(expected.events as u64), "{loaded}");
+    assert_eq!(loaded["insight_ids"].as_array().map(Vec::len), Some(6), "{loaded}");
+    assert_eq!(loaded["cohort_ids"].as_array().map(Vec::len), Some(2), "{loaded}");
+    let (status, again) = call("POST", &url, Some(&account.access_token), None).await?;
+    assert_eq!(status, 409, "once only: {again}");
+
+    let demo = Account { api_url: query.url(""), token: account.access_token.clone(), project_id: account.project_id };
+    let http = reqwest::Client::new();
+    wait_stored(&http, &demo, 30, expected.events as u64, Duration::from_secs(120)).await?;
+    let api = |path: String| {
+        let (url, token) =
+            (query.url(&format!("/api/v1/projects/{}{path}", account.project_id)), account.access_token.clone());
+        async move { call("GET", &url, Some(&token), None).await }
+    };
+    for id in loaded["insight_ids"].as_array().cloned().unwrap_or_default() {
+        let (status, result) = api(format!("/insights/{id}/result")).await?;
+        assert_eq!(status, 200, "{result}");
+        assert!(result.to_string().len() > 200, "insight {id} has an answer: {result}");
+    }
+    let (status, board) = api(format!("/dashboards/{}", loaded["dashboard_id"])).await?;
+    assert_eq!((status, board["name"].as_str()), (200, Some("Shop overview")), "{board}");
+    // A project with events (this one, now) takes no sample data.
+    let (status, _) = call("POST", &url, Some(&account.access_token), None).await?;
+    assert_eq!(status, 409);
     Ok(())
 }

@@ -293,7 +293,13 @@ async fn main() -> Result<()> {
     let totals: Vec<f64> =
         v["results"].as_array().map(|a| a.iter().filter_map(|s| s["total"].as_f64()).collect()).unwrap_or_default();
     let renamed = (0..inserts).filter(|&i| matches!(expected(i, updates, deletes), Some(("bench_renamed", _)))).count();
-    println!("trend through the API: bench {:?}, bench_renamed {:?} (expected {}, {})", totals.first(), totals.get(1), survivors - renamed, renamed);
+    println!(
+        "trend through the API: bench {:?}, bench_renamed {:?} (expected {}, {})",
+        totals.first(),
+        totals.get(1),
+        survivors - renamed,
+        renamed
+    );
     let exact = wrong == 0
         && missing == 0
         && rows.len() == survivors

@@ -9,6 +9,7 @@ import type {
   FunnelsResponse,
   NameCounts,
   PersonDeletion,
+  SampleData,
   PersonDetail,
   PersonsListParams,
   PersonsPage,
@@ -60,6 +61,10 @@ export const listPersons = (projectId: number, p: PersonsListParams, signal?: Ab
 
 export const getPerson = (projectId: number, personId: string, signal?: AbortSignal) =>
   api<PersonDetail>(`${base(projectId)}/persons/${encodeURIComponent(personId)}`, { signal });
+
+/** Loads a month of a sample shop's events, insights, a dashboard and cohorts into an empty project. */
+export const loadSampleData = (projectId: number) =>
+  api<SampleData>(`${base(projectId)}/sample-data`, { method: 'POST' });
 
 export const deletePerson = (projectId: number, personId: string) =>
   api<PersonDeletion>(`${base(projectId)}/persons/${encodeURIComponent(personId)}`, { method: 'DELETE' });

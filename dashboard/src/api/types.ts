@@ -508,3 +508,15 @@ export interface CohortInput {
   behaviour?: Behaviour[];
   distinct_ids?: string[];
 }
+
+/** `POST …/sample-data`: what was loaded into an empty project. */
+export interface SampleData {
+  events: number;
+  visitors: number;
+  signed_up: number;
+  buyers: number;
+  insight_ids: number[];
+  cohort_ids: number[];
+  dashboard_id: number;
+}
+

@@ -1,12 +1,13 @@
 import { Fragment, useMemo, useState } from 'react';
-import { useInfiniteQuery } from '@tanstack/react-query';
-import { listEvents } from '../api/query';
+import { useInfiniteQuery, useMutation, useQueryClient } from '@tanstack/react-query';
+import { Link } from 'react-router';
+import { listEvents, loadSampleData } from '../api/query';
 import type { EventItem } from '../api/types';
 import { PageHeader } from '../components/PageHeader';
 import { EventPicker } from '../components/Pickers';
 import { PropertyFilters } from '../components/PropertyFilters';
 import { Empty, ErrorState, Loading } from '../components/States';
-import { formatTimestamp } from '../format';
+import { formatNumber, formatTimestamp } from '../format';
 import { useProject } from '../project';
 import { completeFilters, sanitizeEventsFilter, type EventsFilter } from '../queries';
 import { useUrlQuery } from '../urlState';
@@ -26,6 +27,38 @@ function summary(e: EventItem): string {
   }
   const n = Object.keys(props).length;
   return parts.length ? `${parts.join(' · ')}${n > parts.length ? ` (+${n - parts.length})` : ''}` : `${n} properties`;
+}
+
+/** "Load sample data": a month of a sample shop in an empty project, to look around at once. */
+function SampleData({ projectId }: { projectId: number }) {
+  const queryClient = useQueryClient();
+  const load = useMutation({
+    mutationFn: () => loadSampleData(projectId),
+    onSuccess: () => {
+      void queryClient.invalidateQueries({ queryKey: ['events', projectId] });
+      void queryClient.invalidateQueries({ queryKey: ['insights', projectId] });
+      void queryClient.invalidateQueries({ queryKey: ['dashboards', projectId] });
+      void queryClient.invalidateQueries({ queryKey: ['cohorts', projectId] });
+    },
+  });
+  if (load.data) {
+    const d = load.data;
+    return (
+      <p role="status">
+        Loaded {formatNumber(d.events)} events of {formatNumber(d.visitors)} visitors over the last 30 days; they appear
+        here within seconds. <Link to={`/project/${projectId}/dashboards/${d.dashboard_id}`}>Open the “Shop overview” dashboard</Link>.
+      </p>
+    );
+  }
+  return (
+    <div className="sample-data">
+      <p>Or explore Cairn with a month of a sample shop: visitors who sign up, browse, buy and come back, with six insights, a dashboard and two cohorts.</p>
+      <button type="button" className="btn btn-primary" onClick={() => load.mutate()} disabled={load.isPending}>
+        {load.isPending ? 'Loading sample data…' : 'Load sample data'}
+      </button>
+      {load.error ? <ErrorState error={load.error} title="Could not load sample data" /> : null}
+    </div>
+  );
 }
 
 export function EventsPage() {
@@ -72,6 +105,11 @@ export function EventsPage() {
           <ErrorState error={events.error} onRetry={() => void events.refetch()} />
         ) : events.isPending ? (
           <Loading label="Loading events…" />
+        ) : rows.length === 0 && !filter.event && !filter.properties?.length ? (
+          <Empty title="No events in the last 30 days">
+            <p>Events appear here a few seconds after capture accepts them: send some with an SDK and a write key (Settings).</p>
+            <SampleData projectId={project.id} />
+          </Empty>
         ) : rows.length === 0 ? (
           <Empty title="No events in the last 30 days match">Events appear here a few seconds after capture accepts them.</Empty>
         ) : (

@@ -171,9 +171,10 @@ pub struct ChangeAccepted {
     pub requested_at: String,
 }
 
-/// Produces changes to the events topic. The Kafka client is made at the first change, so a
-/// query service whose API is never asked for one never connects to Kafka.
-pub struct ChangeProducer {
+/// Produces to the events topic: event changes, and sample data (`crate::sample_data`). The Kafka
+/// client is made at the first record, so a query service whose API is never asked for one never
+/// connects to Kafka.
+pub struct EventsProducer {
     config: rdkafka::ClientConfig,
     producer: std::sync::OnceLock<FutureProducer>,
     topic: String,
@@ -183,7 +184,7 @@ pub struct ChangeProducer {
     max_bytes: usize,
 }
 
-impl ChangeProducer {
+impl EventsProducer {
     pub fn new(cfg: &KafkaConfig, timeout: Duration) -> Self {
         let mut config = cairn_common::kafka::client_config(cfg);
         config
@@ -212,6 +213,24 @@ impl ChangeProducer {
         let made: FutureProducer = self.config.create().map_err(ApiError::internal)?;
         // Two first changes at once: one client is kept, the other dropped.
         Ok(self.producer.get_or_init(|| made))
+    }
+
+    /// Produces `records` (key, value), at most 1,000 awaiting Kafka at once; all acknowledged or
+    /// an error (503: some may be written; their uuids make a retry harmless).
+    pub async fn send_all(&self, records: &[(String, Vec<u8>)]) -> Result<(), ApiError> {
+        let producer = self.producer()?;
+        for chunk in records.chunks(1_000) {
+            let sends = chunk.iter().map(|(key, payload)| {
+                producer.send(FutureRecord::to(&self.topic).key(key).payload(payload), self.timeout)
+            });
+            for result in futures::future::join_all(sends).await {
+                if let Err((e, _)) = result {
+                    tracing::warn!(error = %e, "Kafka did not acknowledge a record");
+                    return Err(ApiError::unavailable("Kafka did not acknowledge every event; retry"));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn send(&self, change: &ChangeRecord) -> Result<(), ApiError> {
@@ -316,7 +335,7 @@ pub fn parse_update(body: &Value, now: OffsetDateTime) -> Result<ChangeSet, ApiE
 /// event (or it is deleted already); 202 once Kafka holds the change.
 pub async fn request(
     engine: &Engine,
-    producer: &ChangeProducer,
+    producer: &EventsProducer,
     project_id: u64,
     event_id: &str,
     set: Option<ChangeSet>,

@@ -31,6 +31,7 @@ pub mod persons;
 pub mod persons_api;
 pub mod retention;
 pub mod routes;
+pub mod sample_data;
 pub mod sql;
 pub mod timerange;
 pub mod trends;
@@ -108,7 +109,7 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
         slots: caller::CallerSlots::new(cfg.limits.max_concurrent_per_caller),
         // Event updates and deletions go to Kafka: a change is acknowledged within the query
         // timeout, and at most 10 s.
-        changes: event_changes::ChangeProducer::new(&cfg.kafka, cfg.timeout.min(Duration::from_secs(10))),
+        changes: event_changes::EventsProducer::new(&cfg.kafka, cfg.timeout.min(Duration::from_secs(10))),
     });
     // Revoked sessions and keys, deleted projects and changed roles leave the cache at once.
     {

@@ -39,6 +39,7 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/projects/{project_id}/events/{event_id}"),
     ("delete", "/api/v1/projects/{project_id}/events/{event_id}"),
     ("get", "/api/v1/projects/{project_id}/sessions/{session_id}/events"),
+    ("post", "/api/v1/projects/{project_id}/sample-data"),
     ("get", "/api/v1/projects/{project_id}/persons"),
     ("get", "/api/v1/projects/{project_id}/persons/{person_id}"),
     ("delete", "/api/v1/projects/{project_id}/persons/{person_id}"),
@@ -75,7 +76,7 @@ pub struct AppState {
     pub auth: AuthClient,
     pub metrics: Arc<QueryMetrics>,
     pub slots: crate::caller::CallerSlots,
-    pub changes: crate::event_changes::ChangeProducer,
+    pub changes: crate::event_changes::EventsProducer,
 }
 
 impl HasAuth for Arc<AppState> {
@@ -178,6 +179,17 @@ async fn delete_event_handler(
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let accepted = event_changes::request(&engine, &s.changes, project, &event_id, None).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Loads the sample data into an empty project: 202 once Kafka holds the events.
+async fn sample_data_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> Result<(StatusCode, Json<crate::sample_data::SampleData>), ApiError> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    let loaded = crate::sample_data::load(&s.engine, &s.pg, &s.changes, project, caller.user_id()).await?;
+    Ok((StatusCode::ACCEPTED, Json(loaded)))
 }
 
 /// The events of one session (`$session_id`), oldest first.
@@ -495,6 +507,7 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
             get(get_event_handler).put(update_event_handler).delete(delete_event_handler),
         )
         .route(&format!("{p}/sessions/{{session_id}}/events"), get(session_events_handler))
+        .route(&format!("{p}/sample-data"), post(sample_data_handler))
         .route(&format!("{p}/persons"), get(persons_handler))
         // One segment, two names in the documentation: a person id alone, a distinct id before
         // `/events` (the router takes one name per position).

@@ -633,6 +633,7 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("DashboardList", round_trips::<List<Dashboard>>),
         ("StoredEvent", round_trips::<StoredEvent>),
         ("ChangeAccepted", round_trips::<ChangeAccepted>),
+        ("SampleData", round_trips::<cairn_query::sample_data::SampleData>),
     ]);
     let schemas =
         doc.get("components").and_then(|c| c.get("schemas")).and_then(Value::as_mapping).expect("components.schemas");

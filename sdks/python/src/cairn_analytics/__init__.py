@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Mapping, Optional
 
+from .api import ApiError, EventsApi
 from .client import DEFAULT_HOST, Client
 from .errors import CairnError, DeliveryError, FieldError, InvalidEventError, OnError
 from .events import Timestamp, UUIDLike
@@ -31,6 +32,8 @@ from .version import VERSION
 __version__ = VERSION
 
 __all__ = [
+    "ApiError",
+    "EventsApi",
     "Client",
     "CairnError",
     "DeliveryError",
