@@ -88,20 +88,21 @@ async fn the_events_ttl_follows_configuration() {
             db.rows(&sql).await.unwrap()[0]["q"].as_str().unwrap().to_string()
         }
     };
-    for table in ["events", "events_by_person"] {
+    for table in ["events", "events_by_person", "event_changes"] {
         assert!(!create(table).await.contains(" TTL "));
     }
     apply_event_ttl(&c, 30).await.unwrap();
-    for table in ["events", "events_by_person"] {
+    for table in ["events", "events_by_person", "event_changes"] {
         assert!(create(table).await.contains("toIntervalDay(30)"), "{}", create(table).await);
     }
+    assert!(create("event_changes").await.contains("TTL toDateTime(retain_until)"), "a version outlives its capture");
     apply_event_ttl(&c, 30).await.unwrap();
     apply_event_ttl(&c, 90).await.unwrap();
-    for table in ["events", "events_by_person"] {
+    for table in ["events", "events_by_person", "event_changes"] {
         assert!(create(table).await.contains("toIntervalDay(90)"));
     }
     apply_event_ttl(&c, 0).await.unwrap();
-    for table in ["events", "events_by_person"] {
+    for table in ["events", "events_by_person", "event_changes"] {
         assert!(!create(table).await.contains(" TTL "));
     }
     apply_event_ttl(&c, 0).await.unwrap();

@@ -211,7 +211,7 @@ async fn the_demo_command_signs_up_loads_and_saves_once() -> Result<()> {
 /// project only, once; its insights have answers as soon as the consumer stored the events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_project_loads_sample_data_from_the_api() -> Result<()> {
-    let Stack { auth, capture: _capture, query, _consumer } = Stack::start("sample").await?;
+    let Stack { auth, capture, query, _consumer } = Stack::start("sample").await?;
     let account = sign_up(&auth, &format!("{}@sample.example", unique("sample"))).await?;
     let url = query.url(&format!("/api/v1/projects/{}/sample-data", account.project_id));
     let (status, key) = call(
@@ -250,8 +250,22 @@ async fn an_empty_project_loads_sample_data_from_the_api() -> Result<()> {
     }
     let (status, board) = api(format!("/dashboards/{}", loaded["dashboard_id"])).await?;
     assert_eq!((status, board["name"].as_str()), (200, Some("Shop overview")), "{board}");
-    // A project with events (this one, now) takes no sample data.
     let (status, _) = call("POST", &url, Some(&account.access_token), None).await?;
     assert_eq!(status, 409);
+
+    // A project with events of its own takes none.
+    let other = sign_up(&auth, &format!("{}@sample.example", unique("real"))).await?;
+    send(&http, &capture.url(""), &other.write_key, &[json!({"event": "real", "distinct_id": "someone"})]).await?;
+    let real = Account { api_url: query.url(""), token: other.access_token.clone(), project_id: other.project_id };
+    wait_stored(&http, &real, 30, 1, Duration::from_secs(60)).await?;
+    let (status, body) = call(
+        "POST",
+        &query.url(&format!("/api/v1/projects/{}/sample-data", other.project_id)),
+        Some(&other.access_token),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("has events already"), "{body}");
     Ok(())
 }

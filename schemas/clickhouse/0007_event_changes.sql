@@ -8,12 +8,17 @@
 --   `events`). Fields in `events`' sorting key (the name, the time) may change: the key here is
 --   the uuid alone.
 -- * `deleted` marks a deletion (the row keeps the last fields, for `GET` to say what was deleted).
--- * `source_partition`/`source_offset` name the Kafka record that made the version: a record the
---   consumer gets again after a crash is recognised and not applied twice.
+-- * `changed_at` and `change_id` (a UUIDv7) name the change that made the version. A change applies
+--   only if it was requested after the one that made the current version, so a record the consumer
+--   gets again (a crash before the commit, a replayed dead letter) is never applied twice and an
+--   older change never overwrites a newer one, whatever partition or offset it comes from.
+-- * `retain_until`: the latest time the event ever had (captured or changed; never decreasing).
+--   The retention TTL applies to it, so a version (a deletion above all) outlives the captured row
+--   in `events` and an expired change never brings an older version back.
 -- * Analyses read `events` without the uuids present here, plus the non-deleted latest versions
 --   from here (`EventsSource` in the query service); a project with no change reads `events`
 --   alone.
--- * The retention TTL (CAIRN_EVENT_TTL_DAYS) applies here too, on the event's time.
+-- * The retention TTL (CAIRN_EVENT_TTL_DAYS) applies here too, on `retain_until`.
 CREATE TABLE IF NOT EXISTS event_changes
 (
     project_id       UInt64,
@@ -26,8 +31,8 @@ CREATE TABLE IF NOT EXISTS event_changes
     timestamp        DateTime64(3, 'UTC'),
     received_at      DateTime64(3, 'UTC'),
     changed_at       DateTime64(3, 'UTC'),
-    source_partition Int32,
-    source_offset    Int64
+    change_id        UUID,
+    retain_until     DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (project_id, uuid)

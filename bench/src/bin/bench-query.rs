@@ -118,6 +118,7 @@ async fn main() -> Result<()> {
         source: EventsSource::new(true),
         by_person: Default::default(),
         changed: Default::default(),
+        comment: None,
         limits: Limits::default(),
         timeout: Duration::from_secs(60),
     };

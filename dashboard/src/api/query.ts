@@ -13,6 +13,8 @@ import type {
   PersonDetail,
   PersonsListParams,
   PersonsPage,
+  QueryJob,
+  QueryJobKind,
   RetentionRequest,
   RetentionResponse,
   TrendsRequest,
@@ -29,6 +31,16 @@ export const queryFunnels = (projectId: number, req: FunnelsRequest, signal?: Ab
 
 export const queryRetention = (projectId: number, req: RetentionRequest, signal?: AbortSignal) =>
   api<RetentionResponse>(`${base(projectId)}/query/retention`, { method: 'POST', body: req, signal });
+
+/** Starts an analysis as a job, or finds the identical one running or recently done. */
+export const createQueryJob = <R>(projectId: number, kind: QueryJobKind, query: unknown, refresh = false, signal?: AbortSignal) =>
+  api<QueryJob<R>>(`${base(projectId)}/query-jobs`, { method: 'POST', body: { kind, query, ...(refresh ? { refresh } : {}) }, signal });
+
+export const getQueryJob = <R>(projectId: number, id: string, signal?: AbortSignal) =>
+  api<QueryJob<R>>(`${base(projectId)}/query-jobs/${encodeURIComponent(id)}`, { signal });
+
+export const cancelQueryJob = (projectId: number, id: string) =>
+  api<QueryJob>(`${base(projectId)}/query-jobs/${encodeURIComponent(id)}`, { method: 'DELETE' });
 
 export const listEvents = (projectId: number, p: EventsListParams, signal?: AbortSignal) =>
   api<EventsPage>(`${base(projectId)}/events`, {

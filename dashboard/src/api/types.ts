@@ -520,3 +520,22 @@ export interface SampleData {
   dashboard_id: number;
 }
 
+
+/** The analyses that run as jobs (POST /query-jobs). */
+export type QueryJobKind = 'trends' | 'funnels' | 'retention';
+
+/** An analysis run as a job (schemas/openapi/query.yaml QueryJob). */
+export interface QueryJob<R = unknown> {
+  id: string;
+  kind: QueryJobKind;
+  status: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+  progress: { rows_read: number; total_rows: number; fraction: number | null };
+  cached: boolean;
+  cancel_requested: boolean;
+  query: unknown;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  result: R | null;
+  error: ({ status: number } & ErrorBody) | null;
+}

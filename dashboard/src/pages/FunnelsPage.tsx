@@ -1,5 +1,4 @@
 import { useAnalysis, type AnalysisKind } from '../analysis';
-import { queryFunnels } from '../api/query';
 import type { FunnelOrder, FunnelStep, FunnelsRequest, WindowUnit, FunnelsResponse } from '../api/types';
 import { FunnelBars, FunnelBreakdownTable } from '../components/charts/FunnelBars';
 import { ComboInput } from '../components/ComboInput';
@@ -20,11 +19,10 @@ const FUNNELS: AnalysisKind<FunnelsRequest, FunnelsResponse> = {
   defaults: defaultFunnels,
   sanitize: sanitizeFunnels,
   toRequest: funnelsRequest,
-  run: queryFunnels,
 };
 
 export function FunnelsPage() {
-  const { q, invalid, insightId, setInsightId, request, result, set } = useAnalysis(FUNNELS);
+  const { q, invalid, insightId, setInsightId, request, result, set, job, cancel } = useAnalysis(FUNNELS);
   const setStep = (i: number, s: FunnelStep) => set({ steps: q.steps.map((x, j) => (j === i ? s : x)) });
   const cw = q.conversion_window ?? { value: 14, unit: 'day' as WindowUnit };
 
@@ -122,7 +120,7 @@ export function FunnelsPage() {
           <BreakdownEditor value={q.breakdown} event={q.steps[0]?.event} onChange={(breakdown) => set({ breakdown })} />
         </fieldset>
       </form>
-      <Results query={result}>
+      <Results query={result} job={job} onCancel={cancel}>
         {(data) =>
           (data.steps[0]?.count ?? 0) === 0 ? (
             <Empty title="Nobody did the first step in this range">Try a longer date range or another first event.</Empty>

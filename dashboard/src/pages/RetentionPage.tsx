@@ -1,5 +1,4 @@
 import { useAnalysis, type AnalysisKind } from '../analysis';
-import { queryRetention } from '../api/query';
 import type { Period, RetentionRequest, RetentionType, RetentionResponse } from '../api/types';
 import { RetentionTable } from '../components/charts/RetentionTable';
 import { ComboInput } from '../components/ComboInput';
@@ -15,11 +14,10 @@ const RETENTION: AnalysisKind<RetentionRequest, RetentionResponse> = {
   defaults: defaultRetention,
   sanitize: sanitizeRetention,
   toRequest: retentionRequest,
-  run: queryRetention,
 };
 
 export function RetentionPage() {
-  const { q, invalid, insightId, setInsightId, request, result, set } = useAnalysis(RETENTION);
+  const { q, invalid, insightId, setInsightId, request, result, set, job, cancel } = useAnalysis(RETENTION);
 
   return (
     <div className="page page-retention">
@@ -79,7 +77,7 @@ export function RetentionPage() {
           <PropertyFilters label="Retention filters" value={q.filters} onChange={(filters) => set({ filters })} />
         </fieldset>
       </form>
-      <Results query={result}>
+      <Results query={result} job={job} onCancel={cancel}>
         {(data) =>
           data.cohorts.every((c) => c.size === 0) ? (
             <Empty title="No users in these cohorts">Nobody did the target event in these periods.</Empty>

@@ -1,5 +1,4 @@
 import { useAnalysis, type AnalysisKind } from '../analysis';
-import { queryTrends } from '../api/query';
 import type { Interval, MathInput, Series, TrendsRequest, TrendsResponse } from '../api/types';
 import { TrendsChart } from '../components/charts/TrendsChart';
 import { TrendsTable } from '../components/charts/TrendsTable';
@@ -88,11 +87,10 @@ const TRENDS: AnalysisKind<TrendsRequest, TrendsResponse> = {
   defaults: defaultTrends,
   sanitize: sanitizeTrends,
   toRequest: trendsRequest,
-  run: queryTrends,
 };
 
 export function TrendsPage() {
-  const { q, invalid, insightId, setInsightId, request, result, set } = useAnalysis(TRENDS);
+  const { q, invalid, insightId, setInsightId, request, result, set, job, cancel } = useAnalysis(TRENDS);
   const setSeries = (i: number, s: Series) => set({ series: q.series.map((x, j) => (j === i ? s : x)) });
 
   return (
@@ -159,7 +157,7 @@ export function TrendsPage() {
           <BreakdownEditor value={q.breakdown} event={q.series.length === 1 ? q.series[0]?.event : undefined} onChange={(breakdown) => set({ breakdown })} />
         </fieldset>
       </form>
-      <Results query={result}>
+      <Results query={result} job={job} onCancel={cancel}>
         {(data) =>
           data.results.length === 0 || data.results.every((r) => r.data.every((v) => v === 0)) ? (
             <Empty title="No events match this query in this range">Try a longer date range, another event, or fewer filters.</Empty>

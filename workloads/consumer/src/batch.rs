@@ -219,9 +219,9 @@ mod tests {
     #[test]
     fn changes_are_told_from_events_and_from_garbage() {
         let mut b = Batch::new();
-        let change = br#"{"op":"delete","uuid":"0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","project_id":1,"distinct_id":"d","requested_at":"2026-01-01T00:00:00Z"}"#;
+        let change = br#"{"op":"delete","change_id":"0192f3c4-0000-7000-8000-000000000001","uuid":"0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","project_id":1,"distinct_id":"d","requested_at":"2026-01-01T00:00:00Z"}"#;
         b.push(Origin { topic: "t", partition: 3, offset: 7 }, Some(b"1:d"), Some(change));
-        let bad_change = br#"{"op":"delete","uuid":"0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","project_id":1,"distinct_id":"","requested_at":"2026-01-01T00:00:00Z"}"#;
+        let bad_change = br#"{"op":"delete","change_id":"0192f3c4-0000-7000-8000-000000000002","uuid":"0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","project_id":1,"distinct_id":"","requested_at":"2026-01-01T00:00:00Z"}"#;
         b.push(Origin { topic: "t", partition: 3, offset: 8 }, None, Some(bad_change));
         assert_eq!(b.changes.len(), 1);
         assert_eq!((b.changes[0].1.partition, b.changes[0].1.offset), (3, 7));

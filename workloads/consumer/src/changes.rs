@@ -3,8 +3,9 @@
 //! from `events`), become the events' new versions, appended to `event_changes`.
 //!
 //! One version per event and batch is written (the last): versions in between were never read.
-//! The version records the Kafka record that made it, so a batch delivered again after a crash
-//! skips what it applied before ([`ChangeRow::apply`]).
+//! The version records the change that made it, so a batch delivered again after a crash skips
+//! what it applied before, and an older change never overwrites a newer one
+//! ([`ChangeRow::apply`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +14,9 @@ use clickhouse::Client;
 use uuid::Uuid;
 
 use crate::batch::Origin;
+
+/// Events looked up per statement.
+const LOOKUP_CHUNK: usize = 1_000;
 
 /// The new versions of a batch's changes, and the changes that made none.
 #[derive(Debug, Default, PartialEq)]
@@ -25,17 +29,18 @@ pub struct Versions {
 
 /// Applies `changes` in order to `current` (keyed by project and uuid).
 pub fn fold(mut current: HashMap<(u64, Uuid), ChangeRow>, changes: &[(ChangeRecord, Origin<'static>)]) -> Versions {
+    // (Where a change came from no longer decides anything: its id and time do.)
     let mut out = Versions::default();
     // The events changed, in the order first changed (a stable insert order).
     let mut touched: Vec<(u64, Uuid)> = Vec::new();
     let mut seen: std::collections::HashSet<(u64, Uuid)> = std::collections::HashSet::new();
-    for (change, origin) in changes {
+    for (change, _origin) in changes {
         let key = (change.project_id, change.uuid);
         let Some(state) = current.get(&key) else {
             out.skipped.push((change.uuid, "unknown_event"));
             continue;
         };
-        match state.apply(change, origin.partition, origin.offset) {
+        match state.apply(change) {
             Ok(next) => {
                 if seen.insert(key) {
                     touched.push(key);
@@ -64,41 +69,45 @@ pub async fn versions(
     for (project, mut ids) in wanted {
         ids.sort_unstable();
         ids.dedup();
-        // Changed before: the latest version.
-        let strings: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        let changed: Vec<ChangeRow> = client
-            .query(&format!("SELECT ?fields FROM {EVENT_CHANGES_TABLE} FINAL WHERE project_id = ? AND uuid IN ?"))
-            .bind(project)
-            .bind(&strings)
-            .fetch_all()
-            .await?;
-        for row in changed {
-            current.insert((project, row.uuid), row);
-        }
-        // Never changed: the capture, from this batch or from `events`.
-        let mut missing = Vec::new();
-        for id in &ids {
-            if current.contains_key(&(project, *id)) {
-                continue;
-            }
-            match created_here.get(&(project, *id)) {
-                Some(row) => {
-                    current.insert((project, *id), ChangeRow::from(*row));
-                }
-                None => missing.push(id.to_string()),
-            }
-        }
-        if !missing.is_empty() {
-            // Without FINAL: copies of one event (a redelivery) are identical; the `events_uuid`
-            // bloom filter index finds the granules.
-            let stored: Vec<EventRow> = client
-                .query(&format!("SELECT ?fields FROM {EVENTS_TABLE} WHERE project_id = ? AND uuid IN ?"))
+        // Bounded statements: a batch may change thousands of events of one project, and a
+        // statement's text has a size limit (max_query_size).
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            // Changed before: the latest version.
+            let strings: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            let changed: Vec<ChangeRow> = client
+                .query(&format!("SELECT ?fields FROM {EVENT_CHANGES_TABLE} FINAL WHERE project_id = ? AND uuid IN ?"))
                 .bind(project)
-                .bind(&missing)
+                .bind(&strings)
                 .fetch_all()
                 .await?;
-            for row in &stored {
-                current.insert((project, row.uuid), ChangeRow::from(row));
+            for row in changed {
+                current.insert((project, row.uuid), row);
+            }
+            // Never changed: the capture, from this batch or from `events`.
+            let mut missing = Vec::new();
+            for id in chunk {
+                if current.contains_key(&(project, *id)) {
+                    continue;
+                }
+                match created_here.get(&(project, *id)) {
+                    Some(row) => {
+                        current.insert((project, *id), ChangeRow::from(*row));
+                    }
+                    None => missing.push(id.to_string()),
+                }
+            }
+            if !missing.is_empty() {
+                // Without FINAL: copies of one event (a redelivery) are identical; the
+                // `events_uuid` bloom filter index finds the granules.
+                let stored: Vec<EventRow> = client
+                    .query(&format!("SELECT ?fields FROM {EVENTS_TABLE} WHERE project_id = ? AND uuid IN ?"))
+                    .bind(project)
+                    .bind(&missing)
+                    .fetch_all()
+                    .await?;
+                for row in &stored {
+                    current.insert((project, row.uuid), ChangeRow::from(row));
+                }
             }
         }
     }
@@ -120,9 +129,12 @@ mod tests {
     }
 
     fn change(uuid: Uuid, op: &str, set: serde_json::Value, offset: i64) -> (ChangeRecord, Origin<'static>) {
+        // Requested one second apart, in offset order.
+        let requested = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_800_000_000 + offset);
         let c = ChangeRecord::from_record(
-            &serde_json::to_vec(&json!({"op": op, "uuid": uuid, "project_id": 1, "distinct_id": "d", "set": set,
-                "requested_at": "2026-02-01T00:00:00Z"}))
+            &serde_json::to_vec(&json!({"op": op, "change_id": Uuid::now_v7(), "uuid": uuid, "project_id": 1,
+                "distinct_id": "d", "set": set,
+                "requested_at": requested.format(&time::format_description::well_known::Rfc3339).unwrap()}))
             .unwrap(),
         )
         .unwrap();
@@ -144,8 +156,8 @@ mod tests {
         let v = fold(current.clone(), &changes);
         assert_eq!(v.rows.len(), 2);
         assert_eq!(
-            (v.rows[0].uuid, v.rows[0].version, v.rows[0].event.as_str(), v.rows[0].source_offset),
-            (a, 2, "two", 12)
+            (v.rows[0].uuid, v.rows[0].version, v.rows[0].event.as_str(), v.rows[0].change_id),
+            (a, 2, "two", changes[2].0.change_id)
         );
         assert_eq!((v.rows[1].uuid, v.rows[1].version, v.rows[1].deleted), (b, 1, 1));
         assert_eq!(v.skipped, vec![(gone, "unknown_event"), (b, "deleted")]);

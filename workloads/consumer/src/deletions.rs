@@ -35,13 +35,17 @@ const POLL: Duration = Duration::from_secs(2);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// The tables that hold distinct ids' rows, and the column holding an id's hash.
+///
+/// `events` first and `event_changes` last: a change being applied while the job runs read its
+/// event from `events` before the job reached it, so its version lands in `event_changes` only if
+/// its whole application (one read, one insert) outlasts every delete of the job.
 const TABLES: [(&str, &str); 6] = [
     (EVENTS_TABLE, "cityHash64(distinct_id)"),
-    (EVENT_CHANGES_TABLE, "cityHash64(distinct_id)"),
     (EVENTS_BY_PERSON_TABLE, "person"),
     (PERSON_PROPERTY_OPS_TABLE, "id_hash"),
     (DISTINCT_ID_ACTIVITY_TABLE, "id_hash"),
     (PERSON_OVERRIDES_TABLE, "id_hash"),
+    (EVENT_CHANGES_TABLE, "cityHash64(distinct_id)"),
 ];
 
 #[derive(Debug, thiserror::Error)]

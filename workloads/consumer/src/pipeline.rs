@@ -207,6 +207,7 @@ impl Pipeline {
                 Ok(v) => break v,
                 Err(e) => {
                     self.metrics.insert_failures.inc();
+                    self.writer.health.set(crate::writer::CLICKHOUSE_CHECK, false, e.to_string());
                     let delay = self.retry.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "reading the versions that changes apply to failed; retrying");
                     if stop.is_cancelled() {
@@ -228,35 +229,56 @@ impl Pipeline {
         if versions.rows.is_empty() {
             return Ok(());
         }
-        let token = format!("{}/changes", b.dedup_token());
+        // The token names the versions themselves: a batch of the same offsets that makes other
+        // versions (a topic made again) is never dropped as a retry.
+        let token = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(b.dedup_token().as_bytes());
+            for r in &versions.rows {
+                h.update(r.project_id.to_le_bytes());
+                h.update(r.uuid.as_bytes());
+                h.update(r.version.to_le_bytes());
+                h.update(r.change_id.as_bytes());
+            }
+            format!("changes-{}", hex::encode(&h.finalize()[..16]))
+        };
         let inserted = self.writer.insert(&versions.rows, &token, stop, self.shutdown_grace, &self.metrics).await?;
-        // A version ClickHouse refuses (it cannot be, but if): its change goes to the dead letters.
+        // A version ClickHouse refuses (it cannot be, but if): every change of the batch that
+        // made it goes to the dead letters, to be replayed in order.
         let refused: Vec<DeadLetter> = inserted
             .refused
             .iter()
-            .filter_map(|(i, reason)| {
-                let row = versions.rows.get(*i)?;
-                let (change, origin) = b.changes.iter().rev().find(|(c, _)| c.uuid == row.uuid)?;
-                Some(DeadLetter {
-                    topic: b
-                        .commit_offsets()
-                        .into_iter()
-                        .find(|(_, p, _)| *p == origin.partition)
-                        .map_or_else(|| "(the events topic)".to_string(), |(t, _, _)| t),
-                    partition: origin.partition,
-                    offset: origin.offset,
-                    key: Some(change.kafka_key().into_bytes()),
-                    payload: change.to_record().ok(),
-                    reason: format!("ClickHouse refused the event's new version: {reason}"),
-                    request_id: None,
-                })
+            .filter_map(|(i, reason)| Some((versions.rows.get(*i)?, reason)))
+            .flat_map(|(row, reason)| {
+                b.changes
+                    .iter()
+                    .filter(move |(c, _)| c.project_id == row.project_id && c.uuid == row.uuid)
+                    .map(move |(change, origin)| (change, origin, reason))
+            })
+            .map(|(change, origin, reason)| DeadLetter {
+                topic: b
+                    .commit_offsets()
+                    .into_iter()
+                    .find(|(_, p, _)| *p == origin.partition)
+                    .map_or_else(|| "(the events topic)".to_string(), |(t, _, _)| t),
+                partition: origin.partition,
+                offset: origin.offset,
+                key: Some(change.kafka_key().into_bytes()),
+                payload: change.to_record().ok(),
+                reason: format!("ClickHouse refused the event's new version: {reason}"),
+                request_id: None,
             })
             .collect();
         self.send_dead_letters(&refused, stop).await?;
         self.metrics
             .changes
             .get_or_create(&crate::metrics::OutcomeLabels { outcome: "applied" })
-            .inc_by(if refused.is_empty() { applied } else { applied.saturating_sub(refused.len() as u64) });
+            .inc_by(applied.saturating_sub(refused.len() as u64));
+        self.metrics
+            .changes
+            .get_or_create(&crate::metrics::OutcomeLabels { outcome: "dead_lettered" })
+            .inc_by(refused.len() as u64);
         Ok(())
     }
 

@@ -91,6 +91,8 @@ pub struct QueryConfig {
     pub cors_origins: Vec<String>,
     /// `CAIRN_DASHBOARD_DIR`: serve the dashboard's built files at `/`.
     pub dashboard_dir: Option<PathBuf>,
+    /// `CAIRN_QUERY_JOB_*`, `CAIRN_QUERY_CACHE_TTL_SECONDS`: analyses run as jobs.
+    pub jobs: crate::jobs::JobsConfig,
 }
 
 impl QueryConfig {
@@ -117,6 +119,13 @@ impl QueryConfig {
                 .filter(|o| !o.is_empty())
                 .collect(),
             dashboard_dir: DASHBOARD_DIR.opt(env).map(PathBuf::from),
+            jobs: crate::jobs::JobsConfig {
+                timeout: QUERY_JOB_TIMEOUT_MS.millis(env)?,
+                workers: QUERY_JOB_WORKERS.parse::<usize>(env)?.max(1),
+                max_queued: QUERY_JOB_MAX_QUEUED.parse(env)?,
+                max_per_caller: QUERY_JOB_MAX_PER_CALLER.parse::<i64>(env)?.max(1),
+                cache_ttl: QUERY_CACHE_TTL_SECONDS.secs(env)?,
+            },
         })
     }
 }

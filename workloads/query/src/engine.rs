@@ -22,6 +22,9 @@ pub struct Engine {
     pub by_person: ByPersonReady,
     /// Which projects have changed events (`event_changes`).
     pub changed: crate::event_changes::ChangedProjects,
+    /// Set on every statement as ClickHouse's `log_comment` (a query job's id): what the job's
+    /// progress is read by (`system.processes`) and its statements are cancelled by.
+    pub comment: Option<Arc<str>>,
 }
 
 /// Whether `events_by_person` may be read: its migration's copy of the events stored before it
@@ -83,6 +86,9 @@ impl Engine {
             .with_setting("max_memory_usage", self.limits.max_memory_bytes.to_string())
             .with_setting("max_rows_to_read", self.limits.max_rows_to_read.to_string())
             .with_setting("readonly", "2");
+        if let Some(comment) = &self.comment {
+            q = q.with_setting("log_comment", comment.to_string());
+        }
         if self.source.read_final {
             // Duplicates of an event share its timestamp, hence its (monthly) partition: FINAL
             // never needs to merge across partitions, and skips partitions already merged to

@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_common::clickhouse::{ChangeOp, ChangeRecord, ChangeRow, ChangeSet, EVENTS_TABLE, EVENT_CHANGES_TABLE};
+use cairn_common::clickhouse::{
+    merged_properties, ChangeOp, ChangeRecord, ChangeRow, ChangeSet, EVENTS_TABLE, EVENT_CHANGES_TABLE,
+    MAX_CHANGED_PROPERTIES_BYTES,
+};
 use cairn_common::config::KafkaConfig;
 use cairn_common::event::MAX_EVENT_NAME_CHARS;
 use cairn_common::http::ApiError;
@@ -22,7 +25,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::engine::Engine;
-use crate::sql::{with_timeout, Sql};
+use crate::sql::Sql;
 
 /// How long a project seen without changed events is believed to have none: its first change
 /// counts in analyses at most this long after the consumer stored it.
@@ -64,11 +67,12 @@ impl ChangedProjects {
             .query(&format!("SELECT 1 FROM {EVENT_CHANGES_TABLE} WHERE project_id = ? LIMIT 1"))
             .bind(project_id)
             .fetch_optional::<u8>();
-        let changed = match with_timeout(engine.timeout, found).await {
-            Ok(row) => row.is_some(),
-            // A database not migrated this far yet has no changes.
-            Err(e) if e.message.contains("UNKNOWN_TABLE") => false,
-            Err(e) => return Err(e),
+        let changed = match tokio::time::timeout(engine.timeout, found).await {
+            Err(_) => return Err(crate::sql::timed_out(engine.timeout)),
+            Ok(Ok(row)) => row.is_some(),
+            // A database not migrated this far yet (an upgrade under way) has no changes.
+            Ok(Err(e)) if is_unknown_table(&e) => false,
+            Ok(Err(e)) => return Err(crate::sql::clickhouse_error(e)),
         };
         let mut known = self.0.lock().map_err(|_| ApiError::internal("the changed-projects lock is poisoned"))?;
         if known.len() >= MAX_REMEMBERED {
@@ -77,6 +81,12 @@ impl ChangedProjects {
         known.insert(project_id, if changed { None } else { Some(Instant::now()) });
         Ok(changed)
     }
+}
+
+/// ClickHouse's UNKNOWN_TABLE (code 60).
+fn is_unknown_table(e: &clickhouse::error::Error) -> bool {
+    let text = e.to_string();
+    text.contains("UNKNOWN_TABLE") || text.contains("Code: 60.")
 }
 
 /// An event as it is now (`GET …/events/{event_id}`).
@@ -99,7 +109,7 @@ pub struct StoredEvent {
 
 /// `event_changes`' columns in [`ChangeRow`]'s order.
 const CHANGE_COLUMNS: &str = "project_id, uuid, version, deleted, event, distinct_id, properties, timestamp, \
-                              received_at, changed_at, source_partition, source_offset";
+                              received_at, changed_at, change_id, retain_until";
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
@@ -124,7 +134,7 @@ async fn latest(engine: &Engine, project_id: u64, uuid: Uuid) -> Result<Option<C
         "SELECT {CHANGE_COLUMNS} FROM (SELECT {CHANGE_COLUMNS} FROM {EVENT_CHANGES_TABLE} FINAL \
          WHERE project_id = {p} AND uuid = toUUID({u}) UNION ALL SELECT project_id, uuid, toUInt64(0) AS version, \
          toUInt8(0) AS deleted, event, distinct_id, properties, timestamp, received_at, received_at AS changed_at, \
-         toInt32(-1) AS source_partition, toInt64(-1) AS source_offset FROM {EVENTS_TABLE} \
+         toUUID('00000000-0000-0000-0000-000000000000') AS change_id, timestamp AS retain_until FROM {EVENTS_TABLE} \
          WHERE project_id = {p} AND uuid = toUUID({u}) LIMIT 1) ORDER BY version DESC LIMIT 1"
     ));
     let rows: Vec<ChangeRow> = engine.fetch_all(&sql).await?;
@@ -196,7 +206,10 @@ impl EventsProducer {
             .set("queue.buffering.max.messages", "100000")
             .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
             .set("request.timeout.ms", timeout.as_millis().clamp(1, 30_000).to_string())
-            .set("reconnect.backoff.max.ms", "1000");
+            .set("reconnect.backoff.max.ms", "1000")
+            // Partitions added to the topic are seen within 10 s, as by capture: an event and its
+            // changes keep landing in one partition.
+            .set("topic.metadata.refresh.interval.ms", "10000");
         Self {
             config,
             producer: std::sync::OnceLock::new(),
@@ -344,12 +357,29 @@ pub async fn request(
     let current = latest(engine, project_id, uuid).await?.ok_or_else(|| ApiError::not_found("event"))?;
     let requested_at = OffsetDateTime::now_utc();
     let op = if set.is_some() { ChangeOp::Update } else { ChangeOp::Delete };
+    let set = set.unwrap_or_default();
+    if let Some(props) = &set.properties {
+        // What the consumer would refuse (and drop) is refused here, with the reason.
+        let merged = merged_properties(&current.properties, props);
+        if merged.len() > MAX_CHANGED_PROPERTIES_BYTES {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the event's properties would be {} bytes; at most {MAX_CHANGED_PROPERTIES_BYTES}",
+                    merged.len()
+                ),
+            )
+            .with_field("properties"));
+        }
+    }
     let change = ChangeRecord {
         op,
+        change_id: Uuid::now_v7(),
         uuid,
         project_id,
         distinct_id: current.distinct_id,
-        set: set.unwrap_or_default(),
+        set,
         requested_at,
     };
     producer.send(&change).await?;

@@ -481,6 +481,7 @@ mod tests {
             source: crate::sql::EventsSource::new(true),
             by_person: Default::default(),
             changed: Default::default(),
+            comment: None,
             limits: crate::config::Limits::default(),
             timeout: std::time::Duration::from_secs(10),
         };

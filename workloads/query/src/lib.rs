@@ -26,6 +26,7 @@ pub mod formula;
 pub mod funnels;
 pub mod gateway;
 pub mod insights;
+pub mod jobs;
 pub mod metrics;
 pub mod persons;
 pub mod persons_api;
@@ -94,6 +95,7 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
+    let job_runner = Arc::new(jobs::Jobs::new(cfg.jobs.clone(), metrics.jobs.clone()));
     let state = Arc::new(AppState {
         engine: Engine {
             ch,
@@ -102,6 +104,7 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
             timeout: cfg.timeout,
             by_person: by_person.clone(),
             changed: Default::default(),
+            comment: None,
         },
         pg,
         auth: AuthClient::new(cfg.auth.clone())?,
@@ -110,11 +113,26 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
         // Event updates and deletions go to Kafka: a change is acknowledged within the query
         // timeout, and at most 10 s.
         changes: event_changes::EventsProducer::new(&cfg.kafka, cfg.timeout.min(Duration::from_secs(10))),
+        jobs: job_runner,
     });
     // Revoked sessions and keys, deleted projects and changed roles leave the cache at once.
     {
         let (auth, stop) = (state.auth.clone(), shutdown.clone());
         tokio::spawn(async move { auth.follow_revocations(stop).await });
+    }
+    // Query jobs that ended a day ago are deleted.
+    {
+        let (pg, stop) = (state.pg.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                match jobs::delete_old(&pg).await {
+                    Ok(n) if n > 0 => tracing::info!(jobs = n, "old query jobs deleted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e.message, "cannot delete old query jobs"),
+                }
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(600)) => {} }
+            }
+        });
     }
     // Cohort sizes older than an hour are counted again, a few at a time.
     {

@@ -17,11 +17,20 @@ pub struct RouteOnly {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// started, joined, cached, done, failed or cancelled
+    pub outcome: &'static str,
+}
+
 pub struct QueryMetrics {
     /// `cairn_query_requests_total{route,status}`.
     pub requests: Family<RouteLabels, Counter>,
     /// `cairn_query_request_duration_seconds{route}`.
     pub duration: Family<RouteOnly, Histogram>,
+    /// `cairn_query_jobs_total{outcome}`: query jobs started, joined (an identical one was
+    /// running), answered from the cache, and how they ended.
+    pub jobs: Family<OutcomeLabels, Counter>,
 }
 
 impl QueryMetrics {
@@ -36,6 +45,12 @@ impl QueryMetrics {
             "time to answer an API request, by route",
             duration.clone(),
         );
-        Self { requests, duration }
+        let jobs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "cairn_query_jobs",
+            "query jobs started, joined, answered from the cache, and ended, by outcome",
+            jobs.clone(),
+        );
+        Self { requests, duration, jobs }
     }
 }

@@ -34,6 +34,9 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{project_id}/query/trends"),
     ("post", "/api/v1/projects/{project_id}/query/funnels"),
     ("post", "/api/v1/projects/{project_id}/query/retention"),
+    ("post", "/api/v1/projects/{project_id}/query-jobs"),
+    ("get", "/api/v1/projects/{project_id}/query-jobs/{job_id}"),
+    ("delete", "/api/v1/projects/{project_id}/query-jobs/{job_id}"),
     ("get", "/api/v1/projects/{project_id}/events"),
     ("get", "/api/v1/projects/{project_id}/events/{event_id}"),
     ("put", "/api/v1/projects/{project_id}/events/{event_id}"),
@@ -77,6 +80,7 @@ pub struct AppState {
     pub metrics: Arc<QueryMetrics>,
     pub slots: crate::caller::CallerSlots,
     pub changes: crate::event_changes::EventsProducer,
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 impl HasAuth for Arc<AppState> {
@@ -131,6 +135,40 @@ async fn retention_handler(
         .map(Json)
 }
 
+/// Starts an analysis as a job: 202 with the job (or the identical one running), 200 with a result
+/// still fresh in the cache.
+async fn create_job_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(input): JsonBody<crate::jobs::JobInput>,
+) -> Result<Response, ApiError> {
+    let project_id = caller.project(&project, Permission::QueryRead)?;
+    let (status, job) = s.jobs.create(&s.engine, &s.pg, project_id, caller.user_id(), input).await?;
+    let location = format!("/api/v1/projects/{project_id}/query-jobs/{}", job.id);
+    Ok((status, [(axum::http::header::LOCATION, location)], Json(job)).into_response())
+}
+
+/// A job: its state, progress, and result once done.
+async fn get_job_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, job_id)): Path<(String, String)>,
+) -> ApiResult<crate::jobs::QueryJob> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    crate::jobs::get(&s.pg, project, crate::jobs::job_id(&job_id)?).await.map(Json)
+}
+
+/// Cancels a job (an ended job is answered as it is).
+async fn cancel_job_handler(
+    State(s): S,
+    caller: Caller,
+    Path((project, job_id)): Path<(String, String)>,
+) -> ApiResult<crate::jobs::QueryJob> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    s.jobs.cancel(&s.pg, project, crate::jobs::job_id(&job_id)?).await.map(Json)
+}
+
 /// Query strings refused with the parameter named.
 async fn events_handler(
     State(s): S,
@@ -166,6 +204,7 @@ async fn update_event_handler(
     let set = event_changes::parse_update(&body, time::OffsetDateTime::now_utc())?;
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let accepted = event_changes::request(&engine, &s.changes, project, &event_id, Some(set)).await?;
+    crate::jobs::invalidate(&s.pg, project).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
@@ -178,6 +217,7 @@ async fn delete_event_handler(
     let project = caller.project(&project, Permission::EventsWrite)?;
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let accepted = event_changes::request(&engine, &s.changes, project, &event_id, None).await?;
+    crate::jobs::invalidate(&s.pg, project).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
@@ -189,6 +229,7 @@ async fn sample_data_handler(
 ) -> Result<(StatusCode, Json<crate::sample_data::SampleData>), ApiError> {
     let project = caller.project(&project, Permission::EventsWrite)?;
     let loaded = crate::sample_data::load(&s.engine, &s.pg, &s.changes, project, caller.user_id()).await?;
+    crate::jobs::invalidate(&s.pg, project).await?;
     Ok((StatusCode::ACCEPTED, Json(loaded)))
 }
 
@@ -251,6 +292,7 @@ async fn delete_person_handler(
     let project = caller.project(&project, Permission::PersonsDelete)?;
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let job = deletions::request(&engine, &s.pg, project, &person_id, caller.user_id()).await?;
+    crate::jobs::invalidate(&s.pg, project).await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
@@ -501,6 +543,8 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         .route(&format!("{p}/query/trends"), post(trends_handler))
         .route(&format!("{p}/query/funnels"), post(funnels_handler))
         .route(&format!("{p}/query/retention"), post(retention_handler))
+        .route(&format!("{p}/query-jobs"), post(create_job_handler))
+        .route(&format!("{p}/query-jobs/{{job_id}}"), get(get_job_handler).delete(cancel_job_handler))
         .route(&format!("{p}/events"), get(events_handler))
         .route(
             &format!("{p}/events/{{event_id}}"),

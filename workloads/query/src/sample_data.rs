@@ -55,30 +55,49 @@ pub async fn load(
     project_id: u64,
     user_id: i64,
 ) -> Result<SampleData, ApiError> {
-    // One load per project at a time; the second finds the first's dashboard and stops (its
-    // events may not be stored yet, so the events table alone would not tell).
+    // One load per project at a time (the lock's transaction holds it; everything else is
+    // written outside it, so a failure midway leaves its marks for the next load to complete).
     let mut lock = pg.begin().await.map_err(cairn_postgres::api_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('cairn.sample-data', $1))")
         .bind(project_id as i64)
         .execute(&mut *lock)
         .await
         .map_err(cairn_postgres::api_error)?;
-    if ids_by_name(pg, "dashboards", project_id).await?.contains_key(cairn_demo::DASHBOARD.0) {
-        return Err(ApiError::conflict("sample data was loaded into this project already"));
-    }
-    let mut sql = Sql::new();
-    let p = sql.u64(project_id);
-    sql.push(&format!("SELECT count() FROM (SELECT 1 FROM {EVENTS_TABLE} WHERE project_id = {p} LIMIT 1)"));
-    let stored: Vec<u64> = engine.fetch_all(&sql).await?;
-    if stored.first().copied().unwrap_or(0) > 0 {
-        return Err(ApiError::conflict(
-            "the project has events already: sample data goes only into an empty project (make a new project for it)",
-        ));
-    }
+    let load: Option<(OffsetDateTime, Option<OffsetDateTime>)> =
+        sqlx::query_as("SELECT started_at, finished_at FROM sample_data_loads WHERE project_id = $1")
+            .bind(project_id as i64)
+            .fetch_optional(pg)
+            .await
+            .map_err(cairn_postgres::api_error)?;
+    let started = match load {
+        Some((_, Some(_))) => return Err(ApiError::conflict("sample data was loaded into this project already")),
+        // A load that failed midway: the same events again (those stored collapse with them).
+        Some((started, None)) => started,
+        None => {
+            let mut sql = Sql::new();
+            let p = sql.u64(project_id);
+            sql.push(&format!("SELECT count() FROM (SELECT 1 FROM {EVENTS_TABLE} WHERE project_id = {p} LIMIT 1)"));
+            let stored: Vec<u64> = engine.fetch_all(&sql).await?;
+            if stored.first().copied().unwrap_or(0) > 0 {
+                return Err(ApiError::conflict(
+                    "the project has events already: sample data goes only into an empty project (make a new project for it)",
+                ));
+            }
+            let now = OffsetDateTime::now_utc();
+            let started = now.replace_nanosecond(0).unwrap_or(now);
+            sqlx::query("INSERT INTO sample_data_loads (project_id, started_at) VALUES ($1, $2)")
+                .bind(project_id as i64)
+                .bind(started)
+                .execute(pg)
+                .await
+                .map_err(cairn_postgres::api_error)?;
+            started
+        }
+    };
 
     let now = OffsetDateTime::now_utc();
-    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    let (raw, summary) = cairn_demo::generate(&cairn_demo::Options::new(now_ms));
+    let started_ms = (started.unix_timestamp_nanos() / 1_000_000) as i64;
+    let (raw, summary) = cairn_demo::generate(&cairn_demo::Options::new(started_ms));
     let ctx = ValidationContext { project_id, now, sent_at: None, max_future: time::Duration::hours(23) };
     let mut records = Vec::with_capacity(raw.len());
     for (i, event) in raw.into_iter().enumerate() {
@@ -89,7 +108,7 @@ pub async fn load(
     }
     producer.send_all(&records).await?;
 
-    // The saved views, made once (by name): loading again after a failure completes them.
+    // The saved views, made once (by name): a load after a failure completes them.
     let mut cohort_ids = Vec::new();
     let have = ids_by_name(pg, "cohorts", project_id).await?;
     for (name, body) in cairn_demo::cohorts() {
@@ -131,6 +150,11 @@ pub async fn load(
             insights::create_dashboard(pg, project_id as i64, user_id, &input).await?.id
         }
     };
+    sqlx::query("UPDATE sample_data_loads SET finished_at = now() WHERE project_id = $1")
+        .bind(project_id as i64)
+        .execute(pg)
+        .await
+        .map_err(cairn_postgres::api_error)?;
     lock.commit().await.map_err(cairn_postgres::api_error)?;
     tracing::info!(project_id, events = summary.events, "sample data loaded");
     Ok(SampleData {

@@ -241,13 +241,18 @@ pub async fn with_timeout<T>(
     fut: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,
 ) -> Result<T, ApiError> {
     match tokio::time::timeout(timeout, fut).await {
-        Err(_) => Err(ApiError::timeout(format!(
-            "the query did not finish within {} ms; narrow the date range, add filters or ask for fewer series",
-            timeout.as_millis()
-        ))),
+        Err(_) => Err(timed_out(timeout)),
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(clickhouse_error(e)),
     }
+}
+
+/// The answer to a query that ran past `timeout`.
+pub fn timed_out(timeout: Duration) -> ApiError {
+    ApiError::timeout(format!(
+        "the query did not finish within {} ms; narrow the date range, add filters or ask for fewer series",
+        timeout.as_millis()
+    ))
 }
 
 /// A ClickHouse error as an answer.

@@ -344,6 +344,7 @@ fn request_schemas_name_exactly_the_fields_serde_accepts() {
         ("TileInput", fields_of::<TileInput>()),
         ("DashboardInput", fields_of::<DashboardInput>()),
         ("DashboardPatch", fields_of::<DashboardPatch>()),
+        ("QueryJobInput", fields_of::<cairn_query::jobs::JobInput>()),
     ];
     for (name, fields) in cases {
         assert_eq!(
@@ -614,6 +615,7 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("DatePoint", date_point),
         ("Timezone", timezone),
         ("EventUpdate", event_update),
+        ("QueryJobInput", accepts::<cairn_query::jobs::JobInput>),
     ]);
     let responses: BTreeMap<&str, Checker> = BTreeMap::from([
         ("TrendsResponse", round_trips::<TrendsResponse> as Checker),
@@ -634,6 +636,7 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("StoredEvent", round_trips::<StoredEvent>),
         ("ChangeAccepted", round_trips::<ChangeAccepted>),
         ("SampleData", round_trips::<cairn_query::sample_data::SampleData>),
+        ("QueryJob", round_trips::<cairn_query::jobs::QueryJob>),
     ]);
     let schemas =
         doc.get("components").and_then(|c| c.get("schemas")).and_then(Value::as_mapping).expect("components.schemas");

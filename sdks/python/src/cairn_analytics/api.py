@@ -65,6 +65,8 @@ class EventsApi:
             raise ValueError("project_id must be a positive integer")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if urllib.parse.urlsplit(host).scheme not in ("http", "https"):
+            raise ValueError("host must be an http:// or https:// URL")
         self._key = personal_api_key.strip()
         self._base = f"{host.rstrip('/')}/api/v1/projects/{project_id}"
         self._timeout = timeout
@@ -138,7 +140,16 @@ class EventsApi:
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310 (http/https only)
-                return _json(response.read(_MAX_RESPONSE_BYTES))
+                raw = response.read(_MAX_RESPONSE_BYTES + 1)
+                if len(raw) > _MAX_RESPONSE_BYTES:
+                    raise ApiError(f"the answer is larger than {_MAX_RESPONSE_BYTES} bytes", status=response.status)
+                try:
+                    answer = json.loads(raw.decode("utf-8"))
+                except ValueError:
+                    answer = None
+                if not isinstance(answer, dict):
+                    raise ApiError("the answer is not a JSON object", status=response.status)
+                return answer
         except urllib.error.HTTPError as e:
             answer = _json(e.read(_MAX_RESPONSE_BYTES))
             raise ApiError(

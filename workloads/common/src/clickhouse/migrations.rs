@@ -341,14 +341,18 @@ pub async fn backfill_progress(client: &Client, query_id: &str) -> Result<Option
 /// versions `event_changes`: `days` > 0 keeps events that many days after their timestamp; 0
 /// removes the TTL. Idempotent.
 pub async fn apply_event_ttl(client: &Client, days: u32) -> Result<(), MigrationError> {
-    for table in [EVENTS_TABLE, EVENTS_BY_PERSON_TABLE, EVENT_CHANGES_TABLE] {
-        apply_table_ttl(client, table, days).await?;
+    // Changed versions expire by the latest time their event ever had (`retain_until`), so a
+    // version (a deletion above all) never expires before the captured row it replaces.
+    for (table, column) in
+        [(EVENTS_TABLE, "timestamp"), (EVENTS_BY_PERSON_TABLE, "timestamp"), (EVENT_CHANGES_TABLE, "retain_until")]
+    {
+        apply_table_ttl(client, table, column, days).await?;
     }
     tracing::info!(days, "set events retention");
     Ok(())
 }
 
-async fn apply_table_ttl(client: &Client, table: &str, days: u32) -> Result<(), MigrationError> {
+async fn apply_table_ttl(client: &Client, table: &str, column: &str, days: u32) -> Result<(), MigrationError> {
     let create: String = client
         .query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = ?")
         .bind(table)
@@ -366,7 +370,7 @@ async fn apply_table_ttl(client: &Client, table: &str, days: u32) -> Result<(), 
         if has_ttl && create.contains(&wanted) {
             return Ok(());
         }
-        format!("ALTER TABLE {table} MODIFY TTL toDateTime(timestamp) + toIntervalDay({days})")
+        format!("ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({days})")
     };
     client
         .query(&sql)

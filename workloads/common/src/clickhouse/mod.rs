@@ -6,7 +6,10 @@ mod events;
 mod migrations;
 mod persons;
 
-pub use changes::{ChangeError, ChangeOp, ChangeRecord, ChangeRow, ChangeSet, EVENT_CHANGES_TABLE};
+pub use changes::{
+    merged_properties, ChangeError, ChangeOp, ChangeRecord, ChangeRow, ChangeSet, Skip, EVENT_CHANGES_TABLE,
+    MAX_CHANGED_PROPERTIES_BYTES,
+};
 pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
 pub use migrations::{
     apply_event_ttl, backfill_progress, is_backfill, migrate, migrate_deferring_backfills, migrate_with,

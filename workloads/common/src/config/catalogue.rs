@@ -162,6 +162,11 @@ catalogue! {
     QUERY_MAX_MEMORY_BYTES = s(QuerySection, &[Query], "CAIRN_QUERY_MAX_MEMORY_BYTES", "4294967296", "memory one ClickHouse statement may use (`max_memory_usage`); 422 `too_expensive` beyond");
     QUERY_MAX_ROWS_TO_READ = s(QuerySection, &[Query], "CAIRN_QUERY_MAX_ROWS_TO_READ", "2000000000", "rows one statement may read (`max_rows_to_read`); 422 beyond. Every statement also runs with `readonly=2`");
     QUERY_MAX_CONCURRENT_PER_CALLER = s(QuerySection, &[Query], "CAIRN_QUERY_MAX_CONCURRENT_PER_CALLER", "4", "requests one user (or personal key's user) may have running at once; 429 beyond");
+    QUERY_JOB_TIMEOUT_MS = s(QuerySection, &[Query], "CAIRN_QUERY_JOB_TIMEOUT_MS", "600000", "an analysis run as a job (`/query-jobs`) is cancelled after this long (here and in ClickHouse) and fails with 504");
+    QUERY_JOB_WORKERS = s(QuerySection, &[Query], "CAIRN_QUERY_JOB_WORKERS", "4", "query jobs one replica runs at once; more wait (`queued`)");
+    QUERY_JOB_MAX_QUEUED = s(QuerySection, &[Query], "CAIRN_QUERY_JOB_MAX_QUEUED", "64", "query jobs waiting on one replica; a new job is answered 429 beyond");
+    QUERY_JOB_MAX_PER_CALLER = s(QuerySection, &[Query], "CAIRN_QUERY_JOB_MAX_PER_CALLER", "8", "queued or running query jobs one user may have (over every replica); 429 beyond");
+    QUERY_CACHE_TTL_SECONDS = s(QuerySection, &[Query], "CAIRN_QUERY_CACHE_TTL_SECONDS", "300", "a query job's result answers identical jobs this long (`refresh: true` computes again; deleting a person or changing an event ends it at once); 0 turns the cache off");
     QUERY_CORS_ORIGINS = Setting { shown_default: Some("empty"), ..s(QuerySection, &[Query], "CAIRN_QUERY_CORS_ORIGINS", "", "origins (comma-separated) whose pages may call the API from a browser (the dashboard is same-origin and needs none); capture accepts any origin, without credentials") };
     DASHBOARD_DIR = unset(QuerySection, &[Query], "CAIRN_DASHBOARD_DIR", "unset", "serve the dashboard's built files (`dashboard/dist`) at `/`; unset: `/` answers 404 (API only). `make up` sets it");
 
