@@ -127,6 +127,19 @@ async fn updates_and_deletions_reach_every_answer_in_order_and_once() -> Result<
     let (status, _) = call("DELETE", &events_url(&Uuid::now_v7()), Some(&token), None).await?;
     assert_eq!(status, 404);
 
+    // A query job's result is reused until the events change.
+    let jobs_url = query.url(&format!("/api/v1/projects/{project}/query-jobs"));
+    let purchases = json!({"kind": "trends", "query": {"series": [{"event": "purchase"}], "date_from": "-30d"}});
+    let (status, first) = call("POST", &jobs_url, Some(&token), Some(&purchases)).await?;
+    assert_eq!(status, 202, "{first}");
+    wait_until("the purchases job done", Duration::from_secs(30), || {
+        let (url, token) = (format!("{jobs_url}/{}", first["id"].as_str().unwrap_or("")), token.clone());
+        async move { call("GET", &url, Some(&token), None).await.map(|(_, j)| j["status"] == "done").unwrap_or(false) }
+    })
+    .await?;
+    let (status, cached) = call("POST", &jobs_url, Some(&token), Some(&purchases)).await?;
+    assert_eq!((status, &cached["cached"], &cached["id"]), (200, &json!(true), &first["id"]), "{cached}");
+
     // The changes. Each is 202 once Kafka has it.
     let put = |i: usize, body: Value, bearer: String| {
         let url = events_url(&id(i));
@@ -144,6 +157,10 @@ async fn updates_and_deletions_reach_every_answer_in_order_and_once() -> Result<
         (202, Some("update"), Some("accepted")),
         "{body}"
     );
+    // The change ends the reuse: the same request is computed again.
+    let (status, after) = call("POST", &jobs_url, Some(&token), Some(&purchases)).await?;
+    assert_eq!((status, &after["cached"]), (202, &json!(false)), "{after}");
+    assert_ne!(after["id"], first["id"]);
     // A pageview moved two days later.
     let moved_to = base + 2 * DAY + HOUR;
     assert_eq!(put(1, json!({"timestamp": iso(moved_to)}), token.clone()).await?.0, 202);

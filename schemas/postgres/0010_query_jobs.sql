@@ -11,8 +11,12 @@
 -- * `request_key` (SHA-256 of the kind and the request as the API parsed it) finds an identical job:
 --   one queued or running is joined rather than started again; one done within the cache TTL
 --   (CAIRN_QUERY_CACHE_TTL_SECONDS) answers at once. Deleting a person, changing an event or
---   loading sample data makes the project's results uncacheable (`cacheable = false`).
--- * Jobs are deleted a day after they end.
+--   loading sample data makes the project's results uncacheable (`cacheable = false`) and sets
+--   the project's barrier (`query_cache_barriers`): a job started before it is neither joined nor
+--   reused. A change goes through Kafka and the consumer, so its barrier lies a grace period
+--   ahead (jobs started before the consumer applied it would read the old data).
+-- * Only the user who started a job may cancel it (others who joined it keep it running).
+-- * Jobs are deleted a day after they end (a project keeps at most its 1,000 latest).
 CREATE TABLE query_jobs (
     id               UUID        PRIMARY KEY,
     project_id       BIGINT      NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
@@ -37,3 +41,9 @@ CREATE TABLE query_jobs (
 CREATE INDEX query_jobs_key_idx ON query_jobs (project_id, request_key, created_at DESC);
 CREATE INDEX query_jobs_active_idx ON query_jobs (created_by, project_id) WHERE status IN ('queued', 'running');
 CREATE INDEX query_jobs_finished_idx ON query_jobs (finished_at);
+CREATE INDEX query_jobs_project_idx ON query_jobs (project_id, created_at DESC);
+
+CREATE TABLE query_cache_barriers (
+    project_id BIGINT      PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
+    not_before TIMESTAMPTZ NOT NULL
+);

@@ -41,6 +41,13 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 const STALE_SECS: i64 = 30;
 /// Ended jobs (and cached results) are deleted after this long.
 const KEEP_HOURS: i64 = 24;
+/// Ended jobs a project keeps at most (the latest).
+const KEEP_PER_PROJECT: i64 = 1_000;
+/// How long a progress read or a heartbeat may take before the runner goes on without it.
+const SIDE_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How far ahead of a change to the events (through Kafka and the consumer) the project's
+/// results stop being reused: a job started before the consumer applied it read the old data.
+pub const CHANGE_GRACE: Duration = Duration::from_secs(120);
 
 /// What a job may do: from `CAIRN_QUERY_JOB_*` and `CAIRN_QUERY_CACHE_TTL_SECONDS`.
 #[derive(Debug, Clone)]
@@ -274,6 +281,8 @@ pub struct Jobs {
     /// The jobs this replica runs, by id: cancelled at once when the cancel comes here.
     local: Mutex<HashMap<Uuid, CancellationToken>>,
     outcomes: JobCounter,
+    /// The replica is shutting down: its jobs end failed, not cancelled.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Jobs {
@@ -285,6 +294,7 @@ impl Jobs {
             queued: AtomicUsize::new(0),
             local: Mutex::new(HashMap::new()),
             outcomes,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -312,6 +322,8 @@ impl Jobs {
                  (status IN ('queued', 'running') AND NOT cancel_requested \
                   AND heartbeat_at > now() - make_interval(secs => $3)) \
                  OR (status = 'done' AND cacheable AND finished_at > now() - make_interval(secs => $4))) \
+                 AND COALESCE(started_at, now()) > COALESCE( \
+                     (SELECT not_before FROM query_cache_barriers WHERE project_id = $1), '-infinity'::timestamptz) \
                  ORDER BY created_at DESC LIMIT 1"
             ))
             .bind(project_id as i64)
@@ -355,6 +367,8 @@ impl Jobs {
                 Duration::from_secs(5),
             ));
         }
+        // Given back when the job gets a worker or ends, or here if this request is dropped.
+        let slot = QueuedSlot(self.clone());
         let id = Uuid::now_v7();
         let inserted: Result<Row, ApiError> = sqlx::query_as(&format!(
             "INSERT INTO query_jobs (id, project_id, created_by, kind, request, request_key, runner) \
@@ -370,44 +384,37 @@ impl Jobs {
         .fetch_one(pg)
         .await
         .map_err(db_error);
-        let row = match inserted {
-            Ok(row) => row,
-            Err(e) => {
-                self.queued.fetch_sub(1, Ordering::SeqCst);
-                return Err(e);
-            }
-        };
+        let row = inserted?;
         let token = CancellationToken::new();
         if let Ok(mut local) = self.local.lock() {
             local.insert(id, token.clone());
         }
         let (jobs, engine, pg) = (self.clone(), engine.clone(), pg.clone());
-        tokio::spawn(async move { jobs.run(engine, pg, project_id, id, analysis, token).await });
+        tokio::spawn(async move { jobs.run(engine, pg, Accepted { id, project_id, analysis, token, slot }).await });
         self.count("started");
         Ok((StatusCode::ACCEPTED, row.into_job(false)))
     }
 
     /// Runs one job to its end, writing its state as it goes.
-    async fn run(
-        self: Arc<Self>,
-        engine: Engine,
-        pg: PgPool,
-        project_id: u64,
-        id: Uuid,
-        analysis: Analysis,
-        token: CancellationToken,
-    ) {
-        let outcome = self.run_inner(&engine, &pg, project_id, id, analysis, &token).await;
+    async fn run(self: Arc<Self>, engine: Engine, pg: PgPool, job: Accepted) {
+        let id = job.id;
+        let outcome = self.run_inner(&engine, &pg, job).await;
         let (status, result, error) = match outcome {
             Ended::Done(v) => ("done", Some(v), None),
             Ended::Failed(e) => ("failed", None, Some(error_value(&e))),
+            // Stopped with the replica, not by anyone: failed, to be run again.
+            Ended::Cancelled if self.stopping.load(Ordering::SeqCst) => (
+                "failed",
+                None,
+                Some(error_value(&ApiError::unavailable("the query replica running this job stopped; run it again"))),
+            ),
             Ended::Cancelled => ("cancelled", None, None),
         };
         self.count(status);
         let written = sqlx::query(
             "UPDATE query_jobs SET status = $2, result = $3, error = $4, finished_at = now(), heartbeat_at = now(), \
              rows_read = CASE WHEN $2 = 'done' THEN greatest(rows_read, total_rows) ELSE rows_read END \
-             WHERE id = $1",
+             WHERE id = $1 AND status IN ('queued', 'running')",
         )
         .bind(id)
         .bind(status)
@@ -424,27 +431,22 @@ impl Jobs {
         }
     }
 
-    async fn run_inner(
-        &self,
-        engine: &Engine,
-        pg: &PgPool,
-        project_id: u64,
-        id: Uuid,
-        analysis: Analysis,
-        token: &CancellationToken,
-    ) -> Ended {
+    async fn run_inner(&self, engine: &Engine, pg: &PgPool, job: Accepted) -> Ended {
+        let Accepted { id, project_id, analysis, token, slot } = job;
+        // The job's time limit counts from its acceptance, waiting included.
+        let deadline = tokio::time::sleep(self.cfg.timeout);
+        tokio::pin!(deadline);
         // Waiting for a worker (heartbeat included, so the job is not taken for lost).
         let permit = {
             let acquire = self.permits.clone().acquire_owned();
             tokio::pin!(acquire);
             let mut tick = tokio::time::interval(HEARTBEAT);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 tokio::select! {
                     p = &mut acquire => break p,
-                    _ = token.cancelled() => {
-                        self.queued.fetch_sub(1, Ordering::SeqCst);
-                        return Ended::Cancelled;
-                    }
+                    _ = token.cancelled() => return Ended::Cancelled,
+                    _ = &mut deadline => return Ended::Failed(crate::sql::timed_out(self.cfg.timeout)),
                     _ = tick.tick() => {
                         if heartbeat(pg, id, None).await {
                             token.cancel();
@@ -453,7 +455,7 @@ impl Jobs {
                 }
             }
         };
-        self.queued.fetch_sub(1, Ordering::SeqCst);
+        drop(slot);
         let Ok(_permit) = permit else {
             return Ended::Failed(ApiError::internal("the job runner's semaphore is closed"));
         };
@@ -476,6 +478,7 @@ impl Jobs {
         let analysis = analysis.run(&job_engine, pg, project_id, Timestamp::now());
         tokio::pin!(analysis);
         let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut statements: HashMap<String, (u64, u64)> = HashMap::new();
         loop {
             tokio::select! {
@@ -491,15 +494,20 @@ impl Jobs {
                     kill(&engine.ch, &comment).await;
                     return Ended::Cancelled;
                 }
+                _ = &mut deadline => {
+                    kill(&engine.ch, &comment).await;
+                    return Ended::Failed(crate::sql::timed_out(self.cfg.timeout));
+                }
                 _ = tick.tick() => {
-                    match progress(&engine.ch, &comment).await {
-                        Ok(now) => {
+                    match tokio::time::timeout(SIDE_CALL_TIMEOUT, progress(&engine.ch, &comment)).await {
+                        Ok(Ok(now)) => {
                             for (query_id, (read, total)) in now {
                                 let seen = statements.entry(query_id).or_default();
                                 *seen = (seen.0.max(read), seen.1.max(total));
                             }
                         }
-                        Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a job's progress"),
+                        Ok(Err(e)) => tracing::debug!(job = %id, error = %e, "cannot read a job's progress"),
+                        Err(_) => tracing::debug!(job = %id, "reading a job's progress timed out"),
                     }
                     let read: u64 = statements.values().map(|s| s.0).sum();
                     let total: u64 = statements.values().map(|s| s.1.max(s.0)).sum();
@@ -513,7 +521,28 @@ impl Jobs {
 
     /// `DELETE`: asks for the job to stop (at once if it runs here; within a heartbeat on the
     /// replica that runs it). An ended job is answered as it is.
-    pub async fn cancel(&self, pg: &PgPool, project_id: u64, id: Uuid) -> Result<QueryJob, ApiError> {
+    pub async fn cancel(
+        &self,
+        pg: &PgPool,
+        project_id: u64,
+        id: Uuid,
+        user_id: i64,
+    ) -> Result<(StatusCode, QueryJob), ApiError> {
+        let found: Option<(Option<i64>, String)> =
+            sqlx::query_as("SELECT created_by, status FROM query_jobs WHERE project_id = $1 AND id = $2")
+                .bind(project_id as i64)
+                .bind(id)
+                .fetch_optional(pg)
+                .await
+                .map_err(db_error)?;
+        let (created_by, status) = found.ok_or_else(|| ApiError::not_found("query job"))?;
+        if !matches!(status.as_str(), "queued" | "running") {
+            return Ok((StatusCode::OK, get(pg, project_id, id).await?));
+        }
+        if created_by != Some(user_id) {
+            // Others may have joined it: it runs on for them.
+            return Err(ApiError::forbidden("only the user who started a query job may cancel it"));
+        }
         sqlx::query(
             "UPDATE query_jobs SET cancel_requested = true WHERE project_id = $1 AND id = $2 \
              AND status IN ('queued', 'running')",
@@ -527,16 +556,53 @@ impl Jobs {
         if let Some(token) = token {
             token.cancel();
             // The runner records the end in a moment: answer with it when it is there.
-            for _ in 0..20 {
+            for _ in 0..40 {
                 let job = get(pg, project_id, id).await?;
                 if job.status != "queued" && job.status != "running" {
-                    return Ok(job);
+                    return Ok((StatusCode::OK, job));
                 }
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }
-        get(pg, project_id, id).await
+        // Another replica runs it: it stops within a heartbeat.
+        let job = get(pg, project_id, id).await?;
+        let status =
+            if matches!(job.status.as_str(), "queued" | "running") { StatusCode::ACCEPTED } else { StatusCode::OK };
+        Ok((status, job))
     }
+
+    /// At shutdown: stops this replica's jobs (recorded failed, to be run again) and waits up to
+    /// `grace` for their ends to be written.
+    pub async fn stop_all(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let tokens: Vec<CancellationToken> =
+            self.local.lock().map(|l| l.values().cloned().collect()).unwrap_or_default();
+        for t in &tokens {
+            t.cancel();
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < grace && self.local.lock().map(|l| !l.is_empty()).unwrap_or(false) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A place in this replica's queue, given back on drop.
+struct QueuedSlot(Arc<Jobs>);
+
+impl Drop for QueuedSlot {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A job as the runner takes it.
+struct Accepted {
+    id: Uuid,
+    project_id: u64,
+    analysis: Analysis,
+    token: CancellationToken,
+    slot: QueuedSlot,
 }
 
 enum Ended {
@@ -545,23 +611,35 @@ enum Ended {
     Cancelled,
 }
 
-/// Writes a running job's heartbeat (and progress); true when a cancel was asked for.
+/// Writes a running job's heartbeat (and progress); true when the job must stop: a cancel was
+/// asked for, or a reader took it for lost (its heartbeat was late) and failed it.
 async fn heartbeat(pg: &PgPool, id: Uuid, progress: Option<(u64, u64)>) -> bool {
+    match tokio::time::timeout(SIDE_CALL_TIMEOUT, write_heartbeat(pg, id, progress)).await {
+        Ok(stop) => stop,
+        Err(_) => {
+            tracing::debug!(job = %id, "writing a job's heartbeat timed out");
+            false
+        }
+    }
+}
+
+async fn write_heartbeat(pg: &PgPool, id: Uuid, progress: Option<(u64, u64)>) -> bool {
     let q = match progress {
         Some((read, total)) => sqlx::query_scalar(
             "UPDATE query_jobs SET heartbeat_at = now(), rows_read = $2, total_rows = $3 WHERE id = $1 \
-             RETURNING cancel_requested",
+             RETURNING cancel_requested OR status NOT IN ('queued', 'running')",
         )
         .bind(id)
         .bind(read.min(i64::MAX as u64) as i64)
         .bind(total.min(i64::MAX as u64) as i64),
-        None => {
-            sqlx::query_scalar("UPDATE query_jobs SET heartbeat_at = now() WHERE id = $1 RETURNING cancel_requested")
-                .bind(id)
-        }
+        None => sqlx::query_scalar(
+            "UPDATE query_jobs SET heartbeat_at = now() WHERE id = $1 \
+             RETURNING cancel_requested OR status NOT IN ('queued', 'running')",
+        )
+        .bind(id),
     };
     match q.fetch_optional(pg).await {
-        Ok(Some(cancel)) => cancel,
+        Ok(Some(stop)) => stop,
         // The job's row is gone (its project was deleted): stop.
         Ok(None) => true,
         Err(e) => {
@@ -611,8 +689,7 @@ pub async fn get(pg: &PgPool, project_id: u64, id: Uuid) -> Result<QueryJob, Api
     )
     .bind(project_id as i64)
     .bind(id)
-    .bind(json!({"status": 503, "error": "unavailable",
-        "message": "the query replica running this job stopped before it ended; run it again", "field": null}))
+    .bind(lost_error())
     .bind(STALE_SECS as f64)
     .execute(pg)
     .await
@@ -627,25 +704,60 @@ pub async fn get(pg: &PgPool, project_id: u64, id: Uuid) -> Result<QueryJob, Api
     row.map(|r| r.into_job(false)).ok_or_else(|| ApiError::not_found("query job"))
 }
 
-/// The project's data changed in a way analyses must see at once (a person deleted, an event
-/// changed, sample data loaded): its results are not reused.
-pub async fn invalidate(pg: &PgPool, project_id: u64) -> Result<(), ApiError> {
-    sqlx::query("UPDATE query_jobs SET cacheable = false WHERE project_id = $1 AND cacheable")
+/// The project's data changed in a way analyses must see (a person deleted, an event changed,
+/// sample data loaded): its results are not reused, and no job started before `grace` from now
+/// is joined or reused. A failure is logged, not answered: the change itself is accepted.
+pub async fn invalidate(pg: &PgPool, project_id: u64, grace: Duration) {
+    let barrier = sqlx::query(
+        "INSERT INTO query_cache_barriers (project_id, not_before) VALUES ($1, now() + make_interval(secs => $2)) \
+         ON CONFLICT (project_id) DO UPDATE SET not_before = greatest(query_cache_barriers.not_before, EXCLUDED.not_before)",
+    )
+    .bind(project_id as i64)
+    .bind(grace.as_secs_f64())
+    .execute(pg)
+    .await;
+    let uncached = sqlx::query("UPDATE query_jobs SET cacheable = false WHERE project_id = $1 AND cacheable")
         .bind(project_id as i64)
         .execute(pg)
-        .await
-        .map_err(db_error)?;
-    Ok(())
+        .await;
+    if let Some(e) = barrier.err().or(uncached.err()) {
+        tracing::warn!(project_id, error = %e, "cannot end the reuse of a project's query results");
+    }
 }
 
-/// Deletes jobs that ended more than a day ago; returns how many.
+/// Fails the jobs whose replica stopped, deletes those that ended more than a day ago and those
+/// past a project's latest 1,000; returns how many were deleted.
 pub async fn delete_old(pg: &PgPool) -> Result<u64, ApiError> {
-    let done = sqlx::query("DELETE FROM query_jobs WHERE finished_at < now() - make_interval(hours => $1)")
+    sqlx::query(
+        "UPDATE query_jobs SET status = 'failed', finished_at = now(), error = $1 \
+         WHERE status IN ('queued', 'running') AND heartbeat_at < now() - make_interval(secs => $2)",
+    )
+    .bind(lost_error())
+    .bind(STALE_SECS as f64)
+    .execute(pg)
+    .await
+    .map_err(db_error)?;
+    let old = sqlx::query("DELETE FROM query_jobs WHERE finished_at < now() - make_interval(hours => $1)")
         .bind(KEEP_HOURS as i32)
         .execute(pg)
         .await
         .map_err(db_error)?;
-    Ok(done.rows_affected())
+    let surplus = sqlx::query(
+        "DELETE FROM query_jobs WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
+         (PARTITION BY project_id ORDER BY created_at DESC) AS n FROM query_jobs WHERE finished_at IS NOT NULL) ranked \
+         WHERE n > $1)",
+    )
+    .bind(KEEP_PER_PROJECT)
+    .execute(pg)
+    .await
+    .map_err(db_error)?;
+    Ok(old.rows_affected() + surplus.rows_affected())
+}
+
+/// The error of a job whose replica stopped before it ended.
+fn lost_error() -> Value {
+    json!({"status": 503, "error": "unavailable",
+        "message": "the query replica running this job stopped before it ended; run it again", "field": null})
 }
 
 /// A job id from the path: 404 for anything that is not a UUID (no job has such an id).

@@ -113,7 +113,7 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
         // Event updates and deletions go to Kafka: a change is acknowledged within the query
         // timeout, and at most 10 s.
         changes: event_changes::EventsProducer::new(&cfg.kafka, cfg.timeout.min(Duration::from_secs(10))),
-        jobs: job_runner,
+        jobs: job_runner.clone(),
     });
     // Revoked sessions and keys, deleted projects and changed roles leave the cache at once.
     {
@@ -168,8 +168,13 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
     let app = routes::router(state, fallback).layer(cors);
     let admin = admin_router(Arc::new(registry), health);
     tracing::info!(addr = %cfg.addr, clickhouse = %cfg.clickhouse.url, "query listening");
-    cairn_common::server::serve_service(cfg.addr, app, admin, cfg.admin_addr, cfg.server.clone(), shutdown.clone())
-        .await?;
+    let served =
+        cairn_common::server::serve_service(cfg.addr, app, admin, cfg.admin_addr, cfg.server.clone(), shutdown.clone())
+            .await;
+    // The jobs running here stop with the replica (recorded failed, to be run again) and their
+    // statements are killed, rather than running on in ClickHouse for minutes.
+    job_runner.stop_all(Duration::from_secs(3)).await;
+    served?;
     tracing::info!("query stopped");
     Ok(())
 }

@@ -164,9 +164,10 @@ async fn cancel_job_handler(
     State(s): S,
     caller: Caller,
     Path((project, job_id)): Path<(String, String)>,
-) -> ApiResult<crate::jobs::QueryJob> {
+) -> Result<(StatusCode, Json<crate::jobs::QueryJob>), ApiError> {
     let project = caller.project(&project, Permission::QueryRead)?;
-    s.jobs.cancel(&s.pg, project, crate::jobs::job_id(&job_id)?).await.map(Json)
+    let (status, job) = s.jobs.cancel(&s.pg, project, crate::jobs::job_id(&job_id)?, caller.user_id()).await?;
+    Ok((status, Json(job)))
 }
 
 /// Query strings refused with the parameter named.
@@ -204,7 +205,7 @@ async fn update_event_handler(
     let set = event_changes::parse_update(&body, time::OffsetDateTime::now_utc())?;
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let accepted = event_changes::request(&engine, &s.changes, project, &event_id, Some(set)).await?;
-    crate::jobs::invalidate(&s.pg, project).await?;
+    crate::jobs::invalidate(&s.pg, project, crate::jobs::CHANGE_GRACE).await;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
@@ -217,7 +218,7 @@ async fn delete_event_handler(
     let project = caller.project(&project, Permission::EventsWrite)?;
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let accepted = event_changes::request(&engine, &s.changes, project, &event_id, None).await?;
-    crate::jobs::invalidate(&s.pg, project).await?;
+    crate::jobs::invalidate(&s.pg, project, crate::jobs::CHANGE_GRACE).await;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
@@ -229,7 +230,7 @@ async fn sample_data_handler(
 ) -> Result<(StatusCode, Json<crate::sample_data::SampleData>), ApiError> {
     let project = caller.project(&project, Permission::EventsWrite)?;
     let loaded = crate::sample_data::load(&s.engine, &s.pg, &s.changes, project, caller.user_id()).await?;
-    crate::jobs::invalidate(&s.pg, project).await?;
+    crate::jobs::invalidate(&s.pg, project, crate::jobs::CHANGE_GRACE).await;
     Ok((StatusCode::ACCEPTED, Json(loaded)))
 }
 
@@ -292,7 +293,8 @@ async fn delete_person_handler(
     let project = caller.project(&project, Permission::PersonsDelete)?;
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
     let job = deletions::request(&engine, &s.pg, project, &person_id, caller.user_id()).await?;
-    crate::jobs::invalidate(&s.pg, project).await?;
+    // Jobs that start from now on leave the person out (pending deletions are read per job).
+    crate::jobs::invalidate(&s.pg, project, std::time::Duration::ZERO).await;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
