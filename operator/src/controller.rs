@@ -42,11 +42,12 @@ use serde_json::json;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use crate::autoscale;
 use crate::children::{ChildError, Children};
 use crate::claims::{self, Claim};
 use crate::crd::{
-    AnalyticsPlatform, AnalyticsPlatformStatus, ClickHouseStatus, DeletionPolicy, Endpoints, KafkaStatus,
-    ManagedStatus, WorkloadStatus, WorkloadsStatus, FIELD_MANAGER, FINALIZER,
+    AnalyticsPlatform, AnalyticsPlatformStatus, ClickHouseStatus, ConsumerAutoscalingStatus, DeletionPolicy, Endpoints,
+    KafkaStatus, ManagedStatus, WorkloadStatus, WorkloadsStatus, FIELD_MANAGER, FINALIZER,
 };
 use crate::leader::Leadership;
 use crate::metrics::OperatorMetrics;
@@ -65,8 +66,8 @@ use crate::resources::network::{
     POLICY_PARTS,
 };
 use crate::resources::workload::{
-    capture_peers_service, deployment, deployment_name, horizontal_pod_autoscaler, pod_disruption_budget,
-    replicas_plan, service, PodInputs, Replicas,
+    capture_peers_service, consumer_group, deployment, deployment_name, horizontal_pod_autoscaler, lag_policy,
+    pod_disruption_budget, replicas_plan, service, PodInputs, Replicas,
 };
 use crate::resources::{child_name, BuildError, Workload};
 use crate::rollout::{UpgradeSlot, VersionChoice};
@@ -111,6 +112,8 @@ pub struct Settings {
     pub resync: Duration,
     /// How soon unsettled ones are.
     pub retry: Duration,
+    /// How often a platform whose consumer scales by lag is looked at again.
+    pub autoscale: Duration,
     /// Watch one namespace only (namespace-scoped installation), or all.
     pub namespace: Option<String>,
     /// Timeout of each call to Kafka or ClickHouse.
@@ -145,6 +148,7 @@ impl OperatorConfig {
         let settings = Settings {
             resync: OPERATOR_RESYNC_SECS.secs(env)?,
             retry: OPERATOR_RETRY_SECS.secs(env)?,
+            autoscale: OPERATOR_AUTOSCALE_SECS.secs(env)?,
             namespace: WATCH_NAMESPACE.opt(env),
             dependency_timeout: OPERATOR_DEPENDENCY_TIMEOUT_SECS.secs(env)?,
             progress_deadline: OPERATOR_PROGRESS_DEADLINE_SECS.secs(env)?,
@@ -391,7 +395,21 @@ fn clickhouse_config(ap: &AnalyticsPlatform, secrets: &Secrets) -> ClickHouseCon
 }
 
 async fn publish(ctx: &Context, ap: &AnalyticsPlatform, type_: EventType, reason: &str, note: String) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    publish_action(ctx, ap, type_, reason, "Reconcile", note).await;
+}
+
+/// An Event with its own action. The recorder folds repeats of one (type, reason, action) into a
+/// series that keeps the first note, so events whose notes differ in substance (each scaling of
+/// the consumer) need actions that differ too.
+async fn publish_action(
+    ctx: &Context,
+    ap: &AnalyticsPlatform,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
     if let Err(e) = ctx.recorder.publish(&ev, &ap.object_ref(&())).await {
         tracing::warn!(error = %e, "cannot publish an event");
     }
@@ -720,6 +738,73 @@ async fn reconcile_kafka(
     }
 }
 
+/// Step 3c: reads the consumer group's lag from Kafka and decides the consumer's replicas
+/// ([`autoscale::decide`]); an Event says each change and why.
+async fn scale_consumer(
+    ctx: &Context,
+    ap: &AnalyticsPlatform,
+    cfg: &KafkaConfig,
+    policy: &autoscale::Policy,
+    partitions: i32,
+    clickhouse: &DependencyState,
+    previous: &AnalyticsPlatformStatus,
+) -> Result<ConsumerAutoscalingStatus, Error> {
+    let ns = ap.namespace().ok_or(Error::MissingMetadata)?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let current = deployments
+        .get_opt(&deployment_name(ap, Workload::Consumer))
+        .await
+        .map_err(Error::Kube)?
+        .and_then(|d| d.spec?.replicas);
+    let group = consumer_group(ap);
+    let timeout = ctx.settings.dependency_timeout;
+    let read =
+        tokio::time::timeout(timeout, cairn_common::kafka::lag::group_lag(cfg, &cfg.topic, &group, timeout)).await;
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let (lag, unreadable) = match read {
+        Ok(Ok(g)) => (
+            Some(autoscale::Lag {
+                records: g.records,
+                oldest_age_seconds: g.oldest_timestamp_ms.map(|ts| ((now_ms as i64 - ts) / 1000).max(0)),
+            }),
+            None,
+        ),
+        Ok(Err(e)) => (None, Some(e.to_string())),
+        Err(_) => (None, Some(format!("no answer within {timeout:?}"))),
+    };
+    let history = previous.consumer_autoscaling.as_ref().map(|c| c.recommendations.clone()).unwrap_or_default();
+    let healthy = matches!(clickhouse, DependencyState::Ready(_));
+    let now_s = (now_ms / 1000) as i64;
+    let d = autoscale::decide(policy, partitions, lag, healthy, current, &history, now_s);
+    let mut message = d.message.clone();
+    if let Some(e) = &unreadable {
+        message.push_str(&format!(" ({e})"));
+    }
+    let changed = current.is_some_and(|c| c != d.replicas);
+    if changed {
+        let action = format!("ScaleConsumerTo{}", d.replicas);
+        publish_action(ctx, ap, EventType::Normal, "ConsumerScaled", &action, message.clone()).await;
+    } else if !d.reason.follows_lag()
+        && previous.consumer_autoscaling.as_ref().map(|c| c.reason.as_str()) != Some(d.reason.as_str())
+    {
+        publish(ctx, ap, EventType::Warning, "ConsumerScalingHeld", message.clone()).await;
+    }
+    Ok(ConsumerAutoscalingStatus {
+        replicas: d.replicas,
+        recommended_replicas: d.recommended,
+        lag_records: lag.map(|l| l.records),
+        oldest_unconsumed_age_seconds: lag.and_then(|l| l.oldest_age_seconds),
+        reason: d.reason.as_str().to_string(),
+        message,
+        last_scale_time: if changed {
+            Some(now())
+        } else {
+            previous.consumer_autoscaling.as_ref().and_then(|c| c.last_scale_time.clone())
+        },
+        recommendations: d.recommendations,
+    })
+}
+
 /// Step 3b: the ClickHouse schema, the events' TTL, and the platform's claim on the database.
 async fn reconcile_clickhouse(
     ctx: &Context,
@@ -830,11 +915,12 @@ async fn apply_workload(
     ap: &AnalyticsPlatform,
     w: Workload,
     inputs: &PodInputs<'_>,
+    lag_replicas: Option<i32>,
 ) -> Option<Deployment> {
     let name = deployment_name(ap, w);
     let deployment_applied = match report.note(children.get::<Deployment>(&name).await) {
         Some(current) => {
-            let plan = replicas_plan(ap, w, current.as_ref());
+            let plan = replicas_plan(ap, w, current.as_ref(), lag_replicas);
             let handed_over = match plan {
                 Replicas::HandOver(n) => report.note(children.hand_over_replicas(&name, n).await).is_some(),
                 _ => true,
@@ -895,9 +981,17 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
     let uid = ap.uid().ok_or(Error::MissingMetadata)?;
     let client = &ctx.client;
     let api: Api<AnalyticsPlatform> = Api::namespaced(client.clone(), &ns);
-    let previous = ap.status.clone().unwrap_or_default();
+    let mut previous = ap.status.clone().unwrap_or_default();
     let generation = ap.metadata.generation.unwrap_or(0);
     let children = Children::new(client, &ns, &uid, &ctx.leadership);
+    if lag_policy(ap).is_some() {
+        // The scale-down window lives in the status: read it as it is now, not as the
+        // controller's cache last saw it (a reconcile on a stale copy would forget the
+        // recommendations the one before it made, and scale down early).
+        if let Some(fresh) = api.get_opt(&ap.name_any()).await? {
+            previous.consumer_autoscaling = fresh.status.and_then(|s| s.consumer_autoscaling);
+        }
+    }
 
     if ap.spec.paused {
         let observed = Observed {
@@ -979,6 +1073,15 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
         reconcile_clickhouse(ctx, ap, &ch_cfg, &claim_of(ap, &uid), query_password.as_deref(), &previous).await;
     let clickhouse_query_user = clickhouse_status.as_ref().and_then(|c| c.query_user.clone());
 
+    // 3c. The consumer's replicas from its lag in Kafka, when it scales by lag.
+    let scaling = match lag_policy(ap) {
+        Some(policy) => {
+            let partitions = kafka_status.as_ref().map(|k| k.partitions).unwrap_or(ap.spec.kafka.topic.partitions);
+            Some(scale_consumer(ctx, ap, &kafka_cfg, &policy, partitions, &clickhouse, &previous).await?)
+        }
+        None => None,
+    };
+
     // 4. The workloads, rolled whenever what their pods read changes.
     let hash = config.as_ref().map(|cm| config_hash(&cm.data.clone().unwrap_or_default(), &secrets.versions(ap)));
     let version = ctx.upgrades.choose(ap, &ctx.settings.default_version, ctx.platforms.state().iter().map(Arc::as_ref));
@@ -1000,7 +1103,8 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
             clickhouse_query_user: clickhouse_query_user.as_deref(),
         };
         for (i, w) in Workload::ALL.iter().enumerate() {
-            let applied = apply_workload(&children, &mut report, ap, *w, &inputs).await;
+            let lag_replicas = scaling.as_ref().map(|s| s.replicas);
+            let applied = apply_workload(&children, &mut report, ap, *w, &inputs, lag_replicas).await;
             workloads[i] = observe_deployment(applied.as_ref());
         }
     }
@@ -1034,18 +1138,30 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
             .waiting_for
             .clone()
             .map(|holder| format!("version {} waits until {holder} has finished its upgrade", version.target)),
+        consumer_scaling: scaling.as_ref().map(|s| {
+            let follows = s.reason != autoscale::Reason::ClickHouseUnhealthy.as_str()
+                && s.reason != autoscale::Reason::LagUnknown.as_str();
+            (follows, s.reason.clone(), s.message.clone())
+        }),
         now: now(),
     };
+    let lag_scaled = scaling.is_some();
     let status = AnalyticsPlatformStatus {
         kafka: kafka_status,
         clickhouse: clickhouse_status,
         managed: managed_status,
+        consumer_autoscaling: scaling,
         ..Default::default()
     };
     let backfilling = status.clickhouse.as_ref().is_some_and(|c| !c.backfills.is_empty());
     let ready = write_status(ctx, ap, &api, &previous, observed, status, Some(&version)).await?;
     let settled = ready && version.waiting_for.is_none() && !backfilling;
-    Ok(Action::requeue(if settled { ctx.settings.resync } else { ctx.settings.retry }))
+    let mut next = if settled { ctx.settings.resync } else { ctx.settings.retry };
+    if lag_scaled {
+        // The lag is read again at least this often.
+        next = next.min(ctx.settings.autoscale);
+    }
+    Ok(Action::requeue(next))
 }
 
 /// Writes the status when it changed, publishes an Event when the phase changed, and returns

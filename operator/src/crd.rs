@@ -42,6 +42,13 @@ pub const FINALIZER: &str = "cairn.dev/cleanup";
     printcolumn(name = "Consumer", type_ = "integer", json_path = ".status.workloads.consumer.readyReplicas"),
     printcolumn(name = "Query", type_ = "integer", json_path = ".status.workloads.query.readyReplicas"),
     printcolumn(name = "Auth", type_ = "integer", json_path = ".status.workloads.auth.readyReplicas"),
+    printcolumn(name = "Lag", type_ = "integer", json_path = ".status.consumerAutoscaling.lagRecords"),
+    printcolumn(
+        name = "Oldest",
+        type_ = "integer",
+        priority = 1,
+        json_path = ".status.consumerAutoscaling.oldestUnconsumedAgeSeconds"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -141,11 +148,19 @@ pub struct AutoscalingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization: Option<i32>,
-    /// Consumer only: Kafka lag (records) per replica to keep, from the `cairn_consumer_lag_total`
-    /// metric through an external metrics adapter.
+    /// Consumer only: Kafka lag (records not consumed yet) per replica. With it the operator
+    /// itself reads the consumer group's lag from Kafka and sets the consumer's replicas to
+    /// ceil(lag / this), within minReplicas, maxReplicas and the topic's partitions (no
+    /// HorizontalPodAutoscaler, no metrics adapter; `targetCPUUtilization` is then not used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub target_lag_per_replica: Option<i64>,
+    /// Consumer only, with `targetLagPerReplica`: the replicas come down only to the highest
+    /// count the lag asked for within this many seconds (default 300), so a lag that dips for a
+    /// moment does not make them flap. Scaling up is immediate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub scale_down_stabilization_seconds: Option<i64>,
 }
 
 /// Kafka: an existing cluster, or a single-node broker the operator runs (development only).
@@ -332,6 +347,35 @@ pub struct AnalyticsPlatformStatus {
     /// Managed dependencies (StatefulSets) and their volumes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed: Vec<ManagedStatus>,
+    /// The consumer scaled by its lag (`consumer.autoscaling.targetLagPerReplica`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_autoscaling: Option<ConsumerAutoscalingStatus>,
+}
+
+/// What the operator read of the consumer group's lag and what it did about it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerAutoscalingStatus {
+    /// The replicas the operator set.
+    pub replicas: i32,
+    /// What the lag alone asks for (absent when it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_replicas: Option<i32>,
+    /// Records not consumed yet, over every partition (absent when it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_records: Option<i64>,
+    /// Age of the oldest record not consumed yet, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_unconsumed_age_seconds: Option<i64>,
+    /// ScaledUp, ScaledDown, Stabilizing, Steady, ClickHouseUnhealthy or LagUnknown.
+    pub reason: String,
+    pub message: String,
+    /// When the operator last changed the replicas (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// The lag's recommendations within the scale-down window (the window the next decision uses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recommendations: Vec<crate::autoscale::Recommendation>,
 }
 
 /// A managed dependency as observed.

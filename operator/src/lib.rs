@@ -3,6 +3,7 @@
 //! reconciler), [`resources`] (builders of the owned objects), [`status`] (conditions), [`topic`]
 //! (Kafka topics), [`leader`] (leader election), [`metrics`]; `bin/crdgen.rs` writes the CRD.
 
+pub mod autoscale;
 pub mod backfills;
 pub mod children;
 pub mod claims;
@@ -71,6 +72,6 @@ mod tests {
         let v = &crd.spec.versions[0];
         assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
         let cols: Vec<&str> = v.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Ready", "Phase", "Version", "Capture", "Consumer", "Query", "Auth", "Age"]);
+        assert_eq!(cols, ["Ready", "Phase", "Version", "Capture", "Consumer", "Query", "Auth", "Lag", "Oldest", "Age"]);
     }
 }

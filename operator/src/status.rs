@@ -11,6 +11,7 @@ pub const DEGRADED: &str = "Degraded";
 pub const KAFKA_READY: &str = "KafkaReady";
 pub const CLICKHOUSE_READY: &str = "ClickHouseReady";
 pub const UPGRADE_PENDING: &str = "UpgradePending";
+pub const CONSUMER_SCALING: &str = "ConsumerScaling";
 
 pub fn workload_condition(w: Workload) -> String {
     let name = w.name();
@@ -63,6 +64,9 @@ pub struct Observed {
     pub apply_error: Option<String>,
     /// Why an upgrade to a new default version waits, if it does.
     pub upgrade_waiting: Option<String>,
+    /// The consumer scaled by its lag: whether its replicas follow the lag (false: held), the
+    /// reason and the message.
+    pub consumer_scaling: Option<(bool, String, String)>,
     pub now: String,
 }
 
@@ -167,6 +171,9 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
     match &o.upgrade_waiting {
         Some(m) => push(UPGRADE_PENDING, Some(true), "WaitingForUpgradeSlot", m.clone()),
         None => push(UPGRADE_PENDING, Some(false), "UpToDate", "no upgrade waits".into()),
+    }
+    if let Some((follows, reason, message)) = &o.consumer_scaling {
+        push(CONSUMER_SCALING, Some(*follows), reason, message.clone());
     }
     let ready = all_workloads_ready && deps_ready && failure.is_none();
     let (reason, message) = if o.paused {

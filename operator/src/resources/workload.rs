@@ -61,15 +61,44 @@ impl Replicas {
     }
 }
 
+/// The Kafka consumer group of the platform's consumer.
+pub fn consumer_group(ap: &AnalyticsPlatform) -> String {
+    format!("cairn-{}", ap.metadata.name.as_deref().unwrap_or("platform"))
+}
+
+/// The consumer's scaling by lag, when its autoscaling names a target lag per replica.
+pub fn lag_policy(ap: &AnalyticsPlatform) -> Option<crate::autoscale::Policy> {
+    let a = ap.spec.consumer.autoscaling.as_ref()?;
+    Some(crate::autoscale::Policy {
+        min_replicas: a.min_replicas,
+        max_replicas: a.max_replicas,
+        target_lag_per_replica: a.target_lag_per_replica?,
+        scale_down_window: std::time::Duration::from_secs(
+            a.scale_down_stabilization_seconds.unwrap_or(300).max(0).unsigned_abs(),
+        ),
+    })
+}
+
 /// The replicas plan for a workload, given its Deployment as it is now (if any).
 ///
 /// - Autoscaling on: a new Deployment starts at `minReplicas`; an existing one keeps its count,
 ///   handed over to the autoscaler without passing through the API server's default of 1.
 /// - Autoscaling off: the spec's `replicas`; without one, the count the Deployment has now (so
 ///   turning autoscaling off keeps what the autoscaler chose), or [`DEFAULT_REPLICAS`] for a new one.
-pub fn replicas_plan(ap: &AnalyticsPlatform, w: Workload, current: Option<&Deployment>) -> Replicas {
+///
+/// The consumer scaled by its lag ([`lag_policy`]) gets `lag_replicas`, what the operator decided
+/// (the operator owns the count; no autoscaler does).
+pub fn replicas_plan(
+    ap: &AnalyticsPlatform,
+    w: Workload,
+    current: Option<&Deployment>,
+    lag_replicas: Option<i32>,
+) -> Replicas {
     let spec = w.spec(ap);
     let current_count = current.and_then(|d| d.spec.as_ref()?.replicas);
+    if let (Workload::Consumer, Some(policy)) = (w, lag_policy(ap)) {
+        return Replicas::Set(lag_replicas.or(current_count).unwrap_or(policy.min_replicas));
+    }
     match &spec.autoscaling {
         Some(a) => match current {
             None => Replicas::Set(a.min_replicas),
@@ -139,7 +168,7 @@ fn env(ap: &AnalyticsPlatform, w: Workload, inputs: &PodInputs<'_>) -> Result<Ve
             env.push(json!({"name": catalogue::KAFKA_CREATE_TOPICS.name, "value": "false"}));
             // The operator applies migrations before rolling workloads out.
             env.push(json!({"name": catalogue::CONSUMER_MIGRATE.name, "value": "false"}));
-            env.push(json!({"name": catalogue::CONSUMER_GROUP.name, "value": format!("cairn-{}", ap.metadata.name.as_deref().unwrap_or("platform"))}));
+            env.push(json!({"name": catalogue::CONSUMER_GROUP.name, "value": consumer_group(ap)}));
             // Persons are decided in PostgreSQL: without it, every distinct id is its own person.
             env.push(
                 json!({"name": catalogue::CONSUMER_PERSONS.name, "value": ap.spec.postgres.is_some().to_string()}),
@@ -309,26 +338,20 @@ pub fn pod_disruption_budget(ap: &AnalyticsPlatform, w: Workload) -> Result<PodD
     build("PodDisruptionBudget", value)
 }
 
-/// The autoscaler of a workload whose spec asks for one: CPU, and for the consumer also Kafka lag
-/// per replica (an External metric, served by a Prometheus metrics adapter).
+/// The CPU autoscaler of a workload whose spec asks for one. Not for the consumer scaled by its
+/// lag: the operator sets its replicas itself ([`lag_policy`]).
 pub fn horizontal_pod_autoscaler(
     ap: &AnalyticsPlatform,
     w: Workload,
 ) -> Option<Result<HorizontalPodAutoscaler, BuildError>> {
     let a = w.spec(ap).autoscaling.as_ref()?;
-    let mut metrics = vec![json!({
+    if w == Workload::Consumer && lag_policy(ap).is_some() {
+        return None;
+    }
+    let metrics = vec![json!({
         "type": "Resource",
         "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": a.target_cpu_utilization.unwrap_or(70)}}
     })];
-    if let (Workload::Consumer, Some(lag)) = (w, a.target_lag_per_replica) {
-        metrics.push(json!({
-            "type": "External",
-            "external": {
-                "metric": {"name": "cairn_consumer_lag_total", "selector": {"matchLabels": {"app_kubernetes_io_instance": ap.metadata.name.clone().unwrap_or_default()}}},
-                "target": {"type": "AverageValue", "averageValue": lag.to_string()}
-            }
-        }));
-    }
     let value = json!({
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -519,7 +542,7 @@ mod tests {
         ap.spec.consumer.replicas = Some(0);
         ap.spec.consumer.env =
             vec![serde_json::from_value(json!({"name": "CAIRN_CONSUMER_BATCH_MAX_EVENTS", "value": "500"})).unwrap()];
-        assert_eq!(replicas_plan(&ap, Workload::Consumer, None), Replicas::Set(0));
+        assert_eq!(replicas_plan(&ap, Workload::Consumer, None, None), Replicas::Set(0));
         let d = deployment(&ap, Workload::Consumer, &INPUTS, Some(0)).unwrap();
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(0));
@@ -531,24 +554,34 @@ mod tests {
     }
 
     #[test]
-    fn autoscaling_leaves_replicas_to_the_hpa() {
+    fn autoscaling_leaves_replicas_to_the_hpa_or_the_lag() {
         let mut ap = platform();
         assert!(horizontal_pod_autoscaler(&ap, Workload::Consumer).is_none());
         ap.spec.consumer.autoscaling = Some(AutoscalingSpec {
             min_replicas: 2,
             max_replicas: 8,
             target_cpu_utilization: None,
-            target_lag_per_replica: Some(10_000),
+            target_lag_per_replica: None,
+            scale_down_stabilization_seconds: None,
         });
         let d = deployment(&ap, Workload::Consumer, &INPUTS, None).unwrap();
         assert_eq!(d.spec.unwrap().replicas, None);
         let hpa = horizontal_pod_autoscaler(&ap, Workload::Consumer).unwrap().unwrap();
         let spec = hpa.spec.unwrap();
         assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 8));
-        let metrics = spec.metrics.unwrap();
-        assert_eq!(metrics.len(), 2);
-        assert_eq!(metrics[1].external.as_ref().unwrap().metric.name, "cairn_consumer_lag_total");
+        assert_eq!(spec.metrics.unwrap().len(), 1, "CPU");
         assert_eq!(spec.scale_target_ref.name, "demo-consumer");
+
+        // By lag: the operator sets the count itself, no autoscaler.
+        if let Some(a) = ap.spec.consumer.autoscaling.as_mut() {
+            a.target_lag_per_replica = Some(10_000);
+        }
+        assert!(horizontal_pod_autoscaler(&ap, Workload::Consumer).is_none());
+        assert_eq!(replicas_plan(&ap, Workload::Consumer, None, Some(5)), Replicas::Set(5));
+        let three = deployment(&ap_with_replicas(3), Workload::Consumer, &INPUTS, Some(3)).unwrap();
+        assert_eq!(replicas_plan(&ap, Workload::Consumer, Some(&three), None), Replicas::Set(3), "held");
+        assert_eq!(replicas_plan(&ap, Workload::Consumer, None, None), Replicas::Set(2), "min to start");
+        assert_eq!(lag_policy(&ap).map(|p| p.scale_down_window.as_secs()), Some(300));
     }
 
     #[test]
@@ -594,28 +627,33 @@ mod tests {
             }
             d
         };
-        assert_eq!(replicas_plan(&ap, Workload::Capture, None), Replicas::Set(DEFAULT_REPLICAS));
+        assert_eq!(replicas_plan(&ap, Workload::Capture, None, None), Replicas::Set(DEFAULT_REPLICAS));
         ap.spec.capture.autoscaling = Some(AutoscalingSpec {
             min_replicas: 1,
             max_replicas: 5,
             target_cpu_utilization: None,
             target_lag_per_replica: None,
+            scale_down_stabilization_seconds: None,
         });
-        assert_eq!(replicas_plan(&ap, Workload::Capture, None), Replicas::Set(1), "a new Deployment starts at min");
         assert_eq!(
-            replicas_plan(&ap, Workload::Capture, Some(&running(3, true))),
+            replicas_plan(&ap, Workload::Capture, None, None),
+            Replicas::Set(1),
+            "a new Deployment starts at min"
+        );
+        assert_eq!(
+            replicas_plan(&ap, Workload::Capture, Some(&running(3, true)), None),
             Replicas::HandOver(3),
             "turning autoscaling on keeps the 3 running replicas"
         );
-        assert_eq!(replicas_plan(&ap, Workload::Capture, Some(&running(4, false))), Replicas::Leave);
+        assert_eq!(replicas_plan(&ap, Workload::Capture, Some(&running(4, false)), None), Replicas::Leave);
         ap.spec.capture.autoscaling = None;
         assert_eq!(
-            replicas_plan(&ap, Workload::Capture, Some(&running(4, false))),
+            replicas_plan(&ap, Workload::Capture, Some(&running(4, false)), None),
             Replicas::Set(4),
             "turning it off keeps the autoscaler's count"
         );
         ap.spec.capture.replicas = Some(2);
-        assert_eq!(replicas_plan(&ap, Workload::Capture, Some(&running(4, false))), Replicas::Set(2));
+        assert_eq!(replicas_plan(&ap, Workload::Capture, Some(&running(4, false)), None), Replicas::Set(2));
     }
 
     fn ap_with_replicas(n: i32) -> AnalyticsPlatform {

@@ -177,6 +177,7 @@ catalogue! {
     OPERATOR_ADDR = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_ADDR", "0.0.0.0:8080", "`/metrics`, `/healthz`, `/readyz`");
     OPERATOR_RESYNC_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_RESYNC_SECS", "300", "how often a settled platform is looked at again (and a rotated Secret is noticed)");
     OPERATOR_RETRY_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_RETRY_SECS", "10", "how soon an unsettled or failing one is");
+    OPERATOR_AUTOSCALE_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_AUTOSCALE_SECS", "30", "how often a platform whose consumer scales by lag (`targetLagPerReplica`) has its lag read and its consumer's replicas set");
     OPERATOR_DEPENDENCY_TIMEOUT_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS", "30", "each call to Kafka or ClickHouse");
     OPERATOR_PROGRESS_DEADLINE_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_PROGRESS_DEADLINE_SECS", "600", "a workload rollout without progress this long fails (`ProgressDeadlineExceeded`)");
     OPERATOR_CLEANUP_TIMEOUT_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_CLEANUP_TIMEOUT_SECS", "600", "how long deleting a platform retries cleaning its external state before giving up");

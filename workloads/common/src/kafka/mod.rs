@@ -2,6 +2,7 @@
 //! admin client: brokers and security settings come from [`KafkaConfig`] in one place; and topic
 //! administration ([`topics`]), one code path for the services and the operator.
 
+pub mod lag;
 pub mod topics;
 
 use rdkafka::ClientConfig;
