@@ -166,27 +166,7 @@ pub async fn events(
         sql.push(" AND distinct_id = ").push(&d);
     }
     push_all(&mut sql, &filters, "properties", engine.limits.max_filters)?;
-    if let Some(c) = p.cursor.as_deref().filter(|c| !c.is_empty()) {
-        let (ts, uuid) = decode_cursor(c)?;
-        let t = sql.millis(ts);
-        let u = sql.str(uuid);
-        sql.push(" AND (timestamp < ")
-            .push(&t)
-            .push(" OR (timestamp = ")
-            .push(&t)
-            .push(" AND uuid < toUUID(")
-            .push(&u)
-            .push(")))");
-    }
-    sql.push(" ORDER BY timestamp DESC, uuid DESC LIMIT ").push(&(limit + 1).to_string());
-    let mut rows: Vec<EventRowOut> = engine.fetch_all(&sql).await?;
-    let next_cursor = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|r| encode_cursor(r.ts, &r.event_uuid))
-    } else {
-        None
-    };
-    Ok(EventsPage { results: rows.into_iter().map(EventItem::from).collect(), next_cursor })
+    page(engine, sql, p.cursor.as_deref(), true, limit).await
 }
 
 /// Query-string parameters of one session's events.
@@ -224,19 +204,32 @@ pub async fn session_events(
     )?;
     let s = sql.str(session_id);
     sql.push(" AND JSONExtractString(properties, '$session_id') = ").push(&s);
-    if let Some(c) = p.cursor.as_deref().filter(|c| !c.is_empty()) {
+    page(engine, sql, p.cursor.as_deref(), false, limit).await
+}
+
+/// Ends `sql` (a select of [`EventRowOut`] columns) with the keyset page after `cursor`, newest
+/// first when `newest_first`, and runs it: `limit` rows and the cursor of the next page.
+async fn page(
+    engine: &Engine,
+    mut sql: Sql,
+    cursor: Option<&str>,
+    newest_first: bool,
+    limit: usize,
+) -> Result<EventsPage, ApiError> {
+    let (after, order) = if newest_first { ("<", " DESC") } else { (">", "") };
+    if let Some(c) = cursor.filter(|c| !c.is_empty()) {
         let (ts, uuid) = decode_cursor(c)?;
         let t = sql.millis(ts);
         let u = sql.str(uuid);
-        sql.push(" AND (timestamp > ")
+        sql.push(&format!(" AND (timestamp {after} "))
             .push(&t)
             .push(" OR (timestamp = ")
             .push(&t)
-            .push(" AND uuid > toUUID(")
+            .push(&format!(" AND uuid {after} toUUID("))
             .push(&u)
             .push(")))");
     }
-    sql.push(" ORDER BY timestamp, uuid LIMIT ").push(&(limit + 1).to_string());
+    sql.push(&format!(" ORDER BY timestamp{order}, uuid{order} LIMIT ")).push(&(limit + 1).to_string());
     let mut rows: Vec<EventRowOut> = engine.fetch_all(&sql).await?;
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
