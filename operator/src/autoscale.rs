@@ -180,9 +180,54 @@ pub fn decide(
     Decision { replicas, reason, recommended: Some(wanted), recommendations: kept, message }
 }
 
+/// Partitions grow when consumers cannot: the consumer already runs one replica per partition,
+/// `maxReplicas` leaves room for more, the lag asks for more than the partitions allow, and it
+/// rose since the last reading (a backlog that is being worked off needs no more partitions).
+/// Returns the partition count to grow to: what the lag asks for, at most double at once, never
+/// past `max_partitions` nor `maxReplicas`. None: leave them.
+pub fn grow_partitions(
+    policy: &Policy,
+    partitions: i32,
+    max_partitions: Option<i32>,
+    replicas: Option<i32>,
+    lag_before: Option<i64>,
+    lag_now: Option<i64>,
+    clickhouse_healthy: bool,
+) -> Option<i32> {
+    let max_partitions = max_partitions?;
+    let (now, before) = (lag_now?, lag_before?);
+    if !clickhouse_healthy || now <= before || replicas != Some(partitions) || partitions >= max_partitions {
+        return None;
+    }
+    let target = policy.target_lag_per_replica.max(1);
+    let wanted = i32::try_from(now / target + i64::from(now % target != 0)).unwrap_or(i32::MAX);
+    let ceiling = max_partitions.min(policy.max_replicas).min(partitions.saturating_mul(2));
+    (wanted > partitions && ceiling > partitions).then(|| wanted.min(ceiling))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_grow_only_when_replicas_cannot_and_the_lag_rises() {
+        let p = policy();
+        let grow = |parts, max, replicas, before, now| grow_partitions(&p, parts, max, replicas, before, now, true);
+        // 4 partitions, 4 replicas, lag 1M and rising: to 8 (double at most), max 12.
+        assert_eq!(grow(4, Some(12), Some(4), Some(900_000), Some(1_000_000)), Some(8));
+        // Again at 8: up to what the lag asks for (20) but never past the max.
+        assert_eq!(grow(8, Some(12), Some(8), Some(900_000), Some(1_000_000)), Some(12));
+        assert_eq!(grow(12, Some(12), Some(12), Some(900_000), Some(1_000_000)), None, "at the max");
+        assert_eq!(grow(4, None, Some(4), Some(900_000), Some(1_000_000)), None, "no maxPartitions: never");
+        assert_eq!(grow(4, Some(12), Some(3), Some(900_000), Some(1_000_000)), None, "replicas still have room");
+        assert_eq!(grow(4, Some(12), Some(4), Some(1_000_000), Some(900_000)), None, "draining");
+        assert_eq!(grow(4, Some(12), Some(4), None, Some(1_000_000)), None, "no earlier reading");
+        assert_eq!(grow(4, Some(12), Some(4), Some(100_000), Some(150_000)), None, "the replicas suffice");
+        assert_eq!(grow(4, Some(12), Some(4), Some(200_000), Some(210_000)), Some(5), "what the lag asks for");
+        let few = Policy { max_replicas: 4, ..p };
+        assert_eq!(grow_partitions(&few, 4, Some(12), Some(4), Some(1), Some(1_000_000), true), None, "maxReplicas");
+        assert_eq!(grow_partitions(&p, 4, Some(12), Some(4), Some(1), Some(1_000_000), false), None, "ClickHouse down");
+    }
 
     fn policy() -> Policy {
         Policy {

@@ -40,13 +40,15 @@ pub struct Backfills {
 }
 
 impl Backfills {
-    /// Starts what is pending and not running; returns the status of every pending backfill.
+    /// Starts what is pending and not running (none while `hold` says why not: disk pressure);
+    /// returns the status of every pending backfill.
     pub async fn drive(
         &self,
         cfg: &ClickHouseConfig,
         leadership: &Leadership,
         metrics: &crate::metrics::OperatorMetrics,
         now: &str,
+        hold: Option<&str>,
     ) -> Result<Vec<BackfillStatus>, MigrationError> {
         let ch = client(cfg);
         let pending = pending_backfills(&ch).await?;
@@ -77,6 +79,10 @@ impl Backfills {
                 }
                 _ if !leadership.is_leader() => {
                     status.state = "Pending".into();
+                }
+                _ if hold.is_some() => {
+                    status.state = "Pending".into();
+                    status.message = hold.map(|h| format!("waits: {h}"));
                 }
                 _ if busy => {
                     status.state = "Pending".into();

@@ -46,8 +46,9 @@ use crate::autoscale;
 use crate::children::{ChildError, Children};
 use crate::claims::{self, Claim};
 use crate::crd::{
-    AnalyticsPlatform, AnalyticsPlatformStatus, ClickHouseStatus, ConsumerAutoscalingStatus, DeletionPolicy, Endpoints,
-    KafkaStatus, ManagedStatus, WorkloadStatus, WorkloadsStatus, FIELD_MANAGER, FINALIZER,
+    AnalyticsPlatform, AnalyticsPlatformStatus, BacklogStatus, ClickHouseStatus, ConsumerAutoscalingStatus,
+    DataPathStatus, DeletionPolicy, Endpoints, KafkaStatus, ManagedStatus, WorkloadStatus, WorkloadsStatus,
+    FIELD_MANAGER, FINALIZER,
 };
 use crate::leader::Leadership;
 use crate::metrics::OperatorMetrics;
@@ -72,7 +73,8 @@ use crate::resources::workload::{
 use crate::resources::{child_name, BuildError, Workload};
 use crate::rollout::{UpgradeSlot, VersionChoice};
 use crate::status::{evaluate, DependencyState, Observed, WorkloadObservation};
-use crate::topic::{delete_topics, reconcile_topics};
+use crate::topic::{delete_topics, reconcile_topics, Effective};
+use crate::{backlog, heartbeat, housekeeping};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -114,6 +116,10 @@ pub struct Settings {
     pub retry: Duration,
     /// How often a platform whose consumer scales by lag is looked at again.
     pub autoscale: Duration,
+    /// How often a heartbeat goes through each platform's data path (None: off).
+    pub heartbeat: Option<Duration>,
+    /// A platform whose newest heartbeat arrived longer ago than this is not healthy.
+    pub freshness_threshold: Duration,
     /// Watch one namespace only (namespace-scoped installation), or all.
     pub namespace: Option<String>,
     /// Timeout of each call to Kafka or ClickHouse.
@@ -149,6 +155,8 @@ impl OperatorConfig {
             resync: OPERATOR_RESYNC_SECS.secs(env)?,
             retry: OPERATOR_RETRY_SECS.secs(env)?,
             autoscale: OPERATOR_AUTOSCALE_SECS.secs(env)?,
+            heartbeat: Some(OPERATOR_HEARTBEAT_SECS.secs(env)?).filter(|d| !d.is_zero()),
+            freshness_threshold: OPERATOR_FRESHNESS_THRESHOLD_SECS.secs(env)?,
             namespace: WATCH_NAMESPACE.opt(env),
             dependency_timeout: OPERATOR_DEPENDENCY_TIMEOUT_SECS.secs(env)?,
             progress_deadline: OPERATOR_PROGRESS_DEADLINE_SECS.secs(env)?,
@@ -184,6 +192,8 @@ pub struct Context {
     pub upgrades: UpgradeSlot,
     /// Backfills running apart from reconciles.
     pub backfills: crate::backfills::Backfills,
+    /// Sends the heartbeats to capture.
+    pub http: reqwest::Client,
 }
 
 /// Runs the controller until `stop`.
@@ -223,6 +233,12 @@ pub async fn run(
         platforms: reader.clone(),
         upgrades: UpgradeSlot::default(),
         backfills: Default::default(),
+        // Building fails only without a TLS backend, which this client (plain HTTP) never uses.
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new()),
     });
     let stream = watcher(platforms, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -690,6 +706,7 @@ async fn reconcile_kafka(
     ap: &AnalyticsPlatform,
     cfg: &KafkaConfig,
     previous: &AnalyticsPlatformStatus,
+    effective: Effective,
 ) -> (DependencyState, Option<KafkaStatus>) {
     // The managed broker's volume (or its emptyDir's limit) bounds what its topics may hold.
     let volume = ap
@@ -698,7 +715,7 @@ async fn reconcile_kafka(
         .managed
         .as_ref()
         .and_then(|m| parse_quantity_bytes(m.storage.as_deref().unwrap_or(EMPTY_DIR_DATA_LIMIT)));
-    let run = reconcile_topics(cfg, &ap.spec.kafka.topic, &cfg.dead_letter_topic, volume);
+    let run = reconcile_topics(cfg, &ap.spec.kafka.topic, &cfg.dead_letter_topic, volume, effective);
     match tokio::time::timeout(ctx.settings.dependency_timeout, run).await {
         Ok(Ok(shape)) => {
             if let Some(before) = previous.kafka.as_ref().map(|k| k.partitions) {
@@ -740,15 +757,17 @@ async fn reconcile_kafka(
 
 /// Step 3c: reads the consumer group's lag from Kafka and decides the consumer's replicas
 /// ([`autoscale::decide`]); an Event says each change and why.
+#[allow(clippy::too_many_arguments)]
 async fn scale_consumer(
     ctx: &Context,
     ap: &AnalyticsPlatform,
-    cfg: &KafkaConfig,
     policy: &autoscale::Policy,
     partitions: i32,
     clickhouse: &DependencyState,
     previous: &AnalyticsPlatformStatus,
-) -> Result<ConsumerAutoscalingStatus, Error> {
+    lag: Option<autoscale::Lag>,
+    unreadable: Option<&str>,
+) -> Result<(ConsumerAutoscalingStatus, Option<i32>), Error> {
     let ns = ap.namespace().ok_or(Error::MissingMetadata)?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let current = deployments
@@ -756,30 +775,26 @@ async fn scale_consumer(
         .await
         .map_err(Error::Kube)?
         .and_then(|d| d.spec?.replicas);
-    let group = consumer_group(ap);
-    let timeout = ctx.settings.dependency_timeout;
-    let read =
-        tokio::time::timeout(timeout, cairn_common::kafka::lag::group_lag(cfg, &cfg.topic, &group, timeout)).await;
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let (lag, unreadable) = match read {
-        Ok(Ok(g)) => (
-            Some(autoscale::Lag {
-                records: g.records,
-                oldest_age_seconds: g.oldest_timestamp_ms.map(|ts| ((now_ms as i64 - ts) / 1000).max(0)),
-            }),
-            None,
-        ),
-        Ok(Err(e)) => (None, Some(e.to_string())),
-        Err(_) => (None, Some(format!("no answer within {timeout:?}"))),
-    };
     let history = previous.consumer_autoscaling.as_ref().map(|c| c.recommendations.clone()).unwrap_or_default();
     let healthy = matches!(clickhouse, DependencyState::Ready(_));
     let now_s = (now_ms / 1000) as i64;
     let d = autoscale::decide(policy, partitions, lag, healthy, current, &history, now_s);
     let mut message = d.message.clone();
-    if let Some(e) = &unreadable {
+    if let Some(e) = unreadable {
         message.push_str(&format!(" ({e})"));
     }
+    // Partitions grow when the consumer runs one replica per partition and the lag still rises.
+    let lag_before = previous.consumer_autoscaling.as_ref().and_then(|c| c.lag_records);
+    let grow = autoscale::grow_partitions(
+        policy,
+        partitions,
+        ap.spec.kafka.topic.max_partitions,
+        current,
+        lag_before,
+        lag.map(|l| l.records),
+        healthy,
+    );
     let changed = current.is_some_and(|c| c != d.replicas);
     if changed {
         let action = format!("ScaleConsumerTo{}", d.replicas);
@@ -789,20 +804,169 @@ async fn scale_consumer(
     {
         publish(ctx, ap, EventType::Warning, "ConsumerScalingHeld", message.clone()).await;
     }
-    Ok(ConsumerAutoscalingStatus {
-        replicas: d.replicas,
-        recommended_replicas: d.recommended,
-        lag_records: lag.map(|l| l.records),
-        oldest_unconsumed_age_seconds: lag.and_then(|l| l.oldest_age_seconds),
-        reason: d.reason.as_str().to_string(),
-        message,
-        last_scale_time: if changed {
-            Some(now())
-        } else {
-            previous.consumer_autoscaling.as_ref().and_then(|c| c.last_scale_time.clone())
+    Ok((
+        ConsumerAutoscalingStatus {
+            replicas: d.replicas,
+            recommended_replicas: d.recommended,
+            lag_records: lag.map(|l| l.records),
+            oldest_unconsumed_age_seconds: lag.and_then(|l| l.oldest_age_seconds),
+            reason: d.reason.as_str().to_string(),
+            message,
+            last_scale_time: if changed {
+                Some(now())
+            } else {
+                previous.consumer_autoscaling.as_ref().and_then(|c| c.last_scale_time.clone())
+            },
+            recommendations: d.recommendations,
         },
-        recommendations: d.recommendations,
-    })
+        grow,
+    ))
+}
+
+/// Step 3a: the consumer group's lag, read from Kafka (the committed offsets, the log ends and
+/// the first unconsumed record of each partition); or why it could not be.
+async fn read_lag(ctx: &Context, ap: &AnalyticsPlatform, cfg: &KafkaConfig) -> Result<autoscale::Lag, String> {
+    let group = consumer_group(ap);
+    let timeout = ctx.settings.dependency_timeout;
+    let read =
+        tokio::time::timeout(timeout, cairn_common::kafka::lag::group_lag(cfg, &cfg.topic, &group, timeout)).await;
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    match read {
+        Ok(Ok(g)) => Ok(autoscale::Lag {
+            records: g.records,
+            oldest_age_seconds: g.oldest_timestamp_ms.map(|ts| ((now_ms - ts) / 1000).max(0)),
+        }),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// Step 3a: the backlog guard (backlog.rs): the retention the topic gets, the status, and an
+/// Event when the backlog starts to be at risk or the retention changes.
+async fn guard_backlog(
+    ctx: &Context,
+    ap: &AnalyticsPlatform,
+    previous: &AnalyticsPlatformStatus,
+    lag: &Result<autoscale::Lag, String>,
+) -> (backlog::Guard, Option<BacklogStatus>) {
+    let topic = &ap.spec.kafka.topic;
+    let in_force = previous.backlog.as_ref().map(|b| b.retention_hours);
+    let oldest = lag.as_ref().ok().and_then(|l| l.oldest_age_seconds);
+    let g = backlog::guard(topic.retention_hours, topic.max_retention_hours, in_force, oldest, lag.is_ok());
+    let was = previous.backlog.as_ref();
+    if g.at_risk && !was.is_some_and(|b| b.at_risk) {
+        publish(ctx, ap, EventType::Warning, "EventsAtRisk", g.message.clone()).await;
+    }
+    let before = in_force.unwrap_or(topic.retention_hours);
+    if g.retention_hours != before {
+        let action = format!("SetRetentionTo{}h", g.retention_hours);
+        let note = format!("retention of topic {} {before}h → {}h: {}", topic.name, g.retention_hours, g.message);
+        publish_action(ctx, ap, EventType::Normal, "RetentionChanged", &action, note).await;
+    }
+    let status = match lag {
+        Ok(l) => Some(BacklogStatus {
+            lag_records: l.records,
+            oldest_unconsumed_age_seconds: l.oldest_age_seconds,
+            retention_hours: g.retention_hours,
+            at_risk: g.at_risk,
+            message: g.message.clone(),
+        }),
+        Err(e) => was.map(|b| BacklogStatus {
+            retention_hours: g.retention_hours,
+            message: format!("{} (lag unreadable: {e})", g.message),
+            ..b.clone()
+        }),
+    };
+    (g, status)
+}
+
+fn to_ms(rfc3339: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+}
+
+/// Step 4b: the heartbeat (heartbeat.rs): reads the newest heartbeat back from ClickHouse, sends
+/// the next through capture when one is due (and capture has a ready replica), and judges the
+/// data path.
+async fn beat(
+    ctx: &Context,
+    ap: &AnalyticsPlatform,
+    interval: Duration,
+    secrets: &Secrets,
+    ch_cfg: &ClickHouseConfig,
+    capture_ready: bool,
+    previous: &AnalyticsPlatformStatus,
+) -> (heartbeat::Assessment, DataPathStatus) {
+    let uid = ap.uid().unwrap_or_default();
+    let was = previous.data_path.clone().unwrap_or_default();
+    let timeout = ctx.settings.dependency_timeout;
+    let read = tokio::time::timeout(timeout, heartbeat::newest_arrived(&clickhouse_client(ch_cfg), &uid)).await;
+    let (arrived, read_error) = match read {
+        Ok(Ok(a)) => (a, None),
+        Ok(Err(e)) => (None, Some(e.to_string())),
+        Err(_) => (None, Some(format!("no answer within {timeout:?}"))),
+    };
+    // Kept from the status when ClickHouse could not be asked, or has none younger than a week.
+    let last_arrived = arrived.or_else(|| was.last_arrived_time.as_deref().and_then(to_ms));
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut first_sent = was.first_sent_time.as_deref().and_then(to_ms);
+    let mut last_sent = was.last_sent_time.as_deref().and_then(to_ms);
+    let mut send_error = was.send_error.clone();
+    let due = last_sent.is_none_or(|t| now_ms - t >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX) - 1_000);
+    if due && capture_ready {
+        let key = secret_value(secrets.generated.as_ref(), heartbeat::KEY);
+        let base = format!(
+            "http://{}.{}.svc:{}",
+            child_name(ap, "capture"),
+            ap.namespace().unwrap_or_default(),
+            crate::resources::workload::SERVICE_PORT
+        );
+        let sent = match key {
+            Some(key) => heartbeat::send(&ctx.http, &base, &key, &uid, now_ms).await,
+            None => Err(format!("the generated credentials have no {}", heartbeat::KEY)),
+        };
+        ctx.metrics
+            .heartbeats
+            .get_or_create(&crate::metrics::ResultLabels { result: if sent.is_ok() { "ok" } else { "error" } })
+            .inc();
+        if let Err(e) = &sent {
+            tracing::warn!(error = %e, "the heartbeat could not be sent through capture");
+        }
+        send_error = sent.err();
+        first_sent = first_sent.or(Some(now_ms));
+        last_sent = Some(now_ms);
+    }
+    let seen = heartbeat::Seen { first_sent, last_arrived };
+    let a =
+        heartbeat::assess(now_ms, seen, ctx.settings.freshness_threshold, send_error.as_deref(), read_error.as_deref());
+    let status = DataPathStatus {
+        last_sent_time: last_sent.and_then(rfc3339),
+        first_sent_time: first_sent.and_then(rfc3339),
+        last_arrived_time: last_arrived.and_then(rfc3339),
+        send_error,
+        message: a.message.clone(),
+    };
+    if previous.data_path.is_some() {
+        let was_healthy =
+            previous.conditions.iter().find(|c| c.type_ == crate::status::DATA_PATH_HEALTHY).map(|c| c.status.clone());
+        match (a.healthy, was_healthy.as_deref()) {
+            (Some(false), Some(s)) if s != "False" => {
+                publish(ctx, ap, EventType::Warning, "DataPathStalled", a.message.clone()).await;
+            }
+            (Some(true), Some("False")) => {
+                publish(ctx, ap, EventType::Normal, "DataPathRecovered", a.message.clone()).await;
+            }
+            _ => {}
+        }
+    }
+    (a, status)
 }
 
 /// Step 3b: the ClickHouse schema, the events' TTL, and the platform's claim on the database.
@@ -813,16 +977,37 @@ async fn reconcile_clickhouse(
     claim: &Claim,
     query_password: Option<&str>,
     previous: &AnalyticsPlatformStatus,
-) -> (DependencyState, Option<ClickHouseStatus>) {
+) -> (DependencyState, Option<ClickHouseStatus>, Option<Option<String>>) {
     use cairn_common::clickhouse::MigrationError;
+    let ch_spec = &ap.spec.clickhouse;
     let schema = async {
         // Copies of stored data are deferred: they run apart (backfills.rs), never in here.
         let status = migrate_deferring_backfills(cfg).await?;
-        apply_event_ttl(&clickhouse_client(cfg), cfg.event_ttl_days).await?;
+        let ch = clickhouse_client(cfg);
+        apply_event_ttl(&ch, cfg.event_ttl_days).await?;
         claims::register(cfg, claim)
             .await
             .map_err(|source| MigrationError::ClickHouse { doing: "registering the platform", source })?;
-        let backfills = ctx.backfills.drive(cfg, &ctx.leadership, &ctx.metrics, &now()).await?;
+        // The disks first: under pressure, backfills wait.
+        let disks = housekeeping::disks(&ch)
+            .await
+            .map_err(|source| MigrationError::ClickHouse { doing: "reading system.disks", source })?;
+        let min_free = ch_spec.min_free_disk_percent.unwrap_or(housekeeping::DEFAULT_MIN_FREE_DISK_PERCENT);
+        let pressure = housekeeping::pressure(&disks, min_free);
+        let backfills = ctx.backfills.drive(cfg, &ctx.leadership, &ctx.metrics, &now(), pressure.as_deref()).await?;
+        let log_days = ch_spec.system_log_ttl_days.unwrap_or(housekeeping::DEFAULT_SYSTEM_LOG_TTL_DAYS);
+        let system_logs = if log_days == 0 {
+            "left as the server keeps them (systemLogTtlDays 0)".to_string()
+        } else {
+            match housekeeping::system_log_ttls(&ch, log_days).await {
+                Ok(logs) => logs.summary(log_days),
+                Err(e) => format!("cannot read the system log tables: {e}"),
+            }
+        };
+        let event_ttl = match housekeeping::verify_event_ttl(&ch, cfg.event_ttl_days).await {
+            Ok((m, _)) => m,
+            Err(e) => format!("cannot verify the events TTL: {e}"),
+        };
         // The query service's read-only account. Not having it is no reason to stop: query then
         // keeps the platform's account (its statements still run with readonly = 2).
         let query_user = match query_password {
@@ -835,10 +1020,27 @@ async fn reconcile_clickhouse(
             }
             None => Err(format!("the generated credentials have no {}", query_user::PASSWORD_KEY)),
         };
-        Ok::<_, MigrationError>((status, backfills, query_user))
+        Ok::<_, MigrationError>((status, backfills, query_user, (disks, pressure, system_logs, event_ttl)))
     };
     match tokio::time::timeout(ctx.settings.dependency_timeout, schema).await {
-        Ok(Ok((s, backfills, query_user))) => {
+        Ok(Ok((s, backfills, query_user, (disks, pressure, system_logs, event_ttl)))) => {
+            let was = previous.clickhouse.as_ref();
+            if system_logs.contains("refused")
+                && was.and_then(|c| c.system_logs.as_deref()) != Some(system_logs.as_str())
+            {
+                publish(ctx, ap, EventType::Warning, "SystemLogTtlRefused", system_logs.clone()).await;
+            }
+            if !event_ttl.contains("verified")
+                && !event_ttl.contains("forever")
+                && was.and_then(|c| c.event_ttl.as_deref()) != Some(event_ttl.as_str())
+            {
+                publish(ctx, ap, EventType::Warning, "EventTtlNotHonoured", event_ttl.clone()).await;
+            }
+            if pressure.is_some()
+                && !previous.conditions.iter().any(|c| c.type_ == crate::status::DISK_PRESSURE && c.status == "True")
+            {
+                publish(ctx, ap, EventType::Warning, "DiskPressure", pressure.clone().unwrap_or_default()).await;
+            }
             if !s.applied_now.is_empty() {
                 publish(
                     ctx,
@@ -877,7 +1079,12 @@ async fn reconcile_clickhouse(
                     database: cfg.database.clone(),
                     backfills,
                     query_user: query_user.ok(),
+                    disk_free: housekeeping::least_free_percent(&disks).map(|p| format!("{p:.0}%")),
+                    disks,
+                    system_logs: Some(system_logs),
+                    event_ttl: Some(event_ttl),
                 }),
+                Some(pressure),
             )
         }
         Ok(Err(e)) => {
@@ -886,7 +1093,11 @@ async fn reconcile_clickhouse(
                 MigrationError::Statement { .. } => "MigrationFailed",
                 MigrationError::ClickHouse { .. } => "ClickHouseUnreachable",
             };
-            (DependencyState::Failed { reason: reason.into(), message: e.to_string() }, previous.clickhouse.clone())
+            (
+                DependencyState::Failed { reason: reason.into(), message: e.to_string() },
+                previous.clickhouse.clone(),
+                None,
+            )
         }
         Err(_) => (
             DependencyState::Failed {
@@ -894,6 +1105,7 @@ async fn reconcile_clickhouse(
                 message: format!("no answer within {:?}", ctx.settings.dependency_timeout),
             },
             previous.clickhouse.clone(),
+            None,
         ),
     }
 }
@@ -1007,6 +1219,8 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
             kafka: previous.kafka.clone(),
             clickhouse: previous.clickhouse.clone(),
             managed: previous.managed.clone(),
+            backlog: previous.backlog.clone(),
+            data_path: previous.data_path.clone(),
             ..Default::default()
         };
         write_status(ctx, ap, &api, &previous, observed, status, None).await?;
@@ -1064,20 +1278,58 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
         return Err(Error::NotLeader);
     }
 
-    // 3. Kafka topics and the ClickHouse schema.
+    // 3. Kafka topics and the ClickHouse schema. First the consumer group's lag: the backlog
+    // guard decides the topic's retention from it.
     let kafka_cfg = kafka_config(ap, &secrets);
-    let (kafka, kafka_status) = reconcile_kafka(ctx, ap, &kafka_cfg, &previous).await;
+    let lag = read_lag(ctx, ap, &kafka_cfg).await;
+    let (guard, backlog_status) = guard_backlog(ctx, ap, &previous, &lag).await;
+    let grown = previous.kafka.as_ref().map(|k| k.partitions);
+    let mut effective = Effective {
+        retention_hours: guard.retention_hours,
+        partitions: crate::topic::partitions(&ap.spec.kafka.topic, grown),
+    };
+    let (kafka, mut kafka_status) = reconcile_kafka(ctx, ap, &kafka_cfg, &previous, effective).await;
     let ch_cfg = clickhouse_config(ap, &secrets);
     let query_password = secret_value(secrets.generated.as_ref(), query_user::PASSWORD_KEY);
-    let (clickhouse, clickhouse_status) =
+    let (clickhouse, clickhouse_status, disk_pressure) =
         reconcile_clickhouse(ctx, ap, &ch_cfg, &claim_of(ap, &uid), query_password.as_deref(), &previous).await;
     let clickhouse_query_user = clickhouse_status.as_ref().and_then(|c| c.query_user.clone());
 
-    // 3c. The consumer's replicas from its lag in Kafka, when it scales by lag.
+    // 3c. The consumer's replicas from its lag in Kafka, when it scales by lag; and the
+    // partitions, when the replicas cannot grow further without them.
     let scaling = match lag_policy(ap) {
         Some(policy) => {
             let partitions = kafka_status.as_ref().map(|k| k.partitions).unwrap_or(ap.spec.kafka.topic.partitions);
-            Some(scale_consumer(ctx, ap, &kafka_cfg, &policy, partitions, &clickhouse, &previous).await?)
+            let (lag_ok, unreadable) = match &lag {
+                Ok(l) => (Some(*l), None),
+                Err(e) => (None, Some(e.as_str())),
+            };
+            let (scaling, grow) =
+                scale_consumer(ctx, ap, &policy, partitions, &clickhouse, &previous, lag_ok, unreadable).await?;
+            if let Some(n) = grow {
+                effective.partitions = n;
+                let (_, grown) = reconcile_kafka(ctx, ap, &kafka_cfg, &previous, effective).await;
+                if let Some(k) = grown.filter(|k| k.partitions > partitions) {
+                    let note = format!(
+                        "the consumer runs {partitions} replicas on {partitions} partitions and the lag keeps rising: \
+                         topic {} grown to {} partitions (maxPartitions {})",
+                        k.topic,
+                        k.partitions,
+                        ap.spec.kafka.topic.max_partitions.unwrap_or(k.partitions)
+                    );
+                    publish_action(
+                        ctx,
+                        ap,
+                        EventType::Normal,
+                        "PartitionsGrown",
+                        &format!("GrowPartitionsTo{}", k.partitions),
+                        note,
+                    )
+                    .await;
+                    kafka_status = Some(k);
+                }
+            }
+            Some(scaling)
         }
         None => None,
     };
@@ -1116,6 +1368,15 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
         return Err(Error::NotLeader);
     }
 
+    // 4b. The heartbeat through the data path.
+    let data_path = match ctx.settings.heartbeat {
+        Some(interval) => {
+            let capture_ready = workloads[0].status.ready_replicas > 0;
+            Some(beat(ctx, ap, interval, &secrets, &ch_cfg, capture_ready, &previous).await)
+        }
+        None => None,
+    };
+
     // 5. Status.
     for c in &report.conflicts {
         let known = previous.conditions.iter().any(|p| p.message.contains(c.as_str()));
@@ -1143,23 +1404,49 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
                 && s.reason != autoscale::Reason::LagUnknown.as_str();
             (follows, s.reason.clone(), s.message.clone())
         }),
+        data_path: data_path.as_ref().map(|(a, _)| (a.healthy, a.reason.to_string(), a.message.clone())),
+        backlog: backlog_status.as_ref().map(|b| (b.at_risk, guard.unprotected, b.message.clone())),
+        disk_pressure,
         now: now(),
     };
     let lag_scaled = scaling.is_some();
+    ctx.metrics.set_data_path(
+        &ns,
+        &ap.name_any(),
+        &crate::metrics::DataPathFigures {
+            lag_records: lag.as_ref().ok().map(|l| l.records),
+            oldest_age_seconds: lag.as_ref().ok().map(|l| l.oldest_age_seconds.unwrap_or(0)),
+            freshness_seconds: data_path.as_ref().and_then(|(a, _)| a.freshness_seconds),
+            events_at_risk: backlog_status.as_ref().map(|b| b.at_risk),
+            retention_hours: backlog_status.as_ref().map(|b| b.retention_hours),
+            disks: clickhouse_status
+                .as_ref()
+                .map(|c| c.disks.iter().map(|d| (d.name.clone(), d.free_bytes, d.total_bytes)).collect())
+                .unwrap_or_default(),
+        },
+    );
     let status = AnalyticsPlatformStatus {
         kafka: kafka_status,
         clickhouse: clickhouse_status,
         managed: managed_status,
         consumer_autoscaling: scaling,
+        freshness_seconds: data_path.as_ref().and_then(|(a, _)| a.freshness_seconds),
+        data_path: data_path.map(|(_, d)| d),
+        backlog: backlog_status,
         ..Default::default()
     };
     let backfilling = status.clickhouse.as_ref().is_some_and(|c| !c.backfills.is_empty());
+    let backlog_at_risk =
+        status.backlog.as_ref().is_some_and(|b| b.at_risk || b.retention_hours != ap.spec.kafka.topic.retention_hours);
     let ready = write_status(ctx, ap, &api, &previous, observed, status, Some(&version)).await?;
     let settled = ready && version.waiting_for.is_none() && !backfilling;
     let mut next = if settled { ctx.settings.resync } else { ctx.settings.retry };
-    if lag_scaled {
+    if lag_scaled || backlog_at_risk {
         // The lag is read again at least this often.
         next = next.min(ctx.settings.autoscale);
+    }
+    if let Some(interval) = ctx.settings.heartbeat {
+        next = next.min(interval);
     }
     Ok(Action::requeue(next))
 }
@@ -1221,7 +1508,7 @@ async fn write_status(
             other => publish(ctx, ap, EventType::Normal, other, format!("phase is now {other}")).await,
         }
     }
-    ctx.metrics.set_phase(&ap.name_any(), &phase);
+    ctx.metrics.set_phase(&ap.namespace().unwrap_or_default(), &ap.name_any(), &phase);
     Ok(phase == "Ready")
 }
 
@@ -1249,7 +1536,13 @@ async fn cleanup(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action, Error>
     let ns = ap.namespace().ok_or(Error::MissingMetadata)?;
     let uid = ap.uid().ok_or(Error::MissingMetadata)?;
     ctx.upgrades.release(ap);
-    ctx.metrics.forget_platform(&ap.name_any());
+    let disks: Vec<String> = ap
+        .status
+        .as_ref()
+        .and_then(|s| s.clickhouse.as_ref())
+        .map(|c| c.disks.iter().map(|d| d.name.clone()).collect())
+        .unwrap_or_default();
+    ctx.metrics.forget_platform(&ns, &ap.name_any(), &disks);
     let secrets = read_secrets(&ctx.client, &ns, ap).await.unwrap_or_default();
     let ch = clickhouse_config(ap, &secrets);
     let claim = claim_of(ap, &uid);

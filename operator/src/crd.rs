@@ -43,6 +43,8 @@ pub const FINALIZER: &str = "cairn.dev/cleanup";
     printcolumn(name = "Query", type_ = "integer", json_path = ".status.workloads.query.readyReplicas"),
     printcolumn(name = "Auth", type_ = "integer", json_path = ".status.workloads.auth.readyReplicas"),
     printcolumn(name = "Lag", type_ = "integer", json_path = ".status.consumerAutoscaling.lagRecords"),
+    printcolumn(name = "Freshness", type_ = "integer", json_path = ".status.freshnessSeconds"),
+    printcolumn(name = "Disk", type_ = "string", json_path = ".status.clickhouse.diskFree"),
     printcolumn(
         name = "Oldest",
         type_ = "integer",
@@ -193,6 +195,8 @@ pub struct ExternalKafka {
 /// The events topic.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.maxRetentionHours) || self.maxRetentionHours >= self.retentionHours").message("maxRetentionHours must not be below retentionHours"))]
+#[x_kube(validation = Rule::new("!has(self.maxPartitions) || self.maxPartitions >= self.partitions").message("maxPartitions must not be below partitions"))]
 pub struct TopicSpec {
     /// Topic name (default `cairn_events`); the dead-letter topic is `<name>_dead_letter`.
     #[serde(default = "default_topic_name")]
@@ -216,6 +220,21 @@ pub struct TopicSpec {
     #[serde(default = "default_retention_hours")]
     #[schemars(range(min = 1))]
     pub retention_hours: i64,
+    /// The longest the operator may stretch the retention to while the consumers are behind
+    /// (default: twice `retentionHours`): when the oldest record not consumed yet is older than
+    /// half the retention, the retention grows (within this) so that no acknowledged event is
+    /// deleted unread, and returns to `retentionHours` once the backlog is gone. Equal to
+    /// `retentionHours`, the retention never changes (the platform still reports `EventsAtRisk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_retention_hours: Option<i64>,
+    /// With the consumer scaled by lag: the most partitions the operator may grow the topic to
+    /// when the consumer already runs one replica per partition, has room for more
+    /// (`maxReplicas`) and the lag keeps rising. Unset: partitions change only with `partitions`.
+    /// Partitions never shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_partitions: Option<i32>,
 }
 
 impl Default for TopicSpec {
@@ -226,6 +245,8 @@ impl Default for TopicSpec {
             replication_factor: None,
             min_in_sync_replicas: None,
             retention_hours: default_retention_hours(),
+            max_retention_hours: None,
+            max_partitions: None,
         }
     }
 }
@@ -252,6 +273,17 @@ pub struct ClickHouseSpec {
     /// Database (default `cairn`).
     #[serde(default = "default_database")]
     pub database: String,
+    /// Days ClickHouse keeps its own logs (`system.query_log`, `trace_log`, `part_log`, … and
+    /// the copies an upgrade leaves, `query_log_0`, …): the operator sets this TTL on each
+    /// (default 7; 0 leaves them alone, e.g. on a server others manage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub system_log_ttl_days: Option<u32>,
+    /// Below this share of free space (percent) on any ClickHouse disk, the platform reports
+    /// `DiskPressure` and heavy work (backfills) waits (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub min_free_disk_percent: Option<u32>,
 }
 
 fn default_database() -> String {
@@ -350,6 +382,54 @@ pub struct AnalyticsPlatformStatus {
     /// The consumer scaled by its lag (`consumer.autoscaling.targetLagPerReplica`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_autoscaling: Option<ConsumerAutoscalingStatus>,
+    /// Seconds since the newest heartbeat event that has reached ClickHouse was sent to capture:
+    /// how far behind the data path is (absent while the heartbeat is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness_seconds: Option<i64>,
+    /// The heartbeat through the data path (capture → Kafka → consumer → ClickHouse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_path: Option<DataPathStatus>,
+    /// The consumer group's backlog and what it means for the topic's retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<BacklogStatus>,
+}
+
+/// The heartbeat: a synthetic event the operator sends through capture into an internal project
+/// (that no analysis reads) and reads back from ClickHouse.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataPathStatus {
+    /// When the last heartbeat was sent (RFC 3339), and whether capture acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent_time: Option<String>,
+    /// When the operator first sent one (RFC 3339): the freshness counts from here until one
+    /// arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_sent_time: Option<String>,
+    /// The send time of the newest heartbeat found in ClickHouse (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_arrived_time: Option<String>,
+    /// What went wrong with the last send, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_error: Option<String>,
+    pub message: String,
+}
+
+/// The consumer group's backlog against the topic's retention.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BacklogStatus {
+    /// Records not consumed yet.
+    pub lag_records: i64,
+    /// Age of the oldest record not consumed yet, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_unconsumed_age_seconds: Option<i64>,
+    /// The retention the topic has now (hours): `retentionHours`, or more while the backlog
+    /// needs it.
+    pub retention_hours: i64,
+    /// Whether the backlog's oldest record is near the retention.
+    pub at_risk: bool,
+    pub message: String,
 }
 
 /// What the operator read of the consumer group's lag and what it did about it.
@@ -457,6 +537,27 @@ pub struct ClickHouseStatus {
     /// absent while the operator could not make it, and query uses the platform's account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_user: Option<String>,
+    /// The least free share of any disk, e.g. `42%` (for `kubectl get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free: Option<String>,
+    /// ClickHouse's disks (`system.disks`): for a managed ClickHouse, its volume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskStatus>,
+    /// The system log tables that carry the operator's TTL, and what is in the way, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_logs: Option<String>,
+    /// The events' TTL as found on the tables after applying it, and whether the data honours it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ttl: Option<String>,
+}
+
+/// One ClickHouse disk.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskStatus {
+    pub name: String,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
 }
 
 /// A backfill not done yet.

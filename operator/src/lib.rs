@@ -5,10 +5,13 @@
 
 pub mod autoscale;
 pub mod backfills;
+pub mod backlog;
 pub mod children;
 pub mod claims;
 pub mod controller;
 pub mod crd;
+pub mod heartbeat;
+pub mod housekeeping;
 pub mod leader;
 pub mod metrics;
 pub mod query_user;
@@ -67,11 +70,29 @@ mod tests {
         assert!(yaml.contains("partitions may only grow"));
         assert!(yaml.contains("self >= oldSelf"));
         assert!(yaml.contains("self.minReplicas <= self.maxReplicas"));
+        assert!(yaml.contains("maxRetentionHours must not be below retentionHours"));
+        assert!(yaml.contains("maxPartitions must not be below partitions"));
         assert!(yaml.contains("has(self.external) != has(self.managed)"));
         let crd = crd::AnalyticsPlatform::crd();
         let v = &crd.spec.versions[0];
         assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
         let cols: Vec<&str> = v.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Ready", "Phase", "Version", "Capture", "Consumer", "Query", "Auth", "Lag", "Oldest", "Age"]);
+        assert_eq!(
+            cols,
+            [
+                "Ready",
+                "Phase",
+                "Version",
+                "Capture",
+                "Consumer",
+                "Query",
+                "Auth",
+                "Lag",
+                "Freshness",
+                "Disk",
+                "Oldest",
+                "Age"
+            ]
+        );
     }
 }

@@ -12,6 +12,9 @@ pub const KAFKA_READY: &str = "KafkaReady";
 pub const CLICKHOUSE_READY: &str = "ClickHouseReady";
 pub const UPGRADE_PENDING: &str = "UpgradePending";
 pub const CONSUMER_SCALING: &str = "ConsumerScaling";
+pub const DATA_PATH_HEALTHY: &str = "DataPathHealthy";
+pub const EVENTS_AT_RISK: &str = "EventsAtRisk";
+pub const DISK_PRESSURE: &str = "DiskPressure";
 
 pub fn workload_condition(w: Workload) -> String {
     let name = w.name();
@@ -67,6 +70,14 @@ pub struct Observed {
     /// The consumer scaled by its lag: whether its replicas follow the lag (false: held), the
     /// reason and the message.
     pub consumer_scaling: Option<(bool, String, String)>,
+    /// The heartbeat's verdict (heartbeat.rs), when it is on: healthy (None: not known yet),
+    /// reason, message.
+    pub data_path: Option<(Option<bool>, String, String)>,
+    /// The backlog guard's verdict (backlog.rs), when the lag was read: at risk, unprotected
+    /// (the retention cannot grow far enough), message.
+    pub backlog: Option<(bool, bool, String)>,
+    /// ClickHouse's disks: None not read; Some(None) enough free space; Some(Some(why)) pressure.
+    pub disk_pressure: Option<Option<String>>,
     pub now: String,
 }
 
@@ -154,6 +165,18 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
         .or_else(|| match &o.clickhouse {
             DependencyState::Failed { reason, message } => Some((reason.clone(), format!("ClickHouse: {message}"))),
             _ => None,
+        })
+        .or_else(|| match &o.disk_pressure {
+            Some(Some(m)) => Some(("DiskPressure".to_string(), m.clone())),
+            _ => None,
+        })
+        .or_else(|| match &o.backlog {
+            Some((true, true, m)) => Some(("EventsAtRisk".to_string(), m.clone())),
+            _ => None,
+        })
+        .or_else(|| match &o.data_path {
+            Some((Some(false), reason, m)) => Some((reason.clone(), format!("data path: {m}"))),
+            _ => None,
         });
     let deps_ready = matches!(o.kafka, DependencyState::Ready(_)) && matches!(o.clickhouse, DependencyState::Ready(_));
 
@@ -174,6 +197,22 @@ pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String
     }
     if let Some((follows, reason, message)) = &o.consumer_scaling {
         push(CONSUMER_SCALING, Some(*follows), reason, message.clone());
+    }
+    if let Some((healthy, reason, message)) = &o.data_path {
+        push(DATA_PATH_HEALTHY, *healthy, reason, message.clone());
+    }
+    if let Some((at_risk, unprotected, message)) = &o.backlog {
+        let reason = match (at_risk, unprotected) {
+            (true, true) => "RetentionCapReached",
+            (true, false) => "RetentionExtended",
+            _ => "BacklogWithinRetention",
+        };
+        push(EVENTS_AT_RISK, Some(*at_risk), reason, message.clone());
+    }
+    match &o.disk_pressure {
+        Some(Some(m)) => push(DISK_PRESSURE, Some(true), "LowFreeSpace", m.clone()),
+        Some(None) => push(DISK_PRESSURE, Some(false), "EnoughFreeSpace", "every ClickHouse disk has room".into()),
+        None => {}
     }
     let ready = all_workloads_ready && deps_ready && failure.is_none();
     let (reason, message) = if o.paused {
@@ -223,6 +262,36 @@ mod tests {
 
     fn get<'a>(c: &'a [Condition], t: &str) -> &'a Condition {
         c.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn the_data_path_disks_and_backlog_can_degrade_a_ready_platform() {
+        // Every Deployment Ready, the heartbeat not arriving: Degraded, saying why.
+        let o = Observed {
+            data_path: Some((Some(false), "EventsNotArriving".into(), "sent 3m0s ago".into())),
+            ..observed()
+        };
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!(phase, "Degraded");
+        assert_eq!(get(&c, DATA_PATH_HEALTHY).status, "False");
+        assert_eq!(get(&c, DEGRADED).reason, "EventsNotArriving");
+        assert_eq!(get(&c, READY).status, "False");
+        // Not known yet (the first heartbeat on its way): no verdict either way.
+        let o = Observed { data_path: Some((None, "WaitingForFirstHeartbeat".into(), "…".into())), ..observed() };
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!((phase.as_str(), get(&c, DATA_PATH_HEALTHY).status.as_str()), ("Ready", "Unknown"));
+        // At risk but protected by a longer retention: a condition, not a failure.
+        let o = Observed { backlog: Some((true, false, "extended".into())), ..observed() };
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!((phase.as_str(), get(&c, EVENTS_AT_RISK).reason.as_str()), ("Ready", "RetentionExtended"));
+        let o = Observed { backlog: Some((true, true, "deleted unread".into())), ..observed() };
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!((phase.as_str(), get(&c, DEGRADED).reason.as_str()), ("Degraded", "EventsAtRisk"));
+        let o = Observed { disk_pressure: Some(Some("disk default has 1.0 GiB free".into())), ..observed() };
+        let (c, phase) = evaluate(&[], &o);
+        assert_eq!((phase.as_str(), get(&c, DISK_PRESSURE).status.as_str()), ("Degraded", "True"));
+        let o = Observed { disk_pressure: Some(None), ..observed() };
+        assert_eq!(evaluate(&[], &o).1, "Ready");
     }
 
     #[test]

@@ -45,10 +45,40 @@ pub fn size_limits(volume_bytes: u64, partitions: i32) -> (i64, i64) {
     (retention, segment)
 }
 
-/// The topic settings the operator keeps. `volume_bytes`: the managed broker's volume, if any.
-pub fn topic_settings(spec: &TopicSpec, rf: i32, volume_bytes: Option<u64>) -> Vec<(&'static str, String)> {
+/// What the operator decided beyond the spec: the retention in force (the backlog guard may
+/// stretch it, backlog.rs) and the partitions (the autoscaler may grow them, autoscale.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effective {
+    pub retention_hours: i64,
+    pub partitions: i32,
+}
+
+impl Effective {
+    /// Exactly what the spec says.
+    pub fn of(spec: &TopicSpec) -> Self {
+        Self { retention_hours: spec.retention_hours, partitions: spec.partitions }
+    }
+}
+
+/// The partitions the events topic should have: the spec's, or more when the operator grew them
+/// (`grown`: the count it last saw, kept while `maxPartitions` allows it).
+pub fn partitions(spec: &TopicSpec, grown: Option<i32>) -> i32 {
+    match (spec.max_partitions, grown) {
+        (Some(max), Some(g)) => spec.partitions.max(g.min(max)),
+        _ => spec.partitions,
+    }
+}
+
+/// The topic settings the operator keeps. `volume_bytes`: the managed broker's volume, if any;
+/// `retention_hours`: the retention in force.
+pub fn topic_settings(
+    spec: &TopicSpec,
+    rf: i32,
+    volume_bytes: Option<u64>,
+    retention_hours: i64,
+) -> Vec<(&'static str, String)> {
     let mut out = vec![
-        ("retention.ms", (spec.retention_hours * 3_600_000).to_string()),
+        ("retention.ms", (retention_hours * 3_600_000).to_string()),
         ("min.insync.replicas", min_insync_replicas(spec, rf).to_string()),
         // The same largest record as capture's producer (CAIRN_KAFKA_MESSAGE_MAX_BYTES).
         ("max.message.bytes", cairn_common::config::DEFAULT_MESSAGE_MAX_BYTES.to_string()),
@@ -68,14 +98,18 @@ pub async fn reconcile_topics(
     spec: &TopicSpec,
     dead_letter: &str,
     volume_bytes: Option<u64>,
+    effective: Effective,
 ) -> Result<TopicShape, TopicError> {
     let replication = replication(spec);
+    let partitions = effective.partitions.max(spec.partitions);
     let desired = [
-        DesiredTopic { name: spec.name.clone(), partitions: spec.partitions, replication, refuse_shrink: true },
-        DesiredTopic { name: dead_letter.to_string(), partitions: spec.partitions, replication, refuse_shrink: false },
+        DesiredTopic { name: spec.name.clone(), partitions, replication, refuse_shrink: true },
+        DesiredTopic { name: dead_letter.to_string(), partitions, replication, refuse_shrink: false },
     ];
-    let shapes =
-        topics::converge(cfg, &desired, Converge::Fully, |_, rf| topic_settings(spec, rf, volume_bytes)).await?;
+    let shapes = topics::converge(cfg, &desired, Converge::Fully, |_, rf| {
+        topic_settings(spec, rf, volume_bytes, effective.retention_hours)
+    })
+    .await?;
     shapes.first().copied().ok_or_else(|| TopicError::Unreachable("no answer about the events topic".into()))
 }
 
@@ -106,14 +140,30 @@ mod tests {
     fn the_managed_broker_cannot_fill_its_volume() {
         let spec = TopicSpec::default();
         let volume = 10u64 << 30;
-        let settings = topic_settings(&spec, 1, Some(volume));
+        let settings = topic_settings(&spec, 1, Some(volume), spec.retention_hours);
         let get = |k: &str| settings.iter().find(|(n, _)| *n == k).map(|(_, v)| v.parse::<i64>().unwrap()).unwrap();
         let (retention, segment) = (get("retention.bytes"), get("segment.bytes"));
         // Both topics, every partition at its limit plus an active segment, fit in 80 % of the volume.
         let worst = i64::from(spec.partitions * 2) * (retention + segment);
         assert!(worst <= (volume as f64 * 0.8) as i64 + i64::from(spec.partitions * 2), "{worst} vs {volume}");
         assert!((1 << 20..=1 << 30).contains(&segment));
-        assert!(topic_settings(&spec, 3, None).iter().all(|(k, _)| *k != "retention.bytes"), "external: no size limit");
+        assert!(
+            topic_settings(&spec, 3, None, 168).iter().all(|(k, _)| *k != "retention.bytes"),
+            "external: no size limit"
+        );
         assert_eq!(get("retention.ms"), 168 * 3_600_000);
+        let stretched = topic_settings(&spec, 1, Some(volume), 200);
+        assert!(stretched.contains(&("retention.ms", (200i64 * 3_600_000).to_string())));
+        assert_eq!(stretched.len(), settings.len(), "only the retention differs");
+    }
+
+    #[test]
+    fn grown_partitions_are_kept_within_the_max() {
+        let spec = TopicSpec { partitions: 4, max_partitions: Some(12), ..TopicSpec::default() };
+        assert_eq!(partitions(&spec, None), 4);
+        assert_eq!(partitions(&spec, Some(8)), 8);
+        assert_eq!(partitions(&spec, Some(20)), 12);
+        assert_eq!(partitions(&spec, Some(2)), 4);
+        assert_eq!(partitions(&TopicSpec { max_partitions: None, ..spec }, Some(8)), 4, "no max: the spec's");
     }
 }

@@ -183,6 +183,7 @@ pub fn generated_secret(ap: &AnalyticsPlatform) -> Result<Secret, BuildError> {
             "postgres-password": random(),
             "auth-token-key": random(),
             "internal-token": random(),
+            (crate::heartbeat::KEY): format!("cairn_hb_{}", random()),
         }
     });
     build("Secret", value)

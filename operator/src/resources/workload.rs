@@ -163,6 +163,9 @@ fn env(ap: &AnalyticsPlatform, w: Workload, inputs: &PodInputs<'_>) -> Result<Ve
             env.push(json!({"name": catalogue::KAFKA_CREATE_TOPICS.name, "value": "false"}));
             // The replicas share each key's rate: they count themselves through this name.
             env.push(json!({"name": catalogue::CAPTURE_PEERS.name, "value": super::managed::service_host(ap, "capture-peers")}));
+            // The operator's heartbeat through the data path (heartbeat.rs).
+            env.push(json!({"name": catalogue::CAPTURE_HEARTBEAT_KEY.name, "valueFrom": {"secretKeyRef": {
+                "name": super::config::generated_secret_name(ap), "key": crate::heartbeat::KEY}}}));
         }
         Workload::Consumer => {
             env.push(json!({"name": catalogue::KAFKA_CREATE_TOPICS.name, "value": "false"}));

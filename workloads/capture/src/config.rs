@@ -55,6 +55,9 @@ pub struct CaptureConfig {
     /// `CAIRN_CAPTURE_API_KEYS`: `key=project_id` pairs, comma-separated, resolved before asking
     /// the auth service (bootstrap and development keys).
     pub api_keys: SecretString,
+    /// `CAIRN_CAPTURE_HEARTBEAT_KEY`: the operator's heartbeat key (its events go to
+    /// [`cairn_common::event::HEARTBEAT_PROJECT_ID`]).
+    pub heartbeat_key: Option<SecretString>,
     /// The auth service that resolves write keys, when `CAIRN_AUTH_URL` is set
     /// (`CAIRN_AUTH_CACHE_TTL_SECS`, `CAIRN_INTERNAL_TOKEN`).
     pub auth: Option<AuthClientConfig>,
@@ -123,6 +126,7 @@ impl CaptureConfig {
             replicas: CAPTURE_REPLICAS.parse::<u32>(env)?.max(1),
             peers: CAPTURE_PEERS.opt(env).filter(|p| !p.trim().is_empty()),
             api_keys: SecretString::from(CAPTURE_API_KEYS.string(env)),
+            heartbeat_key: CAPTURE_HEARTBEAT_KEY.opt(env).filter(|k| !k.is_empty()).map(SecretString::from),
             // Without CAIRN_AUTH_URL, capture knows only its static keys.
             auth: match AUTH_URL.is_set(env) {
                 true => Some(AuthClientConfig::from_source(env)?),

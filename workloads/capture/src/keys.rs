@@ -55,6 +55,14 @@ impl StaticKeys {
         Ok(Self { keys })
     }
 
+    /// Adds the operator's heartbeat key: its events go to the internal heartbeat project.
+    pub fn with_heartbeat(mut self, key: Option<&str>) -> Self {
+        if let Some(key) = key.map(str::trim).filter(|k| !k.is_empty()) {
+            self.keys.insert(key.to_string(), cairn_common::event::HEARTBEAT_PROJECT_ID);
+        }
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

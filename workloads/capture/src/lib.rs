@@ -42,7 +42,8 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(CaptureMetrics::register(&mut registry));
     let health = Health::new();
 
-    let fixed = StaticKeys::parse(cfg.api_keys.expose_secret())?;
+    let fixed = StaticKeys::parse(cfg.api_keys.expose_secret())?
+        .with_heartbeat(cfg.heartbeat_key.as_ref().map(|k| k.expose_secret()));
     if !fixed.is_empty() {
         tracing::info!(keys = fixed.len(), "loaded API keys from configuration");
     }

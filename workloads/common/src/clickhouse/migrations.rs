@@ -381,7 +381,7 @@ async fn apply_table_ttl(client: &Client, table: &str, column: &str, days: u32) 
 }
 
 /// Quotes an identifier for ClickHouse with backticks.
-fn quote_identifier(name: &str) -> String {
+pub fn quote_identifier(name: &str) -> String {
     format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
 }
 

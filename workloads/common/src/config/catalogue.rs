@@ -92,6 +92,7 @@ catalogue! {
     // Capture.
     CAPTURE_ADDR = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_ADDR", "127.0.0.1:18000", "listen address (`0.0.0.0:8000` in a pod)");
     CAPTURE_API_KEYS = Setting { shown_default: Some("empty"), ..s(CaptureSection, &[Capture], "CAIRN_CAPTURE_API_KEYS", "", "`key=project_id,…`: static keys, looked up before auth (bootstrap, development)") }.secret();
+    CAPTURE_HEARTBEAT_KEY = unset(CaptureSection, &[Capture], "CAIRN_CAPTURE_HEARTBEAT_KEY", "none", "a key whose events go to the internal heartbeat project (0), which no analysis reads: the operator's data-path heartbeat (set by the operator from the platform's credentials)").secret();
     CAPTURE_MAX_EVENT_BYTES = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_MAX_EVENT_BYTES", "1048576", "largest event; must leave 64 KiB below `CAIRN_KAFKA_MESSAGE_MAX_BYTES`");
     CAPTURE_MAX_BATCH_BYTES = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_MAX_BATCH_BYTES", "20971520", "largest request body, after decompression");
     CAPTURE_MAX_EVENTS_PER_REQUEST = s(CaptureSection, &[Capture], "CAIRN_CAPTURE_MAX_EVENTS_PER_REQUEST", "10000", "most events in one request (413 beyond), counted before any event is built");
@@ -178,6 +179,8 @@ catalogue! {
     OPERATOR_RESYNC_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_RESYNC_SECS", "300", "how often a settled platform is looked at again (and a rotated Secret is noticed)");
     OPERATOR_RETRY_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_RETRY_SECS", "10", "how soon an unsettled or failing one is");
     OPERATOR_AUTOSCALE_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_AUTOSCALE_SECS", "30", "how often a platform whose consumer scales by lag (`targetLagPerReplica`) has its lag read and its consumer's replicas set");
+    OPERATOR_HEARTBEAT_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_HEARTBEAT_SECS", "30", "how often the operator sends a heartbeat event through each platform's capture and reads it back from ClickHouse (`0` turns the heartbeat and `DataPathHealthy` off)");
+    OPERATOR_FRESHNESS_THRESHOLD_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_FRESHNESS_THRESHOLD_SECS", "120", "a platform whose newest heartbeat in ClickHouse was sent longer ago than this has `DataPathHealthy=False` and is Degraded");
     OPERATOR_DEPENDENCY_TIMEOUT_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS", "30", "each call to Kafka or ClickHouse");
     OPERATOR_PROGRESS_DEADLINE_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_PROGRESS_DEADLINE_SECS", "600", "a workload rollout without progress this long fails (`ProgressDeadlineExceeded`)");
     OPERATOR_CLEANUP_TIMEOUT_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_CLEANUP_TIMEOUT_SECS", "600", "how long deleting a platform retries cleaning its external state before giving up");

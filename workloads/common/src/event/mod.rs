@@ -25,6 +25,14 @@ pub const CAPTURE_ROUTES: &[&str] = &["/capture", "/batch", "/e", "/i/v0/e", "/t
 /// The numeric id of a project; every event and every query belongs to exactly one.
 pub type ProjectId = u64;
 
+/// The internal project of the operator's heartbeats (`$cairn_heartbeat` events sent through
+/// capture and read back from ClickHouse to prove the data path works). Project ids start at 1,
+/// so no user owns it and no analysis, export or API call of a project ever reads it.
+pub const HEARTBEAT_PROJECT_ID: ProjectId = 0;
+
+/// The heartbeat's event name.
+pub const HEARTBEAT_EVENT: &str = "$cairn_heartbeat";
+
 /// A validated event, as written to Kafka by capture and read back by the consumer.
 ///
 /// Its JSON schema, `schemas/kafka-event.schema.json`, is generated from this type

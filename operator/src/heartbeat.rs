@@ -1,0 +1,203 @@
+//! The data path's heartbeat: every Deployment can be Ready while no event reaches ClickHouse (a
+//! consumer scaled to 0, ClickHouse refusing inserts, a topic nobody reads). So the operator sends
+//! a synthetic event through capture, as any client does, and looks for it in ClickHouse:
+//!
+//! - Every `CAIRN_OPERATOR_HEARTBEAT_SECS` (30) it POSTs a `$cairn_heartbeat` event, timestamped
+//!   with the send time, to the platform's capture Service with the platform's heartbeat key
+//!   (generated with its credentials; capture maps it to the internal project
+//!   [`HEARTBEAT_PROJECT_ID`], which no user can own, so no analysis counts it).
+//! - Before each send it reads the newest heartbeat of this platform from the events table:
+//!   `freshnessSeconds` = now − the send time of the newest one that arrived (until one arrives:
+//!   since the first send). Above `CAIRN_OPERATOR_FRESHNESS_THRESHOLD_SECS` (120) the
+//!   `DataPathHealthy` condition turns False and the platform Degraded.
+//!
+//! [`assess`] is pure and unit-tested; the calls are below it.
+
+use std::time::Duration;
+
+use cairn_common::event::{HEARTBEAT_EVENT, HEARTBEAT_PROJECT_ID};
+use clickhouse::Client;
+use serde_json::json;
+
+/// The key of the platform's generated credentials that capture accepts for heartbeats.
+pub const KEY: &str = "heartbeat-key";
+
+/// The heartbeat events of one platform carry this distinct id.
+pub fn distinct_id(platform_uid: &str) -> String {
+    format!("cairn-operator:{platform_uid}")
+}
+
+/// What is known of the heartbeats (Unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seen {
+    /// The first send (of this operator's record of the platform).
+    pub first_sent: Option<i64>,
+    /// The send time of the newest heartbeat found in ClickHouse.
+    pub last_arrived: Option<i64>,
+}
+
+/// The verdict on the data path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub freshness_seconds: Option<i64>,
+    /// Some(true) healthy, Some(false) not, None not known yet (waiting for the first heartbeat).
+    pub healthy: Option<bool>,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn ago(seconds: i64) -> String {
+    if seconds >= 120 {
+        format!("{}m{}s", seconds / 60, seconds % 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// Judges the data path at `now` (Unix ms). `send_error`: why the last heartbeat could not be
+/// sent, if it could not; `read_error`: why ClickHouse could not be asked.
+pub fn assess(
+    now: i64,
+    seen: Seen,
+    threshold: Duration,
+    send_error: Option<&str>,
+    read_error: Option<&str>,
+) -> Assessment {
+    let threshold_s = i64::try_from(threshold.as_secs()).unwrap_or(i64::MAX);
+    let since = seen.last_arrived.or(seen.first_sent);
+    let freshness_seconds = since.map(|t| ((now - t) / 1000).max(0));
+    let stale = freshness_seconds.is_some_and(|f| f > threshold_s);
+    let mut cause = String::new();
+    if let Some(e) = send_error {
+        cause.push_str(&format!("; capture did not take the last heartbeat: {e}"));
+    }
+    if let Some(e) = read_error {
+        cause.push_str(&format!("; cannot read heartbeats from ClickHouse: {e}"));
+    }
+    match (seen.last_arrived, freshness_seconds) {
+        (_, None) => Assessment {
+            freshness_seconds,
+            healthy: None,
+            reason: "NoHeartbeatYet",
+            message: format!("no heartbeat sent yet{cause}"),
+        },
+        (None, Some(f)) if !stale => Assessment {
+            freshness_seconds,
+            healthy: None,
+            reason: "WaitingForFirstHeartbeat",
+            message: format!("the first heartbeat was sent {} ago and has not reached ClickHouse yet{cause}", ago(f)),
+        },
+        (arrived, Some(f)) if stale => Assessment {
+            freshness_seconds,
+            healthy: Some(false),
+            reason: if send_error.is_some() { "CaptureRefusedHeartbeat" } else { "EventsNotArriving" },
+            message: match arrived {
+                Some(_) => format!(
+                    "the newest event in ClickHouse that passed through capture was sent {} ago (threshold {}): \
+                     events are not arriving{cause}",
+                    ago(f),
+                    ago(threshold_s)
+                ),
+                None => format!(
+                    "no heartbeat has reached ClickHouse since the first was sent {} ago (threshold {}){cause}",
+                    ago(f),
+                    ago(threshold_s)
+                ),
+            },
+        },
+        (_, Some(f)) => Assessment {
+            freshness_seconds,
+            healthy: Some(true),
+            reason: "EventsArriving",
+            message: format!("a heartbeat sent {} ago has reached ClickHouse{cause}", ago(f)),
+        },
+    }
+}
+
+/// Sends one heartbeat through capture (`base`: its Service URL); Ok once capture acknowledged
+/// it (which it does after Kafka did).
+pub async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    platform_uid: &str,
+    sent_ms: i64,
+) -> Result<(), String> {
+    let timestamp = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(sent_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .ok_or_else(|| "the clock is out of range".to_string())?;
+    let body = json!({
+        "api_key": key,
+        "event": HEARTBEAT_EVENT,
+        "distinct_id": distinct_id(platform_uid),
+        "timestamp": timestamp,
+        "properties": {"$lib": "cairn-operator"},
+    });
+    let response = http.post(format!("{base}/capture")).json(&body).send().await.map_err(|e| {
+        // reqwest's own sentence is generic ("error sending request"); the cause says which.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    Err(format!("HTTP {}: {}", status.as_u16(), text.chars().take(300).collect::<String>()))
+}
+
+/// The send time (Unix ms) of the newest heartbeat of this platform in the events table.
+pub async fn newest_arrived(ch: &Client, platform_uid: &str) -> Result<Option<i64>, clickhouse::error::Error> {
+    let (count, newest): (u64, i64) = ch
+        .query(
+            "SELECT count(), toInt64(toUnixTimestamp64Milli(max(timestamp))) FROM events \
+             WHERE project_id = ? AND event = ? AND distinct_id = ? AND timestamp > now64(3) - INTERVAL 7 DAY",
+        )
+        .bind(HEARTBEAT_PROJECT_ID)
+        .bind(HEARTBEAT_EVENT)
+        .bind(distinct_id(platform_uid))
+        .fetch_one()
+        .await?;
+    Ok((count > 0).then_some(newest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(120);
+
+    #[test]
+    fn fresh_while_heartbeats_arrive() {
+        let a = assess(100_000, Seen { first_sent: Some(0), last_arrived: Some(70_000) }, T, None, None);
+        assert_eq!((a.healthy, a.freshness_seconds, a.reason), (Some(true), Some(30), "EventsArriving"));
+    }
+
+    #[test]
+    fn stale_past_the_threshold_whatever_the_deployments_say() {
+        let a = assess(400_000, Seen { first_sent: Some(0), last_arrived: Some(250_000) }, T, None, None);
+        assert_eq!((a.healthy, a.freshness_seconds, a.reason), (Some(false), Some(150), "EventsNotArriving"));
+        assert!(a.message.contains("2m30s ago"), "{}", a.message);
+        // Capture refusing is named as the cause.
+        let a = assess(400_000, Seen { first_sent: Some(0), last_arrived: Some(250_000) }, T, Some("HTTP 503"), None);
+        assert_eq!(a.reason, "CaptureRefusedHeartbeat");
+        assert!(a.message.contains("HTTP 503"));
+    }
+
+    #[test]
+    fn the_first_heartbeat_gets_the_threshold_to_arrive() {
+        let a = assess(0, Seen::default(), T, None, None);
+        assert_eq!((a.healthy, a.freshness_seconds), (None, None));
+        let a = assess(60_000, Seen { first_sent: Some(0), last_arrived: None }, T, None, None);
+        assert_eq!((a.healthy, a.freshness_seconds, a.reason), (None, Some(60), "WaitingForFirstHeartbeat"));
+        let a = assess(180_000, Seen { first_sent: Some(0), last_arrived: None }, T, None, None);
+        assert_eq!((a.healthy, a.freshness_seconds), (Some(false), Some(180)));
+        assert!(a.message.contains("no heartbeat has reached ClickHouse"), "{}", a.message);
+    }
+}
