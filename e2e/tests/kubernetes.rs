@@ -699,6 +699,48 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
     let (_, at_rest, _) = data_path(cluster);
     println!("heartbeat freshness at rest: {at_rest:?} s");
     t.mark("the heartbeat reached ClickHouse", t0);
+
+    // The heartbeat's figures: freshness and latency (sent → stored in ClickHouse) sampled for
+    // 90 s at rest here, and later for 90 s under a load of 1,000-event batches.
+    // One sample: the freshness, and the newest heartbeat (its send time and latency).
+    let sample = |cluster: &Cluster| {
+        let status = cluster.platform().map(|p| p["status"].clone()).unwrap_or_default();
+        let dp = &status["dataPath"];
+        let newest = dp["lastArrivedTime"].as_str().zip(dp["latencyMs"].as_i64()).map(|(t, l)| (t.to_string(), l));
+        (status["freshnessSeconds"].as_i64(), newest)
+    };
+    type Sample = (Option<i64>, Option<(String, i64)>);
+    async fn observe(cluster: &Cluster, sample: &dyn Fn(&Cluster) -> Sample) -> (Vec<i64>, Vec<i64>) {
+        let (mut fresh, mut heartbeats) = (Vec::new(), BTreeMap::new());
+        let end = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < end {
+            let (f, newest) = sample(cluster);
+            fresh.extend(f);
+            if let Some((sent, latency)) = newest {
+                heartbeats.insert(sent, latency);
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        fresh.sort_unstable();
+        let mut latency: Vec<i64> = heartbeats.into_values().collect();
+        latency.sort_unstable();
+        (fresh, latency)
+    }
+    let figures = |(f, l): &(Vec<i64>, Vec<i64>)| {
+        format!(
+            "freshness median {:?} s, max {:?} s; latency of the {} heartbeats seen: {l:?} ms",
+            f.get(f.len() / 2),
+            f.last(),
+            l.len()
+        )
+    };
+    let t0 = Instant::now();
+    let rest = observe(cluster, &sample).await;
+    println!("heartbeat at rest: {}", figures(&rest));
+    if rest.1.len() < 2 {
+        bail!("only {} heartbeats arrived in 90 s at rest (one every 30 s expected)", rest.1.len());
+    }
+    t.mark("heartbeat figures at rest", t0);
     let t0 = Instant::now();
     cluster.apply(&platform_manifest(&refs, class, 0, 6, &new_image))?;
     wait_until("DataPathHealthy=False with the consumers at 0", Duration::from_secs(180), || async {
@@ -714,19 +756,97 @@ async fn scenario(cluster: &Cluster, t: &mut Timings) -> Result<()> {
         bail!("with the consumers at 0 the platform is {phase} with freshness {stale:?}");
     }
     t.mark("consumers at 0: the data path reported unhealthy", t0);
+
+    // A surge while nobody consumes: 60,000 events through the Ingress. Then the consumer scales
+    // by its lag (10,000 per replica, at most 6 = the partitions): the operator scales it out,
+    // the real consumers drain the backlog, and the data path is healthy again.
     let t0 = Instant::now();
-    cluster.apply(&platform_manifest(&refs, class, 2, 6, &new_image))?;
+    let surge = 60_000usize;
+    let http =
+        reqwest::Client::builder().resolve(HOST, ep.ingress.parse()?).timeout(Duration::from_secs(60)).build()?;
+    for b in 0..surge / 1_000 {
+        let batch: Vec<Value> = (0..1_000)
+            .map(|i| json!({"event": "e2e_surge", "distinct_id": format!("surge-{}", (b * 1_000 + i) % 997), "properties": {"i": b * 1_000 + i}}))
+            .collect();
+        let body = json!({"api_key": key, "batch": batch});
+        let r = http.post(format!("{}/batch", ep.base)).json(&body).send().await?;
+        if !r.status().is_success() {
+            bail!("the surge's batch {b} was refused: {}", r.status());
+        }
+    }
+    t.mark("60,000 events captured while no consumer runs", t0);
+    let t0 = Instant::now();
+    let mut scaled = platform_manifest(&refs, class, 1, 6, &new_image);
+    scaled["spec"]["consumer"] = json!({
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 6, "targetLagPerReplica": 10000}
+    });
+    cluster.apply(&scaled)?;
+    let lag = |cluster: &Cluster| {
+        cluster.platform().ok().and_then(|p| p["status"]["consumerAutoscaling"]["lagRecords"].as_i64())
+    };
+    wait_until("6 ready consumers for the surge", Duration::from_secs(180), || async {
+        cluster.jsonpath(
+            &["-n", NAMESPACE, "get", "deployment", &format!("{PLATFORM}-consumer")],
+            "{.status.readyReplicas}",
+        ) == "6"
+    })
+    .await?;
+    let scaled_out = t0.elapsed();
+    wait_until("the surge drained (lag 0)", Duration::from_secs(300), || async { lag(cluster) == Some(0) }).await?;
+    let drained = t0.elapsed();
+    println!(
+        "lag surge of {surge} events: consumers 0 → 6 ready after {:.0} s, backlog drained (lag 0 in status) after {:.0} s",
+        scaled_out.as_secs_f64(),
+        drained.as_secs_f64()
+    );
+    t.mark("lag surge: consumers scaled out by the operator and the backlog drained", t0);
+    wait_count(&ep, &token, project, "e2e_surge", surge as u64, Duration::from_secs(180)).await?;
+    let t0 = Instant::now();
     wait_until("DataPathHealthy=True again", Duration::from_secs(180), || async {
         let (healthy, _, phase) = data_path(cluster);
         healthy == "True" && phase == "Ready"
     })
     .await?;
-    println!(
-        "consumers back: healthy and Ready after {:.0} s, freshness {:?} s",
-        t0.elapsed().as_secs_f64(),
-        data_path(cluster).1
-    );
+    println!("consumers back: healthy and Ready, freshness {:?} s", data_path(cluster).1);
     t.mark("consumers back: the data path healthy again", t0);
+
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaded = Arc::new(AtomicU64::new(0));
+    let mut loaders = Vec::new();
+    for w in 0..2u64 {
+        let (stop, loaded, http, base, key) =
+            (stop.clone(), loaded.clone(), http.clone(), ep.base.clone(), key.clone());
+        loaders.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<Value> = (0..1_000u64)
+                    .map(|i| json!({"event": "e2e_load", "distinct_id": format!("load-{w}-{}", (n + i) % 991), "properties": {"i": n + i}}))
+                    .collect();
+                match http.post(format!("{base}/batch")).json(&json!({"api_key": key, "batch": batch})).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        loaded.fetch_add(1_000, Ordering::Relaxed);
+                        n += 1_000;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }));
+    }
+    let load = observe(cluster, &sample).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in loaders {
+        l.await?;
+    }
+    let sent = loaded.load(Ordering::Relaxed);
+    println!(
+        "heartbeat under load ({sent} events in 90 s, {:.0}/s through the Ingress): {}",
+        sent as f64 / 90.0,
+        figures(&load)
+    );
+    wait_count(&ep, &token, project, "e2e_load", sent, Duration::from_secs(300)).await?;
+    t.mark("heartbeat figures under load; every loaded event arrived", t0);
 
     // Delete the platform: children gone. Its finalizer's cleanup has nothing outside the
     // cluster's garbage collection to remove (every dependency is managed), so deleting never

@@ -234,9 +234,12 @@ pub async fn run(
         upgrades: UpgradeSlot::default(),
         backfills: Default::default(),
         // Building fails only without a TLS backend, which this client (plain HTTP) never uses.
+        // No pooled connections: each heartbeat tests the path afresh.
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(0)
+            .no_proxy()
             .build()
             .unwrap_or_else(|_| reqwest::Client::new()),
     });
@@ -880,6 +883,19 @@ async fn guard_backlog(
     (g, status)
 }
 
+/// `http://<cluster IP>:<port>` of the platform's capture Service.
+async fn capture_address(ctx: &Context, ap: &AnalyticsPlatform) -> Result<String, String> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ap.namespace().unwrap_or_default());
+    let name = child_name(ap, Workload::Capture.name());
+    let svc = services.get_opt(&name).await.map_err(|e| format!("cannot read Service {name}: {e}"))?;
+    let ip = svc
+        .and_then(|s| s.spec?.cluster_ip)
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .ok_or_else(|| format!("Service {name} has no cluster IP"))?;
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+    Ok(format!("http://{host}:{}", crate::resources::workload::SERVICE_PORT))
+}
+
 fn to_ms(rfc3339: &str) -> Option<i64> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()
@@ -914,23 +930,27 @@ async fn beat(
         Err(_) => (None, Some(format!("no answer within {timeout:?}"))),
     };
     // Kept from the status when ClickHouse could not be asked, or has none younger than a week.
-    let last_arrived = arrived.or_else(|| was.last_arrived_time.as_deref().and_then(to_ms));
+    let last_arrived = arrived.map(|(sent, _)| sent).or_else(|| was.last_arrived_time.as_deref().and_then(to_ms));
+    let latency_ms = match arrived {
+        Some((sent, stored)) => Some((stored - sent).max(0)),
+        None => was.latency_ms,
+    };
     let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let mut first_sent = was.first_sent_time.as_deref().and_then(to_ms);
     let mut last_sent = was.last_sent_time.as_deref().and_then(to_ms);
     let mut send_error = was.send_error.clone();
+    let sent_before = last_sent;
     let due = last_sent.is_none_or(|t| now_ms - t >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX) - 1_000);
     if due && capture_ready {
         let key = secret_value(secrets.generated.as_ref(), heartbeat::KEY);
-        let base = format!(
-            "http://{}.{}.svc:{}",
-            child_name(ap, "capture"),
-            ap.namespace().unwrap_or_default(),
-            crate::resources::workload::SERVICE_PORT
-        );
-        let sent = match key {
-            Some(key) => heartbeat::send(&ctx.http, &base, &key, &uid, now_ms).await,
-            None => Err(format!("the generated credentials have no {}", heartbeat::KEY)),
+        // Capture's Service by its cluster IP, read from the API: no cluster DNS between the
+        // operator and the path it tests (a name that fails its search domains can be answered
+        // by the node's resolver, and a pooled connection would keep whatever answered).
+        let base = capture_address(ctx, ap).await;
+        let sent = match (key, base) {
+            (Some(key), Ok(base)) => heartbeat::send(&ctx.http, &base, &key, &uid, now_ms).await,
+            (None, _) => Err(format!("the generated credentials have no {}", heartbeat::KEY)),
+            (_, Err(e)) => Err(e),
         };
         ctx.metrics
             .heartbeats
@@ -943,13 +963,14 @@ async fn beat(
         first_sent = first_sent.or(Some(now_ms));
         last_sent = Some(now_ms);
     }
-    let seen = heartbeat::Seen { first_sent, last_arrived };
+    let seen = heartbeat::Seen { first_sent, last_sent: sent_before, last_arrived, latency_ms };
     let a =
         heartbeat::assess(now_ms, seen, ctx.settings.freshness_threshold, send_error.as_deref(), read_error.as_deref());
     let status = DataPathStatus {
         last_sent_time: last_sent.and_then(rfc3339),
         first_sent_time: first_sent.and_then(rfc3339),
         last_arrived_time: last_arrived.and_then(rfc3339),
+        latency_ms,
         send_error,
         message: a.message.clone(),
     };

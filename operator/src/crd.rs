@@ -382,8 +382,9 @@ pub struct AnalyticsPlatformStatus {
     /// The consumer scaled by its lag (`consumer.autoscaling.targetLagPerReplica`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_autoscaling: Option<ConsumerAutoscalingStatus>,
-    /// Seconds since the newest heartbeat event that has reached ClickHouse was sent to capture:
-    /// how far behind the data path is (absent while the heartbeat is off).
+    /// How far behind the data path is, in seconds, by the operator's heartbeat: the time the
+    /// newest heartbeat took from capture to ClickHouse when it has arrived, else the time since
+    /// the newest one that did arrive was sent (absent while the heartbeat is off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freshness_seconds: Option<i64>,
     /// The heartbeat through the data path (capture → Kafka → consumer → ClickHouse).
@@ -409,6 +410,10 @@ pub struct DataPathStatus {
     /// The send time of the newest heartbeat found in ClickHouse (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_arrived_time: Option<String>,
+    /// How long the newest heartbeat took from capture's acknowledgement to being stored in
+    /// ClickHouse (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
     /// What went wrong with the last send, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_error: Option<String>,

@@ -32,8 +32,27 @@ pub fn distinct_id(platform_uid: &str) -> String {
 pub struct Seen {
     /// The first send (of this operator's record of the platform).
     pub first_sent: Option<i64>,
+    /// The send time of the newest heartbeat sent before this look (not the one about to go).
+    pub last_sent: Option<i64>,
     /// The send time of the newest heartbeat found in ClickHouse.
     pub last_arrived: Option<i64>,
+    /// How long that one took from its send to being stored (ms).
+    pub latency_ms: Option<i64>,
+}
+
+impl Seen {
+    /// How far behind the data path is, in seconds: when the newest heartbeat sent has arrived,
+    /// the time it took; else the time since the newest one that did arrive was sent (until one
+    /// arrives: since the first send).
+    pub fn freshness_seconds(&self, now: i64) -> Option<i64> {
+        match (self.last_arrived, self.last_sent) {
+            (Some(arrived), Some(sent)) if arrived >= sent => {
+                Some(self.latency_ms.map(|l| (l.max(0) + 999) / 1000).unwrap_or(0))
+            }
+            (Some(arrived), _) => Some(((now - arrived) / 1000).max(0)),
+            (None, _) => self.first_sent.map(|t| ((now - t) / 1000).max(0)),
+        }
+    }
 }
 
 /// The verdict on the data path.
@@ -64,8 +83,7 @@ pub fn assess(
     read_error: Option<&str>,
 ) -> Assessment {
     let threshold_s = i64::try_from(threshold.as_secs()).unwrap_or(i64::MAX);
-    let since = seen.last_arrived.or(seen.first_sent);
-    let freshness_seconds = since.map(|t| ((now - t) / 1000).max(0));
+    let freshness_seconds = seen.freshness_seconds(now);
     let stale = freshness_seconds.is_some_and(|f| f > threshold_s);
     let mut cause = String::new();
     if let Some(e) = send_error {
@@ -109,7 +127,12 @@ pub fn assess(
             freshness_seconds,
             healthy: Some(true),
             reason: "EventsArriving",
-            message: format!("a heartbeat sent {} ago has reached ClickHouse{cause}", ago(f)),
+            message: match (seen.last_arrived, seen.latency_ms) {
+                (Some(a), Some(l)) if seen.last_sent.is_some_and(|s| a >= s) => {
+                    format!("the newest heartbeat reached ClickHouse {l} ms after it was sent{cause}")
+                }
+                _ => format!("a heartbeat sent {} ago is the newest in ClickHouse{cause}", ago(f)),
+            },
         },
     }
 }
@@ -148,15 +171,24 @@ pub async fn send(
     if status.is_success() {
         return Ok(());
     }
+    let url = response.url().to_string();
+    let server = response
+        .headers()
+        .get(reqwest::header::SERVER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!(" (server {v})"))
+        .unwrap_or_default();
     let text = response.text().await.unwrap_or_default();
-    Err(format!("HTTP {}: {}", status.as_u16(), text.chars().take(300).collect::<String>()))
+    Err(format!("HTTP {} from {url}{server}: {}", status.as_u16(), text.chars().take(300).collect::<String>()))
 }
 
-/// The send time (Unix ms) of the newest heartbeat of this platform in the events table.
-pub async fn newest_arrived(ch: &Client, platform_uid: &str) -> Result<Option<i64>, clickhouse::error::Error> {
-    let (count, newest): (u64, i64) = ch
+/// The newest heartbeat of this platform in the events table: when it was sent and when
+/// ClickHouse stored it (`ingested_at`), in Unix ms.
+pub async fn newest_arrived(ch: &Client, platform_uid: &str) -> Result<Option<(i64, i64)>, clickhouse::error::Error> {
+    let (count, sent, stored): (u64, i64, i64) = ch
         .query(
-            "SELECT count(), toInt64(toUnixTimestamp64Milli(max(timestamp))) FROM events \
+            "SELECT count(), toInt64(toUnixTimestamp64Milli(max(timestamp))), \
+             toInt64(toUnixTimestamp64Milli(argMax(ingested_at, timestamp))) FROM events \
              WHERE project_id = ? AND event = ? AND distinct_id = ? AND timestamp > now64(3) - INTERVAL 7 DAY",
         )
         .bind(HEARTBEAT_PROJECT_ID)
@@ -164,7 +196,7 @@ pub async fn newest_arrived(ch: &Client, platform_uid: &str) -> Result<Option<i6
         .bind(distinct_id(platform_uid))
         .fetch_one()
         .await?;
-    Ok((count > 0).then_some(newest))
+    Ok((count > 0).then_some((sent, stored)))
 }
 
 #[cfg(test)]
@@ -173,19 +205,28 @@ mod tests {
 
     const T: Duration = Duration::from_secs(120);
 
+    fn seen(first: i64, sent: i64, arrived: Option<i64>, latency: Option<i64>) -> Seen {
+        Seen { first_sent: Some(first), last_sent: Some(sent), last_arrived: arrived, latency_ms: latency }
+    }
+
     #[test]
     fn fresh_while_heartbeats_arrive() {
-        let a = assess(100_000, Seen { first_sent: Some(0), last_arrived: Some(70_000) }, T, None, None);
-        assert_eq!((a.healthy, a.freshness_seconds, a.reason), (Some(true), Some(30), "EventsArriving"));
+        // The newest one sent has arrived, 520 ms after it was sent: the path is 1 s behind.
+        let a = assess(100_000, seen(0, 70_000, Some(70_000), Some(520)), T, None, None);
+        assert_eq!((a.healthy, a.freshness_seconds, a.reason), (Some(true), Some(1), "EventsArriving"));
+        assert!(a.message.contains("520 ms"), "{}", a.message);
+        // The newest is still on its way: behind by the time since the last that arrived.
+        let a = assess(100_000, seen(0, 70_000, Some(40_000), Some(520)), T, None, None);
+        assert_eq!((a.healthy, a.freshness_seconds), (Some(true), Some(60)));
     }
 
     #[test]
     fn stale_past_the_threshold_whatever_the_deployments_say() {
-        let a = assess(400_000, Seen { first_sent: Some(0), last_arrived: Some(250_000) }, T, None, None);
+        let a = assess(400_000, seen(0, 370_000, Some(250_000), Some(500)), T, None, None);
         assert_eq!((a.healthy, a.freshness_seconds, a.reason), (Some(false), Some(150), "EventsNotArriving"));
         assert!(a.message.contains("2m30s ago"), "{}", a.message);
         // Capture refusing is named as the cause.
-        let a = assess(400_000, Seen { first_sent: Some(0), last_arrived: Some(250_000) }, T, Some("HTTP 503"), None);
+        let a = assess(400_000, seen(0, 370_000, Some(250_000), Some(500)), T, Some("HTTP 503"), None);
         assert_eq!(a.reason, "CaptureRefusedHeartbeat");
         assert!(a.message.contains("HTTP 503"));
     }
@@ -194,9 +235,9 @@ mod tests {
     fn the_first_heartbeat_gets_the_threshold_to_arrive() {
         let a = assess(0, Seen::default(), T, None, None);
         assert_eq!((a.healthy, a.freshness_seconds), (None, None));
-        let a = assess(60_000, Seen { first_sent: Some(0), last_arrived: None }, T, None, None);
+        let a = assess(60_000, seen(0, 30_000, None, None), T, None, None);
         assert_eq!((a.healthy, a.freshness_seconds, a.reason), (None, Some(60), "WaitingForFirstHeartbeat"));
-        let a = assess(180_000, Seen { first_sent: Some(0), last_arrived: None }, T, None, None);
+        let a = assess(180_000, seen(0, 150_000, None, None), T, None, None);
         assert_eq!((a.healthy, a.freshness_seconds), (Some(false), Some(180)));
         assert!(a.message.contains("no heartbeat has reached ClickHouse"), "{}", a.message);
     }
