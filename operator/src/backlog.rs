@@ -3,9 +3,11 @@
 //! operator compares the age of the oldest record not consumed yet with the retention and, within
 //! the spec's cap, stretches the retention before that happens. Pure, and unit-tested.
 //!
-//! - At risk: the oldest unconsumed record is older than half the retention in force.
-//! - Then the retention grows to twice that age (whole hours), at least `retentionHours`, at
-//!   most `maxRetentionHours` (default twice `retentionHours`). It never shrinks while a backlog
+//! - At risk: the oldest unconsumed record is older than half of `retentionHours` (it stays at
+//!   risk, protected or not, until the backlog is younger than that).
+//! - The retention grows to twice that age (whole hours) whenever the backlog is older than half
+//!   the retention in force, at least `retentionHours`, at most `maxRetentionHours` (default
+//!   twice `retentionHours`). It never shrinks while a backlog
 //!   remains; it returns to `retentionHours` once the oldest unconsumed record is younger than a
 //!   quarter of `retentionHours` (or nothing is left to consume).
 //! - Protected: the retention in force is at least twice the oldest age (the consumers have that
@@ -60,10 +62,14 @@ pub fn guard(
         };
         return Guard { retention_hours, at_risk: false, unprotected: false, message };
     };
-    let at_risk = age.saturating_mul(2) > current.saturating_mul(3600);
+    // At risk against the spec's retention (so the condition holds while the stretch protects
+    // the backlog, instead of flapping off once stretched); stretched further when the backlog
+    // nears the retention in force.
+    let at_risk = age.saturating_mul(2) > base.saturating_mul(3600);
+    let needs_more = age.saturating_mul(2) > current.saturating_mul(3600);
     let drained = age.saturating_mul(4) < base.saturating_mul(3600);
     let wanted = (age.saturating_mul(2) + 3599) / 3600;
-    let retention_hours = if at_risk {
+    let retention_hours = if needs_more {
         wanted.clamp(current, cap)
     } else if drained {
         base
@@ -76,11 +82,11 @@ pub fn guard(
             "the oldest unconsumed event is {} old and the topic keeps events {retention_hours}h \
              (maxRetentionHours {cap}): events not consumed within {} are deleted unread",
             hours(age),
-            hours(retention_hours * 3600 - age)
+            hours((retention_hours * 3600 - age).max(0))
         )
     } else if at_risk {
         format!(
-            "the oldest unconsumed event is {} old, more than half the retention of {current}h: \
+            "the oldest unconsumed event is {} old, more than half the retention of {base}h: \
              retention extended to {retention_hours}h (at most {cap}h)",
             hours(age)
         )
@@ -122,6 +128,8 @@ mod tests {
         assert!(g.at_risk && g.unprotected, "{g:?}");
         assert_eq!(g.retention_hours, 2);
         assert!(g.message.contains("deleted unread"), "{}", g.message);
+        let g = guard(1, None, Some(2), Some(3 * H), true);
+        assert!(g.message.contains("within 0m"), "never a negative time: {}", g.message);
         // A larger cap covers it.
         let g = guard(1, Some(6), Some(2), Some(70 * MIN), true);
         assert_eq!((g.retention_hours, g.at_risk, g.unprotected), (3, true, false));
@@ -132,6 +140,10 @@ mod tests {
         // Extended to 4h; the backlog shrinks to 40 min: no longer at risk, but not drained.
         let g = guard(2, Some(8), Some(4), Some(40 * MIN), true);
         assert_eq!((g.retention_hours, g.at_risk), (4, false));
+        // Stretched and still older than half the spec's retention: at risk (protected) on
+        // every reconcile, not only the one that stretched it.
+        let g = guard(1, None, Some(2), Some(45 * MIN), true);
+        assert_eq!((g.retention_hours, g.at_risk, g.unprotected), (2, true, false));
         // Below a quarter of the spec's retention: back to it.
         let g = guard(2, Some(8), Some(4), Some(20 * MIN), true);
         assert_eq!(g.retention_hours, 2);

@@ -855,7 +855,9 @@ async fn guard_backlog(
     let topic = &ap.spec.kafka.topic;
     let in_force = previous.backlog.as_ref().map(|b| b.retention_hours);
     let oldest = lag.as_ref().ok().and_then(|l| l.oldest_age_seconds);
-    let g = backlog::guard(topic.retention_hours, topic.max_retention_hours, in_force, oldest, lag.is_ok());
+    // A backlog whose oldest record could not be read is an unknown, not "nothing waits".
+    let known = lag.as_ref().is_ok_and(|l| l.records == 0 || l.oldest_age_seconds.is_some());
+    let g = backlog::guard(topic.retention_hours, topic.max_retention_hours, in_force, oldest, known);
     let was = previous.backlog.as_ref();
     if g.at_risk && !was.is_some_and(|b| b.at_risk) {
         publish(ctx, ap, EventType::Warning, "EventsAtRisk", g.message.clone()).await;
@@ -911,6 +913,7 @@ fn rfc3339(ms: i64) -> Option<String> {
 /// Step 4b: the heartbeat (heartbeat.rs): reads the newest heartbeat back from ClickHouse, sends
 /// the next through capture when one is due (and capture has a ready replica), and judges the
 /// data path.
+#[allow(clippy::too_many_arguments)]
 async fn beat(
     ctx: &Context,
     ap: &AnalyticsPlatform,
@@ -918,16 +921,22 @@ async fn beat(
     secrets: &Secrets,
     ch_cfg: &ClickHouseConfig,
     capture_ready: bool,
+    clickhouse_ready: bool,
     previous: &AnalyticsPlatformStatus,
 ) -> (heartbeat::Assessment, DataPathStatus) {
     let uid = ap.uid().unwrap_or_default();
     let was = previous.data_path.clone().unwrap_or_default();
     let timeout = ctx.settings.dependency_timeout;
-    let read = tokio::time::timeout(timeout, heartbeat::newest_arrived(&clickhouse_client(ch_cfg), &uid)).await;
-    let (arrived, read_error) = match read {
-        Ok(Ok(a)) => (a, None),
-        Ok(Err(e)) => (None, Some(e.to_string())),
-        Err(_) => (None, Some(format!("no answer within {timeout:?}"))),
+    let (arrived, read_error) = if clickhouse_ready {
+        let read = tokio::time::timeout(timeout, heartbeat::newest_arrived(&clickhouse_client(ch_cfg), &uid)).await;
+        match read {
+            Ok(Ok(a)) => (a, None),
+            Ok(Err(e)) => (None, Some(e.to_string())),
+            Err(_) => (None, Some(format!("no answer within {timeout:?}"))),
+        }
+    } else {
+        // Already known unreachable this reconcile: not asked twice.
+        (None, Some("ClickHouse is not ready".to_string()))
     };
     // Kept from the status when ClickHouse could not be asked, or has none younger than a week.
     let last_arrived = arrived.map(|(sent, _)| sent).or_else(|| was.last_arrived_time.as_deref().and_then(to_ms));
@@ -946,7 +955,10 @@ async fn beat(
         // Capture's Service by its cluster IP, read from the API: no cluster DNS between the
         // operator and the path it tests (a name that fails its search domains can be answered
         // by the node's resolver, and a pooled connection would keep whatever answered).
-        let base = capture_address(ctx, ap).await;
+        let base = match tokio::time::timeout(timeout, capture_address(ctx, ap)).await {
+            Ok(b) => b,
+            Err(_) => Err(format!("the API server did not answer within {timeout:?}")),
+        };
         let sent = match (key, base) {
             (Some(key), Ok(base)) => heartbeat::send(&ctx.http, &base, &key, &uid, now_ms).await,
             (None, _) => Err(format!("the generated credentials have no {}", heartbeat::KEY)),
@@ -1010,13 +1022,23 @@ async fn reconcile_clickhouse(
             .await
             .map_err(|source| MigrationError::ClickHouse { doing: "registering the platform", source })?;
         // The disks first: under pressure, backfills wait.
-        let disks = housekeeping::disks(&ch)
-            .await
-            .map_err(|source| MigrationError::ClickHouse { doing: "reading system.disks", source })?;
+        // Not readable (an account without access to system.disks): reported, not a failure.
+        let disks = match housekeeping::disks(&ch).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read ClickHouse's disks");
+                Vec::new()
+            }
+        };
         let min_free = ch_spec.min_free_disk_percent.unwrap_or(housekeeping::DEFAULT_MIN_FREE_DISK_PERCENT);
         let pressure = housekeeping::pressure(&disks, min_free);
         let backfills = ctx.backfills.drive(cfg, &ctx.leadership, &ctx.metrics, &now(), pressure.as_deref()).await?;
-        let log_days = ch_spec.system_log_ttl_days.unwrap_or(housekeeping::DEFAULT_SYSTEM_LOG_TTL_DAYS);
+        // A server others run keeps its own log retention unless the spec asks.
+        let log_days = ch_spec.system_log_ttl_days.unwrap_or(if ch_spec.managed.is_some() {
+            housekeeping::DEFAULT_SYSTEM_LOG_TTL_DAYS
+        } else {
+            0
+        });
         let system_logs = if log_days == 0 {
             "left as the server keeps them (systemLogTtlDays 0)".to_string()
         } else {
@@ -1026,8 +1048,8 @@ async fn reconcile_clickhouse(
             }
         };
         let event_ttl = match housekeeping::verify_event_ttl(&ch, cfg.event_ttl_days).await {
-            Ok((m, _)) => m,
-            Err(e) => format!("cannot verify the events TTL: {e}"),
+            Ok((m, honoured)) => (m, Some(honoured)),
+            Err(e) => (format!("cannot verify the events TTL: {e}"), None),
         };
         // The query service's read-only account. Not having it is no reason to stop: query then
         // keeps the platform's account (its statements still run with readonly = 2).
@@ -1051,10 +1073,13 @@ async fn reconcile_clickhouse(
             {
                 publish(ctx, ap, EventType::Warning, "SystemLogTtlRefused", system_logs.clone()).await;
             }
-            if !event_ttl.contains("verified")
-                && !event_ttl.contains("forever")
-                && was.and_then(|c| c.event_ttl.as_deref()) != Some(event_ttl.as_str())
-            {
+            let (event_ttl, honoured) = event_ttl;
+            // Once when it stops holding (its sentence names the oldest event's age, which
+            // changes daily: compare the verdict, not the text).
+            let held_before = was
+                .and_then(|c| c.event_ttl.as_deref())
+                .is_none_or(|t| t.contains("verified") || t.contains("forever") || t.starts_with("cannot verify"));
+            if honoured == Some(false) && held_before {
                 publish(ctx, ap, EventType::Warning, "EventTtlNotHonoured", event_ttl.clone()).await;
             }
             if pressure.is_some()
@@ -1393,7 +1418,8 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
     let data_path = match ctx.settings.heartbeat {
         Some(interval) => {
             let capture_ready = workloads[0].status.ready_replicas > 0;
-            Some(beat(ctx, ap, interval, &secrets, &ch_cfg, capture_ready, &previous).await)
+            let clickhouse_ready = matches!(clickhouse, DependencyState::Ready(_));
+            Some(beat(ctx, ap, interval, &secrets, &ch_cfg, capture_ready, clickhouse_ready, &previous).await)
         }
         None => None,
     };
@@ -1499,7 +1525,9 @@ async fn write_status(
     status.version = previous.version.clone();
     status.target_version = previous.target_version.clone();
     if let Some(v) = version {
-        if phase == "Ready" {
+        // Rolled out: Ready, or degraded only by the data path (a full disk or a stopped
+        // consumer is no reason to hold every other platform's upgrade).
+        if phase == "Ready" || crate::status::rolled_out(&status.conditions) {
             status.version = Some(v.apply.clone());
         }
         status.target_version = Some(v.apply.clone()).filter(|a| status.version.as_ref() != Some(a));

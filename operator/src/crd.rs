@@ -230,8 +230,8 @@ pub struct TopicSpec {
     pub max_retention_hours: Option<i64>,
     /// With the consumer scaled by lag: the most partitions the operator may grow the topic to
     /// when the consumer already runs one replica per partition, has room for more
-    /// (`maxReplicas`) and the lag keeps rising. Unset: partitions change only with `partitions`.
-    /// Partitions never shrink.
+    /// (`maxReplicas`) and the lag keeps rising. Unset: the operator grows none. Partitions never
+    /// shrink (lowering or removing this keeps what was grown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_partitions: Option<i32>,
@@ -275,7 +275,8 @@ pub struct ClickHouseSpec {
     pub database: String,
     /// Days ClickHouse keeps its own logs (`system.query_log`, `trace_log`, `part_log`, … and
     /// the copies an upgrade leaves, `query_log_0`, …): the operator sets this TTL on each
-    /// (default 7; 0 leaves them alone, e.g. on a server others manage).
+    /// (default 7 for a managed ClickHouse; 0, leaving them alone, for an external server, whose
+    /// administrators may keep them longer on purpose).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub system_log_ttl_days: Option<u32>,
@@ -410,8 +411,8 @@ pub struct DataPathStatus {
     /// The send time of the newest heartbeat found in ClickHouse (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_arrived_time: Option<String>,
-    /// How long the newest heartbeat took from capture's acknowledgement to being stored in
-    /// ClickHouse (milliseconds).
+    /// How long the newest heartbeat took from its send (the operator's clock) to being stored
+    /// in ClickHouse (its `ingested_at`), in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
     /// What went wrong with the last send, if anything.

@@ -7,9 +7,10 @@
 //!   (generated with its credentials; capture maps it to the internal project
 //!   [`HEARTBEAT_PROJECT_ID`], which no user can own, so no analysis counts it).
 //! - Before each send it reads the newest heartbeat of this platform from the events table:
-//!   `freshnessSeconds` = now − the send time of the newest one that arrived (until one arrives:
-//!   since the first send). Above `CAIRN_OPERATOR_FRESHNESS_THRESHOLD_SECS` (120) the
-//!   `DataPathHealthy` condition turns False and the platform Degraded.
+//!   `freshnessSeconds` is the time the newest one sent took to arrive when it has, else the time
+//!   since the newest one that did arrive was sent (until one arrives: since the first send).
+//!   Above `CAIRN_OPERATOR_FRESHNESS_THRESHOLD_SECS` (120) the `DataPathHealthy` condition turns
+//!   False and the platform Degraded.
 //!
 //! [`assess`] is pure and unit-tested; the calls are below it.
 

@@ -81,6 +81,26 @@ pub struct Observed {
     pub now: String,
 }
 
+/// Degraded reasons that say the data path needs attention, not that the platform's rollout
+/// failed: a platform degraded only by these has its version rolled out (an upgrade of the next
+/// platform need not wait for a disk to be grown or a consumer scaled back).
+pub const DATA_PATH_REASONS: [&str; 4] =
+    ["DiskPressure", "EventsAtRisk", "EventsNotArriving", "CaptureRefusedHeartbeat"];
+
+/// Whether the conditions say the platform's version is rolled out: every component ready,
+/// nothing progressing, and nothing degraded but the data path.
+pub fn rolled_out(conditions: &[Condition]) -> bool {
+    let status = |t: &str| conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.as_str(), c.reason.as_str()));
+    let components =
+        conditions.iter().filter(|c| c.type_.ends_with("Ready") && c.type_ != READY).all(|c| c.status == "True");
+    let degraded_ok = match status(DEGRADED) {
+        Some(("False", _)) => true,
+        Some(("True", reason)) => DATA_PATH_REASONS.contains(&reason),
+        _ => false,
+    };
+    components && status(PROGRESSING) == Some(("False", "Stable")) && degraded_ok
+}
+
 /// The conditions and phase for `observed`, keeping each condition's lastTransitionTime from
 /// `previous` when its status did not change.
 pub fn evaluate(previous: &[Condition], o: &Observed) -> (Vec<Condition>, String) {
@@ -292,6 +312,12 @@ mod tests {
         assert_eq!((phase.as_str(), get(&c, DISK_PRESSURE).status.as_str()), ("Degraded", "True"));
         let o = Observed { disk_pressure: Some(None), ..observed() };
         assert_eq!(evaluate(&[], &o).1, "Ready");
+        // Degraded by the data path only: the version counts as rolled out; by a rollout failure not.
+        let o = Observed { disk_pressure: Some(Some("low".into())), ..observed() };
+        assert!(rolled_out(&evaluate(&[], &o).0));
+        let o = Observed { apply_error: Some("refused".into()), ..observed() };
+        assert!(!rolled_out(&evaluate(&[], &o).0));
+        assert!(rolled_out(&evaluate(&[], &observed()).0));
     }
 
     #[test]

@@ -60,13 +60,11 @@ impl Effective {
     }
 }
 
-/// The partitions the events topic should have: the spec's, or more when the operator grew them
-/// (`grown`: the count it last saw, kept while `maxPartitions` allows it).
+/// The partitions the events topic should have: the spec's, or what the operator last saw it
+/// have when that is more (it grew them: `maxPartitions` caps growth, and partitions never
+/// shrink, so a lower or removed `maxPartitions` keeps what was grown).
 pub fn partitions(spec: &TopicSpec, grown: Option<i32>) -> i32 {
-    match (spec.max_partitions, grown) {
-        (Some(max), Some(g)) => spec.partitions.max(g.min(max)),
-        _ => spec.partitions,
-    }
+    spec.partitions.max(grown.unwrap_or(0))
 }
 
 /// The topic settings the operator keeps. `volume_bytes`: the managed broker's volume, if any;
@@ -162,8 +160,8 @@ mod tests {
         let spec = TopicSpec { partitions: 4, max_partitions: Some(12), ..TopicSpec::default() };
         assert_eq!(partitions(&spec, None), 4);
         assert_eq!(partitions(&spec, Some(8)), 8);
-        assert_eq!(partitions(&spec, Some(20)), 12);
+        assert_eq!(partitions(&spec, Some(20)), 20, "a lowered max never shrinks the topic");
         assert_eq!(partitions(&spec, Some(2)), 4);
-        assert_eq!(partitions(&TopicSpec { max_partitions: None, ..spec }, Some(8)), 4, "no max: the spec's");
+        assert_eq!(partitions(&TopicSpec { max_partitions: None, ..spec }, Some(8)), 8, "max removed: kept");
     }
 }

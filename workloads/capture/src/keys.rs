@@ -35,7 +35,7 @@ pub struct StaticKeys {
 
 /// A malformed `CAIRN_CAPTURE_API_KEYS` entry.
 #[derive(Debug, Error)]
-#[error("CAIRN_CAPTURE_API_KEYS entry {entry_index} is not key=project_id with a numeric project id")]
+#[error("CAIRN_CAPTURE_API_KEYS entry {entry_index} is not key=project_id with a numeric project id above 0")]
 pub struct KeyConfigError {
     pub entry_index: usize,
 }
@@ -46,6 +46,10 @@ impl StaticKeys {
         for (i, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
             let (key, project) = entry.split_once('=').ok_or(KeyConfigError { entry_index: i })?;
             let project: ProjectId = project.trim().parse().map_err(|_| KeyConfigError { entry_index: i })?;
+            // Project 0 is the operator's heartbeat project: only its own key writes there.
+            if project == cairn_common::event::HEARTBEAT_PROJECT_ID {
+                return Err(KeyConfigError { entry_index: i });
+            }
             let key = key.trim();
             if key.is_empty() {
                 return Err(KeyConfigError { entry_index: i });

@@ -109,7 +109,8 @@ fn read(cfg: &KafkaConfig, topic: &str, group: &str, timeout: Duration) -> Resul
 }
 
 /// The earliest timestamp among the first unconsumed record of each partition with a backlog
-/// (records of one partition are in order, so the first is the oldest there).
+/// (records of one partition are in order, so the first is the oldest there); None unless every
+/// such partition was read before the deadline.
 fn oldest(consumer: &BaseConsumer, topic: &str, lags: &[PartitionLag], deadline: Instant) -> Option<i64> {
     let mut assignment = TopicPartitionList::new();
     let mut pending = std::collections::HashSet::new();
@@ -137,7 +138,12 @@ fn oldest(consumer: &BaseConsumer, topic: &str, lags: &[PartitionLag], deadline:
         }
     }
     let _ = consumer.unassign();
-    first
+    // A partition not read in time may hold an older record: no answer rather than a wrong one.
+    if pending.is_empty() {
+        first
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
