@@ -778,10 +778,9 @@ async fn scale_consumer(
         .await
         .map_err(Error::Kube)?
         .and_then(|d| d.spec?.replicas);
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let history = previous.consumer_autoscaling.as_ref().map(|c| c.recommendations.clone()).unwrap_or_default();
     let healthy = matches!(clickhouse, DependencyState::Ready(_));
-    let now_s = (now_ms / 1000) as i64;
+    let now_s = heartbeat::now_ms() / 1000;
     let d = autoscale::decide(policy, partitions, lag, healthy, current, &history, now_s);
     let mut message = d.message.clone();
     if let Some(e) = unreadable {
@@ -833,7 +832,7 @@ async fn read_lag(ctx: &Context, ap: &AnalyticsPlatform, cfg: &KafkaConfig) -> R
     let timeout = ctx.settings.dependency_timeout;
     let read =
         tokio::time::timeout(timeout, cairn_common::kafka::lag::group_lag(cfg, &cfg.topic, &group, timeout)).await;
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let now_ms = heartbeat::now_ms();
     match read {
         Ok(Ok(g)) => Ok(autoscale::Lag {
             records: g.records,
@@ -898,18 +897,6 @@ async fn capture_address(ctx: &Context, ap: &AnalyticsPlatform) -> Result<String
     Ok(format!("http://{host}:{}", crate::resources::workload::SERVICE_PORT))
 }
 
-fn to_ms(rfc3339: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
-fn rfc3339(ms: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-}
-
 /// Step 4b: the heartbeat (heartbeat.rs): reads the newest heartbeat back from ClickHouse, sends
 /// the next through capture when one is due (and capture has a ready replica), and judges the
 /// data path.
@@ -939,14 +926,15 @@ async fn beat(
         (None, Some("ClickHouse is not ready".to_string()))
     };
     // Kept from the status when ClickHouse could not be asked, or has none younger than a week.
-    let last_arrived = arrived.map(|(sent, _)| sent).or_else(|| was.last_arrived_time.as_deref().and_then(to_ms));
+    let last_arrived =
+        arrived.map(|(sent, _)| sent).or_else(|| was.last_arrived_time.as_deref().and_then(heartbeat::parse_ms));
     let latency_ms = match arrived {
         Some((sent, stored)) => Some((stored - sent).max(0)),
         None => was.latency_ms,
     };
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut first_sent = was.first_sent_time.as_deref().and_then(to_ms);
-    let mut last_sent = was.last_sent_time.as_deref().and_then(to_ms);
+    let now_ms = heartbeat::now_ms();
+    let mut first_sent = was.first_sent_time.as_deref().and_then(heartbeat::parse_ms);
+    let mut last_sent = was.last_sent_time.as_deref().and_then(heartbeat::parse_ms);
     let mut send_error = was.send_error.clone();
     let sent_before = last_sent;
     let due = last_sent.is_none_or(|t| now_ms - t >= i64::try_from(interval.as_millis()).unwrap_or(i64::MAX) - 1_000);
@@ -979,9 +967,9 @@ async fn beat(
     let a =
         heartbeat::assess(now_ms, seen, ctx.settings.freshness_threshold, send_error.as_deref(), read_error.as_deref());
     let status = DataPathStatus {
-        last_sent_time: last_sent.and_then(rfc3339),
-        first_sent_time: first_sent.and_then(rfc3339),
-        last_arrived_time: last_arrived.and_then(rfc3339),
+        last_sent_time: last_sent.and_then(heartbeat::format_ms),
+        first_sent_time: first_sent.and_then(heartbeat::format_ms),
+        last_arrived_time: last_arrived.and_then(heartbeat::format_ms),
         latency_ms,
         send_error,
         message: a.message.clone(),

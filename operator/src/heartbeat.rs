@@ -23,6 +23,25 @@ use serde_json::json;
 /// The key of the platform's generated credentials that capture accepts for heartbeats.
 pub const KEY: &str = "heartbeat-key";
 
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Unix milliseconds as RFC 3339 (how the status keeps heartbeat times).
+pub fn format_ms(ms: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+}
+
+/// RFC 3339 as Unix milliseconds.
+pub fn parse_ms(rfc3339: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
 /// The heartbeat events of one platform carry this distinct id.
 pub fn distinct_id(platform_uid: &str) -> String {
     format!("cairn-operator:{platform_uid}")
@@ -147,10 +166,7 @@ pub async fn send(
     platform_uid: &str,
     sent_ms: i64,
 ) -> Result<(), String> {
-    let timestamp = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(sent_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .ok_or_else(|| "the clock is out of range".to_string())?;
+    let timestamp = format_ms(sent_ms).ok_or_else(|| "the clock is out of range".to_string())?;
     let body = json!({
         "api_key": key,
         "event": HEARTBEAT_EVENT,

@@ -39,8 +39,6 @@ struct TableDef {
 pub struct SystemLogs {
     /// Tables that carry the TTL now.
     pub with_ttl: Vec<String>,
-    /// Tables changed by this call.
-    pub changed: Vec<String>,
     /// Tables the server would not change, with its answer.
     pub refused: Vec<(String, String)>,
 }
@@ -83,7 +81,6 @@ pub async fn system_log_ttls(ch: &Client, days: u32) -> Result<SystemLogs, click
         match ch.query(&sql).execute().await {
             Ok(()) => {
                 tracing::info!(table = %t.name, days, "set a TTL on a ClickHouse system log");
-                out.changed.push(t.name.clone());
                 out.with_ttl.push(t.name);
             }
             Err(e) => out.refused.push((t.name, e.to_string())),

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cairn_e2e::{unique, wait_until};
 use cairn_operator::crd::AnalyticsPlatform;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use kube::api::{Api, PatchParams, PostParams};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -33,16 +32,6 @@ fn produce_aged(brokers: &str, topic: &str, n: usize, age: Duration) {
         }
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-}
-
-async fn topic_config(admin: &AdminClient<DefaultClientContext>, topic: &str) -> BTreeMap<String, String> {
-    let r = admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await.unwrap();
-    let r = r.into_iter().next().unwrap().unwrap();
-    r.entries.iter().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect()
-}
-
-fn merge(v: serde_json::Value) -> Patch<serde_json::Value> {
-    Patch::Merge(v)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +115,7 @@ async fn a_backlog_near_the_retention_stretches_it_within_the_cap_and_nothing_el
     .unwrap();
     let brokers = env.kafka.brokers();
     let t = topic.clone();
-    tokio::task::spawn_blocking(move || drain_all(&brokers, &t, "cairn-backlog")).await.unwrap();
+    tokio::task::spawn_blocking(move || drain(&brokers, &t, "cairn-backlog")).await.unwrap();
     wait_until("the spec's retention once drained", Duration::from_secs(60), || async {
         topic_config(&admin, &topic).await["retention.ms"] == "3600000"
     })
@@ -143,24 +132,6 @@ async fn a_backlog_near_the_retention_stretches_it_within_the_cap_and_nothing_el
     .unwrap();
     let ap = wait_phase(&api, "backlog", "Ready", Duration::from_secs(30)).await;
     assert_eq!(ap.status.unwrap().backlog.unwrap().retention_hours, 1);
-}
-
-/// Commits the log end of every partition for `group`.
-fn drain_all(brokers: &str, topic: &str, group: &str) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        let (_, high) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).unwrap();
-        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high)).unwrap();
-    }
-    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

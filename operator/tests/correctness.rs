@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,18 +19,16 @@ use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolume, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service as KubeService,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 use serde_json::json;
-use support::{condition, database_exists, events, platform, setup, setup_with, topic_partitions, wait_phase};
-
-fn merge(v: serde_json::Value) -> Patch<serde_json::Value> {
-    Patch::Merge(v)
-}
+use support::{
+    condition, database_exists, events, merge, platform, setup, setup_with, topic_config, topic_partitions, wait_phase,
+};
 
 /// The config hash on a Deployment's pod template.
 async fn template_hash(deployments: &Api<Deployment>, name: &str) -> String {
@@ -477,12 +474,6 @@ async fn a_bigger_volume_expands_the_claims_where_the_class_allows_and_never_blo
     for name in [&expandable, &fixed] {
         let _ = classes.delete(name, &DeleteParams::default()).await;
     }
-}
-
-async fn topic_config(admin: &AdminClient<DefaultClientContext>, topic: &str) -> BTreeMap<String, String> {
-    let r = admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await.unwrap();
-    let r = r.into_iter().next().unwrap().unwrap();
-    r.entries.iter().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,17 +4,20 @@
 //! only that namespace.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use cairn_e2e::{unique, wait_until, Service, TestClickHouse, TestKafka, TestKube};
 use cairn_operator::crd::AnalyticsPlatform;
 use k8s_openapi::api::core::v1::{Event, Namespace};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::ClientConfig;
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 pub struct Env {
@@ -130,6 +133,36 @@ pub fn topic_partitions(brokers: &str, topic: &str) -> usize {
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     md.topics().first().map(|t| if t.error().is_some() { 0 } else { t.partitions().len() }).unwrap_or(0)
+}
+
+/// A JSON merge patch.
+pub fn merge(v: serde_json::Value) -> Patch<serde_json::Value> {
+    Patch::Merge(v)
+}
+
+/// A topic's settings as the broker describes them.
+pub async fn topic_config(admin: &AdminClient<DefaultClientContext>, topic: &str) -> BTreeMap<String, String> {
+    let r = admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await.unwrap();
+    let r = r.into_iter().next().unwrap().unwrap();
+    r.entries.iter().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect()
+}
+
+/// Commits the log end of every partition of `topic` for `group`: as if its consumers had read
+/// everything.
+pub fn drain(brokers: &str, topic: &str, group: &str) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        let (_, high) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).unwrap();
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset(high)).unwrap();
+    }
+    c.commit(&tpl, CommitMode::Sync).unwrap();
 }
 
 /// The reasons and notes of the namespace's Events.
