@@ -23,9 +23,10 @@ status: ## what the local stack is running
 toolchain: ## the C toolchain and headers the Rust build needs (Debian packages)
 	@stack/toolchain.sh
 
-deps: toolchain ## install build prerequisites, Kafka's jars, the ClickHouse engine, the Kubernetes control plane, kind and its node image, and the SDKs' test tools
+deps: toolchain ## install build prerequisites, Kafka's jars, the ClickHouse engine, s3proxy's jars, the Kubernetes control plane, kind and its node image, and the SDKs' test tools
 	@stack/kafka.sh install
 	@stack/clickhouse.sh install
+	@stack/s3proxy.sh install
 	@stack/kube.sh install
 	@stack/kind.sh install
 	@stack/sdks.sh install

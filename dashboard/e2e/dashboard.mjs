@@ -219,6 +219,31 @@ step('retention: the cohort table has nonzero cells', async () => {
   await shot('retention');
 });
 
+step('stickiness: the 40 $pageview users by days active', async () => {
+  await nav('Stickiness').click();
+  await page.getByRole('heading', { name: 'Stickiness' }).waitFor();
+  await settled();
+  const row = page.getByRole('table', { name: 'Stickiness' }).getByRole('row').nth(1);
+  await until('persons in the stickiness table', () => textOf(row.getByRole('cell').first()), (v) => v === '40');
+  await shot('stickiness');
+});
+
+step('SQL: $pageviews by browser, refused ways out', async () => {
+  await nav('SQL').click();
+  await page.getByRole('heading', { name: 'SQL' }).waitFor();
+  const text = page.getByRole('textbox');
+  await text.fill("SELECT JSONExtractString(properties, '$browser') AS browser, count() AS n FROM events WHERE event = '$pageview' GROUP BY browser ORDER BY browser");
+  await page.getByRole('button', { name: /Run/ }).click();
+  const table = page.getByRole('table', { name: 'Query result' });
+  await until('the rows', () => textOf(table.locator('tbody')), (v) => v?.includes('Chrome80') && v?.includes('Firefox40'));
+  await page.getByRole('button', { name: 'Chart' }).click();
+  await page.getByRole('img', { name: /Bar chart of n by browser/ }).waitFor();
+  await shot('sql');
+  await text.fill('SELECT * FROM system.tables');
+  await page.getByRole('button', { name: /Run/ }).click();
+  await until('the refusal', () => textOf(page.getByRole('alert')), (v) => v?.includes('is not a table here'));
+});
+
 step('events: recent $pageview rows, properties expand', async () => {
   await nav('Events').click();
   await page.getByRole('heading', { name: 'Events' }).waitFor();

@@ -14,6 +14,11 @@ import { SignupPage } from './pages/SignupPage';
 const TrendsPage = lazy(() => import('./pages/TrendsPage').then((m) => ({ default: m.TrendsPage })));
 const FunnelsPage = lazy(() => import('./pages/FunnelsPage').then((m) => ({ default: m.FunnelsPage })));
 const RetentionPage = lazy(() => import('./pages/RetentionPage').then((m) => ({ default: m.RetentionPage })));
+const StickinessPage = lazy(() => import('./pages/StickinessPage').then((m) => ({ default: m.StickinessPage })));
+const LifecyclePage = lazy(() => import('./pages/LifecyclePage').then((m) => ({ default: m.LifecyclePage })));
+const PathsPage = lazy(() => import('./pages/PathsPage').then((m) => ({ default: m.PathsPage })));
+const SessionsPage = lazy(() => import('./pages/SessionsPage').then((m) => ({ default: m.SessionsPage })));
+const SqlPage = lazy(() => import('./pages/SqlPage').then((m) => ({ default: m.SqlPage })));
 const EventsPage = lazy(() => import('./pages/EventsPage').then((m) => ({ default: m.EventsPage })));
 const PersonsPage = lazy(() => import('./pages/PersonsPage').then((m) => ({ default: m.PersonsPage })));
 const CohortsPage = lazy(() => import('./pages/CohortsPage').then((m) => ({ default: m.CohortsPage })));
@@ -61,6 +66,11 @@ export function AppRoutes() {
         <Route path="trends" element={<TrendsPage />} />
         <Route path="funnels" element={<FunnelsPage />} />
         <Route path="retention" element={<RetentionPage />} />
+        <Route path="stickiness" element={<StickinessPage />} />
+        <Route path="lifecycle" element={<LifecyclePage />} />
+        <Route path="paths" element={<PathsPage />} />
+        <Route path="sessions" element={<SessionsPage />} />
+        <Route path="sql" element={<SqlPage />} />
         <Route path="events" element={<EventsPage />} />
         <Route path="persons" element={<PersonsPage />} />
         <Route path="persons/:personId" element={<PersonPage />} />

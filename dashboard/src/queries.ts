@@ -13,14 +13,20 @@ import type {
   Interval,
   MathInput,
   PropertyFilter,
+  LifecycleRequest,
+  PathsRequest,
   RetentionRequest,
   Series,
+  SessionsRequest,
+  StickinessRequest,
+  StickinessSeries,
   TrendsRequest,
 } from './api/types';
 
 export const MATHS: { value: MathInput; label: string; property?: true }[] = [
   { value: 'total', label: 'Total count' },
   { value: 'unique_users', label: 'Unique users' },
+  { value: 'unique_sessions', label: 'Unique sessions' },
   { value: 'sum', label: 'Sum of property', property: true },
   { value: 'avg', label: 'Average of property', property: true },
   { value: 'min', label: 'Minimum of property', property: true },
@@ -81,6 +87,22 @@ export function defaultFunnels(timezone?: string): FunnelsRequest {
 
 export function defaultRetention(timezone?: string): RetentionRequest {
   return { target_event: { event: null }, returning_event: null, retention_type: 'recurring', period: 'day', periods: 7, ...(tz(timezone)) };
+}
+
+export function defaultStickiness(timezone?: string): StickinessRequest {
+  return { series: [{ event: '$pageview' }], date_from: '-30d', interval: 'day', ...(tz(timezone)) };
+}
+
+export function defaultLifecycle(timezone?: string): LifecycleRequest {
+  return { event: { event: '$pageview' }, date_from: '-30d', interval: 'day', ...(tz(timezone)) };
+}
+
+export function defaultPaths(timezone?: string): PathsRequest {
+  return { path_type: 'pathname', date_from: '-7d', depth: 5, min_count: 1, ...(tz(timezone)) };
+}
+
+export function defaultSessions(timezone?: string): SessionsRequest {
+  return { date_from: '-7d', interval: 'day', ...(tz(timezone)) };
 }
 
 function tz(timezone?: string): { timezone?: string } {
@@ -208,6 +230,68 @@ export function sanitizeRetention(x: unknown): RetentionRequest | null {
   return q;
 }
 
+const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+const numOrNull = (x: unknown): number | null | undefined => (x === null ? null : num(x));
+
+function interval(x: Obj, out: { interval?: Interval }) {
+  if (typeof x.interval === 'string' && (INTERVALS as string[]).includes(x.interval)) out.interval = x.interval as Interval;
+}
+
+export function sanitizeStickiness(x: unknown): StickinessRequest | null {
+  if (!isObj(x) || !Array.isArray(x.series)) return null;
+  const series: StickinessSeries[] = [];
+  for (const s of x.series.slice(0, 10)) {
+    if (!isObj(s)) continue;
+    const one: StickinessSeries = {};
+    put(one, 'event', strOrNull(s.event));
+    put(one, 'filters', sanitizeFilters(s.filters));
+    put(one, 'name', strOrNull(s.name));
+    series.push(one);
+  }
+  if (series.length === 0) return null;
+  const q: StickinessRequest = { series };
+  common(x, q);
+  interval(x, q);
+  return q;
+}
+
+export function sanitizeLifecycle(x: unknown): LifecycleRequest | null {
+  if (!isObj(x)) return null;
+  const event = sanitizeSpec(x.event);
+  if (!event) return null;
+  const q: LifecycleRequest = { event };
+  common(x, q);
+  interval(x, q);
+  return q;
+}
+
+export function sanitizePaths(x: unknown): PathsRequest | null {
+  if (!isObj(x)) return null;
+  const q: PathsRequest = {};
+  if (x.path_type === 'event' || x.path_type === 'pathname') q.path_type = x.path_type;
+  put(q, 'start_point', strOrNull(x.start_point));
+  put(q, 'end_point', strOrNull(x.end_point));
+  put(q, 'depth', numOrNull(x.depth));
+  put(q, 'min_count', numOrNull(x.min_count));
+  put(q, 'max_links', numOrNull(x.max_links));
+  if (Array.isArray(x.exclude)) q.exclude = x.exclude.filter((e): e is string => typeof e === 'string');
+  common(x, q);
+  return q;
+}
+
+export function sanitizeSessions(x: unknown): SessionsRequest | null {
+  if (!isObj(x)) return null;
+  const q: SessionsRequest = {};
+  common(x, q);
+  interval(x, q);
+  put(q, 'min_duration_seconds', numOrNull(x.min_duration_seconds));
+  put(q, 'max_duration_seconds', numOrNull(x.max_duration_seconds));
+  put(q, 'entry_pathname', strOrNull(x.entry_pathname));
+  put(q, 'breakdown', strOrNull(x.breakdown));
+  put(q, 'limit', numOrNull(x.limit));
+  return q;
+}
+
 /** The events explorer's filters (its URL state). */
 export interface EventsFilter {
   event?: string;
@@ -275,6 +359,39 @@ export function retentionRequest(q: RetentionRequest): RetentionRequest {
     ...q,
     target_event: spec(q.target_event),
     returning_event: q.returning_event ? spec(q.returning_event) : undefined,
+    filters: completeFilters(q.filters),
+  });
+}
+
+export function stickinessRequest(q: StickinessRequest): StickinessRequest {
+  return clean({
+    ...q,
+    series: q.series.map((s) => clean({ ...s, filters: completeFilters(s.filters), name: s.name?.trim() ? s.name : undefined })),
+    filters: completeFilters(q.filters),
+  });
+}
+
+export function lifecycleRequest(q: LifecycleRequest): LifecycleRequest {
+  return clean({ ...q, event: clean({ ...q.event, filters: completeFilters(q.event.filters) }), filters: completeFilters(q.filters) });
+}
+
+const blank = (s: string | null | undefined) => (s && s.trim() ? s.trim() : undefined);
+
+export function pathsRequest(q: PathsRequest): PathsRequest {
+  return clean({
+    ...q,
+    start_point: blank(q.start_point),
+    end_point: blank(q.end_point),
+    exclude: q.exclude && q.exclude.length ? q.exclude : undefined,
+    filters: completeFilters(q.filters),
+  });
+}
+
+export function sessionsRequest(q: SessionsRequest): SessionsRequest {
+  return clean({
+    ...q,
+    entry_pathname: blank(q.entry_pathname),
+    breakdown: blank(q.breakdown),
     filters: completeFilters(q.filters),
   });
 }

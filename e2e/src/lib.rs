@@ -83,6 +83,40 @@ fn run_script(script: &str, action: &str, env: &[(&str, String)]) -> Result<()> 
     Ok(())
 }
 
+/// The test run's S3-compatible object store (`stack/s3proxy.sh`, port 28900): objects are files
+/// under `dir/data/<bucket>/<key>`.
+pub struct TestS3 {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl TestS3 {
+    pub const IDENTITY: &'static str = "cairn-test";
+    pub const SECRET: &'static str = "cairn-test-secret";
+
+    /// The shared instance, started if it is not running.
+    pub fn shared() -> Result<Self> {
+        let s = Self { port: 28900, dir: test_stack_dir().join("s3proxy") };
+        run_script(
+            "s3proxy.sh",
+            "start",
+            &[("S3PROXY_INSTANCE_DIR", s.dir.display().to_string()), ("S3PROXY_PORT", s.port.to_string())],
+        )?;
+        Ok(s)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Makes a bucket (a directory of the store).
+    pub fn bucket(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.dir.join("data").join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+}
+
 /// A Kafka broker started by `stack/kafka.sh`.
 pub struct TestKafka {
     pub port: u16,

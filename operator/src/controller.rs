@@ -1035,6 +1035,38 @@ async fn reconcile_clickhouse(
                 Err(e) => format!("cannot read the system log tables: {e}"),
             }
         };
+        // Event properties as columns: added at once, their backfill a background mutation.
+        let keys: Vec<String> = match &ch_spec.property_columns {
+            Some(keys) => keys.clone(),
+            None => cairn_common::clickhouse::DEFAULT_PROPERTY_COLUMNS.iter().map(|k| k.to_string()).collect(),
+        };
+        // Their backfill writes a column into every part: not while a disk is short of space.
+        let property_columns = match if pressure.is_some() {
+            Err(format!("new property columns wait: {}", pressure.as_deref().unwrap_or("disk pressure")))
+        } else {
+            cairn_common::clickhouse::ensure_property_columns(&ch, &keys)
+                .await
+                .map_err(|e| format!("cannot add property columns: {e}"))
+        } {
+            Ok(report) => {
+                let running = cairn_common::clickhouse::property_backfills_running(&ch).await.unwrap_or(0);
+                let mut text = format!("{} columns", report.added.len() + report.present.len());
+                if !report.added.is_empty() {
+                    text.push_str(&format!(", added now: {}", report.added.join(", ")));
+                }
+                if running > 0 {
+                    text.push_str(&format!(", {running} backfilling"));
+                }
+                if !report.refused.is_empty() {
+                    text.push_str(&format!(
+                        ", refused (letters, digits and $ _ - . : / only): {}",
+                        report.refused.join(", ")
+                    ));
+                }
+                (text, report.added)
+            }
+            Err(e) => (e, Vec::new()),
+        };
         let event_ttl = match housekeeping::verify_event_ttl(&ch, cfg.event_ttl_days).await {
             Ok((m, honoured)) => (m, Some(honoured)),
             Err(e) => (format!("cannot verify the events TTL: {e}"), None),
@@ -1051,10 +1083,28 @@ async fn reconcile_clickhouse(
             }
             None => Err(format!("the generated credentials have no {}", query_user::PASSWORD_KEY)),
         };
-        Ok::<_, MigrationError>((status, backfills, query_user, (disks, pressure, system_logs, event_ttl)))
+        Ok::<_, MigrationError>((
+            status,
+            backfills,
+            query_user,
+            (disks, pressure, system_logs, event_ttl, property_columns),
+        ))
     };
     match tokio::time::timeout(ctx.settings.dependency_timeout, schema).await {
-        Ok(Ok((s, backfills, query_user, (disks, pressure, system_logs, event_ttl)))) => {
+        Ok(Ok((s, backfills, query_user, (disks, pressure, system_logs, event_ttl, (property_columns, added))))) => {
+            if !added.is_empty() {
+                publish(
+                    ctx,
+                    ap,
+                    EventType::Normal,
+                    "PropertyColumnsAdded",
+                    format!(
+                        "event properties made columns (older events fill in the background): {}",
+                        added.join(", ")
+                    ),
+                )
+                .await;
+            }
             let was = previous.clickhouse.as_ref();
             if system_logs.contains("refused")
                 && was.and_then(|c| c.system_logs.as_deref()) != Some(system_logs.as_str())
@@ -1117,6 +1167,7 @@ async fn reconcile_clickhouse(
                     disks,
                     system_logs: Some(system_logs),
                     event_ttl: Some(event_ttl),
+                    property_columns: Some(property_columns),
                 }),
                 Some(pressure),
             )

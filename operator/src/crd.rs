@@ -285,6 +285,14 @@ pub struct ClickHouseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub min_free_disk_percent: Option<u32>,
+    /// Event properties made columns of the events table, so that filters and breakdowns on them
+    /// read a column instead of parsing every event's JSON (default: `$browser`, `$os`,
+    /// `$device_type`, `$pathname`, `$host`, `$referring_domain`, `utm_source`, `utm_medium`,
+    /// `utm_campaign`). A new one is added at once and the events stored before it are filled
+    /// in the background; answers are the same before and after. Columns are never dropped.
+    /// Keys of letters, digits and `$ _ - . : /` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_columns: Option<Vec<String>>,
 }
 
 fn default_database() -> String {
@@ -555,6 +563,9 @@ pub struct ClickHouseStatus {
     /// The events' TTL as found on the tables after applying it, and whether the data honours it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_ttl: Option<String>,
+    /// The event properties that are columns, and their backfills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_columns: Option<String>,
 }
 
 /// One ClickHouse disk.

@@ -107,6 +107,30 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     load(&ch, &database, total, a.project_id, b.project_id, persons_share).await?;
     println!("loaded and merged in {:.1} s", started.elapsed().as_secs_f64());
+    // The properties the analyses filter and break down by, as columns (PROPERTY_COLUMNS, empty
+    // for none: the JSON is parsed as before), added after the load so that their backfill — a
+    // background mutation — is measured too; the figures are taken once it is done.
+    let columns: Vec<String> = std::env::var("PROPERTY_COLUMNS")
+        .unwrap_or_else(|_| "browser,path".into())
+        .split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if !columns.is_empty() {
+        let started = Instant::now();
+        let client = cairn_common::clickhouse::client(&ch_cfg);
+        let report = cairn_common::clickhouse::ensure_property_columns(&client, &columns).await?;
+        while cairn_common::clickhouse::property_backfills_running(&client).await? > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!(
+            "property columns {:?} added and backfilled over {total} events in {:.1} s",
+            report.added,
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("no property columns (PROPERTY_COLUMNS empty): properties are parsed from JSON");
+    }
 
     env.insert("CAIRN_AUTH_URL".into(), auth.url(""));
     env.insert("CAIRN_CLICKHOUSE_URL".into(), ch.url());
@@ -123,12 +147,15 @@ async fn main() -> Result<()> {
         timeout: Duration::from_secs(60),
     };
     let project = a.project_id as u64;
+    // The in-process path reads the columns as the service does.
+    cairn_query::materialized::refresh(&engine.ch).await?;
 
     let trend = json!({"series": [{"event": "pageview"}], "date_from": "-30d", "interval": "day"});
     let trend_persons =
         json!({"series": [{"event": "pageview", "math": "unique_users"}], "date_from": "-30d", "interval": "day"});
     let trend_plan = json!({"series": [{"event": "pageview"}], "date_from": "-30d", "interval": "day", "filters": [{"key": "plan", "value": "pro", "type": "person"}]});
     let breakdown = json!({"series": [{"event": "pageview"}], "date_from": "-30d", "interval": "day", "breakdown": {"property": "browser", "limit": 5}});
+    let trend_filtered = json!({"series": [{"event": "pageview"}], "date_from": "-30d", "interval": "day", "filters": [{"key": "browser", "value": "Chrome"}]});
     let funnel = json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}], "date_from": "-30d", "conversion_window": {"value": 1, "unit": "day"}});
     let funnel_by_browser = json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}], "date_from": "-30d", "conversion_window": {"value": 1, "unit": "day"}, "breakdown": {"property": "browser", "limit": 5}});
     let funnel_strict = json!({"steps": [{"event": "pageview"}, {"event": "view_item"}, {"event": "purchase"}], "date_from": "-30d", "conversion_window": {"value": 1, "unit": "day"}, "order": "strict"});
@@ -138,6 +165,7 @@ async fn main() -> Result<()> {
         ("30-day daily unique persons", "trends", trend_persons),
         ("30-day trend, person property filter", "trends", trend_plan),
         ("30-day trend, breakdown by browser", "trends", breakdown),
+        ("30-day trend, filter browser = Chrome", "trends", trend_filtered),
         ("3-step funnel, 30 days", "funnels", funnel),
         ("3-step funnel, breakdown by browser", "funnels", funnel_by_browser),
         ("3-step funnel, strict order", "funnels", funnel_strict),

@@ -145,3 +145,65 @@ export async function api<T>(path: string, opts: RequestOptions = {}): Promise<T
 export function resetRefreshStateForTests(): void {
   inflight = null;
 }
+
+/** What a download has received so far: rows (lines) of the `total` the server announced. */
+export interface DownloadProgress {
+  rows: number;
+  total: number | null;
+  bytes: number;
+}
+
+/**
+ * Downloads a file from the API (with the session's token, refreshed once on a 401 like `api`),
+ * reading it as it streams so `onProgress` can show rows received against the
+ * `X-Cairn-Export-Rows` the server announced; answers the file's name and contents.
+ */
+export async function download(
+  path: string,
+  opts: { query?: Record<string, QueryValue>; signal?: AbortSignal; onProgress?: (p: DownloadProgress) => void } = {},
+): Promise<{ name: string; blob: Blob; truncated: boolean }> {
+  const token = getTokens()?.access_token ?? null;
+  let res = await send(path, { query: opts.query, signal: opts.signal }, token);
+  if (res.status === 401 && token) {
+    const fresh = await refreshAccessToken(token);
+    if (fresh === null) throw await errorFrom(res);
+    res = await send(path, { query: opts.query, signal: opts.signal }, fresh);
+  }
+  if (!res.ok) throw await errorFrom(res);
+  const totalHeader = res.headers.get('X-Cairn-Export-Rows');
+  const total = totalHeader !== null && /^\d+$/.test(totalHeader) ? Number(totalHeader) : null;
+  const disposition = res.headers.get('Content-Disposition') ?? '';
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? 'export';
+  const type = res.headers.get('Content-Type') ?? 'application/octet-stream';
+  const chunks: BlobPart[] = [];
+  // A CSV file's first line is its header, not a row.
+  const header = type.startsWith('text/csv') ? 1 : 0;
+  let lines = 0;
+  let bytes = 0;
+  const reader = res.body?.getReader();
+  if (reader) {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      bytes += value.byteLength;
+      for (const b of value) if (b === 10) lines += 1;
+      opts.onProgress?.({ rows: Math.max(0, lines - header), total, bytes });
+    }
+  } else {
+    chunks.push(await res.text());
+  }
+  return { name, blob: new Blob(chunks, { type }), truncated: res.headers.get('X-Cairn-Export-Truncated') === 'true' };
+}
+
+/** Hands a downloaded file to the browser as a download. */
+export function saveFile(name: string, blob: Blob) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

@@ -3,6 +3,8 @@ import { api } from './client';
 import type {
   SavedCohort,
   CohortInput,
+  EventExport,
+  EventExportInput,
   EventsListParams,
   EventsPage,
   FunnelsRequest,
@@ -17,6 +19,8 @@ import type {
   QueryJobKind,
   RetentionRequest,
   RetentionResponse,
+  SqlRequest,
+  SqlResponse,
   TrendsRequest,
   TrendsResponse,
 } from './types';
@@ -31,6 +35,22 @@ export const queryFunnels = (projectId: number, req: FunnelsRequest, signal?: Ab
 
 export const queryRetention = (projectId: number, req: RetentionRequest, signal?: AbortSignal) =>
   api<RetentionResponse>(`${base(projectId)}/query/retention`, { method: 'POST', body: req, signal });
+
+export const listEventExports = (projectId: number) =>
+  api<{ results: EventExport[] }>(`${base(projectId)}/event-exports`).then((r) => r.results);
+
+export const createEventExport = (projectId: number, input: EventExportInput) =>
+  api<EventExport>(`${base(projectId)}/event-exports`, { method: 'POST', body: input });
+
+export const updateEventExport = (projectId: number, id: number, patch: { name?: string; paused?: boolean }) =>
+  api<EventExport>(`${base(projectId)}/event-exports/${id}`, { method: 'PATCH', body: patch });
+
+export const deleteEventExport = (projectId: number, id: number) =>
+  api<void>(`${base(projectId)}/event-exports/${id}`, { method: 'DELETE' });
+
+/** Runs one read-only SQL statement over the project's events and persons. */
+export const querySql = (projectId: number, req: SqlRequest, signal?: AbortSignal) =>
+  api<SqlResponse>(`${base(projectId)}/query/sql`, { method: 'POST', body: req, signal });
 
 /** Starts an analysis as a job, or finds the identical one running or recently done. */
 export const createQueryJob = <R>(projectId: number, kind: QueryJobKind, query: unknown, refresh = false, signal?: AbortSignal) =>

@@ -121,6 +121,7 @@ export type MathInput =
   | 'total'
   | 'dau'
   | 'unique_users'
+  | 'unique_sessions'
   | 'sum'
   | 'avg'
   | 'min'
@@ -314,6 +315,140 @@ export interface RetentionResponse {
   cohorts: Cohort[];
 }
 
+// ── stickiness, lifecycle, paths, sessions ───────────────────────────────────────────────────
+
+export interface StickinessSeries {
+  event?: string | null;
+  filters?: PropertyFilter[];
+  name?: string | null;
+}
+
+export interface StickinessRequest {
+  series: StickinessSeries[];
+  date_from?: DatePoint | null;
+  date_to?: DatePoint | null;
+  interval?: Interval;
+  timezone?: string | null;
+  filters?: PropertyFilter[];
+}
+
+export interface StickinessResponse {
+  interval: Interval;
+  timezone: string;
+  date_from: string;
+  date_to: string;
+  periods: number;
+  results: { series: number; label: string; data: number[]; persons: number }[];
+}
+
+export interface LifecycleRequest {
+  event: EventSpec;
+  date_from?: DatePoint | null;
+  date_to?: DatePoint | null;
+  interval?: Interval;
+  timezone?: string | null;
+  filters?: PropertyFilter[];
+}
+
+export interface LifecycleResponse {
+  interval: Interval;
+  timezone: string;
+  labels: string[];
+  new: number[];
+  returning: number[];
+  resurrecting: number[];
+  dormant: number[];
+}
+
+export type PathType = 'event' | 'pathname';
+
+export interface PathsRequest {
+  path_type?: PathType;
+  start_point?: string | null;
+  end_point?: string | null;
+  depth?: number | null;
+  min_count?: number | null;
+  max_links?: number | null;
+  exclude?: string[];
+  date_from?: DatePoint | null;
+  date_to?: DatePoint | null;
+  timezone?: string | null;
+  filters?: PropertyFilter[];
+}
+
+export interface PathNode {
+  step: number;
+  name: string;
+  persons: number;
+  dropped_off: number;
+}
+
+export interface PathLink {
+  step: number;
+  source: string;
+  target: string;
+  persons: number;
+}
+
+export interface PathsResponse {
+  path_type: PathType;
+  timezone: string;
+  date_from: string;
+  date_to: string;
+  persons: number;
+  nodes: PathNode[];
+  links: PathLink[];
+}
+
+export interface SessionsRequest {
+  date_from?: DatePoint | null;
+  date_to?: DatePoint | null;
+  interval?: Interval;
+  timezone?: string | null;
+  filters?: PropertyFilter[];
+  min_duration_seconds?: number | null;
+  max_duration_seconds?: number | null;
+  entry_pathname?: string | null;
+  breakdown?: string | null;
+  limit?: number | null;
+}
+
+export interface SessionStats {
+  sessions: number;
+  median_duration_seconds: number;
+  p90_duration_seconds: number;
+  avg_duration_seconds: number;
+  avg_events_per_session: number;
+  bounce_rate: number;
+}
+
+export interface SessionsResponse {
+  interval: Interval;
+  timezone: string;
+  date_from: string;
+  date_to: string;
+  labels: string[];
+  series: SessionStats[];
+  totals: SessionStats;
+  entry_pages: { pathname: string; sessions: number }[];
+  exit_pages: { pathname: string; sessions: number }[];
+  breakdown?: (SessionStats & { value: string })[];
+}
+
+// ── SQL ──────────────────────────────────────────────────────────────────────────────────────
+
+export interface SqlRequest {
+  query: string;
+  limit?: number;
+}
+
+export interface SqlResponse {
+  columns: { name: string; type: string }[];
+  rows: unknown[][];
+  truncated: boolean;
+  statement: string;
+}
+
 // ── explorer ─────────────────────────────────────────────────────────────────────────────────
 
 export interface EventItem {
@@ -353,7 +488,18 @@ export interface EventsListParams {
 export type TrendsQuery = TrendsRequest & { kind: 'trends' };
 export type FunnelsQuery = FunnelsRequest & { kind: 'funnels' };
 export type RetentionQuery = RetentionRequest & { kind: 'retention' };
-export type InsightQuery = TrendsQuery | FunnelsQuery | RetentionQuery;
+export type StickinessQuery = StickinessRequest & { kind: 'stickiness' };
+export type LifecycleQuery = LifecycleRequest & { kind: 'lifecycle' };
+export type PathsQuery = PathsRequest & { kind: 'paths' };
+export type SessionsQuery = SessionsRequest & { kind: 'sessions' };
+export type InsightQuery =
+  | TrendsQuery
+  | FunnelsQuery
+  | RetentionQuery
+  | StickinessQuery
+  | LifecycleQuery
+  | PathsQuery
+  | SessionsQuery;
 export type InsightKind = InsightQuery['kind'];
 
 export interface InsightInput {
@@ -387,7 +533,14 @@ export interface InsightList {
   total: number;
 }
 
-export type InsightResult = TrendsResponse | FunnelsResponse | RetentionResponse;
+export type InsightResult =
+  | TrendsResponse
+  | FunnelsResponse
+  | RetentionResponse
+  | StickinessResponse
+  | LifecycleResponse
+  | PathsResponse
+  | SessionsResponse;
 
 /**
  * A tile's grid placement. The API keeps `layout` as given; the dashboard writes
@@ -522,7 +675,7 @@ export interface SampleData {
 
 
 /** The analyses that run as jobs (POST /query-jobs). */
-export type QueryJobKind = 'trends' | 'funnels' | 'retention';
+export type QueryJobKind = 'trends' | 'funnels' | 'retention' | 'stickiness' | 'lifecycle' | 'paths' | 'sessions';
 
 /** An analysis run as a job (schemas/openapi/query.yaml QueryJob). */
 export interface QueryJob<R = unknown> {
@@ -538,4 +691,32 @@ export interface QueryJob<R = unknown> {
   finished_at: string | null;
   result: R | null;
   error: ({ status: number } & ErrorBody) | null;
+}
+
+// ── scheduled event exports ──────────────────────────────────────────────────────────────────
+
+export type ExportDestination = { kind: 'local'; path?: string } | { kind: 's3'; bucket: string; prefix?: string };
+
+export interface EventExportInput {
+  name: string;
+  destination: ExportDestination;
+  format?: 'jsonl' | 'csv';
+  interval_seconds?: number;
+  start_at?: string | null;
+}
+
+export interface EventExport {
+  id: number;
+  project_id: number;
+  name: string;
+  destination: ExportDestination;
+  format: 'jsonl' | 'csv';
+  interval_seconds: number;
+  exported_until: string;
+  paused: boolean;
+  files_written: number;
+  events_exported: number;
+  last_run_at: string | null;
+  last_error: string | null;
+  created_at: string;
 }

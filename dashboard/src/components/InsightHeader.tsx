@@ -4,6 +4,7 @@ import { useQuery } from '@tanstack/react-query';
 import { getInsight } from '../api/insights';
 import type { InsightQuery } from '../api/types';
 import { useProject } from '../project';
+import { ExportButtons } from './ExportButtons';
 import { PageHeader } from './PageHeader';
 import { SaveInsightDialog, type SaveResult } from './SaveInsightDialog';
 
@@ -38,9 +39,12 @@ export function InsightHeader({ title, query, insightId, setInsightId, defaultNa
         }
       >
         {insightId !== null ? (
-          <button type="button" className="btn" onClick={() => setInsightId(null)}>
-            Detach from saved insight
-          </button>
+          <>
+            <ExportButtons label="Export the saved insight's result" path={`/api/v1/projects/${project.id}/insights/${insightId}/export`} />
+            <button type="button" className="btn" onClick={() => setInsightId(null)}>
+              Detach from saved insight
+            </button>
+          </>
         ) : null}
         <button type="button" className="btn btn-primary" onClick={() => setOpen(true)}>
           Save…

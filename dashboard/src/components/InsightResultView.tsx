@@ -1,7 +1,18 @@
-import type { FunnelsResponse, InsightQuery, InsightResult, RetentionResponse, TrendsResponse } from '../api/types';
+import type {
+  FunnelsResponse,
+  InsightQuery,
+  InsightResult,
+  LifecycleResponse,
+  PathsResponse,
+  RetentionResponse,
+  SessionsResponse,
+  StickinessResponse,
+  TrendsResponse,
+} from '../api/types';
 import { formatBreakdownValue, formatNumber } from '../format';
 import { mathLabel, breakdownLabel } from '../queries';
 import { FunnelBars, FunnelBreakdownTable } from './charts/FunnelBars';
+import { LifecycleChart, PathsSankey, SessionTotals, SessionsChart, StickinessChart } from './charts/MoreCharts';
 import { RetentionTable } from './charts/RetentionTable';
 import { TrendsChart } from './charts/TrendsChart';
 import { trendRows } from './charts/trendRows';
@@ -47,6 +58,27 @@ export function InsightResultView({ query, result, chartHeight = 160 }: { query:
       const r = result as RetentionResponse;
       if (r.cohorts.length === 0) return <Empty title="No cohorts" />;
       return <RetentionTable result={r} />;
+    }
+    case 'stickiness': {
+      const r = result as StickinessResponse;
+      if (r.results.every((x) => x.persons === 0)) return <Empty title="No data in this range" />;
+      return <StickinessChart result={r} height={chartHeight} compact />;
+    }
+    case 'lifecycle':
+      return <LifecycleChart result={result as LifecycleResponse} height={chartHeight} compact />;
+    case 'paths': {
+      const r = result as PathsResponse;
+      if (r.links.length === 0) return <Empty title="No paths in this range" />;
+      return <PathsSankey result={r} height={Math.max(chartHeight, 200)} />;
+    }
+    case 'sessions': {
+      const r = result as SessionsResponse;
+      return (
+        <>
+          <SessionTotals result={r} />
+          <SessionsChart result={r} height={chartHeight} />
+        </>
+      );
     }
   }
 }

@@ -3,6 +3,7 @@ import { useInfiniteQuery, useMutation, useQueryClient } from '@tanstack/react-q
 import { Link } from 'react-router';
 import { listEvents, loadSampleData } from '../api/query';
 import type { EventItem } from '../api/types';
+import { ExportButtons } from '../components/ExportButtons';
 import { PageHeader } from '../components/PageHeader';
 import { EventPicker } from '../components/Pickers';
 import { PropertyFilters } from '../components/PropertyFilters';
@@ -95,6 +96,11 @@ export function EventsPage() {
         <button type="button" className="btn" onClick={() => void events.refetch()} disabled={events.isFetching}>
           {events.isFetching ? 'Refreshing…' : 'Refresh'}
         </button>
+        <ExportButtons
+          label="Export these events (last 30 days)"
+          path={`/api/v1/projects/${project.id}/exports/events`}
+          query={{ event: filter.event, properties: filter.properties?.length ? JSON.stringify(filter.properties) : undefined }}
+        />
       </PageHeader>
       <form className="editor editor-inline" aria-label="Event filters" onSubmit={(e) => e.preventDefault()}>
         <EventPicker label="Event name" value={filter.event ?? null} onChange={(event) => setQuery({ ...filter, event: event ?? undefined })} />

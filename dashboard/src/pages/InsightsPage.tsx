@@ -10,7 +10,15 @@ import { formatTimestamp } from '../format';
 import { useProject } from '../project';
 import { insightEditorPath } from '../urlState';
 
-const KIND = { trends: 'Trend', funnels: 'Funnel', retention: 'Retention' } as const;
+const KIND = {
+  trends: 'Trend',
+  funnels: 'Funnel',
+  retention: 'Retention',
+  stickiness: 'Stickiness',
+  lifecycle: 'Lifecycle',
+  paths: 'Paths',
+  sessions: 'Sessions',
+} as const;
 
 export function InsightsPage() {
   const project = useProject();

@@ -4,6 +4,7 @@ import * as authApi from '../api/auth';
 import { ROLES, type Member, type Permission, type PersonalKey, type Role, type WriteKey } from '../api/types';
 import { useAuth } from '../auth/AuthContext';
 import { CopyButton } from '../components/CopyButton';
+import { EventExportsSection } from '../components/EventExportsSection';
 import { ConfirmDialog } from '../components/Modal';
 import { PageHeader } from '../components/PageHeader';
 import { Empty, FormError, ListView } from '../components/States';
@@ -480,6 +481,7 @@ export function SettingsPage() {
       <ProjectSection />
       <WriteKeysSection />
       <PersonalKeysSection />
+      <EventExportsSection />
       <MembersSection />
       <JoinSection />
     </div>

@@ -177,7 +177,10 @@ fn env(ap: &AnalyticsPlatform, w: Workload, inputs: &PodInputs<'_>) -> Result<Ve
                 json!({"name": catalogue::CONSUMER_PERSONS.name, "value": ap.spec.postgres.is_some().to_string()}),
             );
         }
-        Workload::Query => {}
+        // Scheduled event exports close their windows by the consumer group's progress.
+        Workload::Query => {
+            env.push(json!({"name": catalogue::CONSUMER_GROUP.name, "value": consumer_group(ap)}));
+        }
         Workload::Auth => {
             env.push(json!({"name": catalogue::AUTH_TOKEN_SECRET.name, "valueFrom": {"secretKeyRef": {"name": super::config::generated_secret_name(ap), "key": "auth-token-key"}}}));
         }

@@ -44,6 +44,8 @@ pub struct ConsumerConfig {
     pub liveness_deadline: Duration,
     /// `CAIRN_CONSUMER_MIGRATE`: apply ClickHouse migrations and the TTL at start (default true).
     pub migrate: bool,
+    /// `CAIRN_CLICKHOUSE_PROPERTY_COLUMNS`: event properties made columns when migrating.
+    pub property_columns: Vec<String>,
     /// `CAIRN_KAFKA_CREATE_TOPICS` and `CAIRN_KAFKA_TOPIC_PARTITIONS`, as for capture.
     pub create_topics: bool,
     pub topic_partitions: i32,
@@ -80,6 +82,12 @@ impl ConsumerConfig {
             insert_timeout: CONSUMER_INSERT_TIMEOUT_MS.millis(env)?,
             liveness_deadline: CONSUMER_LIVENESS_DEADLINE_MS.millis(env)?,
             migrate: CONSUMER_MIGRATE.bool(env)?,
+            property_columns: CLICKHOUSE_PROPERTY_COLUMNS
+                .string(env)
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect(),
             create_topics: KAFKA_CREATE_TOPICS.bool(env)?,
             topic_partitions: KAFKA_TOPIC_PARTITIONS.parse(env)?,
             kafka: KafkaConfig::from_source(env)?,

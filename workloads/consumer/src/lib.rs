@@ -17,7 +17,7 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, migrate};
+use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, ensure_property_columns, migrate};
 use cairn_common::kafka::topics::{DesiredTopic, Replication};
 use cairn_common::kafka::{client_config, ensure_topics_in_background, probe_topic};
 use cairn_common::telemetry::{admin_router, spawn_probe, Health};
@@ -203,6 +203,21 @@ async fn migrate_until_done(
         let result = match migrate(&cfg.clickhouse).await {
             Ok(status) => apply_event_ttl(ch, cfg.clickhouse.event_ttl_days).await.map(|()| status),
             Err(e) => Err(e),
+        };
+        let result = match result {
+            Ok(status) => match ensure_property_columns(ch, &cfg.property_columns).await {
+                Ok(report) => {
+                    if !report.added.is_empty() {
+                        tracing::info!(added = ?report.added, "event properties made columns; older rows backfill in the background");
+                    }
+                    if !report.refused.is_empty() {
+                        tracing::warn!(refused = ?report.refused, "these keys cannot be property columns (letters, digits and $ _ - . : / only)");
+                    }
+                    Ok(status)
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
         };
         match result {
             Ok(status) => {

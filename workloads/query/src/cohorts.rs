@@ -265,6 +265,34 @@ impl HasFilters for crate::retention::RetentionRequest {
     }
 }
 
+impl HasFilters for crate::stickiness::StickinessRequest {
+    fn filters_mut(&mut self) -> Vec<&mut PropertyFilter> {
+        let mut out: Vec<&mut PropertyFilter> = self.filters.iter_mut().collect();
+        for s in &mut self.series {
+            out.extend(s.filters.iter_mut());
+        }
+        out
+    }
+}
+
+impl HasFilters for crate::lifecycle::LifecycleRequest {
+    fn filters_mut(&mut self) -> Vec<&mut PropertyFilter> {
+        self.filters.iter_mut().chain(self.event.filters.iter_mut()).collect()
+    }
+}
+
+impl HasFilters for crate::paths::PathsRequest {
+    fn filters_mut(&mut self) -> Vec<&mut PropertyFilter> {
+        self.filters.iter_mut().collect()
+    }
+}
+
+impl HasFilters for crate::sessions::SessionsRequest {
+    fn filters_mut(&mut self) -> Vec<&mut PropertyFilter> {
+        self.filters.iter_mut().collect()
+    }
+}
+
 fn cohort_id(f: &PropertyFilter) -> Result<i64, ApiError> {
     match &f.value {
         Some(Value::Number(n)) => n.as_i64(),

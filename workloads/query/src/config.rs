@@ -93,6 +93,10 @@ pub struct QueryConfig {
     pub dashboard_dir: Option<PathBuf>,
     /// `CAIRN_QUERY_JOB_*`, `CAIRN_QUERY_CACHE_TTL_SECONDS`: analyses run as jobs.
     pub jobs: crate::jobs::JobsConfig,
+    /// `CAIRN_QUERY_EXPORT_*`: events exports.
+    pub export: crate::export::ExportLimits,
+    /// `CAIRN_EXPORT_*`, `CAIRN_CONSUMER_GROUP`: scheduled event exports.
+    pub exports: crate::event_exports::ExportsConfig,
 }
 
 impl QueryConfig {
@@ -125,6 +129,32 @@ impl QueryConfig {
                 max_queued: QUERY_JOB_MAX_QUEUED.parse(env)?,
                 max_per_caller: QUERY_JOB_MAX_PER_CALLER.parse::<i64>(env)?.max(1),
                 cache_ttl: QUERY_CACHE_TTL_SECONDS.secs(env)?,
+            },
+            exports: crate::event_exports::ExportsConfig {
+                local_root: EXPORT_LOCAL_ROOT.opt(env).map(PathBuf::from),
+                s3: {
+                    // Every setting read, so a typo in one is never silently ignored.
+                    let (endpoint, region, key_id, secret) = (
+                        EXPORT_S3_ENDPOINT.opt(env),
+                        EXPORT_S3_REGION.string(env),
+                        EXPORT_S3_ACCESS_KEY_ID.opt(env),
+                        EXPORT_S3_SECRET_ACCESS_KEY.secret_value(env),
+                    );
+                    endpoint.map(|endpoint| crate::s3::S3Config {
+                        endpoint,
+                        region,
+                        access_key_id: key_id.unwrap_or_default(),
+                        secret_access_key: secret.unwrap_or_else(|| String::new().into()),
+                    })
+                },
+                poll: EXPORT_POLL_SECS.secs(env)?.max(Duration::from_secs(1)),
+                settle: EXPORT_SETTLE_SECS.secs(env)?,
+                consumer_group: CONSUMER_GROUP.string(env),
+                dedup_horizon: Duration::from_secs(EXPORT_DEDUP_HOURS.parse::<u64>(env)?.max(1) * 3600),
+            },
+            export: crate::export::ExportLimits {
+                max_rows: QUERY_EXPORT_MAX_ROWS.parse::<u64>(env)?.max(1),
+                timeout: QUERY_EXPORT_TIMEOUT_SECS.secs(env)?,
             },
         })
     }

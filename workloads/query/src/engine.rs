@@ -71,12 +71,9 @@ impl ByPersonReady {
 }
 
 impl Engine {
-    /// Runs `sql` and reads every row; ClickHouse is told the time limit too, so a query that
-    /// times out here does not keep running there.
-    pub async fn fetch_all<T>(&self, sql: &Sql) -> Result<Vec<T>, ApiError>
-    where
-        T: RowOwned + RowRead,
-    {
+    /// `sql` with the settings every statement runs under: ClickHouse is told the time limit
+    /// too, so a query that times out here does not keep running there.
+    fn prepared(&self, sql: &Sql) -> clickhouse::query::Query {
         let secs = self.timeout.as_secs_f64().ceil().max(1.0) as u64;
         // What one statement may cost, and that it may only read (readonly=2 still lets these
         // settings be given): a statement cannot starve the server or write, whatever it is.
@@ -95,11 +92,60 @@ impl Engine {
             // one part. Makes FINAL nearly free on a merged table.
             q = q.with_setting("do_not_merge_across_partitions_select_final", "1");
         }
-        let result = with_timeout(self.timeout, q.fetch_all::<T>()).await;
+        q
+    }
+
+    /// Runs `sql` and reads every row.
+    pub async fn fetch_all<T>(&self, sql: &Sql) -> Result<Vec<T>, ApiError>
+    where
+        T: RowOwned + RowRead,
+    {
+        let result = with_timeout(self.timeout, self.prepared(sql).fetch_all::<T>()).await;
         if let Err(e) = &result {
             // The statement holds placeholders only, never request data: safe to log.
             tracing::warn!(status = e.status.as_u16(), sql = sql.text(), "statement failed");
         }
         result
+    }
+
+    /// Runs `sql` with extra `settings` and reads its whole answer in `format` (e.g.
+    /// `JSONCompact`). The caller bounds its size (`max_result_bytes`, `max_result_rows`) and
+    /// judges ClickHouse's errors (the inner result); the outer error is the time limit.
+    pub async fn fetch_bytes(
+        &self,
+        sql: &Sql,
+        format: &str,
+        settings: &[(&str, String)],
+    ) -> Result<Result<bytes::Bytes, clickhouse::error::Error>, ApiError> {
+        let mut q = self.prepared(sql);
+        for (name, value) in settings {
+            q = q.with_setting(*name, value.clone());
+        }
+        let read = async move { q.fetch_bytes(format)?.collect().await };
+        tokio::time::timeout(self.timeout, read).await.map_err(|_| crate::sql::timed_out(self.timeout))
+    }
+
+    /// Runs `sql` and answers its output in `format` as it comes (an export); ClickHouse stops
+    /// at `max_execution_time` (this engine's timeout), the caller bounds the rows.
+    pub fn stream_bytes(
+        &self,
+        sql: &Sql,
+        format: &str,
+    ) -> Result<clickhouse::query::BytesCursor, clickhouse::error::Error> {
+        self.prepared(sql).fetch_bytes(format)
+    }
+
+    /// An engine for unit tests that build statements (it is never connected).
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Engine {
+            ch: clickhouse::Client::default(),
+            source: EventsSource::new(true),
+            limits: Limits::default(),
+            timeout: Duration::from_secs(5),
+            by_person: ByPersonReady::default(),
+            changed: Default::default(),
+            comment: None,
+        }
     }
 }

@@ -143,17 +143,38 @@ pub async fn events(
     now: Timestamp,
 ) -> Result<EventsPage, ApiError> {
     let limit = page_limit(p.limit, engine, 100)?;
+    let mut sql = Sql::new();
+    // Aliases differ from the columns: an alias would shadow its column in WHERE and ORDER BY.
+    events_where(
+        engine,
+        project_id,
+        p,
+        "toString(uuid) AS event_uuid, toString(event) AS event_name, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts",
+        &mut sql,
+        now,
+    )?;
+    page(engine, sql, p.cursor.as_deref(), true, limit).await
+}
+
+/// `SELECT <columns> FROM events WHERE` what the events list `p` selects (its range, event,
+/// distinct id and property filters): the list's pages and its export.
+pub fn events_where(
+    engine: &Engine,
+    project_id: u64,
+    p: &EventsParams,
+    columns: &str,
+    sql: &mut Sql,
+    now: Timestamp,
+) -> Result<(), ApiError> {
     let filters = filters_param(p.properties.as_deref())?;
     if filters.iter().any(|f| f.kind != crate::filters::PropertyKind::Event) {
         return Err(ApiError::invalid("properties", "the events list filters by event properties only"));
     }
-    let mut sql = Sql::new();
-    // Aliases differ from the columns: an alias would shadow its column in WHERE and ORDER BY.
     scoped_select(
         engine,
         project_id,
-        "toString(uuid) AS event_uuid, toString(event) AS event_name, distinct_id, properties, toUnixTimestamp64Milli(timestamp) AS ts",
-        &mut sql,
+        columns,
+        sql,
         (p.date_from.as_deref(), p.date_to.as_deref()),
         p.event.as_deref(),
         now,
@@ -165,8 +186,7 @@ pub async fn events(
         let d = sql.str(d);
         sql.push(" AND distinct_id = ").push(&d);
     }
-    push_all(&mut sql, &filters, "properties", engine.limits.max_filters)?;
-    page(engine, sql, p.cursor.as_deref(), true, limit).await
+    push_all(sql, &filters, "properties", engine.limits.max_filters)
 }
 
 /// Query-string parameters of one session's events.

@@ -95,6 +95,16 @@ pub fn prop_nullable(sql: &mut Sql, key: &str) -> String {
 
 /// [`prop_nullable`] of the event's or the person's property.
 pub fn prop_nullable_of(sql: &mut Sql, kind: PropertyKind, key: &str) -> String {
+    let column = if kind == PropertyKind::Event { crate::materialized::column_of(key) } else { None };
+    prop_nullable_with(sql, kind, key, column)
+}
+
+/// [`prop_nullable_of`] given the property's column, if it has one: an event property that is a
+/// column of its own holds exactly the JSON expression's value.
+fn prop_nullable_with(sql: &mut Sql, kind: PropertyKind, key: &str, column: Option<String>) -> String {
+    if let Some(column) = column {
+        return column;
+    }
     let k = sql.str(key);
     format!("JSONExtract({}, {k}, 'Nullable(String)')", kind.column())
 }
@@ -268,6 +278,20 @@ mod tests {
             assert!(!cond.contains("k'") && !cond.contains("v'") && !cond.contains("%_"), "{cond}");
             assert!(!sql.params().is_empty(), "{f}");
         }
+    }
+
+    #[test]
+    fn an_event_property_with_a_column_reads_the_column() {
+        let column = cairn_common::clickhouse::column_name("$browser");
+        let mut sql = Sql::new();
+        assert_eq!(prop_nullable_with(&mut sql, PropertyKind::Event, "$browser", Some(column.clone())), column);
+        assert!(sql.params().is_empty());
+        let json = prop_nullable_with(&mut sql, PropertyKind::Event, "$browser", None);
+        assert_eq!(json, "JSONExtract(properties, {p0:String}, 'Nullable(String)')");
+        // The column list holds event properties only: a person's property is read from its JSON.
+        assert!(
+            prop_nullable_of(&mut sql, PropertyKind::Person, "$browser").starts_with("JSONExtract(person_properties")
+        );
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub enum InsightQuery {
     Trends(TrendsRequest),
     Funnels(FunnelsRequest),
     Retention(RetentionRequest),
+    Stickiness(crate::stickiness::StickinessRequest),
+    Lifecycle(crate::lifecycle::LifecycleRequest),
+    Paths(crate::paths::PathsRequest),
+    Sessions(crate::sessions::SessionsRequest),
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -71,6 +71,10 @@ pub enum Kind {
     Trends,
     Funnels,
     Retention,
+    Stickiness,
+    Lifecycle,
+    Paths,
+    Sessions,
 }
 
 impl Kind {
@@ -79,6 +83,10 @@ impl Kind {
             Kind::Trends => "trends",
             Kind::Funnels => "funnels",
             Kind::Retention => "retention",
+            Kind::Stickiness => "stickiness",
+            Kind::Lifecycle => "lifecycle",
+            Kind::Paths => "paths",
+            Kind::Sessions => "sessions",
         }
     }
 
@@ -87,6 +95,10 @@ impl Kind {
             "trends" => Some(Kind::Trends),
             "funnels" => Some(Kind::Funnels),
             "retention" => Some(Kind::Retention),
+            "stickiness" => Some(Kind::Stickiness),
+            "lifecycle" => Some(Kind::Lifecycle),
+            "paths" => Some(Kind::Paths),
+            "sessions" => Some(Kind::Sessions),
             _ => None,
         }
     }
@@ -96,7 +108,7 @@ impl Kind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobInput {
-    /// `trends`, `funnels` or `retention`.
+    /// `trends`, `funnels`, `retention`, `stickiness`, `lifecycle`, `paths` or `sessions`.
     pub kind: String,
     /// The analysis' request body, as its synchronous route takes it.
     pub query: Value,
@@ -111,6 +123,25 @@ pub enum Analysis {
     Trends(TrendsRequest),
     Funnels(FunnelsRequest),
     Retention(RetentionRequest),
+    Stickiness(crate::stickiness::StickinessRequest),
+    Lifecycle(crate::lifecycle::LifecycleRequest),
+    Paths(crate::paths::PathsRequest),
+    Sessions(crate::sessions::SessionsRequest),
+}
+
+impl From<crate::insights::InsightQuery> for Analysis {
+    fn from(q: crate::insights::InsightQuery) -> Self {
+        use crate::insights::InsightQuery as Q;
+        match q {
+            Q::Trends(r) => Analysis::Trends(r),
+            Q::Funnels(r) => Analysis::Funnels(r),
+            Q::Retention(r) => Analysis::Retention(r),
+            Q::Stickiness(r) => Analysis::Stickiness(r),
+            Q::Lifecycle(r) => Analysis::Lifecycle(r),
+            Q::Paths(r) => Analysis::Paths(r),
+            Q::Sessions(r) => Analysis::Sessions(r),
+        }
+    }
 }
 
 impl Analysis {
@@ -123,6 +154,10 @@ impl Analysis {
             Kind::Trends => Analysis::Trends(typed(query)?),
             Kind::Funnels => Analysis::Funnels(typed(query)?),
             Kind::Retention => Analysis::Retention(typed(query)?),
+            Kind::Stickiness => Analysis::Stickiness(typed(query)?),
+            Kind::Lifecycle => Analysis::Lifecycle(typed(query)?),
+            Kind::Paths => Analysis::Paths(typed(query)?),
+            Kind::Sessions => Analysis::Sessions(typed(query)?),
         })
     }
 
@@ -131,6 +166,10 @@ impl Analysis {
             Analysis::Trends(_) => Kind::Trends,
             Analysis::Funnels(_) => Kind::Funnels,
             Analysis::Retention(_) => Kind::Retention,
+            Analysis::Stickiness(_) => Kind::Stickiness,
+            Analysis::Lifecycle(_) => Kind::Lifecycle,
+            Analysis::Paths(_) => Kind::Paths,
+            Analysis::Sessions(_) => Kind::Sessions,
         }
     }
 
@@ -140,6 +179,10 @@ impl Analysis {
             Analysis::Trends(r) => serde_json::to_value(r),
             Analysis::Funnels(r) => serde_json::to_value(r),
             Analysis::Retention(r) => serde_json::to_value(r),
+            Analysis::Stickiness(r) => serde_json::to_value(r),
+            Analysis::Lifecycle(r) => serde_json::to_value(r),
+            Analysis::Paths(r) => serde_json::to_value(r),
+            Analysis::Sessions(r) => serde_json::to_value(r),
         }
         .map_err(|e| ApiError::internal(format!("a parsed request does not serialise: {e}")))
     }
@@ -173,6 +216,85 @@ impl Analysis {
                 crate::cohorts::resolve(pg, project_id, &mut req).await?;
                 value(crate::retention::run(engine, project_id, &req, now).await?)
             }
+            Analysis::Stickiness(mut req) => {
+                crate::cohorts::resolve(pg, project_id, &mut req).await?;
+                value(crate::stickiness::run(engine, project_id, &req, now).await?)
+            }
+            Analysis::Lifecycle(mut req) => {
+                crate::cohorts::resolve(pg, project_id, &mut req).await?;
+                value(crate::lifecycle::run(engine, project_id, &req, now).await?)
+            }
+            Analysis::Paths(mut req) => {
+                crate::cohorts::resolve(pg, project_id, &mut req).await?;
+                value(crate::paths::run(engine, project_id, &req, now).await?)
+            }
+            Analysis::Sessions(mut req) => {
+                crate::cohorts::resolve(pg, project_id, &mut req).await?;
+                value(crate::sessions::run(engine, project_id, &req, now).await?)
+            }
+        }
+    }
+}
+
+/// The error a failed job recorded, as the synchronous route would have answered it.
+fn job_error(error: Option<&Value>) -> ApiError {
+    const CODES: &[&str] = &[
+        "invalid_request",
+        "not_found",
+        "timeout",
+        "too_expensive",
+        "unavailable",
+        "rate_limited",
+        "forbidden",
+        "internal",
+    ];
+    let Some(e) = error else {
+        return ApiError::internal("a failed query job recorded no error");
+    };
+    let status = e["status"]
+        .as_u64()
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = CODES.iter().find(|c| e["error"].as_str() == Some(**c)).copied().unwrap_or("job_failed");
+    let mut err = ApiError::new(status, code, e["message"].as_str().unwrap_or("the query failed"));
+    err.field = e["field"].as_str().map(String::from);
+    err
+}
+
+impl Jobs {
+    /// An analysis' result now, through the jobs and their cache: a result computed within the
+    /// cache TTL (and after the project's data last changed) answers at once, an identical job
+    /// running is joined, otherwise one runs and is waited for. What a dashboard's tiles (saved
+    /// insights' results) are read through: a dashboard opened twice computes each tile once.
+    pub async fn result_now(
+        self: &Arc<Self>,
+        engine: &Engine,
+        pg: &PgPool,
+        project_id: u64,
+        user_id: i64,
+        analysis: Analysis,
+        refresh: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        let input = JobInput { kind: analysis.kind().as_str().to_string(), query: analysis.canonical()?, refresh };
+        let (_, mut job) = self.create(engine, pg, project_id, user_id, input).await?;
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout + Duration::from_secs(STALE_SECS as u64);
+        loop {
+            match job.status.as_str() {
+                "done" => {
+                    return job
+                        .result
+                        .map(|r| (r, job.cached))
+                        .ok_or_else(|| ApiError::internal("a done job has no result"))
+                }
+                "failed" => return Err(job_error(job.error.as_ref())),
+                "cancelled" => return Err(ApiError::unavailable("the query was cancelled; try again")),
+                _ => {}
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(crate::sql::timed_out(self.cfg.timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            job = get(pg, project_id, job.id).await?;
         }
     }
 }
@@ -311,8 +433,12 @@ impl Jobs {
         user_id: i64,
         input: JobInput,
     ) -> Result<(StatusCode, QueryJob), ApiError> {
-        let kind = Kind::parse(&input.kind)
-            .ok_or_else(|| ApiError::invalid("kind", "must be one of trends, funnels, retention"))?;
+        let kind = Kind::parse(&input.kind).ok_or_else(|| {
+            ApiError::invalid(
+                "kind",
+                "must be one of trends, funnels, retention, stickiness, lifecycle, paths, sessions",
+            )
+        })?;
         let analysis = Analysis::parse(kind, input.query)?;
         let key = analysis.key()?;
         let canonical = analysis.canonical()?;

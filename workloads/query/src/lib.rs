@@ -12,6 +12,7 @@
 //! - [`insights`]: insights and dashboards in PostgreSQL.
 //! - [`gateway`]: the rest of `/api/` forwarded to the auth service (one public API).
 
+pub mod activity;
 pub mod apidocs;
 pub mod caller;
 pub mod cohorts;
@@ -20,22 +21,31 @@ pub mod dashboard;
 pub mod deletions;
 pub mod engine;
 pub mod event_changes;
+pub mod event_exports;
 pub mod explorer;
+pub mod export;
 pub mod filters;
 pub mod formula;
 pub mod funnels;
 pub mod gateway;
 pub mod insights;
 pub mod jobs;
+pub mod lifecycle;
+pub mod materialized;
 pub mod metrics;
+pub mod paths;
 pub mod persons;
 pub mod persons_api;
 pub mod retention;
 pub mod routes;
+pub mod s3;
 pub mod sample_data;
+pub mod sessions;
 pub mod sql;
+pub mod stickiness;
 pub mod timerange;
 pub mod trends;
+pub mod user_sql;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +100,10 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
                     Ok(ready) => tracing::debug!(ready, "events_by_person readiness"),
                     Err(e) => tracing::debug!(error = %e, "cannot tell whether events_by_person is complete"),
                 }
+                match materialized::refresh(&ch).await {
+                    Ok(n) => tracing::debug!(columns = n, "property columns"),
+                    Err(e) => tracing::debug!(error = %e, "cannot read the property columns"),
+                }
                 tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(30)) => {} }
             }
         });
@@ -114,7 +128,28 @@ pub async fn run(cfg: QueryConfig) -> Result<(), Box<dyn std::error::Error>> {
         // timeout, and at most 10 s.
         changes: event_changes::EventsProducer::new(&cfg.kafka, cfg.timeout.min(Duration::from_secs(10))),
         jobs: job_runner.clone(),
+        export: cfg.export.clone(),
+        exports: cfg.exports.clone(),
     });
+    // Scheduled event exports: every replica takes turns (a lease per export).
+    {
+        let mut engine = state.engine.clone();
+        engine.timeout = cfg.export.timeout;
+        let runner = Arc::new(event_exports::Runner {
+            cfg: cfg.exports.clone(),
+            kafka: cfg.kafka.clone(),
+            pg: state.pg.clone(),
+            engine,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(cfg.export.timeout)
+                .build()
+                .map_err(|e| std::io::Error::other(format!("the HTTP client for exports: {e}")))?,
+            owner: format!("query-{}", uuid::Uuid::new_v4().simple()),
+        });
+        let stop = shutdown.clone();
+        tokio::spawn(runner.run(stop));
+    }
     // Revoked sessions and keys, deleted projects and changed roles leave the cache at once.
     {
         let (auth, stop) = (state.auth.clone(), shutdown.clone());

@@ -23,7 +23,8 @@ use crate::engine::Engine;
 use crate::event_changes;
 use crate::explorer::{self, EventsParams, Picker, PickerParams};
 use crate::funnels::{self, FunnelsRequest};
-use crate::insights::{self, DashboardInput, DashboardPatch, InsightInput, InsightPatch, InsightQuery, Page};
+use crate::insights::{self, DashboardInput, DashboardPatch, InsightInput, InsightPatch, Page};
+use crate::jobs::Analysis;
 use crate::metrics::{QueryMetrics, RouteLabels, RouteOnly};
 use crate::persons_api;
 use crate::retention::{self, RetentionRequest};
@@ -34,6 +35,11 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{project_id}/query/trends"),
     ("post", "/api/v1/projects/{project_id}/query/funnels"),
     ("post", "/api/v1/projects/{project_id}/query/retention"),
+    ("post", "/api/v1/projects/{project_id}/query/stickiness"),
+    ("post", "/api/v1/projects/{project_id}/query/lifecycle"),
+    ("post", "/api/v1/projects/{project_id}/query/paths"),
+    ("post", "/api/v1/projects/{project_id}/query/sessions"),
+    ("post", "/api/v1/projects/{project_id}/query/sql"),
     ("post", "/api/v1/projects/{project_id}/query-jobs"),
     ("get", "/api/v1/projects/{project_id}/query-jobs/{job_id}"),
     ("delete", "/api/v1/projects/{project_id}/query-jobs/{job_id}"),
@@ -63,6 +69,14 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
     ("patch", "/api/v1/projects/{project_id}/insights/{insight_id}"),
     ("delete", "/api/v1/projects/{project_id}/insights/{insight_id}"),
     ("get", "/api/v1/projects/{project_id}/insights/{insight_id}/result"),
+    ("get", "/api/v1/projects/{project_id}/insights/{insight_id}/export"),
+    ("get", "/api/v1/projects/{project_id}/exports/events"),
+    ("get", "/api/v1/projects/{project_id}/event-exports"),
+    ("post", "/api/v1/projects/{project_id}/event-exports"),
+    ("get", "/api/v1/projects/{project_id}/event-exports/{export_id}"),
+    ("patch", "/api/v1/projects/{project_id}/event-exports/{export_id}"),
+    ("delete", "/api/v1/projects/{project_id}/event-exports/{export_id}"),
+    ("get", "/api/v1/projects/{project_id}/event-exports/{export_id}/files"),
     ("get", "/api/v1/projects/{project_id}/dashboards"),
     ("post", "/api/v1/projects/{project_id}/dashboards"),
     ("get", "/api/v1/projects/{project_id}/dashboards/{dashboard_id}"),
@@ -81,6 +95,8 @@ pub struct AppState {
     pub slots: crate::caller::CallerSlots,
     pub changes: crate::event_changes::EventsProducer,
     pub jobs: Arc<crate::jobs::Jobs>,
+    pub export: crate::export::ExportLimits,
+    pub exports: crate::event_exports::ExportsConfig,
 }
 
 impl HasAuth for Arc<AppState> {
@@ -133,6 +149,33 @@ async fn retention_handler(
     retention::run(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &req, Timestamp::now())
         .await
         .map(Json)
+}
+
+/// Runs `analysis` for the caller's project, as a saved insight or a job would.
+async fn run_analysis(s: &AppState, caller: &Caller, project: &str, analysis: Analysis) -> ApiResult<Value> {
+    let project = caller.project(project, Permission::QueryRead)?;
+    let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
+    analysis.run(&engine, &s.pg, project, Timestamp::now()).await.map(Json)
+}
+
+/// `POST …/query/{kind}` for an analysis whose request body is `R`.
+fn analysis_route<R>(make: fn(R) -> Analysis) -> axum::routing::MethodRouter<Arc<AppState>>
+where
+    R: serde::de::DeserializeOwned + Send + 'static,
+{
+    post(move |State(s): S, caller: Caller, Path(project): Path<String>, JsonBody(req): JsonBody<R>| async move {
+        run_analysis(&s, &caller, &project, make(req)).await
+    })
+}
+
+async fn sql_handler(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(req): JsonBody<crate::user_sql::SqlRequest>,
+) -> ApiResult<crate::user_sql::SqlResponse> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    crate::user_sql::run(&deletions::engine_for(&s.engine, &s.pg, project).await?, project, &req).await.map(Json)
 }
 
 /// Starts an analysis as a job: 202 with the job (or the identical one running), 200 with a result
@@ -454,27 +497,131 @@ async fn delete_insight(
     insights::delete_insight(&s.pg, project, path_id(&id, "insight_id")?).await.map(|_| StatusCode::NO_CONTENT)
 }
 
-/// Runs a saved insight's query now.
-async fn insight_result(State(s): S, caller: Caller, Path((project, id)): Path<(String, String)>) -> ApiResult<Value> {
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FormatParam {
+    format: Option<String>,
+}
+
+/// A saved insight's result now, as a CSV or JSON download.
+async fn insight_export(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let project = caller.project(&project, Permission::QueryRead)?;
+    let params: FormatParam = query_params(req.uri().query())?;
+    let format = crate::export::Format::parse(params.format.as_deref())?;
     let insight = insights::get_insight(&s.pg, project as i64, path_id(&id, "insight_id")?).await?;
-    let now = Timestamp::now();
+    let analysis = crate::jobs::Analysis::from(insights::parse_query(&insight.query)?);
+    let kind = analysis.kind().as_str();
+    let (result, _) = s.jobs.result_now(&s.engine, &s.pg, project, caller.user_id(), analysis, false).await?;
+    Ok(crate::export::result_download(kind, &format!("insight-{}-{kind}", insight.id), &result, format))
+}
+
+/// The events the explorer lists for these filters, every one of them, streamed as CSV or JSON
+/// lines.
+async fn events_export(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    let mut params: std::collections::BTreeMap<String, String> = query_params(req.uri().query())?;
+    let format = crate::export::Format::parse(params.remove("format").as_deref())?;
+    let params: EventsParams = serde_json::to_value(&params)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ApiError::invalid("query", e.to_string()))?;
     let engine = deletions::engine_for(&s.engine, &s.pg, project).await?;
-    let result = match insights::parse_query(&insight.query)? {
-        InsightQuery::Trends(mut q) => {
-            cohorts::resolve(&s.pg, project, &mut q).await?;
-            serde_json::to_value(trends::run(&engine, project, &q, now).await?)
-        }
-        InsightQuery::Funnels(mut q) => {
-            cohorts::resolve(&s.pg, project, &mut q).await?;
-            serde_json::to_value(funnels::run(&engine, project, &q, now).await?)
-        }
-        InsightQuery::Retention(mut q) => {
-            cohorts::resolve(&s.pg, project, &mut q).await?;
-            serde_json::to_value(retention::run(&engine, project, &q, now).await?)
-        }
-    };
-    result.map(Json).map_err(ApiError::internal)
+    crate::export::events_download(&engine, &s.export, project, &params, format, Timestamp::now()).await
+}
+
+// Scheduled event exports: managed by those who may change events (owners and admins): data
+// leaving the platform is as sensitive as data changed in it.
+
+async fn list_event_exports(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+) -> ApiResult<crate::event_exports::EventExports> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    crate::event_exports::list(&s.pg, project).await.map(Json)
+}
+
+async fn create_event_export(
+    State(s): S,
+    caller: Caller,
+    Path(project): Path<String>,
+    JsonBody(input): JsonBody<crate::event_exports::ExportInput>,
+) -> Result<Response, ApiError> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    let export = crate::event_exports::create(&s.pg, &s.exports, project, caller.user_id(), input).await?;
+    Ok((StatusCode::CREATED, Json(export)).into_response())
+}
+
+async fn get_event_export(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<crate::event_exports::EventExport> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    crate::event_exports::get(&s.pg, project, path_id(&id, "export_id")?).await.map(Json)
+}
+
+async fn update_event_export(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+    JsonBody(patch): JsonBody<crate::event_exports::ExportPatch>,
+) -> ApiResult<crate::event_exports::EventExport> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    crate::event_exports::update(&s.pg, project, path_id(&id, "export_id")?, patch).await.map(Json)
+}
+
+async fn delete_event_export(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    crate::event_exports::delete(&s.pg, project, path_id(&id, "export_id")?).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+async fn event_export_files(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<crate::event_exports::ExportFiles> {
+    let project = caller.project(&project, Permission::EventsWrite)?;
+    crate::event_exports::files(&s.pg, project, path_id(&id, "export_id")?).await.map(Json)
+}
+
+/// Runs a saved insight's query now.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RefreshParam {
+    refresh: Option<bool>,
+}
+
+/// A saved insight's result: through the query jobs' cache (a result still fresh answers at
+/// once, `X-Cairn-Cached: true`; `refresh=true` computes again).
+async fn insight_result(
+    State(s): S,
+    caller: Caller,
+    Path((project, id)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let project = caller.project(&project, Permission::QueryRead)?;
+    let params: RefreshParam = query_params(req.uri().query())?;
+    let insight = insights::get_insight(&s.pg, project as i64, path_id(&id, "insight_id")?).await?;
+    let analysis = crate::jobs::Analysis::from(insights::parse_query(&insight.query)?);
+    let (result, cached) = s
+        .jobs
+        .result_now(&s.engine, &s.pg, project, caller.user_id(), analysis, params.refresh.unwrap_or(false))
+        .await?;
+    Ok(([("x-cairn-cached", if cached { "true" } else { "false" })], Json(result)).into_response())
 }
 
 async fn list_dashboards(
@@ -545,6 +692,11 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         .route(&format!("{p}/query/trends"), post(trends_handler))
         .route(&format!("{p}/query/funnels"), post(funnels_handler))
         .route(&format!("{p}/query/retention"), post(retention_handler))
+        .route(&format!("{p}/query/stickiness"), analysis_route(Analysis::Stickiness))
+        .route(&format!("{p}/query/lifecycle"), analysis_route(Analysis::Lifecycle))
+        .route(&format!("{p}/query/paths"), analysis_route(Analysis::Paths))
+        .route(&format!("{p}/query/sessions"), analysis_route(Analysis::Sessions))
+        .route(&format!("{p}/query/sql"), post(sql_handler))
         .route(&format!("{p}/query-jobs"), post(create_job_handler))
         .route(&format!("{p}/query-jobs/{{job_id}}"), get(get_job_handler).delete(cancel_job_handler))
         .route(&format!("{p}/events"), get(events_handler))
@@ -570,6 +722,14 @@ pub fn router(state: Arc<AppState>, fallback: Router) -> Router {
         .route(&format!("{p}/insights"), get(list_insights).post(create_insight))
         .route(&format!("{p}/insights/{{insight_id}}"), get(get_insight).patch(update_insight).delete(delete_insight))
         .route(&format!("{p}/insights/{{insight_id}}/result"), get(insight_result))
+        .route(&format!("{p}/insights/{{insight_id}}/export"), get(insight_export))
+        .route(&format!("{p}/exports/events"), get(events_export))
+        .route(&format!("{p}/event-exports"), get(list_event_exports).post(create_event_export))
+        .route(
+            &format!("{p}/event-exports/{{export_id}}"),
+            get(get_event_export).patch(update_event_export).delete(delete_event_export),
+        )
+        .route(&format!("{p}/event-exports/{{export_id}}/files"), get(event_export_files))
         .route(&format!("{p}/dashboards"), get(list_dashboards).post(create_dashboard))
         .route(
             &format!("{p}/dashboards/{{dashboard_id}}"),

@@ -86,6 +86,12 @@ impl Sql {
         &self.text
     }
 
+    /// Takes the text written so far, leaving the parameters (for a fragment built apart and
+    /// placed into another statement of the same parameters).
+    pub fn take_text(&mut self) -> String {
+        std::mem::take(&mut self.text)
+    }
+
     pub fn params(&self) -> &[(String, Param)] {
         &self.params
     }
@@ -158,14 +164,20 @@ impl EventsSource {
         }
         let (columns, changed) = if table == EVENTS_BY_PERSON_TABLE {
             (
-                "project_id, person, event, timestamp, uuid",
-                "project_id, cityHash64(distinct_id) AS person, event, timestamp, uuid",
+                "project_id, person, event, timestamp, uuid".to_string(),
+                "project_id, cityHash64(distinct_id) AS person, event, timestamp, uuid".to_string(),
             )
         } else {
-            (
-                "uuid, project_id, event, distinct_id, properties, timestamp, received_at",
-                "uuid, project_id, event, distinct_id, properties, timestamp, received_at",
-            )
+            // The property columns too (statements read them in place of the JSON): from the
+            // changed events, computed from their properties as the column's own expression.
+            let mut columns = "uuid, project_id, event, distinct_id, properties, timestamp, received_at".to_string();
+            let mut changed = columns.clone();
+            for (key, column) in crate::materialized::all().iter() {
+                let k = sql.str(key.clone());
+                columns.push_str(&format!(", {column}"));
+                changed.push_str(&format!(", JSONExtract(properties, {k}, 'Nullable(String)') AS {column}"));
+            }
+            (columns, changed)
         };
         let fin = if read_final { " FINAL" } else { "" };
         format!(

@@ -32,6 +32,8 @@ pub enum Math {
     /// Distinct persons (a distinct id's person: see `persons`).
     #[serde(alias = "dau")]
     UniqueUsers,
+    /// Distinct sessions (`$session_id`; events without one are not counted).
+    UniqueSessions,
     /// A numeric property (`math_property`) aggregated over the events.
     Sum,
     Avg,
@@ -88,6 +90,8 @@ impl Math {
             Math::Total => return "toFloat64(count())".into(),
             // `x`: the person (see `series_sql`).
             Math::UniqueUsers => return format!("toFloat64(uniqExact({x}))"),
+            // `x`: the event's session id, '' without one (see `series_sql`).
+            Math::UniqueSessions => return format!("toFloat64(uniqExactIf({x}, {x} != ''))"),
         };
         format!("toFloat64(ifNull({f}({x}), 0))")
     }
@@ -535,6 +539,9 @@ fn series_sql(
     } else {
         let value = match (&s.math_property, s.math.needs_property()) {
             (Some(p), true) => prop_number(&mut sql, p),
+            _ if s.math == Math::UniqueSessions => {
+                format!("ifNull({}, '')", crate::filters::prop_nullable(&mut sql, "$session_id"))
+            }
             _ => String::new(),
         };
         sql.push("SELECT ")

@@ -338,6 +338,14 @@ fn request_schemas_name_exactly_the_fields_serde_accepts() {
         ("FunnelStep", fields_of::<FunnelStep>()),
         ("ConversionWindow", fields_of::<ConversionWindow>()),
         ("RetentionRequest", fields_of::<RetentionRequest>()),
+        ("SqlRequest", fields_of::<cairn_query::user_sql::SqlRequest>()),
+        ("EventExportInput", fields_of::<cairn_query::event_exports::ExportInput>()),
+        ("EventExportPatch", fields_of::<cairn_query::event_exports::ExportPatch>()),
+        ("StickinessFields", fields_of::<cairn_query::stickiness::StickinessRequest>()),
+        ("StickinessSeries", fields_of::<cairn_query::stickiness::StickinessSeries>()),
+        ("LifecycleFields", fields_of::<cairn_query::lifecycle::LifecycleRequest>()),
+        ("PathsFields", fields_of::<cairn_query::paths::PathsRequest>()),
+        ("SessionsFields", fields_of::<cairn_query::sessions::SessionsRequest>()),
         ("EventSpec", fields_of::<EventSpec>()),
         ("InsightInput", fields_of::<InsightInput>()),
         ("InsightPatch", fields_of::<InsightPatch>()),
@@ -354,7 +362,15 @@ fn request_schemas_name_exactly_the_fields_serde_accepts() {
         );
     }
     // An insight's query: the analysis' fields plus `kind`.
-    for (name, kind) in [("TrendsQuery", "trends"), ("FunnelsQuery", "funnels"), ("RetentionQuery", "retention")] {
+    for (name, kind) in [
+        ("TrendsQuery", "trends"),
+        ("FunnelsQuery", "funnels"),
+        ("RetentionQuery", "retention"),
+        ("StickinessQuery", "stickiness"),
+        ("LifecycleQuery", "lifecycle"),
+        ("PathsQuery", "paths"),
+        ("SessionsQuery", "sessions"),
+    ] {
         let mut documented = property_names(&doc, schema(&doc, name));
         assert!(documented.remove("kind"), "{name} declares kind");
         assert_eq!(
@@ -401,6 +417,12 @@ fn query_parameters_are_exactly_those_the_handlers_read() {
     expected.insert("list_dashboards", fields_of::<Page>());
     expected.insert("list_persons", fields_of::<PersonsParams>());
     expected.insert("list_session_events", fields_of::<SessionParams>());
+    // The list's filters, every page (no cursor or limit), and the file's format.
+    let mut export = without(fields_of::<EventsParams>(), &["cursor", "limit"]);
+    export.insert("format".into());
+    expected.insert("export_events", export);
+    expected.insert("export_insight", BTreeSet::from(["format".to_string()]));
+    expected.insert("get_insight_result", BTreeSet::from(["refresh".to_string()]));
     let ops = operations(&doc);
     for id in expected.keys() {
         assert!(ops.iter().any(|o| o.id() == *id), "no operation {id}");
@@ -607,6 +629,13 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("TrendsRequest", accepts::<TrendsRequest> as Checker),
         ("FunnelsRequest", accepts::<FunnelsRequest>),
         ("RetentionRequest", accepts::<RetentionRequest>),
+        ("SqlRequest", accepts::<cairn_query::user_sql::SqlRequest>),
+        ("EventExportInput", accepts::<cairn_query::event_exports::ExportInput>),
+        ("EventExportPatch", accepts::<cairn_query::event_exports::ExportPatch>),
+        ("StickinessRequest", accepts::<cairn_query::stickiness::StickinessRequest>),
+        ("LifecycleRequest", accepts::<cairn_query::lifecycle::LifecycleRequest>),
+        ("PathsRequest", accepts::<cairn_query::paths::PathsRequest>),
+        ("SessionsRequest", accepts::<cairn_query::sessions::SessionsRequest>),
         ("InsightQuery", insight_query),
         ("InsightInput", insight_input),
         ("InsightPatch", accepts::<InsightPatch>),
@@ -621,6 +650,13 @@ fn examples_are_what_the_service_accepts_and_answers() {
         ("TrendsResponse", round_trips::<TrendsResponse> as Checker),
         ("FunnelsResponse", round_trips::<FunnelsResponse>),
         ("RetentionResponse", round_trips::<RetentionResponse>),
+        ("SqlResponse", round_trips::<cairn_query::user_sql::SqlResponse>),
+        ("EventExport", round_trips::<cairn_query::event_exports::EventExport>),
+        ("ExportFiles", round_trips::<cairn_query::event_exports::ExportFiles>),
+        ("StickinessResponse", round_trips::<cairn_query::stickiness::StickinessResponse>),
+        ("LifecycleResponse", round_trips::<cairn_query::lifecycle::LifecycleResponse>),
+        ("PathsResponse", round_trips::<cairn_query::paths::PathsResponse>),
+        ("SessionsResponse", round_trips::<cairn_query::sessions::SessionsResponse>),
         ("EventsPage", round_trips::<EventsPage>),
         ("NameCounts", round_trips::<NameCounts>),
         ("PersonsPage", round_trips::<PersonsPage>),

@@ -14,6 +14,10 @@ pub const EVENTS_TABLE: &str = "events";
 /// filled by a materialized view on `events`).
 pub const EVENTS_BY_PERSON_TABLE: &str = "events_by_person";
 
+/// Each event's receipts by project and time, for scheduled exports
+/// (`schemas/clickhouse/0008_events_received.sql`; filled by a materialized view on `events`).
+pub const EVENTS_RECEIVED_TABLE: &str = "events_received";
+
 /// One row of the events table. `ingested_at` is left to its DEFAULT (the server's clock).
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct EventRow {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::{server_client, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE, EVENT_CHANGES_TABLE};
+use super::{server_client, EVENTS_BY_PERSON_TABLE, EVENTS_RECEIVED_TABLE, EVENTS_TABLE, EVENT_CHANGES_TABLE};
 use crate::config::ClickHouseConfig;
 
 /// One schema migration.
@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "event_changes",
         sql: include_str!("../../../../schemas/clickhouse/0007_event_changes.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "events_received",
+        sql: include_str!("../../../../schemas/clickhouse/0008_events_received.sql"),
     },
 ];
 
@@ -343,9 +348,12 @@ pub async fn backfill_progress(client: &Client, query_id: &str) -> Result<Option
 pub async fn apply_event_ttl(client: &Client, days: u32) -> Result<(), MigrationError> {
     // Changed versions expire by the latest time their event ever had (`retain_until`), so a
     // version (a deletion above all) never expires before the captured row it replaces.
-    for (table, column) in
-        [(EVENTS_TABLE, "timestamp"), (EVENTS_BY_PERSON_TABLE, "timestamp"), (EVENT_CHANGES_TABLE, "retain_until")]
-    {
+    for (table, column) in [
+        (EVENTS_TABLE, "timestamp"),
+        (EVENTS_BY_PERSON_TABLE, "timestamp"),
+        (EVENT_CHANGES_TABLE, "retain_until"),
+        (EVENTS_RECEIVED_TABLE, "received_at"),
+    ] {
         apply_table_ttl(client, table, column, days).await?;
     }
     tracing::info!(days, "set events retention");

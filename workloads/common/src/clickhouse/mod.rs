@@ -5,18 +5,23 @@ mod changes;
 mod events;
 mod migrations;
 mod persons;
+mod property_columns;
 
 pub use changes::{
     merged_properties, ChangeError, ChangeOp, ChangeRecord, ChangeRow, ChangeSet, Skip, EVENT_CHANGES_TABLE,
     MAX_CHANGED_PROPERTIES_BYTES,
 };
-pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_TABLE};
+pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_RECEIVED_TABLE, EVENTS_TABLE};
 pub use migrations::{
     apply_event_ttl, backfill_progress, is_backfill, migrate, migrate_deferring_backfills, migrate_with,
     migrate_with_backfills, pending_backfills, quote_identifier, run_backfill, split_statements, Backfill, Backfills,
     Migration, MigrationError, SchemaStatus, BACKFILLS_TABLE, MIGRATIONS,
 };
 pub use persons::{PersonOverrideRow, DISTINCT_ID_ACTIVITY_TABLE, PERSON_OVERRIDES_TABLE, PERSON_PROPERTY_OPS_TABLE};
+pub use property_columns::{
+    column_expression, column_name, ensure_property_columns, materialisable, property_backfills_running,
+    property_columns, PropertyColumnError, PropertyColumnsReport, DEFAULT_PROPERTY_COLUMNS, PROPERTY_COLUMN_PREFIX,
+};
 
 use crate::config::ClickHouseConfig;
 

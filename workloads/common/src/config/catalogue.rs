@@ -112,7 +112,7 @@ catalogue! {
 
     // Consumer.
     CONSUMER_ADDR = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_ADDR", "127.0.0.1:18001", "`/metrics`, `/healthz`, `/readyz`");
-    CONSUMER_GROUP = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_GROUP", "cairn-consumer", "Kafka consumer group");
+    CONSUMER_GROUP = s(ConsumerSection, &[Consumer, Query], "CAIRN_CONSUMER_GROUP", "cairn-consumer", "Kafka consumer group (query: whose progress closes the windows of scheduled event exports)");
     CONSUMER_BATCH_MAX_EVENTS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_BATCH_MAX_EVENTS", "10000", "insert when a batch holds this many records…");
     CONSUMER_BATCH_MAX_BYTES = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_BATCH_MAX_BYTES", "67108864", "…or when its records hold this many bytes…");
     CONSUMER_BATCH_MAX_AGE_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_BATCH_MAX_AGE_MS", "500", "…or when its first record is this old");
@@ -127,6 +127,7 @@ catalogue! {
     CONSUMER_PERSONS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_PERSONS", "true", "decide identity events (`$identify`, `$create_alias`, `$merge_dangerously`) in PostgreSQL, in a second consumer group (`<CAIRN_CONSUMER_GROUP>-persons`), and copy the distinct ids they move to ClickHouse's `person_overrides`; `false`: identity events wait in Kafka, undecided (decisions made so far stay)");
     CONSUMER_PROJECT_DELETION_REPEAT_MS = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_PROJECT_DELETION_REPEAT_MS", "300000", "a deleted project's rows are deleted twice, this long apart: the second pass takes what Kafka still held at the first (or capture accepted while its revocation feed was out of reach)");
     CONSUMER_MIGRATE = s(ConsumerSection, &[Consumer], "CAIRN_CONSUMER_MIGRATE", "true", "apply ClickHouse migrations and the TTL at start");
+    CLICKHOUSE_PROPERTY_COLUMNS = s(ConsumerSection, &[Consumer], "CAIRN_CLICKHOUSE_PROPERTY_COLUMNS", "$browser,$os,$device_type,$pathname,$host,$referring_domain,utm_source,utm_medium,utm_campaign", "event properties (comma-separated) made columns of the events table when the consumer migrates, so filters and breakdowns on them read a column instead of parsing JSON; existing rows are backfilled in the background. Keys of letters, digits and `$ _ - . : /` only; columns are never dropped");
 
     // PostgreSQL.
     POSTGRES_URL = s(Postgres, POSTGRES_USERS, "CAIRN_POSTGRES_URL", "postgres://postgres@127.0.0.1:55432/cairn", "the database (a Secret in a cluster; never logged with its password)").secret();
@@ -168,6 +169,16 @@ catalogue! {
     QUERY_JOB_MAX_QUEUED = s(QuerySection, &[Query], "CAIRN_QUERY_JOB_MAX_QUEUED", "64", "query jobs waiting on one replica; a new job is answered 429 beyond");
     QUERY_JOB_MAX_PER_CALLER = s(QuerySection, &[Query], "CAIRN_QUERY_JOB_MAX_PER_CALLER", "8", "queued or running query jobs one user may have (over every replica); 429 beyond");
     QUERY_CACHE_TTL_SECONDS = s(QuerySection, &[Query], "CAIRN_QUERY_CACHE_TTL_SECONDS", "300", "a query job's result answers identical jobs this long (`refresh: true` computes again; deleting a person or changing an event ends it at once); 0 turns the cache off");
+    QUERY_EXPORT_MAX_ROWS = s(QuerySection, &[Query], "CAIRN_QUERY_EXPORT_MAX_ROWS", "1000000", "an events export (CSV or JSON lines) stops after this many rows and says so (`X-Cairn-Export-Truncated: true`)");
+    QUERY_EXPORT_TIMEOUT_SECS = s(QuerySection, &[Query], "CAIRN_QUERY_EXPORT_TIMEOUT_SECS", "600", "an events export streaming longer is cut off (here and in ClickHouse)");
+    EXPORT_LOCAL_ROOT = unset(QuerySection, &[Query], "CAIRN_EXPORT_LOCAL_ROOT", "unset", "scheduled event exports may write files under this directory (each export in a relative path of its own); unset: local destinations are refused");
+    EXPORT_S3_ENDPOINT = unset(QuerySection, &[Query], "CAIRN_EXPORT_S3_ENDPOINT", "unset", "the S3-compatible service scheduled event exports may write to (e.g. `https://s3.eu-west-1.amazonaws.com`, a MinIO URL; path-style requests); unset: S3 destinations are refused");
+    EXPORT_S3_REGION = s(QuerySection, &[Query], "CAIRN_EXPORT_S3_REGION", "us-east-1", "the region requests to it are signed for");
+    EXPORT_S3_ACCESS_KEY_ID = unset(QuerySection, &[Query], "CAIRN_EXPORT_S3_ACCESS_KEY_ID", "none", "its access key id");
+    EXPORT_S3_SECRET_ACCESS_KEY = unset(QuerySection, &[Query], "CAIRN_EXPORT_S3_SECRET_ACCESS_KEY", "none", "its secret access key").secret();
+    EXPORT_POLL_SECS = s(QuerySection, &[Query], "CAIRN_EXPORT_POLL_SECS", "15", "how often a query replica looks for scheduled exports with a window to write");
+    EXPORT_DEDUP_HOURS = s(QuerySection, &[Query], "CAIRN_EXPORT_DEDUP_HOURS", "24", "an event a client sends again within this long after its first receipt is not exported again (each event is written in the window of its first receipt)");
+    EXPORT_SETTLE_SECS = s(QuerySection, &[Query], "CAIRN_EXPORT_SETTLE_SECS", "120", "how long after receiving an event capture may still be producing it: a window closes this long after the consumer group has consumed past it");
     QUERY_CORS_ORIGINS = Setting { shown_default: Some("empty"), ..s(QuerySection, &[Query], "CAIRN_QUERY_CORS_ORIGINS", "", "origins (comma-separated) whose pages may call the API from a browser (the dashboard is same-origin and needs none); capture accepts any origin, without credentials") };
     DASHBOARD_DIR = unset(QuerySection, &[Query], "CAIRN_DASHBOARD_DIR", "unset", "serve the dashboard's built files (`dashboard/dist`) at `/`; unset: `/` answers 404 (API only). `make up` sets it");
 
