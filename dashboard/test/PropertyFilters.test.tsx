@@ -9,11 +9,12 @@ import { json, renderAt, stubFetch } from './helpers';
 
 afterEach(() => vi.unstubAllGlobals());
 
-function Harness({ initial = [], onChange }: { initial?: PropertyFilter[]; onChange: (f: PropertyFilter[]) => void }) {
+function Harness({ initial = [], onChange, sessions = false }: { initial?: PropertyFilter[]; onChange: (f: PropertyFilter[]) => void; sessions?: boolean }) {
   const [filters, setFilters] = useState<PropertyFilter[]>(initial);
   return (
     <PropertyFilters
       label="Filters"
+      sessions={sessions}
       value={filters}
       event="$pageview"
       onChange={(f) => {
@@ -35,6 +36,21 @@ function pickers() {
 const last = (fn: ReturnType<typeof vi.fn>) => fn.mock.calls[fn.mock.calls.length - 1]![0] as PropertyFilter[];
 
 describe('PropertyFilters', () => {
+  it('offers session properties where asked (trends), from a fixed list', async () => {
+    pickers();
+    const onChange = vi.fn();
+    const user = userEvent.setup();
+    const { unmount } = renderAt(<Harness onChange={onChange} sessions initial={[{ key: '', operator: 'exact', value: '' }]} />);
+    await user.selectOptions(screen.getByLabelText('Filter 1 applies to'), 'session');
+    expect(last(onChange)).toEqual([{ key: '$session_duration', operator: 'exact', value: '', type: 'session' }]);
+    await user.selectOptions(screen.getByLabelText('Filter 1 property'), '$is_bounce');
+    expect(last(onChange)[0]).toMatchObject({ key: '$is_bounce', type: 'session' });
+    unmount();
+    // Elsewhere no session option.
+    renderAt(<Harness onChange={vi.fn()} initial={[{ key: '', operator: 'exact', value: '' }]} />);
+    expect([...(screen.getByLabelText('Filter 1 applies to') as HTMLSelectElement).options].map((o) => o.value)).toEqual(['event', 'person', 'cohort']);
+  });
+
   it('builds {key, operator, value} from the pickers', async () => {
     const { calls } = pickers();
     const onChange = vi.fn();

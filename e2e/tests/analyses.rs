@@ -485,5 +485,84 @@ async fn sessions_match_a_reference() -> Result<()> {
     assert_eq!(got, want, "{v}");
     let all: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e.props["$session_id"].as_str()).collect();
     assert_eq!(f(&v["results"][0]["aggregated_value"]), all.len() as f64, "over the range, not the sum of days");
+
+    // Trends filtered and broken down by session properties (sessions by `$session_id` over the
+    // query's range; events without one have none).
+    // `sessions` was built from `by_key` in its order.
+    let by_sid: BTreeMap<&str, &RefSession> = by_key
+        .values()
+        .zip(&sessions)
+        .filter_map(|(evs, x)| Some((evs[0].props["$session_id"].as_str()?, x)))
+        .collect();
+    let session_of = |e: &Ev| e.props["$session_id"].as_str().and_then(|sid| by_sid.get(sid).copied());
+    let pageviews_per_day = |keep: &dyn Fn(&Ev) -> bool| {
+        let mut want = vec![0.0; 5];
+        for e in events.iter().filter(|e| e.event == "$pageview" && keep(e)) {
+            want[day_of(e.ts, s.base) as usize] += 1.0;
+        }
+        want
+    };
+    let trend = |extra: Value| {
+        let mut body = json!({"series": [{"event": "$pageview"}], "date_from": day_text(s.base), "date_to": day_text(s.base + 4 * DAY)});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let data =
+        |v: &Value, i: usize| -> Vec<f64> { v["results"][i]["data"].as_array().into_iter().flatten().map(f).collect() };
+    // Pageviews in sessions of 60 s or longer.
+    let v = s
+        .ok(
+            "/query/trends",
+            trend(
+                json!({"filters": [{"type": "session", "key": "$session_duration", "operator": "gte", "value": 60}]}),
+            ),
+        )
+        .await?;
+    let want = pageviews_per_day(&|e| session_of(e).is_some_and(|x| x.duration >= 60.0));
+    assert!(want.iter().sum::<f64>() > 0.0);
+    assert_eq!(data(&v, 0), want, "session duration filter: {v}");
+    // In a series' filter too, and the other way: not bounced, entered on /pricing.
+    let v = s
+        .ok(
+            "/query/trends",
+            trend(json!({"series": [{"event": "$pageview", "filters": [
+                {"type": "session", "key": "$is_bounce", "value": false},
+                {"type": "session", "key": "$entry_pathname", "value": "/pricing"}]}]})),
+        )
+        .await?;
+    let want = pageviews_per_day(&|e| session_of(e).is_some_and(|x| !x.bounced && x.entry == "/pricing"));
+    assert_eq!(data(&v, 0), want, "bounce and entry filters: {v}");
+    // Broken down by the session's entry page ($none: events without a session).
+    let v = s
+        .ok(
+            "/query/trends",
+            trend(json!({"breakdown": {"type": "session", "property": "$entry_pathname", "limit": 10}})),
+        )
+        .await?;
+    let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.event == "$pageview") {
+        let value = match session_of(e) {
+            Some(x) if !x.entry.is_empty() => x.entry.clone(),
+            Some(_) => String::new(),
+            None => "$none".to_string(),
+        };
+        values.entry(value).or_insert_with(|| vec![0.0; 5])[day_of(e.ts, s.base) as usize] += 1.0;
+    }
+    let mut got: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (i, r) in v["results"].as_array().into_iter().flatten().enumerate() {
+        got.insert(r["breakdown_value"].as_str().unwrap_or_default().to_string(), data(&v, i));
+    }
+    assert_eq!(got, values, "breakdown by entry page: {v}");
+    // Elsewhere, and with keys that are no session property: 400 naming the field.
+    let (status, v) = s
+        .post(p, "/query/funnels", json!({"steps": [{"event": "$pageview"}, {"event": "click"}], "filters": [{"type": "session", "key": "$session_duration", "operator": "gt", "value": 1}]}))
+        .await?;
+    assert_eq!((status, v["field"].as_str()), (400, Some("filters[0].type")), "{v}");
+    let (status, v) = s
+        .post(p, "/query/trends", trend(json!({"filters": [{"type": "session", "key": "$browser", "value": "x"}]})))
+        .await?;
+    assert_eq!((status, v["field"].as_str()), (400, Some("filters[0].key")), "{v}");
     Ok(())
 }

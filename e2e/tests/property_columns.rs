@@ -169,3 +169,94 @@ async fn analyses_answer_the_same_with_property_columns() -> Result<()> {
     assert_eq!(a, b);
     Ok(())
 }
+
+/// The query service names, in each statement's `log_comment`, the event properties it parses
+/// out of the JSON; ClickHouse's query log then tells which are used most (what the operator
+/// chooses columns by: `cairn_common::clickhouse::property_usage`). Properties that are columns,
+/// and keys that could never be one, are not named.
+#[tokio::test]
+async fn the_query_log_says_which_properties_statements_parse() -> Result<()> {
+    let s = setup(&[]).await?;
+    let p = s.a.project_id;
+    s.insert(&fixtures(p, s.base, 5)).await?;
+    let range = (day_text(s.base), day_text(s.base + 6 * DAY));
+    let trend = |extra: Value| {
+        let mut body = json!({"series": [{"event": "$pageview"}], "date_from": range.0, "date_to": range.1});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    // Three different queries (an answer kept in a cache runs no statement).
+    for limit in 3..6 {
+        s.ok("/query/trends", trend(json!({"breakdown": {"property": "browser", "limit": limit}}))).await?;
+    }
+    s.ok("/query/trends", trend(json!({"filters": [{"key": "$pathname", "value": "/a"}]}))).await?;
+    s.ok("/query/trends", trend(json!({"filters": [{"key": "it's", "operator": "is_set"}]}))).await?;
+    // A job's statements say both their job and their properties (its progress reads the job).
+    let job_query = trend(json!({"breakdown": {"property": "browser", "limit": 2}}));
+    let (status, job) = s.post(p, "/query-jobs", json!({"kind": "trends", "query": job_query})).await?;
+    assert!(status == 200 || status == 202, "{status} {job}");
+    let id = job["id"].as_str().unwrap_or_default().to_string();
+    cairn_e2e::wait_until("the job", Duration::from_secs(30), || async {
+        let got = call("GET", &s.url(p, &format!("/query-jobs/{id}")), Some(&s.a.access_token), None).await;
+        matches!(&got, Ok((_, j)) if j["status"] == "done")
+    })
+    .await?;
+    s.ch.rows("SYSTEM FLUSH LOGS").await?;
+
+    let database = s.env.get("CAIRN_CLICKHOUSE_DATABASE").cloned().unwrap_or_default();
+    let client = cairn_common::clickhouse::client(&TestClickHouse::shared()?.config(&database));
+    let usage = cairn_common::clickhouse::property_usage(&client, 1, 1, 10).await?;
+    let queries = |key: &str| usage.iter().find(|u| u.key == key).map_or(0, |u| u.queries);
+    assert!(queries("browser") >= 3, "{usage:?}");
+    assert!(queries("$pathname") >= 1, "{usage:?}");
+    assert_eq!(queries("it's"), 0, "a key that cannot be a column is not counted: {usage:?}");
+    assert!(usage.iter().all(|u| u.duration_ms < 600_000), "{usage:?}");
+    // At least three: `$pathname` (parsed once) is left out.
+    let often = cairn_common::clickhouse::property_usage(&client, 1, 3, 10).await?;
+    assert!(often.iter().any(|u| u.key == "browser") && often.iter().all(|u| u.key != "$pathname"), "{often:?}");
+    // The job's statements carry its id next to the properties.
+    let logged =
+        s.ch.rows(&format!(
+            "SELECT log_comment FROM system.query_log WHERE type = 'QueryFinish' AND has(databases, currentDatabase()) \
+             AND JSONExtractString(log_comment, 'job') = 'cairn-job:{id}' LIMIT 1"
+        ))
+        .await?;
+    let comment: Value = serde_json::from_str(logged.first().and_then(|r| r["log_comment"].as_str()).unwrap_or("{}"))?;
+    assert_eq!(comment["properties"], json!(["browser"]), "{comment}");
+
+    // Made a column, a property is no longer parsed (the service reads the columns every 30 s).
+    cairn_common::clickhouse::ensure_property_columns(&client, &["browser".to_string()]).await?;
+    let round = std::sync::atomic::AtomicUsize::new(10);
+    cairn_e2e::wait_until("statements that no longer parse `browser`", Duration::from_secs(60), || async {
+        // A new query each round (1 to 50 values), every 2 seconds.
+        let limit = 1 + round.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Ok(before) = s.ch.rows("SELECT toString(now64(6)) AS t").await else { return false };
+        let t = before.first().and_then(|r| r["t"].as_str()).unwrap_or_default().to_string();
+        if let Err(e) =
+            s.ok("/query/trends", trend(json!({"breakdown": {"property": "browser", "limit": limit}}))).await
+        {
+            eprintln!("the trend failed: {e:#}");
+            return false;
+        }
+        if let Err(e) = s.ch.rows("SYSTEM FLUSH LOGS").await {
+            eprintln!("flushing the logs failed: {e:#}");
+            return false;
+        }
+        let Ok(n) =
+            s.ch.scalar(&format!(
+                "SELECT count() FROM system.query_log WHERE type = 'QueryFinish' AND query_kind = 'Select' \
+                 AND has(databases, currentDatabase()) AND event_time_microseconds >= toDateTime64('{t}', 6) \
+                 AND position(log_comment, 'browser') > 0"
+            ))
+            .await
+        else {
+            return false;
+        };
+        n == 0
+    })
+    .await?;
+    Ok(())
+}

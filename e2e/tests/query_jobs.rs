@@ -210,7 +210,7 @@ async fn analyses_run_as_jobs_with_progress_cancel_and_a_cache() -> Result<()> {
         let (ch, comment) = (ch.clone(), comment.clone());
         async move {
             ch.scalar(&format!(
-                "SELECT count() FROM system.processes WHERE Settings['log_comment'] = '{comment}' AND query NOT LIKE '%system.processes%'"
+                "SELECT count() FROM system.processes WHERE JSONExtractString(Settings['log_comment'], 'job') = '{comment}' AND query NOT LIKE '%system.processes%'"
             ))
             .await
             .map(|n| n == 0)

@@ -133,6 +133,8 @@ pub struct Settings {
     pub operator_namespace: Option<String>,
     /// The Cairn version platforms without `spec.version` run.
     pub default_version: String,
+    /// How often each platform's query log is read to choose property columns from usage.
+    pub property_usage_interval: Duration,
 }
 
 /// The operator process's own configuration (declared in `cairn_common::config::catalogue`).
@@ -165,6 +167,7 @@ impl OperatorConfig {
             default_version: OPERATOR_DEFAULT_VERSION
                 .opt(env)
                 .unwrap_or_else(|| crate::resources::OPERATOR_VERSION.to_string()),
+            property_usage_interval: OPERATOR_PROPERTY_USAGE_SECS.secs(env)?,
         };
         let lease_namespace = settings
             .operator_namespace
@@ -194,6 +197,8 @@ pub struct Context {
     pub backfills: crate::backfills::Backfills,
     /// Sends the heartbeats to capture.
     pub http: reqwest::Client,
+    /// Property columns chosen from each platform's query usage, and when it was last read.
+    pub property_usage: crate::property_usage::UsageMemos,
 }
 
 /// Runs the controller until `stop`.
@@ -242,6 +247,7 @@ pub async fn run(
             .no_proxy()
             .build()
             .unwrap_or_else(|_| reqwest::Client::new()),
+        property_usage: Default::default(),
     });
     let stream = watcher(platforms, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -1036,10 +1042,13 @@ async fn reconcile_clickhouse(
             }
         };
         // Event properties as columns: added at once, their backfill a background mutation.
-        let keys: Vec<String> = match &ch_spec.property_columns {
+        let mut keys: Vec<String> = match &ch_spec.property_columns {
             Some(keys) => keys.clone(),
             None => cairn_common::clickhouse::DEFAULT_PROPERTY_COLUMNS.iter().map(|k| k.to_string()).collect(),
         };
+        // And those the queries parse most, from the query log (read every few minutes).
+        let usage = ctx.property_usage.refresh(ap, &ch, &keys, ctx.settings.property_usage_interval).await;
+        keys.extend(usage.chosen.iter().map(|u| u.key.clone()));
         // Their backfill writes a column into every part: not while a disk is short of space.
         let property_columns = match if pressure.is_some() {
             Err(format!("new property columns wait: {}", pressure.as_deref().unwrap_or("disk pressure")))
@@ -1063,6 +1072,7 @@ async fn reconcile_clickhouse(
                         report.refused.join(", ")
                     ));
                 }
+                text.push_str(&usage.summary());
                 (text, report.added)
             }
             Err(e) => (e, Vec::new()),

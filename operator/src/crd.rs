@@ -293,6 +293,39 @@ pub struct ClickHouseSpec {
     /// Keys of letters, digits and `$ _ - . : /` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property_columns: Option<Vec<String>>,
+    /// Event properties made columns because queries use them: every 10 minutes the operator
+    /// reads ClickHouse's query log (`system.query_log`) for the properties that the query
+    /// service's statements parsed out of the JSON (it names them in each statement's
+    /// `log_comment`), and makes the costliest columns, up to `maxColumns` chosen this way.
+    /// Added and backfilled like `propertyColumns`; never dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_property_columns: Option<AutoPropertyColumns>,
+}
+
+/// How the operator chooses property columns from query usage.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoPropertyColumns {
+    /// The most columns chosen from usage, beyond `propertyColumns` (default 10; 0 turns the
+    /// choice off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_columns: Option<u32>,
+    /// A property becomes a column once at least this many statements parsed it within
+    /// `lookbackDays` (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_queries: Option<u32>,
+    /// How far back the query log is read (default 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 90))]
+    pub lookback_days: Option<u32>,
+}
+
+impl AutoPropertyColumns {
+    pub const DEFAULT_MAX_COLUMNS: u32 = 10;
+    pub const DEFAULT_MIN_QUERIES: u32 = 100;
+    pub const DEFAULT_LOOKBACK_DAYS: u32 = 7;
 }
 
 fn default_database() -> String {

@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod housekeeping;
 pub mod leader;
 pub mod metrics;
+pub mod property_usage;
 pub mod query_user;
 pub mod resources;
 pub mod rollout;

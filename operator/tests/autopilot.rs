@@ -199,9 +199,9 @@ async fn partitions_grow_when_the_consumer_cannot_and_never_past_the_max() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_logs_get_a_ttl_disks_are_watched_and_the_event_ttl_is_verified() {
     let env = setup().await;
-    // The embedded engine of the test bed writes no system logs of its own: make tables of the
-    // shape a ClickHouse server gives them (MergeTree with an event_date), including the copies
-    // an upgrade leaves behind, and one of them already with a TTL of its own.
+    // The embedded engine of the test bed keeps a query log only: make more tables of the shape
+    // a ClickHouse server gives them (MergeTree with an event_date), including the copies an
+    // upgrade leaves behind, and one of them already with a TTL of its own.
     let sys = env.ch.db("default");
     let suffix = unique("t").replace('-', "_");
     let names = [format!("{suffix}_query_log"), format!("{suffix}_trace_log"), format!("{suffix}_query_log_0")];
@@ -275,4 +275,99 @@ async fn a_platform_whose_heartbeat_cannot_pass_is_not_healthy_although_every_de
     assert_eq!(condition(&ap, "Degraded").reason, "CaptureRefusedHeartbeat");
     let evs = events(&env.client, &env.ns).await;
     assert!(evs.iter().any(|(r, _)| r == "CaptureRefusedHeartbeat" || r == "DataPathStalled"), "{evs:?}");
+}
+
+/// Properties that the query service's statements parse out of the JSON most (by ClickHouse's
+/// query log) become columns, the costliest first, within `maxColumns`; raising it adds the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_properties_queries_parse_most_become_columns() {
+    // The query log read at every reconcile, every 2 seconds.
+    let env = setup_with(&[("CAIRN_OPERATOR_PROPERTY_USAGE_SECS", "1"), ("CAIRN_OPERATOR_RESYNC_SECS", "2")]).await;
+    let api: Api<AnalyticsPlatform> = Api::namespaced(env.client.clone(), &env.ns);
+    let database = unique("op_auto");
+    let mut ap = platform("autocols", &env.kafka.brokers(), &env.ch.url(), &unique("op_auto"), &database);
+    ap.spec.clickhouse.property_columns = Some(vec!["$browser".into()]);
+    ap.spec.clickhouse.auto_property_columns = Some(cairn_operator::crd::AutoPropertyColumns {
+        max_columns: Some(2),
+        min_queries: Some(3),
+        lookback_days: Some(1),
+    });
+    api.create(&PostParams::default(), &ap).await.unwrap();
+    wait_phase(&api, "autocols", "Ready", Duration::from_secs(120)).await;
+
+    // Statements as the query service sends them over the platform's database, each naming the
+    // properties it parses; the longer they take, the costlier the property. `$browser` is a
+    // column already, `rare` is parsed too seldom, and a key that could never be a column is
+    // not one however often.
+    let ch = env.ch.db(&database);
+    for (key, times, secs) in
+        [("region", 5, "0.2"), ("plan", 4, "0.1"), ("tier", 3, "0.01"), ("rare", 2, "0.5"), ("$browser", 6, "0.3")]
+    {
+        for _ in 0..times {
+            ch.rows(&format!(
+                "SELECT sleep({secs}) FROM (SELECT count() FROM events WHERE JSONExtractString(properties, '{key}') != '') \
+                 SETTINGS log_comment = '{{\"properties\":[\"{key}\"]}}'"
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    ch.rows("SYSTEM FLUSH LOGS").await.unwrap();
+    let columns = |ch: cairn_e2e::ChQuery| async move {
+        let rows = ch
+            .rows("SELECT comment FROM system.columns WHERE database = currentDatabase() AND table = 'events' AND startsWith(name, 'mp_')")
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r["comment"].as_str()?.strip_prefix("cairn property: ").map(str::to_string))
+            .collect();
+        keys.sort();
+        keys
+    };
+    let status = |ap: &AnalyticsPlatform| {
+        ap.status
+            .as_ref()
+            .and_then(|s| s.clickhouse.as_ref())
+            .and_then(|c| c.property_columns.clone())
+            .unwrap_or_default()
+    };
+    wait_until("the two costliest properties to become columns", Duration::from_secs(60), || async {
+        columns(ch.clone()).await == ["$browser", "plan", "region"]
+    })
+    .await
+    .unwrap();
+    wait_until("the status to name them", Duration::from_secs(60), || async {
+        let s = status(&api.get("autocols").await.unwrap());
+        s.contains("plan") && s.contains("region") && s.contains("from query usage")
+    })
+    .await
+    .unwrap();
+
+    // One more allowed: the next one.
+    api.patch(
+        "autocols",
+        &PatchParams::default(),
+        &merge(json!({"spec": {"clickhouse": {"autoPropertyColumns": {"maxColumns": 3}}}})),
+    )
+    .await
+    .unwrap();
+    wait_until("the third column", Duration::from_secs(60), || async {
+        columns(ch.clone()).await == ["$browser", "plan", "region", "tier"]
+    })
+    .await
+    .unwrap();
+    // Turned off: nothing more is added, nothing is dropped.
+    api.patch(
+        "autocols",
+        &PatchParams::default(),
+        &merge(json!({"spec": {"clickhouse": {"autoPropertyColumns": {"maxColumns": 0, "minQueries": 1}}}})),
+    )
+    .await
+    .unwrap();
+    wait_phase(&api, "autocols", "Ready", Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(columns(ch.clone()).await, ["$browser", "plan", "region", "tier"]);
+    let s = status(&api.get("autocols").await.unwrap());
+    assert!(!s.contains("from query usage"), "{s}");
 }

@@ -27,6 +27,9 @@ crate) talk to it exactly as they talk to a real ClickHouse server in production
 * Not spoken: ClickHouse's block compression of request and response bodies (the ``compress`` and
   ``decompress`` parameters, ``CAIRN_CLICKHOUSE_COMPRESSION=lz4``); the parameters are accepted and
   ignored, so a compressed insert fails. Cairn uses compression only against real servers.
+* ``system.query_log``, as a ClickHouse server keeps it by default (the engine alone keeps none):
+  the engine is started with a configuration that turns it on (``<data>.config.xml``), so
+  statements' ``log_comment`` and durations are there to read, as Cairn's operator reads them.
 * Errors as HTTP 500 (401 for authentication) with ``X-ClickHouse-Exception-Code`` and ClickHouse's
   ``Code: N. DB::Exception: ...`` text.
 
@@ -50,6 +53,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import chdb.session
+
+# The engine's configuration: the query log a ClickHouse server keeps by default (flushed every
+# 7.5 seconds, every statement logged), which the engine alone does not keep.
+ENGINE_CONFIG = """<clickhouse>
+  <query_log>
+    <database>system</database>
+    <table>query_log</table>
+    <flush_interval_milliseconds>7500</flush_interval_milliseconds>
+  </query_log>
+  <profiles><default><log_queries>1</log_queries></default></profiles>
+</clickhouse>
+"""
 
 # URL parameters that are part of the protocol, not settings.
 PROTOCOL_PARAMS = {
@@ -615,7 +630,10 @@ def main():
     args = ap.parse_args()
 
     os.makedirs(args.data, exist_ok=True)
-    pool = SessionPool(args.data, args.sessions)
+    config = os.path.normpath(args.data) + ".config.xml"
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(ENGINE_CONFIG)
+    pool = SessionPool(f"{args.data}?config-file={config}", args.sessions)
     Handler.pool = pool
     Handler.user = args.user
     Handler.password = args.password or None

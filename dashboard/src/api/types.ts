@@ -162,7 +162,7 @@ export type FilterOperator =
 export type FilterScalar = string | number | boolean;
 
 /** Whose property: the event's, or its person's; `cohort`: {key: 'id', value: <cohort id>}. */
-export type PropertyKind = 'event' | 'person' | 'cohort';
+export type PropertyKind = 'event' | 'person' | 'cohort' | 'session';
 
 export interface PropertyFilter {
   key: string;

@@ -6,6 +6,29 @@ import { useProject } from '../project';
 import { OPERATORS, operatorIsNumeric, operatorTakesValue } from '../queries';
 import { PropertyKeyPicker, PropertyValuePicker } from './Pickers';
 
+/** The session properties trends filter and break down by (`type: 'session'`). */
+export const SESSION_KEYS = ['$session_duration', '$entry_pathname', '$exit_pathname', '$pageview_count', '$event_count', '$is_bounce'];
+
+/** A choice among the session properties. */
+function SessionKeyChoice({ label, value, onChange }: { label: string; value: string; onChange: (key: string) => void }) {
+  const id = useId();
+  return (
+    <div className="field">
+      <label className="visually-hidden" htmlFor={id}>
+        {label}
+      </label>
+      <select id={id} value={value} onChange={(e) => onChange(e.target.value)}>
+        {SESSION_KEYS.includes(value) ? null : <option value={value}>{value || 'Choose…'}</option>}
+        {SESSION_KEYS.map((k) => (
+          <option key={k} value={k}>
+            {k}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
+}
+
 /** The JSON value of a filter for the text typed in its value field. */
 export function filterValue(operator: FilterOperator | undefined, text: string): FilterScalar {
   if (operatorIsNumeric(operator)) {
@@ -41,10 +64,12 @@ interface PropertyFiltersProps {
   /** Names the group for screen readers, e.g. "Filters of series A". */
   label?: string;
   addLabel?: string;
+  /** Offer the session's properties too (trends). */
+  sessions?: boolean;
 }
 
 /** Edits a list of property filters ({key, operator, value}), all of which must match. */
-export function PropertyFilters({ value, onChange, event, label = 'Filters', addLabel = 'Add filter' }: PropertyFiltersProps) {
+export function PropertyFilters({ value, onChange, event, label = 'Filters', addLabel = 'Add filter', sessions = false }: PropertyFiltersProps) {
   const base = useId();
   const filters = value ?? [];
   const update = (i: number, f: PropertyFilter) => onChange(filters.map((x, j) => (j === i ? f : x)));
@@ -64,21 +89,27 @@ export function PropertyFilters({ value, onChange, event, label = 'Filters', add
                   const kind = e.target.value as PropertyKind;
                   const next: PropertyFilter = { ...f, type: kind };
                   if (kind === 'event') delete next.type;
+                  if (kind === 'session' && !SESSION_KEYS.includes(f.key)) next.key = '$session_duration';
                   update(i, next);
                 }}
               >
                 <option value="event">Event</option>
                 <option value="person">Person</option>
                 <option value="cohort">Cohort (id)</option>
+                {sessions || f.type === 'session' ? <option value="session">Session</option> : null}
               </select>
             </div>
-            <PropertyKeyPicker
-              label={`Filter ${i + 1} property`}
-              hideLabel
-              value={f.key}
-              event={event}
-              onChange={(key) => update(i, { ...f, key })}
-            />
+            {f.type === 'session' ? (
+              <SessionKeyChoice label={`Filter ${i + 1} property`} value={f.key} onChange={(key) => update(i, { ...f, key })} />
+            ) : (
+              <PropertyKeyPicker
+                label={`Filter ${i + 1} property`}
+                hideLabel
+                value={f.key}
+                event={event}
+                onChange={(key) => update(i, { ...f, key })}
+              />
+            )}
             <div className="field">
               <label className="visually-hidden" htmlFor={`${base}-op-${i}`}>{`Filter ${i + 1} operator`}</label>
               <select id={`${base}-op-${i}`} value={op} onChange={(e) => update(i, withOperator(f, e.target.value as FilterOperator))}>
@@ -114,7 +145,15 @@ export function PropertyFilters({ value, onChange, event, label = 'Filters', add
 }
 
 /** What a breakdown reads: the event's property, its person's, or the person's cohorts. */
-export function BreakdownKind({ value, onChange }: { value: PropertyKind | undefined; onChange: (kind: PropertyKind) => void }) {
+export function BreakdownKind({
+  value,
+  onChange,
+  sessions = false,
+}: {
+  value: PropertyKind | undefined;
+  onChange: (kind: PropertyKind) => void;
+  sessions?: boolean;
+}) {
   const id = useId();
   return (
     <div className="field">
@@ -125,6 +164,7 @@ export function BreakdownKind({ value, onChange }: { value: PropertyKind | undef
         <option value="event">of the event</option>
         <option value="person">of the person</option>
         <option value="cohort">by cohorts</option>
+        {sessions || value === 'session' ? <option value="session">of the session</option> : null}
       </select>
     </div>
   );
@@ -161,16 +201,21 @@ export function BreakdownEditor({
   value,
   event,
   onChange,
+  sessions = false,
 }: {
   value: Breakdown | null | undefined;
   event?: string | null;
   onChange: (b: Breakdown | null) => void;
+  /** Offer the session's properties too (trends). */
+  sessions?: boolean;
 }) {
   const kind = value?.type ?? 'event';
   return (
     <>
       {kind === 'cohort' ? (
         <CohortChoice value={value?.cohorts ?? []} onChange={(cohorts) => onChange({ type: 'cohort', cohorts })} />
+      ) : kind === 'session' ? (
+        <SessionKeyChoice label="Breakdown by session property" value={value?.property ?? ''} onChange={(property) => onChange({ ...(value ?? {}), property, type: 'session' })} />
       ) : (
         <PropertyKeyPicker
           label="Breakdown by property"
@@ -182,12 +227,16 @@ export function BreakdownEditor({
       )}
       <BreakdownKind
         value={kind}
+        sessions={sessions}
         onChange={(next) => {
           if (next === 'cohort') return onChange({ type: 'cohort', cohorts: [] });
-          const property = kind === 'cohort' ? '' : (value?.property ?? '');
+          let property = kind === 'cohort' ? '' : (value?.property ?? '');
+          if (next === 'session' && !SESSION_KEYS.includes(property)) property = '$session_duration';
+          if (next !== 'session' && kind === 'session') property = '';
           const b: Breakdown = { property };
           if (value?.limit != null && kind !== 'cohort') b.limit = value.limit;
           if (next === 'person') b.type = 'person';
+          if (next === 'session') b.type = 'session';
           onChange(b);
         }}
       />

@@ -74,6 +74,7 @@ function SeriesEditor({
       <PropertyFilters
         label={`Series ${l} filters`}
         addLabel="Filter this series"
+        sessions
         value={series.filters}
         event={series.event}
         onChange={(filters) => onChange({ ...series, filters })}
@@ -150,11 +151,11 @@ export function TrendsPage() {
         </fieldset>
         <fieldset className="editor-section">
           <legend>Filters (all series)</legend>
-          <PropertyFilters label="Filters of all series" value={q.filters} onChange={(filters) => set({ filters })} />
+          <PropertyFilters label="Filters of all series" sessions value={q.filters} onChange={(filters) => set({ filters })} />
         </fieldset>
         <fieldset className="editor-section editor-inline">
           <legend>Breakdown</legend>
-          <BreakdownEditor value={q.breakdown} event={q.series.length === 1 ? q.series[0]?.event : undefined} onChange={(breakdown) => set({ breakdown })} />
+          <BreakdownEditor sessions value={q.breakdown} event={q.series.length === 1 ? q.series[0]?.event : undefined} onChange={(breakdown) => set({ breakdown })} />
         </fieldset>
       </form>
       <Results query={result} job={job} onCancel={cancel}>

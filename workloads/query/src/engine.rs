@@ -22,8 +22,9 @@ pub struct Engine {
     pub by_person: ByPersonReady,
     /// Which projects have changed events (`event_changes`).
     pub changed: crate::event_changes::ChangedProjects,
-    /// Set on every statement as ClickHouse's `log_comment` (a query job's id): what the job's
-    /// progress is read by (`system.processes`) and its statements are cancelled by.
+    /// A query job's id, set on every statement in ClickHouse's `log_comment` (see
+    /// [`log_comment`]): what the job's progress is read by (`system.processes`) and its
+    /// statements are cancelled by.
     pub comment: Option<Arc<str>>,
 }
 
@@ -70,6 +71,26 @@ impl ByPersonReady {
     }
 }
 
+/// What a statement tells ClickHouse in its `log_comment` setting, kept in `system.processes`
+/// and `system.query_log`: a JSON object with the query job's id (`job`), and the event
+/// properties it parses out of the JSON (`properties`, those that could be columns), from which
+/// the operator chooses the properties to make columns
+/// (`cairn_common::clickhouse::property_usage`). None when there is nothing to say.
+pub fn log_comment(job: Option<&str>, sql: &Sql) -> Option<String> {
+    let properties: Vec<&str> = sql.parsed().filter(|k| cairn_common::clickhouse::materialisable(k)).collect();
+    if job.is_none() && properties.is_empty() {
+        return None;
+    }
+    let mut comment = serde_json::Map::new();
+    if let Some(job) = job {
+        comment.insert("job".into(), job.into());
+    }
+    if !properties.is_empty() {
+        comment.insert("properties".into(), properties.into());
+    }
+    Some(serde_json::Value::Object(comment).to_string())
+}
+
 impl Engine {
     /// `sql` with the settings every statement runs under: ClickHouse is told the time limit
     /// too, so a query that times out here does not keep running there.
@@ -83,8 +104,8 @@ impl Engine {
             .with_setting("max_memory_usage", self.limits.max_memory_bytes.to_string())
             .with_setting("max_rows_to_read", self.limits.max_rows_to_read.to_string())
             .with_setting("readonly", "2");
-        if let Some(comment) = &self.comment {
-            q = q.with_setting("log_comment", comment.to_string());
+        if let Some(comment) = log_comment(self.comment.as_deref(), sql) {
+            q = q.with_setting("log_comment", comment);
         }
         if self.source.read_final {
             // Duplicates of an event share its timestamp, hence its (monthly) partition: FINAL
@@ -147,5 +168,27 @@ impl Engine {
             changed: Default::default(),
             comment: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_comment_names_the_job_and_the_properties_parsed() {
+        let mut sql = Sql::new();
+        assert_eq!(log_comment(None, &sql), None);
+        sql.note_parsed("$browser");
+        sql.note_parsed("it's");
+        sql.note_parsed("$browser");
+        sql.note_parsed("plan");
+        // Keys that could never be columns are not named.
+        assert_eq!(log_comment(None, &sql).as_deref(), Some(r#"{"properties":["$browser","plan"]}"#));
+        assert_eq!(
+            log_comment(Some("cairn-job:7"), &sql).as_deref(),
+            Some(r#"{"job":"cairn-job:7","properties":["$browser","plan"]}"#)
+        );
+        assert_eq!(log_comment(Some("cairn-job:7"), &Sql::new()).as_deref(), Some(r#"{"job":"cairn-job:7"}"#));
     }
 }

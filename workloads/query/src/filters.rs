@@ -43,6 +43,9 @@ pub enum PropertyKind {
     /// `{"type": "cohort", "key": "id", "value": <cohort id>}`: the events of the cohort's persons
     /// (`exact`) or of everyone else (`is_not`).
     Cohort,
+    /// A property of the event's session (`$session_duration`, `$entry_pathname`, … see
+    /// [`crate::sessions::SESSION_KEYS`]); trends only.
+    Session,
 }
 
 impl PropertyKind {
@@ -51,6 +54,7 @@ impl PropertyKind {
         match self {
             PropertyKind::Event | PropertyKind::Cohort => "properties",
             PropertyKind::Person => crate::persons::PERSON_PROPERTIES,
+            PropertyKind::Session => crate::sessions::SESSION_PROPERTIES,
         }
     }
 }
@@ -75,6 +79,26 @@ pub struct PropertyFilter {
 /// Whether any of `filters` reads a person's properties.
 pub fn uses_person(filters: &[PropertyFilter]) -> bool {
     filters.iter().any(|f| f.kind == PropertyKind::Person)
+}
+
+/// Whether any of `filters` reads the session's properties.
+pub fn uses_session(filters: &[PropertyFilter]) -> bool {
+    filters.iter().any(|f| f.kind == PropertyKind::Session)
+}
+
+/// Refuses a session property where the statement has no sessions joined (every analysis but
+/// trends), or a key that is no session property.
+pub fn check_session(sql: &Sql, field: &str, key_field: &str, key: &str) -> Result<(), ApiError> {
+    if !sql.sessions_joined() {
+        return Err(ApiError::invalid(field, "session properties filter and break down trends only"));
+    }
+    if !crate::sessions::SESSION_KEYS.contains(&key) {
+        return Err(ApiError::invalid(
+            key_field,
+            format!("a session property is one of {}", crate::sessions::SESSION_KEYS.join(", ")),
+        ));
+    }
+    Ok(())
 }
 
 /// Longest property key or compared value accepted.
@@ -105,7 +129,15 @@ fn prop_nullable_with(sql: &mut Sql, kind: PropertyKind, key: &str, column: Opti
     if let Some(column) = column {
         return column;
     }
+    if kind == PropertyKind::Event {
+        sql.note_parsed(key);
+    }
     let k = sql.str(key);
+    if kind == PropertyKind::Session {
+        // A map joined in (no JSON to parse); an event without a session has it empty.
+        let m = kind.column();
+        return format!("if(mapContains({m}, {k}), {m}[{k}], NULL)");
+    }
     format!("JSONExtract({}, {k}, 'Nullable(String)')", kind.column())
 }
 
@@ -149,6 +181,9 @@ impl PropertyFilter {
                 .filter(|v| !v.is_null())
                 .ok_or_else(|| ApiError::invalid(&value_field, "this operator needs a value"))
         };
+        if self.kind == PropertyKind::Session {
+            check_session(sql, &format!("{field}.type"), &format!("{field}.key"), &self.key)?;
+        }
         if self.kind == PropertyKind::Cohort {
             let spec = self
                 .cohort
@@ -177,11 +212,14 @@ impl PropertyFilter {
                 };
                 let text = prop_nullable_of(sql, self.kind, &self.key);
                 let list = sql.strs(values);
-                // has(list, NULL) is 0: a missing property equals nothing and differs from all.
+                // A missing property (NULL IN … is NULL) equals nothing and differs from all.
+                // `IN` rather than `has(list, …)`: over a LowCardinality column it is decided
+                // once per distinct value, not per row (on 3.6 million rows: +2 % over the
+                // unfiltered statement against +100 % with `has`).
                 if self.operator == Operator::Exact {
-                    format!("has({list}, {text})")
+                    format!("ifNull({text} IN {list}, 0)")
                 } else {
-                    format!("NOT has({list}, {text})")
+                    format!("ifNull({text} NOT IN {list}, 1)")
                 }
             }
             Operator::Contains | Operator::NotContains => {
@@ -306,5 +344,29 @@ mod tests {
         let e = filter(json!({"key": "", "value": 1})).condition(&mut sql, "series[1].filters[0]").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("series[1].filters[0].key"));
         assert!(serde_json::from_value::<PropertyFilter>(json!({"key": "k", "operator": "regex"})).is_err());
+    }
+
+    #[test]
+    fn session_properties_read_the_joined_map_where_sessions_are_joined_only() {
+        let f = filter(json!({"type": "session", "key": "$session_duration", "operator": "gt", "value": 60}));
+        let mut sql = Sql::new();
+        let e = f.condition(&mut sql, "filters[0]").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("filters[0].type"));
+        sql.join_sessions();
+        let cond = f.condition(&mut sql, "filters[0]").unwrap();
+        assert!(cond.contains("if(mapContains(session_properties, {p"), "{cond}");
+        assert!(sql.parsed().next().is_none(), "a session property is no event property parsed");
+        let other = filter(json!({"type": "session", "key": "$browser", "value": "x"}));
+        assert_eq!(other.condition(&mut sql, "filters[1]").unwrap_err().field.as_deref(), Some("filters[1].key"));
+    }
+
+    #[test]
+    fn list_filters_are_in_sets_that_a_missing_property_never_matches() {
+        let mut sql = Sql::new();
+        let exact = filter(json!({"key": "k", "value": ["a", "b"]})).condition(&mut sql, "f").unwrap();
+        assert_eq!(exact, "ifNull(JSONExtract(properties, {p0:String}, 'Nullable(String)') IN {p1:Array(String)}, 0)");
+        let not = filter(json!({"key": "k", "operator": "is_not", "value": "a"})).condition(&mut sql, "f").unwrap();
+        assert!(not.starts_with("ifNull(") && not.ends_with(" NOT IN {p3:Array(String)}, 1)"), "{not}");
+        assert_eq!(sql.parsed().collect::<Vec<_>>(), ["k"]);
     }
 }

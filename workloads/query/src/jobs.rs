@@ -6,7 +6,7 @@
 //!   cache TTL, or `202` with the identical job already running (a dashboard left and reopened,
 //!   two people opening one board).
 //! - The replica that accepted the job runs it: at most `workers` at once, `max_queued` more
-//!   waiting; every statement carries the job's id as ClickHouse's `log_comment`, so its progress
+//!   waiting; every statement carries the job's id in ClickHouse's `log_comment` (`job`), so its progress
 //!   (`read_rows` of `total_rows_approx`) is read from `system.processes`, and a cancel kills its
 //!   statements (`KILL QUERY … ASYNC`, and the closed connection).
 //! - Any replica answers `GET` and `DELETE` (cancel): the state is in PostgreSQL, the runner
@@ -790,7 +790,7 @@ async fn progress(
     let rows: Vec<Running> = ch
         .query(
             "SELECT query_id, read_rows, total_rows_approx FROM system.processes \
-             WHERE Settings['log_comment'] = ? AND query NOT LIKE 'KILL%'",
+             WHERE JSONExtractString(Settings['log_comment'], 'job') = ? AND query NOT LIKE 'KILL%'",
         )
         .bind(comment)
         .fetch_all()
@@ -800,7 +800,11 @@ async fn progress(
 
 /// Stops the job's statements that ClickHouse still runs.
 async fn kill(ch: &clickhouse::Client, comment: &str) {
-    let killed = ch.query("KILL QUERY WHERE Settings['log_comment'] = ? ASYNC").bind(comment).execute().await;
+    let killed = ch
+        .query("KILL QUERY WHERE JSONExtractString(Settings['log_comment'], 'job') = ? ASYNC")
+        .bind(comment)
+        .execute()
+        .await;
     if let Err(e) = killed {
         tracing::warn!(error = %e, job = comment, "cannot kill a cancelled job's statements");
     }

@@ -26,6 +26,64 @@ use crate::sql::Sql;
 use crate::timerange::{label, resolve, Interval};
 use crate::trends::{NONE_VALUE, OTHER_VALUE};
 
+/// The column (a `Map(String, String)`) that holds each event's session's properties in a
+/// statement that joins them ([`join_session_properties`]).
+pub const SESSION_PROPERTIES: &str = "session_properties";
+
+/// The session properties trends filter and break down by (`"type": "session"`).
+pub const SESSION_KEYS: &[&str] =
+    &["$session_duration", "$entry_pathname", "$exit_pathname", "$pageview_count", "$event_count", "$is_bounce"];
+
+/// ` LEFT JOIN (…) AS sess ON …`: each event's session's properties as [`SESSION_PROPERTIES`], for
+/// a statement reading `events` between `from_ms` and `to_ms` — `$session_duration` (seconds
+/// from its first to its last event), `$entry_pathname` and `$exit_pathname` (of its first and
+/// last `$pageview`), `$pageview_count`, `$event_count` and `$is_bounce` (`true`/`false`), as on
+/// the sessions page, computed over the same range (a session crossing its edges is cut there).
+/// A session is a `$session_id`: events without one have no session properties (an empty map:
+/// to filters and breakdowns, every session property is missing — `is_not_set` and `is_not`
+/// keep them, a breakdown puts them under `$none`), where the sessions page also groups them by
+/// 30 minutes of inactivity.
+pub fn join_session_properties(
+    source: &crate::sql::EventsSource,
+    sql: &mut Sql,
+    project_id: u64,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) {
+    let outer = sql.take_text();
+    let joined = sql.set_sessions_joined(false);
+    let sid = prop_nullable(sql, "$session_id");
+    let path = prop_nullable(sql, "$pathname");
+    let pageview = sql.str("$pageview");
+    let bounce = sql.i64(BOUNCE_MS);
+    sql.push("SELECT sid AS session_key, map('$session_duration', toString(duration), '$entry_pathname', entry, ")
+        .push("'$exit_pathname', exit, '$pageview_count', toString(pageviews), '$event_count', toString(n), ")
+        .push("'$is_bounce', if(pageviews <= 1 AND duration * 1000 < ")
+        .push(&bounce)
+        .push(", 'true', 'false')) AS ")
+        .push(SESSION_PROPERTIES)
+        .push(" FROM (SELECT sid, (toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts))) / 1000 AS duration, ")
+        .push("argMinIf(path, ts, pv) AS entry, argMaxIf(path, ts, pv) AS exit, countIf(pv) AS pageviews, count() AS n FROM (")
+        .push("SELECT ifNull(")
+        .push(&sid)
+        .push(", '') AS sid, timestamp AS ts, ifNull(")
+        .push(&path)
+        .push(", '') AS path, event = ")
+        .push(&pageview)
+        .push(" AS pv");
+    source.scoped_in(sql, EVENTS_TABLE, project_id, from_ms, to_ms);
+    sql.push(") WHERE sid != '' GROUP BY sid)");
+    let sub = sql.take_text();
+    let event_sid = prop_nullable(sql, "$session_id");
+    sql.set_sessions_joined(joined);
+    sql.push(&outer)
+        .push(" LEFT JOIN (")
+        .push(&sub)
+        .push(") AS sess ON ifNull(")
+        .push(&event_sid)
+        .push(", '') = sess.session_key");
+}
+
 /// Inactivity that ends a session without `$session_id`.
 pub const INACTIVITY_MS: i64 = 30 * 60 * 1000;
 /// A session shorter than this with at most one pageview bounced.

@@ -29,6 +29,12 @@ pub enum Param {
 pub struct Sql {
     text: String,
     params: Vec<(String, Param)>,
+    /// Event properties the statement reads by parsing the JSON (no column of their own): what
+    /// it tells ClickHouse's query log, so that the operator can make the most used ones columns.
+    parsed: std::collections::BTreeSet<String>,
+    /// Whether the statement joins each event's session's properties
+    /// ([`crate::sessions::join_session_properties`], where it reads the events).
+    sessions: bool,
 }
 
 impl Sql {
@@ -90,6 +96,34 @@ impl Sql {
     /// placed into another statement of the same parameters).
     pub fn take_text(&mut self) -> String {
         std::mem::take(&mut self.text)
+    }
+
+    /// Makes the statement join each event's session's properties where it reads the events:
+    /// session property filters and breakdowns are allowed from then on.
+    pub fn join_sessions(&mut self) {
+        self.sessions = true;
+    }
+
+    pub fn sessions_joined(&self) -> bool {
+        self.sessions
+    }
+
+    /// Sets whether sessions are joined, answering what it was (a subquery over the events that
+    /// must not join them itself turns it off for its time).
+    pub fn set_sessions_joined(&mut self, joined: bool) -> bool {
+        std::mem::replace(&mut self.sessions, joined)
+    }
+
+    /// Notes that the statement parses event property `key` out of the JSON.
+    pub fn note_parsed(&mut self, key: &str) {
+        if !self.parsed.contains(key) {
+            self.parsed.insert(key.to_string());
+        }
+    }
+
+    /// The event properties the statement parses out of the JSON, in order.
+    pub fn parsed(&self) -> impl Iterator<Item = &str> {
+        self.parsed.iter().map(String::as_str)
     }
 
     pub fn params(&self) -> &[(String, Param)] {
@@ -231,6 +265,9 @@ impl EventsSource {
         sql.push(" FROM ").push(&relation);
         if person_properties {
             crate::persons::join_person_properties(sql, project_id);
+        }
+        if sql.sessions_joined() && table == EVENTS_TABLE {
+            crate::sessions::join_session_properties(self, sql, project_id, from_ms, to_ms);
         }
         sql.push(" WHERE project_id = ").push(&project);
         if let Some(from) = from_ms {

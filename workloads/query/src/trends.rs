@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::filters::{
-    all_conditions, event_condition, prop_nullable_of, prop_number, uses_person, PropertyFilter, PropertyKind,
+    all_conditions, event_condition, prop_nullable_of, prop_number, uses_person, uses_session, PropertyFilter,
+    PropertyKind,
 };
 use crate::formula;
 use crate::persons;
@@ -274,13 +275,18 @@ pub fn breakdown_expr(sql: &mut Sql, b: &Breakdown) -> Result<String, ApiError> 
     if b.kind == PropertyKind::Cohort {
         return Ok(format!("arrayStringConcat({}, ',')", b.cohort_memberships(sql)?));
     }
+    if b.kind == PropertyKind::Session {
+        crate::filters::check_session(sql, "breakdown.type", "breakdown.property", &b.property)?;
+    }
     let v = prop_nullable_of(sql, b.kind, &b.property);
     Ok(format!("ifNull({v}, '{NONE_VALUE}')"))
 }
 
 /// Top breakdown values for events matching `condition` (built by `cond`), and whether there
 /// were more.
-/// `person_properties`: whether `cond` or the breakdown reads persons' properties.
+/// `person_properties`, `session_properties`: whether `cond` or the breakdown reads persons' or
+/// sessions' properties.
+#[allow(clippy::too_many_arguments)]
 pub async fn top_values(
     engine: &Engine,
     project_id: u64,
@@ -288,9 +294,13 @@ pub async fn top_values(
     breakdown: &Breakdown,
     limit: usize,
     person_properties: bool,
+    session_properties: bool,
     cond: impl FnOnce(&mut Sql) -> Result<String, ApiError>,
 ) -> Result<(Vec<String>, bool), ApiError> {
     let mut sql = Sql::new();
+    if session_properties {
+        sql.join_sessions();
+    }
     let bd = breakdown_expr(&mut sql, breakdown)?;
     sql.push("SELECT ").push(&bd).push(" AS bd, count() AS c");
     engine.source.scoped_with(&mut sql, EVENTS_TABLE, project_id, Some(range.0), Some(range.1), person_properties);
@@ -308,6 +318,13 @@ impl TrendsRequest {
         uses_person(&self.filters)
             || self.series.iter().any(|s| uses_person(&s.filters))
             || self.breakdown.as_ref().is_some_and(|b| b.kind == PropertyKind::Person)
+    }
+
+    /// Whether a filter or the breakdown reads sessions' properties (then statements join them in).
+    pub fn uses_session_properties(&self) -> bool {
+        uses_session(&self.filters)
+            || self.series.iter().any(|s| uses_session(&s.filters))
+            || self.breakdown.as_ref().is_some_and(|b| b.kind == PropertyKind::Session)
     }
 }
 
@@ -370,13 +387,22 @@ pub async fn run(
         breakdown_values = Some((values, false));
     } else if let Some(b) = &req.breakdown {
         let limit = b.limit.unwrap_or(10).min(engine.limits.max_breakdown);
-        let found = top_values(engine, project_id, bounds, b, limit, req.uses_person_properties(), |sql| {
-            let mut any = Vec::new();
-            for i in 0..req.series.len() {
-                any.push(format!("({})", series_condition(sql, req, i, engine.limits.max_filters)?));
-            }
-            Ok(any.join(" OR "))
-        })
+        let found = top_values(
+            engine,
+            project_id,
+            bounds,
+            b,
+            limit,
+            req.uses_person_properties(),
+            req.uses_session_properties(),
+            |sql| {
+                let mut any = Vec::new();
+                for i in 0..req.series.len() {
+                    any.push(format!("({})", series_condition(sql, req, i, engine.limits.max_filters)?));
+                }
+                Ok(any.join(" OR "))
+            },
+        )
         .await?;
         breakdown_values = Some(found);
     }
@@ -489,6 +515,9 @@ fn series_sql(
     let s = &req.series[i];
     let person_properties = req.uses_person_properties();
     let mut sql = Sql::new();
+    if req.uses_session_properties() {
+        sql.join_sessions();
+    }
     let tz = sql.str(tz);
     // Over the whole range, every row falls in one bucket, 0.
     let bucket = if whole_range { "toUInt32(0)".to_string() } else { req.interval.bucket_sql(&tz) };
@@ -501,7 +530,9 @@ fn series_sql(
             let expr = breakdown_expr(&mut sql, b)?;
             if *more {
                 let top = sql.strs(values.clone());
-                format!("if(has({top}, {expr}), {expr}, '{OTHER_VALUE}')")
+                // `IN`, not `has`: decided per distinct value of a LowCardinality column (on 3.6
+                // million rows, 185 → 108 ms).
+                format!("if({expr} IN {top}, {expr}, '{OTHER_VALUE}')")
             } else {
                 expr
             }

@@ -20,7 +20,8 @@ pub use migrations::{
 pub use persons::{PersonOverrideRow, DISTINCT_ID_ACTIVITY_TABLE, PERSON_OVERRIDES_TABLE, PERSON_PROPERTY_OPS_TABLE};
 pub use property_columns::{
     column_expression, column_name, ensure_property_columns, materialisable, property_backfills_running,
-    property_columns, PropertyColumnError, PropertyColumnsReport, DEFAULT_PROPERTY_COLUMNS, PROPERTY_COLUMN_PREFIX,
+    property_columns, property_usage, PropertyColumnError, PropertyColumnsReport, PropertyUsage,
+    DEFAULT_PROPERTY_COLUMNS, PROPERTY_COLUMN_PREFIX,
 };
 
 use crate::config::ClickHouseConfig;

@@ -11,6 +11,10 @@
 //! SHA-256>`) and its comment holds the key, so the query service finds every such column and its
 //! key in `system.columns` and reads it wherever the property's JSON would be parsed. The value
 //! is exactly the JSON expression's, so a query reads the column or the JSON alike.
+//!
+//! Which keys: a configured list, and those the query service's statements parse most
+//! ([`property_usage`]: each statement names them in its `log_comment`, and ClickHouse's query log
+//! keeps that with the statement's duration; the operator chooses from it).
 
 use std::collections::BTreeMap;
 
@@ -168,6 +172,59 @@ pub async fn ensure_property_columns(
     }
     Ok(report)
 }
+
+/// How much the query service's statements parsed one event property out of the JSON, by
+/// ClickHouse's query log (see [`property_usage`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, clickhouse::Row)]
+pub struct PropertyUsage {
+    pub key: String,
+    /// Finished statements that parsed it.
+    pub queries: u64,
+    /// Their time, summed (milliseconds).
+    pub duration_ms: u64,
+}
+
+/// The event properties that the query service's statements over this database parsed out of
+/// the JSON (the `properties` of their `log_comment`, written by the query service) in the last
+/// `days` days, by at least `min_queries` statements, costliest first (summed duration), at
+/// most `limit`; keys that cannot be columns are left out, and those in [`NEVER_CHOSEN`].
+/// Statements that failed count too (a time limit hit is the cost a column saves most). Read
+/// from `system.query_log`: where
+/// the server keeps none, or this account may not read it, the error says so.
+pub async fn property_usage(
+    db: &Client,
+    days: u32,
+    min_queries: u64,
+    limit: u64,
+) -> Result<Vec<PropertyUsage>, clickhouse::error::Error> {
+    let rows: Vec<PropertyUsage> = db
+        .query(
+            "SELECT key, count() AS queries, sum(query_duration_ms) AS duration_ms FROM system.query_log \
+             ARRAY JOIN JSONExtract(log_comment, 'properties', 'Array(String)') AS key \
+             WHERE event_date >= today() - ? AND event_time >= now() - toIntervalDay(?) \
+             AND type IN ('QueryFinish', 'ExceptionWhileProcessing') AND query_kind = 'Select' \
+             AND has(databases, currentDatabase()) \
+             AND startsWith(log_comment, '{') AND key != '' \
+             GROUP BY key HAVING queries >= ? ORDER BY duration_ms DESC, queries DESC, key LIMIT ?",
+        )
+        .bind(days)
+        .bind(days)
+        .bind(min_queries)
+        .bind(limit.saturating_mul(4).max(limit))
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| materialisable(&r.key) && !NEVER_CHOSEN.contains(&r.key.as_str()))
+        .take(limit as usize)
+        .collect())
+}
+
+/// Properties never chosen from usage: ids with a new value on nearly every event or session,
+/// which a LowCardinality column would hold badly and no filter or breakdown gains from (they
+/// are parsed to group events into sessions, or counted distinct).
+pub const NEVER_CHOSEN: &[&str] =
+    &["$session_id", "$window_id", "$insert_id", "$device_id", "$anon_distinct_id", "$user_id", "distinct_id", "token"];
 
 /// Backfills of property columns still running (`MATERIALIZE COLUMN` mutations not done).
 pub async fn property_backfills_running(db: &Client) -> Result<u64, clickhouse::error::Error> {

@@ -195,6 +195,7 @@ catalogue! {
     OPERATOR_DEPENDENCY_TIMEOUT_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_DEPENDENCY_TIMEOUT_SECS", "30", "each call to Kafka or ClickHouse");
     OPERATOR_PROGRESS_DEADLINE_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_PROGRESS_DEADLINE_SECS", "600", "a workload rollout without progress this long fails (`ProgressDeadlineExceeded`)");
     OPERATOR_CLEANUP_TIMEOUT_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_CLEANUP_TIMEOUT_SECS", "600", "how long deleting a platform retries cleaning its external state before giving up");
+    OPERATOR_PROPERTY_USAGE_SECS = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_PROPERTY_USAGE_SECS", "600", "how often each platform's ClickHouse query log is read to choose property columns from query usage (`spec.clickhouse.autoPropertyColumns`)");
     OPERATOR_DEFAULT_VERSION = unset(OperatorSection, &[Operator], "CAIRN_OPERATOR_DEFAULT_VERSION", "the operator's", "the Cairn version of platforms without `spec.version`");
     OPERATOR_LEADER_ELECTION = s(OperatorSection, &[Operator], "CAIRN_OPERATOR_LEADER_ELECTION", "true", "elect a leader through a Lease (two replicas are safe)");
 }
