@@ -204,20 +204,18 @@ pub async fn property_usage(
              WHERE event_date >= today() - ? AND event_time >= now() - toIntervalDay(?) \
              AND type IN ('QueryFinish', 'ExceptionWhileProcessing') AND query_kind = 'Select' \
              AND has(databases, currentDatabase()) \
-             AND startsWith(log_comment, '{') AND key != '' \
+             AND startsWith(log_comment, '{') AND key != '' AND key NOT IN ? \
              GROUP BY key HAVING queries >= ? ORDER BY duration_ms DESC, queries DESC, key LIMIT ?",
         )
         .bind(days)
         .bind(days)
+        .bind(NEVER_CHOSEN)
         .bind(min_queries)
-        .bind(limit.saturating_mul(4).max(limit))
+        .bind(limit)
         .fetch_all()
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| materialisable(&r.key) && !NEVER_CHOSEN.contains(&r.key.as_str()))
-        .take(limit as usize)
-        .collect())
+    // The query service names only keys that can be columns; a statement from elsewhere might not.
+    Ok(rows.into_iter().filter(|r| materialisable(&r.key)).collect())
 }
 
 /// Properties never chosen from usage: ids with a new value on nearly every event or session,
