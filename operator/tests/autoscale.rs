@@ -186,6 +186,12 @@ async fn the_consumer_follows_its_lag_up_at_once_down_after_the_window_and_holds
     })
     .await
     .unwrap();
+    // The watch delivers the change a moment after a GET sees it: wait for the recorder too.
+    wait_until("the recorder saw 4 replicas", Duration::from_secs(15), || async {
+        seen.lock().unwrap().last() == Some(&4)
+    })
+    .await
+    .ok();
     recorder.abort();
     let seen = seen.lock().unwrap().clone();
     // Up (in one step, or more if a reconcile read the backlog while it was being produced), never
