@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help docs up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query bench-changes demo crds images e2e e2e-kind
+.PHONY: help docs up down status toolchain test build-tests test-unit test-dataplane test-api test-operator test-kubernetes deps deps-data lint fmt fuzz bench-capture bench-operator bench-query bench-changes bench-scale capacity capacity-doc demo crds images e2e e2e-kind
 
 help: ## this list
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ test-unit: ## unit tests only (no services)
 test-dataplane: ## capture, consumer and ClickHouse: ingest, failures, hostile clients, schema, fuzz
 	$(CARGO) build -p cairn-capture -p cairn-consumer --bins
 	$(CARGO) test -p cairn-common -p cairn-capture -p cairn-consumer
-	$(CARGO) test -p cairn-e2e --test ingest --test failures --test hostile --test clickhouse_schema
+	$(CARGO) test -p cairn-e2e --test ingest --test failures --test scale_out --test hostile --test clickhouse_schema
 
 test-api: ## auth, query, the dashboard and the SDKs against the real services
 	$(CARGO) build --workspace --bins
@@ -93,6 +93,16 @@ bench-capture: deps-data ## capture throughput, latency and freshness on the loc
 demo: ## load a month of sample data into the running stack (`make up` first): events through capture, then insights, a dashboard and cohorts
 	$(CARGO) run --release -q -p cairn-demo
 
+bench-scale: deps-data ## one to three captures and consumers on one topic, and the per-event costs of the capacity model (prints figures, writes .stack/bench/scale.json)
+	$(CARGO) build --release -p cairn-capture -p cairn-consumer --bins
+	$(CARGO) run --release -p cairn-bench --bin bench-scale
+
+capacity: ## the capacity model (docs/CAPACITY.md) from the benchmarks' results in bench/results/
+	$(CARGO) run -q -p cairn-bench --bin capacity
+
+capacity-doc: ## rewrite docs/CAPACITY.md's tables from bench/results/ (after copying new bench results there)
+	CAIRN_WRITE_DOCS=1 $(CARGO) test -p cairn-bench --lib capacity_doc_tables_are_current
+
 bench-query: deps-data ## query latency over 10 million events: trend, breakdown, funnel, retention (prints figures)
 	$(CARGO) build --release -p cairn-auth -p cairn-query --bins
 	$(CARGO) run --release -p cairn-bench --bin bench-query
@@ -105,8 +115,8 @@ bench-operator: deps ## operator figures on the local control plane: apply→Rea
 	$(CARGO) build --release -p cairn-operator --bin cairn-operator
 	$(CARGO) run --release -p cairn-bench --bin bench-operator
 
-docs: ## regenerate what is generated from the code: docs/OPERATIONS.md's settings tables, schemas/kafka-event.schema.json and schemas/event.schema.json
-	CAIRN_WRITE_DOCS=1 $(CARGO) test -p cairn-common --lib -- operations_doc_tables_are_current checked_in_kafka_record_schema_is_current checked_in_client_event_schema_is_current
+docs: ## regenerate what is generated from the code: docs/OPERATIONS.md's settings tables, schemas/kafka-event.schema.json, schemas/event.schema.json and schemas/clickhouse/cluster/cairn.sql
+	CAIRN_WRITE_DOCS=1 $(CARGO) test -p cairn-common --lib -- operations_doc_tables_are_current checked_in_kafka_record_schema_is_current checked_in_client_event_schema_is_current checked_in_cluster_schema_is_current
 
 crds: ## regenerate crds/analyticsplatform.yaml from operator/src/crd.rs
 	$(CARGO) run -q -p cairn-operator --bin crdgen > crds/analyticsplatform.yaml

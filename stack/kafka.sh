@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Apache Kafka 4.x, single-node KRaft (combined broker and controller), from Maven Central jars.
+# Apache Kafka 4.x in KRaft mode (combined broker and controller), from Maven Central jars: one
+# node by default, or one node of a quorum (below).
 #
 #   stack/kafka.sh install   resolve the broker's classpath into $CAIRN_TOOLS_DIR/kafka-libs
 #   stack/kafka.sh start     format the storage on first start, start the broker, wait for it
@@ -8,6 +9,14 @@
 #
 # KAFKA_INSTANCE_DIR (default $CAIRN_STACK_DIR/kafka) holds one broker's config, data, log and pid,
 # so tests can run a broker of their own beside the shared one on other ports.
+#
+# A quorum of several combined nodes (each started by its own call, with its own instance dir and
+# ports): KAFKA_QUORUM_VOTERS=1@127.0.0.1:C1,2@127.0.0.1:C2,3@127.0.0.1:C3 (a static voter set),
+# KAFKA_NODE_ID=this node's id, KAFKA_CLUSTER_ID=the same id for every node (22 characters, as
+# `StorageTool random-uuid` prints), KAFKA_REPLICATION=the replication factor of Kafka's own topics
+# and of new topics (their min.insync.replicas is one less), KAFKA_RACK=this broker's rack.
+# KAFKA_SESSION_TIMEOUT_MS: how soon the controller fences a broker that stopped heartbeating
+# (Kafka's default, 9 s, unless set).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LIBS="$CAIRN_TOOLS_DIR/kafka-libs"
@@ -49,12 +58,18 @@ JAVA=(java "${HEAP[@]}" "${GC[@]}" -Djava.awt.headless=true
   "-Dlog4j2.configurationFile=$CAIRN_ROOT/stack/kafka/log4j2.properties"
   "-Dkafka.logs.dir=$INSTANCE" -cp "$LIBS/*")
 
+NODE_ID="${KAFKA_NODE_ID:-1}"
+RF="${KAFKA_REPLICATION:-1}"
+MIN_ISR=$(( RF > 1 ? RF - 1 : 1 ))
+
 write_config() {
   mkdir -p "$INSTANCE/data"
+  local quorum="controller.quorum.bootstrap.servers=127.0.0.1:$CPORT"
+  [ -z "${KAFKA_QUORUM_VOTERS:-}" ] || quorum="controller.quorum.voters=$KAFKA_QUORUM_VOTERS"
   cat > "$INSTANCE/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$CPORT
+node.id=$NODE_ID
+$quorum
 listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
 controller.listener.names=CONTROLLER
@@ -62,14 +77,14 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$INSTANCE/data
 num.partitions=4
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
+default.replication.factor=$RF
+min.insync.replicas=$MIN_ISR
+offsets.topic.replication.factor=$RF
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=$RF
+transaction.state.log.min.isr=$MIN_ISR
+share.coordinator.state.topic.replication.factor=$RF
+share.coordinator.state.topic.min.isr=$MIN_ISR
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=168
@@ -80,6 +95,13 @@ num.io.threads=4
 # 128 MB dedupe buffer would sit in the heap and make every young GC scan a fuller heap.
 log.cleaner.dedupe.buffer.size=16777216
 PROPS
+  if [ -n "${KAFKA_RACK:-}" ]; then echo "broker.rack=$KAFKA_RACK" >> "$INSTANCE/server.properties"; fi
+  if [ -n "${KAFKA_SESSION_TIMEOUT_MS:-}" ]; then
+    {
+      echo "broker.session.timeout.ms=$KAFKA_SESSION_TIMEOUT_MS"
+      echo "broker.heartbeat.interval.ms=$(( KAFKA_SESSION_TIMEOUT_MS / 4 ))"
+    } >> "$INSTANCE/server.properties"
+  fi
 }
 
 start() {
@@ -89,11 +111,13 @@ start() {
   fi
   write_config
   if [ ! -f "$INSTANCE/data/meta.properties" ]; then
-    local id
-    id="$("${JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+    local id="${KAFKA_CLUSTER_ID:-}" mode=(--standalone)
+    # A static voter set is formatted as it is; a single node bootstraps itself as the quorum.
+    [ -z "${KAFKA_QUORUM_VOTERS:-}" ] || mode=()
+    [ -n "$id" ] || id="$("${JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
     [ -n "$id" ] || die "kafka StorageTool random-uuid failed"
-    log "formatting KRaft storage (cluster $id)"
-    "${JAVA[@]}" kafka.tools.StorageTool format --standalone -t "$id" -c "$INSTANCE/server.properties" \
+    log "formatting KRaft storage (cluster $id, node $NODE_ID)"
+    "${JAVA[@]}" kafka.tools.StorageTool format "${mode[@]}" -t "$id" -c "$INSTANCE/server.properties" \
       >"$INSTANCE/format.log" 2>&1 || { cat "$INSTANCE/format.log" >&2; die "kafka storage format failed"; }
   fi
   log "starting kafka on 127.0.0.1:$PORT"

@@ -19,7 +19,8 @@ case "${1:-}" in
       CAIRN_KUBE_APISERVER_PORT=26443 CAIRN_KUBE_KCM_PORT=26257 CAIRN_KUBE_SCHEDULER_PORT=26259 CAIRN_KUBE_KWOK_PORT=26258 \
       "$CAIRN_ROOT/stack/kube.sh" stop
     # Dedicated instances of tests that were interrupted before they could clean up.
-    for pidfile in "$CAIRN_STACK_DIR"/kafka_*/kafka.pid "$CAIRN_STACK_DIR"/clickhouse_*/chserver.pid; do
+    for pidfile in "$CAIRN_STACK_DIR"/kafka_*/kafka.pid "$CAIRN_STACK_DIR"/kafka_*/node*/kafka.pid \
+                   "$CAIRN_STACK_DIR"/clickhouse_*/chserver.pid; do
       [ -f "$pidfile" ] && stop_pid "$(basename "$(dirname "$pidfile")")" "$pidfile" KILL
     done
     rm -rf "$CAIRN_STACK_DIR"/kafka_* "$CAIRN_STACK_DIR"/clickhouse_* "$CAIRN_STACK_DIR"/logs

@@ -35,3 +35,5 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
 pub fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+pub mod capacity;

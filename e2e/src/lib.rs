@@ -123,12 +123,20 @@ pub struct TestKafka {
     pub controller_port: u16,
     pub dir: PathBuf,
     dedicated: bool,
+    /// The settings of a quorum member ([`TestKafkaQuorum`]); empty for a single node.
+    quorum_env: Vec<(&'static str, String)>,
 }
 
 impl TestKafka {
     /// The test run's shared broker (port 29092), started if it is not running.
     pub fn shared() -> Result<Self> {
-        let k = Self { port: 29092, controller_port: 29093, dir: test_stack_dir().join("kafka"), dedicated: false };
+        let k = Self {
+            port: 29092,
+            controller_port: 29093,
+            dir: test_stack_dir().join("kafka"),
+            dedicated: false,
+            quorum_env: Vec::new(),
+        };
         k.start()?;
         Ok(k)
     }
@@ -140,6 +148,7 @@ impl TestKafka {
             controller_port: free_port(),
             dir: test_stack_dir().join(unique(&format!("kafka_{name}"))),
             dedicated: true,
+            quorum_env: Vec::new(),
         };
         k.start()?;
         Ok(k)
@@ -155,6 +164,7 @@ impl TestKafka {
             ("CAIRN_KAFKA_PORT", self.port.to_string()),
             ("CAIRN_KAFKA_CONTROLLER_PORT", self.controller_port.to_string()),
         ];
+        env.extend(self.quorum_env.iter().cloned());
         env.extend(extra);
         env
     }
@@ -180,6 +190,97 @@ impl Drop for TestKafka {
             let _ = self.kill();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A Kafka cluster of `n` combined broker-controllers (KRaft, a static voter set) on free ports:
+/// Kafka's own topics and new topics get a replication factor of `min(n, 3)` and
+/// `min.insync.replicas` one less; each broker is in a rack of its own (`rack-<id>`). Stopped and
+/// removed when dropped.
+pub struct TestKafkaQuorum {
+    pub nodes: Vec<TestKafka>,
+    base: PathBuf,
+}
+
+impl Drop for TestKafkaQuorum {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+impl TestKafkaQuorum {
+    pub fn dedicated(name: &str, n: usize) -> Result<Self> {
+        use base64::Engine;
+        let cluster_id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let base = test_stack_dir().join(unique(&format!("kafka_quorum_{name}")));
+        let nodes: Vec<TestKafka> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (port, controller_port))| TestKafka {
+                port: *port,
+                controller_port: *controller_port,
+                dir: base.join(format!("node{}", i + 1)),
+                dedicated: true,
+                quorum_env: vec![
+                    ("KAFKA_NODE_ID", (i + 1).to_string()),
+                    ("KAFKA_QUORUM_VOTERS", voters.clone()),
+                    ("KAFKA_CLUSTER_ID", cluster_id.clone()),
+                    ("KAFKA_REPLICATION", n.min(3).to_string()),
+                    ("KAFKA_RACK", format!("rack-{}", i + 1)),
+                    // A killed broker's partitions move to the others within ~3 s (Kafka's default
+                    // is 9 s), and three brokers share this machine's memory.
+                    ("KAFKA_SESSION_TIMEOUT_MS", "3000".into()),
+                    ("KAFKA_HEAP", "-Xmx768m -Xms768m".into()),
+                ],
+            })
+            .collect();
+        let q = Self { nodes, base };
+        // Started together: a node's broker waits for a quorum of controllers.
+        std::thread::scope(|s| {
+            let started: Vec<_> = q.nodes.iter().map(|k| s.spawn(|| k.start())).collect();
+            started.into_iter().try_for_each(|h| h.join().map_err(|_| anyhow!("starting a broker panicked"))?)
+        })?;
+        q.wait_for_brokers(n, Duration::from_secs(90))?;
+        Ok(q)
+    }
+
+    /// Every broker's address, as clients bootstrap from.
+    pub fn brokers(&self) -> String {
+        self.nodes.iter().map(TestKafka::brokers).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits until the cluster's metadata lists `n` brokers.
+    pub fn wait_for_brokers(&self, n: usize, timeout: Duration) -> Result<()> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", self.brokers()).create()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = client.fetch_metadata(None, Duration::from_secs(5)).map(|m| m.brokers().len()).unwrap_or(0);
+            if seen >= n {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{seen} of {n} brokers in the cluster's metadata after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// For each partition of `topic`: (replicas, in-sync replicas).
+    pub fn replicas(&self, topic: &str) -> Result<Vec<(usize, usize)>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", self.brokers()).create()?;
+        let md = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| anyhow!("no topic {topic}"))?;
+        Ok(t.partitions().iter().map(|p| (p.replicas().len(), p.isr().len())).collect())
     }
 }
 
@@ -222,6 +323,7 @@ impl TestClickHouse {
             password: None,
             lz4: false,
             event_ttl_days: 0,
+            cluster: None,
         }
     }
 
@@ -523,11 +625,16 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(kafka: &TestKafka, clickhouse: &TestClickHouse, keys: &str) -> Self {
+        Self::on_brokers(&kafka.brokers(), clickhouse, keys)
+    }
+
+    /// Like [`Pipeline::new`], on the brokers at `brokers` (a [`TestKafkaQuorum`]'s).
+    pub fn on_brokers(brokers: &str, clickhouse: &TestClickHouse, keys: &str) -> Self {
         let topic = unique("events");
         let database = unique("e2e");
         let group = unique("group");
         let mut env = HashMap::new();
-        env.insert("CAIRN_KAFKA_BROKERS".into(), kafka.brokers());
+        env.insert("CAIRN_KAFKA_BROKERS".into(), brokers.to_string());
         env.insert("CAIRN_KAFKA_TOPIC".into(), topic.clone());
         env.insert("CAIRN_KAFKA_DEAD_LETTER_TOPIC".into(), format!("{topic}_dlq"));
         env.insert("CAIRN_KAFKA_TOPIC_PARTITIONS".into(), "4".into());

@@ -1,7 +1,9 @@
 //! The migration runner against the real ClickHouse engine: idempotent, recorded, refusing an
 //! applied migration that changed, and the retention TTL applied and removed.
 
-use cairn_common::clickhouse::{apply_event_ttl, client, migrate, migrate_with, Migration, MigrationError, MIGRATIONS};
+use cairn_common::clickhouse::{
+    apply_event_ttl, client, migrate, migrate_with, Migration, MigrationError, Topology, MIGRATIONS,
+};
 use cairn_e2e::{unique, TestClickHouse};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,21 +93,21 @@ async fn the_events_ttl_follows_configuration() {
     for table in ["events", "events_by_person", "event_changes"] {
         assert!(!create(table).await.contains(" TTL "));
     }
-    apply_event_ttl(&c, 30).await.unwrap();
+    apply_event_ttl(&c, &Topology::Single, 30).await.unwrap();
     for table in ["events", "events_by_person", "event_changes"] {
         assert!(create(table).await.contains("toIntervalDay(30)"), "{}", create(table).await);
     }
     assert!(create("event_changes").await.contains("TTL toDateTime(retain_until)"), "a version outlives its capture");
-    apply_event_ttl(&c, 30).await.unwrap();
-    apply_event_ttl(&c, 90).await.unwrap();
+    apply_event_ttl(&c, &Topology::Single, 30).await.unwrap();
+    apply_event_ttl(&c, &Topology::Single, 90).await.unwrap();
     for table in ["events", "events_by_person", "event_changes"] {
         assert!(create(table).await.contains("toIntervalDay(90)"));
     }
-    apply_event_ttl(&c, 0).await.unwrap();
+    apply_event_ttl(&c, &Topology::Single, 0).await.unwrap();
     for table in ["events", "events_by_person", "event_changes"] {
         assert!(!create(table).await.contains(" TTL "));
     }
-    apply_event_ttl(&c, 0).await.unwrap();
+    apply_event_ttl(&c, &Topology::Single, 0).await.unwrap();
 }
 
 /// `events_by_person` holds every event of `events`: those stored before its migration (copied
@@ -163,4 +165,89 @@ async fn the_stand_in_refuses_rows_that_a_server_refuses() {
     assert!(err.to_string().contains("469") && err.to_string().contains("VIOLATED_CONSTRAINT"), "{err}");
     db.insert_json("t", &[serde_json::json!({"a": "good"})]).await.unwrap();
     assert_eq!(db.scalar("SELECT count() FROM t").await.unwrap(), 1);
+}
+
+/// Cluster mode's schema (`CAIRN_CLICKHOUSE_CLUSTER`), as far as one engine can take it: every
+/// statement every migration renders for a cluster is parsed by ClickHouse's own parser
+/// (`EXPLAIN AST`, and `formatQuery` prints it back with its `ON CLUSTER` and engines); the local
+/// tables and views are created for real — Replicated engines with their Keeper paths, under the
+/// engine's in-process Keeper and the `{shard}`/`{replica}` macros — twice (idempotent). Not run
+/// here: `ON CLUSTER` itself (the engine has no distributed DDL), the Distributed tables (no native
+/// TCP port), and any write to a Replicated table (the engine does not run the replication
+/// threads, so its replicas stay read-only: the `ALTER`s and inserts are parsed, not executed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_schema_parses_and_its_replicated_tables_are_made_on_one_node() {
+    let ch = TestClickHouse::shared().unwrap();
+    let database = unique("cluster");
+    let db = ch.db(&database);
+    let cluster = Topology::Cluster("cairn".into());
+    let statements: Vec<String> =
+        MIGRATIONS.iter().flat_map(|m| cairn_common::clickhouse::rendered_statements(&cluster, m).unwrap()).collect();
+
+    let server = ch.db("default");
+    for st in &statements {
+        let ast = server.rows(&format!("EXPLAIN AST {st}")).await.unwrap_or_else(|e| panic!("{e}\n{st}"));
+        assert!(!ast.is_empty(), "{st}");
+        let printed = server
+            .rows(&format!("SELECT formatQuery('{}') AS q", st.replace('\\', "\\\\").replace('\'', "\\'")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{st}"));
+        let printed = printed[0]["q"].as_str().unwrap().to_string();
+        if !st.starts_with("INSERT") {
+            assert!(printed.contains("ON CLUSTER cairn"), "{printed}");
+        }
+    }
+    let creates = statements.iter().filter(|s| s.starts_with("CREATE TABLE")).count();
+    let distributed = statements.iter().filter(|s| s.contains("ENGINE = Distributed('cairn'")).count();
+    assert_eq!(creates, 2 * distributed, "each table: a Replicated local table and a Distributed table over it");
+    assert_eq!(distributed, cairn_common::clickhouse::SHARDING_KEYS.len());
+
+    // The local tables and views, on this one node (without ON CLUSTER), twice.
+    server.rows(&format!("CREATE DATABASE {database}")).await.unwrap();
+    let local: Vec<String> = statements
+        .iter()
+        .filter(|s| s.starts_with("CREATE") && !s.contains("ENGINE = Distributed"))
+        .map(|s| s.replace(" ON CLUSTER 'cairn'", ""))
+        .collect();
+    for round in 0..2 {
+        for st in &local {
+            db.rows(st).await.unwrap_or_else(|e| panic!("round {round}: {e}\n{st}"));
+        }
+    }
+    let replicas = db
+        .rows(
+            "SELECT table, zookeeper_path, replica_name FROM system.replicas WHERE database = currentDatabase() ORDER BY table",
+        )
+        .await
+        .unwrap();
+    let tables: Vec<&str> = replicas.iter().map(|r| r["table"].as_str().unwrap()).collect();
+    assert_eq!(
+        tables,
+        [
+            "distinct_id_activity_local",
+            "event_changes_local",
+            "events_by_person_local",
+            "events_local",
+            "events_received_local",
+            "person_overrides_local",
+            "person_property_ops_local"
+        ]
+    );
+    for r in &replicas {
+        assert_eq!(r["zookeeper_path"], format!("/clickhouse/tables/01/{database}/{}", r["table"].as_str().unwrap()));
+        assert_eq!(r["replica_name"], "replica-1");
+    }
+    let settings = db
+        .rows(
+            "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'events_local'",
+        )
+        .await
+        .unwrap();
+    assert!(settings[0]["create_table_query"].as_str().unwrap().contains("replicated_deduplication_window = 10000"));
+    let views = db
+        .scalar("SELECT count() FROM system.tables WHERE database = currentDatabase() AND engine = 'MaterializedView'")
+        .await
+        .unwrap();
+    assert_eq!(views, 4, "the views, on the local tables");
+    server.rows(&format!("DROP DATABASE {database} SYNC")).await.unwrap();
 }

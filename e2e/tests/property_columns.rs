@@ -73,10 +73,14 @@ async fn analyses_answer_the_same_with_property_columns() -> Result<()> {
     ch2.insert_json("events", first).await?;
     let client2 = cairn_common::clickhouse::client(&cfg2);
     let keys = vec!["browser".to_string(), "$pathname".to_string(), "it's".to_string()];
-    let report = cairn_common::clickhouse::ensure_property_columns(&client2, &keys).await?;
+    let report =
+        cairn_common::clickhouse::ensure_property_columns(&client2, &cairn_common::clickhouse::Topology::Single, &keys)
+            .await?;
     assert_eq!(report.added, vec!["browser", "$pathname"]);
     assert_eq!(report.refused, vec!["it's"]);
-    let again = cairn_common::clickhouse::ensure_property_columns(&client2, &keys).await?;
+    let again =
+        cairn_common::clickhouse::ensure_property_columns(&client2, &cairn_common::clickhouse::Topology::Single, &keys)
+            .await?;
     assert_eq!((again.added.len(), again.present.len()), (0, 2), "adding again is a no-op");
     ch2.insert_json("events", second).await?;
     // Database 1 (the setup's): the same rows, no columns.
@@ -227,7 +231,12 @@ async fn the_query_log_says_which_properties_statements_parse() -> Result<()> {
     assert_eq!(comment["properties"], json!(["browser"]), "{comment}");
 
     // Made a column, a property is no longer parsed (the service reads the columns every 30 s).
-    cairn_common::clickhouse::ensure_property_columns(&client, &["browser".to_string()]).await?;
+    cairn_common::clickhouse::ensure_property_columns(
+        &client,
+        &cairn_common::clickhouse::Topology::Single,
+        &["browser".to_string()],
+    )
+    .await?;
     let round = std::sync::atomic::AtomicUsize::new(10);
     cairn_e2e::wait_until("statements that no longer parse `browser`", Duration::from_secs(60), || async {
         // A new query each round (1 to 50 values), every 2 seconds.

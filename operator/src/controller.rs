@@ -416,6 +416,7 @@ fn clickhouse_config(ap: &AnalyticsPlatform, secrets: &Secrets) -> ClickHouseCon
         password: password.map(SecretString::from),
         lz4: false,
         event_ttl_days: ap.spec.event_ttl_days,
+        cluster: ap.spec.clickhouse.cluster.clone(),
     }
 }
 
@@ -594,12 +595,16 @@ async fn apply_managed(
         None => None,
     };
     report.note(put(children, m.service(ap)).await);
+    if let Some(Some((headless, pdb))) = report.built(m.quorum_parts(ap)) {
+        report.note(children.apply(&headless).await);
+        report.note(children.apply(&pdb).await);
+    }
     if let Some(sts) = applied {
         let st = sts.status.clone().unwrap_or_default();
         let generation_seen = st.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0);
         let revision_current = st.update_revision.is_none() || st.current_revision == st.update_revision;
         status.ready_replicas = st.ready_replicas.unwrap_or(0);
-        status.rolled_out = generation_seen && revision_current && status.ready_replicas >= 1;
+        status.rolled_out = generation_seen && revision_current && status.ready_replicas >= m.replicas();
         status.storage = crate::resources::managed::claimed_storage(&sts)
             .or_else(|| Some(format!("emptyDir (limit {EMPTY_DIR_DATA_LIMIT})")).filter(|_| m.storage().is_none()));
     }
@@ -1011,7 +1016,12 @@ async fn reconcile_clickhouse(
         // Copies of stored data are deferred: they run apart (backfills.rs), never in here.
         let status = migrate_deferring_backfills(cfg).await?;
         let ch = clickhouse_client(cfg);
-        apply_event_ttl(&ch, cfg.event_ttl_days).await?;
+        apply_event_ttl(
+            &ch,
+            &cairn_common::clickhouse::Topology::from_cluster(cfg.cluster.as_deref()),
+            cfg.event_ttl_days,
+        )
+        .await?;
         claims::register(cfg, claim)
             .await
             .map_err(|source| MigrationError::ClickHouse { doing: "registering the platform", source })?;
@@ -1053,9 +1063,13 @@ async fn reconcile_clickhouse(
         let property_columns = match if pressure.is_some() {
             Err(format!("new property columns wait: {}", pressure.as_deref().unwrap_or("disk pressure")))
         } else {
-            cairn_common::clickhouse::ensure_property_columns(&ch, &keys)
-                .await
-                .map_err(|e| format!("cannot add property columns: {e}"))
+            cairn_common::clickhouse::ensure_property_columns(
+                &ch,
+                &cairn_common::clickhouse::Topology::from_cluster(ap.spec.clickhouse.cluster.as_deref()),
+                &keys,
+            )
+            .await
+            .map_err(|e| format!("cannot add property columns: {e}"))
         } {
             Ok(report) => {
                 let running = cairn_common::clickhouse::property_backfills_running(&ch).await.unwrap_or(0);
@@ -1185,7 +1199,7 @@ async fn reconcile_clickhouse(
         Ok(Err(e)) => {
             let reason = match &e {
                 MigrationError::ChecksumMismatch { .. } | MigrationError::DatabaseNewer { .. } => "SchemaConflict",
-                MigrationError::Statement { .. } => "MigrationFailed",
+                MigrationError::Statement { .. } | MigrationError::Cluster { .. } => "MigrationFailed",
                 MigrationError::ClickHouse { .. } => "ClickHouseUnreachable",
             };
             (
@@ -1368,6 +1382,10 @@ async fn apply_platform(ap: &AnalyticsPlatform, ctx: &Context) -> Result<Action,
         let name = child_name(ap, component);
         report.note(children.delete::<StatefulSet>(&name).await);
         report.note(children.delete::<Service>(&name).await);
+        if *component == "kafka" {
+            report.note(children.delete::<Service>(&crate::resources::managed::kafka_brokers_service(ap)).await);
+            report.note(children.delete::<PodDisruptionBudget>(&name).await);
+        }
     }
     if report.not_leader {
         return Err(Error::NotLeader);

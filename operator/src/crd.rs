@@ -165,10 +165,13 @@ pub struct AutoscalingSpec {
     pub scale_down_stabilization_seconds: Option<i64>,
 }
 
-/// Kafka: an existing cluster, or a single-node broker the operator runs (development only).
+/// Kafka: an existing cluster, or brokers the operator runs (one for development, a quorum of
+/// three or more for production, `managed.replicas`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.external) != has(self.managed)").message("set exactly one of kafka.external and kafka.managed"))]
+#[x_kube(validation = Rule::new("!has(self.managed) || !has(self.managed.replicas) || self.managed.replicas == 1 || (self.managed.replicas >= 3 && self.managed.replicas % 2 == 1)").message("kafka.managed.replicas must be 1, or an odd number of at least 3 (a controller quorum)"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.managed) || !has(self.managed) || (has(self.managed.replicas) ? self.managed.replicas : 1) == (has(oldSelf.managed.replicas) ? oldSelf.managed.replicas : 1)").message("kafka.managed.replicas is fixed when the brokers are created (a controller quorum's voters are): run a new platform to change it"))]
 pub struct KafkaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalKafka>,
@@ -265,6 +268,9 @@ fn default_retention_hours() -> i64 {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.external) != has(self.managed)").message("set exactly one of clickhouse.external and clickhouse.managed"))]
+#[x_kube(validation = Rule::new("!has(self.managed) || !has(self.managed.replicas) || self.managed.replicas == 1").message("clickhouse.managed runs one server: a cluster is external (clickhouse.external with clickhouse.cluster)"))]
+#[x_kube(validation = Rule::new("!has(self.cluster) || has(self.external)").message("clickhouse.cluster names a cluster of external servers (clickhouse.managed runs one server)"))]
+#[x_kube(validation = Rule::new("(has(self.cluster) ? self.cluster : '') == (has(oldSelf.cluster) ? oldSelf.cluster : '')").message("clickhouse.cluster is fixed once the schema exists: tables cannot move between one server and a cluster in place"))]
 pub struct ClickHouseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalClickHouse>,
@@ -273,6 +279,15 @@ pub struct ClickHouseSpec {
     /// Database (default `cairn`).
     #[serde(default = "default_database")]
     pub database: String,
+    /// A cluster of the external servers (a name in their `remote_servers`, with the `{shard}`
+    /// and `{replica}` macros and ClickHouse Keeper configured): the schema is created
+    /// `ON CLUSTER`, each table as a Replicated local table (`<table>_local`) under a
+    /// `Distributed` table sharded by the hash of the distinct id, so that a person's events stay
+    /// on one shard. Unset for one server, and for ClickHouse Cloud (whose SharedMergeTree
+    /// replicates the single-node schema by itself). Fixed once the schema exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    pub cluster: Option<String>,
     /// Days ClickHouse keeps its own logs (`system.query_log`, `trace_log`, `part_log`, … and
     /// the copies an upgrade leaves, `query_log_0`, …): the operator sets this TTL on each
     /// (default 7 for a managed ClickHouse; 0, leaving them alone, for an external server, whose
@@ -347,6 +362,7 @@ pub struct ExternalClickHouse {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.urlSecretRef) != has(self.managed)").message("set exactly one of postgres.urlSecretRef and postgres.managed"))]
+#[x_kube(validation = Rule::new("!has(self.managed) || !has(self.managed.replicas) || self.managed.replicas == 1").message("postgres.managed runs one server"))]
 pub struct PostgresSpec {
     /// A Secret whose `url` key holds a postgres:// URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,10 +371,18 @@ pub struct PostgresSpec {
     pub managed: Option<ManagedService>,
 }
 
-/// A dependency the operator runs itself, as one pod with a volume. For development and trials.
+/// A dependency the operator runs itself, as pods with volumes: Kafka as one broker or a quorum,
+/// ClickHouse and PostgreSQL as one server (for development and trials).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedService {
+    /// Kafka only: how many brokers, each a combined broker and KRaft controller (default 1).
+    /// Three or more (odd) make a quorum that survives one broker's loss: Kafka's own topics and
+    /// new topics get a replication factor of 3 and `min.insync.replicas` 2, the brokers spread
+    /// over nodes and zones, and a PodDisruptionBudget lets one go at a time. Fixed at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Size of the data volume, e.g. `10Gi`; without it the data lives in an emptyDir (at most

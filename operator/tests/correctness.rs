@@ -658,6 +658,7 @@ async fn a_long_backfill_runs_apart_from_reconciles_once_and_survives_a_restart(
         password: None,
         lz4: false,
         event_ttl_days: 0,
+        cluster: None,
     };
     migrate_with(&cfg, &MIGRATIONS[..1]).await.unwrap();
     let db = env.ch.db(&database);

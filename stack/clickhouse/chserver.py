@@ -30,6 +30,11 @@ crate) talk to it exactly as they talk to a real ClickHouse server in production
 * ``system.query_log``, as a ClickHouse server keeps it by default (the engine alone keeps none):
   the engine is started with a configuration that turns it on (``<data>.config.xml``), so
   statements' ``log_comment`` and durations are there to read, as Cairn's operator reads them.
+* Replicated tables can be created (engine arguments, macros, Keeper paths checked): the same
+  configuration gives the engine the in-process Keeper stand-in and the ``{shard}``/``{replica}``
+  macros of one replica of one shard. They cannot be written: the engine does not run the
+  replication threads, so a replica stays read-only. Not ``ON CLUSTER`` (no distributed DDL) and
+  not ``Distributed`` tables (no native TCP port to reach).
 * Errors as HTTP 500 (401 for authentication) with ``X-ClickHouse-Exception-Code`` and ClickHouse's
   ``Code: N. DB::Exception: ...`` text.
 
@@ -55,7 +60,12 @@ from urllib.parse import parse_qsl, urlsplit
 import chdb.session
 
 # The engine's configuration: the query log a ClickHouse server keeps by default (flushed every
-# 7.5 seconds, every statement logged), which the engine alone does not keep.
+# 7.5 seconds, every statement logged), which the engine alone does not keep; and the in-process
+# Keeper stand-in (ClickHouse's test keeper) with the `{shard}`/`{replica}` macros of one replica of
+# one shard, so that Replicated tables (cluster mode's local tables) can be created here (not
+# written: the engine runs no replication threads, and its replicas stay read-only).
+# ON CLUSTER and Distributed tables cannot: the engine has no distributed DDL queue and no native
+# TCP port for a Distributed table to reach.
 ENGINE_CONFIG = """<clickhouse>
   <query_log>
     <database>system</database>
@@ -63,6 +73,8 @@ ENGINE_CONFIG = """<clickhouse>
     <flush_interval_milliseconds>7500</flush_interval_milliseconds>
   </query_log>
   <profiles><default><log_queries>1</log_queries></default></profiles>
+  <zookeeper><implementation>testkeeper</implementation></zookeeper>
+  <macros><shard>01</shard><replica>replica-1</replica></macros>
 </clickhouse>
 """
 

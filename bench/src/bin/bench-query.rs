@@ -92,6 +92,7 @@ async fn main() -> Result<()> {
         password: None,
         lz4: false,
         event_ttl_days: 0,
+        cluster: None,
     };
     cairn_common::clickhouse::migrate(&ch_cfg).await?;
 
@@ -119,7 +120,12 @@ async fn main() -> Result<()> {
     if !columns.is_empty() {
         let started = Instant::now();
         let client = cairn_common::clickhouse::client(&ch_cfg);
-        let report = cairn_common::clickhouse::ensure_property_columns(&client, &columns).await?;
+        let report = cairn_common::clickhouse::ensure_property_columns(
+            &client,
+            &cairn_common::clickhouse::Topology::Single,
+            &columns,
+        )
+        .await?;
         while cairn_common::clickhouse::property_backfills_running(&client).await? > 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -256,6 +262,23 @@ async fn main() -> Result<()> {
             ms(s50) - ms(d50)
         );
     }
+    // For the capacity model (bench/results/query.json, docs/CAPACITY.md).
+    let results = std::env::var("RESULTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| cairn_e2e::repo_root().join(".stack/bench/query.json"));
+    let analyses: Vec<Value> = figures
+        .iter()
+        .map(|f| {
+            json!({"name": f.name, "service_p50_ms": ms(percentile(&f.service, 0.5)), "in_process_p50_ms": ms(percentile(&f.direct, 0.5))})
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let out = json!({"machine": machine(), "cores": cores, "events": total, "events_queried": total - total / 10, "runs": runs, "analyses": analyses});
+    if let Some(dir) = results.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&results, serde_json::to_string_pretty(&out)? + "\n")?;
+    println!("\nwritten to {}", results.display());
     if env_or("RESOLUTION", 1) == 1 {
         resolution(&ch, &database, a.project_id, runs).await?;
     }

@@ -56,6 +56,9 @@ pub fn config_map(ap: &AnalyticsPlatform) -> Result<ConfigMap, BuildError> {
         catalogue::EVENT_TTL_DAYS.name: ap.spec.event_ttl_days.to_string(),
         catalogue::LOG_FORMAT.name: "json",
     });
+    if let Some(c) = &ap.spec.clickhouse.cluster {
+        data[catalogue::CLICKHOUSE_CLUSTER.name] = json!(c);
+    }
     if let Some(p) = ap.spec.kafka.external.as_ref().and_then(|e| e.security_protocol.clone()) {
         data[catalogue::KAFKA_SECURITY_PROTOCOL.name] = json!(p);
     }

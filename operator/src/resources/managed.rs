@@ -1,10 +1,19 @@
-//! Dependencies the operator runs itself when the spec asks for `managed` (development and
-//! trials): a single-node Kafka in KRaft mode, a ClickHouse server and PostgreSQL, each a
-//! one-replica StatefulSet with a Service. Production points `external` at real clusters.
+//! Dependencies the operator runs itself when the spec asks for `managed`: Kafka in KRaft mode as
+//! one broker (development and trials) or a quorum of three or more combined broker-controllers,
+//! a ClickHouse server and PostgreSQL (one-replica StatefulSets), each with a Service. ClickHouse
+//! and PostgreSQL past one node are `external`.
+//!
+//! A Kafka quorum (`managed.replicas` ≥ 3): the brokers find each other through a headless Service
+//! (`<platform>-kafka-brokers`, which also publishes not-yet-ready pods: the controllers must meet
+//! before any broker is ready), each takes its node id from its pod index, and the static voter
+//! set names every pod. Kafka's own topics and new topics get RF 3 and `min.insync.replicas` 2; the
+//! pods prefer distinct nodes and zones; a PodDisruptionBudget lets one go at a time, which keeps
+//! both the controller majority and two in-sync replicas of every partition.
 
 use cairn_common::config::catalogue;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
@@ -34,6 +43,60 @@ pub fn managed_kafka_bootstrap(ap: &AnalyticsPlatform) -> String {
     format!("{}:9092", service_host(ap, "kafka"))
 }
 
+/// How many brokers the managed Kafka runs (1 unless `replicas` says more).
+pub fn managed_kafka_brokers(ap: &AnalyticsPlatform) -> i32 {
+    ap.spec.kafka.managed.as_ref().and_then(|m| m.replicas).unwrap_or(1).max(1)
+}
+
+/// The headless Service a quorum's brokers find each other through.
+pub fn kafka_brokers_service(ap: &AnalyticsPlatform) -> String {
+    child_name(ap, "kafka-brokers")
+}
+
+/// The KRaft cluster id of a managed quorum: the platform's uid as Kafka writes ids (its 16 bytes
+/// in URL-safe base64 without padding), the same for every broker and every reconcile.
+pub fn kafka_cluster_id(ap: &AnalyticsPlatform) -> Result<String, BuildError> {
+    use base64::Engine;
+    let unbuildable =
+        |reason: String| BuildError::Unbuildable { kind: "StatefulSet", name: child_name(ap, "kafka"), reason };
+    let uid = ap.uid().ok_or_else(|| unbuildable("the platform has no uid yet".into()))?;
+    let id = uuid::Uuid::parse_str(&uid).map_err(|e| unbuildable(format!("the platform's uid {uid}: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes()))
+}
+
+/// The environment of a quorum's brokers: the node id from the pod's index, the address each
+/// advertises (its own pod name under the headless Service), the static voter set, one cluster
+/// id, and RF 3 / `min.insync.replicas` 2 for Kafka's own topics and new topics.
+fn kafka_quorum_env(ap: &AnalyticsPlatform, brokers: i32) -> Result<Vec<Value>, BuildError> {
+    let ns = ap.namespace().unwrap_or_else(|| "default".into());
+    let (sts, headless) = (child_name(ap, "kafka"), kafka_brokers_service(ap));
+    let voters = (0..brokers).map(|i| format!("{i}@{sts}-{i}.{headless}.{ns}.svc:9093")).collect::<Vec<_>>().join(",");
+    let rf = brokers.min(3);
+    Ok(vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        // The StatefulSet controller labels each pod with its index (Kubernetes 1.28 and later).
+        json!({"name": "KAFKA_NODE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}),
+        json!({"name": "CLUSTER_ID", "value": kafka_cluster_id(ap)?}),
+        json!({"name": "KAFKA_PROCESS_ROLES", "value": "broker,controller"}),
+        json!({"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092,CONTROLLER://:9093"}),
+        json!({"name": "KAFKA_ADVERTISED_LISTENERS", "value": format!("PLAINTEXT://$(POD_NAME).{headless}.{ns}.svc:9092")}),
+        json!({"name": "KAFKA_CONTROLLER_LISTENER_NAMES", "value": "CONTROLLER"}),
+        json!({"name": "KAFKA_INTER_BROKER_LISTENER_NAME", "value": "PLAINTEXT"}),
+        json!({"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"}),
+        json!({"name": "KAFKA_CONTROLLER_QUORUM_VOTERS", "value": voters}),
+        json!({"name": "KAFKA_DEFAULT_REPLICATION_FACTOR", "value": rf.to_string()}),
+        json!({"name": "KAFKA_MIN_INSYNC_REPLICAS", "value": (rf - 1).to_string()}),
+        json!({"name": "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "value": rf.to_string()}),
+        json!({"name": "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "value": rf.to_string()}),
+        json!({"name": "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "value": (rf - 1).to_string()}),
+        json!({"name": "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "value": rf.to_string()}),
+        json!({"name": "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "value": (rf - 1).to_string()}),
+        // A replica that came back takes leadership of its partitions again, so leaders stay
+        // spread over the brokers after a restart.
+        json!({"name": "KAFKA_AUTO_LEADER_REBALANCE_ENABLE", "value": "true"}),
+    ])
+}
+
 pub fn managed_clickhouse_url(ap: &AnalyticsPlatform) -> String {
     format!("http://{}:8123", service_host(ap, "clickhouse"))
 }
@@ -54,6 +117,8 @@ pub fn managed_postgres_url_env(ap: &AnalyticsPlatform) -> Vec<Value> {
 pub struct Managed<'a> {
     pub component: &'static str,
     spec: &'a ManagedService,
+    /// Pods: 1, or a Kafka quorum's brokers.
+    replicas: i32,
     image: &'static str,
     port: (&'static str, i32),
     data_path: &'static str,
@@ -180,6 +245,41 @@ impl Managed<'_> {
         service(ap, self.component, self.port)
     }
 
+    /// A quorum's headless Service and PodDisruptionBudget (None for one pod).
+    pub fn quorum_parts(&self, ap: &AnalyticsPlatform) -> Result<Option<(Service, PodDisruptionBudget)>, BuildError> {
+        if self.replicas <= 1 {
+            return Ok(None);
+        }
+        let headless = build(
+            "Service",
+            json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": child_meta(ap, kafka_brokers_service(ap), self.component),
+                "spec": {
+                    "clusterIP": "None",
+                    "publishNotReadyAddresses": true,
+                    "selector": selector_labels(ap, self.component),
+                    "ports": [{"name": "kafka", "port": 9092, "targetPort": 9092}, {"name": "controller", "port": 9093, "targetPort": 9093}]
+                }
+            }),
+        )?;
+        let pdb = build(
+            "PodDisruptionBudget",
+            json!({
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": child_meta(ap, self.name(ap), self.component),
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(ap, self.component)}}
+            }),
+        )?;
+        Ok(Some((headless, pdb)))
+    }
+
+    pub fn replicas(&self) -> i32 {
+        self.replicas
+    }
+
     pub fn name(&self, ap: &AnalyticsPlatform) -> String {
         child_name(ap, self.component)
     }
@@ -237,7 +337,7 @@ fn statefulset(
     }
     let mut spec = json!({
         "serviceName": name,
-        "replicas": 1,
+        "replicas": m.replicas,
         "selector": {"matchLabels": selector_labels(ap, m.component)},
         "template": {
             "metadata": {"labels": super::labels(ap, m.component)},
@@ -249,6 +349,19 @@ fn statefulset(
             }
         }
     });
+    if m.replicas > 1 {
+        // A quorum: pods named under the headless Service, started together (a broker is ready
+        // only once a majority of controllers is up, so one at a time would never get there),
+        // spread over nodes and then zones where the cluster allows.
+        spec["serviceName"] = json!(kafka_brokers_service(ap));
+        spec["podManagementPolicy"] = json!("Parallel");
+        let term = |key: &str, weight: i32| json!({"weight": weight, "podAffinityTerm": {"topologyKey": key, "labelSelector": {"matchLabels": selector_labels(ap, m.component)}}});
+        spec["template"]["spec"]["affinity"] = json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            term("kubernetes.io/hostname", 100), term("topology.kubernetes.io/zone", 50)
+        ]}});
+        spec["template"]["spec"]["containers"][0]["ports"] =
+            json!([{"name": m.port.0, "containerPort": m.port.1}, {"name": "controller", "containerPort": 9093}]);
+    }
     if let Some(claims) = volume_claims {
         spec["volumeClaimTemplates"] = json!(claims);
         // The deletion policy, for the data of a dependency the platform runs: Delete removes the
@@ -292,13 +405,21 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Result<Vec<Managed<'_>>, 
     if let Some(spec) = &ap.spec.kafka.managed {
         let host = service_host(ap, "kafka");
         let resources = resources_of(ap, "kafka", spec.resources.as_ref())?.unwrap_or_else(kafka_default_resources);
-        let m = Managed {
-            component: "kafka",
-            spec,
-            image: KAFKA_IMAGE,
-            port: ("kafka", 9092),
-            data_path: "/var/lib/kafka/data",
-            env: vec![
+        let brokers = managed_kafka_brokers(ap);
+        let common = vec![
+            json!({"name": "KAFKA_AUTO_CREATE_TOPICS_ENABLE", "value": "false"}),
+            json!({"name": "KAFKA_LOG_DIRS", "value": "/var/lib/kafka/data"}),
+            json!({"name": "KAFKA_HEAP_OPTS", "value": kafka_heap_opts(Some(&resources))}),
+            // Compaction here is __consumer_offsets only: the cleaner's default 128 MB dedupe
+            // buffer would hold a quarter of the heap for good (fuller young GCs, marking).
+            json!({"name": "KAFKA_LOG_CLEANER_DEDUPE_BUFFER_SIZE", "value": "16777216"}),
+        ];
+        let env = if brokers > 1 {
+            let mut env = kafka_quorum_env(ap, brokers)?;
+            env.extend(common);
+            env
+        } else {
+            let mut env = vec![
                 json!({"name": "KAFKA_NODE_ID", "value": "1"}),
                 json!({"name": "KAFKA_PROCESS_ROLES", "value": "broker,controller"}),
                 json!({"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092,CONTROLLER://:9093"}),
@@ -309,13 +430,18 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Result<Vec<Managed<'_>>, 
                 json!({"name": "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "value": "1"}),
                 json!({"name": "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "value": "1"}),
                 json!({"name": "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "value": "1"}),
-                json!({"name": "KAFKA_AUTO_CREATE_TOPICS_ENABLE", "value": "false"}),
-                json!({"name": "KAFKA_LOG_DIRS", "value": "/var/lib/kafka/data"}),
-                json!({"name": "KAFKA_HEAP_OPTS", "value": kafka_heap_opts(Some(&resources))}),
-                // Compaction here is __consumer_offsets only: the cleaner's default 128 MB dedupe
-                // buffer would hold a quarter of the heap for good (fuller young GCs, marking).
-                json!({"name": "KAFKA_LOG_CLEANER_DEDUPE_BUFFER_SIZE", "value": "16777216"}),
-            ],
+            ];
+            env.extend(common);
+            env
+        };
+        let m = Managed {
+            component: "kafka",
+            spec,
+            replicas: brokers,
+            image: KAFKA_IMAGE,
+            port: ("kafka", 9092),
+            data_path: "/var/lib/kafka/data",
+            env,
             args: None,
             run_as: 1000,
             resources,
@@ -326,6 +452,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Result<Vec<Managed<'_>>, 
         let m = Managed {
             component: "clickhouse",
             spec,
+            replicas: 1,
             image: CLICKHOUSE_IMAGE,
             port: ("http", 8123),
             data_path: "/var/lib/clickhouse",
@@ -344,6 +471,7 @@ pub fn managed_dependencies(ap: &AnalyticsPlatform) -> Result<Vec<Managed<'_>>, 
         let m = Managed {
             component: "postgres",
             spec,
+            replicas: 1,
             image: POSTGRES_IMAGE,
             port: ("postgres", 5432),
             data_path: "/var/lib/postgresql/data",
@@ -399,6 +527,82 @@ mod tests {
         assert!(ch.spec.as_ref().unwrap().volume_claim_templates.is_none(), "no storage: emptyDir");
         let volumes = ch.spec.as_ref().unwrap().template.spec.as_ref().unwrap().volumes.clone().unwrap();
         assert!(volumes.iter().all(|v| v.empty_dir.as_ref().unwrap().size_limit.is_some()), "emptyDirs are bounded");
+    }
+
+    #[test]
+    fn a_managed_kafka_quorum_names_its_voters_replicates_three_times_and_lets_one_go() {
+        let mut ap = platform();
+        ap.metadata.uid = Some("6f1c1f5e-8d1c-4c53-9a8e-2f0f3b7f9a11".into());
+        ap.spec.kafka.external = None;
+        ap.spec.kafka.managed =
+            Some(ManagedService { replicas: Some(3), storage: Some("20Gi".into()), ..Default::default() });
+        let deps = managed_dependencies(&ap).unwrap();
+        let sts = deps[0].statefulset(&ap, None).unwrap();
+        let spec = sts.spec.clone().unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("demo-kafka-brokers"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"), "the controllers must meet to be ready");
+        let pod = spec.template.spec.clone().unwrap();
+        let anti = pod
+            .affinity
+            .unwrap()
+            .pod_anti_affinity
+            .unwrap()
+            .preferred_during_scheduling_ignored_during_execution
+            .unwrap();
+        let keys: Vec<&str> = anti.iter().map(|t| t.pod_affinity_term.topology_key.as_str()).collect();
+        assert_eq!(keys, ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]);
+        let env = pod.containers[0].env.clone().unwrap();
+        let var = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+        let ns = ap.namespace().unwrap_or_else(|| "default".into());
+        assert_eq!(
+            var("KAFKA_CONTROLLER_QUORUM_VOTERS").unwrap(),
+            format!(
+                "0@demo-kafka-0.demo-kafka-brokers.{ns}.svc:9093,1@demo-kafka-1.demo-kafka-brokers.{ns}.svc:9093,\
+                 2@demo-kafka-2.demo-kafka-brokers.{ns}.svc:9093"
+            )
+        );
+        assert_eq!(
+            var("KAFKA_ADVERTISED_LISTENERS").unwrap(),
+            format!("PLAINTEXT://$(POD_NAME).demo-kafka-brokers.{ns}.svc:9092"),
+            "each broker advertises its own pod"
+        );
+        let node_id = env.iter().find(|e| e.name == "KAFKA_NODE_ID").and_then(|e| e.value_from.clone()).unwrap();
+        assert_eq!(node_id.field_ref.unwrap().field_path, "metadata.labels['apps.kubernetes.io/pod-index']");
+        let pod_name_at = env.iter().position(|e| e.name == "POD_NAME").unwrap();
+        let advertised_at = env.iter().position(|e| e.name == "KAFKA_ADVERTISED_LISTENERS").unwrap();
+        assert!(pod_name_at < advertised_at, "$(POD_NAME) is expanded only from variables defined before it");
+        assert_eq!(
+            var("CLUSTER_ID").as_deref(),
+            Some("bxwfXo0cTFOaji8PO3-aEQ"),
+            "the uid's bytes, as Kafka writes ids"
+        );
+        for (name, value) in [
+            ("KAFKA_DEFAULT_REPLICATION_FACTOR", "3"),
+            ("KAFKA_MIN_INSYNC_REPLICAS", "2"),
+            ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "3"),
+            ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "2"),
+        ] {
+            assert_eq!(var(name).as_deref(), Some(value), "{name}");
+        }
+        let (headless, pdb) = deps[0].quorum_parts(&ap).unwrap().expect("a quorum has a headless Service and a PDB");
+        let hs = headless.spec.unwrap();
+        assert_eq!(hs.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(hs.publish_not_ready_addresses, Some(true));
+        assert_eq!(headless.metadata.name.as_deref(), Some("demo-kafka-brokers"));
+        assert_eq!(
+            pdb.spec.unwrap().max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)),
+            "one broker at a time: two of three keep the controller majority and min.insync.replicas"
+        );
+
+        // One broker: as before (no quorum parts, its own Service name, ordered start).
+        ap.spec.kafka.managed = Some(ManagedService::default());
+        let deps = managed_dependencies(&ap).unwrap();
+        assert!(deps[0].quorum_parts(&ap).unwrap().is_none());
+        let spec = deps[0].statefulset(&ap, None).unwrap().spec.unwrap();
+        assert_eq!((spec.replicas, spec.service_name.as_deref()), (Some(1), Some("demo-kafka")));
+        assert!(spec.pod_management_policy.is_none(), "immutable: an existing broker's StatefulSet keeps it");
     }
 
     fn built(ap: &AnalyticsPlatform) -> Vec<(StatefulSet, Service)> {

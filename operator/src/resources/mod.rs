@@ -31,6 +31,8 @@ pub enum BuildError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("cannot build {kind} {name}: {reason}")]
+    Unbuildable { kind: &'static str, name: String, reason: String },
 }
 
 /// A typed object from its JSON form.

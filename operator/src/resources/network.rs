@@ -225,7 +225,15 @@ pub fn network_policies(
         )
     };
     if kafka_managed {
-        out.push(dependency("kafka", &["capture", "consumer", "query"], 9092, true)?);
+        let mut kafka = dependency("kafka", &["capture", "consumer", "query"], 9092, true)?;
+        if crate::resources::managed::managed_kafka_brokers(ap) > 1 {
+            // A quorum's brokers replicate (9092) and elect their controllers (9093) among themselves.
+            let peers = build("NetworkPolicy", json!({"from": [pods(ap, &["kafka"])], "ports": tcp(&[9092, 9093])}))?;
+            if let Some(ingress) = kafka.spec.as_mut().and_then(|s| s.ingress.as_mut()) {
+                ingress.push(peers);
+            }
+        }
+        out.push(kafka);
     }
     if ch_managed {
         out.push(dependency("clickhouse", &["consumer", "query"], 8123, true)?);

@@ -70,7 +70,7 @@ pub async fn run(cfg: CaptureConfig) -> Result<(), Box<dyn std::error::Error>> {
         let topic = DesiredTopic {
             name: cfg.kafka.topic.clone(),
             partitions: cfg.topic_partitions,
-            replication: Replication::Fixed(1),
+            replication: Replication::AtMost(3),
             refuse_shrink: false,
         };
         ensure_topics_in_background(cfg.kafka.clone(), vec![topic], shutdown.clone());

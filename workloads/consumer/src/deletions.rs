@@ -79,6 +79,8 @@ impl DeletionMetrics {
 pub struct DeletionWorker {
     pub pool: PgPool,
     pub clickhouse: clickhouse::Client,
+    /// On a cluster, rows are deleted from the local tables of every shard (`ON CLUSTER`).
+    pub topology: cairn_common::clickhouse::Topology,
     pub metrics: std::sync::Arc<DeletionMetrics>,
     pub heartbeat: Heartbeat,
     pub retry: Backoff,
@@ -230,7 +232,8 @@ impl DeletionWorker {
         condition: &str,
         bind: impl FnOnce(clickhouse::query::Query) -> clickhouse::query::Query,
     ) -> Result<(), DeletionError> {
-        let statement = bind(self.clickhouse.query(&format!("DELETE FROM {table} WHERE {condition}")))
+        let (stored_in, on_cluster) = (self.topology.storage_table(table), self.topology.on_cluster());
+        let statement = bind(self.clickhouse.query(&format!("DELETE FROM {stored_in}{on_cluster} WHERE {condition}")))
             .with_setting("lightweight_deletes_sync", "2")
             .execute();
         // A delete on a large table takes a while: the loop is alive while it runs (liveness

@@ -17,7 +17,9 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, ensure_property_columns, migrate};
+use cairn_common::clickhouse::{
+    apply_event_ttl, client as clickhouse_client, ensure_property_columns, migrate, Topology,
+};
 use cairn_common::kafka::topics::{DesiredTopic, Replication};
 use cairn_common::kafka::{client_config, ensure_topics_in_background, probe_topic};
 use cairn_common::telemetry::{admin_router, spawn_probe, Health};
@@ -63,7 +65,7 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
         let spec = |name: &str| DesiredTopic {
             name: name.to_string(),
             partitions: cfg.topic_partitions,
-            replication: Replication::Fixed(1),
+            replication: Replication::AtMost(3),
             refuse_shrink: false,
         };
         ensure_topics_in_background(
@@ -95,6 +97,7 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
         let worker = deletions::DeletionWorker {
             pool: pool.clone(),
             clickhouse: ch.clone(),
+            topology: Topology::from_cluster(cfg.clickhouse.cluster.as_deref()),
             metrics: deletion_metrics,
             heartbeat: health.liveness("person deletions", cfg.liveness_deadline),
             retry: Backoff::new(cfg.retry_initial, cfg.retry_max),
@@ -179,6 +182,9 @@ fn events_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // Incremental rebalances: a consumer joining or leaving moves only the partitions that
+        // change owner; the others keep being consumed (eager rebalancing stops every member).
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
         .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 3).max(100).to_string())
         .set("max.poll.interval.ms", cfg.max_poll_interval.as_millis().to_string())
@@ -199,13 +205,14 @@ async fn migrate_until_done(
     stop: &CancellationToken,
 ) -> bool {
     let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
+    let topology = Topology::from_cluster(cfg.clickhouse.cluster.as_deref());
     loop {
         let result = match migrate(&cfg.clickhouse).await {
-            Ok(status) => apply_event_ttl(ch, cfg.clickhouse.event_ttl_days).await.map(|()| status),
+            Ok(status) => apply_event_ttl(ch, &topology, cfg.clickhouse.event_ttl_days).await.map(|()| status),
             Err(e) => Err(e),
         };
         let result = match result {
-            Ok(status) => match ensure_property_columns(ch, &cfg.property_columns).await {
+            Ok(status) => match ensure_property_columns(ch, &topology, &cfg.property_columns).await {
                 Ok(report) => {
                     if !report.added.is_empty() {
                         tracing::info!(added = ?report.added, "event properties made columns; older rows backfill in the background");

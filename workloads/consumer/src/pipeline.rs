@@ -40,10 +40,15 @@ impl ClientContext for ConsumerHealthContext {
 }
 
 impl ConsumerContext for ConsumerHealthContext {
-    fn post_rebalance(&self, _base: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, base: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let protocol = match base.rebalance_protocol() {
+            rdkafka::consumer::RebalanceProtocol::Cooperative => "cooperative",
+            rdkafka::consumer::RebalanceProtocol::Eager => "eager",
+            rdkafka::consumer::RebalanceProtocol::None => "none",
+        };
         match rebalance {
-            Rebalance::Assign(tpl) => tracing::info!(partitions = %describe(tpl), "partitions assigned"),
-            Rebalance::Revoke(tpl) => tracing::info!(partitions = %describe(tpl), "partitions revoked"),
+            Rebalance::Assign(tpl) => tracing::info!(partitions = %describe(tpl), %protocol, "partitions assigned"),
+            Rebalance::Revoke(tpl) => tracing::info!(partitions = %describe(tpl), %protocol, "partitions revoked"),
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use super::cluster::Topology;
 use super::{server_client, EVENTS_BY_PERSON_TABLE, EVENTS_RECEIVED_TABLE, EVENTS_TABLE, EVENT_CHANGES_TABLE};
 use crate::config::ClickHouseConfig;
 
@@ -128,6 +129,13 @@ pub enum MigrationError {
     ChecksumMismatch { version: u32, name: String, applied: String, current: String },
     #[error("the database has migration {version}, newer than this binary knows ({known}); upgrade the binary")]
     DatabaseNewer { version: u32, known: u32 },
+    #[error("migration {version} ({name}) cannot be made on a cluster: {source}")]
+    Cluster {
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: super::cluster::ClusterDdlError,
+    },
 }
 
 /// The schema version after a run.
@@ -169,19 +177,22 @@ pub async fn migrate_with_backfills(
     migrations: &[Migration],
     backfills: Backfills,
 ) -> Result<SchemaStatus, MigrationError> {
+    let topology = Topology::from_cluster(cfg.cluster.as_deref());
+    let on_cluster = topology.on_cluster();
     let server = server_client(cfg);
     server
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {}", quote_identifier(&cfg.database)))
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", quote_identifier(&cfg.database)))
         .execute()
         .await
         .map_err(|source| MigrationError::ClickHouse { doing: "creating the database", source })?;
     let db = server.with_database(&cfg.database);
 
     db.query(&format!(
-        "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (\
+        "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}{on_cluster} (\
            version UInt32, name String, checksum String, \
            applied_at DateTime64(3, 'UTC') DEFAULT now64(3)\
-         ) ENGINE = ReplacingMergeTree ORDER BY version"
+         ) ENGINE = {} ORDER BY version",
+        bookkeeping_engine(&topology, MIGRATIONS_TABLE, "")
     ))
     .execute()
     .await
@@ -214,7 +225,7 @@ pub async fn migrate_with_backfills(
             }
             continue;
         }
-        for (idx, statement) in split_statements(m.sql).into_iter().enumerate() {
+        for (idx, statement) in rendered_statements(&topology, m)?.into_iter().enumerate() {
             if backfills == Backfills::Deferred && is_backfill(&statement) {
                 record_backfill(&db, cfg, m, idx as u32, &statement).await?;
                 continue;
@@ -238,12 +249,43 @@ pub async fn migrate_with_backfills(
     Ok(SchemaStatus { version: known, applied_now })
 }
 
-async fn ensure_backfills_table(db: &Client) -> Result<(), MigrationError> {
+/// A migration's statements as `topology` runs them, in order.
+pub fn rendered_statements(topology: &Topology, m: &Migration) -> Result<Vec<String>, MigrationError> {
+    let mut out = Vec::new();
+    for statement in split_statements(m.sql) {
+        let rendered = topology.render(&statement).map_err(|source| MigrationError::Cluster {
+            version: m.version,
+            name: m.name,
+            source,
+        })?;
+        out.extend(rendered);
+    }
+    Ok(out)
+}
+
+/// The engine of a runner's own table: on a cluster, one replicated table across every node
+/// (its Keeper path has no `{shard}`), so any node a runner reaches knows what was applied.
+fn bookkeeping_engine(topology: &Topology, table: &str, version_column: &str) -> String {
+    match topology {
+        Topology::Single if version_column.is_empty() => "ReplacingMergeTree".into(),
+        Topology::Single => format!("ReplacingMergeTree({version_column})"),
+        Topology::Cluster(_) => {
+            let extra = if version_column.is_empty() { String::new() } else { format!(", {version_column}") };
+            format!(
+                "ReplicatedReplacingMergeTree('/clickhouse/tables/cairn/{{database}}/{table}', '{{replica}}'{extra})"
+            )
+        }
+    }
+}
+
+async fn ensure_backfills_table(db: &Client, topology: &Topology) -> Result<(), MigrationError> {
     db.query(&format!(
-        "CREATE TABLE IF NOT EXISTS {BACKFILLS_TABLE} (\
+        "CREATE TABLE IF NOT EXISTS {BACKFILLS_TABLE}{} (\
            version UInt32, idx UInt32, name String, statement String, query_id String, \
            state LowCardinality(String), updated_at DateTime64(3, 'UTC') DEFAULT now64(3)\
-         ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (version, idx)"
+         ) ENGINE = {} ORDER BY (version, idx)",
+        topology.on_cluster(),
+        bookkeeping_engine(topology, BACKFILLS_TABLE, "updated_at")
     ))
     .execute()
     .await
@@ -257,7 +299,7 @@ async fn record_backfill(
     idx: u32,
     statement: &str,
 ) -> Result<(), MigrationError> {
-    ensure_backfills_table(db).await?;
+    ensure_backfills_table(db, &Topology::from_cluster(cfg.cluster.as_deref())).await?;
     let b = Backfill {
         version: m.version,
         idx,
@@ -345,7 +387,7 @@ pub async fn backfill_progress(client: &Client, query_id: &str) -> Result<Option
 /// Sets the events' retention, in `events`, in its copy `events_by_person` and in the changed
 /// versions `event_changes`: `days` > 0 keeps events that many days after their timestamp; 0
 /// removes the TTL. Idempotent.
-pub async fn apply_event_ttl(client: &Client, days: u32) -> Result<(), MigrationError> {
+pub async fn apply_event_ttl(client: &Client, topology: &Topology, days: u32) -> Result<(), MigrationError> {
     // Changed versions expire by the latest time their event ever had (`retain_until`), so a
     // version (a deletion above all) never expires before the captured row it replaces.
     for (table, column) in [
@@ -354,13 +396,22 @@ pub async fn apply_event_ttl(client: &Client, days: u32) -> Result<(), Migration
         (EVENT_CHANGES_TABLE, "retain_until"),
         (EVENTS_RECEIVED_TABLE, "received_at"),
     ] {
-        apply_table_ttl(client, table, column, days).await?;
+        apply_table_ttl(client, topology, table, column, days).await?;
     }
     tracing::info!(days, "set events retention");
     Ok(())
 }
 
-async fn apply_table_ttl(client: &Client, table: &str, column: &str, days: u32) -> Result<(), MigrationError> {
+async fn apply_table_ttl(
+    client: &Client,
+    topology: &Topology,
+    table: &str,
+    column: &str,
+    days: u32,
+) -> Result<(), MigrationError> {
+    // On a cluster the TTL is the local tables' (where the rows are), set on every node.
+    let (table, on_cluster) = (topology.storage_table(table), topology.on_cluster());
+    let table = table.as_str();
     let create: String = client
         .query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = ?")
         .bind(table)
@@ -373,12 +424,12 @@ async fn apply_table_ttl(client: &Client, table: &str, column: &str, days: u32) 
         if !has_ttl {
             return Ok(());
         }
-        format!("ALTER TABLE {table} REMOVE TTL")
+        format!("ALTER TABLE {table}{on_cluster} REMOVE TTL")
     } else {
         if has_ttl && create.contains(&wanted) {
             return Ok(());
         }
-        format!("ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({days})")
+        format!("ALTER TABLE {table}{on_cluster} MODIFY TTL toDateTime({column}) + toIntervalDay({days})")
     };
     client
         .query(&sql)
@@ -449,6 +500,43 @@ pub fn split_statements(sql: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every migration as cluster mode runs it, for the cluster `cairn`: the golden file
+    /// `schemas/clickhouse/cluster/cairn.sql` (run `make docs` after changing a migration or the
+    /// rendering; the e2e test clickhouse_schema.rs parses each statement with the engine).
+    pub fn cluster_golden() -> String {
+        let topology = Topology::Cluster("cairn".into());
+        let mut out = String::from(
+            "-- Generated from schemas/clickhouse/*.sql by workloads/common/src/clickhouse/cluster.rs\n\
+             -- (`make docs`): what the migrations run on a cluster named `cairn`, statement by statement.\n",
+        );
+        for m in MIGRATIONS {
+            out.push_str(&format!("\n-- {:04}_{}\n", m.version, m.name));
+            for statement in rendered_statements(&topology, m).unwrap() {
+                out.push_str(&statement);
+                out.push_str(";\n\n");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn checked_in_cluster_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/clickhouse/cluster/cairn.sql");
+        let generated = cluster_golden();
+        if std::env::var_os("CAIRN_WRITE_DOCS").is_some() {
+            std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+            std::fs::write(path, &generated).unwrap();
+            return;
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(on_disk == generated, "schemas/clickhouse/cluster/cairn.sql is stale: run `make docs`");
+        // Split back, it is the statements the runner sends.
+        let statements: Vec<String> = split_statements(&generated);
+        let expected: usize =
+            MIGRATIONS.iter().map(|m| rendered_statements(&Topology::Cluster("cairn".into()), m).unwrap().len()).sum();
+        assert_eq!(statements.len(), expected);
+    }
 
     #[test]
     fn migration_list_matches_the_schema_files() {

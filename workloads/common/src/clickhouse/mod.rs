@@ -2,6 +2,7 @@
 //! the schema migration runner (also used by the operator).
 
 mod changes;
+mod cluster;
 mod events;
 mod migrations;
 mod persons;
@@ -11,11 +12,12 @@ pub use changes::{
     merged_properties, ChangeError, ChangeOp, ChangeRecord, ChangeRow, ChangeSet, Skip, EVENT_CHANGES_TABLE,
     MAX_CHANGED_PROPERTIES_BYTES,
 };
+pub use cluster::{ClusterDdlError, Topology, LOCAL_SUFFIX, SHARDING_KEYS};
 pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_RECEIVED_TABLE, EVENTS_TABLE};
 pub use migrations::{
     apply_event_ttl, backfill_progress, is_backfill, migrate, migrate_deferring_backfills, migrate_with,
-    migrate_with_backfills, pending_backfills, quote_identifier, run_backfill, split_statements, Backfill, Backfills,
-    Migration, MigrationError, SchemaStatus, BACKFILLS_TABLE, MIGRATIONS,
+    migrate_with_backfills, pending_backfills, quote_identifier, rendered_statements, run_backfill, split_statements,
+    Backfill, Backfills, Migration, MigrationError, SchemaStatus, BACKFILLS_TABLE, MIGRATIONS,
 };
 pub use persons::{PersonOverrideRow, DISTINCT_ID_ACTIVITY_TABLE, PERSON_OVERRIDES_TABLE, PERSON_PROPERTY_OPS_TABLE};
 pub use property_columns::{
@@ -28,9 +30,20 @@ use crate::config::ClickHouseConfig;
 
 use crate::config::ExposeSecret;
 
-/// A client for the configured server and database.
+/// A client for the configured server and database. On a cluster: an insert (through a
+/// Distributed table) returns once the shards have stored it, not once it is queued on the node
+/// that took it (the consumer commits Kafka offsets only after that); and a subquery or join
+/// over another Distributed table runs on each shard against its local table
+/// (`distributed_product_mode = 'local'`), which is exact because every table is sharded by the
+/// same distinct-id hash (`cluster.rs`), instead of being refused as a double-distributed query.
 pub fn client(cfg: &ClickHouseConfig) -> clickhouse::Client {
-    server_client(cfg).with_database(&cfg.database)
+    let c = server_client(cfg).with_database(&cfg.database);
+    match cfg.cluster {
+        Some(_) => {
+            c.with_setting("distributed_foreground_insert", "1").with_setting("distributed_product_mode", "local")
+        }
+        None => c,
+    }
 }
 
 /// A client for the configured server, without a current database (for `CREATE DATABASE`).

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use super::cluster::Topology;
 use super::EVENTS_TABLE;
 
 /// The prefix of materialised property columns.
@@ -128,10 +129,16 @@ pub struct PropertyColumnsReport {
 /// Makes each of `keys` a column of the events table, where it is not one yet, and starts the
 /// backfill of the rows stored before (`MATERIALIZE COLUMN`, a background mutation: nothing
 /// waits for it, and reads are exact before it ends). Columns are never dropped here.
+///
+/// On a cluster the column is added to the local tables of every node and to the Distributed
+/// table, MATERIALIZED in both: an insert through the Distributed table leaves it out (the shard
+/// computes it), and a read asks the shards for the stored value.
 pub async fn ensure_property_columns(
     db: &Client,
+    topology: &Topology,
     keys: &[String],
 ) -> Result<PropertyColumnsReport, PropertyColumnError> {
+    let (stored_in, on_cluster) = (topology.storage_table(EVENTS_TABLE), topology.on_cluster());
     let existing = property_columns(db)
         .await
         .map_err(|source| PropertyColumnError::ClickHouse { doing: "reading the property columns".into(), source })?;
@@ -146,14 +153,22 @@ pub async fn ensure_property_columns(
             continue;
         };
         let column = column_name(key);
-        let add = format!(
-            "ALTER TABLE {EVENTS_TABLE} ADD COLUMN IF NOT EXISTS {column} LowCardinality(Nullable(String)) MATERIALIZED {expression} \
-             COMMENT '{COMMENT_PREFIX}{key}'"
-        );
-        db.query(&add).execute().await.map_err(|source| PropertyColumnError::ClickHouse {
-            doing: format!("adding the column of `{key}`"),
-            source,
-        })?;
+        let add = |table: &str| {
+            format!(
+                "ALTER TABLE {table}{on_cluster} ADD COLUMN IF NOT EXISTS {column} LowCardinality(Nullable(String)) \
+                 MATERIALIZED {expression} COMMENT '{COMMENT_PREFIX}{key}'"
+            )
+        };
+        let mut statements = vec![add(&stored_in)];
+        if stored_in != EVENTS_TABLE {
+            statements.push(add(EVENTS_TABLE));
+        }
+        for statement in statements {
+            db.query(&statement).execute().await.map_err(|source| PropertyColumnError::ClickHouse {
+                doing: format!("adding the column of `{key}`"),
+                source,
+            })?;
+        }
         report.added.push(key.clone());
     }
     if !report.added.is_empty() {
@@ -161,7 +176,7 @@ pub async fn ensure_property_columns(
         // the statement returns once the mutation is recorded.
         let columns: Vec<String> =
             report.added.iter().map(|k| format!("MATERIALIZE COLUMN {}", column_name(k))).collect();
-        db.query(&format!("ALTER TABLE {EVENTS_TABLE} {}", columns.join(", ")))
+        db.query(&format!("ALTER TABLE {stored_in}{on_cluster} {}", columns.join(", ")))
             .with_setting("mutations_sync", "0")
             .execute()
             .await

@@ -69,6 +69,7 @@ catalogue! {
     CLICKHOUSE_USER = s(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_USER", "default", "ClickHouse account (query gets a read-only one from the operator)");
     CLICKHOUSE_PASSWORD = unset(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_PASSWORD", "none", "its password").secret();
     CLICKHOUSE_COMPRESSION = s(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_COMPRESSION", "none", "`lz4` for a real ClickHouse server over a network");
+    CLICKHOUSE_CLUSTER = unset(Shared, CONSUMER_QUERY, "CAIRN_CLICKHOUSE_CLUSTER", "unset", "a cluster of the servers' `remote_servers`: the schema is made `ON CLUSTER`, each table a Replicated local table (`<table>_local`) under a Distributed table sharded by the distinct id's hash (docs/ARCHITECTURE.md); unset for one server or ClickHouse Cloud");
     EVENT_TTL_DAYS = s(Shared, CONSUMER_QUERY, "CAIRN_EVENT_TTL_DAYS", "0", "events retention, applied as the table's TTL; `0` keeps events forever");
     HTTP_MAX_CONNECTIONS = s(Shared, API, "CAIRN_HTTP_MAX_CONNECTIONS", "1024", "open connections per listener; beyond, the listener stops accepting until one closes");
     HTTP_HEADER_TIMEOUT_MS = s(Shared, API, "CAIRN_HTTP_HEADER_TIMEOUT_MS", "10000", "time to send a request's head, also while a kept-alive connection is idle: a silent or dribbling client is closed");

@@ -369,6 +369,8 @@ pub struct ClickHouseConfig {
     pub lz4: bool,
     /// `CAIRN_EVENT_TTL_DAYS`: how long events are kept; 0 keeps them forever.
     pub event_ttl_days: u32,
+    /// `CAIRN_CLICKHOUSE_CLUSTER`: the cluster the schema is made on (`clickhouse::Topology`).
+    pub cluster: Option<String>,
 }
 
 impl ClickHouseConfig {
@@ -387,6 +389,7 @@ impl ClickHouseConfig {
             password: CLICKHOUSE_PASSWORD.secret_value(env),
             lz4,
             event_ttl_days: EVENT_TTL_DAYS.parse(env)?,
+            cluster: CLICKHOUSE_CLUSTER.value(env),
         })
     }
 }

@@ -42,8 +42,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use thiserror::Error;
 
 /// Creates the topics that do not exist yet in the background (an existing topic is left as it
-/// is), each with `max.message.bytes` set to the shared record limit; retries with backoff until
-/// it succeeds or `stop` (Kafka may still be starting when a service starts).
+/// is), each with `max.message.bytes` set to the shared record limit and, for a replication factor
+/// `rf` above 1, `min.insync.replicas` = rf − 1 (with capture's acks=all an acknowledged event is on
+/// two brokers, and one broker may be down); retries with backoff until it succeeds or `stop`
+/// (Kafka may still be starting when a service starts).
 pub fn ensure_topics_in_background(
     cfg: KafkaConfig,
     topics: Vec<topics::DesiredTopic>,
@@ -53,7 +55,9 @@ pub fn ensure_topics_in_background(
         let mut backoff = crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let max_message = cfg.message_max_bytes.to_string();
         loop {
-            let settings = |_: &topics::DesiredTopic, _: i32| vec![("max.message.bytes", max_message.clone())];
+            let settings = |_: &topics::DesiredTopic, rf: i32| {
+                vec![("max.message.bytes", max_message.clone()), ("min.insync.replicas", (rf - 1).max(1).to_string())]
+            };
             match topics::converge(&cfg, &topics, topics::Converge::CreateMissing, settings).await {
                 Ok(_) => return,
                 Err(e) => tracing::warn!(error = %e, "cannot ensure Kafka topics yet"),
