@@ -19,7 +19,6 @@
 //! the load generator, the captures, the broker, the consumers and ClickHouse.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -27,33 +26,95 @@ use cairn_bench::{env_or, machine};
 use cairn_e2e::{wait_until, Pipeline, Service, TestClickHouse, TestKafka};
 use serde_json::{json, Value};
 
-fn body(batch: usize) -> Vec<u8> {
-    // The same event shape as bench-capture's: a page view with a few properties.
-    let event = |i: usize| {
-        json!({"event": "bench", "distinct_id": format!("user-{}", i % 1000),
-               "properties": {"$current_url": "https://example.com/pricing", "$browser": "Chrome", "plan": "pro", "n": i, "flag": true}})
+/// A body of `batch` events, as a web SDK sends them: page views, clicks and a few conversions
+/// from 10,000 users, with the properties a browser library sets (URL, referrer, browser, OS,
+/// screen, session, window and device ids, an insert id), drawn afresh for every request from the
+/// connection's own xorshift generator — so that the bytes per event in Kafka and ClickHouse are
+/// those of varied traffic, not of a few events repeated (which compress to almost nothing).
+/// About 700 bytes of JSON an event.
+fn body(state: &mut u64, batch: usize) -> Vec<u8> {
+    let mut next = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
     };
-    serde_json::to_vec(&json!({"api_key": "phc_bench", "batch": (0..batch).map(event).collect::<Vec<Value>>()}))
-        .unwrap_or_default()
+    let pick = |r: u64, items: &[&'static str]| items[(r % items.len() as u64) as usize];
+    let hex = |a: u64, b: u64| format!("{a:016x}{b:016x}");
+    {
+        {
+            let events: Vec<Value> = (0..batch)
+                .map(|_| {
+                    let user = next() % 10_000;
+                    let event = pick(
+                        next(),
+                        &["$pageview", "$pageview", "$pageview", "$pageview", "$autocapture", "$autocapture", "$pageleave", "signup", "add_to_cart", "purchase"],
+                    );
+                    let path = format!(
+                        "/{}/{}",
+                        pick(next(), &["products", "blog", "docs", "pricing", "account", "cart", "search"]),
+                        next() % 300
+                    );
+                    let referrer = pick(next(), &["$direct", "https://www.google.com/", "https://news.ycombinator.com/", "https://twitter.com/", "https://www.bing.com/", "https://github.com/"]);
+                    let browser = pick(next(), &["Chrome", "Chrome", "Chrome", "Safari", "Firefox", "Edge"]);
+                    let os = pick(next(), &["Windows", "Mac OS X", "Linux", "iOS", "Android"]);
+                    let mobile = matches!(os, "iOS" | "Android");
+                    let (w, h) = if mobile { (390 + next() % 40, 844 + next() % 80) } else { (1280 + next() % 1280, 720 + next() % 720) };
+                    let mut props = json!({
+                        "$current_url": format!("https://shop.example.com{path}?ref={}", next() % 50),
+                        "$pathname": path,
+                        "$host": "shop.example.com",
+                        "$referrer": referrer,
+                        "$referring_domain": referrer.split('/').nth(2).unwrap_or("$direct"),
+                        "$browser": browser,
+                        "$browser_version": 100 + next() % 30,
+                        "$os": os,
+                        "$os_version": format!("{}.{}", 10 + next() % 8, next() % 10),
+                        "$device_type": if mobile { "Mobile" } else { "Desktop" },
+                        "$screen_width": w, "$screen_height": h,
+                        "$viewport_width": w - next() % 40, "$viewport_height": h - 80 - next() % 60,
+                        "$lib": "web", "$lib_version": "1.4.2",
+                        "$device_id": hex(user, 0xD00D),
+                        "$session_id": hex(user, next() % 4),
+                        "$window_id": hex(user, next() % 16),
+                        "$insert_id": format!("{:016x}", next()),
+                        "$time": 1_764_900_000.0 + (next() % 86_400_000) as f64 / 1000.0,
+                        "plan": pick(next(), &["free", "free", "pro", "team"]),
+                    });
+                    if event == "purchase" || event == "add_to_cart" {
+                        props["price"] = json!((next() % 20_000) as f64 / 100.0);
+                        props["currency"] = json!("USD");
+                        props["product_id"] = json!(format!("sku-{}", next() % 2_000));
+                    }
+                    if event == "$autocapture" {
+                        props["$event_type"] = json!("click");
+                        props["$el_text"] = json!(pick(next(), &["Add to cart", "Sign up", "Learn more", "Checkout", "Next"]));
+                    }
+                    json!({"event": event, "distinct_id": format!("user-{user}"), "properties": props})
+                })
+                .collect();
+            serde_json::to_vec(&json!({"api_key": "phc_bench", "batch": events})).unwrap_or_default()
+        }
+    }
 }
 
-/// Closed loop over several captures: returns the events acknowledged.
+/// Closed loop over several captures, each connection sending the bodies in turn: returns the
+/// events acknowledged and the requests that failed.
 async fn closed_loop(urls: &[String], batch: usize, concurrency: usize, duration: Duration) -> (u64, u64) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
-    let payload = Arc::new(body(batch));
     let deadline = Instant::now() + duration;
     let mut workers = Vec::new();
     for w in 0..concurrency {
         let http = http.clone();
         let url = format!("{}/batch", urls[w % urls.len()]);
-        let payload = Arc::clone(&payload);
         workers.push(tokio::spawn(async move {
             let (mut ok, mut errors) = (0u64, 0u64);
+            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((w as u64 + 1) << 32) ^ rand_seed();
             while Instant::now() < deadline {
                 let r = http
                     .post(&url)
                     .header("Content-Type", "application/json")
-                    .body(payload.as_ref().clone())
+                    .body(body(&mut rng, batch))
                     .send()
                     .await;
                 match r {
@@ -72,6 +133,11 @@ async fn closed_loop(urls: &[String], batch: usize, concurrency: usize, duration
         }
     }
     (ok * batch as u64, errors)
+}
+
+/// A seed that differs between runs (the clock), so two runs do not send the same events.
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
 }
 
 /// A process's CPU time so far (user + system, children included), from /proc (Linux).
@@ -122,6 +188,10 @@ async fn main() -> Result<()> {
     println!("starting a private Kafka broker and ClickHouse server ...");
     let kafka = TestKafka::dedicated("scale")?;
     let ch = TestClickHouse::dedicated("scale")?;
+    let mut sample_rng = 1u64;
+    let bytes: usize = (0..100).map(|_| body(&mut sample_rng, 50).len()).sum();
+    let json_bytes_per_event = bytes as f64 / (100.0 * 50.0);
+    println!("events: {json_bytes_per_event:.0} bytes of JSON each on average");
     let broker_pid = pid_file(kafka.dir.join("kafka.pid")).context("the broker's pid")?;
     let ch_pid = pid_file(ch.dir.join("chserver.pid")).context("ClickHouse's pid")?;
 
@@ -227,7 +297,13 @@ async fn main() -> Result<()> {
             f("clickhouse_bytes_per_event"),
         );
     }
-    let out = json!({"machine": machine, "seconds": seconds.as_secs(), "concurrency": concurrency, "runs": rows});
+    let out = json!({
+        "machine": machine,
+        "seconds": seconds.as_secs(),
+        "concurrency": concurrency,
+        "json_bytes_per_event": json_bytes_per_event,
+        "runs": rows
+    });
     if let Some(dir) = results.parent() {
         std::fs::create_dir_all(dir)?;
     }
