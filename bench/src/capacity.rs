@@ -172,9 +172,14 @@ pub fn plan(v: Volume, c: &Costs, q: &QueryCosts, a: &Assumptions) -> Plan {
     // Two replicas at least (one may be rolled or lost), one core each at most.
     let capture_replicas = (capture_cores.ceil() as u32).max(2);
     let consumer_cores = cores(c.consumer_us);
-    let consumer_replicas = (consumer_cores.ceil() as u32).max(1);
-    // Room for the autoscaler to triple the consumers for a backlog: partitions cap replicas.
-    let partitions = (consumer_replicas * 3).max(4).next_multiple_of(2);
+    // A consumer spends most of its time waiting for ClickHouse's inserts: its CPU is not its
+    // limit, its measured rate is (one process's, sized at the same share).
+    let one_consumer = c.consumer_eps.first().copied().unwrap_or(f64::INFINITY) * a.cpu_target;
+    let consumer_replicas = (consumer_cores.ceil() as u32).max((peak_eps / one_consumer).ceil() as u32).max(1);
+    // Room for the autoscaler to triple the consumers for a backlog (partitions cap replicas);
+    // a dozen from a team's size up, so that consumers can be added without growing the topic.
+    let floor = if v.events_per_day > 1e7 { 12 } else { 4 };
+    let partitions = (consumer_replicas * 3).max(floor).next_multiple_of(2);
 
     // One broker for a trial-sized team; a quorum of three, RF 3, from there.
     let (brokers, rf) = if v.events_per_day <= 1e7 { (1u32, 1u32) } else { (3, 3) };
@@ -307,8 +312,12 @@ pub fn render(c: &Costs, q: &QueryCosts, a: &Assumptions) -> String {
         format!("{} / {} ms", int(p.trend_one_node_ms), int(p.funnel_one_node_ms))
     });
     row(&mut out, "ClickHouse shards × replicas", &|p| format!("{} × {}", p.shards, p.replicas));
-    row(&mut out, "30-day trend over the shards, p50", &|p| {
-        format!("{} ms", int(p.trend_one_node_ms / f64::from(p.shards)))
+    row(&mut out, "30-day trend / funnel over the shards, p50", &|p| {
+        format!(
+            "{} / {} ms",
+            int(p.trend_one_node_ms / f64::from(p.shards)),
+            int(p.funnel_one_node_ms / f64::from(p.shards))
+        )
     });
     row(&mut out, "ClickHouse disk / memory per node", &|p| {
         format!("{} / {} GiB", gib(p.clickhouse_disk_per_node_gib), p.clickhouse_memory_per_node_gib)

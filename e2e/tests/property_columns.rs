@@ -156,7 +156,10 @@ async fn analyses_answer_the_same_with_property_columns() -> Result<()> {
 
     // The backfill ends; the answers stay the same.
     for _ in 0..100 {
-        if cairn_common::clickhouse::property_backfills_running(&client2).await? == 0 {
+        if cairn_common::clickhouse::property_backfills_running(&client2, &cairn_common::clickhouse::Topology::Single)
+            .await?
+            == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -211,14 +214,18 @@ async fn the_query_log_says_which_properties_statements_parse() -> Result<()> {
 
     let database = s.env.get("CAIRN_CLICKHOUSE_DATABASE").cloned().unwrap_or_default();
     let client = cairn_common::clickhouse::client(&TestClickHouse::shared()?.config(&database));
-    let usage = cairn_common::clickhouse::property_usage(&client, 1, 1, 10).await?;
+    let usage =
+        cairn_common::clickhouse::property_usage(&client, &cairn_common::clickhouse::Topology::Single, 1, 1, 10)
+            .await?;
     let queries = |key: &str| usage.iter().find(|u| u.key == key).map_or(0, |u| u.queries);
     assert!(queries("browser") >= 3, "{usage:?}");
     assert!(queries("$pathname") >= 1, "{usage:?}");
     assert_eq!(queries("it's"), 0, "a key that cannot be a column is not counted: {usage:?}");
     assert!(usage.iter().all(|u| u.duration_ms < 600_000), "{usage:?}");
     // At least three: `$pathname` (parsed once) is left out.
-    let often = cairn_common::clickhouse::property_usage(&client, 1, 3, 10).await?;
+    let often =
+        cairn_common::clickhouse::property_usage(&client, &cairn_common::clickhouse::Topology::Single, 1, 3, 10)
+            .await?;
     assert!(often.iter().any(|u| u.key == "browser") && often.iter().all(|u| u.key != "$pathname"), "{often:?}");
     // The job's statements carry its id next to the properties.
     let logged =

@@ -37,12 +37,16 @@ fn quote(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
 }
 
-async fn ensure_table(db: &clickhouse::Client) -> Result<(), clickhouse::error::Error> {
+/// On a cluster, one replicated table across every node (like the migration runner's own).
+async fn ensure_table(db: &clickhouse::Client, cfg: &ClickHouseConfig) -> Result<(), clickhouse::error::Error> {
+    let topology = cairn_common::clickhouse::Topology::from_cluster(cfg.cluster.as_deref());
     db.query(&format!(
-        "CREATE TABLE IF NOT EXISTS {TABLE} (\
+        "CREATE TABLE IF NOT EXISTS {TABLE}{} (\
            uid String, platform String, kafka String, topic String, released UInt8, \
            updated_at DateTime64(3, 'UTC') DEFAULT now64(3)\
-         ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY uid"
+         ) ENGINE = {} ORDER BY uid",
+        topology.on_cluster(),
+        cairn_common::clickhouse::bookkeeping_engine(&topology, TABLE, "updated_at")
     ))
     .execute()
     .await
@@ -56,7 +60,7 @@ fn database_client(cfg: &ClickHouseConfig) -> clickhouse::Client {
 /// recorded claim differs.
 pub async fn register(cfg: &ClickHouseConfig, claim: &Claim) -> Result<(), clickhouse::error::Error> {
     let db = database_client(cfg);
-    ensure_table(&db).await?;
+    ensure_table(&db, cfg).await?;
     let current: Option<OtherUser> = db
         .query(&format!("SELECT platform, kafka, topic FROM {TABLE} FINAL WHERE uid = ? AND released = 0"))
         .bind(&claim.uid)

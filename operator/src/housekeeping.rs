@@ -64,8 +64,13 @@ pub fn has_log_ttl(create_table_query: &str, days: u32) -> bool {
     create_table_query.contains(&format!("TTL event_date + toIntervalDay({days})"))
 }
 
-/// Gives every system log table a TTL of `days` days.
-pub async fn system_log_ttls(ch: &Client, days: u32) -> Result<SystemLogs, clickhouse::error::Error> {
+/// Gives every system log table a TTL of `days` days (on a cluster, on every node: the tables
+/// are those of the node `ch` reaches, which every node has alike).
+pub async fn system_log_ttls(
+    ch: &Client,
+    topology: &cairn_common::clickhouse::Topology,
+    days: u32,
+) -> Result<SystemLogs, clickhouse::error::Error> {
     let tables: Vec<TableDef> = ch.query(SYSTEM_LOGS).fetch_all().await?;
     let mut out = SystemLogs::default();
     for t in tables {
@@ -75,8 +80,9 @@ pub async fn system_log_ttls(ch: &Client, days: u32) -> Result<SystemLogs, click
         }
         // The name comes from system.tables and matched `[a-z_0-9]+_log(_n)?`; quoted all the same.
         let sql = format!(
-            "ALTER TABLE system.{} MODIFY TTL event_date + toIntervalDay({days})",
-            cairn_common::clickhouse::quote_identifier(&t.name)
+            "ALTER TABLE system.{}{} MODIFY TTL event_date + toIntervalDay({days})",
+            cairn_common::clickhouse::quote_identifier(&t.name),
+            topology.on_cluster()
         );
         match ch.query(&sql).execute().await {
             Ok(()) => {
@@ -96,10 +102,23 @@ struct DiskRow {
     total_space: u64,
 }
 
-/// The server's disks (those with a known size: object storage reports none).
-pub async fn disks(ch: &Client) -> Result<Vec<DiskStatus>, clickhouse::error::Error> {
-    let rows: Vec<DiskRow> =
-        ch.query("SELECT name, free_space, total_space FROM system.disks ORDER BY name").fetch_all().await?;
+/// The server's disks (those with a known size: object storage reports none); on a cluster,
+/// every node's, named `<host>:<disk>`.
+pub async fn disks(
+    ch: &Client,
+    topology: &cairn_common::clickhouse::Topology,
+) -> Result<Vec<DiskStatus>, clickhouse::error::Error> {
+    let name = match topology {
+        cairn_common::clickhouse::Topology::Single => "name",
+        cairn_common::clickhouse::Topology::Cluster(_) => "concat(hostName(), ':', name)",
+    };
+    let rows: Vec<DiskRow> = ch
+        .query(&format!(
+            "SELECT {name} AS name, free_space, total_space FROM {} ORDER BY name",
+            topology.system_table("disks")
+        ))
+        .fetch_all()
+        .await?;
     Ok(rows
         .into_iter()
         .filter(|d| d.total_space > 0)

@@ -111,7 +111,8 @@ impl UsageMemos {
             let existing = property_columns(ch).await?;
             // Enough candidates that those already columns or listed still leave `max` others.
             let limit = u64::from(max) + (existing.len() + configured.len()) as u64;
-            let usage = property_usage(ch, days, u64::from(min_queries), limit).await?;
+            let topology = cairn_common::clickhouse::Topology::from_cluster(ap.spec.clickhouse.cluster.as_deref());
+            let usage = property_usage(ch, &topology, days, u64::from(min_queries), limit).await?;
             Ok::<_, clickhouse::error::Error>((existing, usage))
         };
         // A time limit of its own: a query log too large to read in time is remembered as such

@@ -51,21 +51,27 @@ fn salted_hash(user: &str, password: &str) -> (String, String) {
     (hash, salt)
 }
 
-/// The statements that make `user` a read-only account on `database` with `password`.
-pub fn statements(user: &str, password: &str, database: &str) -> [String; 3] {
+/// The statements that make `user` a read-only account on `database` with `password`; on a
+/// cluster (`on_cluster`: ` ON CLUSTER '<name>'`, or empty) on every node, since a Distributed
+/// read runs on each shard as the same user.
+pub fn statements(user: &str, password: &str, database: &str, on_cluster: &str) -> [String; 3] {
     let (hash, salt) = salted_hash(user, password);
     let identified = format!("IDENTIFIED WITH sha256_hash BY '{hash}' SALT '{salt}' SETTINGS readonly = 2");
     [
-        format!("CREATE USER IF NOT EXISTS {} {identified}", quote(user)),
-        format!("ALTER USER {} {identified}", quote(user)),
-        format!("GRANT SELECT ON {}.* TO {}", quote(database), quote(user)),
+        format!("CREATE USER IF NOT EXISTS {}{on_cluster} {identified}", quote(user)),
+        format!("ALTER USER {}{on_cluster} {identified}", quote(user)),
+        format!("GRANT{on_cluster} SELECT ON {}.* TO {}", quote(database), quote(user)),
     ]
+}
+
+fn on_cluster(cfg: &ClickHouseConfig) -> String {
+    cairn_common::clickhouse::Topology::from_cluster(cfg.cluster.as_deref()).on_cluster()
 }
 
 /// Creates or updates the account; `cfg` is the platform's own (privileged) account.
 pub async fn ensure(cfg: &ClickHouseConfig, user: &str, password: &str) -> Result<(), clickhouse::error::Error> {
     let server = server_client(cfg);
-    for sql in statements(user, password, &cfg.database) {
+    for sql in statements(user, password, &cfg.database, &on_cluster(cfg)) {
         server.query(&sql).execute().await?;
     }
     Ok(())
@@ -73,7 +79,7 @@ pub async fn ensure(cfg: &ClickHouseConfig, user: &str, password: &str) -> Resul
 
 /// Drops the account (the platform is being deleted).
 pub async fn drop(cfg: &ClickHouseConfig, user: &str) -> Result<(), clickhouse::error::Error> {
-    server_client(cfg).query(&format!("DROP USER IF EXISTS {}", quote(user))).execute().await
+    server_client(cfg).query(&format!("DROP USER IF EXISTS {}{}", quote(user), on_cluster(cfg))).execute().await
 }
 
 #[cfg(test)]
@@ -82,10 +88,14 @@ mod tests {
 
     #[test]
     fn the_password_never_reaches_clickhouse_and_the_statements_are_stable() {
-        let a = statements("cairn_query.ns.demo", "s3cret-password", "cairn");
+        let a = statements("cairn_query.ns.demo", "s3cret-password", "cairn", "");
         assert!(a.iter().all(|s| !s.contains("s3cret-password")), "{a:?}");
-        assert_eq!(a, statements("cairn_query.ns.demo", "s3cret-password", "cairn"), "same input, same statements");
-        assert_ne!(a[1], statements("cairn_query.ns.demo", "rotated", "cairn")[1], "a new password changes the hash");
+        assert_eq!(a, statements("cairn_query.ns.demo", "s3cret-password", "cairn", ""), "same input, same statements");
+        assert_ne!(
+            a[1],
+            statements("cairn_query.ns.demo", "rotated", "cairn", "")[1],
+            "a new password changes the hash"
+        );
         assert_eq!(a[2], "GRANT SELECT ON `cairn`.* TO `cairn_query.ns.demo`");
         // ClickHouse checks sha256(password + salt) against the hash.
         let (hash, salt) = salted_hash("cairn_query.ns.demo", "s3cret-password");
@@ -95,7 +105,19 @@ mod tests {
 
     #[test]
     fn names_are_quoted() {
-        let s = statements("odd`user", "p", "db`x");
+        let s = statements("odd`user", "p", "db`x", "");
         assert_eq!(s[2], "GRANT SELECT ON `db``x`.* TO `odd``user`");
+    }
+
+    #[test]
+    fn on_a_cluster_the_account_is_made_on_every_node() {
+        let s = statements("u", "p", "cairn", " ON CLUSTER 'c'");
+        assert!(
+            s[0].starts_with("CREATE USER IF NOT EXISTS `u` ON CLUSTER 'c' IDENTIFIED WITH sha256_hash"),
+            "{}",
+            s[0]
+        );
+        assert!(s[1].starts_with("ALTER USER `u` ON CLUSTER 'c' IDENTIFIED"), "{}", s[1]);
+        assert_eq!(s[2], "GRANT ON CLUSTER 'c' SELECT ON `cairn`.* TO `u`");
     }
 }

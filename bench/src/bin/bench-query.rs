@@ -126,7 +126,10 @@ async fn main() -> Result<()> {
             &columns,
         )
         .await?;
-        while cairn_common::clickhouse::property_backfills_running(&client).await? > 0 {
+        while cairn_common::clickhouse::property_backfills_running(&client, &cairn_common::clickhouse::Topology::Single)
+            .await?
+            > 0
+        {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         println!(

@@ -48,18 +48,43 @@ fn body(state: &mut u64, batch: usize) -> Vec<u8> {
                     let user = next() % 10_000;
                     let event = pick(
                         next(),
-                        &["$pageview", "$pageview", "$pageview", "$pageview", "$autocapture", "$autocapture", "$pageleave", "signup", "add_to_cart", "purchase"],
+                        &[
+                            "$pageview",
+                            "$pageview",
+                            "$pageview",
+                            "$pageview",
+                            "$autocapture",
+                            "$autocapture",
+                            "$pageleave",
+                            "signup",
+                            "add_to_cart",
+                            "purchase",
+                        ],
                     );
                     let path = format!(
                         "/{}/{}",
                         pick(next(), &["products", "blog", "docs", "pricing", "account", "cart", "search"]),
                         next() % 300
                     );
-                    let referrer = pick(next(), &["$direct", "https://www.google.com/", "https://news.ycombinator.com/", "https://twitter.com/", "https://www.bing.com/", "https://github.com/"]);
+                    let referrer = pick(
+                        next(),
+                        &[
+                            "$direct",
+                            "https://www.google.com/",
+                            "https://news.ycombinator.com/",
+                            "https://twitter.com/",
+                            "https://www.bing.com/",
+                            "https://github.com/",
+                        ],
+                    );
                     let browser = pick(next(), &["Chrome", "Chrome", "Chrome", "Safari", "Firefox", "Edge"]);
                     let os = pick(next(), &["Windows", "Mac OS X", "Linux", "iOS", "Android"]);
                     let mobile = matches!(os, "iOS" | "Android");
-                    let (w, h) = if mobile { (390 + next() % 40, 844 + next() % 80) } else { (1280 + next() % 1280, 720 + next() % 720) };
+                    let (w, h) = if mobile {
+                        (390 + next() % 40, 844 + next() % 80)
+                    } else {
+                        (1280 + next() % 1280, 720 + next() % 720)
+                    };
                     let mut props = json!({
                         "$current_url": format!("https://shop.example.com{path}?ref={}", next() % 50),
                         "$pathname": path,
@@ -88,7 +113,8 @@ fn body(state: &mut u64, batch: usize) -> Vec<u8> {
                     }
                     if event == "$autocapture" {
                         props["$event_type"] = json!("click");
-                        props["$el_text"] = json!(pick(next(), &["Add to cart", "Sign up", "Learn more", "Checkout", "Next"]));
+                        props["$el_text"] =
+                            json!(pick(next(), &["Add to cart", "Sign up", "Learn more", "Checkout", "Next"]));
                     }
                     json!({"event": event, "distinct_id": format!("user-{user}"), "properties": props})
                 })
@@ -111,12 +137,8 @@ async fn closed_loop(urls: &[String], batch: usize, concurrency: usize, duration
             let (mut ok, mut errors) = (0u64, 0u64);
             let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((w as u64 + 1) << 32) ^ rand_seed();
             while Instant::now() < deadline {
-                let r = http
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .body(body(&mut rng, batch))
-                    .send()
-                    .await;
+                let r =
+                    http.post(&url).header("Content-Type", "application/json").body(body(&mut rng, batch)).send().await;
                 match r {
                     Ok(r) if r.status() == 200 => ok += 1,
                     _ => errors += 1,

@@ -87,6 +87,16 @@ impl Topology {
         }
     }
 
+    /// A system table of every node: `system.<table>` of the one server, or
+    /// `clusterAllReplicas('<cluster>', system.<table>)` — for what each node keeps of its own
+    /// (disks, query log, mutations of its local tables).
+    pub fn system_table(&self, table: &str) -> String {
+        match self {
+            Topology::Single => format!("system.{table}"),
+            Topology::Cluster(c) => format!("clusterAllReplicas({}, system.{table})", quote_string(c)),
+        }
+    }
+
     /// One migration statement as this topology runs it (one or more statements).
     pub fn render(&self, statement: &str) -> Result<Vec<String>, ClusterDdlError> {
         match self {
@@ -403,5 +413,7 @@ mod tests {
         assert_eq!(Topology::Cluster("it's".into()).on_cluster(), " ON CLUSTER 'it\\'s'");
         assert_eq!(Topology::from_cluster(Some(" ")), Topology::Single);
         assert_eq!(Topology::from_cluster(Some("c")).storage_table("events"), "events_local");
+        assert_eq!(Topology::from_cluster(Some("c")).system_table("disks"), "clusterAllReplicas('c', system.disks)");
+        assert_eq!(Topology::Single.system_table("disks"), "system.disks");
     }
 }

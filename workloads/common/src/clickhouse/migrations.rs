@@ -265,7 +265,7 @@ pub fn rendered_statements(topology: &Topology, m: &Migration) -> Result<Vec<Str
 
 /// The engine of a runner's own table: on a cluster, one replicated table across every node
 /// (its Keeper path has no `{shard}`), so any node a runner reaches knows what was applied.
-fn bookkeeping_engine(topology: &Topology, table: &str, version_column: &str) -> String {
+pub fn bookkeeping_engine(topology: &Topology, table: &str, version_column: &str) -> String {
     match topology {
         Topology::Single if version_column.is_empty() => "ReplacingMergeTree".into(),
         Topology::Single => format!("ReplacingMergeTree({version_column})"),

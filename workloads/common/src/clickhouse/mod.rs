@@ -15,9 +15,9 @@ pub use changes::{
 pub use cluster::{ClusterDdlError, Topology, LOCAL_SUFFIX, SHARDING_KEYS};
 pub use events::{EventRow, RecordError, EVENTS_BY_PERSON_TABLE, EVENTS_RECEIVED_TABLE, EVENTS_TABLE};
 pub use migrations::{
-    apply_event_ttl, backfill_progress, is_backfill, migrate, migrate_deferring_backfills, migrate_with,
-    migrate_with_backfills, pending_backfills, quote_identifier, rendered_statements, run_backfill, split_statements,
-    Backfill, Backfills, Migration, MigrationError, SchemaStatus, BACKFILLS_TABLE, MIGRATIONS,
+    apply_event_ttl, backfill_progress, bookkeeping_engine, is_backfill, migrate, migrate_deferring_backfills,
+    migrate_with, migrate_with_backfills, pending_backfills, quote_identifier, rendered_statements, run_backfill,
+    split_statements, Backfill, Backfills, Migration, MigrationError, SchemaStatus, BACKFILLS_TABLE, MIGRATIONS,
 };
 pub use persons::{PersonOverrideRow, DISTINCT_ID_ACTIVITY_TABLE, PERSON_OVERRIDES_TABLE, PERSON_PROPERTY_OPS_TABLE};
 pub use property_columns::{

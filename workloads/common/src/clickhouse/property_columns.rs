@@ -206,24 +206,32 @@ pub struct PropertyUsage {
 /// Statements that failed count too (a time limit hit is the cost a column saves most). Read
 /// from `system.query_log`: where
 /// the server keeps none, or this account may not read it, the error says so.
+///
+/// On a cluster, every node's query log (each logs the statements it received).
 pub async fn property_usage(
     db: &Client,
+    topology: &Topology,
     days: u32,
     min_queries: u64,
     limit: u64,
 ) -> Result<Vec<PropertyUsage>, clickhouse::error::Error> {
+    // The database by name: on a cluster the filter runs on every node, whose current database
+    // is not this client's.
+    let database: String = db.query("SELECT currentDatabase()").fetch_one().await?;
     let rows: Vec<PropertyUsage> = db
-        .query(
-            "SELECT key, count() AS queries, sum(query_duration_ms) AS duration_ms FROM system.query_log \
+        .query(&format!(
+            "SELECT key, count() AS queries, sum(query_duration_ms) AS duration_ms FROM {} \
              ARRAY JOIN JSONExtract(log_comment, 'properties', 'Array(String)') AS key \
              WHERE event_date >= today() - ? AND event_time >= now() - toIntervalDay(?) \
              AND type IN ('QueryFinish', 'ExceptionWhileProcessing') AND query_kind = 'Select' \
-             AND has(databases, currentDatabase()) \
-             AND startsWith(log_comment, '{') AND key != '' AND key NOT IN ? \
+             AND has(databases, ?) \
+             AND startsWith(log_comment, '{{') AND key != '' AND key NOT IN ? \
              GROUP BY key HAVING queries >= ? ORDER BY duration_ms DESC, queries DESC, key LIMIT ?",
-        )
+            topology.system_table("query_log")
+        ))
         .bind(days)
         .bind(days)
+        .bind(database.as_str())
         .bind(NEVER_CHOSEN)
         .bind(min_queries)
         .bind(limit)
@@ -239,13 +247,17 @@ pub async fn property_usage(
 pub const NEVER_CHOSEN: &[&str] =
     &["$session_id", "$window_id", "$insert_id", "$device_id", "$anon_distinct_id", "$user_id", "distinct_id", "token"];
 
-/// Backfills of property columns still running (`MATERIALIZE COLUMN` mutations not done).
-pub async fn property_backfills_running(db: &Client) -> Result<u64, clickhouse::error::Error> {
-    db.query(
-        "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = ? AND NOT is_done \
+/// Backfills of property columns still running (`MATERIALIZE COLUMN` mutations not done): on a
+/// cluster, of the local tables on every node.
+pub async fn property_backfills_running(db: &Client, topology: &Topology) -> Result<u64, clickhouse::error::Error> {
+    let database: String = db.query("SELECT currentDatabase()").fetch_one().await?;
+    db.query(&format!(
+        "SELECT count() FROM {} WHERE database = ? AND table = ? AND NOT is_done \
          AND position(command, 'MATERIALIZE COLUMN') > 0",
-    )
-    .bind(EVENTS_TABLE)
+        topology.system_table("mutations")
+    ))
+    .bind(database.as_str())
+    .bind(topology.storage_table(EVENTS_TABLE).as_str())
     .fetch_one()
     .await
 }
