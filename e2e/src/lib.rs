@@ -475,6 +475,38 @@ impl ChQuery {
     }
 }
 
+/// Waits until every acknowledged uuid (`acked`) is in ClickHouse's `events`, then asserts each
+/// is there exactly once as queries see it (FINAL) and nothing else is — except the events of
+/// requests that were refused (`refused`): a 503 means "not known to be durable", and some of
+/// its events may have been stored. Returns the rows stored before merging, copies included.
+pub async fn assert_exactly_once_allowing(
+    db: &ChQuery,
+    acked: &std::collections::HashSet<uuid::Uuid>,
+    refused: &std::collections::HashSet<uuid::Uuid>,
+    timeout: Duration,
+) -> u64 {
+    use std::collections::HashSet;
+    let want = acked.len() as u64;
+    let waited = wait_until("every acknowledged event in ClickHouse", timeout, || {
+        let db = db.clone();
+        async move { db.scalar("SELECT uniqExact(uuid) FROM events").await.unwrap_or(0) >= want }
+    })
+    .await;
+    let stored = db.rows("SELECT toString(uuid) AS u FROM events FINAL").await.expect("reading the stored events");
+    let stored: Vec<uuid::Uuid> =
+        stored.iter().map(|r| r["u"].as_str().and_then(|u| uuid::Uuid::parse_str(u).ok()).expect("a uuid")).collect();
+    let stored_set: HashSet<uuid::Uuid> = stored.iter().copied().collect();
+    let missing = acked.difference(&stored_set).count();
+    if let Err(e) = waited {
+        panic!("{e}: {missing} of {want} acknowledged events missing");
+    }
+    assert_eq!(missing, 0, "acknowledged events missing");
+    assert_eq!(stored.len(), stored_set.len(), "duplicates visible to queries (reading with FINAL)");
+    let unexpected = stored_set.iter().filter(|u| !acked.contains(u) && !refused.contains(u)).count();
+    assert_eq!(unexpected, 0, "rows that no request sent");
+    db.scalar("SELECT count() FROM events").await.expect("counting the stored rows")
+}
+
 /// Polls `check` every 200 ms until it returns true, or fails after `timeout`.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
 where

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use cairn_e2e::{wait_until, ChQuery, Pipeline, Service, TestClickHouse, TestKafka};
+use cairn_e2e::{assert_exactly_once_allowing, wait_until, ChQuery, Pipeline, Service, TestClickHouse, TestKafka};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -41,27 +41,7 @@ async fn send_batch(http: &reqwest::Client, capture: &Service, key: &str, n: usi
 /// Waits until every acknowledged uuid is in ClickHouse, then asserts each is there exactly once
 /// and nothing else is.
 async fn assert_exactly_once(db: &ChQuery, acked: &HashSet<Uuid>, timeout: Duration) {
-    assert_exactly_once_allowing(db, acked, &HashSet::new(), timeout).await
-}
-
-/// Like [`assert_exactly_once`], but the events of requests that were refused (`refused`) may be
-/// stored too: a 503 means "not known to be durable", and some of its events may have been.
-async fn assert_exactly_once_allowing(db: &ChQuery, acked: &HashSet<Uuid>, refused: &HashSet<Uuid>, timeout: Duration) {
-    let want = acked.len() as u64;
-    let waited = wait_until("every acknowledged event in ClickHouse", timeout, || {
-        let db = db.clone();
-        async move { db.scalar("SELECT uniqExact(uuid) FROM events").await.unwrap_or(0) >= want }
-    })
-    .await;
-    let stored = db.rows("SELECT toString(uuid) AS u FROM events FINAL").await.unwrap();
-    let stored: Vec<Uuid> = stored.iter().map(|r| Uuid::parse_str(r["u"].as_str().unwrap()).unwrap()).collect();
-    let stored_set: HashSet<Uuid> = stored.iter().copied().collect();
-    let missing = acked.difference(&stored_set).count();
-    waited.unwrap_or_else(|e| panic!("{e}: {missing} of {want} acknowledged events missing"));
-    assert_eq!(missing, 0, "acknowledged events missing");
-    assert_eq!(stored.len(), stored_set.len(), "duplicates visible to queries (reading with FINAL)");
-    let unexpected = stored_set.iter().filter(|u| !acked.contains(u) && !refused.contains(u)).count();
-    assert_eq!(unexpected, 0, "rows that no request sent");
+    assert_exactly_once_allowing(db, acked, &HashSet::new(), timeout).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_e2e::{wait_until, ChQuery, Pipeline, Service, TestClickHouse, TestKafka, TestKafkaQuorum};
+use cairn_e2e::{
+    assert_exactly_once_allowing, wait_until, ChQuery, Pipeline, Service, TestClickHouse, TestKafka, TestKafkaQuorum,
+};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
@@ -77,26 +79,9 @@ fn spawn_senders(
         .collect()
 }
 
-/// Waits until every acknowledged uuid is in ClickHouse, then asserts each is there exactly once
-/// as queries see it (FINAL) and nothing else is (a refused request's events may be). Returns the
-/// rows stored before merging, duplicates included.
+/// Every acknowledged event stored exactly once, as queries see it; the rows stored before merging.
 async fn assert_exactly_once(db: &ChQuery, sent: &Sent, timeout: Duration) -> u64 {
-    let want = sent.acked.len() as u64;
-    let waited = wait_until("every acknowledged event in ClickHouse", timeout, || {
-        let db = db.clone();
-        async move { db.scalar("SELECT uniqExact(uuid) FROM events").await.unwrap_or(0) >= want }
-    })
-    .await;
-    let stored = db.rows("SELECT toString(uuid) AS u FROM events FINAL").await.unwrap();
-    let stored: Vec<Uuid> = stored.iter().map(|r| Uuid::parse_str(r["u"].as_str().unwrap()).unwrap()).collect();
-    let stored_set: HashSet<Uuid> = stored.iter().copied().collect();
-    let missing = sent.acked.difference(&stored_set).count();
-    waited.unwrap_or_else(|e| panic!("{e}: {missing} of {want} acknowledged events missing"));
-    assert_eq!(missing, 0, "acknowledged events missing");
-    assert_eq!(stored.len(), stored_set.len(), "duplicates visible to queries (reading with FINAL)");
-    let unexpected = stored_set.iter().filter(|u| !sent.acked.contains(u) && !sent.refused.contains(u)).count();
-    assert_eq!(unexpected, 0, "rows that no request sent");
-    db.scalar("SELECT count() FROM events").await.unwrap()
+    assert_exactly_once_allowing(db, &sent.acked, &sent.refused, timeout).await
 }
 
 /// A topic's setting, as the cluster describes it.
