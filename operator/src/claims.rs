@@ -39,7 +39,7 @@ fn quote(s: &str) -> String {
 
 /// On a cluster, one replicated table across every node (like the migration runner's own).
 async fn ensure_table(db: &clickhouse::Client, cfg: &ClickHouseConfig) -> Result<(), clickhouse::error::Error> {
-    let topology = cairn_common::clickhouse::Topology::from_cluster(cfg.cluster.as_deref());
+    let topology = cfg.topology();
     db.query(&format!(
         "CREATE TABLE IF NOT EXISTS {TABLE}{} (\
            uid String, platform String, kafka String, topic String, released UInt8, \

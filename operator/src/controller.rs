@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, migrate_deferring_backfills, Topology};
+use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, migrate_deferring_backfills};
 use cairn_common::config::{ClickHouseConfig, ConfigError, KafkaConfig, SecretString, Source};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -1016,18 +1016,14 @@ async fn reconcile_clickhouse(
         // Copies of stored data are deferred: they run apart (backfills.rs), never in here.
         let status = migrate_deferring_backfills(cfg).await?;
         let ch = clickhouse_client(cfg);
-        apply_event_ttl(
-            &ch,
-            &cairn_common::clickhouse::Topology::from_cluster(cfg.cluster.as_deref()),
-            cfg.event_ttl_days,
-        )
-        .await?;
+        let topology = cfg.topology();
+        apply_event_ttl(&ch, &topology, cfg.event_ttl_days).await?;
         claims::register(cfg, claim)
             .await
             .map_err(|source| MigrationError::ClickHouse { doing: "registering the platform", source })?;
         // The disks first: under pressure, backfills wait.
         // Not readable (an account without access to system.disks): reported, not a failure.
-        let disks = match housekeeping::disks(&ch, &Topology::from_cluster(cfg.cluster.as_deref())).await {
+        let disks = match housekeeping::disks(&ch, &topology).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read ClickHouse's disks");
@@ -1046,7 +1042,7 @@ async fn reconcile_clickhouse(
         let system_logs = if log_days == 0 {
             "left as the server keeps them (systemLogTtlDays 0)".to_string()
         } else {
-            match housekeeping::system_log_ttls(&ch, &Topology::from_cluster(cfg.cluster.as_deref()), log_days).await {
+            match housekeeping::system_log_ttls(&ch, &topology, log_days).await {
                 Ok(logs) => logs.summary(log_days),
                 Err(e) => format!("cannot read the system log tables: {e}"),
             }
@@ -1063,21 +1059,12 @@ async fn reconcile_clickhouse(
         let property_columns = match if pressure.is_some() {
             Err(format!("new property columns wait: {}", pressure.as_deref().unwrap_or("disk pressure")))
         } else {
-            cairn_common::clickhouse::ensure_property_columns(
-                &ch,
-                &Topology::from_cluster(ap.spec.clickhouse.cluster.as_deref()),
-                &keys,
-            )
-            .await
-            .map_err(|e| format!("cannot add property columns: {e}"))
+            cairn_common::clickhouse::ensure_property_columns(&ch, &topology, &keys)
+                .await
+                .map_err(|e| format!("cannot add property columns: {e}"))
         } {
             Ok(report) => {
-                let running = cairn_common::clickhouse::property_backfills_running(
-                    &ch,
-                    &Topology::from_cluster(ap.spec.clickhouse.cluster.as_deref()),
-                )
-                .await
-                .unwrap_or(0);
+                let running = cairn_common::clickhouse::property_backfills_running(&ch, &topology).await.unwrap_or(0);
                 let mut text = format!("{} columns", report.added.len() + report.present.len());
                 if !report.added.is_empty() {
                     text.push_str(&format!(", added now: {}", report.added.join(", ")));

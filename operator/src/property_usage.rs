@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_common::clickhouse::{property_columns, property_usage, PropertyUsage};
+use cairn_common::clickhouse::{property_columns, property_usage, PropertyUsage, Topology};
 use kube::ResourceExt;
 
 use crate::crd::{AnalyticsPlatform, AutoPropertyColumns};
@@ -111,7 +111,7 @@ impl UsageMemos {
             let existing = property_columns(ch).await?;
             // Enough candidates that those already columns or listed still leave `max` others.
             let limit = u64::from(max) + (existing.len() + configured.len()) as u64;
-            let topology = cairn_common::clickhouse::Topology::from_cluster(ap.spec.clickhouse.cluster.as_deref());
+            let topology = Topology::from_cluster(ap.spec.clickhouse.cluster.as_deref());
             let usage = property_usage(ch, &topology, days, u64::from(min_queries), limit).await?;
             Ok::<_, clickhouse::error::Error>((existing, usage))
         };

@@ -65,7 +65,7 @@ pub fn statements(user: &str, password: &str, database: &str, on_cluster: &str) 
 }
 
 fn on_cluster(cfg: &ClickHouseConfig) -> String {
-    cairn_common::clickhouse::Topology::from_cluster(cfg.cluster.as_deref()).on_cluster()
+    cfg.topology().on_cluster()
 }
 
 /// Creates or updates the account; `cfg` is the platform's own (privileged) account.

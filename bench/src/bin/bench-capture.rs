@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use cairn_bench::{env_or, machine, percentile};
+use cairn_bench::{cpu_seconds, env_or, machine, percentile};
 use cairn_e2e::{wait_until, Pipeline, Service, TestClickHouse, TestKafka};
 use serde_json::{json, Value};
 
@@ -180,15 +180,6 @@ fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Strin
         Some((le, _)) if le.is_finite() => format!("≤ {} ms", le * 1000.0),
         _ => "over the largest bucket".into(),
     }
-}
-
-/// A process's CPU time so far (user + system), from /proc (Linux).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) end with ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 fn ms(d: Duration) -> String {

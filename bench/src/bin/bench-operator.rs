@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use cairn_bench::cpu_seconds;
 use cairn_e2e::{unique, wait_until, Service, TestClickHouse, TestKafka, TestKube};
 use cairn_operator::crd::AnalyticsPlatform;
 use kube::api::{Api, PostParams};
@@ -56,27 +57,13 @@ async fn ready_count(api: &Api<AnalyticsPlatform>) -> usize {
         .unwrap_or(0)
 }
 
-/// User + system CPU seconds the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may hold spaces) start at its closing parenthesis.
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some(rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?)
-        })
-        .unwrap_or(0.0);
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
-}
-
 /// Reconciles per minute and CPU (percent of one core) over `seconds` of idleness.
 async fn idle_rate(operator: &Service, pid: u32, seconds: u64) -> Result<(f64, f64)> {
     let before = operator.metric("cairn_operator_reconciles_total").await?;
-    let cpu = cpu_seconds(pid);
+    let cpu = cpu_seconds(pid).unwrap_or(0.0);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let after = operator.metric("cairn_operator_reconciles_total").await?;
-    let used = cpu_seconds(pid) - cpu;
+    let used = cpu_seconds(pid).unwrap_or(0.0) - cpu;
     Ok(((after - before) * 60.0 / seconds as f64, used * 100.0 / seconds as f64))
 }
 

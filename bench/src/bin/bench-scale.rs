@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cairn_bench::{env_or, machine};
+use cairn_bench::{cpu_seconds, env_or, machine};
 use cairn_e2e::{wait_until, Pipeline, Service, TestClickHouse, TestKafka};
 use serde_json::{json, Value};
 
@@ -160,14 +160,6 @@ async fn closed_loop(urls: &[String], batch: usize, concurrency: usize, duration
 /// A seed that differs between runs (the clock), so two runs do not send the same events.
 fn rand_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
-}
-
-/// A process's CPU time so far (user + system, children included), from /proc (Linux).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 fn pid_file(path: PathBuf) -> Option<u32> {

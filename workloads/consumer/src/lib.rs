@@ -17,9 +17,7 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_common::clickhouse::{
-    apply_event_ttl, client as clickhouse_client, ensure_property_columns, migrate, Topology,
-};
+use cairn_common::clickhouse::{apply_event_ttl, client as clickhouse_client, ensure_property_columns, migrate};
 use cairn_common::kafka::topics::{DesiredTopic, Replication};
 use cairn_common::kafka::{client_config, ensure_topics_in_background, probe_topic};
 use cairn_common::telemetry::{admin_router, spawn_probe, Health};
@@ -97,7 +95,7 @@ pub async fn run(cfg: ConsumerConfig) -> Result<(), Box<dyn std::error::Error>> 
         let worker = deletions::DeletionWorker {
             pool: pool.clone(),
             clickhouse: ch.clone(),
-            topology: Topology::from_cluster(cfg.clickhouse.cluster.as_deref()),
+            topology: cfg.clickhouse.topology(),
             metrics: deletion_metrics,
             heartbeat: health.liveness("person deletions", cfg.liveness_deadline),
             retry: Backoff::new(cfg.retry_initial, cfg.retry_max),
@@ -205,7 +203,7 @@ async fn migrate_until_done(
     stop: &CancellationToken,
 ) -> bool {
     let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
-    let topology = Topology::from_cluster(cfg.clickhouse.cluster.as_deref());
+    let topology = cfg.clickhouse.topology();
     loop {
         let result = match migrate(&cfg.clickhouse).await {
             Ok(status) => apply_event_ttl(ch, &topology, cfg.clickhouse.event_ttl_days).await.map(|()| status),

@@ -106,6 +106,13 @@ impl Topology {
     }
 }
 
+impl crate::config::ClickHouseConfig {
+    /// How this configuration's ClickHouse is laid out (`CAIRN_CLICKHOUSE_CLUSTER`).
+    pub fn topology(&self) -> Topology {
+        Topology::from_cluster(self.cluster.as_deref())
+    }
+}
+
 fn quote_string(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }

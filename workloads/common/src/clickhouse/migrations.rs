@@ -177,7 +177,7 @@ pub async fn migrate_with_backfills(
     migrations: &[Migration],
     backfills: Backfills,
 ) -> Result<SchemaStatus, MigrationError> {
-    let topology = Topology::from_cluster(cfg.cluster.as_deref());
+    let topology = cfg.topology();
     let on_cluster = topology.on_cluster();
     let server = server_client(cfg);
     server
@@ -299,7 +299,7 @@ async fn record_backfill(
     idx: u32,
     statement: &str,
 ) -> Result<(), MigrationError> {
-    ensure_backfills_table(db, &Topology::from_cluster(cfg.cluster.as_deref())).await?;
+    ensure_backfills_table(db, &cfg.topology()).await?;
     let b = Backfill {
         version: m.version,
         idx,

@@ -215,30 +215,46 @@ pub async fn property_usage(
     min_queries: u64,
     limit: u64,
 ) -> Result<Vec<PropertyUsage>, clickhouse::error::Error> {
-    // The database by name: on a cluster the filter runs on every node, whose current database
-    // is not this client's.
-    let database: String = db.query("SELECT currentDatabase()").fetch_one().await?;
-    let rows: Vec<PropertyUsage> = db
+    let database = database_by_name(db, topology).await?;
+    let mut query = db
         .query(&format!(
             "SELECT key, count() AS queries, sum(query_duration_ms) AS duration_ms FROM {} \
              ARRAY JOIN JSONExtract(log_comment, 'properties', 'Array(String)') AS key \
              WHERE event_date >= today() - ? AND event_time >= now() - toIntervalDay(?) \
              AND type IN ('QueryFinish', 'ExceptionWhileProcessing') AND query_kind = 'Select' \
-             AND has(databases, ?) \
+             AND has(databases, {}) \
              AND startsWith(log_comment, '{{') AND key != '' AND key NOT IN ? \
              GROUP BY key HAVING queries >= ? ORDER BY duration_ms DESC, queries DESC, key LIMIT ?",
-            topology.system_table("query_log")
+            topology.system_table("query_log"),
+            database_expression(&database)
         ))
         .bind(days)
-        .bind(days)
-        .bind(database.as_str())
-        .bind(NEVER_CHOSEN)
-        .bind(min_queries)
-        .bind(limit)
-        .fetch_all()
-        .await?;
+        .bind(days);
+    if let Some(name) = &database {
+        query = query.bind(name.as_str());
+    }
+    let rows: Vec<PropertyUsage> = query.bind(NEVER_CHOSEN).bind(min_queries).bind(limit).fetch_all().await?;
     // The query service names only keys that can be columns; a statement from elsewhere might not.
     Ok(rows.into_iter().filter(|r| materialisable(&r.key)).collect())
+}
+
+/// How a statement over `topology`'s system tables names this client's database: `None` on one
+/// server (the statement says `currentDatabase()`); on a cluster its name, read here (the filter
+/// runs on every node, whose current database is not this client's), bound as a parameter.
+async fn database_by_name(db: &Client, topology: &Topology) -> Result<Option<String>, clickhouse::error::Error> {
+    match topology {
+        Topology::Single => Ok(None),
+        Topology::Cluster(_) => db.query("SELECT currentDatabase()").fetch_one().await.map(Some),
+    }
+}
+
+/// The placeholder or expression for [`database_by_name`]'s answer.
+fn database_expression(database: &Option<String>) -> &'static str {
+    if database.is_some() {
+        "?"
+    } else {
+        "currentDatabase()"
+    }
 }
 
 /// Properties never chosen from usage: ids with a new value on nearly every event or session,
@@ -250,16 +266,17 @@ pub const NEVER_CHOSEN: &[&str] =
 /// Backfills of property columns still running (`MATERIALIZE COLUMN` mutations not done): on a
 /// cluster, of the local tables on every node.
 pub async fn property_backfills_running(db: &Client, topology: &Topology) -> Result<u64, clickhouse::error::Error> {
-    let database: String = db.query("SELECT currentDatabase()").fetch_one().await?;
-    db.query(&format!(
-        "SELECT count() FROM {} WHERE database = ? AND table = ? AND NOT is_done \
+    let database = database_by_name(db, topology).await?;
+    let mut query = db.query(&format!(
+        "SELECT count() FROM {} WHERE database = {} AND table = ? AND NOT is_done \
          AND position(command, 'MATERIALIZE COLUMN') > 0",
-        topology.system_table("mutations")
-    ))
-    .bind(database.as_str())
-    .bind(topology.storage_table(EVENTS_TABLE).as_str())
-    .fetch_one()
-    .await
+        topology.system_table("mutations"),
+        database_expression(&database)
+    ));
+    if let Some(name) = &database {
+        query = query.bind(name.as_str());
+    }
+    query.bind(topology.storage_table(EVENTS_TABLE).as_str()).fetch_one().await
 }
 
 #[cfg(test)]
